@@ -1,0 +1,46 @@
+"""Process-wide settings: the `INGEST_*` variables of the contract, read in one place.
+
+Nothing here is read at import time; call `get_settings()` when a value is needed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def local_data_dir() -> Path:
+    """The project's local data folder (git-ignored): SQLite files, spool, Dagster home."""
+    path = Path(os.environ.get("INGEST_LOCAL_DIR") or PROJECT_ROOT / ".local")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _default_database_url() -> str:
+    return f"sqlite:///{local_data_dir() / 'ingest.db'}"
+
+
+class Settings(BaseSettings):
+    """Settings shared by every process (webserver, daemon, runs, sidecar, CLI)."""
+
+    model_config = SettingsConfigDict(env_prefix="INGEST_", extra="ignore")
+
+    database_url: str = Field(default_factory=_default_database_url)
+    redis_url: str | None = None
+    dagster_url: str = "http://127.0.0.1:3000"
+
+    def dagster_home(self) -> Path:
+        return Path(os.environ.get("DAGSTER_HOME") or local_data_dir() / "dagster_home")
+
+
+def get_settings() -> Settings:
+    """Read the settings from the environment now (cheap; not cached so tests can change them)."""
+    settings = Settings()
+    if not settings.redis_url:
+        settings.redis_url = None
+    return settings
