@@ -13,13 +13,17 @@ _known_lock = threading.Lock()
 _known_pattern: re.Pattern[str] | None = None
 
 # scheme://user:password@host  -> scheme://user:***@host ; scheme://token@host -> scheme://***@host
-_URL_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<userinfo>[^/\s@:]*(?::[^/\s@]*)?)@")
+_URL_USERINFO = re.compile(
+    r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<userinfo>[^/\s@:]*(?::[^/\s@]*)?)@"
+)
 # key=value / key: value pairs whose key names a secret
 _SECRET_PAIRS = re.compile(
     r"(?i)(?P<key>\b(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|"
     r"auth|authorization|x-api-key|x-cg-pro-api-key|private[_-]?key|client[_-]?secret)"
     r"[\"']?\s*[=:]\s*[\"']?)(?:(?:bearer|basic|token)\s+)?(?P<value>[^\s&\"',;}]+)"
 )
+# Every key matched by _SECRET_PAIRS contains one of these: a cheap test before the regex.
+_PAIR_WORDS = ("pass", "pwd", "secret", "token", "key", "auth")
 
 
 def register_secret(value: str | None) -> None:
@@ -52,7 +56,10 @@ def redact(text: str) -> str:
         text = pattern.sub(MASK, text)
     if "@" in text:
         text = _URL_USERINFO.sub(_mask_userinfo, text)
-    return _SECRET_PAIRS.sub(lambda m: f"{m.group('key')}{MASK}", text)
+    lowered = text.lower()
+    if any(word in lowered for word in _PAIR_WORDS):
+        text = _SECRET_PAIRS.sub(lambda m: f"{m.group('key')}{MASK}", text)
+    return text
 
 
 def redact_url(url: str) -> str:
@@ -62,8 +69,9 @@ def redact_url(url: str) -> str:
     except ValueError:
         return redact(url)
     netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        user = userinfo.split(":", 1)[0] if ":" in userinfo else ""
-        netloc = f"{user}:{MASK}@{host}" if user else f"{MASK}@{host}"
+    if "@" not in netloc:
+        return redact(url)
+    userinfo, host = netloc.rsplit("@", 1)
+    user = userinfo.split(":", 1)[0] if ":" in userinfo else ""
+    netloc = f"{user}:{MASK}@{host}" if user else f"{MASK}@{host}"
     return redact(urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)))

@@ -1,0 +1,236 @@
+"""Every table of the contract, defined once. Migrations create them; code reads these objects.
+
+Data tables are keyed by their natural key (the upsert target). Control tables (`worker_config`,
+`worker_state`, `execution_log`, `dead_letter`) always live in `INGEST_DATABASE_URL`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Computed,
+    Date,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from ingestion_pipelines.storage.types import ExactDecimal, JsonValue, LongText, UtcDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# ---- data tables ---------------------------------------------------------------------------
+
+fund = Table(
+    "fund",
+    metadata,
+    Column("fund_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("code", String(64), nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("short_name", String(128)),
+    Column("asset_type", String(64)),
+    Column("issuer", String(512)),
+    Column("nav", ExactDecimal),
+    Column("nav_updated_at", UtcDateTime),
+    Column("first_issue_at", UtcDateTime),
+    Column("status", String(64)),
+)
+
+fund_nav = Table(
+    "fund_nav",
+    metadata,
+    Column("fund_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("nav_date", Date, primary_key=True),
+    Column("nav", ExactDecimal, nullable=False),
+)
+
+news_article = Table(
+    "news_article",
+    metadata,
+    # 700 characters keep the key under MySQL's 3072-byte index limit in utf8mb4.
+    Column("url", String(700), primary_key=True),
+    Column("source", String(64), nullable=False),
+    Column("feed_url", String(700)),
+    Column("title", String(1024), nullable=False),
+    Column("summary", Text),
+    Column("image_url", String(2048)),
+    Column("published_at", UtcDateTime, nullable=False),
+    Index(None, "source", "published_at"),
+)
+
+crypto_market_snapshot = Table(
+    "crypto_market_snapshot",
+    metadata,
+    Column("coin_id", String(128), primary_key=True),
+    Column("captured_at", UtcDateTime, primary_key=True),
+    Column("symbol", String(64), nullable=False),
+    Column("name", String(256)),
+    Column("price_usd", ExactDecimal),
+    Column("market_cap_usd", ExactDecimal),
+    Column("market_cap_rank", Integer),
+    Column("volume_24h_usd", ExactDecimal),
+    Column("price_change_pct_24h", ExactDecimal),
+    Column("circulating_supply", ExactDecimal),
+    Column("total_supply", ExactDecimal),
+    Column("max_supply", ExactDecimal),
+    Column("last_updated", UtcDateTime),
+)
+
+fear_greed_index = Table(
+    "fear_greed_index",
+    metadata,
+    Column("index_date", Date, primary_key=True),
+    Column("value", Integer, nullable=False),
+    Column("classification", String(64), nullable=False),
+)
+
+trade_tick = Table(
+    "trade_tick",
+    metadata,
+    Column("source", String(32), primary_key=True),
+    Column("symbol", String(32), primary_key=True),
+    Column("trade_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("price", ExactDecimal, nullable=False),
+    Column("quantity", ExactDecimal, nullable=False),
+    Column("side", String(4), nullable=False),
+    Column("traded_at", UtcDateTime, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Index(None, "symbol", "traded_at"),
+)
+
+stock_quote = Table(
+    "stock_quote",
+    metadata,
+    Column("symbol", String(32), primary_key=True),
+    Column("quoted_at", UtcDateTime, primary_key=True),
+    Column("board", String(16)),
+    Column("exchange", String(16)),
+    Column("last_price", ExactDecimal),
+    Column("last_volume", ExactDecimal),
+    Column("last_side", String(4)),
+    Column("cumulative_volume", ExactDecimal),
+    Column("cumulative_value", ExactDecimal),
+    Column("average_price", ExactDecimal),
+    Column("reference_price", ExactDecimal),
+    Column("ceiling_price", ExactDecimal),
+    Column("floor_price", ExactDecimal),
+    *(
+        Column(f"{side}{level}_{field}", ExactDecimal)
+        for side in ("bid", "ask")
+        for level in (1, 2, 3)
+        for field in ("price", "volume")
+    ),
+)
+
+trade_bar_1m = Table(
+    "trade_bar_1m",
+    metadata,
+    Column("source", String(32), primary_key=True),
+    Column("symbol", String(32), primary_key=True),
+    Column("bar_start", UtcDateTime, primary_key=True),
+    Column("open", ExactDecimal, nullable=False),
+    Column("high", ExactDecimal, nullable=False),
+    Column("low", ExactDecimal, nullable=False),
+    Column("close", ExactDecimal, nullable=False),
+    Column("volume", ExactDecimal, nullable=False),
+    Column("trade_count", Integer, nullable=False),
+)
+
+# ---- control tables ------------------------------------------------------------------------
+
+worker_config = Table(
+    "worker_config",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("worker_id", String(64), nullable=True),  # NULL: the global row
+    Column("key", String(64), nullable=False),
+    Column("value", JsonValue, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("updated_by", String(256), nullable=False),
+    # NULLs never collide in a unique index, so uniqueness is enforced on a computed scope.
+    Column("scope", String(64), Computed("coalesce(worker_id, '*')", persisted=True)),
+    UniqueConstraint("scope", "key"),
+)
+
+worker_state = Table(
+    "worker_state",
+    metadata,
+    Column("worker_id", String(64), primary_key=True),
+    Column("status", String(32), nullable=False),
+    Column("heartbeat_at", UtcDateTime),
+    Column("last_success_at", UtcDateTime),
+    Column("last_error", Text),
+    Column("details", JsonValue),
+)
+
+execution_log = Table(
+    "execution_log",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("logged_at", UtcDateTime, nullable=False),
+    Column("worker_id", String(64)),
+    Column("level", String(16), nullable=False),
+    Column("message", LongText, nullable=False),
+    Column("run_id", String(64)),
+    Column("process", String(64)),
+    Column("extra", JsonValue),
+    Index(None, "worker_id", "logged_at"),
+    Index(None, "run_id"),
+)
+
+dead_letter = Table(
+    "dead_letter",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("worker_id", String(64), nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("payload", LongText, nullable=False),
+    Column("run_id", String(64)),
+    Column("context", JsonValue),
+    Index(None, "worker_id", "received_at"),
+)
+
+http_validator = Table(
+    "http_validator",
+    metadata,
+    Column("worker_id", String(64), primary_key=True),
+    Column("url", String(700), primary_key=True),
+    Column("etag", String(512)),
+    Column("last_modified", String(128)),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+DATA_TABLES = {
+    t.name: t
+    for t in (
+        fund,
+        fund_nav,
+        news_article,
+        crypto_market_snapshot,
+        fear_greed_index,
+        trade_tick,
+        stock_quote,
+        trade_bar_1m,
+    )
+}
+CONTROL_TABLES = {
+    t.name: t for t in (worker_config, worker_state, execution_log, dead_letter, http_validator)
+}
