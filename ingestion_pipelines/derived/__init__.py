@@ -1,0 +1,5 @@
+"""Assets computed from our own tables."""
+
+from ingestion_pipelines.discovery import import_submodules
+
+import_submodules(__name__, skip=("defs",))

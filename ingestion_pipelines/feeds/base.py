@@ -1,0 +1,41 @@
+"""What a websocket feed declares. The sidecar's engine does the rest (connect, subscribe,
+heartbeat, reconnect, batch, spool, report)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ingestion_pipelines.workers import FeedSettings, WorkerSpec, register
+
+
+class Feed:
+    """A feed worker: its id, the tables it writes, its settings model, and its protocol.
+
+    Subclasses are registered in the worker catalogue when their module is imported.
+    The protocol methods (URL, subscribe messages, parse, heartbeat rules) are defined by the
+    engine's contract in `ingestion_pipelines.sidecar`.
+    """
+
+    worker_id: ClassVar[str]
+    description: ClassVar[str] = ""
+    tables: ClassVar[tuple[str, ...]] = ()
+    Settings: ClassVar[type[FeedSettings]] = FeedSettings
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "worker_id" in cls.__dict__:
+            register(WorkerSpec(cls.worker_id, "feed", cls.Settings, cls.description))
+
+
+def feed_classes() -> dict[str, type[Feed]]:
+    """Every feed class, by worker id."""
+    import ingestion_pipelines.feeds  # noqa: F401 - registers the feeds
+
+    found: dict[str, type[Feed]] = {}
+    stack = list(Feed.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        if "worker_id" in cls.__dict__:
+            found[cls.worker_id] = cls
+    return dict(sorted(found.items()))
