@@ -1,0 +1,57 @@
+"""Optional Redis: features that use it fall back to single-process versions when it is unset."""
+
+from __future__ import annotations
+
+import threading
+
+import dagster as dg
+import redis
+from loguru import logger
+
+from ingestion_pipelines.redaction import redact_url, register_secret
+from ingestion_pipelines.settings import get_settings
+
+_clients: dict[str, redis.Redis] = {}
+_lock = threading.Lock()
+_said: set[str] = set()
+
+
+def get_redis(url: str | None = None, *, feature: str = "") -> redis.Redis | None:
+    """The shared client for `url` (default `INGEST_REDIS_URL`), or None when Redis is not
+    configured; then says once per feature that a single-process fallback is used."""
+    url = url if url is not None else get_settings().redis_url
+    if not url:
+        key = feature or "redis"
+        if key not in _said:
+            _said.add(key)
+            logger.info(
+                "INGEST_REDIS_URL is not set: {} uses its single-process fallback",
+                feature or "every Redis feature",
+            )
+        return None
+    with _lock:
+        client = _clients.get(url)
+        if client is None:
+            password = redis.connection.parse_url(url).get("password")
+            if password:
+                register_secret(password)
+            client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+            _clients[url] = client
+        return client
+
+
+def describe(url: str) -> str:
+    return redact_url(url)
+
+
+class RedisResource(dg.ConfigurableResource):
+    """`url` normally comes from `EnvVar("INGEST_REDIS_URL")`; empty means no Redis."""
+
+    url: str | None = None
+
+    def client(self, feature: str = "") -> redis.Redis | None:
+        return (
+            get_redis(self.url or "", feature=feature)
+            if self.url
+            else get_redis(None, feature=feature)
+        )
