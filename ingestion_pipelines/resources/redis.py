@@ -45,13 +45,9 @@ def describe(url: str) -> str:
 
 
 class RedisResource(dg.ConfigurableResource):
-    """`url` normally comes from `EnvVar("INGEST_REDIS_URL")`; empty means no Redis."""
+    """`url` overrides `INGEST_REDIS_URL` (read when used, not at load); with neither, no Redis."""
 
     url: str | None = None
 
     def client(self, feature: str = "") -> redis.Redis | None:
-        return (
-            get_redis(self.url or "", feature=feature)
-            if self.url
-            else get_redis(None, feature=feature)
-        )
+        return get_redis(self.url or None, feature=feature)
