@@ -1,0 +1,151 @@
+"""Per-host request rate limits: shared through Redis, or per process.
+
+Both limiters space requests to one host at least ``1 / rate_per_s`` seconds apart
+(a "next allowed time" slot reservation, i.e. GCRA with no burst). The first request
+to an idle host goes through at once. ``rate_per_s`` may be below 1 (one request every
+few seconds); ``None`` or ``0`` means unlimited.
+
+``RedisRateLimiter`` reserves the slot in one atomic Lua script that reads the clock
+with Redis ``TIME``, so every process (and every machine) sharing the Redis agrees on
+the schedule whatever its own clock says. ``LocalRateLimiter`` does the same inside one
+process with a lock and the monotonic clock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Protocol
+
+from loguru import logger
+
+from ingestion_pipelines.redaction import redact
+
+__all__ = [
+    "LocalRateLimiter",
+    "RateLimiter",
+    "RedisRateLimiter",
+    "rate_limit_host",
+]
+
+# After a Redis error, the per-process fallback is used for this long before Redis is tried again.
+REDIS_RETRY_AFTER_S = 30.0
+
+# KEYS[1] = per-host key; ARGV[1] = interval between requests in microseconds.
+# Returns how many microseconds the caller must wait before sending.
+_RESERVE_SLOT_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
+local slot = now
+if nxt > now then
+  slot = nxt
+end
+local new_next = slot + interval
+local ttl_ms = math.floor((new_next - now) / 1000) + 1000
+redis.call('SET', KEYS[1], string.format('%.0f', new_next), 'PX', ttl_ms)
+return math.floor(slot - now)
+"""
+
+
+def rate_limit_host(url_or_host: str) -> str:
+    """The key a URL is rate limited under: lower-case host, with the port when one is given."""
+    from urllib.parse import urlsplit
+
+    if "://" not in url_or_host:
+        return url_or_host.lower()
+    parts = urlsplit(url_or_host)
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{host}:{port}" if port else host
+
+
+def _interval_s(rate_per_s: float | None) -> float | None:
+    if rate_per_s is None:
+        return None
+    rate = float(rate_per_s)
+    if rate <= 0:
+        return None
+    return 1.0 / rate
+
+
+class RateLimiter(Protocol):
+    def acquire(self, host: str, rate_per_s: float | None) -> float:
+        """Block until a request to ``host`` is allowed; return the seconds waited."""
+        ...
+
+
+class LocalRateLimiter:
+    """Per-host spacing of requests inside one process (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next: dict[str, float] = {}
+
+    def reserve(self, host: str, rate_per_s: float | None) -> float:
+        """Reserve the next slot for ``host`` and return the seconds until it (no sleeping)."""
+        interval = _interval_s(rate_per_s)
+        if interval is None:
+            return 0.0
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next.get(host, 0.0))
+            self._next[host] = slot + interval
+            return slot - now
+
+    def acquire(self, host: str, rate_per_s: float | None) -> float:
+        wait = self.reserve(host, rate_per_s)
+        if wait > 0:
+            time.sleep(wait)
+        return wait
+
+
+class RedisRateLimiter:
+    """Per-host spacing of requests shared by every process using the same Redis."""
+
+    def __init__(self, redis_client: Any, prefix: str = "ratelimit:") -> None:
+        self._redis = redis_client
+        self._prefix = prefix
+        self._script = redis_client.register_script(_RESERVE_SLOT_LUA)
+        self._fallback = LocalRateLimiter()
+        self._down_until = 0.0  # while Redis is failing, don't wait on it for every request
+        self._warned = False
+
+    def key(self, host: str) -> str:
+        return f"{self._prefix}{host}"
+
+    def reserve(self, host: str, rate_per_s: float | None) -> float:
+        """Atomically reserve the next slot for ``host``; return the seconds until it."""
+        interval = _interval_s(rate_per_s)
+        if interval is None:
+            return 0.0
+        if time.monotonic() < self._down_until:
+            return self._fallback.reserve(host, rate_per_s)
+        interval_us = max(1, round(interval * 1_000_000))
+        try:
+            wait_us = self._script(keys=[self.key(host)], args=[interval_us])
+        except Exception as exc:  # Redis down: keep crawling, limited per process only
+            self._down_until = time.monotonic() + REDIS_RETRY_AFTER_S
+            if not self._warned:
+                self._warned = True
+                logger.warning(
+                    "Redis rate limiter unavailable ({}); limiting per process only "
+                    "(Redis is tried again every {:.0f} s)",
+                    redact(f"{type(exc).__name__}: {exc}"),
+                    REDIS_RETRY_AFTER_S,
+                )
+            return self._fallback.reserve(host, rate_per_s)
+        if self._warned:
+            self._warned = False
+            logger.info("Redis rate limiter available again")
+        return max(0.0, int(wait_us) / 1_000_000)
+
+    def acquire(self, host: str, rate_per_s: float | None) -> float:
+        wait = self.reserve(host, rate_per_s)
+        if wait > 0:
+            time.sleep(wait)
+        return wait
