@@ -324,6 +324,12 @@ def setup_logging(
         return _writer
 
 
+def ensure_logging(process: str, **kwargs: Any) -> None:
+    """Configure logging unless this process already did (CLI, runs, servers)."""
+    if _stderr is None:
+        setup_logging(process, **kwargs)
+
+
 def shutdown_logging(timeout_s: float = 10.0) -> None:
     """Flush and stop the `execution_log` writer (registered at exit)."""
     global _writer

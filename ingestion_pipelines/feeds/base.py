@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from ingestion_pipelines.discovery import declared_subclasses
 from ingestion_pipelines.workers import FeedSettings, WorkerSpec, register
 
 
@@ -31,11 +32,4 @@ def feed_classes() -> dict[str, type[Feed]]:
     """Every feed class, by worker id."""
     import ingestion_pipelines.feeds  # noqa: F401 - registers the feeds
 
-    found: dict[str, type[Feed]] = {}
-    stack = list(Feed.__subclasses__())
-    while stack:
-        cls = stack.pop()
-        stack.extend(cls.__subclasses__())
-        if "worker_id" in cls.__dict__:
-            found[cls.worker_id] = cls
-    return dict(sorted(found.items()))
+    return declared_subclasses(Feed)

@@ -1,0 +1,173 @@
+"""`ingest`: the command line. Thin: each command calls into the packages that do the work."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+
+def _print_json(data) -> None:
+    print(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def cmd_db_upgrade(args) -> int:
+    from ingestion_pipelines.redaction import redact_url
+    from ingestion_pipelines.settings import get_settings
+    from ingestion_pipelines.storage.migrate import upgrade
+
+    url = args.database_url or get_settings().database_url
+    revision = upgrade(url)
+    print(f"{redact_url(url)}: at revision {revision}")
+    return 0
+
+
+def cmd_db_current(args) -> int:
+    from ingestion_pipelines.redaction import redact_url
+    from ingestion_pipelines.settings import get_settings
+    from ingestion_pipelines.storage.migrate import current_revision, head_revision
+
+    url = args.database_url or get_settings().database_url
+    current = current_revision(url)
+    print(f"{redact_url(url)}: at revision {current or 'none'} (head {head_revision()})")
+    return 0 if current == head_revision() else 1
+
+
+def _run_config(pairs: Sequence[str] | None) -> dict:
+    overrides = {}
+    for pair in pairs or ():
+        key, _, value = pair.partition("=")
+        try:
+            overrides[key] = json.loads(value)
+        except ValueError:
+            overrides[key] = value
+    return overrides
+
+
+def cmd_config_get(args) -> int:
+    from ingestion_pipelines.config import ConfigChain
+
+    value = ConfigChain().get(args.worker, args.key, _run_config(args.run_config))
+    if args.json:
+        _print_json(
+            {
+                "worker_id": args.worker,
+                "key": args.key,
+                "value": value.display(),
+                "layer": value.layer,
+            }
+        )
+    else:
+        print(f"{value.display()}\t({value.layer})")
+    return 0
+
+
+def cmd_config_list(args) -> int:
+    from ingestion_pipelines.config import ConfigChain
+
+    resolved = ConfigChain().resolve(args.worker, _run_config(args.run_config))
+    if args.json:
+        _print_json(
+            [
+                {"key": v.key, "value": v.display(), "layer": v.layer}
+                for v in resolved.values.values()
+            ]
+        )
+        return 0
+    width = max(len(k) for k in resolved.values)
+    for value in resolved.values.values():
+        print(f"{value.key:<{width}}  {value.display():<40}  {value.layer}")
+    return 0
+
+
+def cmd_workers(args) -> int:
+    from ingestion_pipelines.workers import catalogue
+
+    workers = catalogue()
+    if args.json:
+        _print_json([{"worker_id": w.worker_id, "kind": w.kind} for w in workers.values()])
+    else:
+        for spec in workers.values():
+            print(f"{spec.worker_id:<20} {spec.kind:<10} {spec.description}")
+    return 0
+
+
+def cmd_replay(args) -> int:
+    from ingestion_pipelines.replay.serve import main as replay_main
+
+    return replay_main(args)
+
+
+def cmd_sidecar(args) -> int:
+    from ingestion_pipelines.sidecar.__main__ import main as sidecar_main
+
+    return sidecar_main(args.sidecar_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ingest", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(
+        dest="db_command", required=True
+    )
+    for name, func, text in (
+        ("upgrade", cmd_db_upgrade, "create or migrate every table"),
+        ("current", cmd_db_current, "show the schema revision (exit 1 when behind)"),
+    ):
+        p = db.add_parser(name, help=text)
+        p.add_argument("--database-url", help="default: INGEST_DATABASE_URL")
+        p.set_defaults(func=func)
+
+    config = sub.add_parser("config", help="the config chain").add_subparsers(
+        dest="config_command", required=True
+    )
+    p = config.add_parser("get", help="resolved value of a key and the layer it came from")
+    p.add_argument("worker")
+    p.add_argument("key")
+    p.set_defaults(func=cmd_config_get)
+    p = config.add_parser("list", help="every key of a worker with its value and layer")
+    p.add_argument("worker")
+    p.set_defaults(func=cmd_config_list)
+    for p in (config.choices["get"], config.choices["list"]):
+        p.add_argument(
+            "--run-config", action="append", metavar="KEY=VALUE", help="a run-config layer value"
+        )
+        p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("workers", help="every worker with its kind")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_workers)
+
+    p = sub.add_parser("replay", help="serve the bundled recordings of every source on 127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--http-port", type=int, default=8700)
+    p.add_argument("--binance-port", type=int, default=8701)
+    p.add_argument("--ssi-port", type=int, default=8702)
+    p.add_argument("--rate", type=float, default=5.0, help="Binance trades per second per symbol")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("sidecar", help="run the feed workers until SIGTERM/SIGINT", add_help=False)
+    p.add_argument("sidecar_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_sidecar)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ingestion_pipelines.config import ConfigError
+    from ingestion_pipelines.logs import ensure_logging
+    from ingestion_pipelines.redaction import redact
+
+    ensure_logging("ingest-cli", to_database=False)
+    try:
+        return args.func(args)
+    except (ConfigError, KeyError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"ingest: {redact(str(message))}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

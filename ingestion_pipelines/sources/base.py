@@ -1,0 +1,133 @@
+"""What a scheduled source declares. The factory (`sources.factory`) makes it a Dagster asset;
+the runner (`sources.runner`) fetches, parses, validates and writes.
+
+A source is a class of attributes plus at most two methods:
+
+- `build_requests()` yields the first requests of a run (from `self.settings`, `self.window`);
+- `parse(response, request)` yields raw records (dicts as the source sent them: the `Record` model
+  maps and validates them, and a record that fails goes to `dead_letter` unaltered) and, Scrapy
+  style, further `Request`s (next page, per-item detail).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Table
+
+from ingestion_pipelines.discovery import declared_subclasses
+from ingestion_pipelines.workers import ScheduledSettings, WorkerSpec, register
+
+ICT = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+class SourceError(RuntimeError):
+    """A source failed: the message names the worker, the URL and the cause."""
+
+
+@dataclass(frozen=True)
+class DailyPartitions:
+    """Daily partitions of calendar days in `timezone`, from `start` ("YYYY-MM-DD")."""
+
+    start: str
+    timezone: str = "Asia/Ho_Chi_Minh"
+
+
+@dataclass(frozen=True)
+class Window:
+    """The calendar days a run covers: `start` inclusive to `end` exclusive (None: unpartitioned)."""
+
+    start: date
+    end: date
+    timezone: str
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days
+
+    @property
+    def last_day(self) -> date:
+        return self.end - timedelta(days=1)
+
+    def contains(self, day: date) -> bool:
+        return self.start <= day < self.end
+
+    def start_utc(self) -> datetime:
+        return datetime.combine(
+            self.start, datetime.min.time(), ZoneInfo(self.timezone)
+        ).astimezone(UTC)
+
+    def end_utc(self) -> datetime:
+        return datetime.combine(self.end, datetime.min.time(), ZoneInfo(self.timezone)).astimezone(
+            UTC
+        )
+
+
+@dataclass
+class Request:
+    """One HTTP request. `path` is appended to the worker's `base_url` unless it is a full URL."""
+
+    path: str
+    method: str = "GET"
+    params: Mapping[str, Any] | None = None
+    json: Any = None
+    headers: Mapping[str, str] | None = None
+    conditional: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def url(self, base_url: str) -> str:
+        if "://" in self.path:
+            return self.path
+        return f"{base_url.rstrip('/')}/{self.path.lstrip('/')}"
+
+
+class Record(BaseModel):
+    """Base of record models: a record maps one raw item to one row of the source's table."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    def row(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+class Source:
+    """A scheduled worker. Subclasses set the attributes and are registered when imported."""
+
+    worker_id: ClassVar[str]
+    group: ClassVar[str] = "crawl"
+    description: ClassVar[str] = ""
+    table: ClassVar[Table]
+    key: ClassVar[tuple[str, ...] | None] = None  # default: the table's primary key
+    record: ClassVar[type[Record]]
+    Settings: ClassVar[type[ScheduledSettings]] = ScheduledSettings
+    partitions: ClassVar[DailyPartitions | None] = None
+    fresh_within: ClassVar[timedelta] = timedelta(hours=26)
+    headers: ClassVar[Mapping[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "worker_id" in cls.__dict__:
+            register(WorkerSpec(cls.worker_id, "scheduled", cls.Settings, cls.description))
+
+    def __init__(self, settings: ScheduledSettings, window: Window | None = None):
+        self.settings = settings
+        self.window = window
+
+    def build_requests(self) -> Iterable[Request]:
+        yield Request("/")
+
+    def parse(self, response, request: Request) -> Iterator[Mapping[str, Any] | Request]:
+        """Yield raw records and follow-up requests. The default: a JSON list of records."""
+        yield from response.json()
+
+
+def source_classes() -> dict[str, type[Source]]:
+    """Every source class, by worker id."""
+    import ingestion_pipelines.sources  # noqa: F401 - registers the sources
+
+    return declared_subclasses(Source)

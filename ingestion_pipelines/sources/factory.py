@@ -1,0 +1,228 @@
+"""Turn a `Source` class into Dagster definitions: an asset with retries, a per-worker
+concurrency pool, a freshness policy, asset checks and run metadata, plus its job and schedule."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import dagster as dg
+import orjson
+from loguru import logger
+from sqlalchemy import func, select
+
+from ingestion_pipelines.config import WorkerConfigResource
+from ingestion_pipelines.logs import run_logging
+from ingestion_pipelines.resources.database import DatabaseResource
+from ingestion_pipelines.resources.http import HttpClientResource
+from ingestion_pipelines.resources.redis import RedisResource
+from ingestion_pipelines.sources.base import Source, SourceError, Window
+from ingestion_pipelines.sources.runner import RejectThresholdError, crawl
+
+WORKER_TAG = "ingest/worker"
+TIMEZONE = "Asia/Ho_Chi_Minh"
+
+
+class SourceRunConfig(dg.PermissiveConfig):
+    """Run config for a crawl: any key given here overrides the config chain for that run only
+    (e.g. `{"base_url": "http://127.0.0.1:8700", "timeout_s": 5}`)."""
+
+
+class Progress:
+    """Reports done/total to the run's log at least every `every_s` and, with Redis, on the
+    channel `progress:<run_id>`."""
+
+    def __init__(self, worker_id: str, run_id: str, redis_client=None, every_s: float = 10.0):
+        self.worker_id = worker_id
+        self.channel = f"progress:{run_id}"
+        self.redis = redis_client
+        self.every_s = every_s
+        self._last_log = time.monotonic()
+        self._last_publish = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        percent = 100.0 * done / total if total else 100.0
+        if now - self._last_log >= self.every_s:
+            self._last_log = now
+            logger.bind(worker_id=self.worker_id).info(
+                "progress: {}/{} requests ({:.0f}%)", done, total, percent
+            )
+        if self.redis is not None and (now - self._last_publish >= 1.0 or done == total):
+            self._last_publish = now
+            message = {
+                "worker_id": self.worker_id,
+                "done": done,
+                "total": total,
+                "percent": percent,
+            }
+            try:
+                self.redis.publish(self.channel, orjson.dumps(message))
+            except Exception as exc:  # noqa: BLE001 - progress must never fail a crawl
+                logger.bind(worker_id=self.worker_id).debug("progress publish failed: {}", exc)
+
+
+@dataclass(frozen=True)
+class SourceDefs:
+    asset: dg.AssetsDefinition
+    job: dg.UnresolvedAssetJobDefinition
+    schedule: dg.ScheduleDefinition
+
+
+def partitions_def(source: type[Source]) -> dg.DailyPartitionsDefinition | None:
+    if source.partitions is None:
+        return None
+    # end_offset=1: today's partition exists, since the day's value is published the same day.
+    return dg.DailyPartitionsDefinition(
+        start_date=source.partitions.start, timezone=source.partitions.timezone, end_offset=1
+    )
+
+
+def _window(context: dg.AssetExecutionContext, source: type[Source]) -> Window | None:
+    if source.partitions is None:
+        return None
+    tw = context.partition_time_window
+    return Window(tw.start.date(), tw.end.date(), source.partitions.timezone)
+
+
+def _rows_in_window(database: DatabaseResource, source: type[Source], settings, window) -> int:
+    table = source.table
+    query = select(func.count()).select_from(table)
+    date_column = getattr(source, "date_column", None)
+    if window is not None and date_column is not None:
+        column = table.c[date_column]
+        query = query.where(column >= window.start, column < window.end)
+    with database.data_engine(settings.database_url).connect() as conn:
+        return conn.execute(query).scalar_one()
+
+
+def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDefs:
+    """The asset, job and schedule for `source`; `cron` overrides its default schedule."""
+    worker_id = source.worker_id
+    parts = partitions_def(source)
+    key = list(source.key or (c.name for c in source.table.primary_key.columns))
+    checks = [
+        dg.AssetCheckSpec(
+            "rejects_within_threshold",
+            asset=worker_id,
+            description="share of fetched records rejected to dead_letter is within reject_threshold",
+        ),
+        dg.AssetCheckSpec(
+            "rows_present",
+            asset=worker_id,
+            description=f"`{source.table.name}` holds rows for what this run covered",
+        ),
+    ]
+
+    @dg.asset(
+        name=worker_id,
+        group_name=source.group,
+        description=source.description or source.__doc__,
+        partitions_def=parts,
+        backfill_policy=dg.BackfillPolicy.single_run() if parts else None,
+        retry_policy=dg.RetryPolicy(
+            max_retries=3, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+        ),
+        pool=f"worker/{worker_id}",
+        op_tags={WORKER_TAG: worker_id},
+        check_specs=checks,
+        kinds={"python", "sql"},
+        metadata={
+            "table": source.table.name,
+            "natural_key": ", ".join(key),
+            "dagster/table_name": source.table.name,
+        },
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=source.fresh_within),
+    )
+    def crawl_asset(
+        context: dg.AssetExecutionContext,
+        config: SourceRunConfig,
+        worker_config: WorkerConfigResource,
+        database: DatabaseResource,
+        http: HttpClientResource,
+        redis: RedisResource,
+    ) -> dg.MaterializeResult:
+        with run_logging(context, worker_id) as log:
+            overrides = {k: v for k, v in config.model_dump().items() if v is not None}
+            resolved = worker_config.resolve(worker_id, overrides)
+            settings = resolved.settings
+            if not settings.enabled:
+                raise dg.Failure(
+                    f"{worker_id} is disabled (enabled=false from {resolved.layer_of('enabled')})",
+                    allow_retries=False,
+                )
+            window = _window(context, source)
+            instance = source(settings, window)
+            log.info(
+                "crawling {} for {}",
+                worker_id,
+                f"{window.start}..{window.last_day}" if window else "now",
+            )
+            progress = Progress(worker_id, context.run_id, redis.client(feature="crawl progress"))
+            with http.session(
+                worker_id,
+                impersonate=settings.impersonate,
+                timeout_s=settings.timeout_s,
+                proxy=settings.proxy,
+                rate_limit_per_s=settings.rate_limit_per_s,
+            ) as session:
+                try:
+                    result = crawl(
+                        instance,
+                        session=session,
+                        data_engine=database.data_engine(settings.database_url),
+                        control_engine=database.engine(),
+                        run_id=context.run_id,
+                        progress=progress,
+                    )
+                except RejectThresholdError as exc:
+                    raise dg.Failure(str(exc), allow_retries=False) from None
+                except SourceError as exc:
+                    raise dg.Failure(str(exc)) from None
+            rows = _rows_in_window(database, source, settings, window)
+            threshold = settings.reject_threshold
+            metadata = result.metadata()
+            if window is not None:
+                metadata["partition_range"] = f"{window.start}..{window.last_day}"
+            metadata["table"] = source.table.name
+            metadata["captured_at"] = dg.MetadataValue.timestamp(datetime.now(UTC))
+            return dg.MaterializeResult(
+                metadata=metadata,
+                check_results=[
+                    dg.AssetCheckResult(
+                        check_name="rejects_within_threshold",
+                        passed=result.reject_share <= threshold,
+                        severity=dg.AssetCheckSeverity.WARN,
+                        metadata={"rejected": result.rejected, "share": result.reject_share},
+                    ),
+                    dg.AssetCheckResult(
+                        check_name="rows_present",
+                        passed=rows > 0,
+                        metadata={"rows": rows},
+                        description=None if rows else f"no rows in {source.table.name}",
+                    ),
+                ],
+            )
+
+    job = dg.define_asset_job(
+        f"{worker_id}_job", selection=[crawl_asset.key], tags={WORKER_TAG: worker_id}
+    )
+    cron_schedule = cron or source.Settings.model_fields["cron"].default
+
+    @dg.schedule(
+        name=f"{worker_id}_schedule",
+        cron_schedule=cron_schedule,
+        execution_timezone=TIMEZONE,
+        job=job,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"{worker_id}: {cron_schedule} ({TIMEZONE})",
+    )
+    def crawl_schedule(context: dg.ScheduleEvaluationContext):
+        tags = {WORKER_TAG: worker_id}
+        if parts is None:
+            return dg.RunRequest(tags=tags)
+        partition = parts.get_last_partition_key(current_time=context.scheduled_execution_time)
+        return dg.RunRequest(partition_key=partition, tags=tags)
+
+    return SourceDefs(crawl_asset, job, crawl_schedule)
