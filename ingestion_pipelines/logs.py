@@ -123,7 +123,7 @@ class ExecutionLogWriter:
         self._queue: deque[tuple] = deque()
         self._reported_drops = 0
         self._stop = threading.Event()
-        self._busy = False
+        self._busy = True  # until the spill of an earlier process is replayed
         self._sql: str | None = None
         self._thread = threading.Thread(target=self._run, name="execution-log-writer", daemon=True)
         self._thread.start()
@@ -148,17 +148,7 @@ class ExecutionLogWriter:
             message = (
                 f"{lost} log lines dropped: execution_log queue full (capacity {self.capacity})"
             )
-            batch.append(
-                (
-                    datetime.now(UTC),
-                    None,
-                    "WARNING",
-                    message,
-                    None,
-                    _process_name,
-                    {"dropped": lost},
-                )
-            )
+            batch.append((datetime.now(UTC), None, "WARNING", message, None))
         return batch
 
     def _insert(self, batch: list[tuple]) -> None:
@@ -203,6 +193,7 @@ class ExecutionLogWriter:
 
     def _run(self) -> None:
         self._replay_spill()
+        self._busy = False
         while not self._stop.is_set():
             # Wait for a full batch (or the interval): fewer, larger batches cost the logging
             # threads less.
@@ -291,10 +282,9 @@ def setup_logging(
         if _stderr is None:
             _stderr = BufferedStderr()
         stderr = _stderr
-        writer = None
         if to_database:
             url = database_url or get_settings().database_url
-            writer = _writer = ExecutionLogWriter(url, capacity=capacity)
+            _writer = ExecutionLogWriter(url, capacity=capacity)
 
         # One minimal sink hands each record to stderr and execution_log; both format it on
         # their own thread, so the caller pays for neither (loguru formats per sink otherwise).
@@ -316,6 +306,7 @@ def setup_logging(
                 record["extra"].get("run_id"),
             )
             stderr.append(entry, record["level"].no)
+            writer = _writer  # None once shutdown_logging() has run
             if writer is not None:
                 writer.enqueue(entry)
 
@@ -326,7 +317,7 @@ def setup_logging(
 
 def ensure_logging(process: str, **kwargs: Any) -> None:
     """Configure logging unless this process already did (CLI, runs, servers)."""
-    if _stderr is None:
+    if _stderr is None or (kwargs.get("to_database", True) and _writer is None):
         setup_logging(process, **kwargs)
 
 
@@ -347,6 +338,7 @@ atexit.register(shutdown_logging)
 @contextmanager
 def run_logging(context, worker_id: str) -> Iterator[Any]:
     """Inside a Dagster run: tag lines with the run and worker, and copy them to `context.log`."""
+    ensure_logging("dagster-run")
     run_id = context.run_id
 
     def to_dagster(message) -> None:
