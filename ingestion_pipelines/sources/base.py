@@ -11,13 +11,15 @@ A source is a class of attributes plus at most two methods:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, ClassVar
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 from sqlalchemy import Table
 
 from ingestion_pipelines.discovery import declared_subclasses
@@ -107,6 +109,7 @@ class Source:
     Settings: ClassVar[type[ScheduledSettings]] = ScheduledSettings
     partitions: ClassVar[DailyPartitions | None] = None
     fresh_within: ClassVar[timedelta] = timedelta(hours=26)
+    date_column: ClassVar[str | None] = None  # the table's date column partitions map to
     headers: ClassVar[Mapping[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs):
@@ -131,3 +134,41 @@ def source_classes() -> dict[str, type[Source]]:
     import ingestion_pipelines.sources  # noqa: F401 - registers the sources
 
     return declared_subclasses(Source)
+
+
+# ---- field types shared by record models ----------------------------------------------------
+
+
+def exact_json(response) -> Any:
+    """Decode a JSON body keeping every number with a fraction as an exact Decimal."""
+    return json.loads(response.content, parse_float=Decimal)
+
+
+def _from_epoch(value: Any, scale: int) -> Any:
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        return datetime.fromtimestamp(int(value) / scale, UTC)
+    return value
+
+
+def _to_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("a time without timezone")
+    return value.astimezone(UTC)
+
+
+def _exact(value: Any) -> Any:
+    if isinstance(value, float):
+        raise ValueError("a float where an exact decimal is required")
+    return value
+
+
+EpochMillis = Annotated[
+    datetime, BeforeValidator(lambda v: _from_epoch(v, 1000)), AfterValidator(_to_utc)
+]
+EpochSeconds = Annotated[
+    datetime, BeforeValidator(lambda v: _from_epoch(v, 1)), AfterValidator(_to_utc)
+]
+UtcTime = Annotated[datetime, AfterValidator(_to_utc)]
+Exact = Annotated[Decimal, BeforeValidator(_exact)]

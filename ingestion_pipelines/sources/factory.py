@@ -1,8 +1,6 @@
 """Turn a `Source` class into Dagster definitions: an asset with retries, a per-worker
 concurrency pool, a freshness policy, asset checks and run metadata, plus its job and schedule."""
 
-from __future__ import annotations
-
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +17,7 @@ from ingestion_pipelines.resources.http import HttpClientResource
 from ingestion_pipelines.resources.redis import RedisResource
 from ingestion_pipelines.sources.base import Source, SourceError, Window
 from ingestion_pipelines.sources.runner import RejectThresholdError, crawl
+from ingestion_pipelines.storage.validators import PersistentValidators
 
 WORKER_TAG = "ingest/worker"
 TIMEZONE = "Asia/Ho_Chi_Minh"
@@ -66,7 +65,7 @@ class Progress:
 @dataclass(frozen=True)
 class SourceDefs:
     asset: dg.AssetsDefinition
-    job: dg.UnresolvedAssetJobDefinition
+    job: object  # what define_asset_job returns (an unresolved asset job)
     schedule: dg.ScheduleDefinition
 
 
@@ -160,12 +159,14 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
                 f"{window.start}..{window.last_day}" if window else "now",
             )
             progress = Progress(worker_id, context.run_id, redis.client(feature="crawl progress"))
+            validators = PersistentValidators(database.engine(), worker_id).load()
             with http.session(
                 worker_id,
                 impersonate=settings.impersonate,
                 timeout_s=settings.timeout_s,
                 proxy=settings.proxy,
                 rate_limit_per_s=settings.rate_limit_per_s,
+                validator_store=validators,
             ) as session:
                 try:
                     result = crawl(
@@ -180,6 +181,7 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
                     raise dg.Failure(str(exc), allow_retries=False) from None
                 except SourceError as exc:
                     raise dg.Failure(str(exc)) from None
+            validators.save()
             rows = _rows_in_window(database, source, settings, window)
             threshold = settings.reject_threshold
             metadata = result.metadata()

@@ -52,6 +52,7 @@ class CrawlResult:
             "records_updated": self.written.updated,
             "records_unchanged": self.written.unchanged,
             "records_rejected": self.rejected,
+            "records_duplicate": self.written.duplicates,
             "duration_s": round(self.duration_s, 3),
         }
         if self.http is not None:

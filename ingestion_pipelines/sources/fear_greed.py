@@ -1,0 +1,85 @@
+"""alternative.me Crypto Fear & Greed Index (`GET /fng/`): one value per UTC day."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from pydantic import Field, field_validator
+
+from ingestion_pipelines.sources.base import (
+    DailyPartitions,
+    EpochSeconds,
+    Record,
+    Request,
+    Source,
+    SourceError,
+    exact_json,
+)
+from ingestion_pipelines.storage.tables import fear_greed_index
+from ingestion_pipelines.workers import ScheduledSettings
+
+HISTORY_AFTER_DAYS = 60  # further back than this, one request with limit=0 fetches everything
+
+
+class FearGreedSettings(ScheduledSettings):
+    base_url: str = "https://api.alternative.me"
+    cron: str = "15 7 * * *"  # 00:15 UTC, once the UTC day's value is out
+
+
+class FearGreedValue(Record):
+    index_date: EpochSeconds = Field(validation_alias="timestamp")
+    value: int = Field(ge=0, le=100)
+    classification: str = Field(validation_alias="value_classification", min_length=1)
+
+    @field_validator("index_date", mode="after")
+    @classmethod
+    def _midnight(cls, value: datetime) -> datetime:
+        if value.time() != datetime.min.time():
+            raise ValueError("timestamp is not a UTC midnight")
+        return value
+
+    def row(self):
+        return {
+            "index_date": self.index_date.date(),
+            "value": self.value,
+            "classification": self.classification,
+        }
+
+
+class FearGreed(Source):
+    """The daily Crypto Fear & Greed Index (UTC days since 2018-02-01)."""
+
+    worker_id = "fear_greed"
+    group = "crypto"
+    table = fear_greed_index
+    record = FearGreedValue
+    Settings = FearGreedSettings
+    partitions = DailyPartitions(start="2018-02-01", timezone="UTC")
+    date_column = "index_date"
+    fresh_within = timedelta(hours=26)
+
+    def build_requests(self):
+        days_back = (datetime.now(UTC).date() - self.window.start).days + 1
+        limit = 0 if days_back > HISTORY_AFTER_DAYS else max(days_back, 1)
+        yield Request("/fng/", params={"limit": limit, "format": "json"})
+
+    def parse(self, response, request):
+        body = exact_json(response)
+        error = (
+            (body.get("metadata") or {}).get("error")
+            if isinstance(body, dict)
+            else "not a JSON object"
+        )
+        if error:
+            raise SourceError(f"metadata.error: {error}")
+        for item in body.get("data") or []:
+            day = _utc_day(item.get("timestamp"))
+            if day is None or self.window.contains(day):
+                yield item  # unreadable timestamps go on to the record model, and dead_letter
+
+
+def _utc_day(stamp) -> date | None:
+    try:
+        return datetime.fromtimestamp(int(stamp), UTC).date()
+    except (TypeError, ValueError):
+        return None
