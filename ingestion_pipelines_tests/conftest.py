@@ -116,6 +116,17 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     return local
 
 
+@pytest.fixture(autouse=True)
+def _stop_execution_log_writer() -> Iterator[None]:
+    """A writer started by a test (often inside a Dagster run) writes to that test's database:
+    stop it with the test, so the next test starts its own."""
+    yield
+    from ingestion_pipelines import logs
+
+    if logs._writer is not None:
+        logs.shutdown_logging(timeout_s=1)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for server in _STARTED:
         if server.startup_seconds is not None:

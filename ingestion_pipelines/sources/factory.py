@@ -13,10 +13,10 @@ from sqlalchemy import func, select
 from ingestion_pipelines.config import WorkerConfigResource
 from ingestion_pipelines.logs import run_logging
 from ingestion_pipelines.resources.database import DatabaseResource
-from ingestion_pipelines.resources.http import HttpClientResource
+from ingestion_pipelines.resources.http import HttpClientResource, HttpFetchError
 from ingestion_pipelines.resources.redis import RedisResource
 from ingestion_pipelines.sources.base import Source, SourceError, Window
-from ingestion_pipelines.sources.runner import RejectThresholdError, crawl
+from ingestion_pipelines.sources.runner import crawl
 from ingestion_pipelines.storage.validators import PersistentValidators
 
 WORKER_TAG = "ingest/worker"
@@ -67,6 +67,11 @@ class SourceDefs:
     asset: dg.AssetsDefinition
     job: object  # what define_asset_job returns (an unresolved asset job)
     schedule: dg.ScheduleDefinition
+
+
+def _transient(error: HttpFetchError) -> bool:
+    status = error.status
+    return status is None or status >= 500 or status in (408, 425, 429)
 
 
 def partitions_def(source: type[Source]) -> dg.DailyPartitionsDefinition | None:
@@ -177,10 +182,12 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
                         run_id=context.run_id,
                         progress=progress,
                     )
-                except RejectThresholdError as exc:
+                except SourceError as exc:  # a bad payload: retrying would change nothing
                     raise dg.Failure(str(exc), allow_retries=False) from None
-                except SourceError as exc:
-                    raise dg.Failure(str(exc)) from None
+                except HttpFetchError as exc:
+                    # The client has already retried transient errors; the RetryPolicy tries the
+                    # run again later for those, never for a client error such as 404.
+                    raise dg.Failure(str(exc), allow_retries=_transient(exc)) from None
             validators.save()
             rows = _rows_in_window(database, source, settings, window)
             threshold = settings.reject_threshold

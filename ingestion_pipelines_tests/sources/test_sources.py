@@ -1,0 +1,263 @@
+"""Every source against the replay server, through Dagster's `materialize`."""
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from ingestion_pipelines.replay import fmarket
+from ingestion_pipelines.storage import tables
+from ingestion_pipelines_tests.sources.conftest import failure_message
+
+
+def nav_day(replay) -> date:
+    """A weekday whose NAV every fund has published."""
+    latest = min(d for f in replay.dataset.specs if (d := replay.dataset.latest_nav_date(f)))
+    return fmarket.previous_weekday(latest - timedelta(days=1))
+
+
+def exact(value) -> Decimal:
+    return Decimal(str(value))
+
+
+def check_fmarket_funds(crawler, _partition):
+    stored = {r["fund_id"]: r for r in crawler.rows(tables.fund)}
+    served = crawler.server.dataset.funds
+    assert len(stored) == len(served) == 58
+    for row in served:
+        got = stored[row["id"]]
+        assert got["code"] == row["code"] and got["name"] == row["name"]
+        assert got["issuer"] == row["owner"]["name"]
+        assert got["asset_type"] == row["dataFundAssetType"]["code"]
+        assert got["nav"] == (exact(row["nav"]) if row["nav"] is not None else None)
+        update = (row.get("productNavChange") or {}).get("updateAt")
+        assert got["nav_updated_at"] == (
+            datetime.fromtimestamp(update / 1000, UTC) if update else None
+        )
+
+
+def check_fmarket_nav(crawler, partition):
+    day = date.fromisoformat(partition)
+    dataset = crawler.server.dataset
+    expected = {f: exact(v) for f in dataset.specs if (v := dataset.nav(f, day)) is not None}
+    stored = {r["fund_id"]: r["nav"] for r in crawler.rows(tables.fund_nav) if r["nav_date"] == day}
+    assert stored == expected and len(expected) > 40
+
+
+FEED_PATHS = {"vnexpress_news": "/rss/kinh-doanh.rss", "cafef_news": "/thi-truong-chung-khoan.rss"}
+
+
+def check_news(source, first_title, first_published_utc):
+    def check(crawler, _partition):
+        feed = crawler.server.dataset.feeds[FEED_PATHS[source]]
+        links = set(re.findall(r"<item>.*?<link>(.*?)</link>", feed.body.decode(), re.S))
+        stored = {r["url"]: r for r in crawler.rows(tables.news_article) if r["source"] == source}
+        assert set(stored) == links
+        first = next(r for r in stored.values() if r["title"] == first_title)
+        assert first["published_at"] == first_published_utc
+        assert first["summary"] and "<" not in first["summary"] and "]]>" not in first["summary"]
+        assert first["image_url"].startswith("https://")
+
+    return check
+
+
+def check_coingecko(crawler, _partition):
+    stored = {r["coin_id"]: r for r in crawler.rows(tables.crypto_market_snapshot)}
+    coins = crawler.server.dataset.coins
+    assert len(stored) == len(coins) == 295
+    for coin in coins:
+        got = stored[coin["id"]]
+        assert got["price_usd"] == (
+            exact(coin["current_price"]) if coin["current_price"] is not None else None
+        )
+        assert got["market_cap_usd"] == (
+            exact(coin["market_cap"]) if coin["market_cap"] is not None else None
+        )
+        assert got["max_supply"] == (
+            exact(coin["max_supply"]) if coin["max_supply"] is not None else None
+        )
+        assert got["captured_at"] == datetime.fromisoformat(
+            coin["last_updated"].replace("Z", "+00:00")
+        )
+
+
+def check_fear_greed(crawler, partition):
+    day = date.fromisoformat(partition)
+    (row,) = crawler.rows(tables.fear_greed_index)
+    assert row["index_date"] == day and row["value"] == crawler.server.dataset.fng(day)
+    assert row["classification"] in ("Extreme Fear", "Fear", "Neutral", "Greed", "Extreme Greed")
+
+
+SOURCES = {
+    "fmarket_funds": (None, check_fmarket_funds),
+    "fmarket_nav": ("nav_day", check_fmarket_nav),
+    "vnexpress_news": (
+        None,
+        check_news(
+            "vnexpress_news",
+            "Giá vàng miếng SJC lập đỉnh mới 168 triệu đồng mỗi lượng",
+            datetime(2026, 11, 23, 10, 32, 10, tzinfo=UTC),
+        ),
+    ),
+    "cafef_news": (
+        None,
+        check_news(
+            "cafef_news",
+            "Khối ngoại bất ngờ mua ròng hơn 1.200 tỷ đồng, tập trung gom FPT và MWG",
+            datetime(2026, 11, 23, 10, 30, 44, tzinfo=UTC),
+        ),
+    ),
+    "coingecko_markets": (None, check_coingecko),
+    "fear_greed": ("yesterday_utc", check_fear_greed),
+}
+
+
+@pytest.mark.parametrize("worker_id", sorted(SOURCES))
+def test_every_source_stores_exactly_what_the_source_served_and_a_rerun_changes_nothing(
+    crawler, worker_id
+):
+    partition, check = SOURCES[worker_id]
+    if partition == "nav_day":
+        partition = nav_day(crawler.server).isoformat()
+    elif partition == "yesterday_utc":
+        partition = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+    first = crawler.run(worker_id, partition)
+    fetched, inserted, updated, unchanged, rejected = first.counts
+    assert fetched > 0 and inserted > 0 and rejected == 0 and updated == 0
+    check(crawler, partition)
+    table = crawler.asset(worker_id).metadata_by_key[crawler.asset(worker_id).key]["table"]
+    before = crawler.rows(tables.metadata.tables[table])
+
+    second = crawler.run(worker_id, partition)
+    assert second.metadata["records_inserted"] == second.metadata["records_updated"] == 0
+    if worker_id.endswith("_news"):  # conditional GET: the feed was not sent again
+        assert second.metadata["http_not_modified"] == 1 and second.metadata["records_fetched"] == 0
+    else:
+        assert second.metadata["records_unchanged"] == inserted
+    assert crawler.rows(tables.metadata.tables[table]) == before
+    checks = {c.check_name: c.passed for c in first.result.get_asset_check_evaluations()}
+    assert checks == {"rejects_within_threshold": True, "rows_present": True}
+
+
+def test_a_30_day_nav_backfill_is_one_run_with_one_request_per_fund(crawler):
+    end = nav_day(crawler.server)
+    start = end - timedelta(days=29)
+    crawl = crawler.run("fmarket_nav", partition_range=(start.isoformat(), end.isoformat()))
+    history = crawler.server.requests_for("/res/product/get-nav-history", "POST")
+    assert len(history) == 58
+    assert {(r.json()["fromDate"], r.json()["toDate"]) for r in history} == {
+        (f"{start:%Y%m%d}", f"{end:%Y%m%d}")
+    }
+    dataset = crawler.server.dataset
+    expected = sum(len(dataset.nav_rows(f, start, end)) for f in dataset.specs)
+    assert crawl.metadata["records_inserted"] == expected
+    assert len(crawler.rows(tables.fund_nav)) == expected
+    assert crawl.metadata["partition_range"] == f"{start}..{end}"
+
+
+def test_ict_dates_and_utc_times_at_the_day_boundary(crawler):
+    dataset = crawler.server.dataset
+    funds = [dict(row) for row in dataset.funds]
+    late = datetime(2026, 11, 20, 23, 30, tzinfo=fmarket.ICT)  # 16:30 UTC, same calendar day
+    funds[0] = {
+        **funds[0],
+        "productNavChange": {
+            **funds[0]["productNavChange"],
+            "updateAt": int(late.timestamp() * 1000),
+        },
+    }
+    dataset.funds = funds
+    crawler.run("fmarket_funds")
+    stored = {r["fund_id"]: r for r in crawler.rows(tables.fund)}
+    assert stored[funds[0]["id"]]["nav_updated_at"] == datetime(2026, 11, 20, 16, 30, tzinfo=UTC)
+
+    dataset.set_feed(
+        "/rss/kinh-doanh.rss",
+        """<?xml version="1.0" encoding="UTF-8"?>
+<rss version="2.0"><channel><title>Kinh doanh - VnExpress RSS</title><link>https://vnexpress.net/rss/kinh-doanh.rss</link>
+<item><title>Tin lúc nửa đêm</title>
+<description><![CDATA[ <a href="https://vnexpress.net/tin-luc-nua-dem-1.html"><img src="https://vcdn1-kinhdoanh.vnecdn.net/a.jpg"></a></br>Giá &amp; lãi suất &quot;nóng&quot; đầu ngày. ]]></description>
+<pubDate>Tue, 24 Nov 2026 00:05:00 +0700</pubDate>
+<link>https://vnexpress.net/tin-luc-nua-dem-1.html</link><guid>https://vnexpress.net/tin-luc-nua-dem-1.html</guid>
+</item></channel></rss>""",
+    )
+    crawler.run("vnexpress_news")
+    (article,) = [r for r in crawler.rows(tables.news_article) if r["source"] == "vnexpress_news"]
+    assert article["published_at"] == datetime(2026, 11, 23, 17, 5, tzinfo=UTC)
+    assert article["summary"] == 'Giá & lãi suất "nóng" đầu ngày.'
+    assert article["image_url"] == "https://vcdn1-kinhdoanh.vnecdn.net/a.jpg"
+
+
+def test_429_and_5xx_are_retried_honouring_retry_after(crawler):
+    crawler.server.faults.add("/api/v3/coins/markets", 429, times=1, retry_after=1)
+    crawler.server.faults.add("/api/v3/coins/markets", 503, times=1)
+    crawl = crawler.run("coingecko_markets")
+    assert crawl.metadata["http_requests_by_status"]["429"] == 1
+    assert crawl.metadata["http_requests_by_status"]["503"] == 1
+    times = [r.time for r in crawler.server.requests_for("/api/v3/coins/markets")]
+    assert times[1] - times[0] >= 1.0  # Retry-After: 1 was honoured
+    assert crawl.metadata["records_inserted"] == 295
+
+
+def test_a_bad_record_goes_to_dead_letter_raw_and_the_run_goes_on(crawler):
+    dataset = crawler.server.dataset
+    funds = [dict(row) for row in dataset.funds]
+    funds[5] = {**funds[5], "nav": "not-a-number"}
+    dataset.funds = funds
+    crawl = crawler.run("fmarket_funds")
+    assert crawl.metadata["records_rejected"] == 1 and crawl.metadata["records_inserted"] == 57
+    (letter,) = crawler.rows(tables.dead_letter)
+    assert letter["worker_id"] == "fmarket_funds" and "nav" in letter["reason"]
+    assert (
+        '"nav":"not-a-number"' in letter["payload"]
+        and f'"id":{funds[5]["id"]}' in letter["payload"]
+    )
+    assert letter["run_id"] == crawl.result.run_id
+    checks = {c.check_name: c.passed for c in crawl.result.get_asset_check_evaluations()}
+    assert checks["rejects_within_threshold"] is True
+
+
+def test_too_many_rejects_fail_the_run_and_write_no_row(crawler):
+    dataset = crawler.server.dataset
+    funds = [dict(row) for row in dataset.funds]
+    funds[1] = {**funds[1], "code": None}
+    dataset.funds = funds
+    crawl = crawler.run("fmarket_funds", run_config={"reject_threshold": 0.0}, expect_success=False)
+    message = failure_message(crawl)
+    assert "fmarket_funds: 1 of 58 records rejected" in message and "reject_threshold" in message
+    assert crawler.rows(tables.fund) == []
+    assert len(crawler.rows(tables.dead_letter)) == 1
+
+
+def test_a_failing_source_names_worker_url_and_cause(crawler):
+    crawler.server.faults.add("/rss/kinh-doanh.rss", 404, times=None)
+    crawl = crawler.run("vnexpress_news", expect_success=False)
+    message = failure_message(crawl)
+    assert "vnexpress_news" in message and f"{crawler.server.url}/rss/kinh-doanh.rss" in message
+    assert "404" in message
+
+
+def test_an_unparseable_response_fails_and_keeps_the_raw_body(crawler):
+    crawler.server.faults.add(
+        "/api/v3/coins/markets", 200, body=b"<html>maintenance</html>", times=None
+    )
+    crawl = crawler.run("coingecko_markets", expect_success=False)
+    message = failure_message(crawl)
+    assert "coingecko_markets" in message and "/api/v3/coins/markets" in message
+    assert "JSONDecodeError" in message
+    (letter,) = crawler.rows(tables.dead_letter)
+    assert letter["payload"] == "<html>maintenance</html>"
+    assert crawler.rows(tables.crypto_market_snapshot) == []
+
+
+def test_fear_greed_metadata_error_is_a_failure(crawler):
+    crawler.server.faults.add(
+        "/fng/",
+        200,
+        body={"name": "Fear and Greed Index", "data": [], "metadata": {"error": "Service busy"}},
+        times=None,
+    )
+    partition = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+    crawl = crawler.run("fear_greed", partition, expect_success=False)
+    assert "metadata.error: Service busy" in failure_message(crawl)
