@@ -33,3 +33,11 @@ format: install
 
 clean:
 	rm -rf $(LOCAL)
+
+# The whole stack on embedded defaults (SQLite, no Redis) against the bundled replay.
+demo: install
+	$(BIN)/python -m ingestion_pipelines.demo --replay
+
+# The same stack against the live sources.
+up: install
+	$(BIN)/python -m ingestion_pipelines.demo

@@ -1,0 +1,195 @@
+"""NAV backfill of 60 funds x 10 years against the replay server, into MariaDB.
+
+Prints, measured side by side in one run on one fresh MariaDB:
+- the raw upsert ceiling of the same rows (our `upsert`, and plain `executemany` INSERT);
+- the crawl without Dagster (`sources.runner.crawl`: HTTP, JSON with exact decimals, validation,
+  upsert);
+- the same backfill through Dagster (`materialize` of a 10-year partition range, one run);
+- the per-run overhead Dagster adds (a one-day partition through `materialize` vs `crawl`).
+
+Usage: .venv/bin/python benchmarks/nav_backfill.py [--database-url URL] [--years 10] [--funds 60]
+Without --database-url a temporary MariaDB is started from the test bed (Debian's mariadb-server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--database-url")
+    parser.add_argument("--years", type=int, default=10)
+    parser.add_argument("--funds", type=int, default=60)
+    args = parser.parse_args()
+    os.environ.setdefault("INGEST_LOCAL_DIR", tempfile.mkdtemp(prefix="bench-nav-"))
+    os.environ.setdefault("DAGSTER_HOME", tempfile.mkdtemp(prefix="bench-dagster-"))
+
+    import dagster as dg
+    from loguru import logger
+    from sqlalchemy import text
+
+    from ingestion_pipelines.replay import fmarket
+    from ingestion_pipelines.replay.http_server import ReplayServer
+    from ingestion_pipelines.resources.http import HttpClientResource
+    from ingestion_pipelines.sources.base import Window
+    from ingestion_pipelines.sources.fmarket_nav import FmarketNav
+    from ingestion_pipelines.sources.runner import crawl
+    from ingestion_pipelines.storage.engines import ensure_schema
+    from ingestion_pipelines.storage.tables import fund_nav
+    from ingestion_pipelines.storage.upsert import upsert
+
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+
+    with ExitStack() as stack:
+        url = args.database_url
+        if url is None:
+            from ingestion_pipelines_tests.testbed import MariaDBServer
+
+            server = stack.enter_context(MariaDBServer())
+            server.start()
+            server.create_database("bench")
+            url = server.url("bench")
+        os.environ["INGEST_DATABASE_URL"] = url
+        engine = ensure_schema(url)
+
+        replay = stack.enter_context(ReplayServer())
+        dataset = replay.dataset
+        while len(dataset.products) < args.funds:  # the recording has 58 funds: add clones
+            clone = copy.deepcopy(dataset.products[len(dataset.products) % 58])
+            clone["id"] = 90_000 + len(dataset.products)
+            clone["code"] = f"{clone['code']}{len(dataset.products)}"
+            dataset.products.append(clone)
+            dataset.specs[clone["id"]] = fmarket.FundSpec.from_row(clone)
+        dataset.products[:] = dataset.products[: args.funds]
+        dataset.specs = {row["id"]: dataset.specs[row["id"]] for row in dataset.products}
+        dataset._funds = None
+        os.environ.update(replay.env())
+
+        end = fmarket.previous_weekday(dataset.today_ict() - timedelta(days=1))
+        start = end - timedelta(days=365 * args.years)
+        window = Window(start, end + timedelta(days=1), "Asia/Ho_Chi_Minh")
+
+        def reset():
+            with engine.begin() as conn:
+                conn.execute(text("DELETE FROM fund_nav"))
+
+        # 1. Raw ceilings with the same rows.
+        rows = [
+            {
+                "fund_id": f,
+                "nav_date": date.fromisoformat(r["navDate"]),
+                "nav": Decimal(str(r["nav"])),
+            }
+            for f in dataset.specs
+            for r in dataset.nav_rows(f, start, end)
+        ]
+        n = len(rows)
+        reset()
+        t = time.perf_counter()
+        with engine.begin() as conn:
+            for i in range(0, n, 1000):
+                conn.execute(fund_nav.insert(), rows[i : i + 1000])
+        raw_insert = n / (time.perf_counter() - t)
+        reset()
+        t = time.perf_counter()
+        result = upsert(engine, fund_nav, rows)
+        upsert_new = n / (time.perf_counter() - t)
+        assert result.inserted == n
+        t = time.perf_counter()
+        result = upsert(engine, fund_nav, rows)
+        upsert_same = n / (time.perf_counter() - t)
+        assert result.unchanged == n
+
+        # 2. The crawl without Dagster.
+        from ingestion_pipelines.workers import get_worker
+
+        settings = get_worker("fmarket_nav").settings(base_url=replay.url, page_size=100)
+        http = HttpClientResource(redis_url="")
+
+        def direct(win):
+            with http.session("fmarket_nav") as session:
+                t0 = time.perf_counter()
+                res = crawl(
+                    FmarketNav(settings, win),
+                    session=session,
+                    data_engine=engine,
+                    control_engine=engine,
+                )
+                return res, time.perf_counter() - t0
+
+        reset()
+        res, crawl_s = direct(window)
+        assert res.written.inserted == n, (res.written, n)
+        reset()
+
+        # 3. Through Dagster: one run for the whole range.
+        from ingestion_pipelines.definitions import build_definitions
+
+        defs = build_definitions()
+        asset = next(a for a in defs.assets if a.key.to_user_string() == "fmarket_nav")
+        instance = dg.DagsterInstance.ephemeral()
+
+        def through_dagster(first: date, last: date):
+            t0 = time.perf_counter()
+            out = dg.materialize(
+                [asset],
+                resources=defs.resources,
+                instance=instance,
+                tags={
+                    "dagster/asset_partition_range_start": first.isoformat(),
+                    "dagster/asset_partition_range_end": last.isoformat(),
+                },
+            )
+            assert out.success
+            return out, time.perf_counter() - t0
+
+        out, dagster_s = through_dagster(start, end)
+        meta = out.asset_materializations_for_node("fmarket_nav")[0].metadata
+        assert meta["records_inserted"].value == n
+
+        # 4. Per-run overhead: one day, direct vs Dagster (median of 5).
+        day = end
+        one_day = Window(day, day + timedelta(days=1), "Asia/Ho_Chi_Minh")
+        direct_runs = sorted(direct(one_day)[1] for _ in range(5))
+        dagster_runs = sorted(through_dagster(day, day)[1] for _ in range(5))
+        overhead = dagster_runs[2] - direct_runs[2]
+        from ingestion_pipelines.logs import shutdown_logging
+
+        shutdown_logging()  # while the database is still up
+
+    print(
+        f"\nNAV backfill: {len(dataset.specs)} funds x {args.years} years = {n:,} rows, into {url.split('://')[0]}"
+    )
+    print(f"{'path':<52}{'rows/s':>12}{'vs ceiling':>12}")
+    ceiling = upsert_new
+    for name, value in (
+        ("raw executemany INSERT, batches of 1000", raw_insert),
+        ("upsert(), new rows (the ceiling)", upsert_new),
+        ("upsert(), all rows unchanged", upsert_same),
+        ("crawl() without Dagster (HTTP+parse+validate+upsert)", n / crawl_s),
+        ("Dagster materialize, one run for the range", n / dagster_s),
+    ):
+        print(f"{name:<52}{value:>12,.0f}{value / ceiling:>11.2f}x")
+    print(
+        f"\nDagster per-run overhead (1-day partition, median of 5): {overhead:.2f} s "
+        f"(direct {direct_runs[2]:.2f} s, materialize {dagster_runs[2]:.2f} s)"
+    )
+    print(f"Whole backfill: crawl {crawl_s:.1f} s, through Dagster {dagster_s:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

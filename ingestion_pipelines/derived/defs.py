@@ -1,0 +1,27 @@
+"""Definitions of the assets computed from our own tables, and the sensor that automates them."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ingestion_pipelines.derived.trade_bars import GROUP, trade_bars_asset
+
+AUTOMATION_SENSOR = "derived_automation"
+
+
+def defs() -> dg.Definitions:
+    """`trade_bars_1m` and a running automation-condition sensor for the `derived` group.
+
+    Dagster would otherwise add `default_automation_condition_sensor`, which starts stopped.
+    """
+    return dg.Definitions(
+        assets=[trade_bars_asset()],
+        sensors=[
+            dg.AutomationConditionSensorDefinition(
+                AUTOMATION_SENSOR,
+                target=dg.AssetSelection.groups(GROUP),
+                default_status=dg.DefaultSensorStatus.RUNNING,
+                description="Evaluates the automation conditions of the derived assets.",
+            )
+        ],
+    )

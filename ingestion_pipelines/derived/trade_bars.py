@@ -1,0 +1,289 @@
+"""`trade_bars_1m`: one-minute OHLCV bars per (source, symbol) from `trade_tick`, per ICT day.
+
+A partition is one ICT calendar day: every trade whose `traded_at` falls in
+[00:00 ICT, next 00:00 ICT) goes into the bar of its UTC minute (ICT is UTC+7, so minutes are the
+same in both zones). open = first trade by (traded_at, trade_id), close = the last, high/low the
+extremes, volume = sum of quantities, all exact decimals. Bars are written by idempotent upsert:
+running a day again changes nothing unless new trades arrived.
+
+Automation: the latest complete ICT day is materialized once that day is over (00:05 ICT) or
+when a feed reports that day's partition again later, provided at least one feed reported
+anything for that day (see `automation_condition`). Any range of days can be backfilled (one
+run per range).
+"""
+
+import functools
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import dagster as dg
+from pydantic import Field, PositiveInt
+from sqlalchemy import Engine, select
+
+from ingestion_pipelines.config import WorkerConfigResource
+from ingestion_pipelines.logs import run_logging
+from ingestion_pipelines.resources.database import DatabaseResource
+from ingestion_pipelines.storage.tables import trade_bar_1m, trade_tick
+from ingestion_pipelines.storage.upsert import UpsertResult, upsert
+from ingestion_pipelines.workers import WorkerSettings, WorkerSpec, register
+
+WORKER_ID = "trade_bars_1m"
+GROUP = "derived"
+ICT_TIMEZONE = "Asia/Ho_Chi_Minh"
+START_DATE = "2025-01-01"
+WORKER_TAG = "ingest/worker"
+# A feed day is over at 00:00 ICT; five minutes later the sidecar has flushed its last ticks.
+DAY_CLOSED_CRON = "5 0 * * *"
+_SYMBOL_LIST_MAX = 200
+
+
+class TradeBarsSettings(WorkerSettings):
+    """Settings of `trade_bars_1m`. `database_url` is where both `trade_tick` (read) and
+    `trade_bar_1m` (written) live, when not in `INGEST_DATABASE_URL`."""
+
+    batch_size: PositiveInt = Field(5000, description="bars per upsert transaction")
+
+
+SPEC = register(
+    WorkerSpec(
+        WORKER_ID,
+        "derived",
+        TradeBarsSettings,
+        "one-minute OHLCV bars per (source, symbol) from trade_tick, per ICT day",
+    )
+)
+
+
+class TradeBarsRunConfig(dg.PermissiveConfig):
+    """Run config: any key given here overrides the config chain for that run only."""
+
+
+def bars_partitions_def() -> dg.DailyPartitionsDefinition:
+    """ICT calendar days; only complete days (end_offset 0): today's bars are not final."""
+    return dg.DailyPartitionsDefinition(start_date=START_DATE, timezone=ICT_TIMEZONE)
+
+
+def upstream_feeds() -> list[dg.AssetKey]:
+    """The feed assets whose data the bars read: every feed that writes `trade_tick`."""
+    from ingestion_pipelines.feeds.base import feed_classes
+
+    return [
+        dg.AssetKey([worker_id])
+        for worker_id, feed in feed_classes().items()
+        if trade_tick.name in feed.tables
+    ]
+
+
+def automation_condition() -> dg.AutomationCondition:
+    """Materialize the latest complete ICT day when that day is over, and again whenever a feed
+    reports that day's partition afterwards (late ticks, a gap filled from REST).
+
+    `AutomationCondition.eager()` is not used: it waits until *every* upstream has the day's
+    partition, and `ssi_iboard` reports nothing on days without trading (or when it is switched
+    off), which would block Binance bars forever. `on_cron()` likewise needs all upstreams to be
+    updated after the cron tick. Here one feed having reported the day is enough.
+    """
+    ac = dg.AutomationCondition
+    day_closed = ac.cron_tick_passed(DAY_CLOSED_CRON, ICT_TIMEZONE).with_label(
+        "ICT day closed (00:05 ICT)"
+    )
+    no_feed_reported = ac.all_deps_match(ac.missing()).with_label("no feed reported that day")
+    return (
+        ac.in_latest_time_window()
+        & (day_closed | ac.any_deps_updated()).since_last_handled()
+        & ~no_feed_reported
+        & ~ac.any_deps_in_progress()
+        & ~ac.in_progress()
+    ).with_label("after a feed day completes")
+
+
+# ---- the computation ----------------------------------------------------------------------
+
+
+@dataclass
+class BarsResult:
+    trades_read: int = 0
+    bars: UpsertResult = field(default_factory=UpsertResult)
+    symbols: set[tuple[str, str]] = field(default_factory=set)
+
+    def metadata(self) -> dict[str, Any]:
+        listed = sorted(f"{source}:{symbol}" for source, symbol in self.symbols)
+        return {
+            "bars_inserted": self.bars.inserted,
+            "bars_updated": self.bars.updated,
+            "bars_unchanged": self.bars.unchanged,
+            "bars": self.bars.total,
+            "trades_read": self.trades_read,
+            "symbols": len(self.symbols),
+            "symbol_list": dg.MetadataValue.json(listed[:_SYMBOL_LIST_MAX]),
+        }
+
+
+def aggregate_bars(ticks: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
+    """One-minute bars from ticks ordered by (source, symbol, traded_at, trade_id)."""
+    bar: dict[str, Any] | None = None
+    for tick in ticks:
+        traded_at = tick["traded_at"]
+        if traded_at.tzinfo is None:
+            traded_at = traded_at.replace(tzinfo=UTC)
+        minute = traded_at.astimezone(UTC).replace(second=0, microsecond=0)
+        price = Decimal(tick["price"])
+        quantity = Decimal(tick["quantity"])
+        if (
+            bar is None
+            or bar["bar_start"] != minute
+            or bar["symbol"] != tick["symbol"]
+            or bar["source"] != tick["source"]
+        ):
+            if bar is not None:
+                yield bar
+            bar = {
+                "source": tick["source"],
+                "symbol": tick["symbol"],
+                "bar_start": minute,
+                "open": price,
+                "high": price,
+                "low": price,
+                "close": price,
+                "volume": quantity,
+                "trade_count": 1,
+            }
+            continue
+        if price > bar["high"]:
+            bar["high"] = price
+        if price < bar["low"]:
+            bar["low"] = price
+        bar["close"] = price
+        bar["volume"] += quantity
+        bar["trade_count"] += 1
+    if bar is not None:
+        yield bar
+
+
+def build_bars(
+    engine: Engine, start: datetime, end: datetime, *, batch_size: int = 5000
+) -> BarsResult:
+    """Compute the bars of every trade with start <= traded_at < end and upsert them."""
+    result = BarsResult()
+    query = (
+        select(
+            trade_tick.c.source,
+            trade_tick.c.symbol,
+            trade_tick.c.trade_id,
+            trade_tick.c.price,
+            trade_tick.c.quantity,
+            trade_tick.c.traded_at,
+        )
+        .where(trade_tick.c.traded_at >= start, trade_tick.c.traded_at < end)
+        .order_by(
+            trade_tick.c.source,
+            trade_tick.c.symbol,
+            trade_tick.c.traded_at,
+            trade_tick.c.trade_id,
+        )
+    )
+
+    def counted(rows: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+        for row in rows:
+            result.trades_read += 1
+            yield row
+
+    # Ticks are streamed and bars written in batches, so a busy day never sits in memory whole;
+    # the writes go through their own connections (one transaction per batch).
+    with engine.connect() as conn:
+        rows = conn.execution_options(stream_results=True, yield_per=10_000).execute(query)
+        batch: list[dict[str, Any]] = []
+        for bar in aggregate_bars(counted(rows.mappings())):
+            result.symbols.add((bar["source"], bar["symbol"]))
+            batch.append(bar)
+            if len(batch) >= batch_size:
+                result.bars = result.bars + upsert(engine, trade_bar_1m, batch)
+                batch = []
+        if batch:
+            result.bars = result.bars + upsert(engine, trade_bar_1m, batch)
+    return result
+
+
+# ---- the asset ----------------------------------------------------------------------------
+
+
+@functools.cache
+def trade_bars_asset() -> dg.AssetsDefinition:
+    """The `trade_bars_1m` asset (built once; the feed list is read when first called)."""
+
+    @dg.asset(
+        name=WORKER_ID,
+        group_name=GROUP,
+        description=(
+            "One-minute OHLCV bars per (source, symbol) from `trade_tick`, one partition per ICT "
+            "calendar day (a trade at 23:59:59 ICT belongs to that day, one at 00:00 ICT to the "
+            "next). Exact decimals; idempotent upsert into `trade_bar_1m`."
+        ),
+        deps=upstream_feeds(),
+        partitions_def=bars_partitions_def(),
+        automation_condition=automation_condition(),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
+        pool=f"worker/{WORKER_ID}",
+        op_tags={WORKER_TAG: WORKER_ID},
+        kinds={"python", "sql"},
+        metadata={
+            "table": trade_bar_1m.name,
+            "dagster/table_name": trade_bar_1m.name,
+            "natural_key": "source, symbol, bar_start",
+            "reads": trade_tick.name,
+        },
+        freshness_policy=dg.FreshnessPolicy.cron(
+            deadline_cron="30 1 * * *",
+            lower_bound_delta=timedelta(hours=1, minutes=30),
+            timezone=ICT_TIMEZONE,
+        ),
+    )
+    def trade_bars_1m(
+        context: dg.AssetExecutionContext,
+        config: TradeBarsRunConfig,
+        worker_config: WorkerConfigResource,
+        database: DatabaseResource,
+    ) -> dg.MaterializeResult:
+        with run_logging(context, WORKER_ID) as log:
+            overrides = {k: v for k, v in config.model_dump().items() if v is not None}
+            resolved = worker_config.resolve(WORKER_ID, overrides)
+            settings: TradeBarsSettings = resolved.settings
+            if not settings.enabled:
+                raise dg.Failure(
+                    f"{WORKER_ID} is disabled (enabled=false from {resolved.layer_of('enabled')})",
+                    allow_retries=False,
+                )
+            window = context.partition_time_window
+            start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
+            log.info(
+                "bars from trade_tick for ICT days {}..{} ({} to {} UTC)",
+                window.start.date(),
+                (window.end - timedelta(days=1)).date(),
+                start.isoformat(),
+                end.isoformat(),
+            )
+            result = build_bars(
+                database.data_engine(settings.database_url),
+                start,
+                end,
+                batch_size=settings.batch_size,
+            )
+            log.info(
+                "{} trades -> {} bars ({} inserted, {} updated, {} unchanged) for {} symbols",
+                result.trades_read,
+                result.bars.total,
+                result.bars.inserted,
+                result.bars.updated,
+                result.bars.unchanged,
+                len(result.symbols),
+            )
+            metadata = result.metadata()
+            metadata["window_start"] = dg.MetadataValue.timestamp(start)
+            metadata["window_end"] = dg.MetadataValue.timestamp(end)
+            return dg.MaterializeResult(metadata=metadata)
+
+    return trade_bars_1m

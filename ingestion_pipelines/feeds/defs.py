@@ -1,0 +1,308 @@
+"""The Dagster side of the websocket feeds: one external asset, one heartbeat check and one
+switch sensor per feed.
+
+The feeds themselves run in the sidecar (`ingest sidecar`), outside Dagster runs. Dagster knows
+them as *external assets* (`AssetSpec`): it cannot materialize them, the sidecar reports their
+materializations over HTTP (`ingestion_pipelines.sidecar.reporter`).
+
+Per feed `<worker_id>`:
+
+- asset `<worker_id>` (group `feeds`, daily partitions of ICT calendar days, today included),
+  with a time-window freshness policy: the Dagster freshness daemon marks it stale when the
+  sidecar has reported no materialization for `freshness_fail_s` (a Feed class may set it);
+- asset check `<worker_id>` / `heartbeat`: passed while the sidecar's `worker_state.heartbeat_at`
+  for the feed is younger than `heartbeat_timeout_s` (default 90 s);
+- sensor `<worker_id>_feed` (running by default). Its ON/OFF state **is** the operator's switch
+  for the feed: the sidecar polls it (`ingestion_pipelines.sidecar.control.FeedControl`) and
+  starts or stops the feed within its refresh interval. While on, every tick (30 s) reads
+  `worker_state` and reports the `heartbeat` check evaluation.
+
+Loading these definitions reads no database and opens no connection.
+"""
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+from sqlalchemy import Engine, select
+
+from ingestion_pipelines.feeds.base import Feed, feed_classes
+from ingestion_pipelines.redaction import redact
+from ingestion_pipelines.resources.database import DatabaseResource
+from ingestion_pipelines.storage.tables import worker_state
+
+ICT_TIMEZONE = "Asia/Ho_Chi_Minh"
+FEED_START_DATE = "2025-01-01"
+GROUP = "feeds"
+HEARTBEAT_CHECK = "heartbeat"
+SENSOR_SUFFIX = "_feed"
+SENSOR_INTERVAL_S = 30
+HEARTBEAT_TIMEOUT_S = 90.0
+FRESHNESS_FAIL_S = 15 * 60
+# While the check passes and nothing changes, re-report it at most this often (a failing check
+# is reported on every tick, so the silence it describes stays current).
+PASSING_REPORT_EVERY_S = 300
+_ERROR_CHARS = 500
+
+
+def sensor_name(worker_id: str) -> str:
+    """The name of the sensor that switches feed `worker_id` on and off."""
+    return f"{worker_id}{SENSOR_SUFFIX}"
+
+
+def feed_partitions_def() -> dg.DailyPartitionsDefinition:
+    """ICT calendar days; end_offset=1 so that today's partition exists while ticks arrive."""
+    return dg.DailyPartitionsDefinition(
+        start_date=FEED_START_DATE, timezone=ICT_TIMEZONE, end_offset=1
+    )
+
+
+def heartbeat_timeout_s(feed: type[Feed]) -> float:
+    return float(getattr(feed, "heartbeat_timeout_s", HEARTBEAT_TIMEOUT_S))
+
+
+# ---- the heartbeat check ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeartbeatVerdict:
+    """The outcome of the heartbeat check for one feed at one moment."""
+
+    worker_id: str
+    passed: bool
+    severity: dg.AssetCheckSeverity
+    description: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def evaluation(self) -> dg.AssetCheckEvaluation:
+        """As an event a sensor reports (runless)."""
+        return dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey([self.worker_id]),
+            check_name=HEARTBEAT_CHECK,
+            passed=self.passed,
+            severity=self.severity,
+            description=self.description,
+            metadata=self.metadata,
+        )
+
+    def result(self) -> dg.AssetCheckResult:
+        """As the result of executing the check in a run (the UI's "Execute" button)."""
+        return dg.AssetCheckResult(
+            asset_key=dg.AssetKey([self.worker_id]),
+            check_name=HEARTBEAT_CHECK,
+            passed=self.passed,
+            severity=self.severity,
+            description=self.description,
+            metadata=self.metadata,
+        )
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def judge_heartbeat(
+    worker_id: str,
+    row: Mapping[str, Any] | None,
+    *,
+    now: datetime | None = None,
+    timeout_s: float = HEARTBEAT_TIMEOUT_S,
+) -> HeartbeatVerdict:
+    """Judge a `worker_state` row (None: the feed never reported) at `now`."""
+    now = now or datetime.now(UTC)
+    base: dict[str, Any] = {"timeout_s": float(timeout_s)}
+    if row is None:
+        return HeartbeatVerdict(
+            worker_id,
+            False,
+            dg.AssetCheckSeverity.WARN,
+            f"{worker_id} has never reported: no worker_state row for it "
+            "(is `ingest sidecar` running with this feed enabled?)",
+            {**base, "status": "never reported"},
+        )
+    status = str(row.get("status") or "unknown")
+    heartbeat_at = _aware(row.get("heartbeat_at"))
+    last_success_at = _aware(row.get("last_success_at"))
+    last_error = redact(str(row.get("last_error") or ""))[:_ERROR_CHARS]
+    metadata: dict[str, Any] = {**base, "status": status}
+    if last_success_at is not None:
+        metadata["last_success_at"] = dg.MetadataValue.timestamp(last_success_at)
+    if last_error:
+        metadata["last_error"] = dg.MetadataValue.text(last_error)
+    error_text = f"; last error: {last_error}" if last_error else "; no error recorded"
+    if heartbeat_at is None:
+        return HeartbeatVerdict(
+            worker_id,
+            False,
+            dg.AssetCheckSeverity.WARN,
+            f"{worker_id} has never sent a heartbeat (status {status}){error_text}",
+            metadata,
+        )
+    age_s = (now - heartbeat_at).total_seconds()
+    metadata["heartbeat_at"] = dg.MetadataValue.timestamp(heartbeat_at)
+    metadata["silent_s"] = round(max(age_s, 0.0), 1)
+    if age_s < timeout_s:
+        return HeartbeatVerdict(
+            worker_id,
+            True,
+            dg.AssetCheckSeverity.ERROR,
+            f"{worker_id} is alive: last heartbeat {_duration(age_s)} ago (status {status})",
+            metadata,
+        )
+    return HeartbeatVerdict(
+        worker_id,
+        False,
+        dg.AssetCheckSeverity.ERROR,
+        f"{worker_id} has been silent for {_duration(age_s)} "
+        f"(last heartbeat {heartbeat_at:%Y-%m-%d %H:%M:%S} UTC, limit {_duration(timeout_s)}, "
+        f"status {status}){error_text}",
+        metadata,
+    )
+
+
+def read_worker_state(engine: Engine, worker_id: str) -> dict[str, Any] | None:
+    """The `worker_state` row of `worker_id`, or None."""
+    with engine.connect() as conn:
+        row = (
+            conn.execute(select(worker_state).where(worker_state.c.worker_id == worker_id))
+            .mappings()
+            .first()
+        )
+    return dict(row) if row is not None else None
+
+
+def check_heartbeat(
+    engine: Engine,
+    worker_id: str,
+    *,
+    now: datetime | None = None,
+    timeout_s: float = HEARTBEAT_TIMEOUT_S,
+) -> HeartbeatVerdict:
+    """Read `worker_state` and judge the heartbeat of feed `worker_id`."""
+    return judge_heartbeat(
+        worker_id, read_worker_state(engine, worker_id), now=now, timeout_s=timeout_s
+    )
+
+
+# ---- definitions --------------------------------------------------------------------------
+
+
+def feed_asset_spec(feed: type[Feed]) -> dg.AssetSpec:
+    worker_id = feed.worker_id
+    fail_s = getattr(feed, "freshness_fail_s", FRESHNESS_FAIL_S)
+    freshness = (
+        dg.FreshnessPolicy.time_window(fail_window=timedelta(seconds=fail_s)) if fail_s else None
+    )
+    return dg.AssetSpec(
+        key=dg.AssetKey([worker_id]),
+        group_name=GROUP,
+        description=(
+            f"{feed.description or feed.__doc__ or worker_id}\n\n"
+            f"Websocket feed run by the sidecar (`ingest sidecar`), outside Dagster runs; the "
+            f"sidecar reports a materialization of the ICT day's partition as data arrives. "
+            f"Switch it on/off with the sensor `{sensor_name(worker_id)}`."
+        ),
+        partitions_def=feed_partitions_def(),
+        kinds={"websocket", "sql"},
+        tags={"ingest/kind": "feed"},
+        metadata={
+            "worker_id": worker_id,
+            "tables": dg.MetadataValue.json(list(feed.tables)),
+            "switch_sensor": sensor_name(worker_id),
+            "heartbeat_timeout_s": heartbeat_timeout_s(feed),
+        },
+        freshness_policy=freshness,
+    )
+
+
+def feed_heartbeat_check(feed: type[Feed]) -> dg.AssetChecksDefinition:
+    """The declared `heartbeat` check. The switch sensor reports it every tick; executing it
+    from the UI gives the same judgement on demand."""
+    worker_id = feed.worker_id
+    timeout_s = heartbeat_timeout_s(feed)
+
+    @dg.asset_check(
+        asset=dg.AssetKey([worker_id]),
+        name=HEARTBEAT_CHECK,
+        description=(
+            f"The sidecar's heartbeat for {worker_id} (worker_state.heartbeat_at) is younger "
+            f"than {timeout_s:g} s. Reported by the sensor {sensor_name(worker_id)} while it runs."
+        ),
+        blocking=False,
+    )
+    def _heartbeat(database: DatabaseResource) -> dg.AssetCheckResult:
+        return check_heartbeat(database.engine(), worker_id, timeout_s=timeout_s).result()
+
+    return _heartbeat
+
+
+def _cursor(raw: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def feed_switch_sensor(feed: type[Feed]) -> dg.SensorDefinition:
+    worker_id = feed.worker_id
+    timeout_s = heartbeat_timeout_s(feed)
+
+    @dg.sensor(
+        name=sensor_name(worker_id),
+        minimum_interval_seconds=SENSOR_INTERVAL_S,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            f"The switch of the {worker_id} feed: while this sensor runs, the sidecar runs the "
+            f"feed; stop it to stop the feed (the sidecar follows within its refresh interval). "
+            f"Each tick reports the `{HEARTBEAT_CHECK}` check of {worker_id} from worker_state."
+        ),
+    )
+    def _switch(context: dg.SensorEvaluationContext, database: DatabaseResource):
+        now = datetime.now(UTC)
+        try:
+            verdict = check_heartbeat(database.engine(), worker_id, now=now, timeout_s=timeout_s)
+        except Exception as exc:  # noqa: BLE001 - the tick fails with a message safe to show
+            raise RuntimeError(
+                f"{worker_id}: cannot read worker_state: {redact(f'{type(exc).__name__}: {exc}')}"
+            ) from None
+        previous = _cursor(context.cursor)
+        outcome = [verdict.passed, verdict.severity.value]
+        due = (
+            not verdict.passed
+            or previous.get("outcome") != outcome
+            or now.timestamp() - float(previous.get("reported_at", 0)) >= PASSING_REPORT_EVERY_S
+        )
+        if not due:
+            return dg.SensorResult(skip_reason=f"unchanged: {verdict.description}")
+        context.log.info(verdict.description)
+        cursor = json.dumps({"outcome": outcome, "reported_at": now.timestamp()})
+        return dg.SensorResult(asset_events=[verdict.evaluation()], cursor=cursor)
+
+    return _switch
+
+
+def defs() -> dg.Definitions:
+    """An external asset, its heartbeat check and its switch sensor for every feed."""
+    feeds = feed_classes()
+    return dg.Definitions(
+        assets=[feed_asset_spec(feed) for feed in feeds.values()],
+        asset_checks=[feed_heartbeat_check(feed) for feed in feeds.values()],
+        sensors=[feed_switch_sensor(feed) for feed in feeds.values()],
+    )
