@@ -261,3 +261,20 @@ def test_fear_greed_metadata_error_is_a_failure(crawler):
     partition = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
     crawl = crawler.run("fear_greed", partition, expect_success=False)
     assert "metadata.error: Service busy" in failure_message(crawl)
+
+
+def test_a_workers_data_tables_may_live_in_another_database(crawler, mariadb_url):
+    dataset = crawler.server.dataset
+    funds = [dict(row) for row in dataset.funds]
+    funds[0] = {**funds[0], "code": None}  # one reject: dead letters stay in the control database
+    dataset.funds = funds
+    crawl = crawler.run("fmarket_funds", run_config={"database_url": mariadb_url})
+    assert crawl.metadata["records_inserted"] == 57
+    assert crawler.rows(tables.fund) == []
+    assert len(crawler.rows(tables.dead_letter)) == 1
+    from sqlalchemy import func, select
+
+    from ingestion_pipelines.storage.engines import get_engine
+
+    with get_engine(mariadb_url).connect() as conn:
+        assert conn.execute(select(func.count()).select_from(tables.fund)).scalar_one() == 57
