@@ -57,8 +57,8 @@ def test_recording_replayed_twice_gives_the_same_rows(speed, mariadb_url, monkey
             n = len(server.recording.frames)
             with sidecar_thread(mariadb_url, ["ssi_iboard"]):
                 wait_until(lambda: server.done.is_set(), 60, "the recording played")  # noqa: B023
+                wait_until(lambda: len(server.frames_sent) == n, 10, "every frame sent")  # noqa: B023
                 frames = server.frames_sent
-                assert len(frames) == n
                 distinct = len({(f.split("|")[1], f.split("|")[101]) for f in frames})
                 wait_until(lambda: _stored(mariadb_url)[0] == distinct, 10, "every frame stored")  # noqa: B023
         quotes, trades = _stored(mariadb_url)

@@ -197,3 +197,18 @@ def _drain(pubsub, into: list[int]) -> int:
         if message["type"] == "message":
             into.extend(row["trade_id"] for row in orjson.loads(message["data"]))
     return len(into)
+
+
+def test_database_down_at_start(binance, mariadb_url, mariadb_server, isolated_env):
+    mariadb_server.stop()
+    with sidecar_thread(mariadb_url, ["binance_trades"], writer={"retry_s": 0.3}) as sidecar:
+        assert binance.wait_subscribed("BTCUSDT", 1, 20)
+        binance.resume()
+        writer = sidecar.writers[mariadb_url]
+        wait_until(lambda: writer.metrics_for("binance_trades").spooled_rows > 300, 15, "spooled")
+        mariadb_server.start()
+        wait_until(lambda: not writer.down, 15, "the spool replayed")
+        assert binance.wait_trades("BTCUSDT", binance.last_trade_id("BTCUSDT") + 100, 10)
+        binance.pause()
+        wait_all_stored(mariadb_url, binance)
+        assert_exactly_once(mariadb_url, binance)

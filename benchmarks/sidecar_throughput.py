@@ -1,0 +1,268 @@
+"""Sidecar throughput and latency: a local Binance-protocol server → the sidecar → MariaDB.
+
+    .venv/bin/python benchmarks/sidecar_throughput.py [--database-url mysql+pymysql://...]
+
+Without `--database-url` a throw-away MariaDB is started (the test bed's `MariaDBServer`).
+Measured in the same run, next to each other:
+
+- ceiling 1: websocket-client receive + parse alone (no database), as fast as the server sends;
+- ceiling 2: batched upsert alone (`storage.upsert`, 1,000 rows a batch, ignore semantics);
+- the naive writer: one INSERT + COMMIT per message;
+- the sidecar (engine + writer, the real `Sidecar`): sustained messages/s from the first send to
+  the last commit, and p50/p99 latency from send (the frame's `E`, stamped when written to the
+  socket) to commit, at 1k, 5k and 20k msg/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import websocket  # noqa: E402
+from sqlalchemy import create_engine, insert, text  # noqa: E402
+
+from ingestion_pipelines.feeds.binance_trades import BinanceTrades  # noqa: E402
+from ingestion_pipelines.replay.ws_binance import BinanceServer  # noqa: E402
+from ingestion_pipelines.storage.engines import ensure_schema  # noqa: E402
+from ingestion_pipelines.storage.tables import trade_tick  # noqa: E402
+from ingestion_pipelines.storage.upsert import upsert  # noqa: E402
+
+SYMBOL = "BTCUSDT"
+
+
+class RemoteServer:
+    """A BinanceServer in its own process (as the real one is remote: it must not share our GIL)."""
+
+    def __init__(self, **kwargs):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(child, kwargs), daemon=True)
+        self._proc.start()
+        self.url, self.rest_url = self._conn.recv()
+
+    def call(self, *command):
+        self._conn.send(command)
+        result = self._conn.recv()
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def close(self):
+        self.call("stop")
+        self._proc.join(10)
+
+
+def _serve(conn, kwargs):
+    server = BinanceServer(**kwargs).start()
+    conn.send((server.url, server.rest_url))
+    while True:
+        command = conn.recv()
+        try:
+            if command[0] == "stop":
+                server.stop()
+                conn.send(None)
+                return
+            if command[0] == "subscribed":
+                conn.send(server.wait_subscribed(SYMBOL, 1, 30))
+            elif command[0] == "bench":
+                run = server.benchmark(command[1], rate=command[2])
+                run.wait(600)
+                conn.send(run.started_at)
+        except Exception as exc:  # noqa: BLE001
+            conn.send(exc)
+
+
+def ceiling_receive_parse(n: int) -> float:
+    server = RemoteServer(symbols=[SYMBOL], rate=0, ping_interval=None)
+    ws = websocket.create_connection(
+        f"{server.url}/stream?streams={SYMBOL.lower()}@trade", skip_utf8_validation=True
+    )
+    assert server.call("subscribed")
+    took = [0.0]
+
+    def read() -> None:
+        parse = BinanceTrades.parse
+        now = datetime.now(UTC)
+        _op, frame = ws.recv_data_frame()
+        start = time.perf_counter()
+        for _ in range(n - 1):
+            _op, frame = ws.recv_data_frame()
+            parse(frame.data, now)
+        took[0] = time.perf_counter() - start
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    server.call("bench", n, None)
+    reader.join(60)
+    ws.close()
+    server.close()
+    return (n - 1) / took[0]
+
+
+def _rows(first: int, n: int) -> list[dict]:
+    now = datetime.now(UTC)
+    return [
+        BinanceTrades.parse(
+            b'{"e":"trade","E":1,"s":"BENCH","t":%d,"p":"43210.12000000","q":"0.51234000","T":1776148327431,"m":true,"M":true}'
+            % (first + i),
+            now,
+        ).rows["trade_tick"][0]
+        for i in range(n)
+    ]
+
+
+def ceiling_batched_upsert(url: str, n: int) -> float:
+    engine = ensure_schema(url)
+    rows = _rows(10_000_000, n)
+    start = time.perf_counter()
+    for i in range(0, n, 1000):
+        with engine.begin() as conn:
+            upsert(conn, trade_tick, rows[i : i + 1000], on_conflict="ignore", classify=False)
+    return n / (time.perf_counter() - start)
+
+
+def naive_writer(url: str, n: int) -> float:
+    engine = ensure_schema(url)
+    rows = _rows(20_000_000, n)
+    start = time.perf_counter()
+    with engine.connect() as conn:
+        for row in rows:
+            conn.execute(insert(trade_tick), row)
+            conn.commit()
+    return n / (time.perf_counter() - start)
+
+
+class _Timed(BinanceTrades):
+    """BinanceTrades that also remembers each trade's send time (E) for the latency figures."""
+
+    sent_ms: dict[int, int] = {}
+
+    def parse(self, raw, received_at):  # type: ignore[override]
+        parsed = BinanceTrades.parse(raw, received_at)
+        at = raw.find(b'"E":') + 4
+        rows = parsed.rows.get("trade_tick")
+        if rows:
+            self.sent_ms[rows[0]["trade_id"]] = int(raw[at : raw.index(b",", at)])
+        return parsed
+
+
+def sidecar_runs(url: str, paced: list[tuple[int, int]], burst: int) -> dict:
+    from ingestion_pipelines.sidecar.runner import Sidecar, SidecarOptions
+
+    latencies: list[float] = []
+    last_commit = [0.0]
+    committed = [0]
+
+    def on_commit(_feed, table, rows, at):
+        if table != "trade_tick":
+            return
+        sent = _Timed.sent_ms
+        for row in rows:
+            ms = sent.pop(row["trade_id"], None)
+            if ms is not None:
+                latencies.append(at - ms / 1000)
+        committed[0] += len(rows)
+        last_commit[0] = at
+
+    results = {}
+    server = RemoteServer(symbols=[SYMBOL], rate=0, ping_interval=None, paused=True)
+    os.environ["INGEST_BINANCE_TRADES__BASE_URL"] = server.url
+    os.environ["INGEST_BINANCE_TRADES__REST_BASE_URL"] = server.rest_url
+    os.environ["INGEST_BINANCE_TRADES__SYMBOLS"] = SYMBOL.lower()
+    options = SidecarOptions(
+        database_url=url, feeds=["binance_trades"], writer={"on_commit": on_commit}
+    )
+    sidecar = Sidecar(options)
+    sidecar.classes["binance_trades"] = _Timed
+    thread = threading.Thread(target=sidecar.run, daemon=True)
+    thread.start()
+    assert server.call("subscribed")
+
+    def one(n, rate):
+        latencies.clear()
+        before = committed[0]
+        started_at = server.call("bench", n, rate)
+        deadline = time.time() + 120
+        while committed[0] - before < n and time.time() < deadline:
+            time.sleep(0.01)
+        assert committed[0] - before >= n, f"only {committed[0] - before} of {n} committed"
+        return started_at, sorted(latencies)
+
+    started_at, lat = one(burst, None)
+    results["sustained"] = burst / (last_commit[0] - started_at)
+    results["sustained_p50_ms"] = lat[len(lat) // 2] * 1000
+    results["sustained_p99_ms"] = lat[int(len(lat) * 0.99)] * 1000
+    for rate, n in paced:
+        started_at, lat = one(n, rate)
+        results[rate] = (
+            n / (last_commit[0] - started_at),
+            lat[len(lat) // 2] * 1000,
+            lat[int(len(lat) * 0.99)] * 1000,
+        )
+    sidecar.request_stop()
+    thread.join(15)
+    server.close()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--database-url")
+    parser.add_argument("--burst", type=int, default=100_000)
+    args = parser.parse_args()
+    os.environ.setdefault("INGEST_LOCAL_DIR", tempfile.mkdtemp(prefix="sidecar-bench-"))
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+    server = None
+    url = args.database_url
+    if url is None:
+        from ingestion_pipelines_tests.testbed import MariaDBServer
+
+        server = MariaDBServer().start()
+        url = server.url(server.create_database("sidecar_bench"))
+    try:
+        recv = statistics.median(ceiling_receive_parse(100_000) for _ in range(3))
+        batched = statistics.median(ceiling_batched_upsert(url, 50_000) for _ in range(1))
+        naive = naive_writer(url, 3_000)
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM trade_tick"))
+        engine.dispose()
+        paced = [(1_000, 5_000), (5_000, 20_000), (20_000, 60_000)]
+        side = sidecar_runs(url, paced, args.burst)
+    finally:
+        if server is not None:
+            server.close()
+    print()
+    print("| path | msg/s | p50 send→commit | p99 send→commit |")
+    print("|---|---:|---:|---:|")
+    print(f"| ceiling: websocket-client receive + parse alone | {recv:,.0f} | | |")
+    print(f"| ceiling: batched upsert alone (1,000 rows, MariaDB) | {batched:,.0f} | | |")
+    print(f"| naive writer: INSERT + COMMIT per message | {naive:,.0f} | | |")
+    print(
+        f"| sidecar, as fast as the server sends ({args.burst:,} msgs) | {side['sustained']:,.0f} "
+        f"| {side['sustained_p50_ms']:,.0f} ms | {side['sustained_p99_ms']:,.0f} ms |"
+    )
+    for rate, _n in paced:
+        got, p50, p99 = side[rate]
+        print(f"| sidecar paced at {rate:,} msg/s | {got:,.0f} | {p50:,.0f} ms | {p99:,.0f} ms |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

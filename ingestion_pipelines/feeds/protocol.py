@@ -1,0 +1,43 @@
+"""What a feed file gives the engine, and what `parse` hands back.
+
+A feed (a `ingestion_pipelines.feeds.base.Feed` subclass) describes its protocol only:
+
+- `source`: the `trade_tick.source` value (also the pub/sub channel part: `ticks:<source>:<symbol>`);
+- `url(settings)` and `subscribe_messages(settings)`: where to connect and what to send after
+  every (re)connect;
+- `headers`: sent with the handshake (the engine adds a browser User-Agent when absent);
+- `max_connection_age_s`: reconnect ahead of the server's own cut (Binance: 24 h);
+- `parse(raw, received_at) -> Parsed`: rows per table, and whether the server asked us to go;
+- optional `consecutive_ids = True` plus `history_request(settings, symbol, from_id, limit)` and
+  `history_rows(symbol, payload, received_at)`: trade ids are consecutive per symbol, so the
+  engine detects gaps and fills them from the REST history;
+- optional `restore(engine, settings)`: read what the feed needs to resume from the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+BROWSER_USER_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+
+
+class ParseError(ValueError):
+    """A frame the feed cannot read: it goes to `dead_letter` with this message as the reason."""
+
+
+@dataclass(slots=True)
+class Parsed:
+    """What one frame carried: rows by table name (in the order they should be written)."""
+
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    reconnect: str | None = None  # a reason: the server announced it is going away
+
+    def add(self, table: str, row: dict[str, Any]) -> None:
+        self.rows.setdefault(table, []).append(row)
+
+
+NOTHING = Parsed()

@@ -1,0 +1,355 @@
+"""The feed engine: one thread per websocket connection, the same for every feed.
+
+It connects with the feed's headers (and a browser User-Agent), sends the feed's subscribe
+messages after every (re)connect, answers server pings (websocket-client does it inside
+`recv_data_frame`), hands each frame to `feed.parse`, and the rows to the writer. It reconnects on
+close, error, silence longer than `silence_limit_s` (no frame at all, pings included), before the
+feed's `max_connection_age_s`, and when the server announces a shutdown — with exponential backoff,
+jitter and a cap for failures, at once for planned reconnects. A frame `parse` refuses goes to
+`dead_letter` raw, with the reason, and the feed goes on.
+
+For feeds with consecutive trade ids it tracks the last id per symbol (seeded from the database at
+start) and hands every gap to the feed's `GapFiller`. A row is counted as seen only once the writer
+accepted it; when the writer's queue stays full the engine disconnects, waits for room and
+reconnects, and the trades it did not take are fetched back as a gap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import websocket
+from loguru import logger
+from sqlalchemy import func, select
+
+from ingestion_pipelines.redaction import redact_url
+from ingestion_pipelines.sidecar.gaps import GapFiller, GapTracker
+from ingestion_pipelines.feeds.protocol import BROWSER_USER_AGENT, ParseError
+from ingestion_pipelines.sidecar.spool import Spool
+from ingestion_pipelines.sidecar.writer import Writer
+from ingestion_pipelines.storage.tables import trade_tick
+
+POLL_S = 0.25  # how often a blocked read wakes to check stop, silence and age
+
+
+class Backoff:
+    """Exponential backoff with full jitter and a cap."""
+
+    def __init__(self, initial_s: float = 0.5, cap_s: float = 30.0):
+        self.initial_s = initial_s
+        self.cap_s = cap_s
+        self.current = initial_s
+
+    def next(self) -> float:
+        delay = random.uniform(self.current / 2, self.current)
+        self.current = min(self.current * 2, self.cap_s)
+        return delay
+
+    def reset(self) -> None:
+        self.current = self.initial_s
+
+
+class FeedEngine:
+    """Runs one feed: the connection thread and its gap filler."""
+
+    def __init__(
+        self,
+        feed_id: str,
+        feed: Any,
+        settings: Any,
+        writer: Writer,
+        *,
+        control_writer: Writer | None = None,
+        backoff: Backoff | None = None,
+    ):
+        self.feed_id = feed_id
+        self.feed = feed
+        self.settings = settings
+        self.writer = writer
+        self.control_writer = control_writer or writer
+        self.backoff = backoff or Backoff()
+        self.log = logger.bind(worker_id=feed_id)
+        self.max_connection_age_s: float | None = getattr(feed, "max_connection_age_s", None)
+        self.consecutive = bool(getattr(feed, "consecutive_ids", False))
+        self.tracker = GapTracker()
+        self.filler = (
+            GapFiller(feed_id, feed, lambda: self.settings, self._submit_filled)
+            if self.consecutive
+            else None
+        )
+        # live state, read by the state thread
+        self.status = "starting"
+        self.connected_since: datetime | None = None
+        self.last_message_at: float | None = None
+        self.messages = 0
+        self.reconnects = 0
+        self.dead_letters = 0
+        self.last_error: str | None = None
+        self.last_event_ms: int | None = None
+        self._stop = threading.Event()
+        self._restart_reason: str | None = None
+        self._ws: websocket.WebSocket | None = None
+        self._thread = threading.Thread(target=self._run, name=f"feed-{feed_id}", daemon=True)
+
+    # ---- control -------------------------------------------------------------------------------
+    def start(self) -> FeedEngine:
+        if self.filler is not None:
+            self.filler.start()
+        self._thread.start()
+        return self
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout_s: float = 2.0) -> None:
+        self._thread.join(timeout_s)
+        if self.filler is not None:
+            self.filler.stop(max(0.1, timeout_s / 2))
+        self.status = "stopped"
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        self.request_stop()
+        self.join(timeout_s)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def reconfigure(self, settings: Any, reason: str) -> None:
+        """New settings (e.g. symbols): applied by reconnecting at once."""
+        self.settings = settings
+        self._restart_reason = reason
+
+    # ---- start-up ------------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        """Spool first, then where to resume from (the last committed trade id per symbol)."""
+        try:
+            self.writer.replay_spool(self.feed_id)
+        except Exception as exc:  # noqa: BLE001 - the writer replays it when the database returns
+            self.log.warning("spool not replayed yet (database unavailable): {}", exc)
+        restore = getattr(self.feed, "restore", None)
+        if not self.consecutive and restore is None:
+            return
+        try:
+            engine = self.writer._engine_()
+            if restore is not None:
+                restore(engine, self.settings)
+            if self.consecutive:
+                query = (
+                    select(trade_tick.c.symbol, func.max(trade_tick.c.trade_id))
+                    .where(trade_tick.c.source == self.feed.source)
+                    .group_by(trade_tick.c.symbol)
+                )
+                with engine.connect() as conn:
+                    for symbol, last in conn.execute(query):
+                        self.tracker.last[symbol] = int(last)
+        except Exception as exc:  # noqa: BLE001
+            self.log.warning("could not read the last committed trades: {}", exc)
+        if self.consecutive:
+            self._seed_from_spool()
+            if self.tracker.last:
+                self.log.info("resuming after trade ids {}", self.tracker.last)
+
+    def _seed_from_spool(self) -> None:
+        spool = self.writer.spool(self.feed_id)
+        for path in sorted(spool.folder.glob("spool*")):
+            try:
+                records = list(Spool.records(path))
+            except FileNotFoundError:  # replayed meanwhile: its rows are in the database
+                continue
+            for table, _c, rows in records:
+                if table == "trade_tick":
+                    for row in rows:
+                        last = self.tracker.last.get(row["symbol"])
+                        if last is None or row["trade_id"] > last:
+                            self.tracker.last[row["symbol"]] = row["trade_id"]
+
+    # ---- the connection loop -------------------------------------------------------------------
+    def _run(self) -> None:
+        self._prepare()
+        while not self._stop.is_set():
+            while not self.writer.has_room() and not self._stop.wait(0.2):
+                self.status = "backpressure"
+            if self._stop.is_set():
+                break
+            settings = self.settings
+            self._restart_reason = None
+            url = self.feed.url(settings)
+            started = time.monotonic()
+            try:
+                ws = self._connect(url, settings)
+            except Exception as exc:  # noqa: BLE001 - any connect failure: back off, retry
+                self._failed(f"connect to {redact_url(url)} failed: {exc}")
+                continue
+            self.log.info("connected to {}", redact_url(url))
+            reason = self._read(ws, settings)
+            self._close(ws)
+            self.connected_since = None
+            if self._stop.is_set():
+                self.log.info("disconnected: shutting down")
+                break
+            self.reconnects += 1
+            planned = reason.startswith("planned:")
+            if planned or time.monotonic() - started > 30:
+                self.backoff.reset()
+            if planned:
+                self.status = "disconnected"
+                self.log.info("disconnected ({}): reconnecting now", reason)
+            else:
+                self._failed(f"disconnected: {reason}")
+        self.status = "stopped"
+
+    def _failed(self, message: str) -> None:
+        self.status = "disconnected"
+        self.last_error = message
+        delay = self.backoff.next()
+        self.log.warning("{}; reconnecting in {:.2f} s", message, delay)
+        self._stop.wait(delay)
+
+    def _connect(self, url: str, settings: Any) -> websocket.WebSocket:
+        headers = {"User-Agent": BROWSER_USER_AGENT, **getattr(self.feed, "headers", {})}
+        origin = headers.pop("Origin", None)  # the library sends its own unless given apart
+        ws = websocket.create_connection(
+            url,
+            timeout=settings.timeout_s,
+            header=[f"{k}: {v}" for k, v in headers.items()],
+            origin=origin,
+            skip_utf8_validation=True,
+            enable_multithread=True,
+        )
+        for message in self.feed.subscribe_messages(settings):
+            ws.send(message)
+        ws.settimeout(POLL_S)
+        self._ws = ws
+        self.connected_since = datetime.now(UTC)
+        self.status = "connected"
+        self.last_error = None
+        self.last_message_at = time.time()
+        return ws
+
+    def _close(self, ws: websocket.WebSocket) -> None:
+        self._ws = None
+        try:
+            ws.settimeout(1.0)
+            ws.close(timeout=0.5)
+        except Exception:  # noqa: BLE001 - already gone
+            with contextlib.suppress(Exception):
+                ws.shutdown()
+
+    def _read(self, ws: websocket.WebSocket, settings: Any) -> str:
+        silence_limit = settings.silence_limit_s
+        opened = time.monotonic()
+        max_age = self.max_connection_age_s
+        last_frame = time.monotonic()
+        parse = self.feed.parse
+        OPCODE_CLOSE = websocket.ABNF.OPCODE_CLOSE
+        DATA = (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY)
+        while True:
+            if self._stop.is_set():
+                return "planned: stopping"
+            if self._restart_reason is not None:
+                return f"planned: {self._restart_reason}"
+            try:
+                opcode, frame = ws.recv_data_frame(True)
+            except websocket.WebSocketTimeoutException:
+                now = time.monotonic()
+                if now - last_frame > silence_limit:
+                    return f"silent for {now - last_frame:.1f} s (limit {silence_limit} s)"
+                if max_age is not None and now - opened > max_age:
+                    return "planned: connection age limit reached"
+                continue
+            except Exception as exc:  # noqa: BLE001 - closed, reset, protocol error
+                return f"{type(exc).__name__}: {exc}"
+            last_frame = time.monotonic()
+            if opcode == OPCODE_CLOSE:
+                code = int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else None
+                return (
+                    f"closed by the server (code {code} {frame.data[2:].decode(errors='replace')})"
+                )
+            if opcode not in DATA:
+                continue  # ping (answered by the library) or pong
+            data = frame.data
+            self.messages += 1
+            self.last_message_at = time.time()
+            received_at = datetime.now(UTC)
+            try:
+                parsed = parse(data, received_at)
+            except ParseError as exc:
+                self._dead_letter(data, str(exc), received_at)
+                continue
+            except Exception as exc:  # noqa: BLE001 - a bug must not stop the feed either
+                self._dead_letter(data, f"parser error: {type(exc).__name__}: {exc}", received_at)
+                continue
+            if parsed.reconnect:
+                return f"planned: server announced {parsed.reconnect}"
+            if max_age is not None and time.monotonic() - opened > max_age:
+                return "planned: connection age limit reached"
+            for table, rows in parsed.rows.items():
+                if not self._accept(table, rows):
+                    return "writer queue full (database slow or down, spool full): backing off"
+
+    def _accept(self, table: str, rows: list[dict[str, Any]]) -> bool:
+        on_conflict = "ignore" if table == "trade_tick" else "update"
+        if not (self.consecutive and table == "trade_tick"):
+            return self.writer.submit(self.feed_id, table, rows, on_conflict)
+        tracker = self.tracker
+        for row in rows:
+            symbol, trade_id = row["symbol"], row["trade_id"]
+            last = tracker.last.get(symbol)
+            if last is not None and trade_id <= last:
+                self.writer.submit(self.feed_id, table, [row], on_conflict)  # a re-sent trade
+                continue
+            if not self.writer.submit(self.feed_id, table, [row], on_conflict):
+                return False  # not seen: fetched back as part of a gap after reconnecting
+            gap = tracker.observe(symbol, trade_id)
+            if gap is not None and self.filler is not None:
+                self.filler.request(symbol, *gap)
+        return True
+
+    def _submit_filled(self, rows: list[dict[str, Any]]) -> bool:
+        return self.writer.submit(self.feed_id, "trade_tick", rows, "ignore")
+
+    def _dead_letter(self, data: bytes | str, reason: str, received_at: datetime) -> None:
+        self.dead_letters += 1
+        if isinstance(data, bytes):
+            try:
+                payload = data.decode("utf-8")
+            except UnicodeDecodeError:
+                payload = data.decode("utf-8", "backslashreplace")
+                reason += " (payload is not UTF-8: bytes shown as \\x escapes)"
+        else:
+            payload = data
+        self.log.warning("frame sent to dead_letter: {}", reason)
+        row = {
+            "worker_id": self.feed_id,
+            "received_at": received_at,
+            "reason": reason[:2000],
+            "payload": payload,
+            "run_id": None,
+            "context": None,
+        }
+        self.control_writer.submit(self.feed_id, "dead_letter", [row], "insert")
+
+    # ---- live state ----------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "status": self.status,
+            "connected_since": self.connected_since.isoformat() if self.connected_since else None,
+            "last_message_at": (
+                datetime.fromtimestamp(self.last_message_at, UTC).isoformat()
+                if self.last_message_at
+                else None
+            ),
+            "messages": self.messages,
+            "reconnects": self.reconnects,
+            "dead_letters": self.dead_letters,
+            "symbols": list(self.settings.symbols),
+        }
+        if self.filler is not None:
+            out.update(self.filler.stats.as_dict())
+        return out

@@ -1,0 +1,199 @@
+"""Gaps in consecutive trade ids: found by the engine, filled from the feed's REST history.
+
+`GapTracker` lives on the connection thread: it knows the last id seen per symbol (seeded at start
+from the highest id committed, so gaps across restarts are found too) and returns the missing
+range when an id jumps. `GapFiller` is one thread per feed: it pages through the REST history
+(`feed.history_request` / `feed.history_rows`), hands the rows to the same writer, retries
+429/418/5xx with backoff (honouring Retry-After), and records what the history no longer has.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from loguru import logger
+
+from ingestion_pipelines.feeds.protocol import BROWSER_USER_AGENT
+
+MAX_UNFILLED_KEPT = 50
+
+
+class GapTracker:
+    """Last trade id per symbol; `observe` returns the (first, last) missing ids, or None."""
+
+    def __init__(self, baseline: dict[str, int] | None = None):
+        self.last: dict[str, int] = dict(baseline or {})
+
+    def observe(self, symbol: str, trade_id: int) -> tuple[int, int] | None:
+        last = self.last.get(symbol)
+        if last is None or trade_id > last:
+            self.last[symbol] = trade_id
+        if last is not None and trade_id > last + 1:
+            return last + 1, trade_id - 1
+        return None
+
+
+@dataclass
+class GapStats:
+    found: int = 0  # gaps detected
+    missing: int = 0  # trade ids those gaps held
+    filled: int = 0  # trades written from the REST history
+    unfilled: int = 0  # trade ids the history could not give
+    unfilled_ranges: list[list[Any]] = field(default_factory=list)  # [symbol, first, last, why]
+    pending: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "gaps_found": self.found,
+            "gap_trades_missing": self.missing,
+            "gap_trades_filled": self.filled,
+            "gap_trades_unfilled": self.unfilled,
+            "unfilled_ranges": list(self.unfilled_ranges),
+            "gaps_pending": self.pending,
+        }
+
+
+class GapFiller:
+    """Fills gaps of one feed from its REST history, on its own thread."""
+
+    def __init__(
+        self,
+        feed_id: str,
+        feed: Any,
+        settings: Callable[[], Any],
+        submit: Callable[[list[dict[str, Any]]], bool],
+        *,
+        max_attempts: int = 6,
+    ):
+        self.feed_id = feed_id
+        self.feed = feed
+        self.settings = settings
+        self.submit = submit
+        self.max_attempts = max_attempts
+        self.stats = GapStats()
+        self.log = logger.bind(worker_id=feed_id)
+        self._tasks: queue.Queue[tuple[str, int, int] | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"gaps-{feed_id}", daemon=True)
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def start(self) -> GapFiller:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        self._stop.set()
+        self._tasks.put(None)
+        self._thread.join(timeout_s)
+
+    def request(self, symbol: str, first: int, last: int) -> None:
+        self.stats.found += 1
+        self.stats.missing += last - first + 1
+        self.stats.pending += 1
+        self._idle.clear()
+        self.log.warning(
+            "gap in {} trade ids {}..{} ({} trades): filling from REST",
+            symbol,
+            first,
+            last,
+            last - first + 1,
+        )
+        self._tasks.put((symbol, first, last))
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        return self._idle.wait(timeout_s)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            task = self._tasks.get()
+            if task is None:
+                continue
+            try:
+                self._fill(*task)
+            except Exception as exc:  # noqa: BLE001 - recorded, the feed goes on
+                self._unfilled(task[0], task[1], task[2], f"error: {exc}")
+            finally:
+                self.stats.pending -= 1
+                if self._tasks.empty():
+                    self._idle.set()
+
+    def _unfilled(self, symbol: str, first: int, last: int, why: str) -> None:
+        self.stats.unfilled += last - first + 1
+        self.stats.unfilled_ranges.append([symbol, first, last, why])
+        del self.stats.unfilled_ranges[:-MAX_UNFILLED_KEPT]
+        self.log.error(
+            "gap in {} trade ids {}..{} could not be filled: {}", symbol, first, last, why
+        )
+
+    def _fill(self, symbol: str, first: int, last: int) -> None:
+        limit = getattr(self.feed, "history_limit", 1000)
+        next_id = first
+        while next_id <= last and not self._stop.is_set():
+            settings = self.settings()
+            url = self.feed.history_request(
+                settings, symbol, next_id, min(limit, last - next_id + 1)
+            )
+            payload = self._get(url, settings.timeout_s)
+            if payload is None:
+                self._unfilled(
+                    symbol, next_id, last, "REST history unavailable (retries exhausted)"
+                )
+                return
+            rows = [
+                r
+                for r in self.feed.history_rows(symbol, payload, datetime.now(UTC))
+                if next_id <= r["trade_id"] <= last
+            ]
+            if not rows:
+                self._unfilled(symbol, next_id, last, "not in the REST history any more")
+                return
+            if rows[0]["trade_id"] > next_id:
+                self._unfilled(
+                    symbol, next_id, rows[0]["trade_id"] - 1, "not in the REST history any more"
+                )
+            while not self.submit(rows):
+                if self._stop.is_set():
+                    return
+            self.stats.filled += len(rows)
+            next_id = rows[-1]["trade_id"] + 1
+            rate = settings.rate_limit_per_s
+            if rate and next_id <= last:
+                time.sleep(1 / rate)
+        if next_id > last:
+            self.log.info("gap in {} trade ids {}..{} filled", symbol, first, last)
+
+    def _get(self, url: str, timeout_s: float) -> bytes | None:
+        delay = 0.5
+        for attempt in range(1, self.max_attempts + 1):
+            request = urllib.request.Request(url, headers={"User-Agent": BROWSER_USER_AGENT})
+            try:
+                with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                    return response.read()
+            except urllib.error.HTTPError as exc:
+                if exc.code not in (418, 429) and exc.code < 500:
+                    body = exc.read()[:300].decode(errors="replace")
+                    raise RuntimeError(f"HTTP {exc.code} from the REST history: {body}") from None
+                retry_after = exc.headers.get("Retry-After")
+                wait = float(retry_after) if retry_after and retry_after.isdigit() else delay
+                self.log.warning(
+                    "REST history answered {} (attempt {}), retrying in {:.1f} s",
+                    exc.code,
+                    attempt,
+                    wait,
+                )
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+                wait = delay
+                self.log.warning("REST history unreachable ({}), retrying in {:.1f} s", exc, wait)
+            if self._stop.wait(wait):
+                return None
+            delay = min(delay * 2, 10.0)
+        return None

@@ -1,0 +1,80 @@
+"""The writer on a real MariaDB: a full spool holds batches (clear error, nothing dropped) and the
+queue stays bounded; a row the database refuses goes to dead_letter and the rest is written."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import create_engine, func, select
+
+from ingestion_pipelines.sidecar.spool import Spool
+from ingestion_pipelines.sidecar.writer import Writer
+from ingestion_pipelines.storage.engines import ensure_schema
+from ingestion_pipelines.storage.tables import dead_letter, trade_tick
+from ingestion_pipelines_tests.sidecar.helpers import wait_until
+
+
+def _trade(i: int, price="1.5") -> dict:
+    now = datetime.now(UTC)
+    return {
+        "source": "binance",
+        "symbol": "BTCUSDT",
+        "trade_id": i,
+        "price": Decimal(price),
+        "quantity": Decimal("0.1"),
+        "side": "buy",
+        "traded_at": now,
+        "received_at": now,
+    }
+
+
+def _count(url, table) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(table)).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def test_full_spool_holds_batches_and_bounds_the_queue(mariadb_url, mariadb_server, tmp_path):
+    ensure_schema(mariadb_url)
+    writer = Writer(
+        mariadb_url,
+        spools=lambda feed: Spool(tmp_path / feed, max_bytes=20_000),
+        batch_rows=50,
+        capacity_rows=500,
+        retry_s=0.2,
+    ).start()
+    try:
+        mariadb_server.stop()
+        accepted, refused = 0, 0
+        for i in range(700):
+            if writer.submit("binance_trades", "trade_tick", [_trade(i)], "ignore", wait_s=0.005):
+                accepted += 1
+            else:
+                refused += 1
+        assert refused > 0  # back-pressure instead of unbounded memory
+        assert writer.pending_rows <= 500 + 50
+        metrics = writer.metrics_for("binance_trades")
+        assert metrics.last_error and "is full" in metrics.last_error
+        assert writer.spool("binance_trades").size() <= 20_000
+        mariadb_server.start()
+        assert writer.flush(30)
+        wait_until(lambda: not writer.down, 10, "spool replayed")
+        assert _count(mariadb_url, trade_tick) == accepted  # every accepted row, none dropped
+    finally:
+        mariadb_server.start()
+        writer.stop()
+
+
+def test_refused_row_goes_to_dead_letter(mariadb_url, tmp_path):
+    ensure_schema(mariadb_url)
+    writer = Writer(mariadb_url, spools=lambda feed: Spool(tmp_path / feed)).start()
+    rows = [_trade(1), _trade(2, price="1e40"), _trade(3)]  # out of DECIMAL(38, 18) range
+    assert writer.submit("binance_trades", "trade_tick", rows, "ignore")
+    assert writer.flush(10)
+    writer.stop()
+    assert _count(mariadb_url, trade_tick) == 2
+    assert _count(mariadb_url, dead_letter) == 1
