@@ -27,9 +27,9 @@ import websocket
 from loguru import logger
 from sqlalchemy import func, select
 
-from ingestion_pipelines.redaction import redact_url
-from ingestion_pipelines.sidecar.gaps import GapFiller, GapTracker
 from ingestion_pipelines.feeds.protocol import BROWSER_USER_AGENT, ParseError
+from ingestion_pipelines.redaction import redact_url
+from ingestion_pipelines.sidecar.gaps import FirstSeen, GapFiller, GapTracker
 from ingestion_pipelines.sidecar.spool import Spool
 from ingestion_pipelines.sidecar.writer import Writer
 from ingestion_pipelines.storage.tables import trade_tick
@@ -77,6 +77,7 @@ class FeedEngine:
         self.max_connection_age_s: float | None = getattr(feed, "max_connection_age_s", None)
         self.consecutive = bool(getattr(feed, "consecutive_ids", False))
         self.tracker = GapTracker()
+        self.first_seen = FirstSeen(writer.spool(feed_id).folder) if self.consecutive else None
         self.filler = (
             GapFiller(feed_id, feed, lambda: self.settings, self._submit_filled)
             if self.consecutive
@@ -152,6 +153,9 @@ class FeedEngine:
             self.log.warning("could not read the last committed trades: {}", exc)
         if self.consecutive:
             self._seed_from_spool()
+            for symbol, first in self.first_seen.ids.items():
+                if symbol not in self.tracker.last:  # seen before a kill, never committed
+                    self.tracker.last[symbol] = first - 1
             if self.tracker.last:
                 self.log.info("resuming after trade ids {}", self.tracker.last)
 
@@ -304,6 +308,8 @@ class FeedEngine:
             if last is not None and trade_id <= last:
                 self.writer.submit(self.feed_id, table, [row], on_conflict)  # a re-sent trade
                 continue
+            if last is None:
+                self.first_seen.record(symbol, trade_id)  # durable before it is queued
             if not self.writer.submit(self.feed_id, table, [row], on_conflict):
                 return False  # not seen: fetched back as part of a gap after reconnecting
             gap = tracker.observe(symbol, trade_id)

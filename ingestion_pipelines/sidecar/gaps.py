@@ -9,6 +9,7 @@ range when an id jumps. `GapFiller` is one thread per feed: it pages through the
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -17,8 +18,10 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import orjson
 from loguru import logger
 
 from ingestion_pipelines.feeds.protocol import BROWSER_USER_AGENT
@@ -197,3 +200,30 @@ class GapFiller:
                 return None
             delay = min(delay * 2, 10.0)
         return None
+
+
+class FirstSeen:
+    """The first trade id ever received per symbol, kept on disk (fsynced) before that trade is
+    queued. A sidecar killed before it committed anything for a symbol resumes from there (the
+    REST history fills the rest) instead of from whatever the stream sends after the restart."""
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / "first_seen.json"
+        self.ids: dict[str, int] = {}
+        if self.path.exists():
+            try:
+                self.ids = {str(k): int(v) for k, v in orjson.loads(self.path.read_bytes()).items()}
+            except (ValueError, TypeError):
+                self.ids = {}
+
+    def record(self, symbol: str, trade_id: int) -> None:
+        if symbol in self.ids:
+            return
+        self.ids[symbol] = trade_id
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        with tmp.open("wb") as fh:
+            fh.write(orjson.dumps(self.ids))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
