@@ -22,17 +22,38 @@ import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import websocket
 from loguru import logger
 from sqlalchemy import func, select
 
 from ingestion_pipelines.feeds.protocol import BROWSER_USER_AGENT, ParseError
-from ingestion_pipelines.redaction import redact_url
+from ingestion_pipelines.redaction import redact_url, register_secret
 from ingestion_pipelines.sidecar.gaps import FirstSeen, GapFiller, GapTracker
 from ingestion_pipelines.sidecar.spool import Spool
 from ingestion_pipelines.sidecar.writer import Writer
 from ingestion_pipelines.storage.tables import trade_tick
+
+
+def proxy_options(proxy: str | None) -> dict[str, Any]:
+    """websocket-client's proxy arguments for a `proxy` URL (http:// or socks5://, with or
+    without user:password); the password is registered as a secret."""
+    if not proxy:
+        return {}
+    parts = urlsplit(proxy)
+    options: dict[str, Any] = {
+        "http_proxy_host": parts.hostname,
+        "http_proxy_port": parts.port or (1080 if parts.scheme.startswith("socks") else 8080),
+        "proxy_type": parts.scheme
+        if parts.scheme in ("socks4", "socks4a", "socks5", "socks5h")
+        else "http",
+    }
+    if parts.username:
+        register_secret(unquote(parts.password or ""))
+        options["http_proxy_auth"] = (unquote(parts.username), unquote(parts.password or ""))
+    return options
+
 
 POLL_S = 0.25  # how often a blocked read wakes to check stop, silence and age
 
@@ -225,6 +246,7 @@ class FeedEngine:
             origin=origin,
             skip_utf8_validation=True,
             enable_multithread=True,
+            **proxy_options(settings.proxy),
         )
         for message in self.feed.subscribe_messages(settings):
             ws.send(message)
@@ -291,11 +313,12 @@ class FeedEngine:
                 continue
             if parsed.reconnect:
                 return f"planned: server announced {parsed.reconnect}"
-            if max_age is not None and time.monotonic() - opened > max_age:
-                return "planned: connection age limit reached"
             for table, rows in parsed.rows.items():
                 if not self._accept(table, rows):
                     return "writer queue full (database slow or down, spool full): backing off"
+            # After the rows are accepted: a message read is never dropped for a planned close.
+            if max_age is not None and time.monotonic() - opened > max_age:
+                return "planned: connection age limit reached"
 
     def _accept(self, table: str, rows: list[dict[str, Any]]) -> bool:
         on_conflict = "ignore" if table == "trade_tick" else "update"

@@ -145,7 +145,7 @@ class GapFiller:
             url = self.feed.history_request(
                 settings, symbol, next_id, min(limit, last - next_id + 1)
             )
-            payload = self._get(url, settings.timeout_s)
+            payload = self._get(url, settings.timeout_s, settings.proxy)
             if payload is None:
                 self._unfilled(
                     symbol, next_id, last, "REST history unavailable (retries exhausted)"
@@ -174,12 +174,14 @@ class GapFiller:
         if next_id > last:
             self.log.info("gap in {} trade ids {}..{} filled", symbol, first, last)
 
-    def _get(self, url: str, timeout_s: float) -> bytes | None:
+    def _get(self, url: str, timeout_s: float, proxy: str | None = None) -> bytes | None:
         delay = 0.5
+        handlers = [urllib.request.ProxyHandler({"http": proxy, "https": proxy})] if proxy else []
+        opener = urllib.request.build_opener(*handlers)
         for attempt in range(1, self.max_attempts + 1):
             request = urllib.request.Request(url, headers={"User-Agent": BROWSER_USER_AGENT})
             try:
-                with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                with opener.open(request, timeout=timeout_s) as response:
                     return response.read()
             except urllib.error.HTTPError as exc:
                 if exc.code not in (418, 429) and exc.code < 500:
