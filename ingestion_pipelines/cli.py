@@ -136,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--json", action="store_true")
 
+    from ingestion_pipelines.control.cli import add_commands
+
+    add_commands(sub, config)  # status, start, stop, trigger, backfill, stats, health, config set|unset
+
     p = sub.add_parser("workers", help="every worker with its kind")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_workers)

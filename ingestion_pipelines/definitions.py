@@ -27,11 +27,12 @@ def resources() -> dict[str, dg.ConfigurableResource]:
 
 
 def build_definitions() -> dg.Definitions:
+    from ingestion_pipelines.control import defs as control_defs
     from ingestion_pipelines.derived import defs as derived_defs
     from ingestion_pipelines.feeds import defs as feed_defs
     from ingestion_pipelines.sources import defs as source_defs
 
-    areas = [source_defs.defs(), feed_defs.defs(), derived_defs.defs()]
+    areas = [source_defs.defs(), feed_defs.defs(), derived_defs.defs(), control_defs.defs()]
     return dg.Definitions.merge(*areas, dg.Definitions(resources=resources()))
 
 
