@@ -39,6 +39,22 @@ def _processes(env: dict[str, str], port: int) -> list[tuple[str, list[str]]]:
     ]
 
 
+def _first_runs(dagster_url: str, stop: threading.Event) -> None:
+    """Once the webserver answers, run every scheduled worker once, without waiting for ticks."""
+    from ingestion_pipelines.control.client import ControlError, DagsterClient
+    from ingestion_pipelines.control.commands import trigger
+    from ingestion_pipelines.workers import catalogue
+
+    client = DagsterClient(dagster_url)
+    workers = [w for w, spec in catalogue().items() if spec.kind == "scheduled"]
+    while workers and not stop.wait(2.0):
+        try:
+            run = trigger(client, workers[0])
+        except ControlError:
+            continue  # the webserver or its code location is still starting
+        print(f"  first run of {workers.pop(0)}: {run.get('run_id')}", flush=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ingestion_pipelines.demo")
     parser.add_argument(
