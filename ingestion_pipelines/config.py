@@ -252,11 +252,7 @@ class ConfigChain:
         engine = ensure_schema(self.database_url)
         now = datetime.now(UTC)
         who = updated_by or _who()
-        scope = (
-            worker_config.c.worker_id == worker_id
-            if worker_id
-            else worker_config.c.worker_id.is_(None)
-        )
+        scope = _scope(worker_id)
         with engine.begin() as conn:
             row = conn.execute(
                 select(worker_config.c.id, worker_config.c.value)
@@ -280,11 +276,7 @@ class ConfigChain:
     def unset(self, worker_id: str | None, key: str) -> Any:
         """Delete a `worker_config` row; returns the value it held (None if there was none)."""
         engine = ensure_schema(self.database_url)
-        scope = (
-            worker_config.c.worker_id == worker_id
-            if worker_id
-            else worker_config.c.worker_id.is_(None)
-        )
+        scope = _scope(worker_id)
         with engine.begin() as conn:
             row = conn.execute(
                 select(worker_config.c.id, worker_config.c.value).where(
@@ -306,6 +298,12 @@ class ConfigChain:
             return [dict(r) for r in conn.execute(query).mappings()]
 
 
+def _scope(worker_id: str | None):
+    """The `worker_config` rows of a worker, or the global rows for None."""
+    column = worker_config.c.worker_id
+    return column == worker_id if worker_id else column.is_(None)
+
+
 def _describe_type(annotation: Any) -> str:
     text = getattr(annotation, "__name__", None) or str(annotation)
     return text.replace("typing.", "").replace("NoneType", "null")
@@ -314,7 +312,7 @@ def _describe_type(annotation: Any) -> str:
 class WorkerConfigResource(dg.ConfigurableResource):
     """The config chain for assets, sensors and schedules.
 
-    `database_url` is the control database (normally `EnvVar("INGEST_DATABASE_URL")`); empty means
+    `database_url` is the control database (empty: `INGEST_DATABASE_URL`, read when used); it means
     the process-wide default.
     """
 
@@ -327,3 +325,15 @@ class WorkerConfigResource(dg.ConfigurableResource):
         self, worker_id: str, run_config: Mapping[str, Any] | None = None
     ) -> ResolvedConfig:
         return self.chain().resolve(worker_id, run_config)
+
+    def resolve_for_run(self, worker_id: str, run_config: dg.Config) -> ResolvedConfig:
+        """The settings of a run: keys given in its run config override the chain; a disabled
+        worker fails the run (without retries), saying which layer disabled it."""
+        overrides = {k: v for k, v in run_config.model_dump().items() if v is not None}
+        resolved = self.resolve(worker_id, overrides)
+        if not resolved.settings.enabled:
+            raise dg.Failure(
+                f"{worker_id} is disabled (enabled=false from {resolved.layer_of('enabled')})",
+                allow_retries=False,
+            )
+        return resolved

@@ -249,14 +249,8 @@ def trade_bars_asset() -> dg.AssetsDefinition:
         database: DatabaseResource,
     ) -> dg.MaterializeResult:
         with run_logging(context, WORKER_ID) as log:
-            overrides = {k: v for k, v in config.model_dump().items() if v is not None}
-            resolved = worker_config.resolve(WORKER_ID, overrides)
+            resolved = worker_config.resolve_for_run(WORKER_ID, config)
             settings: TradeBarsSettings = resolved.settings
-            if not settings.enabled:
-                raise dg.Failure(
-                    f"{WORKER_ID} is disabled (enabled=false from {resolved.layer_of('enabled')})",
-                    allow_retries=False,
-                )
             window = context.partition_time_window
             start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
             log.info(

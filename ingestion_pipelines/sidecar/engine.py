@@ -98,7 +98,11 @@ class FeedEngine:
         self.max_connection_age_s: float | None = getattr(feed, "max_connection_age_s", None)
         self.consecutive = bool(getattr(feed, "consecutive_ids", False))
         self.tracker = GapTracker()
-        self.first_seen = FirstSeen(writer.spool(feed_id).folder) if self.consecutive else None
+        self.first_seen = (
+            FirstSeen(writer.spool(feed_id).folder.parent / f"{feed_id}.first_seen.json")
+            if self.consecutive
+            else None
+        )
         self.filler = (
             GapFiller(feed_id, feed, lambda: self.settings, self._submit_filled)
             if self.consecutive

@@ -209,8 +209,8 @@ class FirstSeen:
     queued. A sidecar killed before it committed anything for a symbol resumes from there (the
     REST history fills the rest) instead of from whatever the stream sends after the restart."""
 
-    def __init__(self, folder: Path):
-        self.path = Path(folder) / "first_seen.json"
+    def __init__(self, path: Path):
+        self.path = Path(path)
         self.ids: dict[str, int] = {}
         if self.path.exists():
             try:

@@ -158,14 +158,8 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
         redis: RedisResource,
     ) -> dg.MaterializeResult:
         with run_logging(context, worker_id) as log:
-            overrides = {k: v for k, v in config.model_dump().items() if v is not None}
-            resolved = worker_config.resolve(worker_id, overrides)
+            resolved = worker_config.resolve_for_run(worker_id, config)
             settings = resolved.settings
-            if not settings.enabled:
-                raise dg.Failure(
-                    f"{worker_id} is disabled (enabled=false from {resolved.layer_of('enabled')})",
-                    allow_retries=False,
-                )
             window = _window(context, source)
             instance = source(settings, window)
             log.info(

@@ -127,7 +127,12 @@ def test_feeds_stop_start_and_health(env: Env) -> None:
         out = ingest("stop", feed)
         assert out.code == 0, out.err
         assert "STOPPED" in out.out
-        assert env.sensor(f"{feed}_feed")["status"] == "STOPPED"
+        wait_until(
+            lambda: env.sensor(f"{feed}_feed")["status"] == "STOPPED",  # noqa: B023
+            15,
+            interval_s=0.5,
+            what=f"{feed}_feed stopped",
+        )
 
     # No sidecar runs here: with both feeds off, everything else must come up healthy.
     result = wait_until(

@@ -15,18 +15,21 @@ from ingestion_pipelines_tests.sidecar.helpers import (
 
 
 def test_first_seen_is_durable_and_written_once(tmp_path):
-    seen = FirstSeen(tmp_path)
+    path = tmp_path / "binance_trades.first_seen.json"
+    seen = FirstSeen(path)
     seen.record("BTCUSDT", 17)
     seen.record("BTCUSDT", 18)  # only the first one counts
-    assert orjson.loads((tmp_path / "first_seen.json").read_bytes()) == {"BTCUSDT": 17}
-    assert FirstSeen(tmp_path).ids == {"BTCUSDT": 17}
+    assert orjson.loads(path.read_bytes()) == {"BTCUSDT": 17}
+    assert FirstSeen(path).ids == {"BTCUSDT": 17}
 
 
 def test_trades_seen_before_a_kill_and_never_committed_are_filled(mariadb_url, monkeypatch):
     with BinanceServer(symbols=("BTCUSDT",), rate=0) as server:
         server.generate(40)  # trades 1..40 went by while the killed sidecar held them uncommitted
         # what the killed sidecar had written before its first commit:
-        FirstSeen(local_data_dir() / "spool" / "binance_trades").record("BTCUSDT", 1)
+        FirstSeen(local_data_dir() / "spool" / "binance_trades.first_seen.json").record(
+            "BTCUSDT", 1
+        )
         monkeypatch.setenv("INGEST_BINANCE_TRADES__BASE_URL", server.url)
         monkeypatch.setenv("INGEST_BINANCE_TRADES__REST_BASE_URL", server.rest_url)
         monkeypatch.setenv("INGEST_BINANCE_TRADES__SYMBOLS", "btcusdt")
