@@ -312,8 +312,7 @@ def _describe_type(annotation: Any) -> str:
 class WorkerConfigResource(dg.ConfigurableResource):
     """The config chain for assets, sensors and schedules.
 
-    `database_url` is the control database (empty: `INGEST_DATABASE_URL`, read when used); it means
-    the process-wide default.
+    `database_url` is the control database; empty means `INGEST_DATABASE_URL`, read when used.
     """
 
     database_url: str | None = None
