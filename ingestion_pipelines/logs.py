@@ -110,12 +110,14 @@ class ExecutionLogWriter:
         capacity: int = 250_000,
         batch_size: int = 5_000,
         flush_interval_s: float = 0.5,
+        max_defer_s: float = 2.0,
         spill_path: Path | None = None,
     ):
         self.database_url = database_url
         self.capacity = capacity
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
+        self.max_defer_s = max_defer_s
         self.spill_path = spill_path or local_data_dir() / "execution_log.spill.jsonl"
         self.dropped = 0
         self.written = 0
@@ -194,17 +196,32 @@ class ExecutionLogWriter:
     def _run(self) -> None:
         self._replay_spill()
         self._busy = False
+        seen = 0  # queue length at the last look
+        burst_since: float | None = None
         while not self._stop.is_set():
-            # Wait for a full batch (or the interval): fewer, larger batches cost the logging
-            # threads less.
             if len(self._queue) < self.batch_size:
                 self._stop.wait(self.flush_interval_s)
-            if not self._queue and self.dropped == self._reported_drops:
+            pending = len(self._queue)
+            if not pending and self.dropped == self._reported_drops:
+                seen, burst_since = 0, None
                 continue
+            # The writer shares the GIL with the threads that log: while they log in a burst
+            # (more than a batch per interval), writing would slow every call, so it waits for
+            # the burst to end, at most `max_defer_s` and never past half the queue.
+            if pending - seen > self.batch_size and pending < self.capacity // 2:
+                burst_since = burst_since or time.monotonic()
+                if time.monotonic() - burst_since < self.max_defer_s:
+                    seen = pending
+                    self._stop.wait(self.flush_interval_s)
+                    continue
+            burst_since = None
             self._busy = True
-            batch = self._take()
-            if not self._write_with_retry(batch, None):
-                self._queue.extendleft(reversed(batch))
+            while self._queue and not self._stop.is_set():
+                batch = self._take()
+                if not self._write_with_retry(batch, None):
+                    self._queue.extendleft(reversed(batch))
+                    break
+            seen = len(self._queue)
             self._busy = False
 
     def _replay_spill(self) -> None:
