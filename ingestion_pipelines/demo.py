@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -46,12 +47,20 @@ def _first_runs(dagster_url: str, stop: threading.Event) -> None:
     from ingestion_pipelines.workers import catalogue
 
     client = DagsterClient(dagster_url)
+    give_up_at = time.monotonic() + 120
     workers = [w for w, spec in catalogue().items() if spec.kind == "scheduled"]
     while workers and not stop.wait(2.0):
         try:
             run = trigger(client, workers[0])
-        except ControlError:
-            continue  # the webserver or its code location is still starting
+        except ControlError as exc:  # the webserver or its code location is still starting
+            last_error = str(exc)
+            if time.monotonic() > give_up_at:
+                print(f"  first runs not launched: {last_error}", file=sys.stderr, flush=True)
+                return
+            continue
+        except Exception as exc:  # noqa: BLE001 - say why, keep the demo running
+            print(f"  could not run {workers.pop(0)} now: {exc}", file=sys.stderr, flush=True)
+            continue
         print(f"  first run of {workers.pop(0)}: {run.get('run_id')}", flush=True)
 
 
@@ -93,6 +102,8 @@ def main(argv=None) -> int:
             f"\n  Dagster UI: http://127.0.0.1:{args.port}   (Ctrl-C stops everything)\n",
             flush=True,
         )
+        url = f"http://127.0.0.1:{args.port}"
+        threading.Thread(target=_first_runs, args=(url, stop), daemon=True).start()
         while not stop.wait(1.0):
             for name, child in children:
                 if child.poll() is not None:
@@ -101,9 +112,10 @@ def main(argv=None) -> int:
         for _, child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
         for _, child in children:
             try:
-                child.wait(timeout=15)
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.kill()
     return 0
