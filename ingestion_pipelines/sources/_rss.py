@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 
@@ -64,12 +64,15 @@ def text_and_image(html: str) -> tuple[str, str | None]:
 
 
 def published(entry) -> object:
-    """`pubDate` as an aware datetime (RFC 822 with `+0700`), or the raw text if unparseable."""
+    """`pubDate` as an aware datetime: RFC 822 (`+0700`) first, then feedparser's own parsing of
+    the many other formats feeds use (it gives UTC); the raw text if neither can read it, so the
+    record goes to dead_letter with it."""
     raw = entry.get("published")
     try:
         return parsedate_to_datetime(raw)
     except (TypeError, ValueError):
-        return raw
+        parsed = entry.get("published_parsed")
+        return datetime(*parsed[:6], tzinfo=UTC) if parsed else raw
 
 
 class RssSource(Source):
