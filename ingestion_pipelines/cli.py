@@ -138,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ingestion_pipelines.control.cli import add_commands
 
-    add_commands(sub, config)  # status, start, stop, trigger, backfill, stats, health, config set|unset
+    add_commands(
+        sub, config
+    )  # status, start, stop, trigger, backfill, stats, health, config set|unset
 
     p = sub.add_parser("workers", help="every worker with its kind")
     p.add_argument("--json", action="store_true")
