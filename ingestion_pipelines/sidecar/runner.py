@@ -131,6 +131,7 @@ class Sidecar:
                 spools=lambda feed_id: Spool(local_data_dir() / "spool" / feed_id, max_bytes),
                 publisher=self.redis,
                 guard=self.ownership.owns,
+                fence=self.ownership.fence,
                 **self.options.writer,
             ).start()
             self.writers[url] = writer

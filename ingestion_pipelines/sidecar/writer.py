@@ -29,12 +29,12 @@ from typing import Any
 
 import orjson
 from loguru import logger
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
 from ingestion_pipelines.sidecar.spool import Spool, SpoolFull
 from ingestion_pipelines.storage.engines import ensure_schema
-from ingestion_pipelines.storage.tables import CONTROL_TABLES, DATA_TABLES
+from ingestion_pipelines.storage.tables import CONTROL_TABLES, DATA_TABLES, feed_fence
 from ingestion_pipelines.storage.types import ExactDecimal, UtcDateTime
 from ingestion_pipelines.storage.upsert import upsert
 
@@ -66,6 +66,21 @@ class WriteMetrics:
     lag_s: float | None = None
     last_error: str | None = None
     days: dict[str, DayStats] = field(default_factory=dict)
+
+
+# Rows a feed owns: only its owner may commit them. (dead_letter and worker_state are not fenced.)
+FENCED_TABLES = ("trade_tick", "stock_quote")
+
+
+class Fenced(RuntimeError):
+    """A commit by a sidecar whose fencing token is older than the newest committed one."""
+
+    def __init__(self, feed_id: str, token: int, newest: int):
+        super().__init__(
+            f"{feed_id}: fencing token {token} is older than {newest}: another sidecar owns the "
+            "feed; this batch is dropped (the owner has or will fetch these trades)"
+        )
+        self.feed_id = feed_id
 
 
 def _is_outage(exc: BaseException) -> bool:
@@ -147,6 +162,7 @@ class Writer:
         retry_s: float = 1.0,
         publisher: Any = None,
         guard: Callable[[str], bool] | None = None,
+        fence: Callable[[str], int | None] | None = None,
         on_commit: Callable[[str, str, list[dict[str, Any]], float], None] | None = None,
     ):
         self.database_url = database_url
@@ -156,6 +172,7 @@ class Writer:
         self.retry_s = retry_s
         self.publisher = publisher
         self.guard = guard
+        self.fence = fence
         self.on_commit = on_commit
         self._spools = spools
         self._spool_cache: dict[str, Spool] = {}
@@ -353,15 +370,57 @@ class Writer:
 
     def _commit(self, groups) -> None:
         engine = self._engine_()
-        with engine.begin() as conn:
-            for (_feed, table_name, on_conflict), rows in groups.items():
-                table = _TABLES[table_name]
-                if on_conflict == "insert":
-                    conn.execute(insert(table), rows)
-                elif conn.dialect.name in ("mysql", "mariadb"):
-                    _driver_upsert(conn, table, rows, on_conflict)
-                else:
-                    upsert(conn, table, rows, on_conflict=on_conflict, classify=False)
+        try:
+            with engine.begin() as conn:
+                self._check_fences(conn, groups)
+                self._write_groups(conn, groups)
+        except Fenced as fenced:
+            rows = sum(len(r) for k, r in groups.items() if k[0] == fenced.feed_id)
+            self.metrics_for(fenced.feed_id).dropped_not_owner += rows
+            logger.bind(worker_id=fenced.feed_id).error(str(fenced))
+            rest = {k: r for k, r in groups.items() if k[0] != fenced.feed_id}
+            if rest:
+                self._commit(rest)
+            return
+        self._after_commit(groups)
+
+    def _check_fences(self, conn, groups) -> None:
+        """Inside the batch's transaction: a feed whose fencing token is older than the newest
+        one that committed has lost its lock to another sidecar, and may not commit."""
+        if self.fence is None:
+            return
+        now = datetime.now(UTC)
+        for feed_id in {key[0] for key in groups if key[1] in FENCED_TABLES}:
+            token = self.fence(feed_id)
+            if token is None:
+                continue
+            stored = conn.execute(
+                select(feed_fence.c.token).where(feed_fence.c.feed_id == feed_id).with_for_update()
+            ).scalar_one_or_none()
+            if stored is None:
+                conn.execute(
+                    feed_fence.insert(), [{"feed_id": feed_id, "token": token, "updated_at": now}]
+                )
+            elif stored > token:
+                raise Fenced(feed_id, token, stored)
+            elif stored < token:
+                conn.execute(
+                    feed_fence.update()
+                    .where(feed_fence.c.feed_id == feed_id)
+                    .values(token=token, updated_at=now)
+                )
+
+    def _write_groups(self, conn, groups) -> None:
+        for (_feed, table_name, on_conflict), rows in groups.items():
+            table = _TABLES[table_name]
+            if on_conflict == "insert":
+                conn.execute(insert(table), rows)
+            elif conn.dialect.name in ("mysql", "mariadb"):
+                _driver_upsert(conn, table, rows, on_conflict)
+            else:
+                upsert(conn, table, rows, on_conflict=on_conflict, classify=False)
+
+    def _after_commit(self, groups) -> None:
         committed = time.time()
         for (feed_id, table_name, _c), rows in groups.items():
             self._account(feed_id, table_name, rows, committed)

@@ -218,6 +218,16 @@ http_validator = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+feed_fence = Table(
+    "feed_fence",
+    metadata,
+    # The newest fencing token that committed rows for a feed: a sidecar holding an older token
+    # (it lost the ownership lock while paused) can no longer commit.
+    Column("feed_id", String(64), primary_key=True),
+    Column("token", BigInteger, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
 DATA_TABLES = {
     t.name: t
     for t in (
@@ -232,5 +242,6 @@ DATA_TABLES = {
     )
 }
 CONTROL_TABLES = {
-    t.name: t for t in (worker_config, worker_state, execution_log, dead_letter, http_validator)
+    t.name: t
+    for t in (worker_config, worker_state, execution_log, dead_letter, http_validator, feed_fence)
 }
