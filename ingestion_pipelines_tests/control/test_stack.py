@@ -394,3 +394,29 @@ def test_unreachable_webserver_is_a_clear_error(env: Env, monkeypatch) -> None:
     out = ingest("health", "--json")
     assert out.code == 1
     assert json.loads(out.out)["checks"][0]["ok"] is False
+
+
+RUN_TIMES = """
+query ($id: ID!) {
+  runOrError(runId: $id) { ... on Run { status startTime endTime } }
+}"""
+
+
+def test_two_runs_of_one_worker_never_overlap(env: Env) -> None:
+    # The first run's fund list answers 4 s late, so a second run launched meanwhile would
+    # overlap it, were it not held in the queue (a pool per worker, run granularity).
+    env.replay.faults.add("/res/products/filter", delay=4, times=1)
+    first = ingest("trigger", "fmarket_funds", "--json")
+    second = ingest("trigger", "fmarket_funds", "--json")
+    assert first.code == 0 and second.code == 0, first.err + second.err
+    ids = [first.json()["run_id"], second.json()["run_id"]]
+
+    def finished():
+        runs = [env.gql(RUN_TIMES, id=i)["runOrError"] for i in ids]
+        return runs if all(r["status"] in ("SUCCESS", "FAILURE") for r in runs) else None
+
+    runs = wait_until(finished, 120, interval_s=1, what="both runs to finish")
+    assert [r["status"] for r in runs] == ["SUCCESS", "SUCCESS"]
+    (a, b) = sorted(runs, key=lambda r: r["startTime"])
+    assert b["startTime"] >= a["endTime"], f"overlap: {a} / {b}"
+    assert a["endTime"] - a["startTime"] >= 4  # the delayed run really was long
