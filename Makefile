@@ -14,13 +14,14 @@ $(BIN)/ingest: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(BIN)/ingest
 
-install: $(BIN)/ingest
+# Debian packages first (python3-venv for the virtualenv; the test bed's servers): a no-op when present.
+install: system-deps $(BIN)/ingest
 
 # Debian packages the test bed starts (MariaDB, Redis, PostgreSQL); needs root.
 system-deps:
 	bash .ci/system-deps.sh
 
-test: install system-deps
+test: install
 	$(BIN)/pytest -q
 
 lint: install
