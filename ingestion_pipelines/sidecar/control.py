@@ -14,6 +14,7 @@ decides what to do while Dagster is away (the sidecar keeps its feeds as they ar
 
 import threading
 import time
+from importlib import resources
 from typing import Any
 
 from loguru import logger
@@ -24,6 +25,13 @@ LOCATION = "ingestion_pipelines"
 REPOSITORY = "__repository__"
 SENSOR_SUFFIX = "_feed"  # = ingestion_pipelines.feeds.defs.SENSOR_SUFFIX (not imported: no Dagster)
 _RUNNING = {"RUNNING", "DECLARED_IN_CODE"}
+
+
+def _operation(name: str) -> str:
+    return (
+        resources.files("ingestion_pipelines.control") / "graphql" / f"{name}.graphql"
+    ).read_text()
+
 
 SENSORS_QUERY = """
 query FeedSensors($repositorySelector: RepositorySelector!) {
@@ -48,28 +56,9 @@ query FeedSensor($sensorSelector: SensorSelector!) {
 }
 """
 
-START_SENSOR = """
-mutation StartFeedSensor($sensorSelector: SensorSelector!) {
-  startSensor(sensorSelector: $sensorSelector) {
-    __typename
-    ... on Sensor { id name sensorState { status } }
-    ... on SensorNotFoundError { message }
-    ... on UnauthorizedError { message }
-    ... on PythonError { message }
-  }
-}
-"""
-
-STOP_SENSOR = """
-mutation StopFeedSensor($id: String!) {
-  stopSensor(id: $id) {
-    __typename
-    ... on StopSensorMutationResult { instigationState { status } }
-    ... on UnauthorizedError { message }
-    ... on PythonError { message }
-  }
-}
-"""
+# The same operations `ingest start/stop` and a dashboard use (ingestion_pipelines/control/graphql).
+START_SENSOR = _operation("StartSensor")
+STOP_SENSOR = _operation("StopSensor")
 
 
 class FeedControlError(RuntimeError):
