@@ -5,8 +5,8 @@ A source is a class of attributes plus at most two methods:
 
 - `build_requests()` yields the first requests of a run (from `self.settings`, `self.window`);
 - `parse(response, request)` yields raw records (dicts as the source sent them: the `Record` model
-  maps and validates them, and a record that fails goes to `dead_letter` unaltered) and, Scrapy
-  style, further `Request`s (next page, per-item detail).
+  maps and validates them, and a record that fails goes to `dead_letter` unaltered), Scrapy
+  style, further `Request`s (next page, per-item detail), and `Expected` totals.
 """
 
 from __future__ import annotations
@@ -86,6 +86,16 @@ class Request:
         if "://" in self.path:
             return self.path
         return f"{base_url.rstrip('/')}/{self.path.lstrip('/')}"
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the source itself says a family of requests holds: `parse` yields one (for example
+    from a paged listing's `total`) and the runner compares it with the records it fetched, so a
+    crawl that stops short is visible (`records_expected`, the `complete` check)."""
+
+    family: str
+    total: int
 
 
 class Record(BaseModel):
