@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     database_url: str = Field(default_factory=_default_database_url)
     redis_url: str | None = None
     dagster_url: str = "http://127.0.0.1:3000"
+    # the sidecar's /healthz, /readyz and /metrics (port 0: not served)
+    sidecar_http_host: str = "127.0.0.1"
+    sidecar_http_port: int = 8791
 
     def dagster_home(self) -> Path:
         return Path(os.environ.get("DAGSTER_HOME") or local_data_dir() / "dagster_home")

@@ -35,6 +35,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=float(os.environ.get("INGEST_SIDECAR_REPORT_INTERVAL_S") or 180),
         help="seconds between materialization reports to Dagster (default 180)",
     )
+    parser.add_argument(
+        "--symbols-per-shard",
+        type=int,
+        default=int(os.environ.get("INGEST_SIDECAR_SYMBOLS_PER_SHARD") or 0),
+        help="split each feed's symbols into shards of this many, shared by the replicas on "
+        "Redis (default 0: as many as the source allows on one connection)",
+    )
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        help="port of /healthz, /readyz and /metrics; 0: off (overrides INGEST_SIDECAR_HTTP_PORT)",
+    )
     return parser.parse_args(argv)
 
 
@@ -50,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         feeds=[f.strip() for f in args.feeds.split(",") if f.strip()] if args.feeds else None,
         spool_max_bytes=args.spool_max_bytes,
         report_interval_s=args.report_interval_s,
+        symbols_per_shard=args.symbols_per_shard,
+        http_host=settings.sidecar_http_host,
+        http_port=args.http_port if args.http_port is not None else settings.sidecar_http_port,
     )
     try:
         sidecar = Sidecar(options)

@@ -31,6 +31,7 @@ from sqlalchemy import func, select
 from ingestion_pipelines.feeds.protocol import BROWSER_USER_AGENT, ParseError
 from ingestion_pipelines.redaction import redact_url, register_secret
 from ingestion_pipelines.sidecar.gaps import FirstSeen, GapFiller, GapTracker
+from ingestion_pipelines.sidecar.shards import worker_of
 from ingestion_pipelines.sidecar.spool import Spool
 from ingestion_pipelines.sidecar.writer import Writer
 from ingestion_pipelines.storage.tables import trade_tick
@@ -359,7 +360,7 @@ class FeedEngine:
             payload = data
         self.log.warning("frame sent to dead_letter: {}", reason)
         row = {
-            "worker_id": self.feed_id,
+            "worker_id": worker_of(self.feed_id),  # a shard key names its feed
             "received_at": received_at,
             "reason": reason[:2000],
             "payload": payload,

@@ -16,9 +16,11 @@ release the locks — well within 10 s.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +32,9 @@ from ingestion_pipelines.feeds.base import feed_classes
 from ingestion_pipelines.resources.redis import get_redis
 from ingestion_pipelines.settings import local_data_dir
 from ingestion_pipelines.sidecar.engine import FeedEngine
+from ingestion_pipelines.sidecar.health import HealthServer
 from ingestion_pipelines.sidecar.ownership import LocalOwnership, RedisOwnership
+from ingestion_pipelines.sidecar.shards import ReplicaSet, Shard, assign, plan_shards, worker_of
 from ingestion_pipelines.sidecar.spool import DEFAULT_MAX_BYTES, Spool
 from ingestion_pipelines.sidecar.writer import Writer
 from ingestion_pipelines.storage.engines import ensure_schema
@@ -49,6 +53,10 @@ class SidecarOptions:
     state_interval_s: float = 2.0
     report_interval_s: float = 180.0
     lock_ttl_s: float = 10.0
+    replica_ttl_s: float = 5.0  # a replica silent this long is gone: its shards move
+    symbols_per_shard: int = 0  # 0: as many as the source allows on one connection
+    http_host: str = "127.0.0.1"
+    http_port: int = 0  # /healthz, /readyz, /metrics (0: off)
     spool_max_bytes: int = DEFAULT_MAX_BYTES
     writer: dict[str, Any] = field(default_factory=dict)  # Writer keyword overrides
 
@@ -110,7 +118,21 @@ class Sidecar:
             if redis_client is not None
             else LocalOwnership()
         )
+        self.replicas = (
+            ReplicaSet(redis_client, self.ownership.token, ttl_s=options.replica_ttl_s)
+            if redis_client is not None
+            else None
+        )
+        self.live_replicas: list[str] | None = None
+        self.last_beat_at: float | None = None
+        self.last_tick_at: float | None = None
+        self.plan_errors: dict[str, str] = {}
+        self.shard_writers: dict[str, Writer] = {}  # every shard ever run here -> its writer
+        self._free_since: dict[str, float] = {}
+        self._retired: dict[str, dict[str, int]] = {}  # counters of stopped engines, per shard
+        self._spool_samples: deque[tuple[float, int]] = deque(maxlen=64)
         self.reporter, self.control = _dagster_clients(options.dagster_url)
+        self.http: HealthServer | None = None
         self._stop = threading.Event()
         self._last_config = 0.0
         self._last_state = 0.0
@@ -153,6 +175,8 @@ class Sidecar:
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def start(self) -> Sidecar:
+        if self.options.http_port:
+            self._serve_http()
         self.writer_for(self.control_url)
         self.ownership.start()
         _safe("reporter start", self.reporter.start)
@@ -161,6 +185,13 @@ class Sidecar:
             target=_safe, args=("feed control start", self.control.start), daemon=True
         ).start()
         return self
+
+    def _serve_http(self) -> None:
+        host, port = self.options.http_host, self.options.http_port
+        try:
+            self.http = HealthServer(self, host, port).start()
+        except OSError as exc:  # ingestion never depends on the probes
+            logger.error("health and metrics not served on {}:{}: {}", host, port, exc)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -178,9 +209,11 @@ class Sidecar:
 
     def tick(self) -> None:
         now = time.monotonic()
+        self.last_tick_at = now
         reread = now - self._last_config >= self.options.config_poll_s
         if reread:
             self._last_config = now
+        self._beat()
         for feed_id in self.classes:
             settings = (
                 self._resolve(feed_id)
@@ -193,36 +226,95 @@ class Sidecar:
         if now - self._last_state >= self.options.state_interval_s:
             self._last_state = now
             self.write_state()
+            self._spool_samples.append((now, self.spool_bytes()))
         if now - self._last_report >= self.options.report_interval_s:
             self._last_report = now
             self.report()
 
+    # ---- shards and replicas --------------------------------------------------------------------
+    def _beat(self) -> None:
+        """Renew this replica's heartbeat and learn who else is live (Redis only)."""
+        if self.replicas is None:
+            return
+        live = self.replicas.beat()
+        if live is not None:
+            self.last_beat_at = time.monotonic()
+            if live != self.live_replicas:
+                logger.info("live sidecar replicas: {}", len(live))
+        self.live_replicas = live
+
+    def _plan(self, feed_id: str, settings: Any) -> list[Shard]:
+        source = getattr(self.classes[feed_id], "source", None)
+        symbols = list(getattr(settings, "symbols", None) or [])
+        try:
+            return plan_shards(feed_id, source, symbols, self.options.symbols_per_shard)
+        except ValueError as exc:
+            if self.plan_errors.get(feed_id) != str(exc):
+                logger.bind(worker_id=feed_id).error("feed not started: {}", exc)
+            self.plan_errors[feed_id] = str(exc)
+            return []
+
+    def _mine(self, keys: list[str]) -> set[str]:
+        """The shard keys this replica should run: all of them without Redis. With Redis: the
+        free shards assigned to it among the live replicas (`shards.assign`), and those it holds
+        unless handing them over restores the balance (it holds more than its share, or their
+        assigned replica holds fewer than its share): a replica joining takes its share, and a
+        balanced layout does not churn. A shard nobody took for a while is anyone's."""
+        if isinstance(self.ownership, LocalOwnership):
+            return set(keys)
+        holders = self._holders(keys)
+        if self.live_replicas is None or holders is None:  # Redis down: keep, take nothing
+            return {k for k in keys if k in self.engines}
+        me = self.ownership.token
+        live = sorted({*self.live_replicas, me})
+        target = assign(keys, live)
+        low, high = len(keys) // len(live), math.ceil(len(keys) / len(live))
+        load = Counter(h for h in holders.values() if h)
+        mine = set()
+        for key in sorted(keys):
+            holder = holders[key]
+            if key in self.engines or holder == me:
+                if target[key] == me or not (load[me] > high or load[target[key]] < low):
+                    mine.add(key)
+                else:  # handed over: count it where it is going
+                    load[me] -= 1
+                    load[target[key]] += 1
+            elif holder is None and (target[key] == me or self._orphaned(key)):
+                mine.add(key)
+            if holder is not None:
+                self._free_since.pop(key, None)
+        return mine
+
+    def _holders(self, keys: list[str]) -> dict[str, str | None] | None:
+        """Shard key -> the replica holding its lease (None: free); None when Redis is down."""
+        try:
+            values = self.redis.mget([RedisOwnership.key(k) for k in keys])
+        except Exception:  # noqa: BLE001 - Redis down: nothing is taken anyway
+            return None
+        return {k: (v.decode() if v else None) for k, v in zip(keys, values, strict=True)}
+
+    def _orphaned(self, key: str) -> bool:
+        """Free for longer than a replica's heartbeat and a lease: its assigned replica is not
+        taking it (it disagrees or is stuck), so any replica may."""
+        grace = 2 * self.options.replica_ttl_s + self.options.lock_ttl_s
+        now = time.monotonic()
+        return now - self._free_since.setdefault(key, now) > grace
+
     def _supervise(self, feed_id: str, settings: Any) -> None:
         switched = self.control.enabled(feed_id) if settings.enabled else False
         wanted = settings.enabled and switched is not False
-        engine = self.engines.get(feed_id)
-        log = logger.bind(worker_id=feed_id)
-        if engine is not None and not engine.alive:
-            self._stop_feed(feed_id, "error", "the feed thread ended unexpectedly")
-            engine = None
-        if engine is not None:
+        shards = {s.key: s for s in self._plan(feed_id, settings)} if wanted else {}
+        for key in [k for k in self.engines if worker_of(k) == feed_id and k not in shards]:
             if not wanted:
                 why = (
                     "disabled in the config chain"
                     if not settings.enabled
                     else "switched off in Dagster"
                 )
-                log.info("feed stopped: {}", why)
-                self._stop_feed(feed_id, "stopped", why, release=True)
-            elif not self.ownership.owns(feed_id):
-                log.error("feed stopped: the ownership lock was lost")
-                self._stop_feed(feed_id, "stopped", "ownership lock lost", write=False)
-            elif _connection_key(engine.settings) != _connection_key(settings):
-                log.info("settings changed (symbols/URL): reconnecting with {}", settings.symbols)
-                engine.reconfigure(settings, "settings changed")
             else:
-                engine.settings = settings
-            return
+                why = "the symbols were split into new shards"
+            logger.bind(worker_id=feed_id).info("feed stopped ({}): {}", key, why)
+            self._stop_feed(key, "stopped", why, release=True)
         if not wanted:
             if feed_id not in self.stopped_state and isinstance(self.ownership, LocalOwnership):
                 self.stopped_state[feed_id] = "disabled"
@@ -230,44 +322,75 @@ class Sidecar:
                     [self._state_row(feed_id, "stopped", None, {"reason": "disabled"})]
                 )
             return
-        if not self.ownership.acquire(feed_id):
+        mine = self._mine(list(shards))
+        for key, shard in shards.items():
+            self._supervise_shard(shard, _shard_settings(settings, shard), key in mine)
+
+    def _supervise_shard(self, shard: Shard, settings: Any, mine: bool) -> None:
+        key, feed_id = shard.key, shard.feed_id
+        engine = self.engines.get(key)
+        log = logger.bind(worker_id=feed_id)
+        if engine is not None and not engine.alive:
+            self._stop_feed(key, "error", "the feed thread ended unexpectedly")
+            engine = None
+        if engine is not None:
+            if not self.ownership.owns(key):
+                log.error("feed stopped ({}): the ownership lock was lost", key)
+                self._stop_feed(key, "stopped", "ownership lock lost", write=False)
+            elif not mine:
+                log.info("shard {} handed over to another replica", key)
+                self._stop_feed(key, "stopped", "handed over", release=True, write=False)
+            elif _connection_key(engine.settings) != _connection_key(settings):
+                log.info("settings changed (symbols/URL): reconnecting with {}", settings.symbols)
+                engine.reconfigure(settings, "settings changed")
+            else:
+                engine.settings = settings
+            return
+        if not mine or not self.ownership.acquire(key):
             return  # standby: another sidecar runs it
         self.stopped_state.pop(feed_id, None)
         feed = self.classes[feed_id]()
         data_url = settings.database_url or self.control_url
         engine = FeedEngine(
-            feed_id,
+            key,
             feed,
             settings,
             self.writer_for(data_url),
             control_writer=self.writer_for(self.control_url),
         )
-        self.engines[feed_id] = engine.start()
-        log.info("feed started (symbols {})", settings.symbols)
+        self.engines[key] = engine.start()
+        self.shard_writers[key] = engine.writer
+        log.info("feed started ({}, symbols {})", key, settings.symbols)
 
     def _stop_feed(
-        self, feed_id: str, status: str, why: str, *, release: bool = False, write: bool = True
+        self, key: str, status: str, why: str, *, release: bool = False, write: bool = True
     ):
-        engine = self.engines.pop(feed_id)
+        engine = self.engines.pop(key)
         engine.stop(2.0)
+        retired = self._retired.setdefault(key, {})
+        for name, value in _engine_counters(engine).items():
+            retired[name] = retired.get(name, 0) + value
         if write:
             self._write_rows(
                 [
                     self._state_row(
-                        feed_id,
+                        worker_of(key),
                         status,
                         why if status == "error" else None,
                         {**engine.snapshot(), "reason": why},
                     )
                 ]
             )
-        self._report_feed(feed_id, engine)
+        self._report_feed(key, engine)
         if release:
-            self.ownership.release(feed_id)
-            self.stopped_state[feed_id] = status
+            engine.writer.flush(2.0)  # what it read is committed before another replica resumes
+            self.ownership.release(key)
+            self.stopped_state[worker_of(key)] = status
 
     def shutdown(self, budget_s: float = 8.0) -> None:
         deadline = time.monotonic() + budget_s
+        if self.replicas is not None:
+            self.replicas.leave()  # the others rebalance now; our leases go at the end
         engines = list(self.engines.values())
         for engine in engines:
             engine.request_stop()
@@ -288,7 +411,47 @@ class Sidecar:
         )
         _safe("feed control stop", self.control.stop, timeout_s=0.5)
         self.ownership.stop()
+        if self.http is not None:
+            self.http.stop()
         logger.info("sidecar stopped")
+
+    # ---- health and metrics (read by health.py's threads) -------------------------------------
+    def shard_counters(self) -> dict[str, dict[str, float]]:
+        """Per shard ever run here: counters since start (engines come and go), and gauges."""
+        out: dict[str, dict[str, float]] = {}
+        engines = dict(self.engines)
+        for key, writer in list(self.shard_writers.items()):
+            values: dict[str, float] = dict(self._retired.get(key, {}))
+            engine = engines.get(key)
+            if engine is not None:
+                for name, value in _engine_counters(engine).items():
+                    values[name] = values.get(name, 0) + value
+            metrics = writer.metrics_for(key)
+            values.update(
+                rows_committed=metrics.rows_written,
+                trades_committed=metrics.trades_written,
+                dropped_not_owner=metrics.dropped_not_owner,
+                spool_bytes=_spool_size(writer, key),
+                owned=1 if engine is not None else 0,
+            )
+            if engine is not None and metrics.lag_s is not None:
+                values["lag_s"] = metrics.lag_s
+            out[key] = values
+        return out
+
+    def spool_bytes(self) -> int:
+        """Bytes waiting in the disk spools of every shard run here."""
+        return sum(_spool_size(w, key) for key, w in list(self.shard_writers.items()))
+
+    def spool_growing(self, window_s: float = 10.0) -> bool:
+        """True when the spools hold more bytes than `window_s` ago (the database is not keeping
+        up, or is down)."""
+        samples = list(self._spool_samples)
+        if not samples:
+            return False
+        now, latest = samples[-1]
+        older = [b for t, b in samples if now - t >= window_s] or [samples[0][1]]
+        return latest > older[-1]
 
     # ---- state and reports ------------------------------------------------------------------
     def _metrics(self, feed_id: str, engine: FeedEngine):
@@ -341,17 +504,29 @@ class Sidecar:
         )
         return snap
 
+    def _shard_state(self, key: str, engine: FeedEngine, final: bool):
+        """(status, error, details) of one shard's engine."""
+        details = self.details(key, engine)
+        metrics = self._metrics(key, engine)
+        error = metrics.last_error if engine.writer.down else engine.last_error
+        status = "stopped" if final else engine.status
+        if status in ("starting", "backpressure"):
+            status = "disconnected"
+        if metrics.last_error and engine.writer.down:
+            status = "error"
+        return status, error, details
+
     def write_state(self, final: bool = False) -> None:
+        """One `worker_state` row per feed: the shards this replica runs, merged."""
+        by_feed: dict[str, list[tuple[str, FeedEngine]]] = {}
+        for key, engine in list(self.engines.items()):
+            by_feed.setdefault(worker_of(key), []).append((key, engine))
         rows = []
-        for feed_id, engine in list(self.engines.items()):
-            details = self.details(feed_id, engine)
-            metrics = self._metrics(feed_id, engine)
-            error = metrics.last_error if engine.writer.down else engine.last_error
-            status = "stopped" if final else engine.status
-            if status in ("starting", "backpressure"):
-                status = "disconnected"
-            if metrics.last_error and engine.writer.down:
-                status = "error"
+        for feed_id, shards in by_feed.items():
+            states = {key: self._shard_state(key, engine, final) for key, engine in shards}
+            status, error, details = (
+                _merge_states(states) if len(states) > 1 else next(iter(states.values()))
+            )
             rows.append(self._state_row(feed_id, status, error, details))
             if not final:
                 _safe(
@@ -362,23 +537,26 @@ class Sidecar:
                     {k: v for k, v in details.items() if not k.startswith("_")},
                 )
             if self.redis is not None:
-                live = {
-                    k: ("" if v is None else str(v))
-                    for k, v in details.items()
-                    if not k.startswith("_") and not isinstance(v, list)
-                }
-                key = f"ingest:feed:{feed_id}:live"
-                try:
-                    pipe = self.redis.pipeline(transaction=False)
-                    pipe.hset(key, mapping=live)
-                    pipe.expire(key, 30)
-                    pipe.execute()
-                except Exception as exc:  # noqa: BLE001
-                    logger.debug("live state not written to Redis: {}", exc)
+                self._write_live(feed_id, details)
         self._write_rows(rows)
 
-    def _report_feed(self, feed_id: str, engine: FeedEngine) -> None:
-        metrics = self._metrics(feed_id, engine)
+    def _write_live(self, feed_id: str, details: dict[str, Any]) -> None:
+        live = {
+            k: ("" if v is None else str(v))
+            for k, v in details.items()
+            if not k.startswith("_") and not isinstance(v, list | dict)
+        }
+        key = f"ingest:feed:{feed_id}:live"
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hset(key, mapping=live)
+            pipe.expire(key, 30)
+            pipe.execute()
+        except Exception as exc:  # noqa: BLE001
+            logger.debug("live state not written to Redis: {}", exc)
+
+    def _report_feed(self, key: str, engine: FeedEngine) -> None:
+        metrics = self._metrics(key, engine)
         gaps = engine.filler.stats.as_dict() if engine.filler is not None else {}
         for day, stats in sorted(metrics.days.items()):
             metadata = {
@@ -392,10 +570,12 @@ class Sidecar:
                 "dead_letters": engine.dead_letters,
                 **gaps,
             }
+            if key != worker_of(key):
+                metadata["shard"] = key
             _safe(
                 "materialization report",
                 self.reporter.report_materialization,
-                feed_id,
+                worker_of(key),
                 day,
                 metadata,
             )
@@ -403,6 +583,72 @@ class Sidecar:
     def report(self) -> None:
         for feed_id, engine in list(self.engines.items()):
             self._report_feed(feed_id, engine)
+
+
+def _spool_size(writer: Writer, key: str) -> int:
+    try:
+        return writer.spool(key).size()
+    except FileNotFoundError:  # a spool file replayed while being measured
+        return 0
+
+
+def _engine_counters(engine: FeedEngine) -> dict[str, int]:
+    stats = engine.filler.stats if engine.filler is not None else None
+    return {
+        "messages": engine.messages,
+        "reconnects": engine.reconnects,
+        "dead_letters": engine.dead_letters,
+        "gaps_found": stats.found if stats else 0,
+        "gap_trades_missing": stats.missing if stats else 0,
+        "gap_trades_filled": stats.filled if stats else 0,
+    }
+
+
+_STATUS_ORDER = ("error", "disconnected", "stopped", "connected")
+_SUMMED = (
+    "messages",
+    "reconnects",
+    "dead_letters",
+    "messages_per_s",
+    "rows_written",
+    "trades_written",
+    "spooled_rows",
+    "writer_pending_rows",
+)
+
+
+def _merge_states(states: dict[str, tuple[str, str | None, dict[str, Any]]]):
+    """A feed's state from its shards here: the worst status, counters summed, per-shard parts."""
+    statuses = [status for status, _e, _d in states.values()]
+    status = min(statuses, key=lambda s: _STATUS_ORDER.index(s) if s in _STATUS_ORDER else 0)
+    error = next((e for _s, e, _d in states.values() if e), None)
+    parts = [d for _s, _e, d in states.values()]
+    merged = dict(parts[0])
+    for name in _SUMMED:
+        merged[name] = sum(d.get(name) or 0 for d in parts)
+    for name in [k for k, v in parts[0].items() if k.startswith("gap") and isinstance(v, int)]:
+        merged[name] = sum(d.get(name) or 0 for d in parts)
+    merged["lag_s"] = max((d["lag_s"] for d in parts if d.get("lag_s") is not None), default=None)
+    merged["database_down"] = any(d.get("database_down") for d in parts)
+    merged["symbols"] = sorted(s for d in parts for s in d.get("symbols") or [])
+    stamps = [d["last_trade_at"] for d in parts if d.get("last_trade_at")]
+    merged["last_trade_at"] = max(stamps, default=None)
+    successes = [d["_last_success_at"] for d in parts if d.get("_last_success_at")]
+    merged["_last_success_at"] = max(successes, default=None)
+    merged["status"] = status
+    merged["fencing_token"] = None
+    merged["shards"] = {
+        key: {"status": s, "fencing_token": d["fencing_token"]}
+        for key, (s, _e, d) in states.items()
+    }
+    return status, error, merged
+
+
+def _shard_settings(settings: Any, shard: Shard) -> Any:
+    """The feed's settings narrowed to the shard's symbols (unchanged for a one-shard feed)."""
+    if shard.count == 1:
+        return settings
+    return settings.model_copy(update={"symbols": list(shard.symbols)})
 
 
 def _connection_key(settings: Any) -> tuple:

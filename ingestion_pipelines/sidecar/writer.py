@@ -32,6 +32,7 @@ from loguru import logger
 from sqlalchemy import insert, select
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
+from ingestion_pipelines.sidecar.shards import worker_of
 from ingestion_pipelines.sidecar.spool import Spool, SpoolFull
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines.storage.tables import CONTROL_TABLES, DATA_TABLES, feed_fence
@@ -447,7 +448,7 @@ class Writer:
 
     def _dead_letter(self, feed_id: str, reason: str, payload: str) -> None:
         row = {
-            "worker_id": feed_id,
+            "worker_id": worker_of(feed_id),  # a shard key names its feed
             "received_at": datetime.now(UTC),
             "reason": reason[:2000],
             "payload": payload,

@@ -120,6 +120,7 @@ def sidecar_env(server, database_url: str, **extra: str) -> dict[str, str]:
         INGEST_BINANCE_TRADES__REST_BASE_URL=server.rest_url,
         INGEST_BINANCE_TRADES__SYMBOLS=",".join(s.lower() for s in server.symbols),
         INGEST_DAGSTER_URL="http://127.0.0.1:9",  # nobody there: reporting must not matter
+        INGEST_SIDECAR_HTTP_PORT="0",  # several sidecars on one host: a test gives each a port
         **extra,
     )
     return env

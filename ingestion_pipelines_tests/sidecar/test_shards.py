@@ -1,0 +1,87 @@
+"""Shard plans within the source's limits, a balanced and stable assignment, and the replica set
+on a real Redis."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from ingestion_pipelines.sidecar.shards import (
+    SOURCE_LIMITS,
+    ReplicaSet,
+    assign,
+    plan_shards,
+    worker_of,
+)
+
+
+def test_one_shard_keeps_the_feed_id_as_its_key():
+    (shard,) = plan_shards("binance_trades", "binance", ["ethusdt", "btcusdt"])
+    assert shard.key == "binance_trades" and worker_of(shard.key) == "binance_trades"
+    assert shard.symbols == ("ethusdt", "btcusdt")  # unchanged: the feed as it always ran
+
+
+def test_symbols_dealt_into_shards_every_replica_computes_the_same():
+    symbols = ["s6", "s1", "s5", "s2", "s4", "s3"]
+    shards = plan_shards("binance_trades", "binance", symbols, symbols_per_shard=1)
+    assert [s.key for s in shards] == [f"binance_trades#{i}of6" for i in range(6)]
+    assert sorted(sym for s in shards for sym in s.symbols) == sorted(symbols)
+    assert plan_shards("binance_trades", "binance", list(reversed(symbols)), 1) == shards
+    assert {worker_of(s.key) for s in shards} == {"binance_trades"}
+    uneven = plan_shards("binance_trades", "binance", symbols + ["s7"], symbols_per_shard=3)
+    assert sorted(len(s.symbols) for s in uneven) == [2, 2, 3]
+
+
+def test_binance_limits_shape_the_shards():
+    limits = SOURCE_LIMITS["binance"]
+    assert limits.streams_per_connection == 1024 and limits.connections_per_window == 300
+    many = [f"sym{i}" for i in range(2500)]
+    shards = plan_shards("binance_trades", "binance", many)
+    assert len(shards) == 3 and max(len(s.symbols) for s in shards) <= 1024
+    assert len(plan_shards("binance_trades", "binance", many, symbols_per_shard=5000)) == 3
+    with pytest.raises(ValueError, match="300"):
+        plan_shards("binance_trades", "binance", many, symbols_per_shard=5)
+
+
+def test_a_source_without_known_limits_stays_one_shard():
+    (shard,) = plan_shards("ssi_iboard", "ssi", ["VCB", "FPT", "MBB"], symbols_per_shard=1)
+    assert shard.key == "ssi_iboard" and shard.symbols == ("VCB", "FPT", "MBB")
+
+
+def test_assignment_is_balanced_and_moves_only_what_it_must():
+    keys = [f"binance_trades#{i}of6" for i in range(6)]
+    three = assign(keys, ["a", "b", "c"])
+    assert set(three) == set(keys)
+    assert sorted(list(three.values()).count(r) for r in "abc") == [2, 2, 2]
+    assert assign(list(reversed(keys)), ["c", "a", "b"]) == three  # same answer everywhere
+
+    two = assign(keys, ["a", "b"])  # c is gone: its shards need a new home, few others move
+    assert sorted(list(two.values()).count(r) for r in "ab") == [3, 3]
+    assert assign(keys, []) == {}
+    kept = []
+    for trial in range(100):
+        replicas = [f"replica-{trial}-{n}" for n in range(3)]
+        before, after = assign(keys, replicas), assign(keys, replicas[:2])
+        assert sorted(list(before.values()).count(r) for r in replicas) == [2, 2, 2]
+        kept.append(sum(1 for k in keys if before[k] != replicas[2] and after[k] == before[k]))
+    assert min(kept) >= 2 and sum(kept) / len(kept) >= 3.5  # of the 4 survivors' shards
+
+
+def test_replica_set_heartbeats_expire_and_leave(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    a = ReplicaSet(client, "replica-a", ttl_s=0.6)
+    b = ReplicaSet(client, "replica-b", ttl_s=0.6)
+    assert a.beat() == ["replica-a"]
+    assert b.beat() == ["replica-a", "replica-b"]
+    time.sleep(0.8)  # a stops beating (killed): it drops out once its heartbeat is too old
+    assert b.beat() == ["replica-b"]
+    assert a.beat() == ["replica-a", "replica-b"]
+    a.leave()  # a clean stop: gone at once
+    assert b.beat() == ["replica-b"]
+
+
+def test_replica_set_reports_redis_down():
+    client = redis.Redis(host="127.0.0.1", port=9, socket_connect_timeout=0.5)
+    assert ReplicaSet(client, "replica-a").beat() is None
