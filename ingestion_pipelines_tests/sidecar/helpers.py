@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +21,13 @@ from ingestion_pipelines.sidecar.runner import Sidecar, SidecarOptions
 from ingestion_pipelines.storage.tables import trade_tick
 
 FAST = {"tick_s": 0.2, "config_poll_s": 0.5, "state_interval_s": 0.5, "lock_ttl_s": 4.0}
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_until(
@@ -121,8 +129,8 @@ def sidecar_env(server, database_url: str, **extra: str) -> dict[str, str]:
         INGEST_BINANCE_TRADES__SYMBOLS=",".join(s.lower() for s in server.symbols),
         INGEST_DAGSTER_URL="http://127.0.0.1:9",  # nobody there: reporting must not matter
         INGEST_SIDECAR_HTTP_PORT="0",  # several sidecars on one host: a test gives each a port
-        **extra,
     )
+    env.update(extra)
     return env
 
 
