@@ -95,7 +95,7 @@ class FeedEngine:
         self.writer = writer
         self.control_writer = control_writer or writer
         self.backoff = backoff or Backoff()
-        self.log = logger.bind(worker_id=feed_id)
+        self.log = logger.bind(worker_id=worker_of(feed_id))  # feed_id may be a shard key
         self.max_connection_age_s: float | None = getattr(feed, "max_connection_age_s", None)
         self.consecutive = bool(getattr(feed, "consecutive_ids", False))
         self.tracker = GapTracker()

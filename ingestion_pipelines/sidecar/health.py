@@ -27,6 +27,7 @@ from ingestion_pipelines.sidecar.ownership import LocalOwnership
 from ingestion_pipelines.sidecar.shards import worker_of
 from ingestion_pipelines.storage.engines import get_engine
 
+ALIVE_LIMIT_S = 30.0  # no tick for this long: stuck (3 failed probes 10 s apart, typically)
 DB_CHECK_CACHE_S = 2.0  # probes come every few seconds from several orchestrators
 SPOOL_WINDOW_S = 10.0
 
@@ -131,9 +132,10 @@ class Probes:
         self._db_checked: dict[str, tuple[float, str | None]] = {}
 
     def alive(self) -> bool:
-        """The supervisor ticked within a few of its periods (it is not stuck)."""
+        """The supervisor ticked recently (it is not stuck). Generous: a tick that hands several
+        shards over waits for their engines and writers (seconds each)."""
         last = self.sidecar.last_tick_at
-        limit = max(10.0, 10 * self.sidecar.options.tick_s)
+        limit = max(ALIVE_LIMIT_S, 10 * self.sidecar.options.tick_s)
         return last is not None and time.monotonic() - last < limit
 
     def ownership(self) -> str | None:

@@ -1,17 +1,24 @@
 """The sidecar process: which feeds run here, their engines, writers, state and reports.
 
-Every `tick_s` the supervisor decides, for each feed, whether it runs in this process: its
-config-chain `enabled` is true, the Dagster switch (`FeedControl.enabled`) is not False, and — with
-Redis — this sidecar holds the feed's ownership lock (a standby keeps trying, so it takes over
-within the lock's TTL). The config chain is re-read every `config_poll_s`, so a new `symbols`
-list is applied by reconnecting, without a restart.
+Every `tick_s` the supervisor decides, for each feed, whether it runs: its config-chain `enabled`
+is true and the Dagster switch (`FeedControl.enabled`) is not False. A feed runs as shards
+(`shards.py`: its symbols split within the source's connection limits; one shard unless
+`symbols_per_shard` makes more), one engine and one connection each. Without Redis every shard runs
+here. With Redis, replicas share the shards: each renews a heartbeat, computes the same balanced
+assignment over the live replicas, runs a shard only while it holds the shard's ownership lock
+(lease + fencing token, `ownership.py`), hands a shard over (stop, flush, release) when the balance
+asks for it, and takes the shards of a replica that died once their leases run out. The config
+chain is re-read every `config_poll_s`, so a new `symbols` list is applied by reconnecting, without
+a restart.
 
 Every `state_interval_s`: `worker_state` (status, heartbeat, last success, last error, details)
-for the feeds this sidecar owns, live state on Redis (`ingest:feed:<id>:live`), a heartbeat to
+for the feeds this sidecar runs (its shards merged), live state on Redis (`ingest:feed:<id>:live`), a heartbeat to
 Dagster. Every `report_interval_s` and at shutdown: a materialization per feed and ICT day.
 
-`shutdown()`: stop reading, flush every batch (database, or the spool), final state and reports,
-release the locks — well within 10 s.
+`shutdown()`: leave the replica set (the others rebalance at once), stop reading, flush every batch
+(database, or the spool), final state and reports, release the locks — well within 10 s.
+
+With `http_port`, `health.py` serves /healthz, /readyz and /metrics from this object's state.
 """
 
 from __future__ import annotations
@@ -260,7 +267,7 @@ class Sidecar:
         unless handing them over restores the balance (it holds more than its share, or their
         assigned replica holds fewer than its share): a replica joining takes its share, and a
         balanced layout does not churn. A shard nobody took for a while is anyone's."""
-        if isinstance(self.ownership, LocalOwnership):
+        if isinstance(self.ownership, LocalOwnership) or not keys:
             return set(keys)
         holders = self._holders(keys)
         if self.live_replicas is None or holders is None:  # Redis down: keep, take nothing

@@ -11,6 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ingestion_pipelines.replay.ws_binance import BinanceServer
+from ingestion_pipelines.sidecar.health import ALIVE_LIMIT_S
+from ingestion_pipelines.sidecar.runner import Sidecar, SidecarOptions
 from ingestion_pipelines_tests.sidecar.helpers import (
     count_trades,
     free_port,
@@ -152,3 +154,20 @@ def test_not_ready_without_redis_to_stand_by_on(binance, mariadb_url):
         assert body["checks"]["ownership"].startswith("no fresh heartbeat")
         assert body["owned_shards"] == []
         assert body["checks"]["database"] == "ok"
+
+
+def test_alive_only_while_the_supervisor_turns(binance, mariadb_url):
+    port = free_port()
+    sidecar = Sidecar(
+        SidecarOptions(database_url=mariadb_url, feeds=["binance_trades"], http_port=port)
+    ).start()
+    try:
+        status, body = get(port, "/healthz")
+        assert (status, body) == (503, "stuck\n")  # started, but the loop never turned
+        assert readiness(port)[1]["checks"]["supervisor"] != "ok"
+        sidecar.tick()
+        assert get(port, "/healthz") == (200, "ok\n")
+        sidecar.last_tick_at -= ALIVE_LIMIT_S  # as if the loop had hung since
+        assert get(port, "/healthz")[0] == 503
+    finally:
+        sidecar.shutdown()
