@@ -63,7 +63,7 @@ class LocalOwnership:
 class RedisOwnership:
     """Leases on Redis (see module doc). `start()` runs the renewal thread."""
 
-    def __init__(self, client, *, ttl_s: float = 10.0, owner: str | None = None):
+    def __init__(self, client, *, ttl_s: float = 8.0, owner: str | None = None):
         self.client = client
         self.ttl_ms = int(ttl_s * 1000)
         self.token = owner or uuid.uuid4().hex

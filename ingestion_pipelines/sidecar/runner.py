@@ -59,7 +59,7 @@ class SidecarOptions:
     config_poll_s: float = 5.0
     state_interval_s: float = 2.0
     report_interval_s: float = 180.0
-    lock_ttl_s: float = 10.0
+    lock_ttl_s: float = 8.0  # a dead owner's shards move after this (+ a tick): within 15 s
     replica_ttl_s: float = 5.0  # a replica silent this long is gone: its shards move
     symbols_per_shard: int = 0  # 0: as many as the source allows on one connection
     http_host: str = "127.0.0.1"

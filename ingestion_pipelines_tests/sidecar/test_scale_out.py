@@ -118,7 +118,11 @@ def test_three_replicas_share_six_symbols_and_survive_kill_restart_and_stop(
     binance, mariadb_url, redis_url, tmp_path
 ):
     replicas = [Replica(f"r{i}", binance, mariadb_url, redis_url, tmp_path) for i in range(3)]
-    logs = lambda: "\n".join(r.log.read_text()[-3000:] for r in replicas if r.log.exists())  # noqa: E731
+
+    def logs() -> str:
+        tails = [f"== {r.name}\n{r.log.read_text()[-6000:]}" for r in replicas if r.log.exists()]
+        return "\n".join(tails)
+
     with StreamWatch(binance) as watch:
         try:
             for replica in replicas:
@@ -133,7 +137,8 @@ def test_three_replicas_share_six_symbols_and_survive_kill_restart_and_stop(
             took_kill = _move(watch, replicas[1:], "kill -9")
             assert [r.owned() for r in replicas[1:]] == [3, 3]
 
-            replicas[0].start()  # back: it takes its share again
+            replicas[0].start()  # back: once up, it takes its share again
+            wait_until(lambda: replicas[0].owned() is not None, 60, "the replica serving")
             took_join = _move(watch, replicas, "a replica joining")
             assert [r.owned() for r in replicas] == [2, 2, 2]
 
@@ -148,6 +153,8 @@ def test_three_replicas_share_six_symbols_and_survive_kill_restart_and_stop(
                 assert binance.wait_trades(symbol, len(binance.trades(symbol)) + 50, 15)
             binance.pause()
             wait_all_stored(mariadb_url, binance, timeout=60)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{logs()}") from None
         finally:
             for replica in replicas:
                 if replica.proc is not None and replica.proc.poll() is None:
