@@ -1,4 +1,7 @@
-"""Feed ownership across sidecars: a Redis lease per feed with a fencing token.
+"""Feed ownership across sidecars: a Redis lease per feed shard with a fencing token.
+
+The ids below are shard keys (`shards.py`): the feed id itself for a feed in one shard, else
+`<feed>#<index>of<count>`; which replica tries which shard is decided by the runner.
 
 - acquire: `SET ingest:lock:<feed> <token> NX PX ttl`; the fencing token is `INCR
   ingest:fence:<feed>` taken right after, stored in the lock value's companion key, logged and

@@ -3,6 +3,8 @@ on a real Redis."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -85,3 +87,12 @@ def test_replica_set_heartbeats_expire_and_leave(redis_url):
 def test_replica_set_reports_redis_down():
     client = redis.Redis(host="127.0.0.1", port=9, socket_connect_timeout=0.5)
     assert ReplicaSet(client, "replica-a").beat() is None
+
+
+def test_shards_and_health_import_no_dagster():
+    code = (
+        "import sys, ingestion_pipelines.sidecar.health, ingestion_pipelines.sidecar.shards; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'dagster'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
