@@ -41,7 +41,14 @@ from ingestion_pipelines.settings import local_data_dir
 from ingestion_pipelines.sidecar.engine import FeedEngine
 from ingestion_pipelines.sidecar.health import HealthServer
 from ingestion_pipelines.sidecar.ownership import LocalOwnership, RedisOwnership
-from ingestion_pipelines.sidecar.shards import ReplicaSet, Shard, assign, plan_shards, worker_of
+from ingestion_pipelines.sidecar.shards import (
+    ConnectionBudget,
+    ReplicaSet,
+    Shard,
+    assign,
+    plan_shards,
+    worker_of,
+)
 from ingestion_pipelines.sidecar.spool import DEFAULT_MAX_BYTES, Spool
 from ingestion_pipelines.sidecar.writer import Writer
 from ingestion_pipelines.storage.engines import ensure_schema
@@ -136,6 +143,8 @@ class Sidecar:
         self.plan_errors: dict[str, str] = {}
         self.shard_writers: dict[str, Writer] = {}  # every shard ever run here -> its writer
         self._free_since: dict[str, float] = {}
+        self.budget = ConnectionBudget(redis_client)
+        self._budget_said: dict[str, float] = {}
         self._retired: dict[str, dict[str, int]] = {}  # counters of stopped engines, per shard
         self._spool_samples: deque[tuple[float, int]] = deque(maxlen=64)
         self.reporter, self.control = _dagster_clients(options.dagster_url)
@@ -353,8 +362,15 @@ class Sidecar:
             else:
                 engine.settings = settings
             return
-        if not mine or not self.ownership.acquire(key):
+        if not mine:
             return  # standby: another sidecar runs it
+        if not self.budget.take(getattr(self.classes[feed_id], "source", None)):
+            if time.monotonic() - self._budget_said.get(key, -60.0) >= 60:
+                self._budget_said[key] = time.monotonic()
+                log.warning("shard {} waits: the source's connections per window are used", key)
+            return
+        if not self.ownership.acquire(key):
+            return
         self.stopped_state.pop(feed_id, None)
         feed = self.classes[feed_id]()
         data_url = settings.database_url or self.control_url

@@ -11,6 +11,9 @@
   `<feed>#<index>of<count>` (a new layout gets new keys).
 - `ReplicaSet` registers this sidecar on Redis with a heartbeat (a sorted set scored by Redis's
   own clock, so host clocks do not matter) and lists the live replicas.
+- `ConnectionBudget` keeps shard starts (a replica joining, a dead replica's shards moving) within
+  the source's connections per window, shared by the replicas on Redis; a fifth of the budget is
+  left to the engines' own reconnects, which it does not count.
 - `assign` maps shards to live replicas deterministically: rendezvous hashing with a bounded load
   (no replica gets more than ceil(shards / replicas)), so every replica computes the same answer
   and a replica coming or going moves only the shards it must. Exclusivity during a move comes
@@ -21,7 +24,10 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
+import time
+import uuid
 from dataclasses import dataclass
 
 from loguru import logger
@@ -36,6 +42,20 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 10)
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
+
+
+_TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
+return 1
+"""
+STARTS_SHARE = 0.8  # of a source's connections per window, for shard starts
 
 
 @dataclass(frozen=True)
@@ -119,6 +139,45 @@ def assign(keys: list[str], replicas: list[str]) -> dict[str, str]:
             out[key] = replica
             load[replica] += 1
     return out
+
+
+class ConnectionBudget:
+    """New connections per source and window (see module doc): on Redis when given (shared by
+    the replicas), else in this process."""
+
+    def __init__(self, client=None, limits: dict[str, ConnectionLimits] | None = None):
+        self.client = client
+        self.limits = SOURCE_LIMITS if limits is None else limits
+        self._take = client.register_script(_TAKE) if client is not None else None
+        self._local: dict[str, list[float]] = {}
+        self._count = itertools.count()
+        self._owner = uuid.uuid4().hex
+
+    def take(self, source: str | None) -> bool:
+        """Count one new connection to `source`; False (not counted) when the window is full."""
+        limits = self.limits.get(source or "")
+        if limits is None:
+            return True
+        allowed = max(1, int(limits.connections_per_window * STARTS_SHARE))
+        if self._take is None:
+            now = time.monotonic()
+            recent = [t for t in self._local.get(source, []) if now - t < limits.window_s]
+            self._local[source] = recent
+            if len(recent) >= allowed:
+                return False
+            recent.append(now)
+            return True
+        member = f"{self._owner}:{next(self._count)}"
+        try:
+            return bool(
+                self._take(
+                    keys=[f"ingest:connections:{source}"],
+                    args=[int(limits.window_s * 1000), allowed, member],
+                )
+            )
+        except Exception as exc:  # noqa: BLE001 - Redis down: no lease can be taken either
+            logger.warning("connection budget unavailable: {}", exc)
+            return False
 
 
 class ReplicaSet:

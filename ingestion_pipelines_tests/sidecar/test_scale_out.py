@@ -10,8 +10,10 @@ from collections import Counter
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine, select
 
 from ingestion_pipelines.replay.ws_binance import BinanceServer, trade_stream
+from ingestion_pipelines.storage.tables import feed_fence
 from ingestion_pipelines_tests.sidecar.helpers import (
     assert_exactly_once,
     count_trades,
@@ -99,6 +101,15 @@ def binance():
     server.stop()
 
 
+def _fence_tokens(database_url: str) -> dict[str, int]:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return dict(conn.execute(select(feed_fence.c.feed_id, feed_fence.c.token)).all())
+    finally:
+        engine.dispose()
+
+
 def _balanced(replicas: list[Replica]) -> bool:
     owned = [r.owned() for r in replicas]
     return None not in owned and sum(owned) == len(SYMBOLS) and max(owned) - min(owned) <= 1
@@ -161,6 +172,9 @@ def test_three_replicas_share_six_symbols_and_survive_kill_restart_and_stop(
                     terminate(replica.proc)
     assert not watch.doubled, f"a stream read by two connections at once: {watch.doubled[:5]}"
     assert_exactly_once(mariadb_url, binance)
+    tokens = _fence_tokens(mariadb_url)  # every commit was fenced by its shard's token
+    assert sorted(tokens) == [f"binance_trades#{i}of6" for i in range(6)]
+    assert max(tokens.values()) >= 2  # moved shards commit under newer tokens
     print(  # noqa: T201 - the figures the issue asks for
         f"shards moved in {took_kill:.1f} s (kill -9), {took_join:.1f} s (join), "
         f"{took_term:.1f} s (SIGTERM)"

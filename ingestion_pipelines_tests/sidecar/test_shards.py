@@ -12,6 +12,9 @@ import redis
 
 from ingestion_pipelines.sidecar.shards import (
     SOURCE_LIMITS,
+    STARTS_SHARE,
+    ConnectionBudget,
+    ConnectionLimits,
     ReplicaSet,
     assign,
     plan_shards,
@@ -96,3 +99,20 @@ def test_shards_and_health_import_no_dagster():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["redis", "local"])
+def test_connection_budget_keeps_starts_within_the_window(shared, redis_url):
+    limits = {"binance": ConnectionLimits(1024, connections_per_window=5, window_s=1.0)}
+    client = redis.Redis.from_url(redis_url) if shared else None
+    a, b = ConnectionBudget(client, limits), ConnectionBudget(client, limits)
+    assert ConnectionBudget().limits["binance"] == SOURCE_LIMITS["binance"]
+    assert int(5 * STARTS_SHARE) == 4  # a fifth is left to the engines' own reconnects
+    assert [a.take("binance") for _ in range(3)] == [True] * 3
+    if shared:  # replicas on Redis share one budget
+        assert [b.take("binance"), b.take("binance")] == [True, False]
+    else:  # each process counts its own
+        assert [a.take("binance"), a.take("binance")] == [True, False]
+    assert a.take("ssi") and a.take(None)  # no known limits
+    time.sleep(1.1)
+    assert a.take("binance")
