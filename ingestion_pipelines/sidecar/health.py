@@ -23,6 +23,7 @@ from typing import Any
 from loguru import logger
 from sqlalchemy import text
 
+from ingestion_pipelines.redaction import redact
 from ingestion_pipelines.sidecar.ownership import LocalOwnership
 from ingestion_pipelines.sidecar.shards import worker_of
 from ingestion_pipelines.storage.engines import get_engine
@@ -173,7 +174,8 @@ class Probes:
                     conn.execute(text("SELECT 1"))
                 error = None
             except Exception as exc:  # noqa: BLE001 - reported, not raised
-                error = f"database unreachable: {type(exc).__name__}: " + str(exc).splitlines()[0]
+                first_line = redact(str(exc).splitlines()[0] if str(exc) else "")
+                error = f"database unreachable: {type(exc).__name__}: {first_line}"
             self._db_checked[url] = (time.monotonic(), error)
             return error
 
