@@ -23,11 +23,10 @@ With `http_port`, `health.py` serves /healthz, /readyz and /metrics from this ob
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -45,8 +44,8 @@ from ingestion_pipelines.sidecar.shards import (
     ConnectionBudget,
     ReplicaSet,
     Shard,
-    assign,
     plan_shards,
+    to_run,
     worker_of,
 )
 from ingestion_pipelines.sidecar.spool import DEFAULT_MAX_BYTES, Spool
@@ -271,34 +270,24 @@ class Sidecar:
             return []
 
     def _mine(self, keys: list[str]) -> set[str]:
-        """The shard keys this replica should run: all of them without Redis. With Redis: the
-        free shards assigned to it among the live replicas (`shards.assign`), and those it holds
-        unless handing them over restores the balance (it holds more than its share, or their
-        assigned replica holds fewer than its share): a replica joining takes its share, and a
-        balanced layout does not churn. A shard nobody took for a while is anyone's."""
+        """The shard keys this replica should run: all of them without Redis; with Redis, as
+        `shards.to_run` balances them over the live replicas, plus any shard nobody took for a
+        while."""
         if isinstance(self.ownership, LocalOwnership) or not keys:
             return set(keys)
         holders = self._holders(keys)
         if self.live_replicas is None or holders is None:  # Redis down: keep, take nothing
             return {k for k in keys if k in self.engines}
         me = self.ownership.token
-        live = sorted({*self.live_replicas, me})
-        target = assign(keys, live)
-        low, high = len(keys) // len(live), math.ceil(len(keys) / len(live))
-        load = Counter(h for h in holders.values() if h)
-        mine = set()
-        for key in sorted(keys):
-            holder = holders[key]
-            if key in self.engines or holder == me:
-                if target[key] == me or not (load[me] > high or load[target[key]] < low):
-                    mine.add(key)
-                else:  # handed over: count it where it is going
-                    load[me] -= 1
-                    load[target[key]] += 1
-            elif holder is None and (target[key] == me or self._orphaned(key)):
-                mine.add(key)
-            if holder is not None:
+        for key in self.engines:  # running means held, even if the lease just ran out
+            if key in holders:
+                holders[key] = me
+        mine, _take = to_run(keys, holders, self.live_replicas, me)
+        for key in keys:
+            if holders[key] is not None:
                 self._free_since.pop(key, None)
+            elif key not in mine and self._orphaned(key):
+                mine.add(key)
         return mine
 
     def _holders(self, keys: list[str]) -> dict[str, str | None] | None:

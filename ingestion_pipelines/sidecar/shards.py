@@ -28,6 +28,7 @@ import itertools
 import math
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 
 from loguru import logger
@@ -139,6 +140,35 @@ def assign(keys: list[str], replicas: list[str]) -> dict[str, str]:
             out[key] = replica
             load[replica] += 1
     return out
+
+
+def to_run(
+    keys: list[str], holders: dict[str, str | None], live: list[str], me: str
+) -> tuple[set[str], set[str]]:
+    """(the shards replica `me` should run, the free ones it may take now), given who holds each
+    shard's lease (`holders`, None: free) and the live replicas.
+
+    It takes the free shards `assign` gives it, and keeps those it holds unless handing them over
+    restores the balance (it holds more than its share, or their assigned replica holds fewer than
+    its share): a replica joining gets its share, and a balanced layout does not churn."""
+    if not keys:
+        return set(), set()
+    live = sorted({*live, me})
+    target = assign(keys, live)
+    low, high = len(keys) // len(live), math.ceil(len(keys) / len(live))
+    load = Counter(h for h in holders.values() if h)
+    keep, take = set(), set()
+    for key in sorted(keys):
+        holder = holders.get(key)
+        if holder == me:
+            if target[key] == me or not (load[me] > high or load[target[key]] < low):
+                keep.add(key)
+            else:  # handed over: count it where it is going
+                load[me] -= 1
+                load[target[key]] += 1
+        elif holder is None and target[key] == me:
+            take.add(key)
+    return keep | take, take
 
 
 class ConnectionBudget:

@@ -18,6 +18,7 @@ from ingestion_pipelines.sidecar.shards import (
     ReplicaSet,
     assign,
     plan_shards,
+    to_run,
     worker_of,
 )
 
@@ -116,3 +117,58 @@ def test_connection_budget_keeps_starts_within_the_window(shared, redis_url):
     assert a.take("ssi") and a.take(None)  # no known limits
     time.sleep(1.1)
     assert a.take("binance")
+
+
+def _settle(keys: list[str], holders: dict, live: list[str]) -> int:
+    """Replicas decide in turn, seeing the leases as they are, until nothing changes; returns
+    how many leases changed hands (a release and the take that follows count once)."""
+    moves = 0
+    for _round in range(10):
+        changed = False
+        for me in live:
+            mine, take = to_run(keys, holders, live, me)
+            for key in keys:
+                if holders[key] == me and key not in mine:
+                    holders[key] = None
+                    changed = True
+                    moves += 1
+            for key in take:
+                holders[key] = me
+                changed = True
+        if not changed:
+            return moves
+    raise AssertionError(f"no stable layout: {holders}")
+
+
+def _loads(holders: dict, live: list[str]) -> list[int]:
+    return [list(holders.values()).count(r) for r in live]
+
+
+@pytest.mark.parametrize("run", range(50))
+def test_replicas_coming_and_going_converge_to_balance_without_churn(run):
+    keys = [f"binance_trades#{i}of6" for i in range(6)]
+    a, b, c, d = (f"replica-{run}-{name}" for name in "abcd")
+    holders = dict.fromkeys(keys)
+    assert _settle(keys, holders, [a]) == 0 and _loads(holders, [a]) == [6]
+    assert _settle(keys, holders, [a, b]) == 3 and _loads(holders, [a, b]) == [3, 3]
+    assert (
+        _settle(keys, holders, [a, b, c]) <= 3
+    )  # 2 at least; the shared assignment may ask 1 more
+    assert _loads(holders, [a, b, c]) == [2, 2, 2]
+    assert _settle(keys, holders, [a, b, c]) == 0  # balanced: nothing moves
+
+    for key in keys:  # c killed: its leases run out, its heartbeat too
+        if holders[key] == c:
+            holders[key] = None
+    assert _settle(keys, holders, [a, b]) <= 1  # c's two shards are taken, at most one more moves
+    assert _loads(holders, [a, b]) == [3, 3] and None not in holders.values()
+
+    assert _settle(keys, holders, [a, b, d]) <= 3  # a new replica takes its share
+    assert _loads(holders, [a, b, d]) == [2, 2, 2]
+
+
+def test_a_single_shard_stays_with_its_owner_when_standbys_join():
+    holders = {"binance_trades": None}
+    assert _settle(["binance_trades"], holders, ["a"]) == 0
+    assert _settle(["binance_trades"], holders, ["a", "b", "c"]) == 0
+    assert holders == {"binance_trades": "a"}
