@@ -16,9 +16,10 @@
   left to the engines' own reconnects, which it does not count.
 - `assign` maps shards to live replicas deterministically: rendezvous hashing with a bounded load
   (no replica gets more than ceil(shards / replicas)), so every replica computes the same answer
-  and a replica coming or going moves only the shards it must. Exclusivity during a move comes
-  from the leases (`ownership.py`), not from the assignment: the old owner releases, then the new
-  one acquires.
+  and a replica coming or going moves few shards besides its own. `to_run` decides from the
+  assignment and the current lease holders what one replica runs, keeping a balanced layout
+  as it is. Exclusivity during a move comes from the leases (`ownership.py`), not from the
+  assignment: the old owner stops, flushes and releases, then the new one acquires.
 """
 
 from __future__ import annotations
