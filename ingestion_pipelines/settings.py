@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     database_url: str = Field(default_factory=_default_database_url)
     redis_url: str | None = None
     dagster_url: str = "http://127.0.0.1:3000"
+    live_host: str = "127.0.0.1"  # where `ingest live` listens (INGEST_LIVE_HOST)
+    live_port: int = 8790  # INGEST_LIVE_PORT
 
     def dagster_home(self) -> Path:
         return Path(os.environ.get("DAGSTER_HOME") or local_data_dir() / "dagster_home")
