@@ -4,6 +4,7 @@ daemon with Redis: the crawl's progress reaches the waiting terminal (here a pip
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from datetime import date, timedelta
 
@@ -75,3 +76,19 @@ def test_trigger_wait_shows_the_runs_progress(stack) -> None:
     lines = out.err.splitlines()
     assert any("requests (100%)" in line for line in lines), lines
     assert "SUCCESS" in lines[-1]
+
+
+def test_demo_says_when_the_ui_is_really_ready(stack) -> None:
+    from ingestion_pipelines.control.client import DagsterClient
+    from ingestion_pipelines.control.ready import readiness, wait_until_ready
+
+    said: list[str] = []
+    assert wait_until_ready(stack.url, threading.Event(), say=said.append, timeout_s=30)
+    assert said[-1].startswith(f"  Dagster UI ready: {stack.url}")
+    assert readiness(DagsterClient(stack.url)) == (True, "ready")
+
+    nobody = "http://127.0.0.1:9"
+    said.clear()
+    assert not wait_until_ready(nobody, threading.Event(), say=said.append, timeout_s=1.5)
+    assert said[0] == "  waiting for the Dagster UI: the webserver is starting"
+    assert "not ready after 2 s" in said[-1] or "not ready after 1 s" in said[-1]

@@ -7,6 +7,8 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import subprocess
+import sys
 import time
 
 import orjson
@@ -210,3 +212,12 @@ def test_without_redis_every_endpoint_says_so(tmp_path):
         assert int.from_bytes(frame.data[:2], "big") == 1011
         assert b"INGEST_REDIS_URL is not set" in frame.data[2:]
     assert "INGEST_REDIS_URL is not set" in log.read_text()
+
+
+def test_the_relay_imports_no_dagster():
+    code = (
+        "import sys, ingestion_pipelines.live.app, ingestion_pipelines.live.serve;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'dagster'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
