@@ -7,7 +7,9 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
+import orjson
 import pytest
+import redis
 from sqlalchemy import create_engine, select
 
 from ingestion_pipelines.replay.ws_binance import BinanceServer
@@ -80,8 +82,35 @@ def test_the_page_shows_a_trade_the_sidecar_committed_within_2_s(
             print(f"commit -> page: {[round(d, 3) for d in delays]} s")
             assert max(delays) <= 2.0, f"commit -> page took {delays}"
 
-            # The chart draws the chosen symbol's one-minute bar from what arrived.
+            # The chart draws the chosen symbol's one-minute bar from what arrived...
             assert browser.evaluate("document.querySelectorAll('#chart rect').length") >= 1
+            # ...and a bar published on bars:<source>:<symbol> replaces the page's own.
+            symbol = browser.evaluate("document.getElementById('symbol').value")
+            bar = {
+                "source": "binance",
+                "symbol": symbol.split(":")[1],
+                "bar_start": "2026-11-30T08:01:00+00:00",
+                "open": "97000.5",
+                "high": "97010.25",
+                "low": "96990",
+                "close": "97005",
+                "volume": "1.25",
+                "trade_count": 42,
+            }
+            r = redis.Redis.from_url(redis_url)
+            r.publish(f"bars:binance:{bar['symbol']}", orjson.dumps(bar))
+            titles = "[...document.querySelectorAll('#chart rect title')].map(t => t.textContent)"
+            shown = wait_for(
+                lambda: [t for t in browser.evaluate(titles) if "(42 trades)" in t], 5, "the bar"
+            )
+            assert shown == ["08:01 O 97000.5 H 97010.25 L 96990 C 97005 V 1.25 (42 trades)"]
+
+            # Crawls in progress appear from progress:<run_id>.
+            message = {"worker_id": "fmarket_nav", "done": 30, "total": 60, "percent": 50.0}
+            r.publish("progress:0f3c9a1e-run", orjson.dumps(message))
+            label = "document.querySelector('#progress .run')?.textContent"
+            text = wait_for(lambda: browser.evaluate(label), 5, "the crawl's progress")
+            assert text == "fmarket_nav [0f3c9a1e] 30/60 requests (50%)"
     finally:
         if browser is not None:
             browser.close()
