@@ -61,6 +61,8 @@ async def _relay(
         message = await client.next(heartbeat_s)
         if message is None:
             await emit_heartbeat()
+        elif isinstance(message, Gap):
+            await emit_gap(message)
         else:
             await emit_message(message)
 

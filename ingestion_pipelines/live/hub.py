@@ -88,14 +88,14 @@ class Client:
 
     def __init__(self, patterns: list[str], queue_size: int):
         self.patterns = patterns
-        self.queue: asyncio.Queue[Message] = asyncio.Queue(queue_size)
+        self.queue: asyncio.Queue[Message | Gap] = asyncio.Queue(queue_size)
         self.gone = asyncio.Event()
         self.dropped: str | None = None
 
     def wants(self, channel: str) -> bool:
         return any(fnmatchcase(channel, p) for p in self.patterns)
 
-    def offer(self, message: Message) -> None:
+    def offer(self, message: Message | Gap) -> None:
         if self.dropped is not None:
             return
         try:
@@ -107,7 +107,7 @@ class Client:
         self.dropped = reason
         self.gone.set()
 
-    async def next(self, timeout_s: float) -> Message | None:
+    async def next(self, timeout_s: float) -> Message | Gap | None:
         """The next message, or None when none came within `timeout_s` (send a heartbeat)."""
         try:
             return await asyncio.wait_for(self.queue.get(), timeout_s)
@@ -193,6 +193,11 @@ class Hub:
                 client.offer(message)
         return message
 
+    def tell_everyone(self, gap: Gap) -> None:
+        """A gap every client must know of (not buffered: it concerns this moment)."""
+        for client in self.clients:
+            client.offer(gap)
+
     async def run(self) -> None:
         """Relay until cancelled, reconnecting to Redis with backoff."""
         if not self.redis_url:
@@ -221,6 +226,8 @@ class Hub:
                 status = f"Redis at {where} unreachable: {redact(str(exc))[:300]}"
                 if status != self.status:
                     logger.warning("{} (retrying)", status)
+                    if self.ready.is_set():
+                        self.tell_everyone(Gap(None, f"the relay lost Redis: {status}"))
                 self.status = status
                 await asyncio.sleep(backoff.next())
             finally:

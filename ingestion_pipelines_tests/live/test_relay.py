@@ -22,7 +22,7 @@ from ingestion_pipelines_tests.live.helpers import (
     live_process,
     wait_for,
 )
-from ingestion_pipelines_tests.testbed import free_port
+from ingestion_pipelines_tests.testbed import RedisServer, free_port
 
 TICKS = "ticks:binance:BTCUSDT"
 
@@ -221,3 +221,29 @@ def test_the_relay_imports_no_dagster():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_losing_redis_is_told_to_every_client_then_relaying_resumes():
+    own = RedisServer().start()  # its own server: this test stops it
+    try:
+        url = own.url()
+        with live_in_thread(url, heartbeat_s=0.5) as port:
+            reader = SSEReader(port, "channel=ticks:*")
+            wait_for(lambda: get_json(port, "/status")["clients"] == 1, 5, "the client")
+            own.client().publish(TICKS, _tick(1))
+            assert reader.messages(1)[0].data["data"][0]["trade_id"] == 1001
+
+            own.stop()
+            gap = reader.next()
+            while gap.comment is not None:  # heartbeats until the loss is noticed
+                gap = reader.next()
+            assert gap.event == "gap" and "the relay lost Redis" in gap.data["reason"]
+            assert "unreachable" in get_json(port, "/status")["redis"]
+
+            own.start()
+            wait_for(lambda: get_json(port, "/status")["redis"] == "connected", 20, "reconnect")
+            own.client().publish(TICKS, _tick(2))
+            assert reader.messages(1)[0].data["data"][0]["trade_id"] == 1002
+            reader.close()
+    finally:
+        own.close()
