@@ -108,7 +108,7 @@ def cmd_sidecar(args) -> int:
 def cmd_live(args) -> int:
     from ingestion_pipelines.live.serve import serve
 
-    return serve(args.host, args.port, args.heartbeat)
+    return serve(args.host, args.port, args.heartbeat, args.database_url)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="default: INGEST_LIVE_HOST (127.0.0.1)")
     p.add_argument("--port", type=int, help="default: INGEST_LIVE_PORT (8790)")
     p.add_argument("--heartbeat", type=float, help="seconds between heartbeats (default 15)")
+    p.add_argument(
+        "--database-url", help="where /bars reads trade_bar_1m (default: INGEST_DATABASE_URL)"
+    )
     p.set_defaults(func=cmd_live)
     return parser
 

@@ -3,6 +3,7 @@
     GET /stream?channel=ticks:*          Server-Sent Events; `Last-Event-ID` resumes from the buffer
     GET /ws?channel=bars:binance:*       the same over a WebSocket (`?last_event_id=` resumes)
     GET /status                          Redis connection, clients, messages relayed (JSON)
+    GET /bars?source=binance&symbol=BTCUSDT&minutes=60   recent rows of trade_bar_1m (JSON)
     GET /                                the live page (plain HTML + JS)
 
 `channel` may be repeated; without it every relayed channel (`ticks:*`, `bars:*`,
@@ -29,6 +30,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from ingestion_pipelines.live.hub import NO_REDIS, Client, Gap, Hub, PatternError, check_patterns
+from ingestion_pipelines.redaction import redact
 
 HEARTBEAT_S = 15.0
 FAREWELL_S = 1.0  # how long a dropped client's last words may wait on its socket
@@ -135,10 +137,17 @@ def create_app(
     heartbeat_s: float = HEARTBEAT_S,
     replay_size: int | None = None,
     queue_size: int | None = None,
+    bars_database_url: str | None = None,
 ) -> Starlette:
-    """The app relaying `redis_url`'s channels (None: every relay answers with NO_REDIS)."""
+    """The app relaying `redis_url`'s channels (None: every relay answers with NO_REDIS);
+    `/bars` reads `bars_database_url` (default: INGEST_DATABASE_URL)."""
     sizes = {k: v for k, v in (("replay_size", replay_size), ("queue_size", queue_size)) if v}
     hub = Hub(redis_url, **sizes)
+
+    def bars_url() -> str:
+        from ingestion_pipelines.settings import get_settings
+
+        return bars_database_url or get_settings().database_url
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
@@ -155,6 +164,26 @@ def create_app(
 
     async def status(request: Request) -> Response:
         return JSONResponse(hub.describe())
+
+    async def bars(request: Request) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
+        from ingestion_pipelines.live.history import recent_bars
+
+        source = request.query_params.get("source")
+        symbol = request.query_params.get("symbol")
+        if not source or not symbol:
+            return PlainTextResponse("source and symbol are required", status_code=400)
+        try:
+            minutes = int(request.query_params.get("minutes", "60"))
+        except ValueError:
+            return PlainTextResponse("minutes: a whole number", status_code=400)
+        try:
+            rows = await run_in_threadpool(lambda: recent_bars(bars_url(), source, symbol, minutes))
+        except Exception as exc:  # noqa: BLE001 - say why; the live relay goes on
+            message = f"trade_bar_1m not readable: {redact(str(exc)).splitlines()[0][:300]}"
+            return PlainTextResponse(message, status_code=503)
+        return JSONResponse(rows)
 
     async def stream(request: Request) -> Response | EventStream:
         if not hub.redis_url:
@@ -210,6 +239,7 @@ def create_app(
         routes=[
             Route("/", page),
             Route("/status", status),
+            Route("/bars", bars),
             Route("/stream", stream),
             WebSocketRoute("/ws", websocket),
         ],

@@ -19,7 +19,10 @@ class _DropNoise(logging.Filter):
 
 
 def serve(
-    host: str | None = None, port: int | None = None, heartbeat_s: float | None = None
+    host: str | None = None,
+    port: int | None = None,
+    heartbeat_s: float | None = None,
+    database_url: str | None = None,
 ) -> int:
     """Serve until SIGINT/SIGTERM on `host:port` (default INGEST_LIVE_HOST / INGEST_LIVE_PORT)."""
     import uvicorn
@@ -29,7 +32,11 @@ def serve(
     settings = get_settings()
     host = host or settings.live_host
     port = port or settings.live_port
-    app = create_app(settings.redis_url, heartbeat_s=heartbeat_s or HEARTBEAT_S)
+    app = create_app(
+        settings.redis_url,
+        heartbeat_s=heartbeat_s or HEARTBEAT_S,
+        bars_database_url=database_url,
+    )
     source = f"Redis at {redact_url(settings.redis_url)}" if settings.redis_url else None
     print(
         f"ingest live: http://{host}:{port}/ (relaying ticks:*, bars:*, progress:* "

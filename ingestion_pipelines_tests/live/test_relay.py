@@ -247,3 +247,40 @@ def test_losing_redis_is_told_to_every_client_then_relaying_resumes():
             reader.close()
     finally:
         own.close()
+
+
+def test_recent_bars_for_the_chart_from_trade_bar_1m(database_url, redis_url):
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from ingestion_pipelines.storage.engines import ensure_schema
+    from ingestion_pipelines.storage.tables import trade_bar_1m
+    from ingestion_pipelines.storage.upsert import upsert
+
+    minute = datetime.now(UTC).replace(second=0, microsecond=0)
+    rows = [
+        {
+            "source": "binance",
+            "symbol": "BTCUSDT",
+            "bar_start": minute - timedelta(minutes=age),
+            "open": Decimal("97000.123456789012345678"),
+            "high": Decimal("97010"),
+            "low": Decimal("96990.5"),
+            "close": Decimal("97005.25"),
+            "volume": Decimal("1.5"),
+            "trade_count": age + 1,
+        }
+        for age in (0, 5, 90)
+    ]
+    rows.append({**rows[0], "symbol": "ETHUSDT"})
+    upsert(ensure_schema(database_url), trade_bar_1m, rows)
+    with live_in_thread(redis_url, bars_database_url=database_url) as port:
+        got = get_json(port, "/bars?source=binance&symbol=BTCUSDT&minutes=60")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/bars?source=binance")
+        refused = conn.getresponse()
+        assert refused.status == 400 and b"symbol" in refused.read()
+        conn.close()
+    assert [b["trade_count"] for b in got] == [6, 1]  # oldest first; 90 min ago is out
+    assert got[1]["open"] == "97000.123456789012345678"  # exact decimals as text
+    assert datetime.fromisoformat(got[1]["bar_start"]) == minute
