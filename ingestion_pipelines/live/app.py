@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from importlib import resources
+from urllib.parse import urlsplit
 
 import orjson
 from loguru import logger
@@ -30,7 +31,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from ingestion_pipelines.live.hub import NO_REDIS, Client, Gap, Hub, PatternError, check_patterns
-from ingestion_pipelines.redaction import redact
+from ingestion_pipelines.redaction import redact, register_secret
 
 HEARTBEAT_S = 15.0
 FAREWELL_S = 1.0  # how long a dropped client's last words may wait on its socket
@@ -143,6 +144,8 @@ def create_app(
     `/bars` reads `bars_database_url` (default: INGEST_DATABASE_URL)."""
     sizes = {k: v for k, v in (("replay_size", replay_size), ("queue_size", queue_size)) if v}
     hub = Hub(redis_url, **sizes)
+    if bars_database_url:
+        register_secret(urlsplit(bars_database_url).password)
 
     def bars_url() -> str:
         from ingestion_pipelines.settings import get_settings

@@ -20,11 +20,12 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from urllib.parse import urlsplit
 
 import orjson
 from loguru import logger
 
-from ingestion_pipelines.redaction import redact, redact_url
+from ingestion_pipelines.redaction import redact, redact_url, register_secret
 from ingestion_pipelines.sidecar.engine import Backoff
 
 KINDS = ("ticks", "bars", "progress")
@@ -137,6 +138,8 @@ class Hub:
         queue_size: int = CLIENT_QUEUE_SIZE,
     ):
         self.redis_url = redis_url
+        if redis_url:
+            register_secret(urlsplit(redis_url).password)  # never in a log line or /status
         self.queue_size = queue_size
         self.epoch = time.time_ns() // 1_000_000
         self.seq = 0
