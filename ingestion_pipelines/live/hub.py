@@ -59,6 +59,10 @@ def check_patterns(patterns: Iterable[str]) -> list[str]:
     return checked
 
 
+def matches(patterns: list[str], channel: str) -> bool:
+    return any(fnmatchcase(channel, p) for p in patterns)
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """One relayed message, with its wire forms built once for every client."""
@@ -94,7 +98,7 @@ class Client:
         self.dropped: str | None = None
 
     def wants(self, channel: str) -> bool:
-        return any(fnmatchcase(channel, p) for p in self.patterns)
+        return matches(self.patterns, channel)
 
     def offer(self, message: Message | Gap) -> None:
         if self.dropped is not None:
@@ -155,13 +159,15 @@ class Hub:
     ) -> tuple[Client, Gap | None]:
         """A new client; with `last_event_id`, its queue starts with every buffered message
         after that id (and a `Gap` when some are no longer buffered)."""
-        client = Client(patterns, self.queue_size)
+        backlog: list[Message] = []
         gap = None
         if last_event_id:
             after, gap = self._resume_point(last_event_id)
-            for message in self.buffer:
-                if message.seq > after and client.wants(message.channel):
-                    client.offer(message)
+            backlog = [m for m in self.buffer if m.seq > after and matches(patterns, m.channel)]
+        # Room for the backlog on top of the usual bound, so a resume is never dropped at once.
+        client = Client(patterns, self.queue_size + len(backlog))
+        for message in backlog:
+            client.offer(message)
         self.clients.add(client)
         return client, gap
 

@@ -75,7 +75,7 @@ def test_sse_relays_then_resumes_with_last_event_id_without_a_hole(redis_url):
 
 def test_resume_older_than_the_buffer_says_what_was_lost(redis_url):
     r = redis.Redis.from_url(redis_url)
-    with live_in_thread(redis_url, replay_size=5) as port:
+    with live_in_thread(redis_url, replay_size=5, queue_size=2) as port:  # backlog > queue
         reader = SSEReader(port, "channel=ticks:*")
         for n in range(3):
             r.publish(TICKS, _tick(n))
