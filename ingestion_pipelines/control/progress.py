@@ -58,7 +58,7 @@ class Snapshot:
     eta_s: float | None
     elapsed_s: float
 
-    def line(self, label: str) -> str:
+    def line(self, label: str, elapsed: bool = True) -> str:
         bits = [f"{label}: {self.status}"]
         if self.total:
             bits.append(f"{self.done}/{self.total} requests ({100 * self.done / self.total:.0f}%)")
@@ -68,7 +68,8 @@ class Snapshot:
             bits.append(f"{self.rate:.1f} req/s")
         if self.eta_s is not None:
             bits.append(f"ETA {span(self.eta_s)}")
-        bits.append(f"elapsed {span(self.elapsed_s)}")
+        if elapsed:
+            bits.append(f"elapsed {span(self.elapsed_s)}")
         return ", ".join(bits)
 
 
@@ -188,7 +189,7 @@ class WaitProgress:
 
             self._bar = Progress(
                 TextColumn("{task.description}"),
-                BarColumn(),
+                BarColumn(bar_width=20),
                 TextColumn("{task.fields[figures]}"),
                 console=Console(file=self.stream, force_terminal=True),
                 transient=False,
@@ -233,7 +234,7 @@ class WaitProgress:
 
     def show(self, snap: Snapshot) -> None:
         if self._bar is not None:
-            figures = snap.line(snap.status).partition(": ")[2]
+            figures = snap.line(snap.status, elapsed=False).partition(": ")[2]
             self._bar.update(
                 self._task,
                 total=snap.total or None,
