@@ -28,6 +28,7 @@ missing=()
 have redis-server || missing+=(redis-server)
 have_postgres || missing+=(postgresql)
 have make || missing+=(make)
+have chromium || missing+=(chromium) # the live page's headless-browser test
 if ! have "$PYTHON"; then
     missing+=(python3 python3-venv)
 elif ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
@@ -35,7 +36,7 @@ elif ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
 fi
 
 if ((${#missing[@]} == 0)); then
-    echo "system-deps: mariadb-server, postgresql, redis-server, make, python3-venv: present"
+    echo "system-deps: mariadb-server, postgresql, redis-server, make, python3-venv, chromium: present"
     exit 0
 fi
 
@@ -88,4 +89,5 @@ done
 { have mariadbd || have mysqld; } || { echo "system-deps: mariadbd still missing" >&2; exit 1; }
 have redis-server || { echo "system-deps: redis-server still missing" >&2; exit 1; }
 have_postgres || { echo "system-deps: postgres still missing" >&2; exit 1; }
+have chromium || { echo "system-deps: chromium still missing" >&2; exit 1; }
 echo "system-deps: done"

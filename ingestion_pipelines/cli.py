@@ -105,6 +105,12 @@ def cmd_sidecar(args) -> int:
     return sidecar_main(args.sidecar_args)
 
 
+def cmd_live(args) -> int:
+    from ingestion_pipelines.live.serve import serve
+
+    return serve(args.host, args.port, args.heartbeat, args.database_url)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ingest", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -157,6 +163,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sidecar", help="run the feed workers until SIGTERM/SIGINT", add_help=False)
     p.add_argument("sidecar_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_sidecar)
+
+    p = sub.add_parser(
+        "live", help="SSE (/stream) and WebSocket (/ws) relays of ticks, bars, progress; page at /"
+    )
+    p.add_argument("--host", help="default: INGEST_LIVE_HOST (127.0.0.1)")
+    p.add_argument("--port", type=int, help="default: INGEST_LIVE_PORT (8790)")
+    p.add_argument("--heartbeat", type=float, help="seconds between heartbeats (default 15)")
+    p.add_argument(
+        "--database-url", help="where /bars reads trade_bar_1m (default: INGEST_DATABASE_URL)"
+    )
+    p.set_defaults(func=cmd_live)
     return parser
 
 

@@ -64,6 +64,16 @@ def _first_runs(dagster_url: str, stop: threading.Event) -> None:
         print(f"  first run of {workers.pop(0)}: {run.get('run_id')}", flush=True)
 
 
+def _say_when_ready(url: str, stop: threading.Event) -> None:
+    """In the background: what the UI still waits for, then when it is really ready."""
+    from ingestion_pipelines.control.ready import wait_until_ready
+
+    say = lambda text: print(text, flush=True)  # noqa: E731
+    threading.Thread(
+        target=wait_until_ready, args=(url, stop), kwargs={"say": say}, daemon=True
+    ).start()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ingestion_pipelines.demo")
     parser.add_argument(
@@ -98,11 +108,10 @@ def main(argv=None) -> int:
         children = []
         for name, command in _processes(env, args.port):
             children.append((name, subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)))
-        print(
-            f"\n  Dagster UI: http://127.0.0.1:{args.port}   (Ctrl-C stops everything)\n",
-            flush=True,
-        )
+            print(f"  starting {name} (pid {children[-1][1].pid})", flush=True)
         url = f"http://127.0.0.1:{args.port}"
+        print(f"\n  Dagster UI soon at {url}   (Ctrl-C stops everything)\n", flush=True)
+        _say_when_ready(url, stop)
         threading.Thread(target=_first_runs, args=(url, stop), daemon=True).start()
         while not stop.wait(1.0):
             for name, child in children:

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     # the sidecar's /healthz, /readyz and /metrics (port 0: not served)
     sidecar_http_host: str = "127.0.0.1"
     sidecar_http_port: int = 8791
+    live_host: str = "127.0.0.1"  # where `ingest live` listens (INGEST_LIVE_HOST)
+    live_port: int = 8790  # INGEST_LIVE_PORT
 
     def dagster_home(self) -> Path:
         return Path(os.environ.get("DAGSTER_HOME") or local_data_dir() / "dagster_home")

@@ -12,6 +12,7 @@ Exit codes: 0 ok, 1 failure (a run failed, something unhealthy, Dagster unreacha
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -51,14 +52,14 @@ def _guard(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
     return run
 
 
-def _progress(args) -> Callable[[dict[str, Any]], None] | None:
-    if args.json:
-        return None
+def _waiting(args, client, label: str):
+    """The progress display of a `--wait` (a bar on a terminal, else a line every 10 s);
+    nothing for `--json` or without `--wait`."""
+    if args.json or not args.wait:
+        return contextlib.nullcontext(None)
+    from ingestion_pipelines.control.progress import WaitProgress
 
-    def show(item: dict[str, Any]) -> None:
-        print(f"  ... {item.get('status')}", file=sys.stderr, flush=True)
-
-    return show
+    return WaitProgress(client, label)
 
 
 @_guard
@@ -93,14 +94,15 @@ def cmd_trigger(args) -> int:
     from ingestion_pipelines.control.commands import trigger
 
     client = _client(args)
-    result = trigger(
-        client,
-        args.worker,
-        partition=args.partition,
-        wait=args.wait,
-        timeout_s=args.timeout,
-        on_change=_progress(args),
-    )
+    with _waiting(args, client, args.worker) as progress:
+        result = trigger(
+            client,
+            args.worker,
+            partition=args.partition,
+            wait=args.wait,
+            timeout_s=args.timeout,
+            on_poll=progress.poll if progress else None,
+        )
     if args.json:
         _print_json(result)
     elif args.wait:
@@ -115,15 +117,17 @@ def cmd_trigger(args) -> int:
 def cmd_backfill(args) -> int:
     from ingestion_pipelines.control.commands import backfill
 
-    result = backfill(
-        _client(args),
-        args.worker,
-        args.start,
-        args.end,
-        wait=args.wait,
-        timeout_s=args.timeout,
-        on_change=_progress(args),
-    )
+    client = _client(args)
+    with _waiting(args, client, f"{args.worker} {args.start}..{args.end}") as progress:
+        result = backfill(
+            client,
+            args.worker,
+            args.start,
+            args.end,
+            wait=args.wait,
+            timeout_s=args.timeout,
+            on_poll=progress.poll if progress else None,
+        )
     if args.json:
         _print_json(result)
     elif args.wait:

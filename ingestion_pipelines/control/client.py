@@ -123,8 +123,10 @@ class DagsterClient:
         timeout_s: float | None = None,
         interval_s: float = 1.0,
         on_change: Callable[[dict[str, Any]], None] | None = None,
+        on_poll: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
-        """Poll run `run_id` until it ends (SUCCESS, FAILURE, CANCELED); the run."""
+        """Poll run `run_id` until it ends (SUCCESS, FAILURE, CANCELED); the run.
+        `on_change` is called when its status changes, `on_poll` at every poll."""
         return _poll(
             lambda: self.run(run_id),
             lambda run: run["status"] in TERMINAL_RUN_STATUSES,
@@ -132,6 +134,7 @@ class DagsterClient:
             interval_s,
             on_change,
             f"run {run_id}",
+            on_poll,
         )
 
     def backfill(self, backfill_id: str) -> dict[str, Any]:
@@ -147,6 +150,7 @@ class DagsterClient:
         timeout_s: float | None = None,
         interval_s: float = 2.0,
         on_change: Callable[[dict[str, Any]], None] | None = None,
+        on_poll: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         """Poll a backfill until it is over and none of its runs is still going."""
 
@@ -163,6 +167,7 @@ class DagsterClient:
             interval_s,
             on_change,
             f"backfill {backfill_id}",
+            on_poll,
         )
 
     def run_events(self, run_id: str, limit: int = 1000) -> list[dict[str, Any]]:
@@ -180,7 +185,7 @@ class DagsterClient:
             cursor = page["cursor"]
 
 
-def _poll(fetch, finished, timeout_s, interval_s, on_change, what):
+def _poll(fetch, finished, timeout_s, interval_s, on_change, what, on_poll=None):
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     last_status = None
     while True:
@@ -189,6 +194,8 @@ def _poll(fetch, finished, timeout_s, interval_s, on_change, what):
         if on_change is not None and status != last_status:
             on_change(value)
         last_status = status
+        if on_poll is not None:
+            on_poll(value)
         if finished(value):
             return value
         if deadline is not None and time.monotonic() >= deadline:

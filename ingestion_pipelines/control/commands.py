@@ -364,8 +364,10 @@ def trigger(
     wait: bool = False,
     timeout_s: float | None = None,
     on_change: Callable[[dict[str, Any]], None] | None = None,
+    on_poll: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Launch a run of a worker now (the newest partition unless `partition`)."""
+    """Launch a run of a worker now (the newest partition unless `partition`); with `wait`,
+    `on_change`/`on_poll` see the run at each status change / each poll (progress displays)."""
     spec = get_worker(worker)
     if spec.kind == "feed":
         raise UsageError(
@@ -402,7 +404,9 @@ def trigger(
     launched = _launched(data, f"launch {job}")
     result = {"worker_id": worker, "run_id": launched["runId"], "job": job, "partition": partition}
     if wait:
-        run = client.wait_for_run(launched["runId"], timeout_s=timeout_s, on_change=on_change)
+        run = client.wait_for_run(
+            launched["runId"], timeout_s=timeout_s, on_change=on_change, on_poll=on_poll
+        )
         result.update(run_summary(client, run))
     else:
         result["status"] = launched["status"]
@@ -437,8 +441,10 @@ def backfill(
     wait: bool = False,
     timeout_s: float | None = None,
     on_change: Callable[[dict[str, Any]], None] | None = None,
+    on_poll: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """A backfill of partitions `start`..`end` (inclusive) of a partitioned worker."""
+    """A backfill of partitions `start`..`end` (inclusive) of a partitioned worker; with
+    `wait`, `on_change`/`on_poll` see it at each status change / each poll."""
     spec = get_worker(worker)
     _check_date(start, "--from")
     _check_date(end, "--to")
@@ -474,7 +480,7 @@ def backfill(
     }
     if wait:
         done = client.wait_for_backfill(
-            answer["backfillId"], timeout_s=timeout_s, on_change=on_change
+            answer["backfillId"], timeout_s=timeout_s, on_change=on_change, on_poll=on_poll
         )
         runs = done.get("runs") or []
         result.update(
