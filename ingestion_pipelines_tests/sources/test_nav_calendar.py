@@ -46,3 +46,17 @@ def test_a_trading_day_not_due_yet_passes_while_empty(crawler):
     crawler.server.dataset.funds = []
     check = rows_present(crawler.run("fmarket_nav", day.isoformat()))
     assert check.passed and "not due yet" in check.description
+
+
+def test_trading_day_partitions_have_no_weekend_or_holiday():
+    from ingestion_pipelines.sources.base import TradingDayPartitions
+    from ingestion_pipelines.sources.factory import trading_day_partitions_def
+
+    parts = trading_day_partitions_def(TradingDayPartitions(start="2026-02-01"))
+    keys = parts.get_partition_keys(current_time=datetime(2026, 3, 1, tzinfo=UTC))
+    february = [k for k in keys if k.startswith("2026-02")]
+    assert february[8:11] == ["2026-02-12", "2026-02-13", "2026-02-23"]  # Tết 16-20 Feb
+    assert all(market_calendar.is_trading_day(date.fromisoformat(k)) for k in keys)
+    assert len(keys) == sum(
+        1 for _ in market_calendar.trading_days(date(2026, 2, 1), date(2026, 3, 1))
+    )
