@@ -51,7 +51,7 @@ def _first_runs(dagster_url: str, stop: threading.Event) -> None:
     workers = [w for w, spec in catalogue().items() if spec.kind == "scheduled"]
     while workers and not stop.wait(2.0):
         try:
-            run = trigger(client, workers[0])
+            run = trigger(client, workers[0], partition=_first_partition(workers[0]))
         except ControlError as exc:  # the webserver or its code location is still starting
             last_error = str(exc)
             if time.monotonic() > give_up_at:
@@ -62,6 +62,33 @@ def _first_runs(dagster_url: str, stop: threading.Event) -> None:
             print(f"  could not run {workers.pop(0)} now: {exc}", file=sys.stderr, flush=True)
             continue
         print(f"  first run of {workers.pop(0)}: {run.get('run_id')}", flush=True)
+
+
+def _first_partition(worker_id: str) -> str | None:
+    """The partition a first run collects: for a dataset with a publication deadline (the NAV),
+    the latest day already published; otherwise the newest partition (None)."""
+    from datetime import UTC, datetime
+
+    from ingestion_pipelines import market_calendar
+
+    if market_calendar.deadline(worker_id) is None:
+        return None
+    return market_calendar.latest_due_day(worker_id, datetime.now(UTC)).isoformat()
+
+
+def _settle_config(database_url: str, replay_env: dict[str, str] | None) -> None:
+    """The demo's settings into the config chain (signed rows, so `ingest config get` in any
+    shell tells the truth); against the live sources, the demo's rows removed."""
+    from ingestion_pipelines.demo_config import clear_demo_config, write_demo_config
+
+    if replay_env is None:
+        removed = clear_demo_config(database_url)
+        if removed:
+            print(f"  removed {removed} worker_config row(s) left by the demo", flush=True)
+        return
+    demo_env = {**replay_env, "INGEST_CRON": os.environ.get("INGEST_CRON", DEMO_CRON)}
+    for worker, key, old, new in write_demo_config(database_url, demo_env):
+        print(f"  config {worker or 'global'}.{key}: {old} -> {new}", flush=True)
 
 
 def main(argv=None) -> int:
@@ -86,15 +113,17 @@ def main(argv=None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
 
+    replay_env: dict[str, str] | None = None
     with ExitStack() as stack:
         if args.replay:
             from ingestion_pipelines.replay.serve import replay_all
 
-            env.update(stack.enter_context(replay_all()))
-            env.setdefault("INGEST_CRON", DEMO_CRON)
+            replay_env = stack.enter_context(replay_all())
         from ingestion_pipelines.storage.migrate import upgrade
 
-        upgrade(env.get("INGEST_DATABASE_URL") or settings.database_url)
+        database_url = env.get("INGEST_DATABASE_URL") or settings.database_url
+        upgrade(database_url)
+        _settle_config(database_url, replay_env)
         children = []
         for name, command in _processes(env, args.port):
             children.append((name, subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)))

@@ -352,3 +352,30 @@ def expectation(dataset: str, start: date, end: date, at: datetime) -> Expectati
         (closed if due_at is None else due if due_at <= at else pending).append(day)
         day += timedelta(days=1)
     return Expectation(tuple(due), tuple(pending), tuple(closed))
+
+
+# ---- for `ingest status` ------------------------------------------------------------------
+
+
+def status_for(worker_id: str, now: datetime) -> dict[str, object] | None:
+    """What the calendar says about `worker_id` at `now` (None when it follows no market):
+    for a market feed, whether the market trades, whether silence is expected and the next
+    session; for a dataset with a deadline, the latest day due and the rule."""
+    info: dict[str, object] = {}
+    exchange = FEED_EXCHANGES.get(worker_id)
+    if exchange is not None:
+        state = market_state(now, exchange)
+        info.update(
+            exchange=str(exchange),
+            open=state.open,
+            reason=state.reason,
+            silence_expected=state.silence_expected,
+            next_session=state.session.start.isoformat(),
+            session_ends=state.session.end.isoformat(),
+        )
+    rule = DEADLINES.get(worker_id)
+    if rule is not None:
+        info.update(
+            latest_due_day=latest_due_day(worker_id, now).isoformat(), due_rule=rule.description
+        )
+    return info or None

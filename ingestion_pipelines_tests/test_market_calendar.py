@@ -150,3 +150,17 @@ def test_the_package_ships_the_table():
 
     assert resources.files("ingestion_pipelines").joinpath(mc.OVERRIDES_FILE).is_file()
     assert timedelta(days=mc._SEARCH_LIMIT_DAYS) > timedelta(days=11)
+
+
+def test_status_for_a_market_feed_and_a_dataset_with_a_deadline():
+    from ingestion_pipelines.control.render import market_line
+
+    now = ict("2026-11-30 12:00")
+    feed = mc.status_for("ssi_iboard", now)
+    assert feed["silence_expected"] and feed["reason"] == "lunch break"
+    assert feed["next_session"] == ict("2026-11-30 13:00").isoformat()
+    assert "closed, silence expected (lunch break)" in market_line(feed, now)
+    nav = mc.status_for("fmarket_nav", now)
+    assert nav["latest_due_day"] == "2026-11-26"
+    assert market_line(nav, now) == "latest day due 2026-11-26"
+    assert mc.status_for("binance_trades", now) is None
