@@ -97,6 +97,12 @@ def main(argv=None) -> int:
         "--replay", action="store_true", help="serve and use the bundled recordings"
     )
     parser.add_argument("--port", type=int, default=3000)
+    parser.add_argument(
+        "--replay-port",
+        type=int,
+        default=8700,
+        help="with --replay: HTTP sources on this port, Binance on the next, SSI on the one after",
+    )
     args = parser.parse_args(argv)
 
     settings = get_settings()
@@ -118,7 +124,10 @@ def main(argv=None) -> int:
         if args.replay:
             from ingestion_pipelines.replay.serve import replay_all
 
-            replay_env = stack.enter_context(replay_all())
+            base = args.replay_port
+            replay_env = stack.enter_context(
+                replay_all(http_port=base, binance_port=base + 1, ssi_port=base + 2)
+            )
         from ingestion_pipelines.storage.migrate import upgrade
 
         database_url = env.get("INGEST_DATABASE_URL") or settings.database_url
