@@ -213,7 +213,8 @@ def judge_feed(
     `FRESHNESS_FAIL_S` of the session's start or the last commit (an empty session alerts)."""
     now = now or datetime.now(UTC)
     exchange = market_calendar.FEED_EXCHANGES.get(worker_id)
-    if exchange is None:
+    if exchange is None or row is None:
+        # A feed that never reported is not silent, it is not set up: say so at any hour.
         return judge_heartbeat(worker_id, row, now=now, timeout_s=timeout_s)
     state = market_calendar.market_state(now, exchange)
     market = {"market": f"{exchange} {'open' if state.open else 'closed'}: {state.reason}"}

@@ -77,3 +77,8 @@ def test_feeds_outside_the_market_keep_the_plain_heartbeat():
     now = ict("2026-11-28 12:15")  # Saturday lunch time: Binance trades anyway
     verdict = feed_defs.judge_feed("binance_trades", row(now, heartbeat_s=600), now=now)
     assert not verdict.passed
+
+
+def test_a_feed_that_never_reported_is_a_setup_problem_at_any_hour():
+    verdict = feed_defs.judge_feed(SSI, None, now=ict("2026-11-30 12:15"))
+    assert not verdict.passed and "never reported" in verdict.description
