@@ -12,6 +12,7 @@ import orjson
 from loguru import logger
 from sqlalchemy import func, select
 
+from ingestion_pipelines import market_calendar
 from ingestion_pipelines.config import WorkerConfigResource
 from ingestion_pipelines.logs import run_logging
 from ingestion_pipelines.resources.database import DatabaseResource
@@ -94,8 +95,6 @@ def trading_day_partitions_def(declared: TradingDayPartitions) -> dg.TimeWindowP
     """Weekday partitions without the market's closed weekdays (`market_calendar`, reviewed up to
     its last year): a partition's window runs to the next weekday, so a Friday's covers the
     weekend, when nothing trades."""
-    from ingestion_pipelines import market_calendar
-
     start = date.fromisoformat(declared.start)
     end = date(market_calendar.REVIEWED_YEARS[-1] + 1, 1, 1)
     tz = ZoneInfo(declared.timezone)
