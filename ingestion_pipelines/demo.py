@@ -51,7 +51,7 @@ def _first_runs(dagster_url: str, stop: threading.Event) -> None:
     workers = [w for w, spec in catalogue().items() if spec.kind == "scheduled"]
     while workers and not stop.wait(2.0):
         try:
-            run = trigger(client, workers[0])
+            run = trigger(client, workers[0], partition=_first_partition(workers[0]))
         except ControlError as exc:  # the webserver or its code location is still starting
             last_error = str(exc)
             if time.monotonic() > give_up_at:
@@ -74,12 +74,45 @@ def _say_when_ready(url: str, stop: threading.Event) -> None:
     ).start()
 
 
+def _first_partition(worker_id: str) -> str | None:
+    """The partition a first run collects: for a dataset with a publication deadline (the NAV),
+    the latest day already published; otherwise the newest partition (None)."""
+    from datetime import UTC, datetime
+
+    from ingestion_pipelines import market_calendar
+
+    if market_calendar.deadline(worker_id) is None:
+        return None
+    return market_calendar.latest_due_day(worker_id, datetime.now(UTC)).isoformat()
+
+
+def _settle_config(database_url: str, replay_env: dict[str, str] | None) -> None:
+    """The demo's settings into the config chain (signed rows, so `ingest config get` in any
+    shell tells the truth); against the live sources, the demo's rows removed."""
+    from ingestion_pipelines.demo_config import clear_demo_config, write_demo_config
+
+    if replay_env is None:
+        removed = clear_demo_config(database_url)
+        if removed:
+            print(f"  removed {removed} worker_config row(s) left by the demo", flush=True)
+        return
+    demo_env = {**replay_env, "INGEST_CRON": os.environ.get("INGEST_CRON", DEMO_CRON)}
+    for worker, key, old, new in write_demo_config(database_url, demo_env):
+        print(f"  config {worker or 'global'}.{key}: {old} -> {new}", flush=True)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ingestion_pipelines.demo")
     parser.add_argument(
         "--replay", action="store_true", help="serve and use the bundled recordings"
     )
     parser.add_argument("--port", type=int, default=3000)
+    parser.add_argument(
+        "--replay-port",
+        type=int,
+        default=8700,
+        help="with --replay: HTTP sources on this port, Binance on the next, SSI on the one after",
+    )
     args = parser.parse_args(argv)
 
     settings = get_settings()
@@ -96,15 +129,20 @@ def main(argv=None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
 
+    replay_env: dict[str, str] | None = None
     with ExitStack() as stack:
         if args.replay:
             from ingestion_pipelines.replay.serve import replay_all
 
-            env.update(stack.enter_context(replay_all()))
-            env.setdefault("INGEST_CRON", DEMO_CRON)
+            base = args.replay_port
+            replay_env = stack.enter_context(
+                replay_all(http_port=base, binance_port=base + 1, ssi_port=base + 2)
+            )
         from ingestion_pipelines.storage.migrate import upgrade
 
-        upgrade(env.get("INGEST_DATABASE_URL") or settings.database_url)
+        database_url = env.get("INGEST_DATABASE_URL") or settings.database_url
+        upgrade(database_url)
+        _settle_config(database_url, replay_env)
         children = []
         for name, command in _processes(env, args.port):
             children.append((name, subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)))

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from ingestion_pipelines import market_calendar
 from ingestion_pipelines.config import ConfigChain, ConfigError
 from ingestion_pipelines.control.client import ControlError, DagsterClient, expect
 from ingestion_pipelines.redaction import redact, redact_url
@@ -240,6 +241,9 @@ def status(
             }
         else:
             item["last_materialization"] = None
+        market = market_calendar.status_for(worker_id, datetime.now(UTC))
+        if market is not None:
+            item["market"] = market
         if spec.kind == "feed":
             item["feed"] = (
                 {"state": "unknown", "error": state_error}

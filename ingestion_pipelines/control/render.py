@@ -39,6 +39,25 @@ def records(values: dict[str, int] | None) -> str:
     return ", ".join(f"{values[k]} {k}" for k in order if k in values)
 
 
+def market_line(market: dict[str, Any], now: datetime | None = None) -> str:
+    """The calendar's word on a worker: market open or why silence is expected, next session,
+    and the latest day whose data is due."""
+    bits = []
+    if "open" in market:
+        if market["open"]:
+            bits.append(
+                f"{market['exchange']} open ({market['reason']}) until {market['session_ends']}"
+            )
+        else:
+            bits.append(
+                f"{market['exchange']} closed, silence expected ({market['reason']}); "
+                f"next session {ago(market['next_session'], now)}"
+            )
+    if "latest_due_day" in market:
+        bits.append(f"latest day due {market['latest_due_day']}")
+    return "; ".join(bits)
+
+
 def status_table(workers: list[dict[str, Any]], now: datetime | None = None) -> str:
     lines = []
     for w in workers:
@@ -68,6 +87,9 @@ def status_table(workers: list[dict[str, Any]], now: datetime | None = None) -> 
         if mat:
             part = f" partition {mat['partition']}," if mat.get("partition") else ""
             lines.append(f"  data      {ago(mat['at'], now)},{part} {records(mat['records'])}")
+        market = w.get("market")
+        if market:
+            lines.append(f"  market    {market_line(market, now)}")
         feed = w.get("feed")
         if feed:
             bits = [feed.get("state", "?")]

@@ -29,6 +29,7 @@ from typing import Any
 import dagster as dg
 from sqlalchemy import Engine, select
 
+from ingestion_pipelines import market_calendar
 from ingestion_pipelines.feeds.base import Feed, feed_classes
 from ingestion_pipelines.redaction import redact
 from ingestion_pipelines.resources.database import DatabaseResource
@@ -194,9 +195,59 @@ def check_heartbeat(
     now: datetime | None = None,
     timeout_s: float = HEARTBEAT_TIMEOUT_S,
 ) -> HeartbeatVerdict:
-    """Read `worker_state` and judge the heartbeat of feed `worker_id`."""
-    return judge_heartbeat(
-        worker_id, read_worker_state(engine, worker_id), now=now, timeout_s=timeout_s
+    """Read `worker_state` and judge the heartbeat of feed `worker_id` (inside trading sessions
+    only, for a feed of the Vietnamese market)."""
+    return judge_feed(worker_id, read_worker_state(engine, worker_id), now=now, timeout_s=timeout_s)
+
+
+def judge_feed(
+    worker_id: str,
+    row: Mapping[str, Any] | None,
+    *,
+    now: datetime | None = None,
+    timeout_s: float = HEARTBEAT_TIMEOUT_S,
+) -> HeartbeatVerdict:
+    """The heartbeat verdict, by the market calendar for a feed in `FEED_EXCHANGES`: outside
+    trading sessions (night, lunch, weekends, holidays) silence is expected and the check passes
+    saying so; inside a session the sidecar must be alive and data must have arrived within
+    `FRESHNESS_FAIL_S` of the session's start or the last commit (an empty session alerts)."""
+    now = now or datetime.now(UTC)
+    exchange = market_calendar.FEED_EXCHANGES.get(worker_id)
+    if exchange is None or row is None:
+        # A feed that never reported is not silent, it is not set up: say so at any hour.
+        return judge_heartbeat(worker_id, row, now=now, timeout_s=timeout_s)
+    state = market_calendar.market_state(now, exchange)
+    market = {"market": f"{exchange} {'open' if state.open else 'closed'}: {state.reason}"}
+    if not state.open:
+        return HeartbeatVerdict(
+            worker_id,
+            True,
+            dg.AssetCheckSeverity.WARN,
+            f"{worker_id}: silence expected, {state.reason}; not judged until the next session "
+            f"at {state.next_open:%Y-%m-%d %H:%M} ICT",
+            {**market, "next_session": dg.MetadataValue.timestamp(state.next_open)},
+        )
+    verdict = judge_heartbeat(worker_id, row, now=now, timeout_s=timeout_s)
+    if not verdict.passed:
+        return verdict
+    last_data = _aware((row or {}).get("last_success_at"))
+    silent_since = max(state.session.start, last_data) if last_data else state.session.start
+    silent_s = (now - silent_since).total_seconds()
+    metadata = {**verdict.metadata, **market, "data_silent_s": round(silent_s, 1)}
+    if silent_s < FRESHNESS_FAIL_S:
+        return HeartbeatVerdict(worker_id, True, verdict.severity, verdict.description, metadata)
+    what = (
+        f"no data since {last_data.astimezone(market_calendar.ICT):%H:%M} ICT"
+        if last_data and last_data >= state.session.start
+        else f"no data in the {state.session.name} session since {state.session.start:%H:%M} ICT"
+    )
+    return HeartbeatVerdict(
+        worker_id,
+        False,
+        dg.AssetCheckSeverity.ERROR,
+        f"{worker_id}: {what} on a trading day ({_duration(silent_s)}, limit "
+        f"{_duration(FRESHNESS_FAIL_S)}), although the sidecar is alive",
+        metadata,
     )
 
 

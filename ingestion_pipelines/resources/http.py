@@ -589,7 +589,9 @@ def _shared_rate_limiter(redis_url: str | None, prefix: str) -> RateLimiter:
             limiter = LocalRateLimiter()
             if not _local_warning_logged:
                 _local_warning_logged = True
-                logger.warning("INGEST_REDIS_URL is not set: HTTP rate limits are per process only")
+                from ingestion_pipelines.resources.redis import say_no_redis
+
+                say_no_redis("HTTP rate limits, per process only")
         _limiters[key] = limiter
         return limiter
 

@@ -13,21 +13,28 @@ from ingestion_pipelines.settings import get_settings
 
 _clients: dict[str, redis.Redis] = {}
 _lock = threading.Lock()
-_said: set[str] = set()
+_said = threading.Event()
+
+
+def say_no_redis(feature: str = "") -> None:
+    """Say, once per process and at info level, that Redis is not configured and every feature
+    using it (rate limits, crawl progress, live state...) runs its single-process fallback."""
+    with _lock:
+        if _said.is_set():
+            return
+        _said.set()
+    logger.info(
+        "INGEST_REDIS_URL is not set: features using Redis run single-process fallbacks{}",
+        f" (first: {feature})" if feature else "",
+    )
 
 
 def get_redis(url: str | None = None, *, feature: str = "") -> redis.Redis | None:
     """The shared client for `url` (default `INGEST_REDIS_URL`), or None when Redis is not
-    configured; then says once per feature that a single-process fallback is used."""
+    configured (said once per process, see `say_no_redis`)."""
     url = url if url is not None else get_settings().redis_url
     if not url:
-        key = feature or "redis"
-        if key not in _said:
-            _said.add(key)
-            logger.info(
-                "INGEST_REDIS_URL is not set: {} uses its single-process fallback",
-                feature or "every Redis feature",
-            )
+        say_no_redis(feature)
         return None
     with _lock:
         client = _clients.get(url)

@@ -41,6 +41,15 @@ class DailyPartitions:
 
 
 @dataclass(frozen=True)
+class TradingDayPartitions:
+    """One partition per trading day of the Vietnamese exchanges (`market_calendar`), ICT, from
+    `start` ("YYYY-MM-DD"): weekends and market holidays have no partition."""
+
+    start: str
+    timezone: str = "Asia/Ho_Chi_Minh"
+
+
+@dataclass(frozen=True)
 class Window:
     """The calendar days a run covers: `start` inclusive to `end` exclusive (None: unpartitioned)."""
 
@@ -117,7 +126,7 @@ class Source:
     key: ClassVar[tuple[str, ...] | None] = None  # default: the table's primary key
     record: ClassVar[type[Record]]
     Settings: ClassVar[type[ScheduledSettings]] = ScheduledSettings
-    partitions: ClassVar[DailyPartitions | None] = None
+    partitions: ClassVar[DailyPartitions | TradingDayPartitions | None] = None
     fresh_within: ClassVar[timedelta] = timedelta(hours=26)
     date_column: ClassVar[str | None] = None  # the table's date column partitions map to
     headers: ClassVar[Mapping[str, str]] = {}

@@ -4,18 +4,32 @@ from ingestion_pipelines.resources import redis as redis_resource
 from ingestion_pipelines.resources.redis import RedisResource
 
 
-def test_without_redis_features_fall_back_and_say_so_once(monkeypatch):
-    monkeypatch.setattr(redis_resource, "_said", set())
-    lines = []
-    sink = logger.add(lambda m: lines.append(m.record["message"]), format="{message}")
+def test_without_redis_the_fallback_is_said_once_per_process_at_info_level(monkeypatch):
+    import threading
+
+    from ingestion_pipelines.resources.http import HttpClientResource
+
+    monkeypatch.delenv("INGEST_REDIS_URL", raising=False)
+    monkeypatch.setattr(redis_resource, "_said", threading.Event())
+    records = []
+    sink = logger.add(lambda m: records.append(m.record), format="{message}")
     try:
         resource = RedisResource()
         assert resource.client(feature="crawl progress") is None
         assert resource.client(feature="crawl progress") is None
+        assert resource.client(feature="live state") is None
+        # The HTTP rate limiter's fallback goes through the same single sentence.
+        HttpClientResource(redis_url="", rate_limit_key_prefix="test-once:").rate_limiter()
     finally:
         logger.remove(sink)
-    said = [line for line in lines if "INGEST_REDIS_URL is not set" in line]
-    assert said == ["INGEST_REDIS_URL is not set: crawl progress uses its single-process fallback"]
+    said = [r for r in records if "INGEST_REDIS_URL is not set" in r["message"]]
+    assert [(r["level"].name, r["message"]) for r in said] == [
+        (
+            "INFO",
+            "INGEST_REDIS_URL is not set: features using Redis run single-process fallbacks "
+            "(first: crawl progress)",
+        )
+    ]
 
 
 def test_with_redis_the_client_is_shared_and_works(redis_url, monkeypatch):

@@ -35,10 +35,14 @@ def test_schedules_run_in_ict_and_target_the_days_partition(sqlite_url, monkeypa
     nav = schedule(defs, "fmarket_nav_schedule")
     assert (nav.cron_schedule, nav.execution_timezone) == ("45 18 * * *", "Asia/Ho_Chi_Minh")
     assert nav.default_status == dg.DefaultScheduleStatus.RUNNING
-    # 18:45 ICT on the 23rd is 11:45 UTC: the NAV partition is the ICT day.
+    # The NAV schedule collects the latest trading day whose NAV is due (by 18:00 ICT of the
+    # next trading day): on Monday the 23rd at 18:45 ICT, Friday the 20th's.
     (request,) = evaluate(defs, "fmarket_nav_schedule", datetime(2026, 11, 23, 18, 45, tzinfo=ICT))
-    assert request.partition_key == "2026-11-23"
+    assert request.partition_key == "2026-11-20"
     assert request.tags["ingest/worker"] == "fmarket_nav"
+    # On Saturday the 28th, Friday the 27th's NAV is not due until Monday: Thursday's.
+    (request,) = evaluate(defs, "fmarket_nav_schedule", datetime(2026, 11, 28, 18, 45, tzinfo=ICT))
+    assert request.partition_key == "2026-11-26"
     # Fear & Greed partitions are UTC days: 06:15 ICT on the 24th is still the 23rd in UTC.
     (request,) = evaluate(defs, "fear_greed_schedule", datetime(2026, 11, 24, 6, 15, tzinfo=ICT))
     assert request.partition_key == "2026-11-23"

@@ -1,0 +1,381 @@
+"""The Vietnamese stock market's calendar: trading days, trading sessions (ICT) and when each
+dataset is due. Dagster-free: the factory, the feeds' checks, the CLI and the demo ask it.
+
+Trading days. HOSE, HNX and UPCoM (and the HNX derivatives market) share one calendar: Monday to
+Friday, except the public holidays of the Labour Code with the compensatory and swapped days off
+the government announces for them, which the exchanges take (Tết, Hùng Kings, 30/4, 1/5, 2/9, 1/1
+and, from 2026, 24/11). Those come from the maintained `holidays` library (`holidays.VN`, which
+carries the announced swaps as "Day off (substituted from ...)"); where the exchanges' own
+published schedule differs from it, `market_calendar.csv` overrides it, one reviewed row per
+date with its source. The table was reviewed for 2015-2027: a Saturday make-up working day is
+never a trading day (the exchanges announce it as such, e.g. for 4 May 2024).
+
+Sessions (ICT, no daylight saving). Continuous trading 09:00-11:30 and 13:00-14:30 for every
+board, a lunch break between them; HOSE opens with an opening auction 09:00-09:15; HOSE, HNX and
+derivatives close with a closing auction 14:30-14:45; HNX's post-close session runs to 15:00 and
+UPCoM trades continuously until 15:00; derivatives open with an auction at 08:45.
+
+Deadlines. A dataset about a trading day is due at a fixed time of a later trading day (a fund's
+NAV: by 18:00 ICT of the next trading day). A non-trading day has no data to expect.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from enum import StrEnum
+from importlib import resources
+from zoneinfo import ZoneInfo
+
+import holidays
+
+ICT = ZoneInfo("Asia/Ho_Chi_Minh")
+REVIEWED_YEARS = range(2015, 2028)
+OVERRIDES_FILE = "market_calendar.csv"
+_SEARCH_LIMIT_DAYS = 60  # longer than any run of closed days (Tết plus weekends is at most 11)
+
+
+class Exchange(StrEnum):
+    """A Vietnamese market. They share trading days; their sessions differ."""
+
+    HOSE = "HOSE"
+    HNX = "HNX"
+    UPCOM = "UPCOM"
+    DERIVATIVES = "DERIVATIVES"  # VN30 index futures and government-bond futures, on HNX
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A part of a trading day: `kind` is auction or continuous; `end` is exclusive."""
+
+    name: str
+    start: time
+    end: time
+    kind: str = "continuous"
+
+
+_CONTINUOUS_MORNING = Phase("morning", time(9, 0), time(11, 30))
+_AFTERNOON = Phase("afternoon", time(13, 0), time(14, 30))
+_CLOSING_AUCTION = Phase("closing_auction", time(14, 30), time(14, 45), "auction")
+
+PHASES: dict[Exchange, tuple[Phase, ...]] = {
+    Exchange.HOSE: (
+        Phase("opening_auction", time(9, 0), time(9, 15), "auction"),
+        Phase("morning", time(9, 15), time(11, 30)),
+        _AFTERNOON,
+        _CLOSING_AUCTION,
+    ),
+    Exchange.HNX: (
+        _CONTINUOUS_MORNING,
+        _AFTERNOON,
+        _CLOSING_AUCTION,
+        Phase("post_close", time(14, 45), time(15, 0), "auction"),
+    ),
+    Exchange.UPCOM: (_CONTINUOUS_MORNING, Phase("afternoon", time(13, 0), time(15, 0))),
+    Exchange.DERIVATIVES: (
+        Phase("opening_auction", time(8, 45), time(9, 0), "auction"),
+        _CONTINUOUS_MORNING,
+        _AFTERNOON,
+        _CLOSING_AUCTION,
+    ),
+}
+LUNCH_BREAK = (time(11, 30), time(13, 0))
+
+# Feeds of the Vietnamese market and the sessions their silence is judged by. SSI iBoard's default
+# symbols are HOSE stocks; HOSE's hours lie inside every other board's, so no alert is ever raised
+# for a board that is still legitimately quiet.
+FEED_EXCHANGES: dict[str, Exchange] = {"ssi_iboard": Exchange.HOSE}
+
+
+@dataclass(frozen=True)
+class Session:
+    """One uninterrupted stretch of trading on one day (the morning or the afternoon), in ICT."""
+
+    day: date
+    name: str
+    start: datetime
+    end: datetime
+
+    def contains(self, moment: datetime) -> bool:
+        return self.start <= moment < self.end
+
+
+# ---- trading days -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Override:
+    """A reviewed row of `market_calendar.csv`: the exchanges' own schedule for one date."""
+
+    day: date
+    closed: bool
+    reason: str
+    source: str
+
+
+@functools.cache
+def overrides() -> dict[date, Override]:
+    """The reviewed exchange-only closures and openings, by date."""
+    text = resources.files("ingestion_pipelines").joinpath(OVERRIDES_FILE).read_text("utf-8")
+    rows = {}
+    for row in csv.DictReader(text.splitlines()):
+        if row["status"] not in ("open", "closed"):
+            raise ValueError(f"{OVERRIDES_FILE}: status must be open or closed: {row}")
+        day = date.fromisoformat(row["date"])
+        rows[day] = Override(day, row["status"] == "closed", row["reason"], row["source"])
+    return rows
+
+
+@functools.cache
+def _public_holidays(year: int) -> dict[date, str]:
+    return dict(holidays.VN(years=year, language="en_US").items())
+
+
+def closure(day: date) -> str | None:
+    """Why the exchanges are closed on `day` (e.g. "Saturday", "Lunar New Year"), or None when
+    it is a trading day."""
+    override = overrides().get(day)
+    if override is not None:
+        return override.reason if override.closed else None
+    if day.weekday() >= 5:
+        return day.strftime("%A")
+    return _public_holidays(day.year).get(day)
+
+
+def is_trading_day(day: date) -> bool:
+    return closure(day) is None
+
+
+def next_trading_day(day: date) -> date:
+    """The first trading day after `day`."""
+    return _step(day, 1)
+
+
+def previous_trading_day(day: date) -> date:
+    """The last trading day before `day`."""
+    return _step(day, -1)
+
+
+def _step(day: date, direction: int) -> date:
+    for _ in range(_SEARCH_LIMIT_DAYS):
+        day += timedelta(days=direction)
+        if is_trading_day(day):
+            return day
+    raise ValueError(f"no trading day within {_SEARCH_LIMIT_DAYS} days of {day}")
+
+
+def trading_days(start: date, end: date) -> Iterator[date]:
+    """Trading days from `start` inclusive to `end` exclusive."""
+    day = start
+    while day < end:
+        if is_trading_day(day):
+            yield day
+        day += timedelta(days=1)
+
+
+def non_trading_days(start: date, end: date) -> list[date]:
+    """Days from `start` inclusive to `end` exclusive on which the exchanges are closed."""
+    return [
+        start + timedelta(days=i)
+        for i in range((end - start).days)
+        if closure(start + timedelta(days=i))
+    ]
+
+
+# ---- sessions -----------------------------------------------------------------------------
+
+
+def sessions(day: date, exchange: Exchange = Exchange.HOSE) -> list[Session]:
+    """The morning and afternoon sessions of `day` (auctions included), none when closed."""
+    if not is_trading_day(day):
+        return []
+    phases = PHASES[exchange]
+    morning = [p for p in phases if p.start < LUNCH_BREAK[0]]
+    afternoon = [p for p in phases if p.start >= LUNCH_BREAK[1]]
+    return [
+        Session(
+            day,
+            name,
+            datetime.combine(day, part[0].start, ICT),
+            datetime.combine(day, part[-1].end, ICT),
+        )
+        for name, part in (("morning", morning), ("afternoon", afternoon))
+    ]
+
+
+def phase_at(moment: datetime, exchange: Exchange = Exchange.HOSE) -> Phase | None:
+    """The phase trading is in at `moment`, or None when the market is not trading."""
+    local = moment.astimezone(ICT)
+    if not is_trading_day(local.date()):
+        return None
+    clock = local.time()
+    return next((p for p in PHASES[exchange] if p.start <= clock < p.end), None)
+
+
+def next_session(moment: datetime, exchange: Exchange = Exchange.HOSE) -> Session:
+    """The session in progress at `moment`, or the next one to start."""
+    day = moment.astimezone(ICT).date()
+    for _ in range(_SEARCH_LIMIT_DAYS):
+        for session in sessions(day, exchange):
+            if moment < session.end:
+                return session
+        day += timedelta(days=1)
+    raise ValueError(f"no session within {_SEARCH_LIMIT_DAYS} days of {moment}")
+
+
+@dataclass(frozen=True)
+class MarketState:
+    """Whether `exchange` trades at `at`; when not, why silence is expected and until when."""
+
+    at: datetime
+    exchange: Exchange
+    open: bool
+    phase: str | None
+    reason: str
+    next_open: datetime | None  # None while open
+    session: Session  # the session in progress, or the next one
+
+    @property
+    def silence_expected(self) -> bool:
+        return not self.open
+
+
+def market_state(moment: datetime, exchange: Exchange = Exchange.HOSE) -> MarketState:
+    """What the market is doing at `moment` (an aware datetime)."""
+    local = moment.astimezone(ICT)
+    session = next_session(moment, exchange)
+    phase = phase_at(moment, exchange)
+    if phase is not None:
+        return MarketState(
+            moment, exchange, True, phase.name, f"{exchange} trading ({phase.name})", None, session
+        )
+    why = closure(local.date())
+    if why is not None:
+        reason = f"{local.date()} is not a trading day ({why})"
+    elif local.time() < PHASES[exchange][0].start:
+        reason = "before the opening"
+    elif LUNCH_BREAK[0] <= local.time() < LUNCH_BREAK[1]:
+        reason = "lunch break"
+    else:
+        reason = "after the close"
+    return MarketState(moment, exchange, False, None, reason, session.start, session)
+
+
+# ---- publication deadlines ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """Data about trading day D is due at `at` ICT on the trading day `trading_days_after` D."""
+
+    dataset: str
+    trading_days_after: int
+    at: time
+    description: str
+
+    def due_at(self, day: date) -> datetime | None:
+        """When the data of `day` is due; None when `day` is not a trading day (no data)."""
+        if not is_trading_day(day):
+            return None
+        target = day
+        for _ in range(self.trading_days_after):
+            target = next_trading_day(target)
+        return datetime.combine(target, self.at, ICT)
+
+
+DEADLINES: dict[str, Deadline] = {
+    "fmarket_nav": Deadline(
+        "fmarket_nav",
+        1,
+        time(18, 0),
+        "a fund's NAV for a trading day is published by 18:00 ICT of the next trading day",
+    ),
+    "vn_stock_eod": Deadline(
+        "vn_stock_eod", 0, time(17, 0), "a day's prices are final by 17:00 ICT that day"
+    ),
+}
+
+
+def deadline(dataset: str) -> Deadline | None:
+    return DEADLINES.get(dataset)
+
+
+def latest_due_day(dataset: str, moment: datetime) -> date:
+    """The latest trading day whose data for `dataset` is due at `moment`."""
+    rule = DEADLINES[dataset]
+    day = moment.astimezone(ICT).date()
+    if not is_trading_day(day):
+        day = previous_trading_day(day)
+    for _ in range(_SEARCH_LIMIT_DAYS):
+        due = rule.due_at(day)
+        if due is not None and due <= moment:
+            return day
+        day = previous_trading_day(day)
+    raise ValueError(f"{dataset}: nothing due within {_SEARCH_LIMIT_DAYS} days of {moment}")
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What to expect of `dataset` for the days [start, end) at `at`."""
+
+    due_days: tuple[date, ...]  # trading days whose deadline has passed
+    pending_days: tuple[date, ...]  # trading days not due yet
+    closed_days: tuple[date, ...]  # no data expected
+
+    @property
+    def rows_required(self) -> bool:
+        return bool(self.due_days)
+
+    def explain(self) -> str:
+        parts = []
+        if self.closed_days:
+            shown = ", ".join(f"{d} ({closure(d)})" for d in self.closed_days[:5])
+            more = f" and {len(self.closed_days) - 5} more" if len(self.closed_days) > 5 else ""
+            parts.append(f"no data expected for non-trading days: {shown}{more}")
+        if self.pending_days:
+            parts.append(f"not due yet: {', '.join(map(str, self.pending_days[:5]))}")
+        if self.due_days:
+            parts.append(f"due: {len(self.due_days)} trading day(s) up to {self.due_days[-1]}")
+        return "; ".join(parts)
+
+
+def expectation(dataset: str, start: date, end: date, at: datetime) -> Expectation:
+    """Which days of [start, end) must hold data of `dataset` at `at`."""
+    rule = DEADLINES[dataset]
+    due, pending, closed = [], [], []
+    day = start
+    while day < end:
+        due_at = rule.due_at(day)
+        (closed if due_at is None else due if due_at <= at else pending).append(day)
+        day += timedelta(days=1)
+    return Expectation(tuple(due), tuple(pending), tuple(closed))
+
+
+# ---- for `ingest status` ------------------------------------------------------------------
+
+
+def status_for(worker_id: str, now: datetime) -> dict[str, object] | None:
+    """What the calendar says about `worker_id` at `now` (None when it follows no market):
+    for a market feed, whether the market trades, whether silence is expected and the next
+    session; for a dataset with a deadline, the latest day due and the rule."""
+    info: dict[str, object] = {}
+    exchange = FEED_EXCHANGES.get(worker_id)
+    if exchange is not None:
+        state = market_state(now, exchange)
+        info.update(
+            exchange=str(exchange),
+            open=state.open,
+            reason=state.reason,
+            silence_expected=state.silence_expected,
+            next_session=state.session.start.isoformat(),
+            session_ends=state.session.end.isoformat(),
+        )
+    rule = DEADLINES.get(worker_id)
+    if rule is not None:
+        info.update(
+            latest_due_day=latest_due_day(worker_id, now).isoformat(), due_rule=rule.description
+        )
+    return info or None

@@ -1,0 +1,166 @@
+"""The Vietnamese market calendar: trading days against the exchanges' published schedules,
+sessions in ICT, and publication deadlines."""
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from ingestion_pipelines import market_calendar as mc
+from ingestion_pipelines.market_calendar import ICT, Exchange
+
+
+def ict(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=ICT)
+
+
+# Closed weekdays as the exchanges announced them (SSC / HOSE / HNX / VSD notices).
+ANNOUNCED_CLOSURES = {
+    # HOSE/HNX 2015: Tết from Wed 18 to Tue 24 February (23 and 24 compensate the weekend).
+    2015: ["2015-01-01", "2015-02-18", "2015-02-19", "2015-02-20", "2015-02-23", "2015-02-24",
+           "2015-04-28", "2015-04-30", "2015-05-01", "2015-09-02"],
+    # VSD notice for 2019: 31/12/2018 swapped, Tết 4-8 Feb, 15 Apr, 29 Apr-1 May, 2 Sep.
+    2019: ["2019-01-01", "2019-02-04", "2019-02-05", "2019-02-06", "2019-02-07", "2019-02-08",
+           "2019-04-15", "2019-04-29", "2019-04-30", "2019-05-01", "2019-09-02"],
+    # HOSE 2020 list.
+    2020: ["2020-01-01", "2020-01-23", "2020-01-24", "2020-01-27", "2020-01-28", "2020-01-29",
+           "2020-04-02", "2020-04-30", "2020-05-01", "2020-09-02"],
+    # HOSE notice 1943/TB-SGDHCM and the SSC's swap of 29 April (no session on Sat 4 May).
+    2024: ["2024-01-01", "2024-02-08", "2024-02-09", "2024-02-12", "2024-02-13", "2024-02-14",
+           "2024-04-18", "2024-04-29", "2024-04-30", "2024-05-01", "2024-09-02", "2024-09-03"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("year", sorted(ANNOUNCED_CLOSURES))
+def test_closed_weekdays_match_the_exchanges_announcements(year):
+    start, end = date(year, 1, 1), date(year + 1, 1, 1)
+    closed_weekdays = [d.isoformat() for d in mc.non_trading_days(start, end) if d.weekday() < 5]
+    assert closed_weekdays == ANNOUNCED_CLOSURES[year]
+
+
+def test_weekends_and_make_up_saturdays_never_trade():
+    assert mc.closure(date(2026, 11, 28)) == "Saturday"
+    assert mc.closure(date(2026, 11, 29)) == "Sunday"
+    # 4 May 2024 was a make-up working day for civil servants; the exchanges did not trade.
+    assert not mc.is_trading_day(date(2024, 5, 4))
+    assert mc.is_trading_day(date(2026, 11, 30))
+
+
+def test_reviewed_table_rows_all_have_a_source_and_are_in_the_reviewed_years():
+    rows = mc.overrides()
+    assert rows, "the reviewed table is empty"
+    for row in rows.values():
+        assert row.source.strip() and row.reason.strip()
+        assert row.day.year in mc.REVIEWED_YEARS
+    # An exchange-only closure the holidays library does not know:
+    assert mc.closure(date(2015, 2, 24)).startswith("Tet")
+    # A civil-service swap day on which the exchanges traded:
+    assert mc.is_trading_day(date(2015, 2, 16))
+
+
+def test_every_reviewed_year_has_about_250_trading_days():
+    for year in mc.REVIEWED_YEARS:
+        count = sum(1 for _ in mc.trading_days(date(year, 1, 1), date(year + 1, 1, 1)))
+        assert 240 <= count <= 254, (year, count)
+
+
+def test_next_and_previous_trading_day_skip_tet():
+    assert mc.next_trading_day(date(2026, 2, 13)) == date(2026, 2, 23)
+    assert mc.previous_trading_day(date(2026, 2, 23)) == date(2026, 2, 13)
+
+
+def test_hose_sessions_and_phases():
+    day = date(2026, 11, 30)
+    morning, afternoon = mc.sessions(day, Exchange.HOSE)
+    assert (morning.start, morning.end) == (ict("2026-11-30 09:00"), ict("2026-11-30 11:30"))
+    assert (afternoon.start, afternoon.end) == (ict("2026-11-30 13:00"), ict("2026-11-30 14:45"))
+    assert mc.phase_at(ict("2026-11-30 09:10")).name == "opening_auction"
+    assert mc.phase_at(ict("2026-11-30 10:00")).name == "morning"
+    assert mc.phase_at(ict("2026-11-30 12:00")) is None
+    assert mc.phase_at(ict("2026-11-30 14:40")).name == "closing_auction"
+    assert mc.phase_at(ict("2026-11-30 14:45")) is None
+    assert mc.sessions(date(2026, 2, 17)) == []
+
+
+def test_other_boards_sessions():
+    assert mc.sessions(date(2026, 11, 30), Exchange.UPCOM)[1].end == ict("2026-11-30 15:00")
+    assert mc.sessions(date(2026, 11, 30), Exchange.HNX)[1].end == ict("2026-11-30 15:00")
+    assert mc.sessions(date(2026, 11, 30), Exchange.DERIVATIVES)[0].start == ict("2026-11-30 08:45")
+
+
+@pytest.mark.parametrize(
+    ("moment", "open_", "reason"),
+    [
+        ("2026-11-30 10:00", True, "HOSE trading (morning)"),
+        ("2026-11-30 12:00", False, "lunch break"),
+        ("2026-11-30 08:00", False, "before the opening"),
+        ("2026-11-30 20:00", False, "after the close"),
+        ("2026-11-28 10:00", False, "2026-11-28 is not a trading day (Saturday)"),
+        ("2026-02-17 10:00", False, "2026-02-17 is not a trading day (Lunar New Year)"),
+    ],
+)
+def test_market_state_says_why_silence_is_expected(moment, open_, reason):
+    state = mc.market_state(ict(moment))
+    assert (state.open, state.reason) == (open_, reason)
+    assert state.silence_expected is not open_
+
+
+def test_next_open_after_tet_and_after_lunch():
+    assert mc.market_state(ict("2026-02-13 15:00")).next_open == ict("2026-02-23 09:00")
+    assert mc.market_state(ict("2026-11-30 12:00")).next_open == ict("2026-11-30 13:00")
+    # Given in UTC, answered the same.
+    utc = ict("2026-11-30 12:00").astimezone(UTC)
+    assert mc.market_state(utc).next_open == ict("2026-11-30 13:00")
+
+
+def test_nav_is_due_the_next_trading_days_evening():
+    rule = mc.deadline("fmarket_nav")
+    assert rule.due_at(date(2026, 11, 27)) == ict("2026-11-30 18:00")  # Friday -> Monday
+    assert rule.due_at(date(2026, 2, 13)) == ict("2026-02-23 18:00")  # across Tết
+    assert rule.due_at(date(2026, 11, 28)) is None  # Saturday: no NAV expected
+
+
+@pytest.mark.parametrize(
+    ("moment", "day"),
+    [
+        ("2026-11-30 18:45", "2026-11-27"),  # Monday evening: Friday's NAV
+        ("2026-11-30 17:59", "2026-11-26"),  # before the deadline: Thursday's
+        ("2026-11-28 18:45", "2026-11-26"),  # Saturday: Friday's is not due until Monday
+        ("2026-02-20 18:45", "2026-02-12"),  # Tết: the last NAV due is the 12th's
+    ],
+)
+def test_latest_due_day(moment, day):
+    assert mc.latest_due_day("fmarket_nav", ict(moment)) == date.fromisoformat(day)
+
+
+def test_expectation_of_a_window():
+    at = ict("2026-11-30 19:00")
+    weekend = mc.expectation("fmarket_nav", date(2026, 11, 28), date(2026, 11, 30), at)
+    assert not weekend.rows_required
+    assert "2026-11-28 (Saturday)" in weekend.explain()
+    week = mc.expectation("fmarket_nav", date(2026, 11, 23), date(2026, 12, 1), at)
+    # 24 November is Vietnam Cultural Day, a public holiday from 2026.
+    assert week.due_days == tuple(date(2026, 11, d) for d in (23, 25, 26, 27))
+    assert date(2026, 11, 24) in week.closed_days
+    assert week.pending_days == (date(2026, 11, 30),)
+    assert week.rows_required
+
+
+def test_the_package_ships_the_table():
+    from importlib import resources
+
+    assert resources.files("ingestion_pipelines").joinpath(mc.OVERRIDES_FILE).is_file()
+    assert timedelta(days=mc._SEARCH_LIMIT_DAYS) > timedelta(days=11)
+
+
+def test_status_for_a_market_feed_and_a_dataset_with_a_deadline():
+    from ingestion_pipelines.control.render import market_line
+
+    now = ict("2026-11-30 12:00")
+    feed = mc.status_for("ssi_iboard", now)
+    assert feed["silence_expected"] and feed["reason"] == "lunch break"
+    assert feed["next_session"] == ict("2026-11-30 13:00").isoformat()
+    assert "closed, silence expected (lunch break)" in market_line(feed, now)
+    nav = mc.status_for("fmarket_nav", now)
+    assert nav["latest_due_day"] == "2026-11-26"
+    assert market_line(nav, now) == "latest day due 2026-11-26"
+    assert mc.status_for("binance_trades", now) is None
