@@ -25,6 +25,7 @@ import orjson
 from loguru import logger
 
 from ingestion_pipelines.feeds.protocol import BROWSER_USER_AGENT
+from ingestion_pipelines.retry import Backoff, is_retryable_status, parse_retry_after
 
 MAX_UNFILLED_KEPT = 50
 
@@ -175,7 +176,7 @@ class GapFiller:
             self.log.info("gap in {} trade ids {}..{} filled", symbol, first, last)
 
     def _get(self, url: str, timeout_s: float, proxy: str | None = None) -> bytes | None:
-        delay = 0.5
+        backoff = Backoff(base_s=0.5, cap_s=10.0)
         handlers = [urllib.request.ProxyHandler({"http": proxy, "https": proxy})] if proxy else []
         opener = urllib.request.build_opener(*handlers)
         for attempt in range(1, self.max_attempts + 1):
@@ -184,11 +185,10 @@ class GapFiller:
                 with opener.open(request, timeout=timeout_s) as response:
                     return response.read()
             except urllib.error.HTTPError as exc:
-                if exc.code not in (418, 429) and exc.code < 500:
+                if not is_retryable_status(exc.code):
                     body = exc.read()[:300].decode(errors="replace")
                     raise RuntimeError(f"HTTP {exc.code} from the REST history: {body}") from None
-                retry_after = exc.headers.get("Retry-After")
-                wait = float(retry_after) if retry_after and retry_after.isdigit() else delay
+                wait = backoff.next(parse_retry_after(exc.headers.get("Retry-After")))
                 self.log.warning(
                     "REST history answered {} (attempt {}), retrying in {:.1f} s",
                     exc.code,
@@ -196,11 +196,10 @@ class GapFiller:
                     wait,
                 )
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                wait = delay
+                wait = backoff.next()
                 self.log.warning("REST history unreachable ({}), retrying in {:.1f} s", exc, wait)
             if self._stop.wait(wait):
                 return None
-            delay = min(delay * 2, 10.0)
         return None
 
 

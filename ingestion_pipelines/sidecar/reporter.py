@@ -46,13 +46,14 @@ from typing import Any
 
 from loguru import logger
 
+from ingestion_pipelines.errors import IngestError
 from ingestion_pipelines.redaction import redact, redact_url, register_secret
+from ingestion_pipelines.retry import Backoff, is_retryable_status
 
 USER_AGENT = "ingestion_pipelines-sidecar"
-_RETRYABLE_STATUS = {408, 425, 429}
 
 
-class DagsterHttpError(RuntimeError):
+class DagsterHttpError(IngestError):
     """A request to the Dagster webserver failed. `transient`: worth retrying later."""
 
     def __init__(self, message: str, *, status: int | None = None, transient: bool = True):
@@ -109,7 +110,7 @@ class DagsterHttp:
             detail = ""
             with contextlib.suppress(Exception):  # the body is only for the message
                 detail = exc.read().decode("utf-8", "replace")[:300]
-            transient = exc.code >= 500 or exc.code in _RETRYABLE_STATUS
+            transient = is_retryable_status(exc.code)
             raise DagsterHttpError(
                 redact(f"HTTP {exc.code} from {self.url(path)}: {detail}".strip()),
                 status=exc.code,
@@ -357,7 +358,7 @@ class DagsterReporter:
         return self._deadline is not None and time.monotonic() + margin >= self._deadline
 
     def _run(self) -> None:
-        delay = self.backoff_initial_s
+        backoff = Backoff(self.backoff_initial_s, self.backoff_max_s)
         while True:
             with self._cond:
                 while not self._queue and not self._stopping.is_set():
@@ -376,10 +377,10 @@ class DagsterReporter:
                     self._busy = False
                     self._cond.notify_all()
             if outcome != "retry":
-                delay = self.backoff_initial_s
+                backoff.reset()
                 continue
             # Transient failure: wait (interruptibly) and try the same event again.
-            wait = delay
+            wait = backoff.next()
             if self._deadline is not None:
                 wait = min(wait, max(0.0, self._deadline - time.monotonic()))
             if self._stopping.is_set():
@@ -388,7 +389,6 @@ class DagsterReporter:
                 time.sleep(wait)
             else:
                 self._stopping.wait(wait)  # stop() cuts the wait short to flush
-            delay = min(delay * 2, self.backoff_max_s)
 
     def _send(self, event: _Event) -> str:
         try:
