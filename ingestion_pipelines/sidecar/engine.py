@@ -6,7 +6,10 @@ messages after every (re)connect, answers server pings (websocket-client does it
 close, error, silence longer than `silence_limit_s` (no frame at all, pings included), before the
 feed's `max_connection_age_s`, and when the server announces a shutdown — with exponential backoff,
 jitter and a cap for failures, at once for planned reconnects. A frame `parse` refuses goes to
-`dead_letter` raw, with the reason, and the feed goes on.
+`dead_letter` raw, with the reason, and the feed goes on; so does a frame bigger than the feed's
+`max_frame_bytes` (checked before parsing; the dead letter keeps its head, length and SHA-256),
+and each trade with a price or quantity that is not a finite positive number within the column's
+range (one dead letter per record, the frame's other rows are kept).
 
 For feeds with consecutive trade ids it tracks the last id per symbol (seeded from the database at
 start) and hands every gap to the feed's `GapFiller`. A row is counted as seen only once the writer
@@ -21,6 +24,7 @@ import random
 import threading
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -33,7 +37,26 @@ from ingestion_pipelines.redaction import redact_url, register_secret
 from ingestion_pipelines.sidecar.gaps import FirstSeen, GapFiller, GapTracker
 from ingestion_pipelines.sidecar.spool import Spool
 from ingestion_pipelines.sidecar.writer import Writer
+from ingestion_pipelines.storage.dead_letters import PAYLOAD_HEAD_BYTES, dead_letter_row
 from ingestion_pipelines.storage.tables import trade_tick
+from ingestion_pipelines.storage.types import ExactDecimal
+
+# The largest magnitude DECIMAL(38, 18) holds: 20 digits before the point.
+_DECIMAL_LIMIT = Decimal(10) ** (ExactDecimal.impl.precision - ExactDecimal.impl.scale)
+
+
+def trade_value_error(row: dict[str, Any]) -> str | None:
+    """Why a trade's price or quantity cannot be stored (None: it can): each must be a finite
+    number greater than zero and below the column's limit."""
+    for name in ("price", "quantity"):
+        value = row.get(name)
+        try:
+            number = Decimal(value)
+        except (ArithmeticError, TypeError, ValueError):
+            return f"{name} {value!r} is not a number"
+        if not number.is_finite() or number <= 0 or number >= _DECIMAL_LIMIT:
+            return f"{name} {value} is not a finite number in (0, {_DECIMAL_LIMIT:.0e})"
+    return None
 
 
 def proxy_options(proxy: str | None) -> dict[str, Any]:
@@ -277,6 +300,7 @@ class FeedEngine:
         max_age = self.max_connection_age_s
         last_frame = time.monotonic()
         parse = self.feed.parse
+        max_frame = settings.max_frame_bytes
         OPCODE_CLOSE = websocket.ABNF.OPCODE_CLOSE
         DATA = (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY)
         while True:
@@ -307,6 +331,11 @@ class FeedEngine:
             self.messages += 1
             self.last_message_at = time.time()
             received_at = datetime.now(UTC)
+            if len(data) > max_frame:
+                reason = f"frame of {len(data)} bytes is over max_frame_bytes ({max_frame})"
+                self._dead_letter(data, reason, received_at)
+                del data, frame
+                continue
             try:
                 parsed = parse(data, received_at)
             except ParseError as exc:
@@ -318,7 +347,9 @@ class FeedEngine:
             if parsed.reconnect:
                 return f"planned: server announced {parsed.reconnect}"
             for table, rows in parsed.rows.items():
-                if not self._accept(table, rows):
+                if table == "trade_tick":
+                    rows = self._sane_trades(rows, data, received_at)
+                if rows and not self._accept(table, rows):
                     return "writer queue full (database slow or down, spool full): backing off"
             # After the rows are accepted: a message read is never dropped for a planned close.
             if max_age is not None and time.monotonic() - opened > max_age:
@@ -344,28 +375,45 @@ class FeedEngine:
                 self.filler.request(symbol, *gap)
         return True
 
+    def _sane_trades(
+        self, rows: list[dict[str, Any]], data: bytes | str, received_at: datetime
+    ) -> list[dict[str, Any]]:
+        """The trades that can be stored; each other one goes to dead_letter with the frame."""
+        bad = [(row, why) for row in rows if (why := trade_value_error(row)) is not None]
+        if not bad:
+            return rows
+        for row, why in bad:
+            key = {"source": row.get("source"), "symbol": row.get("symbol")}
+            key["trade_id"] = row.get("trade_id")
+            self._dead_letter(
+                data,
+                f"trade {key['symbol']} #{key['trade_id']}: {why}",
+                received_at,
+                {"record_key": key, "url": redact_url(self.feed.url(self.settings))},
+            )
+        refused = {id(row) for row, _why in bad}
+        return [row for row in rows if id(row) not in refused]
+
     def _submit_filled(self, rows: list[dict[str, Any]]) -> bool:
         return self.writer.submit(self.feed_id, "trade_tick", rows, "ignore")
 
-    def _dead_letter(self, data: bytes | str, reason: str, received_at: datetime) -> None:
+    def _dead_letter(
+        self,
+        data: bytes | str,
+        reason: str,
+        received_at: datetime,
+        context: dict[str, Any] | None = None,
+    ) -> None:
         self.dead_letters += 1
         if isinstance(data, bytes):
             try:
-                payload = data.decode("utf-8")
-            except UnicodeDecodeError:
-                payload = data.decode("utf-8", "backslashreplace")
-                reason += " (payload is not UTF-8: bytes shown as \\x escapes)"
-        else:
-            payload = data
+                data[:PAYLOAD_HEAD_BYTES].decode("utf-8")
+            except UnicodeDecodeError as exc:
+                cut = exc.reason == "unexpected end of data" and len(data) > PAYLOAD_HEAD_BYTES
+                if not cut:  # (a character the head cut in two is not an error)
+                    reason += " (payload is not UTF-8: bytes shown as \\x escapes)"
         self.log.warning("frame sent to dead_letter: {}", reason)
-        row = {
-            "worker_id": self.feed_id,
-            "received_at": received_at,
-            "reason": reason[:2000],
-            "payload": payload,
-            "run_id": None,
-            "context": None,
-        }
+        row = dead_letter_row(self.feed_id, reason, data, received_at=received_at, context=context)
         self.control_writer.submit(self.feed_id, "dead_letter", [row], "insert")
 
     # ---- live state ----------------------------------------------------------------------------
@@ -382,6 +430,7 @@ class FeedEngine:
             "reconnects": self.reconnects,
             "dead_letters": self.dead_letters,
             "symbols": list(self.settings.symbols),
+            **self.writer.spool(self.feed_id).stats(),
         }
         if self.filler is not None:
             out.update(self.filler.stats.as_dict())

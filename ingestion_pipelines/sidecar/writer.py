@@ -8,8 +8,11 @@
 - database down: each batch goes to its feed's disk spool (`spool.py`, fsynced), and the spool is
   replayed (first) once the database answers again; a full spool holds the batch and makes the
   queue fill, so nothing is dropped silently;
-- a batch the database refuses for its data (not its availability) is retried row by row and the
-  rows it still refuses go to `dead_letter` with the reason;
+- a batch that fails while the database still answers (a data error, a value out of range, a
+  packet too large, even one that made the server drop the connection) is poison, not an outage:
+  it is split in halves until only the refused rows are left, and those go to `dead_letter`
+  (payload capped) with the reason; the rest commits. Only a database that does not answer a
+  probe makes the writer spool. Spool replay isolates poison the same way, so nothing wedges;
 - after a commit: metrics per feed, an `on_commit` hook, and the committed trades published on
   Redis (`ticks:<source>:<symbol>`, pipelined) when a publisher is given;
 - `guard(feed_id)`: called before a commit; False (the feed's ownership lock is lost) drops the
@@ -30,9 +33,19 @@ from typing import Any
 import orjson
 from loguru import logger
 from sqlalchemy import insert, select
-from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+)
 
 from ingestion_pipelines.sidecar.spool import Spool, SpoolFull
+from ingestion_pipelines.storage.dead_letters import dead_letter_row
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines.storage.tables import CONTROL_TABLES, DATA_TABLES, feed_fence
 from ingestion_pipelines.storage.types import ExactDecimal, UtcDateTime
@@ -59,6 +72,7 @@ class WriteMetrics:
     rows_written: int = 0
     trades_written: int = 0
     dead_letters: int = 0
+    dead_letters_lost: int = 0
     spooled_rows: int = 0
     dropped_not_owner: int = 0
     last_commit_at: datetime | None = None
@@ -83,10 +97,28 @@ class Fenced(RuntimeError):
         self.feed_id = feed_id
 
 
-def _is_outage(exc: BaseException) -> bool:
+# Errors about the data, never about the database's availability.
+_DATA_ERRORS = (DataError, IntegrityError, ProgrammingError, NotSupportedError)
+# MySQL/MariaDB: lock wait timeout, deadlock: the same batch may pass when tried again.
+_RETRY_LATER_CODES = {1205, 1213}
+
+
+def _may_be_outage(exc: BaseException) -> bool:
+    """Whether `exc` can mean the database is unavailable (then a probe decides)."""
+    if isinstance(exc, _DATA_ERRORS):
+        return False
     if isinstance(exc, (OperationalError, InterfaceError, DisconnectionError, ConnectionError)):
         return True
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _error_code(exc: BaseException) -> int | None:
+    args = getattr(getattr(exc, "orig", None), "args", None)
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
 
 
 _SQL_CACHE: dict[tuple, tuple[str, list]] = {}
@@ -263,7 +295,15 @@ class Writer:
         with self._replay_lock:
             for path in spool.replay_files():
                 for table, on_conflict, rows in Spool.records(path):
-                    self._commit({(feed_id, table, on_conflict): rows})
+                    key = (feed_id, table, on_conflict)
+                    try:
+                        self._commit({key: rows})
+                    except Exception as exc:  # noqa: BLE001 - poison or outage: decided here
+                        if self._is_down(exc):
+                            raise
+                        self._isolate({key: rows}, exc)
+                        if self.down:  # went down while isolating: the file is kept
+                            raise OperationalError("spool replay", None, exc) from exc
                     total += len(rows)
                 path.unlink()
         if total:
@@ -321,7 +361,7 @@ class Writer:
                 self.replay_spool(feed_id)
         except Exception as exc:  # noqa: BLE001 - still down: try again later
             self._next_retry = time.monotonic() + self.retry_s
-            if _is_outage(exc):
+            if _may_be_outage(exc):
                 logger.debug("database still unavailable: {}", exc)
             else:
                 logger.error("spool replay failed (retrying): {}", exc)
@@ -345,16 +385,38 @@ class Writer:
                 self._commit(groups)
                 return
             except Exception as exc:  # noqa: BLE001 - classified below
-                if not _is_outage(exc):
-                    self._commit_row_by_row(groups, exc)
+                if not self._is_down(exc):
+                    self._isolate(groups, exc)
                     return
-                self.down = True
-                self._next_retry = time.monotonic() + self.retry_s
-                logger.warning(
-                    "database unavailable, batches go to the disk spool until it returns: {}",
-                    str(exc).splitlines()[0][:300],
-                )
+                self._went_down(exc)
         self._to_spool(groups)
+
+    def _went_down(self, exc: BaseException) -> None:
+        if not self.down:
+            logger.warning(
+                "database unavailable, batches go to the disk spool until it returns: {}",
+                _first_line(exc),
+            )
+        self.down = True
+        self._next_retry = time.monotonic() + self.retry_s
+
+    def _reachable(self) -> bool:
+        """Whether the database answers a trivial query on a fresh (pre-pinged) connection."""
+        try:
+            with self._engine_().connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception:  # noqa: BLE001
+            return False
+        return True
+
+    def _is_down(self, exc: BaseException) -> bool:
+        """Whether a failed commit means the database is unavailable (spool and retry), rather
+        than refusing this batch's data (isolate the poison). Ambiguous errors — a connection
+        dropped by the server, e.g. after a packet over `max_allowed_packet` — are settled by
+        probing the database."""
+        if _error_code(exc) in _RETRY_LATER_CODES:
+            return True
+        return _may_be_outage(exc) and not self._reachable()
 
     def _to_spool(self, groups) -> None:
         for (feed_id, table, on_conflict), rows in groups.items():
@@ -429,35 +491,66 @@ class Writer:
         if self.publisher is not None:
             self._publish(groups)
 
-    def _commit_row_by_row(self, groups, first_error: BaseException) -> None:
+    def _isolate(self, groups, first_error: BaseException) -> None:
+        """A batch the database refused while answering: commit it in halves until only the
+        refused rows are left; those go to dead_letter. An outage meanwhile spools the rest."""
         logger.warning(
-            "a batch was refused ({}); writing it row by row, refused rows go to dead_letter",
-            str(first_error).splitlines()[0][:300],
+            "a batch was refused ({}); splitting it, refused rows go to dead_letter",
+            _first_line(first_error),
         )
         for key, rows in groups.items():
-            for row in rows:
-                try:
-                    self._commit({key: [row]})
-                except Exception as exc:  # noqa: BLE001
-                    if _is_outage(exc):
-                        self.down = True
-                        self._to_spool({key: [row]})
-                        continue
-                    self._dead_letter(key[0], f"refused by the database: {exc}", repr(row))
+            self._bisect(key, rows)
 
-    def _dead_letter(self, feed_id: str, reason: str, payload: str) -> None:
-        row = {
-            "worker_id": feed_id,
-            "received_at": datetime.now(UTC),
-            "reason": reason[:2000],
-            "payload": payload,
-            "run_id": None,
-            "context": None,
-        }
+    def _bisect(self, key: tuple[str, str, str], rows: list[dict[str, Any]]) -> None:
+        if self.down:
+            self._to_spool({key: rows})
+            return
         try:
-            self._commit({(feed_id, "dead_letter", "insert"): [row]})
-        except Exception:  # noqa: BLE001
-            self._to_spool({(feed_id, "dead_letter", "insert"): [row]})
+            self._commit({key: rows})
+            return
+        except Exception as exc:  # noqa: BLE001 - poison or outage: decided here
+            if self._is_down(exc):
+                self._went_down(exc)
+                self._to_spool({key: rows})
+                return
+            if len(rows) == 1:
+                self._refused(key, rows[0], exc)
+                return
+        half = len(rows) // 2
+        self._bisect(key, rows[:half])
+        self._bisect(key, rows[half:])
+
+    def _refused(self, key: tuple[str, str, str], row: dict[str, Any], exc: BaseException):
+        """One row the database refuses: to dead_letter, capped. A dead letter that is itself
+        refused is written again with its payload cut to the head; failing that, logged."""
+        feed_id, table, _c = key
+        reason = f"refused by the database ({table}): {type(exc).__name__}: {_first_line(exc)}"
+        if table == "dead_letter":
+            letter = dead_letter_row(
+                feed_id,
+                f"{row.get('reason', '')} [{reason}]",
+                row.get("payload", ""),
+                received_at=row.get("received_at"),
+                context=row.get("context") if isinstance(row.get("context"), dict) else None,
+            )
+            if letter["payload"] == row.get("payload"):
+                letter["payload"] = str(letter["payload"])[:1024]
+        else:
+            letter = dead_letter_row(feed_id, reason, repr(row), context={"table": table})
+        dl_key = (feed_id, "dead_letter", "insert")
+        try:
+            self._commit({dl_key: [letter]})
+        except Exception as again:  # noqa: BLE001
+            if self._is_down(again):
+                self._went_down(again)
+                self._to_spool({dl_key: [letter]})
+            else:
+                self.metrics_for(feed_id).dead_letters_lost += 1
+                logger.bind(worker_id=feed_id).error(
+                    "a dead letter was refused too and is dropped ({}): {}",
+                    _first_line(again),
+                    str(letter["payload"])[:200],
+                )
 
     def _account(self, feed_id: str, table: str, rows: list[dict[str, Any]], committed: float):
         m = self.metrics_for(feed_id)
