@@ -13,8 +13,11 @@
   it is split in halves until only the refused rows are left, and those go to `dead_letter`
   (payload capped) with the reason; the rest commits. Only a database that does not answer a
   probe makes the writer spool. Spool replay isolates poison the same way, so nothing wedges;
-- after a commit: metrics per feed, an `on_commit` hook, and the committed trades published on
-  Redis (`ticks:<source>:<symbol>`, pipelined) when a publisher is given;
+- one-minute bars kept current in the same transaction as the trades (`bars.LiveBars`: one
+  upsert per symbol-minute per batch, exact whatever was stored before);
+- after a commit: metrics per feed, an `on_commit` hook, and the committed trades and updated bars
+  published on Redis (`ticks:<source>:<symbol>`, `bars:<source>:<symbol>`, pipelined) when a
+  publisher is given;
 - `guard(feed_id)`: called before a commit; False (the feed's ownership lock is lost) drops the
   feed's rows, so an owner that lost its lock never writes after a takeover.
 """
@@ -44,6 +47,7 @@ from sqlalchemy.exc import (
     ProgrammingError,
 )
 
+from ingestion_pipelines.sidecar.bars import LiveBars, bar_message
 from ingestion_pipelines.sidecar.spool import Spool, SpoolFull
 from ingestion_pipelines.storage.dead_letters import dead_letter_row
 from ingestion_pipelines.storage.engines import ensure_schema
@@ -196,6 +200,7 @@ class Writer:
         guard: Callable[[str], bool] | None = None,
         fence: Callable[[str], int | None] | None = None,
         on_commit: Callable[[str, str, list[dict[str, Any]], float], None] | None = None,
+        live_bars: bool = True,
     ):
         self.database_url = database_url
         self.batch_rows = batch_rows
@@ -206,6 +211,7 @@ class Writer:
         self.guard = guard
         self.fence = fence
         self.on_commit = on_commit
+        self.bars = LiveBars() if live_bars else None
         self._spools = spools
         self._spool_cache: dict[str, Spool] = {}
         self._queue: deque[Item] = deque()
@@ -431,20 +437,40 @@ class Writer:
                 self._held.append((feed_id, table, on_conflict, rows))
 
     def _commit(self, groups) -> None:
+        bars = self.bars if any(k[1] == "trade_tick" for k in groups) else None
+        if bars is None:
+            self._commit_locked(groups, None)
+            return
+        with bars.lock:
+            self._commit_locked(groups, bars)
+
+    def _commit_locked(self, groups, bars: LiveBars | None) -> None:
         engine = self._engine_()
+        updated_bars: list[dict[str, Any]] = []
         try:
             with engine.begin() as conn:
                 self._check_fences(conn, groups)
                 self._write_groups(conn, groups)
-        except Fenced as fenced:
+                if bars is not None:
+                    for (_f, table, _c), rows in groups.items():
+                        if table == "trade_tick":
+                            updated_bars.extend(bars.apply(conn, rows))
+            if bars is not None:
+                bars.committed()
+        except BaseException as exc:
+            if bars is not None:
+                bars.rolled_back()
+            if not isinstance(exc, Fenced):
+                raise
+            fenced = exc
             rows = sum(len(r) for k, r in groups.items() if k[0] == fenced.feed_id)
             self.metrics_for(fenced.feed_id).dropped_not_owner += rows
             logger.bind(worker_id=fenced.feed_id).error(str(fenced))
             rest = {k: r for k, r in groups.items() if k[0] != fenced.feed_id}
             if rest:
-                self._commit(rest)
+                self._commit_locked(rest, bars)
             return
-        self._after_commit(groups)
+        self._after_commit(groups, updated_bars)
 
     def _check_fences(self, conn, groups) -> None:
         """Inside the batch's transaction: a feed whose fencing token is older than the newest
@@ -482,14 +508,14 @@ class Writer:
             else:
                 upsert(conn, table, rows, on_conflict=on_conflict, classify=False)
 
-    def _after_commit(self, groups) -> None:
+    def _after_commit(self, groups, bars: list[dict[str, Any]]) -> None:
         committed = time.time()
         for (feed_id, table_name, _c), rows in groups.items():
             self._account(feed_id, table_name, rows, committed)
             if self.on_commit is not None:
                 self.on_commit(feed_id, table_name, rows, committed)
         if self.publisher is not None:
-            self._publish(groups)
+            self._publish(groups, bars)
 
     def _isolate(self, groups, first_error: BaseException) -> None:
         """A batch the database refused while answering: commit it in halves until only the
@@ -577,19 +603,22 @@ class Writer:
             m.last_trade_at = last
         m.lag_s = max(0.0, committed - rows[-1]["received_at"].timestamp())
 
-    def _publish(self, groups) -> None:
+    def _publish(self, groups, bars: list[dict[str, Any]]) -> None:
         by_channel: dict[str, list[dict[str, Any]]] = {}
         for (_feed, table, _c), rows in groups.items():
             if table != "trade_tick":
                 continue
             for row in rows:
                 by_channel.setdefault(f"ticks:{row['source']}:{row['symbol']}", []).append(row)
-        if not by_channel:
+        if not by_channel and not bars:
             return
         try:
             pipe = self.publisher.pipeline(transaction=False)
             for channel, rows in by_channel.items():
                 pipe.publish(channel, orjson.dumps(rows, default=_publish_default))
+            for bar in bars:
+                channel = f"bars:{bar['source']}:{bar['symbol']}"
+                pipe.publish(channel, orjson.dumps(bar_message(bar)))
             pipe.execute()
         except Exception as exc:  # noqa: BLE001 - dashboards are best effort
             now = time.monotonic()
