@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from ingestion_pipelines.storage.tables import trade_bar_1m, trade_tick
-from ingestion_pipelines.storage.upsert import upsert
+from ingestion_pipelines.storage.upsert import fast_upsert
 
 MINUTE = timedelta(minutes=1)
 # Minutes kept in memory behind the newest one seen per symbol (older ones reload when touched).
@@ -160,7 +160,7 @@ class LiveBars:
                     continue  # only trades counted before: the bar is unchanged
             changed.append(bar.row(key))
         if changed:
-            upsert(conn, trade_bar_1m, changed, on_conflict="update", classify=False)
+            fast_upsert(conn, trade_bar_1m, changed, on_conflict="update")
         return changed
 
     def committed(self) -> None:

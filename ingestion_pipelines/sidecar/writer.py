@@ -24,12 +24,13 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -52,10 +53,17 @@ from ingestion_pipelines.sidecar.spool import Spool, SpoolFull
 from ingestion_pipelines.storage.dead_letters import dead_letter_row
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines.storage.tables import CONTROL_TABLES, DATA_TABLES, feed_fence
-from ingestion_pipelines.storage.types import ExactDecimal, UtcDateTime
-from ingestion_pipelines.storage.upsert import upsert
+from ingestion_pipelines.storage.upsert import fast_upsert
 
 ICT = timezone(timedelta(hours=7), "ICT")
+_ICT_OFFSET_S = 7 * 3600
+
+
+@functools.cache
+def _ict_day(day_number: int) -> str:
+    """"YYYY-MM-DD" of the ICT day `day_number` days after 1970-01-01."""
+    return (date(1970, 1, 1) + timedelta(days=day_number)).isoformat()
+
 _TABLES = {**DATA_TABLES, **CONTROL_TABLES}
 # (feed id, table, on_conflict, rows)
 Item = tuple[str, str, str, list[dict[str, Any]]]
@@ -123,59 +131,6 @@ def _error_code(exc: BaseException) -> int | None:
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
-
-
-_SQL_CACHE: dict[tuple, tuple[str, list]] = {}
-
-
-def _driver_upsert(conn, table, rows: list[dict[str, Any]], on_conflict: str) -> None:
-    """The MySQL/MariaDB hot path: the same statement `storage.upsert` builds (ignore: a no-op
-    update of the first key column; update: `VALUES(col)`), run with the driver's executemany on
-    plain tuples. It skips SQLAlchemy's per-value bind processing, a third of the writer's time
-    at 20k msg/s (the GIL is shared with the websocket threads); the values are converted the
-    same way the column types do (UTC-aware datetimes to naive UTC; floats refused)."""
-    columns = tuple(rows[0])
-    key = (table.name, columns, on_conflict)
-    cached = _SQL_CACHE.get(key)
-    if cached is None:
-        pk = [c.name for c in table.primary_key.columns]
-        quote = conn.dialect.identifier_preparer.quote
-        if on_conflict == "ignore":
-            update = f"{quote(pk[0])} = {quote(pk[0])}"
-        else:
-            update = ", ".join(f"{quote(c)} = VALUES({quote(c)})" for c in columns if c not in pk)
-        sql = (
-            f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
-            f"VALUES ({', '.join(['%s'] * len(columns))}) ON DUPLICATE KEY UPDATE {update}"
-        )
-        kinds = [
-            "t"
-            if isinstance(table.c[c].type, UtcDateTime)
-            else "d"
-            if isinstance(table.c[c].type, ExactDecimal)
-            else ""
-            for c in columns
-        ]
-        cached = _SQL_CACHE[key] = (sql, kinds)
-    sql, kinds = cached
-    convert = [(i, kind) for i, kind in enumerate(kinds) if kind]
-    params = []
-    for row in rows:
-        values = [row[c] for c in columns]
-        for i, kind in convert:
-            value = values[i]
-            if value is None:
-                continue
-            if kind == "t":
-                if value.tzinfo is None:
-                    raise ValueError(f"naive datetime {value!r} for {columns[i]}")
-                values[i] = value.astimezone(UTC).replace(tzinfo=None)
-            elif not isinstance(value, Decimal):
-                if isinstance(value, float):
-                    raise TypeError(f"float {value!r} for the exact decimal {columns[i]}")
-                values[i] = Decimal(value)
-        params.append(tuple(values))
-    conn.exec_driver_sql(sql, params)
 
 
 def _publish_default(value: Any) -> Any:
@@ -503,10 +458,8 @@ class Writer:
             table = _TABLES[table_name]
             if on_conflict == "insert":
                 conn.execute(insert(table), rows)
-            elif conn.dialect.name in ("mysql", "mariadb"):
-                _driver_upsert(conn, table, rows, on_conflict)
             else:
-                upsert(conn, table, rows, on_conflict=on_conflict, classify=False)
+                fast_upsert(conn, table, rows, on_conflict=on_conflict)
 
     def _after_commit(self, groups, bars: list[dict[str, Any]]) -> None:
         committed = time.time()
@@ -588,16 +541,28 @@ class Writer:
         if table != "trade_tick":
             return
         m.trades_written += len(rows)
+        # per ICT day: the day's number from the epoch time (astimezone/strftime per row would
+        # cost more than the rest of this method)
+        by_day: dict[int, list[datetime]] = {}
         for row in rows:
             traded_at = row["traded_at"]
-            day = m.days.get(key := traded_at.astimezone(ICT).strftime("%Y-%m-%d"))
+            day_number = int(traded_at.timestamp() + _ICT_OFFSET_S) // 86400
+            times = by_day.get(day_number)
+            if times is None:
+                by_day[day_number] = [traded_at]
+            else:
+                times.append(traded_at)
+        for day_number, times in by_day.items():
+            key = _ict_day(day_number)
+            day = m.days.get(key)
             if day is None:
                 day = m.days[key] = DayStats()
-            day.trades += 1
-            if day.first_trade_at is None or traded_at < day.first_trade_at:
-                day.first_trade_at = traded_at
-            if day.last_trade_at is None or traded_at > day.last_trade_at:
-                day.last_trade_at = traded_at
+            day.trades += len(times)
+            first, last = min(times), max(times)
+            if day.first_trade_at is None or first < day.first_trade_at:
+                day.first_trade_at = first
+            if day.last_trade_at is None or last > day.last_trade_at:
+                day.last_trade_at = last
         last = max(r["traded_at"] for r in rows)
         if m.last_trade_at is None or last > m.last_trade_at:
             m.last_trade_at = last
