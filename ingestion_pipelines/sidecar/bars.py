@@ -140,8 +140,14 @@ class LiveBars:
     def apply(self, conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         by_bar: dict[BarKey, list[dict[str, Any]]] = {}
         for row in rows:
-            key = (row["source"], row["symbol"], minute_of(row["traded_at"]))
-            by_bar.setdefault(key, []).append(row)
+            at = row["traded_at"]
+            minute = at.replace(second=0, microsecond=0) if at.tzinfo is UTC else minute_of(at)
+            key = (row["source"], row["symbol"], minute)
+            trades = by_bar.get(key)
+            if trades is None:
+                by_bar[key] = [row]
+            else:
+                trades.append(row)
         changed: list[dict[str, Any]] = []
         for key, trades in by_bar.items():
             self._touched.add(key)

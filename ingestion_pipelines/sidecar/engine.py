@@ -50,11 +50,12 @@ def trade_value_error(row: dict[str, Any]) -> str | None:
     number greater than zero and below the column's limit."""
     for name in ("price", "quantity"):
         value = row.get(name)
-        try:
-            number = Decimal(value)
-        except (ArithmeticError, TypeError, ValueError):
-            return f"{name} {value!r} is not a number"
-        if not number.is_finite() or number <= 0 or number >= _DECIMAL_LIMIT:
+        if type(value) is not Decimal:
+            try:
+                value = Decimal(value)
+            except (ArithmeticError, TypeError, ValueError):
+                return f"{name} {value!r} is not a number"
+        if not (value.is_finite() and 0 < value < _DECIMAL_LIMIT):
             return f"{name} {value} is not a finite number in (0, {_DECIMAL_LIMIT:.0e})"
     return None
 
@@ -79,6 +80,32 @@ def proxy_options(proxy: str | None) -> dict[str, Any]:
 
 
 POLL_S = 0.25  # how often a blocked read wakes to check stop, silence and age
+_READ_CHUNK = 64 * 1024
+
+
+class BufferedRecv:
+    """A read-ahead buffer under websocket-client's frame parser.
+
+    The parser asks for exact sizes (the 2-byte header, the length, the payload), each a poll and
+    a read system call on a socket with a timeout: three or more per small frame, the largest
+    cost of receiving at high rates. This reads what the socket holds (up to 64 KiB) at once and
+    serves the parser from it; the parser still gets at most what it asked for."""
+
+    __slots__ = ("_buf", "_pos", "_raw")
+
+    def __init__(self, raw):
+        self._raw = raw
+        self._buf = b""
+        self._pos = 0
+
+    def __call__(self, size: int) -> bytes:
+        buf, pos = self._buf, self._pos
+        if pos >= len(buf):
+            buf = self._buf = self._raw(max(size, _READ_CHUNK))
+            pos = 0
+        end = min(pos + size, len(buf))
+        self._pos = end
+        return buf[pos:end]
 
 
 class Backoff:
@@ -278,6 +305,7 @@ class FeedEngine:
         for message in self.feed.subscribe_messages(settings):
             ws.send(message)
         ws.settimeout(POLL_S)
+        ws.frame_buffer.recv = BufferedRecv(ws._recv)
         self._ws = ws
         self.connected_since = datetime.now(UTC)
         self.status = "connected"

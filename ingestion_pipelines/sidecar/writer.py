@@ -61,8 +61,9 @@ _ICT_OFFSET_S = 7 * 3600
 
 @functools.cache
 def _ict_day(day_number: int) -> str:
-    """"YYYY-MM-DD" of the ICT day `day_number` days after 1970-01-01."""
+    """ "YYYY-MM-DD" of the ICT day `day_number` days after 1970-01-01."""
     return (date(1970, 1, 1) + timedelta(days=day_number)).isoformat()
+
 
 _TABLES = {**DATA_TABLES, **CONTROL_TABLES}
 # (feed id, table, on_conflict, rows)
@@ -215,7 +216,7 @@ class Writer:
         with self._count_lock:
             self._queue.append((feed_id, table, on_conflict, rows))
             self._queued_rows += len(rows)
-        if self._queued_rows >= self.batch_rows:
+        if self._queued_rows >= self.batch_rows and not self._wake.is_set():
             self._wake.set()
         return True
 
