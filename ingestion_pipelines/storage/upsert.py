@@ -18,8 +18,10 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, Table, select, tuple_
+from pymysql.cursors import RE_INSERT_VALUES
+from sqlalchemy import Connection, Engine, Integer, String, Table, select, tuple_
 from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.types import TypeDecorator
 
 from ingestion_pipelines.storage.types import ExactDecimal, UtcDateTime
 
@@ -190,72 +192,110 @@ def upsert(
     return run(target)
 
 
+# One statement stays under this many characters (PyMySQL's own `executemany` limit).
+_MAX_STATEMENT_CHARS = 1_024_000
+
+
 @dataclass(frozen=True)
 class _Prepared:
-    sql: str
-    values: Any  # itemgetter: row -> tuple in the statement's parameter order
-    times: tuple[int, ...]  # tuple positions of UtcDateTime columns
-    decimals: tuple[int, ...]  # tuple positions of ExactDecimal columns
+    prefix: str  # "INSERT INTO t (a, b) VALUES "
+    postfix: str  # " ON DUPLICATE KEY UPDATE ..."
+    values: Any  # itemgetter: row -> tuple in the statement's column order
+    kinds: tuple[str, ...]  # per position: "time", "decimal", "str", "int" or "other"
     names: tuple[str, ...]
 
 
-_PREPARED: dict[tuple, _Prepared] = {}
+_PREPARED: dict[tuple, _Prepared | None] = {}
 
 
-def _prepare(conn: Connection, table: Table, columns: tuple[str, ...], on_conflict) -> _Prepared:
+def _kind(column_type: Any) -> str | None:
+    """How the fast path writes a column's values; None: a type it leaves to SQLAlchemy."""
+    if isinstance(column_type, UtcDateTime):
+        return "time"
+    if isinstance(column_type, ExactDecimal):
+        return "decimal"
+    if isinstance(column_type, TypeDecorator):
+        return None  # its bind processing must run (JSON text, ...)
+    if isinstance(column_type, String):
+        return "str"
+    if isinstance(column_type, Integer):
+        return "int"
+    return "other"
+
+
+def _prepare(conn: Connection, table: Table, columns: tuple[str, ...], on_conflict):
+    """The statement `upsert` builds for these columns, split around its VALUES row (None: a
+    column type needs SQLAlchemy's bind processing)."""
     cache_key = (conn.dialect.name, table.name, columns, on_conflict)
-    prepared = _PREPARED.get(cache_key)
-    if prepared is None:
-        key = [c.name for c in table.primary_key.columns]
-        # compiled with positional %s markers, whatever the driver's declared paramstyle:
-        # PyMySQL formats tuples into either
-        compiled = _statement(conn, table, key, columns, on_conflict).compile(
-            dialect=mysql.dialect(paramstyle="format"), column_keys=list(columns)
-        )
-        names = tuple(compiled.positiontup)
-        kinds = [type(table.c[name].type) for name in names]
-        prepared = _PREPARED[cache_key] = _Prepared(
-            str(compiled),
+    if cache_key in _PREPARED:
+        return _PREPARED[cache_key]
+    key = [c.name for c in table.primary_key.columns]
+    compiled = _statement(conn, table, key, columns, on_conflict).compile(
+        dialect=mysql.dialect(paramstyle="format"), column_keys=list(columns)
+    )
+    names = tuple(compiled.positiontup)
+    kinds = tuple(_kind(table.c[name].type) for name in names)
+    prepared = None
+    match = RE_INSERT_VALUES.match(str(compiled))
+    if match is not None and None not in kinds:
+        prepared = _Prepared(
+            match.group(1),
+            match.group(3),
             itemgetter(*names) if len(names) > 1 else (lambda row, n=names[0]: (row[n],)),
-            tuple(i for i, kind in enumerate(kinds) if kind is UtcDateTime),
-            tuple(i for i, kind in enumerate(kinds) if kind is ExactDecimal),
+            kinds,  # type: ignore[arg-type]
             names,
         )
+    _PREPARED[cache_key] = prepared
     return prepared
 
 
-def _utc_naive(value: Any, name: str) -> Any:
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
+def _time_literal(value: Any, name: str) -> str:
+    if type(value) is not datetime:
+        if value is None:
+            return "NULL"
         raise TypeError(f"{name}: expected a datetime, got {type(value).__name__}")
-    if value.tzinfo is None:
-        raise ValueError(f"{name}: naive datetime {value!r}: give times with a timezone (UTC)")
-    return value.astimezone(UTC).replace(tzinfo=None)
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise ValueError(f"{name}: naive datetime {value!r}: give times with a timezone (UTC)")
+        value = value.astimezone(UTC)
+    return "'" + value.isoformat(" ")[:-6] + "'"  # without "+00:00"
 
 
-def _driver_values(prepared: _Prepared, rows: Sequence[Mapping[str, Any]]) -> list[tuple]:
-    """Rows as tuples the driver escapes itself: a datetime in UTC goes as is (the driver writes
-    its wall-clock fields, which are UTC), any other is converted (naive ones refused); a float
-    for an exact decimal is refused, as the column types do."""
-    params = list(map(prepared.values, rows))
-    times, decimals = prepared.times, prepared.decimals
-    for n, values in enumerate(params):
-        for i in times:
-            value = values[i]
-            if value is not None and value.tzinfo is not UTC:
-                fixed = list(values)
-                for j in times:
-                    fixed[j] = _utc_naive(fixed[j], prepared.names[j])
-                params[n] = values = tuple(fixed)
-                break
-        for i in decimals:
-            if type(values[i]) is float:
-                raise TypeError(
-                    f"float {values[i]!r} given for the exact decimal {prepared.names[i]}: "
-                    "pass Decimal or str"
-                )
-    return params
+def _decimal_literal(value: Any, name: str) -> str:
+    if type(value) is not Decimal:
+        if value is None:
+            return "NULL"
+        if isinstance(value, float):
+            raise TypeError(f"float {value!r} given for the exact decimal {name}: pass Decimal")
+        value = Decimal(value)
+    if not value.is_finite():
+        raise ValueError(f"{name}: {value} is not a finite number")
+    return format(value, "f")
+
+
+def _row_literals(prepared: _Prepared, rows: Sequence[Mapping[str, Any]], driver) -> list[str]:
+    """Each row as an SQL row literal "(v1,v2,...)". Strings are escaped by the driver (which
+    follows the server's NO_BACKSLASH_ESCAPES mode), times are written in UTC,
+    decimals exactly; naive times and floats for decimals are refused as the column types do."""
+    escape = driver.escape  # quotes and escapes a str per the server's backslash mode
+    names = prepared.names
+
+    def literal(kind: str, value: Any, name: str) -> str:
+        if kind == "str" and type(value) is str:
+            return escape(value)
+        if kind == "int" and type(value) is int:
+            return str(value)
+        if kind == "time":
+            return _time_literal(value, name)
+        if kind == "decimal":
+            return _decimal_literal(value, name)
+        return "NULL" if value is None else escape(value)
+
+    kinds = prepared.kinds
+    out = []
+    for values in map(prepared.values, rows):
+        out.append("(" + ",".join(map(literal, kinds, values, names)) + ")")
+    return out
 
 
 def fast_upsert(
@@ -269,13 +309,31 @@ def fast_upsert(
     transaction; returns how many rows were sent. Every row must have the columns of the first.
 
     On MySQL/MariaDB the statement `upsert` would build is compiled once per (table, columns) and
-    run by the driver's `executemany` (one multi-row INSERT per ~1 MB) on plain tuples. Rows with
-    the same key in one call: the first wins with `ignore`, the last with `update`, as in `upsert`.
+    sent as multi-row INSERTs of at most ~1 MB, its rows written as SQL literals here: PyMySQL's
+    `executemany` spends most of its time escaping values one Python call at a time. Rows with the
+    same key in one call: the first wins with `ignore`, the last with `update`, as in `upsert`.
+    Other dialects, and tables with columns needing bind processing (JSON), use `upsert` itself.
     """
     if not rows:
         return 0
-    if conn.dialect.name not in ("mysql", "mariadb"):
+    prepared = (
+        _prepare(conn, table, tuple(rows[0]), on_conflict)
+        if conn.dialect.name in ("mysql", "mariadb")
+        else None
+    )
+    if prepared is None:
         return upsert(conn, table, rows, on_conflict=on_conflict, classify=False).written
-    prepared = _prepare(conn, table, tuple(rows[0]), on_conflict)
-    conn.exec_driver_sql(prepared.sql, _driver_values(prepared, rows))
+    driver = conn.connection.dbapi_connection
+    literals = _row_literals(prepared, rows, driver)
+    budget = _MAX_STATEMENT_CHARS - len(prepared.prefix) - len(prepared.postfix)
+    start = 0
+    while start < len(literals):
+        end, size = start, 0
+        while end < len(literals) and (end == start or size + len(literals[end]) < budget):
+            size += len(literals[end]) + 1
+            end += 1
+        sql = prepared.prefix + ",".join(literals[start:end]) + prepared.postfix
+        # SQLAlchemy hands the driver an empty parameter tuple, so PyMySQL %-formats the text
+        conn.exec_driver_sql(sql.replace("%", "%%") if "%" in sql else sql)
+        start = end
     return len(rows)
