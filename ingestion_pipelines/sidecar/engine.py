@@ -43,6 +43,7 @@ from ingestion_pipelines.storage.types import ExactDecimal
 
 # The largest magnitude DECIMAL(38, 18) holds: 20 digits before the point.
 _DECIMAL_LIMIT = Decimal(10) ** (ExactDecimal.impl.precision - ExactDecimal.impl.scale)
+_ZERO = Decimal(0)  # (a Decimal compares faster with a Decimal than with an int)
 
 
 def trade_value_error(row: dict[str, Any]) -> str | None:
@@ -55,7 +56,7 @@ def trade_value_error(row: dict[str, Any]) -> str | None:
                 value = Decimal(value)
             except (ArithmeticError, TypeError, ValueError):
                 return f"{name} {value!r} is not a number"
-        if not (value.is_finite() and 0 < value < _DECIMAL_LIMIT):
+        if not (value.is_finite() and _ZERO < value < _DECIMAL_LIMIT):
             return f"{name} {value} is not a finite number in (0, {_DECIMAL_LIMIT:.0e})"
     return None
 
@@ -106,6 +107,42 @@ class BufferedRecv:
         end = min(pos + size, len(buf))
         self._pos = end
         return buf[pos:end]
+
+    def take_frame(self) -> tuple[int, bytes] | None:
+        """The next frame straight from the buffer when it is a complete, final, unmasked text
+        or binary frame without extensions (the usual case); None leaves everything else —
+        control frames, fragments, an incomplete or very large frame, an empty buffer — to the
+        library, which reads it through this buffer."""
+        buf, pos = self._buf, self._pos
+        if len(buf) - pos < 2:
+            return None
+        first, second = buf[pos], buf[pos + 1]
+        if first & 0xF0 != 0x80 or second & 0x80:  # not FIN, RSV bits set, or masked
+            return None
+        opcode = first & 0x0F
+        if opcode != 1 and opcode != 2:
+            return None
+        length, start = second & 0x7F, pos + 2
+        if length == 126:
+            length, start = int.from_bytes(buf[pos + 2 : pos + 4], "big"), pos + 4
+        elif length == 127:
+            return None
+        end = start + length
+        if end > len(buf):
+            return None
+        self._pos = end
+        return opcode, buf[start:end]
+
+
+def _library_idle(ws: websocket.WebSocket):
+    """A check that websocket-client holds no part of a frame or fragmented message (then the
+    next frame may be taken from the buffer directly)."""
+    frames, fragments = ws.frame_buffer, ws.cont_frame
+
+    def idle() -> bool:
+        return frames.header is None and not frames.recv_buffer and fragments.recving_frames is None
+
+    return idle
 
 
 class Backoff:
@@ -167,6 +204,7 @@ class FeedEngine:
         self.dead_letters = 0
         self.last_error: str | None = None
         self.last_event_ms: int | None = None
+        self._filled_checked: tuple[Any, list[dict[str, Any]]] = (None, [])
         self._stop = threading.Event()
         self._restart_reason: str | None = None
         self._ws: websocket.WebSocket | None = None
@@ -331,38 +369,43 @@ class FeedEngine:
         max_frame = settings.max_frame_bytes
         OPCODE_CLOSE = websocket.ABNF.OPCODE_CLOSE
         DATA = (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY)
+        reader: BufferedRecv = ws.frame_buffer.recv
+        library_idle = _library_idle(ws)
         while True:
             if self._stop.is_set():
                 return "planned: stopping"
             if self._restart_reason is not None:
                 return f"planned: {self._restart_reason}"
-            try:
-                opcode, frame = ws.recv_data_frame(True)
-            except websocket.WebSocketTimeoutException:
-                now = time.monotonic()
-                if now - last_frame > silence_limit:
-                    return f"silent for {now - last_frame:.1f} s (limit {silence_limit} s)"
-                if max_age is not None and now - opened > max_age:
-                    return "planned: connection age limit reached"
-                continue
-            except Exception as exc:  # noqa: BLE001 - closed, reset, protocol error
-                return f"{type(exc).__name__}: {exc}"
+            fast = reader.take_frame() if library_idle() else None
+            if fast is not None:
+                opcode, data = fast
+            else:
+                try:
+                    opcode, frame = ws.recv_data_frame(True)
+                    data = frame.data
+                except websocket.WebSocketTimeoutException:
+                    now = time.monotonic()
+                    if now - last_frame > silence_limit:
+                        return f"silent for {now - last_frame:.1f} s (limit {silence_limit} s)"
+                    if max_age is not None and now - opened > max_age:
+                        return "planned: connection age limit reached"
+                    continue
+                except Exception as exc:  # noqa: BLE001 - closed, reset, protocol error
+                    return f"{type(exc).__name__}: {exc}"
+                del frame
             last_frame = time.monotonic()
             if opcode == OPCODE_CLOSE:
-                code = int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else None
-                return (
-                    f"closed by the server (code {code} {frame.data[2:].decode(errors='replace')})"
-                )
+                code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+                return f"closed by the server (code {code} {data[2:].decode(errors='replace')})"
             if opcode not in DATA:
                 continue  # ping (answered by the library) or pong
-            data = frame.data
             self.messages += 1
             self.last_message_at = time.time()
             received_at = datetime.now(UTC)
             if len(data) > max_frame:
                 reason = f"frame of {len(data)} bytes is over max_frame_bytes ({max_frame})"
                 self._dead_letter(data, reason, received_at)
-                del data, frame
+                del data
                 continue
             try:
                 parsed = parse(data, received_at)
@@ -404,9 +447,10 @@ class FeedEngine:
         return True
 
     def _sane_trades(
-        self, rows: list[dict[str, Any]], data: bytes | str, received_at: datetime
+        self, rows: list[dict[str, Any]], data: bytes | str | None, received_at: datetime
     ) -> list[dict[str, Any]]:
-        """The trades that can be stored; each other one goes to dead_letter with the frame."""
+        """The trades that can be stored; each other one goes to dead_letter with the frame
+        (`data`; None: rows from the REST history, each dead-lettered as itself)."""
         bad = [(row, why) for row in rows if (why := trade_value_error(row)) is not None]
         if not bad:
             return rows
@@ -414,7 +458,7 @@ class FeedEngine:
             key = {"source": row.get("source"), "symbol": row.get("symbol")}
             key["trade_id"] = row.get("trade_id")
             self._dead_letter(
-                data,
+                repr(row) if data is None else data,
                 f"trade {key['symbol']} #{key['trade_id']}: {why}",
                 received_at,
                 {"record_key": key, "url": redact_url(self.feed.url(self.settings))},
@@ -423,7 +467,11 @@ class FeedEngine:
         return [row for row in rows if id(row) not in refused]
 
     def _submit_filled(self, rows: list[dict[str, Any]]) -> bool:
-        return self.writer.submit(self.feed_id, "trade_tick", rows, "ignore")
+        # the filler submits the same list again while the queue is full: check it once
+        if self._filled_checked[0] is not rows:
+            self._filled_checked = (rows, self._sane_trades(rows, None, datetime.now(UTC)))
+        sane = self._filled_checked[1]
+        return not sane or self.writer.submit(self.feed_id, "trade_tick", sane, "ignore")
 
     def _dead_letter(
         self,

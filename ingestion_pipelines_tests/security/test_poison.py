@@ -270,3 +270,22 @@ def test_an_old_spool_fails_the_heartbeat_check(tmp_path):
     old = judge_heartbeat("binance_trades", {**row, "heartbeat_at": later}, now=later)
     assert not old.passed and "disk spool" in old.description
     assert old.metadata["spool_age_s"] >= SPOOL_ALERT_S
+
+
+def test_gap_filled_trades_with_impossible_values_dead_lettered_once(sqlite_url, tmp_path):
+    from ingestion_pipelines.feeds.binance_trades import BinanceTrades
+    from ingestion_pipelines.sidecar.engine import FeedEngine
+
+    ensure_schema(sqlite_url)
+    writer = Writer(sqlite_url, spools=lambda feed: Spool(tmp_path / feed)).start()
+    try:
+        engine = FeedEngine("binance_trades", BinanceTrades(), BinanceTrades.Settings(), writer)
+        rows = [_trade(1), _trade(2, price="-3"), _trade(3)]
+        assert engine._submit_filled(rows)
+        assert engine._submit_filled(rows)  # the filler's retry of the same list
+        assert writer.flush(10)
+    finally:
+        writer.stop()
+    assert _count(sqlite_url, trade_tick) == 2
+    (letter,) = _rows(sqlite_url, dead_letter)
+    assert "price -3" in letter["reason"] and letter["context"]["record_key"]["trade_id"] == 2
