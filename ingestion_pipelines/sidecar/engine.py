@@ -451,6 +451,19 @@ class FeedEngine:
     ) -> list[dict[str, Any]]:
         """The trades that can be stored; each other one goes to dead_letter with the frame
         (`data`; None: rows from the REST history, each dead-lettered as itself)."""
+        for row in rows:  # the usual case, inline: two exact, finite, positive decimals
+            price, quantity = row.get("price"), row.get("quantity")
+            if not (
+                type(price) is Decimal
+                and type(quantity) is Decimal
+                and price.is_finite()
+                and quantity.is_finite()
+                and _ZERO < price < _DECIMAL_LIMIT
+                and _ZERO < quantity < _DECIMAL_LIMIT
+            ):
+                break
+        else:
+            return rows
         bad = [(row, why) for row in rows if (why := trade_value_error(row)) is not None]
         if not bad:
             return rows
