@@ -137,7 +137,10 @@ class BufferedRecv:
 def _library_idle(ws: websocket.WebSocket):
     """A check that websocket-client holds no part of a frame or fragmented message (then the
     next frame may be taken from the buffer directly)."""
-    frames, fragments = ws.frame_buffer, ws.cont_frame
+    frames, fragments = getattr(ws, "frame_buffer", None), getattr(ws, "cont_frame", None)
+    known = ("header", "recv_buffer", "recv")
+    if not all(hasattr(frames, a) for a in known) or not hasattr(fragments, "recving_frames"):
+        return lambda: False  # another websocket-client layout: every frame through the library
 
     def idle() -> bool:
         return frames.header is None and not frames.recv_buffer and fragments.recving_frames is None
@@ -343,7 +346,8 @@ class FeedEngine:
         for message in self.feed.subscribe_messages(settings):
             ws.send(message)
         ws.settimeout(POLL_S)
-        ws.frame_buffer.recv = BufferedRecv(ws._recv)
+        if hasattr(getattr(ws, "frame_buffer", None), "recv"):
+            ws.frame_buffer.recv = BufferedRecv(ws._recv)
         self._ws = ws
         self.connected_since = datetime.now(UTC)
         self.status = "connected"
@@ -369,8 +373,8 @@ class FeedEngine:
         max_frame = settings.max_frame_bytes
         OPCODE_CLOSE = websocket.ABNF.OPCODE_CLOSE
         DATA = (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY)
-        reader: BufferedRecv = ws.frame_buffer.recv
-        library_idle = _library_idle(ws)
+        reader = getattr(getattr(ws, "frame_buffer", None), "recv", None)
+        library_idle = _library_idle(ws) if isinstance(reader, BufferedRecv) else lambda: False
         while True:
             if self._stop.is_set():
                 return "planned: stopping"
