@@ -40,7 +40,7 @@ def stored(engine, table=tables.trade_tick) -> list[dict]:
 
 def test_values_round_trip_exactly(database_url):
     engine = ensure_schema(database_url)
-    hostile = "O'B \\ \"x\" %s %% 5%;-- Việt 📈"  # 25 characters (symbol is 32)
+    hostile = 'O\'B \\ "x" %s %% 5%;-- Việt 📈'  # 25 characters (symbol is 32)
     rows = [
         trade(1),
         trade(2, symbol=hostile, price=Decimal("1E-18"), quantity=Decimal("99999999999999999999")),
