@@ -10,7 +10,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
 WorkerKind = Literal["scheduled", "feed", "derived"]
 
@@ -71,6 +71,10 @@ class FeedSettings(WorkerSettings):
 
     symbols: list[str] = Field(default_factory=list)
     silence_limit_s: PositiveFloat = 60.0
+    max_frame_bytes: PositiveInt = Field(
+        1024 * 1024,
+        description="a bigger websocket frame goes to dead_letter (capped) without being parsed",
+    )
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,11 @@ same in both zones). open = first trade by (traded_at, trade_id), close = the la
 extremes, volume = sum of quantities, all exact decimals. Bars are written by idempotent upsert:
 running a day again changes nothing unless new trades arrived.
 
+Reconciliation: the sidecar keeps today's bars current as trades commit (`sidecar.bars`), so a
+run over a day should find nothing to change. Every bar it would insert or change is a
+difference: counted and sampled in the metadata, reported by the asset check `live_bars_match`
+(failed, severity WARN, when there is any), and fixed by the same upsert.
+
 Automation: the latest complete ICT day is materialized once that day is over (00:05 ICT) or
 when a feed reports that day's partition again later, provided at least one feed reported
 anything for that day (see `automation_condition`). Any range of days can be backfilled (one
@@ -21,7 +26,7 @@ from typing import Any
 
 import dagster as dg
 from pydantic import Field, PositiveInt
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, tuple_
 
 from ingestion_pipelines.config import WorkerConfigResource
 from ingestion_pipelines.logs import run_logging
@@ -38,6 +43,9 @@ WORKER_TAG = "ingest/worker"
 # A feed day is over at 00:00 ICT; five minutes later the sidecar has flushed its last ticks.
 DAY_CLOSED_CRON = "5 0 * * *"
 _SYMBOL_LIST_MAX = 200
+_DIFFERENCE_SAMPLE_MAX = 20
+LIVE_BARS_CHECK = "live_bars_match"
+_BAR_VALUES = ("open", "high", "low", "close", "volume", "trade_count")
 
 
 class TradeBarsSettings(WorkerSettings):
@@ -108,10 +116,39 @@ class BarsResult:
     trades_read: int = 0
     bars: UpsertResult = field(default_factory=UpsertResult)
     symbols: set[tuple[str, str]] = field(default_factory=set)
+    differences: int = 0
+    difference_sample: list[dict[str, Any]] = field(default_factory=list)
+
+    def note_differences(self, found: list[dict[str, Any]]) -> None:
+        self.differences += len(found)
+        room = _DIFFERENCE_SAMPLE_MAX - len(self.difference_sample)
+        self.difference_sample.extend(found[: max(room, 0)])
+
+    def check_result(self) -> dg.AssetCheckResult:
+        """`live_bars_match`: the bars kept live by the sidecar needed no change."""
+        if not self.differences:
+            description = f"all {self.bars.total} bars of the window matched trade_tick"
+        else:
+            description = (
+                f"{self.differences} of {self.bars.total} bars differed from a recomputation "
+                "from trade_tick (missing or changed); they are fixed now"
+            )
+        return dg.AssetCheckResult(
+            check_name=LIVE_BARS_CHECK,
+            passed=self.differences == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=description,
+            metadata={
+                "differences": self.differences,
+                "bars": self.bars.total,
+                "difference_sample": dg.MetadataValue.json(self.difference_sample),
+            },
+        )
 
     def metadata(self) -> dict[str, Any]:
         listed = sorted(f"{source}:{symbol}" for source, symbol in self.symbols)
         return {
+            "bar_differences": self.differences,
             "bars_inserted": self.bars.inserted,
             "bars_updated": self.bars.updated,
             "bars_unchanged": self.bars.unchanged,
@@ -163,6 +200,41 @@ def aggregate_bars(ticks: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any
         yield bar
 
 
+def _text(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value else "0"
+    return str(value)
+
+
+def bar_differences(engine: Engine, bars: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The bars of `bars` that `trade_bar_1m` lacks or holds with other values, each with what
+    is stored (None: missing) and what trade_tick gives."""
+    c = trade_bar_1m.c
+    keys = [(b["source"], b["symbol"], b["bar_start"]) for b in bars]
+    query = select(trade_bar_1m).where(tuple_(c.source, c.symbol, c.bar_start).in_(keys))
+    with engine.connect() as conn:
+        stored = {
+            (r["source"], r["symbol"], r["bar_start"]): r for r in conn.execute(query).mappings()
+        }
+    found = []
+    for key, bar in zip(keys, bars, strict=True):
+        row = stored.get(key)
+        if row is not None and all(
+            Decimal(str(row[name])) == Decimal(str(bar[name])) for name in _BAR_VALUES
+        ):
+            continue
+        found.append(
+            {
+                "source": key[0],
+                "symbol": key[1],
+                "bar_start": key[2].isoformat(),
+                "stored": None if row is None else {n: _text(row[n]) for n in _BAR_VALUES},
+                "recomputed": {n: _text(bar[n]) for n in _BAR_VALUES},
+            }
+        )
+    return found
+
+
 def build_bars(
     engine: Engine, start: datetime, end: datetime, *, batch_size: int = 5000
 ) -> BarsResult:
@@ -200,9 +272,11 @@ def build_bars(
             result.symbols.add((bar["source"], bar["symbol"]))
             batch.append(bar)
             if len(batch) >= batch_size:
+                result.note_differences(bar_differences(engine, batch))
                 result.bars = result.bars + upsert(engine, trade_bar_1m, batch)
                 batch = []
         if batch:
+            result.note_differences(bar_differences(engine, batch))
             result.bars = result.bars + upsert(engine, trade_bar_1m, batch)
     return result
 
@@ -225,6 +299,16 @@ def trade_bars_asset() -> dg.AssetsDefinition:
         deps=upstream_feeds(),
         partitions_def=bars_partitions_def(),
         automation_condition=automation_condition(),
+        check_specs=[
+            dg.AssetCheckSpec(
+                LIVE_BARS_CHECK,
+                asset=WORKER_ID,
+                description=(
+                    "The bars the sidecar kept live match a recomputation from trade_tick: the "
+                    "reconciliation found nothing to change (differences are listed, then fixed)."
+                ),
+            )
+        ],
         backfill_policy=dg.BackfillPolicy.single_run(),
         retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
         pool=f"worker/{WORKER_ID}",
@@ -278,6 +362,12 @@ def trade_bars_asset() -> dg.AssetsDefinition:
             metadata = result.metadata()
             metadata["window_start"] = dg.MetadataValue.timestamp(start)
             metadata["window_end"] = dg.MetadataValue.timestamp(end)
-            return dg.MaterializeResult(metadata=metadata)
+            if result.differences:
+                log.warning(
+                    "{} bars differed from trade_tick and were fixed, e.g. {}",
+                    result.differences,
+                    result.difference_sample[:3],
+                )
+            return dg.MaterializeResult(metadata=metadata, check_results=[result.check_result()])
 
     return trade_bars_1m

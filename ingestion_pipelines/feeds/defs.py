@@ -11,7 +11,8 @@ Per feed `<worker_id>`:
   with a time-window freshness policy: the Dagster freshness daemon marks it stale when the
   sidecar has reported no materialization for `freshness_fail_s` (a Feed class may set it);
 - asset check `<worker_id>` / `heartbeat`: passed while the sidecar's `worker_state.heartbeat_at`
-  for the feed is younger than `heartbeat_timeout_s` (default 90 s);
+  for the feed is younger than `heartbeat_timeout_s` (default 90 s) and its disk spool (batches
+  the database did not take) holds nothing older than `SPOOL_ALERT_S` (an old spool fails it);
 - sensor `<worker_id>_feed` (running by default). Its ON/OFF state **is** the operator's switch
   for the feed: the sidecar polls it (`ingestion_pipelines.sidecar.control.FeedControl`) and
   starts or stops the feed within its refresh interval. While on, every tick (30 s) reads
@@ -47,6 +48,8 @@ FRESHNESS_FAIL_S = 15 * 60
 # is reported on every tick, so the silence it describes stays current).
 PASSING_REPORT_EVERY_S = 300
 _ERROR_CHARS = 500
+# A spooled batch older than this means the database has refused the feed's rows that long.
+SPOOL_ALERT_S = 300.0
 
 
 def sensor_name(worker_id: str) -> str:
@@ -158,12 +161,18 @@ def judge_heartbeat(
     age_s = (now - heartbeat_at).total_seconds()
     metadata["heartbeat_at"] = dg.MetadataValue.timestamp(heartbeat_at)
     metadata["silent_s"] = round(max(age_s, 0.0), 1)
+    spool_problem = _judge_spool(row.get("details"), now, metadata)
+    if age_s < timeout_s and spool_problem is not None:
+        return HeartbeatVerdict(
+            worker_id, False, dg.AssetCheckSeverity.ERROR, f"{worker_id}: {spool_problem}", metadata
+        )
     if age_s < timeout_s:
         return HeartbeatVerdict(
             worker_id,
             True,
             dg.AssetCheckSeverity.ERROR,
-            f"{worker_id} is alive: last heartbeat {_duration(age_s)} ago (status {status})",
+            f"{worker_id} is alive: last heartbeat {_duration(age_s)} ago (status {status})"
+            + _spool_text(metadata),
             metadata,
         )
     return HeartbeatVerdict(
@@ -174,6 +183,37 @@ def judge_heartbeat(
         f"(last heartbeat {heartbeat_at:%Y-%m-%d %H:%M:%S} UTC, limit {_duration(timeout_s)}, "
         f"status {status}){error_text}",
         metadata,
+    )
+
+
+def _judge_spool(details: Any, now: datetime, metadata: dict[str, Any]) -> str | None:
+    """Adds the spool's size and age to `metadata`; the problem when its oldest batch is older
+    than `SPOOL_ALERT_S`, else None."""
+    if not isinstance(details, Mapping) or "spool_bytes" not in details:
+        return None
+    size = int(details.get("spool_bytes") or 0)
+    metadata["spool_bytes"] = size
+    oldest = details.get("spool_oldest_at")
+    if not oldest:
+        return None
+    oldest_at = _aware(datetime.fromisoformat(oldest))
+    age_s = (now - oldest_at).total_seconds()
+    metadata["spool_oldest_at"] = dg.MetadataValue.timestamp(oldest_at)
+    metadata["spool_age_s"] = round(max(age_s, 0.0), 1)
+    if age_s < SPOOL_ALERT_S:
+        return None
+    return (
+        f"its disk spool holds {size:,} bytes of batches the database has not taken for "
+        f"{_duration(age_s)} (limit {_duration(SPOOL_ALERT_S)}): is the database reachable?"
+    )
+
+
+def _spool_text(metadata: Mapping[str, Any]) -> str:
+    if not metadata.get("spool_bytes"):
+        return ""
+    age = metadata.get("spool_age_s")
+    return f"; disk spool {metadata['spool_bytes']:,} bytes" + (
+        f", oldest batch {_duration(age)} old" if age is not None else ""
     )
 
 

@@ -6,7 +6,10 @@ messages after every (re)connect, answers server pings (websocket-client does it
 close, error, silence longer than `silence_limit_s` (no frame at all, pings included), before the
 feed's `max_connection_age_s`, and when the server announces a shutdown — with exponential backoff,
 jitter and a cap for failures, at once for planned reconnects. A frame `parse` refuses goes to
-`dead_letter` raw, with the reason, and the feed goes on.
+`dead_letter` raw, with the reason, and the feed goes on; so does a frame bigger than the feed's
+`max_frame_bytes` (checked before parsing; the dead letter keeps its head, length and SHA-256),
+and each trade with a price or quantity that is not a finite positive number within the column's
+range (one dead letter per record, the frame's other rows are kept).
 
 For feeds with consecutive trade ids it tracks the last id per symbol (seeded from the database at
 start) and hands every gap to the feed's `GapFiller`. A row is counted as seen only once the writer
@@ -21,6 +24,7 @@ import random
 import threading
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -34,7 +38,28 @@ from ingestion_pipelines.sidecar.gaps import FirstSeen, GapFiller, GapTracker
 from ingestion_pipelines.sidecar.shards import worker_of
 from ingestion_pipelines.sidecar.spool import Spool
 from ingestion_pipelines.sidecar.writer import Writer
+from ingestion_pipelines.storage.dead_letters import PAYLOAD_HEAD_BYTES, dead_letter_row
 from ingestion_pipelines.storage.tables import trade_tick
+from ingestion_pipelines.storage.types import ExactDecimal
+
+# The largest magnitude DECIMAL(38, 18) holds: 20 digits before the point.
+_DECIMAL_LIMIT = Decimal(10) ** (ExactDecimal.impl.precision - ExactDecimal.impl.scale)
+_ZERO = Decimal(0)  # (a Decimal compares faster with a Decimal than with an int)
+
+
+def trade_value_error(row: dict[str, Any]) -> str | None:
+    """Why a trade's price or quantity cannot be stored (None: it can): each must be a finite
+    number greater than zero and below the column's limit."""
+    for name in ("price", "quantity"):
+        value = row.get(name)
+        if type(value) is not Decimal:
+            try:
+                value = Decimal(value)
+            except (ArithmeticError, TypeError, ValueError):
+                return f"{name} {value!r} is not a number"
+        if not (value.is_finite() and _ZERO < value < _DECIMAL_LIMIT):
+            return f"{name} {value} is not a finite number in (0, {_DECIMAL_LIMIT:.0e})"
+    return None
 
 
 def proxy_options(proxy: str | None) -> dict[str, Any]:
@@ -57,6 +82,71 @@ def proxy_options(proxy: str | None) -> dict[str, Any]:
 
 
 POLL_S = 0.25  # how often a blocked read wakes to check stop, silence and age
+_READ_CHUNK = 64 * 1024
+
+
+class BufferedRecv:
+    """A read-ahead buffer under websocket-client's frame parser.
+
+    The parser asks for exact sizes (the 2-byte header, the length, the payload), each a poll and
+    a read system call on a socket with a timeout: three or more per small frame, the largest
+    cost of receiving at high rates. This reads what the socket holds (up to 64 KiB) at once and
+    serves the parser from it; the parser still gets at most what it asked for."""
+
+    __slots__ = ("_buf", "_pos", "_raw")
+
+    def __init__(self, raw):
+        self._raw = raw
+        self._buf = b""
+        self._pos = 0
+
+    def __call__(self, size: int) -> bytes:
+        buf, pos = self._buf, self._pos
+        if pos >= len(buf):
+            buf = self._buf = self._raw(max(size, _READ_CHUNK))
+            pos = 0
+        end = min(pos + size, len(buf))
+        self._pos = end
+        return buf[pos:end]
+
+    def take_frame(self) -> tuple[int, bytes] | None:
+        """The next frame straight from the buffer when it is a complete, final, unmasked text
+        or binary frame without extensions (the usual case); None leaves everything else —
+        control frames, fragments, an incomplete or very large frame, an empty buffer — to the
+        library, which reads it through this buffer."""
+        buf, pos = self._buf, self._pos
+        if len(buf) - pos < 2:
+            return None
+        first, second = buf[pos], buf[pos + 1]
+        if first & 0xF0 != 0x80 or second & 0x80:  # not FIN, RSV bits set, or masked
+            return None
+        opcode = first & 0x0F
+        if opcode != 1 and opcode != 2:
+            return None
+        length, start = second & 0x7F, pos + 2
+        if length == 126:
+            length, start = int.from_bytes(buf[pos + 2 : pos + 4], "big"), pos + 4
+        elif length == 127:
+            return None
+        end = start + length
+        if end > len(buf):
+            return None
+        self._pos = end
+        return opcode, buf[start:end]
+
+
+def _library_idle(ws: websocket.WebSocket):
+    """A check that websocket-client holds no part of a frame or fragmented message (then the
+    next frame may be taken from the buffer directly)."""
+    frames, fragments = getattr(ws, "frame_buffer", None), getattr(ws, "cont_frame", None)
+    known = ("header", "recv_buffer", "recv")
+    if not all(hasattr(frames, a) for a in known) or not hasattr(fragments, "recving_frames"):
+        return lambda: False  # another websocket-client layout: every frame through the library
+
+    def idle() -> bool:
+        return frames.header is None and not frames.recv_buffer and fragments.recving_frames is None
+
+    return idle
 
 
 class Backoff:
@@ -118,6 +208,7 @@ class FeedEngine:
         self.dead_letters = 0
         self.last_error: str | None = None
         self.last_event_ms: int | None = None
+        self._filled_checked: tuple[Any, list[dict[str, Any]]] = (None, [])
         self._stop = threading.Event()
         self._restart_reason: str | None = None
         self._ws: websocket.WebSocket | None = None
@@ -256,6 +347,8 @@ class FeedEngine:
         for message in self.feed.subscribe_messages(settings):
             ws.send(message)
         ws.settimeout(POLL_S)
+        if hasattr(getattr(ws, "frame_buffer", None), "recv"):
+            ws.frame_buffer.recv = BufferedRecv(ws._recv)
         self._ws = ws
         self.connected_since = datetime.now(UTC)
         self.status = "connected"
@@ -278,36 +371,47 @@ class FeedEngine:
         max_age = self.max_connection_age_s
         last_frame = time.monotonic()
         parse = self.feed.parse
+        max_frame = settings.max_frame_bytes
         OPCODE_CLOSE = websocket.ABNF.OPCODE_CLOSE
         DATA = (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY)
+        reader = getattr(getattr(ws, "frame_buffer", None), "recv", None)
+        library_idle = _library_idle(ws) if isinstance(reader, BufferedRecv) else lambda: False
         while True:
             if self._stop.is_set():
                 return "planned: stopping"
             if self._restart_reason is not None:
                 return f"planned: {self._restart_reason}"
-            try:
-                opcode, frame = ws.recv_data_frame(True)
-            except websocket.WebSocketTimeoutException:
-                now = time.monotonic()
-                if now - last_frame > silence_limit:
-                    return f"silent for {now - last_frame:.1f} s (limit {silence_limit} s)"
-                if max_age is not None and now - opened > max_age:
-                    return "planned: connection age limit reached"
-                continue
-            except Exception as exc:  # noqa: BLE001 - closed, reset, protocol error
-                return f"{type(exc).__name__}: {exc}"
+            fast = reader.take_frame() if library_idle() else None
+            if fast is not None:
+                opcode, data = fast
+            else:
+                try:
+                    opcode, frame = ws.recv_data_frame(True)
+                    data = frame.data
+                except websocket.WebSocketTimeoutException:
+                    now = time.monotonic()
+                    if now - last_frame > silence_limit:
+                        return f"silent for {now - last_frame:.1f} s (limit {silence_limit} s)"
+                    if max_age is not None and now - opened > max_age:
+                        return "planned: connection age limit reached"
+                    continue
+                except Exception as exc:  # noqa: BLE001 - closed, reset, protocol error
+                    return f"{type(exc).__name__}: {exc}"
+                del frame
             last_frame = time.monotonic()
             if opcode == OPCODE_CLOSE:
-                code = int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else None
-                return (
-                    f"closed by the server (code {code} {frame.data[2:].decode(errors='replace')})"
-                )
+                code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+                return f"closed by the server (code {code} {data[2:].decode(errors='replace')})"
             if opcode not in DATA:
                 continue  # ping (answered by the library) or pong
-            data = frame.data
             self.messages += 1
             self.last_message_at = time.time()
             received_at = datetime.now(UTC)
+            if len(data) > max_frame:
+                reason = f"frame of {len(data)} bytes is over max_frame_bytes ({max_frame})"
+                self._dead_letter(data, reason, received_at)
+                del data
+                continue
             try:
                 parsed = parse(data, received_at)
             except ParseError as exc:
@@ -319,7 +423,9 @@ class FeedEngine:
             if parsed.reconnect:
                 return f"planned: server announced {parsed.reconnect}"
             for table, rows in parsed.rows.items():
-                if not self._accept(table, rows):
+                if table == "trade_tick":
+                    rows = self._sane_trades(rows, data, received_at)
+                if rows and not self._accept(table, rows):
                     return "writer queue full (database slow or down, spool full): backing off"
             # After the rows are accepted: a message read is never dropped for a planned close.
             if max_age is not None and time.monotonic() - opened > max_age:
@@ -345,28 +451,66 @@ class FeedEngine:
                 self.filler.request(symbol, *gap)
         return True
 
-    def _submit_filled(self, rows: list[dict[str, Any]]) -> bool:
-        return self.writer.submit(self.feed_id, "trade_tick", rows, "ignore")
+    def _sane_trades(
+        self, rows: list[dict[str, Any]], data: bytes | str | None, received_at: datetime
+    ) -> list[dict[str, Any]]:
+        """The trades that can be stored; each other one goes to dead_letter with the frame
+        (`data`; None: rows from the REST history, each dead-lettered as itself)."""
+        for row in rows:  # the usual case, inline: two exact, finite, positive decimals
+            price, quantity = row.get("price"), row.get("quantity")
+            if not (
+                type(price) is Decimal
+                and type(quantity) is Decimal
+                and price.is_finite()
+                and quantity.is_finite()
+                and _ZERO < price < _DECIMAL_LIMIT
+                and _ZERO < quantity < _DECIMAL_LIMIT
+            ):
+                break
+        else:
+            return rows
+        bad = [(row, why) for row in rows if (why := trade_value_error(row)) is not None]
+        if not bad:
+            return rows
+        for row, why in bad:
+            key = {"source": row.get("source"), "symbol": row.get("symbol")}
+            key["trade_id"] = row.get("trade_id")
+            self._dead_letter(
+                repr(row) if data is None else data,
+                f"trade {key['symbol']} #{key['trade_id']}: {why}",
+                received_at,
+                {"record_key": key, "url": redact_url(self.feed.url(self.settings))},
+            )
+        refused = {id(row) for row, _why in bad}
+        return [row for row in rows if id(row) not in refused]
 
-    def _dead_letter(self, data: bytes | str, reason: str, received_at: datetime) -> None:
+    def _submit_filled(self, rows: list[dict[str, Any]]) -> bool:
+        # the filler submits the same list again while the queue is full: check it once
+        if self._filled_checked[0] is not rows:
+            self._filled_checked = (rows, self._sane_trades(rows, None, datetime.now(UTC)))
+        sane = self._filled_checked[1]
+        return not sane or self.writer.submit(self.feed_id, "trade_tick", sane, "ignore")
+
+    def _dead_letter(
+        self,
+        data: bytes | str,
+        reason: str,
+        received_at: datetime,
+        context: dict[str, Any] | None = None,
+    ) -> None:
         self.dead_letters += 1
         if isinstance(data, bytes):
             try:
-                payload = data.decode("utf-8")
-            except UnicodeDecodeError:
-                payload = data.decode("utf-8", "backslashreplace")
-                reason += " (payload is not UTF-8: bytes shown as \\x escapes)"
-        else:
-            payload = data
+                data[:PAYLOAD_HEAD_BYTES].decode("utf-8")
+            except UnicodeDecodeError as exc:
+                cut = exc.reason == "unexpected end of data" and len(data) > PAYLOAD_HEAD_BYTES
+                if not cut:  # (a character the head cut in two is not an error)
+                    reason += " (payload is not UTF-8: bytes shown as \\x escapes)"
         self.log.warning("frame sent to dead_letter: {}", reason)
-        row = {
-            "worker_id": worker_of(self.feed_id),  # a shard key names its feed
-            "received_at": received_at,
-            "reason": reason[:2000],
-            "payload": payload,
-            "run_id": None,
-            "context": None,
-        }
+        # a shard key names its feed
+        row = dead_letter_row(
+            worker_of(self.feed_id), reason, data, received_at=received_at, context=context
+        )
         self.control_writer.submit(self.feed_id, "dead_letter", [row], "insert")
 
     # ---- live state ----------------------------------------------------------------------------
@@ -383,6 +527,7 @@ class FeedEngine:
             "reconnects": self.reconnects,
             "dead_letters": self.dead_letters,
             "symbols": list(self.settings.symbols),
+            **self.writer.spool(self.feed_id).stats(),
         }
         if self.filler is not None:
             out.update(self.filler.stats.as_dict())

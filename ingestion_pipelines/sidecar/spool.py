@@ -4,7 +4,7 @@ One append-only file per feed (`<local data>/spool/<feed>/spool.log`) of framed 
 
     [4 bytes length, big endian][4 bytes CRC-32 of the payload][payload: orjson]
 
-Each record is one batch `{"t": table, "c": on_conflict, "r": rows}`; `append` fsyncs before it
+Each record is one batch `{"t": table, "c": on_conflict, "r": rows, "a": spooled at (epoch s)}`; `append` fsyncs before it
 returns, so a batch the writer moved to the spool survives kill -9. Reading stops at the first
 record whose length or CRC does not check out (a torn write after kill -9): the rest of the file is
 reported and skipped. The file is bounded (`max_bytes`): `append` raises `SpoolFull`, a clear
@@ -13,6 +13,9 @@ error, rather than letting the disk or memory grow without end.
 Replaying renames the file aside first (`spool.<n>.replaying`), so appends during a replay go to a
 new file; a replay file is deleted only after every one of its batches was committed. Batches are
 written with idempotent upserts, so a replay interrupted half-way is simply done again.
+
+`stats()` gives the spool's size and the time of its oldest record (the heartbeat check and
+`ingest health` alert on an old spool: the database has been refusing batches for that long).
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from __future__ import annotations
 import os
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -60,7 +64,8 @@ def _default(value: Any) -> Any:
 
 
 def encode(table: str, on_conflict: str, rows: list[dict[str, Any]]) -> bytes:
-    return orjson.dumps({"t": table, "c": on_conflict, "r": rows}, default=_default)
+    record = {"t": table, "c": on_conflict, "r": rows, "a": round(time.time(), 3)}
+    return orjson.dumps(record, default=_default)
 
 
 def decode(payload: bytes) -> tuple[str, str, list[dict[str, Any]]]:
@@ -87,9 +92,46 @@ class Spool:
         self.path = folder / "spool.log"
         self._lock = threading.Lock()
         self._fh = None
+        self._oldest: tuple[tuple[str, int], datetime] | None = None
 
     def size(self) -> int:
-        return sum(p.stat().st_size for p in self.folder.glob("spool*") if p.is_file())
+        total = 0
+        for path in self.folder.glob("spool*"):
+            try:
+                total += path.stat().st_size
+            except FileNotFoundError:  # replayed meanwhile
+                continue
+        return total
+
+    def _files(self) -> list[Path]:
+        """Every spool file, oldest first (replay files by number, then the live file)."""
+        claimed = sorted(
+            self.folder.glob("spool.*.replaying"), key=lambda p: int(p.name.split(".")[1])
+        )
+        return [*claimed, self.path]
+
+    def oldest_at(self) -> datetime | None:
+        """When the oldest record still waiting was spooled (None: the spool is empty)."""
+        for path in self._files():
+            try:
+                stat = path.stat()
+                if not stat.st_size:
+                    continue
+                cache_key = (str(path), stat.st_ino)
+                if self._oldest is None or self._oldest[0] != cache_key:
+                    self._oldest = (cache_key, _first_record_time(path, stat.st_mtime))
+                return self._oldest[1]
+            except FileNotFoundError:  # replayed meanwhile
+                continue
+        return None
+
+    def stats(self) -> dict[str, Any]:
+        """`spool_bytes` and `spool_oldest_at` (ISO, or None when empty), for the feed's state."""
+        oldest = self.oldest_at()
+        return {
+            "spool_bytes": self.size() if oldest is not None else 0,
+            "spool_oldest_at": oldest.isoformat() if oldest is not None else None,
+        }
 
     def pending(self) -> bool:
         return any(p.stat().st_size > 0 for p in self.folder.glob("spool*") if p.is_file())
@@ -152,6 +194,22 @@ class Spool:
             if self._fh is not None:
                 self._fh.close()
                 self._fh = None
+
+
+def _first_record_time(path: Path, fallback: float) -> datetime:
+    """The spool time of the first record of `path` (its mtime when the record has none)."""
+    with open(path, "rb") as fh:
+        header = fh.read(_HEADER.size)
+        if len(header) == _HEADER.size:
+            length, _crc = _HEADER.unpack(header)
+            if length <= _MAX_RECORD:
+                try:
+                    at = orjson.loads(fh.read(length)).get("a")
+                except (orjson.JSONDecodeError, AttributeError):
+                    at = None
+                if isinstance(at, (int, float)):
+                    return datetime.fromtimestamp(at, UTC)
+    return datetime.fromtimestamp(fallback, UTC)
 
 
 def _torn(path: Path, offset: int, size: int, why: str) -> None:

@@ -8,38 +8,64 @@
 - database down: each batch goes to its feed's disk spool (`spool.py`, fsynced), and the spool is
   replayed (first) once the database answers again; a full spool holds the batch and makes the
   queue fill, so nothing is dropped silently;
-- a batch the database refuses for its data (not its availability) is retried row by row and the
-  rows it still refuses go to `dead_letter` with the reason;
-- after a commit: metrics per feed, an `on_commit` hook, and the committed trades published on
-  Redis (`ticks:<source>:<symbol>`, pipelined) when a publisher is given;
+- a batch that fails while the database still answers (a data error, a value out of range, a
+  packet too large, even one that made the server drop the connection) is poison, not an outage:
+  it is split in halves until only the refused rows are left, and those go to `dead_letter`
+  (payload capped) with the reason; the rest commits. Only a database that does not answer a
+  probe makes the writer spool. Spool replay isolates poison the same way, so nothing wedges;
+- one-minute bars kept current in the same transaction as the trades (`bars.LiveBars`: one
+  upsert per symbol-minute per batch, exact whatever was stored before);
+- after a commit: metrics per feed, an `on_commit` hook, and the committed trades and updated bars
+  published on Redis (`ticks:<source>:<symbol>`, `bars:<source>:<symbol>`, pipelined) when a
+  publisher is given;
 - `guard(feed_id)`: called before a commit; False (the feed's ownership lock is lost) drops the
   feed's rows, so an owner that lost its lock never writes after a takeover.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import orjson
 from loguru import logger
 from sqlalchemy import insert, select
-from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+)
 
+from ingestion_pipelines.sidecar.bars import LiveBars, bar_message
 from ingestion_pipelines.sidecar.shards import worker_of
 from ingestion_pipelines.sidecar.spool import Spool, SpoolFull
+from ingestion_pipelines.storage.dead_letters import dead_letter_row
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines.storage.tables import CONTROL_TABLES, DATA_TABLES, feed_fence
-from ingestion_pipelines.storage.types import ExactDecimal, UtcDateTime
-from ingestion_pipelines.storage.upsert import upsert
+from ingestion_pipelines.storage.upsert import fast_upsert
 
 ICT = timezone(timedelta(hours=7), "ICT")
+_ICT_OFFSET_S = 7 * 3600
+
+
+@functools.cache
+def _ict_day(day_number: int) -> str:
+    """ "YYYY-MM-DD" of the ICT day `day_number` days after 1970-01-01."""
+    return (date(1970, 1, 1) + timedelta(days=day_number)).isoformat()
+
+
 _TABLES = {**DATA_TABLES, **CONTROL_TABLES}
 # (feed id, table, on_conflict, rows)
 Item = tuple[str, str, str, list[dict[str, Any]]]
@@ -60,6 +86,7 @@ class WriteMetrics:
     rows_written: int = 0
     trades_written: int = 0
     dead_letters: int = 0
+    dead_letters_lost: int = 0
     spooled_rows: int = 0
     dropped_not_owner: int = 0
     last_commit_at: datetime | None = None
@@ -84,63 +111,28 @@ class Fenced(RuntimeError):
         self.feed_id = feed_id
 
 
-def _is_outage(exc: BaseException) -> bool:
+# Errors about the data, never about the database's availability.
+_DATA_ERRORS = (DataError, IntegrityError, ProgrammingError, NotSupportedError)
+# MySQL/MariaDB: lock wait timeout, deadlock: the same batch may pass when tried again.
+_RETRY_LATER_CODES = {1205, 1213}
+
+
+def _may_be_outage(exc: BaseException) -> bool:
+    """Whether `exc` can mean the database is unavailable (then a probe decides)."""
+    if isinstance(exc, _DATA_ERRORS):
+        return False
     if isinstance(exc, (OperationalError, InterfaceError, DisconnectionError, ConnectionError)):
         return True
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
-_SQL_CACHE: dict[tuple, tuple[str, list]] = {}
+def _error_code(exc: BaseException) -> int | None:
+    args = getattr(getattr(exc, "orig", None), "args", None)
+    return args[0] if args and isinstance(args[0], int) else None
 
 
-def _driver_upsert(conn, table, rows: list[dict[str, Any]], on_conflict: str) -> None:
-    """The MySQL/MariaDB hot path: the same statement `storage.upsert` builds (ignore: a no-op
-    update of the first key column; update: `VALUES(col)`), run with the driver's executemany on
-    plain tuples. It skips SQLAlchemy's per-value bind processing, a third of the writer's time
-    at 20k msg/s (the GIL is shared with the websocket threads); the values are converted the
-    same way the column types do (UTC-aware datetimes to naive UTC; floats refused)."""
-    columns = tuple(rows[0])
-    key = (table.name, columns, on_conflict)
-    cached = _SQL_CACHE.get(key)
-    if cached is None:
-        pk = [c.name for c in table.primary_key.columns]
-        quote = conn.dialect.identifier_preparer.quote
-        if on_conflict == "ignore":
-            update = f"{quote(pk[0])} = {quote(pk[0])}"
-        else:
-            update = ", ".join(f"{quote(c)} = VALUES({quote(c)})" for c in columns if c not in pk)
-        sql = (
-            f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
-            f"VALUES ({', '.join(['%s'] * len(columns))}) ON DUPLICATE KEY UPDATE {update}"
-        )
-        kinds = [
-            "t"
-            if isinstance(table.c[c].type, UtcDateTime)
-            else "d"
-            if isinstance(table.c[c].type, ExactDecimal)
-            else ""
-            for c in columns
-        ]
-        cached = _SQL_CACHE[key] = (sql, kinds)
-    sql, kinds = cached
-    convert = [(i, kind) for i, kind in enumerate(kinds) if kind]
-    params = []
-    for row in rows:
-        values = [row[c] for c in columns]
-        for i, kind in convert:
-            value = values[i]
-            if value is None:
-                continue
-            if kind == "t":
-                if value.tzinfo is None:
-                    raise ValueError(f"naive datetime {value!r} for {columns[i]}")
-                values[i] = value.astimezone(UTC).replace(tzinfo=None)
-            elif not isinstance(value, Decimal):
-                if isinstance(value, float):
-                    raise TypeError(f"float {value!r} for the exact decimal {columns[i]}")
-                values[i] = Decimal(value)
-        params.append(tuple(values))
-    conn.exec_driver_sql(sql, params)
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
 
 
 def _publish_default(value: Any) -> Any:
@@ -165,6 +157,7 @@ class Writer:
         guard: Callable[[str], bool] | None = None,
         fence: Callable[[str], int | None] | None = None,
         on_commit: Callable[[str, str, list[dict[str, Any]], float], None] | None = None,
+        live_bars: bool = True,
     ):
         self.database_url = database_url
         self.batch_rows = batch_rows
@@ -175,6 +168,7 @@ class Writer:
         self.guard = guard
         self.fence = fence
         self.on_commit = on_commit
+        self.bars = LiveBars() if live_bars else None
         self._spools = spools
         self._spool_cache: dict[str, Spool] = {}
         self._queue: deque[Item] = deque()
@@ -223,7 +217,7 @@ class Writer:
         with self._count_lock:
             self._queue.append((feed_id, table, on_conflict, rows))
             self._queued_rows += len(rows)
-        if self._queued_rows >= self.batch_rows:
+        if self._queued_rows >= self.batch_rows and not self._wake.is_set():
             self._wake.set()
         return True
 
@@ -264,7 +258,15 @@ class Writer:
         with self._replay_lock:
             for path in spool.replay_files():
                 for table, on_conflict, rows in Spool.records(path):
-                    self._commit({(feed_id, table, on_conflict): rows})
+                    key = (feed_id, table, on_conflict)
+                    try:
+                        self._commit({key: rows})
+                    except Exception as exc:  # noqa: BLE001 - poison or outage: decided here
+                        if self._is_down(exc):
+                            raise
+                        self._isolate({key: rows}, exc)
+                        if self.down:  # went down while isolating: the file is kept
+                            raise OperationalError("spool replay", None, exc) from exc
                     total += len(rows)
                 path.unlink()
         if total:
@@ -322,7 +324,7 @@ class Writer:
                 self.replay_spool(feed_id)
         except Exception as exc:  # noqa: BLE001 - still down: try again later
             self._next_retry = time.monotonic() + self.retry_s
-            if _is_outage(exc):
+            if _may_be_outage(exc):
                 logger.debug("database still unavailable: {}", exc)
             else:
                 logger.error("spool replay failed (retrying): {}", exc)
@@ -346,16 +348,38 @@ class Writer:
                 self._commit(groups)
                 return
             except Exception as exc:  # noqa: BLE001 - classified below
-                if not _is_outage(exc):
-                    self._commit_row_by_row(groups, exc)
+                if not self._is_down(exc):
+                    self._isolate(groups, exc)
                     return
-                self.down = True
-                self._next_retry = time.monotonic() + self.retry_s
-                logger.warning(
-                    "database unavailable, batches go to the disk spool until it returns: {}",
-                    str(exc).splitlines()[0][:300],
-                )
+                self._went_down(exc)
         self._to_spool(groups)
+
+    def _went_down(self, exc: BaseException) -> None:
+        if not self.down:
+            logger.warning(
+                "database unavailable, batches go to the disk spool until it returns: {}",
+                _first_line(exc),
+            )
+        self.down = True
+        self._next_retry = time.monotonic() + self.retry_s
+
+    def _reachable(self) -> bool:
+        """Whether the database answers a trivial query on a fresh (pre-pinged) connection."""
+        try:
+            with self._engine_().connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception:  # noqa: BLE001
+            return False
+        return True
+
+    def _is_down(self, exc: BaseException) -> bool:
+        """Whether a failed commit means the database is unavailable (spool and retry), rather
+        than refusing this batch's data (isolate the poison). Ambiguous errors — a connection
+        dropped by the server, e.g. after a packet over `max_allowed_packet` — are settled by
+        probing the database."""
+        if _error_code(exc) in _RETRY_LATER_CODES:
+            return True
+        return _may_be_outage(exc) and not self._reachable()
 
     def _to_spool(self, groups) -> None:
         for (feed_id, table, on_conflict), rows in groups.items():
@@ -370,20 +394,40 @@ class Writer:
                 self._held.append((feed_id, table, on_conflict, rows))
 
     def _commit(self, groups) -> None:
+        bars = self.bars if any(k[1] == "trade_tick" for k in groups) else None
+        if bars is None:
+            self._commit_locked(groups, None)
+            return
+        with bars.lock:
+            self._commit_locked(groups, bars)
+
+    def _commit_locked(self, groups, bars: LiveBars | None) -> None:
         engine = self._engine_()
+        updated_bars: list[dict[str, Any]] = []
         try:
             with engine.begin() as conn:
                 self._check_fences(conn, groups)
                 self._write_groups(conn, groups)
-        except Fenced as fenced:
+                if bars is not None:
+                    for (_f, table, _c), rows in groups.items():
+                        if table == "trade_tick":
+                            updated_bars.extend(bars.apply(conn, rows))
+            if bars is not None:
+                bars.committed()
+        except BaseException as exc:
+            if bars is not None:
+                bars.rolled_back()
+            if not isinstance(exc, Fenced):
+                raise
+            fenced = exc
             rows = sum(len(r) for k, r in groups.items() if k[0] == fenced.feed_id)
             self.metrics_for(fenced.feed_id).dropped_not_owner += rows
             logger.bind(worker_id=fenced.feed_id).error(str(fenced))
             rest = {k: r for k, r in groups.items() if k[0] != fenced.feed_id}
             if rest:
-                self._commit(rest)
+                self._commit_locked(rest, bars)
             return
-        self._after_commit(groups)
+        self._after_commit(groups, updated_bars)
 
     def _check_fences(self, conn, groups) -> None:
         """Inside the batch's transaction: a feed whose fencing token is older than the newest
@@ -416,49 +460,80 @@ class Writer:
             table = _TABLES[table_name]
             if on_conflict == "insert":
                 conn.execute(insert(table), rows)
-            elif conn.dialect.name in ("mysql", "mariadb"):
-                _driver_upsert(conn, table, rows, on_conflict)
             else:
-                upsert(conn, table, rows, on_conflict=on_conflict, classify=False)
+                fast_upsert(conn, table, rows, on_conflict=on_conflict)
 
-    def _after_commit(self, groups) -> None:
+    def _after_commit(self, groups, bars: list[dict[str, Any]]) -> None:
         committed = time.time()
         for (feed_id, table_name, _c), rows in groups.items():
             self._account(feed_id, table_name, rows, committed)
             if self.on_commit is not None:
                 self.on_commit(feed_id, table_name, rows, committed)
         if self.publisher is not None:
-            self._publish(groups)
+            self._publish(groups, bars)
 
-    def _commit_row_by_row(self, groups, first_error: BaseException) -> None:
+    def _isolate(self, groups, first_error: BaseException) -> None:
+        """A batch the database refused while answering: commit it in halves until only the
+        refused rows are left; those go to dead_letter. An outage meanwhile spools the rest."""
         logger.warning(
-            "a batch was refused ({}); writing it row by row, refused rows go to dead_letter",
-            str(first_error).splitlines()[0][:300],
+            "a batch was refused ({}); splitting it, refused rows go to dead_letter",
+            _first_line(first_error),
         )
         for key, rows in groups.items():
-            for row in rows:
-                try:
-                    self._commit({key: [row]})
-                except Exception as exc:  # noqa: BLE001
-                    if _is_outage(exc):
-                        self.down = True
-                        self._to_spool({key: [row]})
-                        continue
-                    self._dead_letter(key[0], f"refused by the database: {exc}", repr(row))
+            self._bisect(key, rows)
 
-    def _dead_letter(self, feed_id: str, reason: str, payload: str) -> None:
-        row = {
-            "worker_id": worker_of(feed_id),  # a shard key names its feed
-            "received_at": datetime.now(UTC),
-            "reason": reason[:2000],
-            "payload": payload,
-            "run_id": None,
-            "context": None,
-        }
+    def _bisect(self, key: tuple[str, str, str], rows: list[dict[str, Any]]) -> None:
+        if self.down:
+            self._to_spool({key: rows})
+            return
         try:
-            self._commit({(feed_id, "dead_letter", "insert"): [row]})
-        except Exception:  # noqa: BLE001
-            self._to_spool({(feed_id, "dead_letter", "insert"): [row]})
+            self._commit({key: rows})
+            return
+        except Exception as exc:  # noqa: BLE001 - poison or outage: decided here
+            if self._is_down(exc):
+                self._went_down(exc)
+                self._to_spool({key: rows})
+                return
+            if len(rows) == 1:
+                self._refused(key, rows[0], exc)
+                return
+        half = len(rows) // 2
+        self._bisect(key, rows[:half])
+        self._bisect(key, rows[half:])
+
+    def _refused(self, key: tuple[str, str, str], row: dict[str, Any], exc: BaseException):
+        """One row the database refuses: to dead_letter, capped. A dead letter that is itself
+        refused is written again with its payload cut to the head; failing that, logged."""
+        feed_id, table, _c = key
+        reason = f"refused by the database ({table}): {type(exc).__name__}: {_first_line(exc)}"
+        if table == "dead_letter":
+            letter = dead_letter_row(
+                worker_of(feed_id),  # a shard key names its feed
+                f"{row.get('reason', '')} [{reason}]",
+                row.get("payload", ""),
+                received_at=row.get("received_at"),
+                context=row.get("context") if isinstance(row.get("context"), dict) else None,
+            )
+            if letter["payload"] == row.get("payload"):
+                letter["payload"] = str(letter["payload"])[:1024]
+        else:
+            letter = dead_letter_row(
+                worker_of(feed_id), reason, repr(row), context={"table": table}
+            )
+        dl_key = (feed_id, "dead_letter", "insert")
+        try:
+            self._commit({dl_key: [letter]})
+        except Exception as again:  # noqa: BLE001
+            if self._is_down(again):
+                self._went_down(again)
+                self._to_spool({dl_key: [letter]})
+            else:
+                self.metrics_for(feed_id).dead_letters_lost += 1
+                logger.bind(worker_id=feed_id).error(
+                    "a dead letter was refused too and is dropped ({}): {}",
+                    _first_line(again),
+                    str(letter["payload"])[:200],
+                )
 
     def _account(self, feed_id: str, table: str, rows: list[dict[str, Any]], committed: float):
         m = self.metrics_for(feed_id)
@@ -470,34 +545,49 @@ class Writer:
         if table != "trade_tick":
             return
         m.trades_written += len(rows)
+        # per ICT day: the day's number from the epoch time (astimezone/strftime per row would
+        # cost more than the rest of this method)
+        by_day: dict[int, list[datetime]] = {}
         for row in rows:
             traded_at = row["traded_at"]
-            day = m.days.get(key := traded_at.astimezone(ICT).strftime("%Y-%m-%d"))
+            day_number = int(traded_at.timestamp() + _ICT_OFFSET_S) // 86400
+            times = by_day.get(day_number)
+            if times is None:
+                by_day[day_number] = [traded_at]
+            else:
+                times.append(traded_at)
+        for day_number, times in by_day.items():
+            key = _ict_day(day_number)
+            day = m.days.get(key)
             if day is None:
                 day = m.days[key] = DayStats()
-            day.trades += 1
-            if day.first_trade_at is None or traded_at < day.first_trade_at:
-                day.first_trade_at = traded_at
-            if day.last_trade_at is None or traded_at > day.last_trade_at:
-                day.last_trade_at = traded_at
+            day.trades += len(times)
+            first, last = min(times), max(times)
+            if day.first_trade_at is None or first < day.first_trade_at:
+                day.first_trade_at = first
+            if day.last_trade_at is None or last > day.last_trade_at:
+                day.last_trade_at = last
         last = max(r["traded_at"] for r in rows)
         if m.last_trade_at is None or last > m.last_trade_at:
             m.last_trade_at = last
         m.lag_s = max(0.0, committed - rows[-1]["received_at"].timestamp())
 
-    def _publish(self, groups) -> None:
+    def _publish(self, groups, bars: list[dict[str, Any]]) -> None:
         by_channel: dict[str, list[dict[str, Any]]] = {}
         for (_feed, table, _c), rows in groups.items():
             if table != "trade_tick":
                 continue
             for row in rows:
                 by_channel.setdefault(f"ticks:{row['source']}:{row['symbol']}", []).append(row)
-        if not by_channel:
+        if not by_channel and not bars:
             return
         try:
             pipe = self.publisher.pipeline(transaction=False)
             for channel, rows in by_channel.items():
                 pipe.publish(channel, orjson.dumps(rows, default=_publish_default))
+            for bar in bars:
+                channel = f"bars:{bar['source']}:{bar['symbol']}"
+                pipe.publish(channel, orjson.dumps(bar_message(bar)))
             pipe.execute()
         except Exception as exc:  # noqa: BLE001 - dashboards are best effort
             now = time.monotonic()

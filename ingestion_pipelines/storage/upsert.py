@@ -3,6 +3,10 @@
 Rows are classified against what the table already holds (inside the same transaction), so the
 result says exactly how many were inserted, updated or left unchanged, and unchanged rows are not
 written at all. The whole call is one transaction unless the caller passes its own connection.
+
+`fast_upsert` is the hot path of the same statement (the sidecar's writer): no classification, and
+on MySQL/MariaDB the driver's `executemany` on plain tuples, skipping SQLAlchemy's per-value
+processing.
 """
 
 from __future__ import annotations
@@ -11,10 +15,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, Table, select, tuple_
+from pymysql.cursors import RE_INSERT_VALUES
+from sqlalchemy import Connection, Engine, Integer, String, Table, select, tuple_
 from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.types import TypeDecorator
+
+from ingestion_pipelines.storage.types import ExactDecimal, UtcDateTime
 
 OnConflict = Literal["update", "ignore"]
 
@@ -181,3 +190,150 @@ def upsert(
         with target.begin() as conn:
             return run(conn)
     return run(target)
+
+
+# One statement stays under this many characters (PyMySQL's own `executemany` limit).
+_MAX_STATEMENT_CHARS = 1_024_000
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    prefix: str  # "INSERT INTO t (a, b) VALUES "
+    postfix: str  # " ON DUPLICATE KEY UPDATE ..."
+    values: Any  # itemgetter: row -> tuple in the statement's column order
+    kinds: tuple[str, ...]  # per position: "time", "decimal", "str", "int" or "other"
+    names: tuple[str, ...]
+
+
+_PREPARED: dict[tuple, _Prepared | None] = {}
+
+
+def _kind(column_type: Any) -> str | None:
+    """How the fast path writes a column's values; None: a type it leaves to SQLAlchemy."""
+    if isinstance(column_type, UtcDateTime):
+        return "time"
+    if isinstance(column_type, ExactDecimal):
+        return "decimal"
+    if isinstance(column_type, TypeDecorator):
+        return None  # its bind processing must run (JSON text, ...)
+    if isinstance(column_type, String):
+        return "str"
+    if isinstance(column_type, Integer):
+        return "int"
+    return "other"
+
+
+def _prepare(conn: Connection, table: Table, columns: tuple[str, ...], on_conflict):
+    """The statement `upsert` builds for these columns, split around its VALUES row (None: a
+    column type needs SQLAlchemy's bind processing)."""
+    cache_key = (conn.dialect.name, table.name, columns, on_conflict)
+    if cache_key in _PREPARED:
+        return _PREPARED[cache_key]
+    key = [c.name for c in table.primary_key.columns]
+    compiled = _statement(conn, table, key, columns, on_conflict).compile(
+        dialect=mysql.dialect(paramstyle="format"), column_keys=list(columns)
+    )
+    names = tuple(compiled.positiontup)
+    kinds = tuple(_kind(table.c[name].type) for name in names)
+    prepared = None
+    match = RE_INSERT_VALUES.match(str(compiled))
+    if match is not None and None not in kinds:
+        prepared = _Prepared(
+            match.group(1),
+            match.group(3),
+            itemgetter(*names) if len(names) > 1 else (lambda row, n=names[0]: (row[n],)),
+            kinds,  # type: ignore[arg-type]
+            names,
+        )
+    _PREPARED[cache_key] = prepared
+    return prepared
+
+
+def _time_literal(value: Any, name: str) -> str:
+    if type(value) is not datetime:
+        if value is None:
+            return "NULL"
+        raise TypeError(f"{name}: expected a datetime, got {type(value).__name__}")
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None:
+            raise ValueError(f"{name}: naive datetime {value!r}: give times with a timezone (UTC)")
+        value = value.astimezone(UTC)
+    return "'" + value.isoformat(" ")[:-6] + "'"  # without "+00:00"
+
+
+def _decimal_literal(value: Any, name: str) -> str:
+    if type(value) is not Decimal:
+        if value is None:
+            return "NULL"
+        if isinstance(value, float):
+            raise TypeError(f"float {value!r} given for the exact decimal {name}: pass Decimal")
+        value = Decimal(value)
+    if not value.is_finite():
+        raise ValueError(f"{name}: {value} is not a finite number")
+    return format(value, "f")
+
+
+def _row_literals(prepared: _Prepared, rows: Sequence[Mapping[str, Any]], driver) -> list[str]:
+    """Each row as an SQL row literal "(v1,v2,...)". Strings are escaped by the driver (which
+    follows the server's NO_BACKSLASH_ESCAPES mode), times are written in UTC,
+    decimals exactly; naive times and floats for decimals are refused as the column types do."""
+    escape = driver.escape  # quotes and escapes a str per the server's backslash mode
+    names = prepared.names
+
+    def literal(kind: str, value: Any, name: str) -> str:
+        if kind == "str" and type(value) is str:
+            return escape(value)
+        if kind == "int" and type(value) is int:
+            return str(value)
+        if kind == "time":
+            return _time_literal(value, name)
+        if kind == "decimal":
+            return _decimal_literal(value, name)
+        return "NULL" if value is None else escape(value)
+
+    kinds = prepared.kinds
+    out = []
+    for values in map(prepared.values, rows):
+        out.append("(" + ",".join(map(literal, kinds, values, names)) + ")")
+    return out
+
+
+def fast_upsert(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    on_conflict: OnConflict = "update",
+) -> int:
+    """`upsert(conn, table, rows, on_conflict=..., classify=False)` for hot paths, in the caller's
+    transaction; returns how many rows were sent. Every row must have the columns of the first.
+
+    On MySQL/MariaDB the statement `upsert` would build is compiled once per (table, columns) and
+    sent as multi-row INSERTs of at most ~1 MB, its rows written as SQL literals here: PyMySQL's
+    `executemany` spends most of its time escaping values one Python call at a time. Rows with the
+    same key in one call: the first wins with `ignore`, the last with `update`, as in `upsert`.
+    Other dialects, and tables with columns needing bind processing (JSON), use `upsert` itself.
+    """
+    if not rows:
+        return 0
+    prepared = (
+        _prepare(conn, table, tuple(rows[0]), on_conflict)
+        if conn.dialect.name in ("mysql", "mariadb")
+        else None
+    )
+    if prepared is None:
+        return upsert(conn, table, rows, on_conflict=on_conflict, classify=False).written
+    driver = conn.connection.dbapi_connection
+    literals = _row_literals(prepared, rows, driver)
+    budget = _MAX_STATEMENT_CHARS - len(prepared.prefix) - len(prepared.postfix)
+    start = 0
+    while start < len(literals):
+        end, size = start, 0
+        while end < len(literals) and (end == start or size + len(literals[end]) < budget):
+            size += len(literals[end]) + 1
+            end += 1
+        sql = prepared.prefix + ",".join(literals[start:end]) + prepared.postfix
+        # SQLAlchemy hands the driver an empty parameter tuple, so PyMySQL %-formats the text
+        conn.exec_driver_sql(sql.replace("%", "%%") if "%" in sql else sql)
+        start = end
+    return len(rows)

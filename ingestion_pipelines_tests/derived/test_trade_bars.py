@@ -266,3 +266,50 @@ def test_derived_defs_load_with_a_running_automation_sensor():
     assert node.group_name == "derived"
     assert {k.path[0] for k in node.parent_keys} == {"binance_trades", "ssi_iboard"}
     assert node.partitions_def.timezone == "Asia/Ho_Chi_Minh"
+
+
+def test_reconciliation_check_passes_over_live_bars_and_reports_a_difference(
+    database_url, tmp_path
+):
+    """The sidecar's writer keeps the bars live; the daily run finds nothing to change (the check
+    passes); a bar changed behind its back is reported (failed check, metadata) and fixed."""
+    from sqlalchemy import update
+
+    from ingestion_pipelines.derived.trade_bars import LIVE_BARS_CHECK
+    from ingestion_pipelines.sidecar.spool import Spool
+    from ingestion_pipelines.sidecar.writer import Writer
+
+    writer = Writer(database_url, spools=lambda feed: Spool(tmp_path / feed)).start()
+    try:
+        for batch in (TICKS[:4], TICKS[4:7], TICKS[7:], TICKS[2:5]):  # a re-sent batch too
+            assert writer.submit("binance_trades", "trade_tick", [dict(t) for t in batch])
+            assert writer.flush(20)
+    finally:
+        writer.stop()
+
+    def run() -> tuple[dict, dg.AssetCheckEvaluation]:
+        result = dg.materialize(
+            [trade_bars_asset()], partition_key="2025-06-02", resources=_resources(database_url)
+        )
+        assert result.success
+        [evaluation] = result.get_asset_check_evaluations()
+        assert evaluation.check_name == LIVE_BARS_CHECK
+        mat = result.asset_materializations_for_node(WORKER_ID)[0]
+        return {k: v.value for k, v in mat.metadata.items()}, evaluation
+
+    metadata, evaluation = run()
+    assert evaluation.passed and metadata["bar_differences"] == 0
+    assert (metadata["bars_inserted"], metadata["bars_updated"]) == (0, 0)
+    minute = utc(2025, 6, 1, 17, 0)
+    with ensure_schema(database_url).begin() as conn:
+        conn.execute(
+            update(trade_bar_1m)
+            .where(trade_bar_1m.c.bar_start == minute)
+            .values(close=Decimal("1"))
+        )
+    metadata, evaluation = run()
+    assert not evaluation.passed and metadata["bars_updated"] == 1
+    [difference] = evaluation.metadata["difference_sample"].value
+    assert difference["stored"]["close"] == "1" and difference["recomputed"]["close"] == "100.4"
+    assert _bars(database_url)[("binance", "BTCUSDT", minute)][3] == Decimal("100.40")
+    assert run()[1].passed

@@ -58,7 +58,7 @@ def test_full_spool_holds_batches_and_bounds_the_queue(mariadb_url, mariadb_serv
         assert refused > 0  # back-pressure instead of unbounded memory
         assert writer.pending_rows <= 500 + 50
         metrics = writer.metrics_for("binance_trades")
-        assert metrics.last_error and "is full" in metrics.last_error
+        wait_until(lambda: "is full" in (metrics.last_error or ""), 10, "the spool full")
         assert writer.spool("binance_trades").size() <= 20_000
         mariadb_server.start()
         assert writer.flush(30)

@@ -1,0 +1,107 @@
+"""`fast_upsert`, the hot path of `upsert`'s statement: the same rows and semantics on every
+database, values written exactly (on MySQL/MariaDB as SQL literals built here)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from ingestion_pipelines.storage import tables
+from ingestion_pipelines.storage.engines import ensure_schema
+from ingestion_pipelines.storage.upsert import fast_upsert
+
+HANOI = timezone(timedelta(hours=7))
+
+
+def trade(trade_id: int, **changes) -> dict:
+    at = datetime(2026, 4, 14, 3, 0, 0, 123456, tzinfo=UTC) + timedelta(milliseconds=trade_id)
+    row = {
+        "source": "binance",
+        "symbol": "BTCUSDT",
+        "trade_id": trade_id,
+        "price": Decimal("43210.123456789012345678"),
+        "quantity": Decimal("0.000000000000000001"),
+        "side": "buy",
+        "traded_at": at,
+        "received_at": at,
+    }
+    row.update(changes)
+    return row
+
+
+def stored(engine, table=tables.trade_tick) -> list[dict]:
+    with engine.connect() as conn:
+        query = select(table).order_by(*table.primary_key.columns)
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def test_values_round_trip_exactly(database_url):
+    engine = ensure_schema(database_url)
+    hostile = 'O\'B \\ "x" %s %% 5%;-- Việt 📈'  # 25 characters (symbol is 32)
+    rows = [
+        trade(1),
+        trade(2, symbol=hostile, price=Decimal("1E-18"), quantity=Decimal("99999999999999999999")),
+        trade(3, traded_at=datetime(2026, 4, 14, 10, 0, tzinfo=HANOI)),  # 03:00 UTC
+        trade(4, price="12.5"),  # a str for an exact decimal, as the column type accepts
+    ]
+    with engine.begin() as conn:
+        assert fast_upsert(conn, tables.trade_tick, rows, on_conflict="ignore") == 4
+    got = {(r["symbol"], r["trade_id"]): r for r in stored(engine)}
+    assert got[(hostile, 2)]["price"] == Decimal("1E-18")
+    assert got[(hostile, 2)]["quantity"] == Decimal("99999999999999999999")
+    assert got[("BTCUSDT", 1)]["price"] == Decimal("43210.123456789012345678")
+    assert got[("BTCUSDT", 1)]["traded_at"] == rows[0]["traded_at"]
+    assert got[("BTCUSDT", 3)]["traded_at"] == datetime(2026, 4, 14, 3, 0, tzinfo=UTC)
+    assert got[("BTCUSDT", 4)]["price"] == Decimal("12.5")
+
+
+def test_ignore_keeps_the_first_update_takes_the_last(database_url):
+    engine = ensure_schema(database_url)
+    with engine.begin() as conn:
+        fast_upsert(conn, tables.trade_tick, [trade(1)], on_conflict="ignore")
+        fast_upsert(
+            conn, tables.trade_tick, [trade(1, side="sell"), trade(2)], on_conflict="ignore"
+        )
+    assert [r["side"] for r in stored(engine)] == ["buy", "buy"]
+    bar = {
+        "source": "binance",
+        "symbol": "BTCUSDT",
+        "bar_start": datetime(2026, 4, 14, 3, 0, tzinfo=UTC),
+        "open": Decimal(1),
+        "high": Decimal(2),
+        "low": Decimal(1),
+        "close": Decimal(2),
+        "volume": Decimal(3),
+        "trade_count": 2,
+    }
+    with engine.begin() as conn:
+        fast_upsert(conn, tables.trade_bar_1m, [bar])
+        fast_upsert(conn, tables.trade_bar_1m, [{**bar, "close": Decimal("1.5"), "trade_count": 3}])
+    (row,) = stored(engine, tables.trade_bar_1m)
+    assert (row["close"], row["trade_count"], row["open"]) == (Decimal("1.5"), 3, Decimal(1))
+
+
+def test_a_statement_per_megabyte_in_one_transaction(mariadb_url):
+    engine = ensure_schema(mariadb_url)
+    rows = [trade(i, symbol="S" * 32) for i in range(12_000)]  # ~2.5 MB of literals
+    with engine.begin() as conn:
+        assert fast_upsert(conn, tables.trade_tick, rows, on_conflict="ignore") == 12_000
+    assert len(stored(engine)) == 12_000
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"traded_at": datetime(2026, 4, 14, 3, 0)}, ValueError),  # naive
+        ({"price": 1.5}, TypeError),  # a float for an exact decimal
+        ({"price": Decimal("NaN")}, ValueError),
+    ],
+)
+def test_refuses_what_the_column_types_refuse(mariadb_url, changes, error):
+    engine = ensure_schema(mariadb_url)
+    with pytest.raises(error), engine.begin() as conn:
+        fast_upsert(conn, tables.trade_tick, [trade(1), trade(2, **changes)], on_conflict="ignore")
+    assert stored(engine) == []  # nothing of the batch
