@@ -726,7 +726,10 @@ def _redis_check(redis_url: str | None) -> dict[str, Any]:
 
 
 def parse_cli_value(text: str) -> Any:
-    """A value typed on the command line: JSON when it parses (5, true, ["a"]), else text."""
+    """A value typed on the command line: JSON when it parses (5, true, ["a"]), else text;
+    `env:NAME` is a secret reference, `{"env": "NAME"}`."""
+    if text.startswith("env:"):
+        return {"env": text[len("env:") :]}
     try:
         return json.loads(text)
     except ValueError:

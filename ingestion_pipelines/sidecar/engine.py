@@ -34,6 +34,7 @@ from ingestion_pipelines.sidecar.gaps import FirstSeen, GapFiller, GapTracker
 from ingestion_pipelines.sidecar.spool import Spool
 from ingestion_pipelines.sidecar.writer import Writer
 from ingestion_pipelines.storage.tables import trade_tick
+from ingestion_pipelines.url_policy import FEED_SCHEMES, check_url
 
 
 def proxy_options(proxy: str | None) -> dict[str, Any]:
@@ -243,6 +244,7 @@ class FeedEngine:
     def _connect(self, url: str, settings: Any) -> websocket.WebSocket:
         headers = {"User-Agent": BROWSER_USER_AGENT, **getattr(self.feed, "headers", {})}
         origin = headers.pop("Origin", None)  # the library sends its own unless given apart
+        check_url(url, FEED_SCHEMES, "feed URL")
         ws = websocket.create_connection(
             url,
             timeout=settings.timeout_s,

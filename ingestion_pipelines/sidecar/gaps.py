@@ -25,6 +25,7 @@ import orjson
 from loguru import logger
 
 from ingestion_pipelines.feeds.protocol import BROWSER_USER_AGENT
+from ingestion_pipelines.url_policy import CRAWL_SCHEMES, SafeRedirectHandler, check_url
 
 MAX_UNFILLED_KEPT = 50
 
@@ -177,7 +178,8 @@ class GapFiller:
     def _get(self, url: str, timeout_s: float, proxy: str | None = None) -> bytes | None:
         delay = 0.5
         handlers = [urllib.request.ProxyHandler({"http": proxy, "https": proxy})] if proxy else []
-        opener = urllib.request.build_opener(*handlers)
+        opener = urllib.request.build_opener(*handlers, SafeRedirectHandler())
+        check_url(url, CRAWL_SCHEMES, "REST history URL")
         for attempt in range(1, self.max_attempts + 1):
             request = urllib.request.Request(url, headers={"User-Agent": BROWSER_USER_AGENT})
             try:

@@ -12,7 +12,7 @@ import orjson
 from loguru import logger
 from sqlalchemy import func, select
 
-from ingestion_pipelines.config import WorkerConfigResource
+from ingestion_pipelines.config import RunOverrides, WorkerConfigResource
 from ingestion_pipelines.logs import run_logging
 from ingestion_pipelines.resources.database import DatabaseResource
 from ingestion_pipelines.resources.http import HttpClientResource, HttpFetchError
@@ -27,7 +27,7 @@ warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.Bet
 TIMEZONE = "Asia/Ho_Chi_Minh"
 
 
-class SourceRunConfig(dg.PermissiveConfig):
+class SourceRunConfig(RunOverrides):
     """Run config for a crawl: any key given here overrides the config chain for that run only
     (e.g. `{"base_url": "http://127.0.0.1:8700", "timeout_s": 5}`)."""
 
