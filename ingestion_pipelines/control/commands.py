@@ -19,6 +19,7 @@ from typing import Any
 
 from ingestion_pipelines.config import ConfigChain, ConfigError
 from ingestion_pipelines.control.client import ControlError, DagsterClient, expect
+from ingestion_pipelines.failures import graphql_error_text
 from ingestion_pipelines.redaction import redact, redact_url
 from ingestion_pipelines.settings import get_settings
 from ingestion_pipelines.workers import WorkerSpec, catalogue, get_worker
@@ -352,8 +353,8 @@ def run_error(client: DagsterClient, run_id: str) -> str | None:
     failure = step or next((e for e in events if e["__typename"] == "RunFailureEvent"), None)
     if failure is None:
         return None
-    message = ((failure.get("error") or {}).get("message") or failure.get("message") or "").strip()
-    return redact(message)[:1000]
+    message = graphql_error_text(failure.get("error")) or failure.get("message") or ""
+    return redact(message.strip())[:1000]
 
 
 def trigger(

@@ -33,6 +33,7 @@ from ingestion_pipelines.control.alerts import (
     post_alert,
     webhook_for,
 )
+from ingestion_pipelines.failures import error_text
 from ingestion_pipelines.redaction import redact
 from ingestion_pipelines.settings import get_settings
 
@@ -211,7 +212,8 @@ def _run_error(instance, run_id: str) -> str:
             event = entry.dagster_event
             data = getattr(event, "event_specific_data", None)
             error = getattr(data, "error", None)
-            text = getattr(error, "message", None) or (event.message if event else None)
+            # "Exceeded max_retries of 3" alone says nothing: the cause chain says what failed
+            text = error_text(error) or (event.message if event else None)
             if text:
                 return text.strip()
     return ""
