@@ -10,6 +10,7 @@ naming the worker, the database and the source's URL, with the driver's own code
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -18,6 +19,8 @@ from ingestion_pipelines.redaction import redact, redact_url
 CAUSE_SEPARATOR = " <- cause: "
 MAX_TEXT = 1000
 _NOISE = ("The above exception was", "Error occurred while executing")
+# "dagster._core.definitions.events.Failure: ..." -> "Failure: ..."
+_QUALIFIED = re.compile(r"^(?:[A-Za-z_][\w]*\.)+([A-Za-z_]\w*: )")
 
 
 class StorageError(RuntimeError):
@@ -28,7 +31,7 @@ class StorageError(RuntimeError):
 def _chain_text(messages: Iterable[str | None]) -> str:
     parts: list[str] = []
     for message in messages:
-        text = " ".join((message or "").split())
+        text = _QUALIFIED.sub(r"\1", " ".join((message or "").split()))
         if not text or any(text.startswith(noise) for noise in _NOISE) or text in parts:
             continue
         parts.append(text)
