@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
 
 import dagster as dg
 from loguru import logger
@@ -49,7 +50,6 @@ class ConfigError(ValueError):
 
 # ---- secrets: given as a reference to an environment variable, resolved only where used --------
 
-SECRET_KEYS = ("proxy", "database_url", "alert_webhook", "api_key")
 ENV_REFERENCE = "env"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 SECRET_HINT = (
@@ -69,8 +69,6 @@ def env_reference(value: Any) -> str | None:
 
 def url_with_password(value: Any) -> bool:
     """Whether `value` (text, or a list of texts) holds a URL with a password in it."""
-    from urllib.parse import urlsplit
-
     items = value if isinstance(value, list | tuple) else [value]
     for item in items:
         if isinstance(item, str) and "@" in item and "://" in item:
@@ -90,8 +88,9 @@ class SecretReference(dg.Config):
 
 
 class RunOverrides(dg.PermissiveConfig):
-    """Run config of a worker's run: any key of the chain for this run only. Secret keys are
-    typed as references, so a literal secret is refused at launch, before any run exists."""
+    """Run config of a worker's run: any key of the chain for this run only. The secret keys
+    (those marked `secret()` in `workers.py`) are typed as references, so a literal secret is
+    refused at launch, before any run exists."""
 
     proxy: SecretReference | None = None
     database_url: SecretReference | None = None
