@@ -31,6 +31,7 @@ IDENTITY_TAG = "ingest/identity"
 MAX_IDENTITY = 128
 CONFIG_OP = "apply_config_change"
 _LAUNCH_WORDS = ("launch", "reexecut", "backfill")
+_TAG_LISTS = ("tags", "extraTags")
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -60,24 +61,28 @@ def _retag(tags: list[Any], identity: str | None) -> list[Any]:
 
 
 def stamp_identity(node: Any, identity: str | None) -> Any:
-    """Every `tags` / `extraTags` list of GraphQL variables with the identity tag replaced."""
-    if isinstance(node, dict):
-        out = {}
-        for key, value in node.items():
-            if key in ("tags", "extraTags") and isinstance(value, list):
-                out[key] = _retag(value, identity)
-            else:
-                out[key] = stamp_identity(value, identity)
-        for key in ("executionMetadata", "reexecutionParams"):
-            holder = out.get(key)
-            if isinstance(holder, dict) and key == "executionMetadata" and "tags" not in holder:
-                holder["tags"] = _retag([], identity)
-            if isinstance(holder, dict) and key == "reexecutionParams" and identity:
-                holder.setdefault("extraTags", _retag([], identity))
-        return out
+    """GraphQL variables with every `tags` / `extraTags` list re-tagged, and the identity added
+    to launches that carry no tags at all."""
     if isinstance(node, list):
         return [stamp_identity(item, identity) for item in node]
-    return node
+    if not isinstance(node, dict):
+        return node
+    out = {
+        key: _retag(value, identity)
+        if key in _TAG_LISTS and isinstance(value, list)
+        else stamp_identity(value, identity)
+        for key, value in node.items()
+    }
+    if identity:
+        params = out.get("executionParams")
+        if isinstance(params, dict):
+            metadata = params.setdefault("executionMetadata", {})
+            if isinstance(metadata, dict):
+                metadata.setdefault("tags", _retag([], identity))
+        reexecution = out.get("reexecutionParams")
+        if isinstance(reexecution, dict):
+            reexecution.setdefault("extraTags", _retag([], identity))
+    return out
 
 
 def _run_configs(node: Any):
@@ -94,34 +99,58 @@ def _run_configs(node: Any):
 
 
 def check_run_config(run_config: Any) -> None:
-    """Raise `LaunchRefused` when a run config would store a secret in the instance."""
+    """Raise `LaunchRefused` when a run config would store a secret in the instance: a secret
+    key given literally (to a worker's op or to `config_change`), or a URL with a password."""
     if not isinstance(run_config, dict):
         return
-    ops = run_config.get("ops") or {}
-    change = (ops.get(CONFIG_OP) or {}).get("config") if isinstance(ops, dict) else None
-    if isinstance(change, dict) and not change.get("unset") and change.get("value") is not None:
-        from ingestion_pipelines.control.defs import GLOBAL, secret_key
-
-        worker = change.get("worker_id")
-        worker = None if worker in (None, "", GLOBAL) else worker
-        try:
-            value = json.loads(change["value"])
-        except (TypeError, ValueError):
-            value = change["value"]
-        try:
-            is_secret = secret_key(worker, str(change.get("key")))
-        except KeyError:
-            is_secret = False  # an unknown worker: the job itself says so
-        if is_secret and env_reference(value) is None:
-            raise LaunchRefused(
-                f'{change.get("key")} is a secret: give it as {{"env": "NAME"}} (a variable '
-                "set where the workers run); a literal would be stored in the run's config"
-            )
+    ops = run_config.get("ops")
+    for op_name, op in ops.items() if isinstance(ops, dict) else ():
+        config = op.get("config") if isinstance(op, dict) else None
+        if not isinstance(config, dict):
+            continue
+        if op_name == CONFIG_OP:
+            _check_config_change(config)
+        else:
+            for key in _secret_keys() & set(config):
+                if config[key] is not None and env_reference(config[key]) is None:
+                    raise LaunchRefused(_literal_secret(key))
     if _holds_url_password(run_config):
         raise LaunchRefused(
             "the run config holds a URL with a password: URL passwords are secrets, set them "
             "in the environment of the workers"
         )
+
+
+def _secret_keys() -> set[str]:
+    from ingestion_pipelines.workers import catalogue
+
+    return {key for spec in catalogue().values() for key in spec.settings.secret_keys()}
+
+
+def _literal_secret(key: str) -> str:
+    return (
+        f'{key} is a secret: give it as {{"env": "NAME"}} (a variable set where the workers '
+        "run); a literal would be stored in the run's config"
+    )
+
+
+def _check_config_change(change: dict[str, Any]) -> None:
+    if change.get("unset") or change.get("value") is None:
+        return
+    from ingestion_pipelines.control.defs import GLOBAL, secret_key
+
+    worker = change.get("worker_id")
+    worker = None if worker in (None, "", GLOBAL) else worker
+    try:
+        value = json.loads(change["value"])
+    except (TypeError, ValueError):
+        value = change["value"]
+    try:
+        is_secret = secret_key(worker, str(change.get("key")))
+    except KeyError:
+        return  # an unknown worker: the job itself says so
+    if is_secret and env_reference(value) is None:
+        raise LaunchRefused(_literal_secret(str(change.get("key"))))
 
 
 def _holds_url_password(node: Any) -> bool:

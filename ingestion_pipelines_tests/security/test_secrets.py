@@ -34,15 +34,11 @@ def test_config_set_refuses_a_literal_secret_before_launching(operator, monkeypa
 
 def test_the_launchpad_cannot_store_a_literal_secret(operator):
     before = operator.run_ids()
-    # a crawl's run config: Dagster itself refuses it at launch (the schema wants {env: NAME})
-    config = {"ops": {"fear_greed": {"config": {"proxy": f"socks5h://{SECRET}.example:1080"}}}}
-    status, answer = operator.launch("fear_greed_job", config, user="alice")
-    assert status == 200
-    assert answer["data"]["launchRun"]["__typename"] == "RunConfigValidationInvalid"
-    # with a password in it, the operator webserver refuses it before Dagster sees it
-    config = {"ops": {"fear_greed": {"config": {"proxy": PROXY}}}}
-    status, answer = operator.launch("fear_greed_job", config, user="alice")
-    assert status == 403 and SECRET not in str(answer)
+    # a crawl's run config: refused by the operator webserver before Dagster sees it
+    for proxy in (PROXY, f"socks5h://{SECRET}.example:1080"):
+        config = {"ops": {"fear_greed": {"config": {"proxy": proxy}}}}
+        status, answer = operator.launch("fear_greed_job", config, user="alice")
+        assert status == 403 and SECRET not in str(answer)
     # the config job: the operator webserver refuses it before Dagster sees it
     change = {"worker_id": "fear_greed", "key": "proxy", "value": f'"{PROXY}"'}
     status, answer = operator.launch(
@@ -56,6 +52,21 @@ def test_the_launchpad_cannot_store_a_literal_secret(operator):
     assert status == 403 and SECRET not in str(answer)
     assert operator.run_ids() == before
     _no_secret_anywhere(operator)
+
+
+def test_dagster_itself_refuses_a_literal_secret_in_a_crawls_run_config():
+    """What a plain `dagster-webserver` (or `dagster job launch`) checks before creating a run:
+    the crawl's secret keys are typed `{env: NAME}`."""
+    import dagster as dg
+
+    from ingestion_pipelines.definitions import build_definitions
+
+    job = build_definitions().get_job_def("fear_greed_job")
+    literal = {"ops": {"fear_greed": {"config": {"proxy": f"socks5h://{SECRET}.example:1080"}}}}
+    with pytest.raises(dg.DagsterInvalidConfigError, match="proxy"):
+        dg.validate_run_config(job, literal)
+    reference = {"ops": {"fear_greed": {"config": {"proxy": {"env": "FG_PROXY"}}}}}
+    assert dg.validate_run_config(job, reference)
 
 
 def test_a_reference_travels_and_the_secret_stays_in_the_environment(operator):
