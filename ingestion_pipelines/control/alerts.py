@@ -25,7 +25,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ingestion_pipelines.config import env_reference
+from loguru import logger
+
+from ingestion_pipelines.config import ConfigError, env_reference
 from ingestion_pipelines.redaction import redact, register_secret
 from ingestion_pipelines.url_policy import CRAWL_SCHEMES, UnsafeUrlError, check_url
 
@@ -292,6 +294,8 @@ def webhook_for(worker_id: str | None, chain) -> str | None:
             value = chain.resolve(worker_id).settings.alert_webhook
         except KeyError:
             value = None  # not a worker of the catalogue: fall back to the global setting
+        except ConfigError as exc:  # a bad setting of the worker must not silence its alerts
+            logger.warning("alert_webhook of {}: {}; using the global one", worker_id, exc)
         else:
             if value:
                 register_secret(value)
