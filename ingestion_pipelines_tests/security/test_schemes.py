@@ -139,3 +139,21 @@ def test_cross_origin_redirect_drops_credentials_cookies_and_api_keys():
         sent = " ".join(f"{k}: {v}" for k, v in landed.headers.items())
         assert "S3CRET" not in sent, sent
         assert "user-agent" in landed.headers
+
+
+def test_the_sidecar_checks_again_before_connecting(listener):
+    """A value that slipped past validation (built without it here) still never connects."""
+    from ingestion_pipelines.feeds.binance_trades import BinanceTrades
+    from ingestion_pipelines.feeds.ssi_iboard import SsiIboard, SsiIboardSettings
+    from ingestion_pipelines.sidecar.engine import FeedEngine
+    from ingestion_pipelines.sidecar.gaps import GapFiller
+
+    url = f"http://127.0.0.1:{listener.port}/realtime"
+    settings = SsiIboardSettings.model_construct(base_url=url, timeout_s=2.0, proxy=None)
+    engine = FeedEngine("ssi_iboard", SsiIboard(), settings, writer=None)
+    with pytest.raises(UnsafeUrlError, match="only ws/wss"):
+        engine._connect(url, settings)
+    filler = GapFiller("binance_trades", BinanceTrades(), lambda: settings, lambda rows: True)
+    with pytest.raises(UnsafeUrlError, match="only http/https"):
+        filler._get(f"gopher://127.0.0.1:{listener.port}/_x", 2.0)
+    assert listener.connections == 0
