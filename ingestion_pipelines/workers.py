@@ -7,13 +7,15 @@ packages on first use, so nothing heavy happens at import time.
 from __future__ import annotations
 
 import importlib
+import math
 import re
 import typing
 from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator
+from pydantic_core.core_schema import ValidationInfo
 
 from ingestion_pipelines.url_policy import (
     CRAWL_SCHEMES,
@@ -158,12 +160,11 @@ class FeedSettings(WorkerSettings):
     # What one symbol looks like; a feed narrows it (quotes, spaces, separators never pass).
     symbol_pattern: ClassVar[str] = r"[A-Za-z0-9]{1,20}"
 
-    symbols: list[str] = Field(default_factory=list, max_length=MAX_SYMBOLS)
-    silence_limit_s: float = Field(60.0, gt=0, le=MAX_SILENCE_S, allow_inf_nan=False)
-
     @field_validator("symbols")
     @classmethod
     def _symbol_shape(cls, value: list[str]) -> list[str]:
+        if len(value) > MAX_SYMBOLS:
+            raise ValueError(f"at most {MAX_SYMBOLS} symbols, got {len(value)}")
         pattern = re.compile(cls.symbol_pattern)
         bad = [s for s in value if not pattern.fullmatch(s)]
         if bad:
@@ -171,6 +172,16 @@ class FeedSettings(WorkerSettings):
         if len({s.lower() for s in value}) != len(value):
             raise ValueError("a symbol is listed twice")
         return value
+
+    @field_validator("silence_limit_s")
+    @classmethod
+    def _finite_silence(cls, value: float) -> float:
+        if not math.isfinite(value) or value > MAX_SILENCE_S:
+            raise ValueError(f"must be a finite number of seconds up to {MAX_SILENCE_S:g}")
+        return value
+
+    symbols: list[str] = Field(default_factory=list)
+    silence_limit_s: PositiveFloat = 60.0
 
 
 @dataclass(frozen=True)
