@@ -15,16 +15,8 @@ from functools import cache
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator
-from pydantic_core.core_schema import ValidationInfo
 
-from ingestion_pipelines.url_policy import (
-    CRAWL_SCHEMES,
-    DATABASE_SCHEMES,
-    FEED_SCHEMES,
-    PROXY_SCHEMES,
-    check_optional_url,
-    check_path_or_url,
-)
+from ingestion_pipelines import url_policy
 
 WorkerKind = Literal["scheduled", "feed", "derived"]
 
@@ -57,7 +49,7 @@ class WorkerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
     # The schemes `base_url` may use (feeds: ws/wss).
-    base_url_schemes: ClassVar[frozenset[str]] = CRAWL_SCHEMES
+    base_url_schemes: ClassVar[frozenset[str]] = url_policy.CRAWL_SCHEMES
 
     enabled: bool = True
     base_url: str = ""
@@ -76,30 +68,32 @@ class WorkerSettings(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _base_url_scheme(cls, value: str) -> str:
-        return check_optional_url(value, cls.base_url_schemes, "base_url") or value
+        return url_policy.check_optional_url(value, cls.base_url_schemes, "base_url") or value
 
     @field_validator("rest_base_url", "alert_webhook", check_fields=False)
     @classmethod
-    def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+    def _http_url(cls, value: str | None, info: Any) -> str | None:
         # `slack+https://...` asks for Slack's payload format (control/alerts.py)
         target = value.removeprefix("slack+") if value else value
-        check_optional_url(target, CRAWL_SCHEMES, info.field_name)
+        url_policy.check_optional_url(target, url_policy.CRAWL_SCHEMES, info.field_name)
         return value
 
     @field_validator("proxy")
     @classmethod
     def _proxy_scheme(cls, value: str | None) -> str | None:
-        return check_optional_url(value, PROXY_SCHEMES, "proxy")
+        return url_policy.check_optional_url(value, url_policy.PROXY_SCHEMES, "proxy")
 
     @field_validator("database_url")
     @classmethod
     def _database_scheme(cls, value: str | None) -> str | None:
-        return check_optional_url(value, DATABASE_SCHEMES, "database_url")
+        return url_policy.check_optional_url(value, url_policy.DATABASE_SCHEMES, "database_url")
 
     @field_validator("feeds", check_fields=False)
     @classmethod
     def _feed_paths(cls, value: list[str]) -> list[str]:
-        return [check_path_or_url(item, CRAWL_SCHEMES, "feed") for item in value]
+        return [
+            url_policy.check_path_or_url(item, url_policy.CRAWL_SCHEMES, "feed") for item in value
+        ]
 
     @field_validator("impersonate")
     @classmethod
@@ -113,7 +107,7 @@ class WorkerSettings(BaseModel):
 
     @field_validator("*")
     @classmethod
-    def _bounded_lists(cls, value: Any, info: ValidationInfo) -> Any:
+    def _bounded_lists(cls, value: Any, info: Any) -> Any:
         if isinstance(value, list | tuple | set):
             if len(value) > MAX_LIST_ITEMS:
                 raise ValueError(f"at most {MAX_LIST_ITEMS} items, got {len(value)}")
@@ -156,7 +150,7 @@ class ScheduledSettings(WorkerSettings):
 class FeedSettings(WorkerSettings):
     """Settings of a websocket feed worker run by the sidecar."""
 
-    base_url_schemes: ClassVar[frozenset[str]] = FEED_SCHEMES
+    base_url_schemes: ClassVar[frozenset[str]] = url_policy.FEED_SCHEMES
     # What one symbol looks like; a feed narrows it (quotes, spaces, separators never pass).
     symbol_pattern: ClassVar[str] = r"[A-Za-z0-9]{1,20}"
 

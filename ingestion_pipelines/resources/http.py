@@ -514,14 +514,14 @@ class CrawlSession:
             # Each redirect hop is checked, and secrets never follow one to another origin.
             response = send_following_redirects(
                 self._session.request,
-                method,
+                method,  # type: ignore[arg-type]
                 url,
+                on_redirect=body.clear,
                 params=dict(params) if params else None,
                 json=json,
                 data=data,
                 headers=dict(headers) if headers else None,
                 content_callback=on_chunk,
-                on_redirect=body.clear,
             )
         except curl_exc.RequestException as exc:
             self._count("error", len(body))

@@ -28,13 +28,13 @@ import websocket
 from loguru import logger
 from sqlalchemy import func, select
 
+from ingestion_pipelines import url_policy
 from ingestion_pipelines.feeds.protocol import BROWSER_USER_AGENT, ParseError
 from ingestion_pipelines.redaction import redact_url, register_secret
 from ingestion_pipelines.sidecar.gaps import FirstSeen, GapFiller, GapTracker
 from ingestion_pipelines.sidecar.spool import Spool
 from ingestion_pipelines.sidecar.writer import Writer
 from ingestion_pipelines.storage.tables import trade_tick
-from ingestion_pipelines.url_policy import FEED_SCHEMES, check_url
 
 
 def proxy_options(proxy: str | None) -> dict[str, Any]:
@@ -244,7 +244,7 @@ class FeedEngine:
     def _connect(self, url: str, settings: Any) -> websocket.WebSocket:
         headers = {"User-Agent": BROWSER_USER_AGENT, **getattr(self.feed, "headers", {})}
         origin = headers.pop("Origin", None)  # the library sends its own unless given apart
-        check_url(url, FEED_SCHEMES, "feed URL")
+        url_policy.check_url(url, url_policy.FEED_SCHEMES, "feed URL")
         ws = websocket.create_connection(
             url,
             timeout=settings.timeout_s,
