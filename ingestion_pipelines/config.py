@@ -80,24 +80,6 @@ def url_with_password(value: Any) -> bool:
     return False
 
 
-class SecretReference(dg.Config):
-    """A secret named by the environment variable holding it (`{env: NAME}`), never the value:
-    Dagster refuses a literal here when the run is launched, so it is never stored."""
-
-    env: str
-
-
-class RunOverrides(dg.PermissiveConfig):
-    """Run config of a worker's run: any key of the chain for this run only. The secret keys
-    (those marked `secret()` in `workers.py`) are typed as references, so a literal secret is
-    refused at launch, before any run exists."""
-
-    proxy: SecretReference | None = None
-    database_url: SecretReference | None = None
-    alert_webhook: SecretReference | None = None
-    api_key: SecretReference | None = None
-
-
 @dataclass(frozen=True)
 class CorruptRow:
     """A `worker_config` row whose value is not JSON: skipped, its layer falls through."""
