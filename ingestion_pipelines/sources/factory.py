@@ -15,11 +15,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ingestion_pipelines.config import WorkerConfigResource
 from ingestion_pipelines.failures import storage_failure
+from ingestion_pipelines.launch_config import RunOverrides
 from ingestion_pipelines.logs import run_logging
 from ingestion_pipelines.resources.database import DatabaseResource
 from ingestion_pipelines.resources.http import HttpClientResource, HttpFetchError
 from ingestion_pipelines.resources.redis import RedisResource
-from ingestion_pipelines.run_config import RunOverrides
 from ingestion_pipelines.sources.base import Source, SourceError, Window
 from ingestion_pipelines.sources.runner import crawl
 from ingestion_pipelines.storage.validators import PersistentValidators

@@ -101,7 +101,7 @@ def test_the_chain_resolves_references_where_used_and_refuses_literals_in_run_co
 
 
 def test_every_secret_key_of_every_worker_is_a_reference_in_run_config():
-    from ingestion_pipelines.run_config import RunOverrides
+    from ingestion_pipelines.launch_config import RunOverrides
     from ingestion_pipelines.workers import catalogue
 
     secret_keys = {k for spec in catalogue().values() for k in spec.settings.secret_keys()}
