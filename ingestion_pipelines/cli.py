@@ -48,7 +48,7 @@ def _run_config(pairs: Sequence[str] | None) -> dict:
 def cmd_config_get(args) -> int:
     from ingestion_pipelines.config import ConfigChain
 
-    value = ConfigChain().get(args.worker, args.key, _run_config(args.run_config))
+    value = ConfigChain(dereference=False).get(args.worker, args.key, _run_config(args.run_config))
     if args.json:
         _print_json(
             {
@@ -66,7 +66,7 @@ def cmd_config_get(args) -> int:
 def cmd_config_list(args) -> int:
     from ingestion_pipelines.config import ConfigChain
 
-    resolved = ConfigChain().resolve(args.worker, _run_config(args.run_config))
+    resolved = ConfigChain(dereference=False).resolve(args.worker, _run_config(args.run_config))
     if args.json:
         _print_json(
             [
@@ -78,6 +78,8 @@ def cmd_config_list(args) -> int:
     width = max(len(k) for k in resolved.values)
     for value in resolved.values.values():
         print(f"{value.key:<{width}}  {value.display():<40}  {value.layer}")
+    for corrupt in resolved.corrupt:
+        print(f"warning: {corrupt.describe()}", file=sys.stderr)
     return 0
 
 

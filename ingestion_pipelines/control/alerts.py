@@ -25,7 +25,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from loguru import logger
+
+from ingestion_pipelines.config import ConfigError, env_reference
 from ingestion_pipelines.redaction import redact, register_secret
+from ingestion_pipelines.url_policy import CRAWL_SCHEMES, UnsafeUrlError, check_url
 
 SOURCE = "ingestion_pipelines"
 MAX_DETAIL = 600
@@ -254,6 +258,10 @@ def post_alert(url: str, alert: Alert, *, dagster_url: str | None = None, timeou
     register_secret(url)
     kind, target = webhook_target(url)
     register_secret(target)
+    try:
+        check_url(target, CRAWL_SCHEMES, "alert_webhook")
+    except UnsafeUrlError as exc:
+        raise RuntimeError(str(exc)) from None
     payload = (
         slack_payload(alert, dagster_url)
         if kind == "slack"
@@ -286,14 +294,22 @@ def webhook_for(worker_id: str | None, chain) -> str | None:
             value = chain.resolve(worker_id).settings.alert_webhook
         except KeyError:
             value = None  # not a worker of the catalogue: fall back to the global setting
+        except ConfigError as exc:  # a bad setting of the worker must not silence its alerts
+            logger.warning("alert_webhook of {}: {}; using the global one", worker_id, exc)
         else:
             if value:
                 register_secret(value)
             return value or None
     for row in chain.rows(None) if hasattr(chain, "rows") else []:
         if row.get("worker_id") is None and row.get("key") == "alert_webhook" and row.get("value"):
-            register_secret(str(row["value"]))
-            return str(row["value"])
+            value = row["value"]
+            name = env_reference(value)
+            if name is not None:  # a secret reference, resolved here where it is used
+                value = os.environ.get(name)
+                if not value:
+                    continue
+            register_secret(str(value))
+            return str(value)
     value = os.environ.get("INGEST_ALERT_WEBHOOK") or None
     if value:
         register_secret(value)

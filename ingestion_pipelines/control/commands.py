@@ -20,6 +20,7 @@ from typing import Any
 from ingestion_pipelines import market_calendar
 from ingestion_pipelines.config import ConfigChain, ConfigError
 from ingestion_pipelines.control.client import ControlError, DagsterClient, expect
+from ingestion_pipelines.failures import graphql_error_text
 from ingestion_pipelines.redaction import redact, redact_url
 from ingestion_pipelines.settings import get_settings
 from ingestion_pipelines.workers import WorkerSpec, catalogue, get_worker
@@ -356,8 +357,8 @@ def run_error(client: DagsterClient, run_id: str) -> str | None:
     failure = step or next((e for e in events if e["__typename"] == "RunFailureEvent"), None)
     if failure is None:
         return None
-    message = ((failure.get("error") or {}).get("message") or failure.get("message") or "").strip()
-    return redact(message)[:1000]
+    message = graphql_error_text(failure.get("error")) or failure.get("message") or ""
+    return redact(message.strip())[:1000]
 
 
 def trigger(
@@ -736,7 +737,10 @@ def _redis_check(redis_url: str | None) -> dict[str, Any]:
 
 
 def parse_cli_value(text: str) -> Any:
-    """A value typed on the command line: JSON when it parses (5, true, ["a"]), else text."""
+    """A value typed on the command line: JSON when it parses (5, true, ["a"]), else text;
+    `env:NAME` is a secret reference, `{"env": "NAME"}`."""
+    if text.startswith("env:"):
+        return {"env": text[len("env:") :]}
     try:
         return json.loads(text)
     except ValueError:

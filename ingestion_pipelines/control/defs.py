@@ -3,9 +3,11 @@ sensors.
 
 - job `config_change` (op `apply_config_change`): validates and writes one `worker_config` row
   (or deletes it, `unset: true`). The run is the audit trail: its tags say which worker and key
-  (`ingest/worker`, `ingest/config_key`) and who asked (`ingest/requested_by`), its log and its
-  output metadata give the old and new value (secrets masked), and the row's `updated_by` names
-  the run. `ingest config set|unset` launches it over GraphQL; the launchpad works too.
+  (`ingest/worker`, `ingest/config_key`) and who asked, its log and its output metadata give
+  the old and new value (secrets masked), and the row's `updated_by` names the run. Who asked is
+  the identity the authenticating proxy vouched for (run tag `ingest/identity`, set only by
+  `control/operator_webserver.py` from `X-Forwarded-User`); a caller-supplied `requested_by` is
+  recorded apart, as a claim (`updated_by` then reads "unverified claim: ..."). `ingest config set|unset` launches it over GraphQL; the launchpad works too.
 - sensor `ingest_run_alerts`: run failures of any job, and the recovery when a later run of the
   same job for the same worker succeeds.
 - sensor `ingest_check_alerts`: failed asset checks (e.g. `rows_present`), and stale feeds (the
@@ -31,12 +33,15 @@ from ingestion_pipelines.control.alerts import (
     post_alert,
     webhook_for,
 )
+from ingestion_pipelines.failures import error_text
 from ingestion_pipelines.redaction import redact
 from ingestion_pipelines.settings import get_settings
 
 WORKER_TAG = "ingest/worker"
 CONFIG_KEY_TAG = "ingest/config_key"
 REQUESTED_BY_TAG = "ingest/requested_by"
+IDENTITY_TAG = "ingest/identity"  # set by the operator webserver from the proxy's header only
+UNVERIFIED = "unverified claim"
 CONFIG_JOB = "config_change"
 CONFIG_OP = "apply_config_change"
 GLOBAL = "global"
@@ -109,11 +114,13 @@ def apply_config_change(
 ) -> dg.Output:
     worker_id = None if config.worker_id in (None, "", GLOBAL) else config.worker_id
     scope = worker_id or GLOBAL
-    who = config.requested_by or context.run.tags.get(REQUESTED_BY_TAG) or "unknown"
+    claim = config.requested_by or context.run.tags.get(REQUESTED_BY_TAG) or "unknown"
+    identity = context.run.tags.get(IDENTITY_TAG)
+    who = (identity or f"{UNVERIFIED}: {claim}")[:200]
     # Tags for runs started elsewhere (the launchpad): the run stays findable by worker and key.
     missing = {
         k: v
-        for k, v in {WORKER_TAG: scope, CONFIG_KEY_TAG: config.key, REQUESTED_BY_TAG: who}.items()
+        for k, v in {WORKER_TAG: scope, CONFIG_KEY_TAG: config.key, REQUESTED_BY_TAG: claim}.items()
         if k not in context.run.tags
     }
     if missing:
@@ -148,7 +155,9 @@ def apply_config_change(
         "action": action,
         "old": old_text,
         "new": new_text,
-        "requested_by": who,
+        "changed_by": who,
+        "identity": identity,
+        "requested_by": claim,
         "changed_at": datetime.now(UTC).isoformat(),
     }
     return dg.Output(
@@ -159,7 +168,9 @@ def apply_config_change(
             "action": action,
             "old_value": dg.MetadataValue.text(old_text),
             "new_value": dg.MetadataValue.text(new_text),
-            "requested_by": who,
+            "changed_by": who,
+            "identity": identity or "(none: no authenticating proxy)",
+            "requested_by": claim,
             "secret": is_secret,
         },
     )
@@ -201,7 +212,8 @@ def _run_error(instance, run_id: str) -> str:
             event = entry.dagster_event
             data = getattr(event, "event_specific_data", None)
             error = getattr(data, "error", None)
-            text = getattr(error, "message", None) or (event.message if event else None)
+            # "Exceeded max_retries of 3" alone says nothing: the cause chain says what failed
+            text = error_text(error) or (event.message if event else None)
             if text:
                 return text.strip()
     return ""

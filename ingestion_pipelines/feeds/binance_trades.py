@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,6 +11,7 @@ from pydantic import Field
 
 from ingestion_pipelines.feeds.base import Feed
 from ingestion_pipelines.feeds.protocol import NOTHING, Parsed, ParseError
+from ingestion_pipelines.values import positive_exact
 from ingestion_pipelines.workers import FeedSettings
 
 SOURCE = "binance"
@@ -28,8 +28,8 @@ def _trade_row(symbol, trade_id, price, qty, time_ms, buyer_maker, received_at) 
         "source": SOURCE,
         "symbol": symbol,
         "trade_id": trade_id,
-        "price": Decimal(price),  # strings on the wire: kept exact
-        "quantity": Decimal(qty),
+        "price": positive_exact(price),  # strings on the wire: kept exact
+        "quantity": positive_exact(qty),
         # the buyer was the maker, so the taker sold
         "side": "sell" if buyer_maker else "buy",
         "traded_at": datetime.fromtimestamp(time_ms / 1000, UTC),

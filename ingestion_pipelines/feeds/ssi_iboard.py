@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from ingestion_pipelines.feeds.base import Feed
 from ingestion_pipelines.feeds.protocol import NOTHING, Parsed, ParseError
 from ingestion_pipelines.storage.tables import stock_quote
+from ingestion_pipelines.values import non_negative_exact
 from ingestion_pipelines.workers import FeedSettings
 
 SOURCE = "ssi"
@@ -48,7 +49,7 @@ def trade_id(trading_date: str, cumulative_volume: int) -> int:
 
 
 def _decimal(text: str) -> Decimal | None:
-    return Decimal(text) if text else None
+    return non_negative_exact(text) if text else None
 
 
 class SsiIboard(Feed):

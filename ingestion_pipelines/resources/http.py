@@ -41,6 +41,8 @@ from ingestion_pipelines.resources.rate_limit import (
     RedisRateLimiter,
     rate_limit_host,
 )
+from ingestion_pipelines.resources.redirects import protocol_options, send_following_redirects
+from ingestion_pipelines.url_policy import PROXY_SCHEMES, check_optional_url
 
 __all__ = [
     "CrawlSession",
@@ -321,6 +323,7 @@ class CrawlSession:
 
         proxy = proxy or None
         _register_url_secrets(proxy)
+        check_optional_url(proxy, PROXY_SCHEMES, "proxy")
         self.proxy_display = redact_url(proxy) if proxy else None
 
         session_headers: dict[str, str] = dict(headers or {})
@@ -330,6 +333,7 @@ class CrawlSession:
         if self.max_response_bytes > 0:
             # curl refuses a response whose Content-Length is already over the cap
             curl_options[CurlOpt.MAXFILESIZE_LARGE] = self.max_response_bytes
+        curl_options.update(protocol_options())  # http/https only, redirects included
         self._session = curl_requests.Session(
             impersonate=self.impersonate,
             headers=session_headers,
@@ -507,9 +511,12 @@ class CrawlSession:
 
         started = time.perf_counter()
         try:
-            response = self._session.request(
+            # Each redirect hop is checked, and secrets never follow one to another origin.
+            response = send_following_redirects(
+                self._session.request,
                 method,  # type: ignore[arg-type]
                 url,
+                on_redirect=body.clear,
                 params=dict(params) if params else None,
                 json=json,
                 data=data,

@@ -32,6 +32,7 @@ import websocket
 from loguru import logger
 from sqlalchemy import func, select
 
+from ingestion_pipelines import url_policy
 from ingestion_pipelines.feeds.protocol import BROWSER_USER_AGENT, ParseError
 from ingestion_pipelines.redaction import redact_url, register_secret
 from ingestion_pipelines.sidecar.gaps import FirstSeen, GapFiller, GapTracker
@@ -335,6 +336,7 @@ class FeedEngine:
     def _connect(self, url: str, settings: Any) -> websocket.WebSocket:
         headers = {"User-Agent": BROWSER_USER_AGENT, **getattr(self.feed, "headers", {})}
         origin = headers.pop("Origin", None)  # the library sends its own unless given apart
+        url_policy.check_url(url, url_policy.FEED_SCHEMES, "feed URL")
         ws = websocket.create_connection(
             url,
             timeout=settings.timeout_s,

@@ -26,6 +26,7 @@ from loguru import logger
 
 from ingestion_pipelines.feeds.protocol import BROWSER_USER_AGENT
 from ingestion_pipelines.retry import Backoff, is_retryable_status, parse_retry_after
+from ingestion_pipelines.url_policy import CRAWL_SCHEMES, SafeRedirectHandler, check_url
 
 MAX_UNFILLED_KEPT = 50
 
@@ -178,7 +179,8 @@ class GapFiller:
     def _get(self, url: str, timeout_s: float, proxy: str | None = None) -> bytes | None:
         backoff = Backoff(base_s=0.5, cap_s=10.0)
         handlers = [urllib.request.ProxyHandler({"http": proxy, "https": proxy})] if proxy else []
-        opener = urllib.request.build_opener(*handlers)
+        opener = urllib.request.build_opener(*handlers, SafeRedirectHandler())
+        check_url(url, CRAWL_SCHEMES, "REST history URL")
         for attempt in range(1, self.max_attempts + 1):
             request = urllib.request.Request(url, headers={"User-Agent": BROWSER_USER_AGENT})
             try:

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 from sqlalchemy import Table
 
+from ingestion_pipelines import values
 from ingestion_pipelines.discovery import declared_subclasses
 from ingestion_pipelines.workers import ScheduledSettings, WorkerSpec, register
 
@@ -158,9 +159,18 @@ def source_classes() -> dict[str, type[Source]]:
 # ---- field types shared by record models ----------------------------------------------------
 
 
+# Integers past 64 bits are kept as Decimal: a hostile `1e21`-sized integer must still be
+# dead-lettered (orjson cannot write such an int) and is refused by the column checks anyway.
+_MAX_INT_DIGITS = 18
+
+
+def _json_int(text: str) -> int | Decimal:
+    return int(text) if len(text.lstrip("-")) <= _MAX_INT_DIGITS else Decimal(text)
+
+
 def exact_json(response) -> Any:
     """Decode a JSON body keeping every number with a fraction as an exact Decimal."""
-    return json.loads(response.content, parse_float=Decimal)
+    return json.loads(response.content, parse_float=Decimal, parse_int=_json_int)
 
 
 def _from_epoch(value: Any, scale: int) -> Any:
@@ -177,12 +187,6 @@ def _to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def _exact(value: Any) -> Any:
-    if isinstance(value, float):
-        raise ValueError("a float where an exact decimal is required")
-    return value
-
-
 EpochMillis = Annotated[
     datetime, BeforeValidator(lambda v: _from_epoch(v, 1000)), AfterValidator(_to_utc)
 ]
@@ -190,4 +194,8 @@ EpochSeconds = Annotated[
     datetime, BeforeValidator(lambda v: _from_epoch(v, 1)), AfterValidator(_to_utc)
 ]
 UtcTime = Annotated[datetime, AfterValidator(_to_utc)]
-Exact = Annotated[Decimal, BeforeValidator(_exact)]
+# Exact decimals: never floats, finite and within DECIMAL(38,18); positive variants where the
+# domain says so (see `ingestion_pipelines.values`).
+Exact = values.Exact
+PositiveExact = values.PositiveExact
+NonNegativeExact = values.NonNegativeExact

@@ -6,7 +6,15 @@ from datetime import timedelta
 
 from pydantic import Field
 
-from ingestion_pipelines.sources.base import Exact, Record, Request, Source, UtcTime, exact_json
+from ingestion_pipelines.sources.base import (
+    Exact,
+    NonNegativeExact,
+    Record,
+    Request,
+    Source,
+    UtcTime,
+    exact_json,
+)
 from ingestion_pipelines.storage.tables import crypto_market_snapshot
 from ingestion_pipelines.workers import ScheduledSettings, secret
 
@@ -27,14 +35,14 @@ class MarketSnapshot(Record):
     captured_at: UtcTime = Field(validation_alias="last_updated")
     symbol: str
     name: str | None = None
-    price_usd: Exact | None = Field(None, validation_alias="current_price")
-    market_cap_usd: Exact | None = Field(None, validation_alias="market_cap")
+    price_usd: NonNegativeExact | None = Field(None, validation_alias="current_price")
+    market_cap_usd: NonNegativeExact | None = Field(None, validation_alias="market_cap")
     market_cap_rank: int | None = None
-    volume_24h_usd: Exact | None = Field(None, validation_alias="total_volume")
+    volume_24h_usd: NonNegativeExact | None = Field(None, validation_alias="total_volume")
     price_change_pct_24h: Exact | None = Field(None, validation_alias="price_change_percentage_24h")
-    circulating_supply: Exact | None = None
-    total_supply: Exact | None = None
-    max_supply: Exact | None = None
+    circulating_supply: NonNegativeExact | None = None
+    total_supply: NonNegativeExact | None = None
+    max_supply: NonNegativeExact | None = None
     last_updated: UtcTime | None = None
 
 

@@ -11,9 +11,12 @@ import dagster as dg
 import orjson
 from loguru import logger
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from ingestion_pipelines import market_calendar
 from ingestion_pipelines.config import WorkerConfigResource
+from ingestion_pipelines.failures import storage_failure
+from ingestion_pipelines.launch_config import RunOverrides
 from ingestion_pipelines.logs import run_logging
 from ingestion_pipelines.resources.database import DatabaseResource
 from ingestion_pipelines.resources.http import HttpClientResource, HttpFetchError
@@ -29,7 +32,7 @@ warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.Bet
 TIMEZONE = "Asia/Ho_Chi_Minh"
 
 
-class SourceRunConfig(dg.PermissiveConfig):
+class SourceRunConfig(RunOverrides):
     """Run config for a crawl: any key given here overrides the config chain for that run only
     (e.g. `{"base_url": "http://127.0.0.1:8700", "timeout_s": 5}`)."""
 
@@ -230,6 +233,9 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
                     # The client has already retried transient errors; the RetryPolicy tries the
                     # run again later for those, never for a client error such as 404.
                     raise dg.Failure(str(exc), allow_retries=_transient(exc)) from None
+                except SQLAlchemyError as exc:  # e.g. the database went away mid-run
+                    data_url = settings.database_url or database.control_url()
+                    raise storage_failure(worker_id, data_url, settings.base_url, exc) from None
             validators.save()
             rows = _rows_in_window(database, source, settings, window)
             threshold = settings.reject_threshold

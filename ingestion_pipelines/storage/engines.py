@@ -23,6 +23,17 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+# MySQL/MariaDB: utf8mb4 on every connection whatever the server's default (latin1 would fail
+# Vietnamese text with error 1366); tables get it from migration 0003 and `tables.py`.
+MYSQL_CHARSET = "utf8mb4"
+
+
+def _charset_args(parsed) -> dict[str, str]:
+    if parsed.get_backend_name() in ("mysql", "mariadb"):
+        return {"charset": MYSQL_CHARSET}
+    return {}
+
+
 def get_engine(url: str) -> Engine:
     """The process's shared engine for `url` (created on first use, never at import)."""
     with _lock:
@@ -41,7 +52,7 @@ def get_engine(url: str) -> Engine:
                     pool_recycle=1800,
                     pool_size=5,
                     max_overflow=10,
-                    connect_args={"connect_timeout": 10},
+                    connect_args={"connect_timeout": 10, **_charset_args(parsed)},
                 )
             _engines[url] = engine
         return engine

@@ -245,3 +245,14 @@ CONTROL_TABLES = {
     t.name: t
     for t in (worker_config, worker_state, execution_log, dead_letter, http_validator, feed_fence)
 }
+
+
+def _utf8mb4_everywhere() -> None:
+    """Every table declares utf8mb4 on MySQL/MariaDB (a latin1 server default must not apply)."""
+    from ingestion_pipelines.storage.engines import MYSQL_CHARSET
+
+    for table in metadata.tables.values():
+        table.dialect_kwargs["mysql_charset"] = MYSQL_CHARSET
+
+
+_utf8mb4_everywhere()

@@ -76,7 +76,9 @@ def _output_metadata(result: dg.ExecuteInProcessResult) -> dict:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "mariadb"])
-def test_config_change_job(backend: str, request: pytest.FixtureRequest) -> None:
+def test_config_change_job(
+    backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = request.getfixturevalue(f"{backend}_url")
     chain = ConfigChain(url)
     result = _run_change(
@@ -86,16 +88,22 @@ def test_config_change_job(backend: str, request: pytest.FixtureRequest) -> None
     meta = _output_metadata(result)
     assert (meta["old_value"], meta["new_value"], meta["requested_by"]) == ("null", "12", "ann")
     [row] = chain.rows("fear_greed")
-    assert row["value"] == 12 and row["updated_by"].startswith("ann (dagster run ")
+    # no authenticating proxy vouched for anyone: "ann" is recorded as a claim
+    assert row["value"] == 12
+    assert row["updated_by"].startswith("unverified claim: ann (dagster run ")
     assert chain.get("fear_greed", "timeout_s").layer == "worker_config row"
 
-    # A secret: masked in the metadata, stored as given.
+    # A secret: only as a reference to a variable of the workers' environment.
     hook = f"https://hooks.slack.com/services/T/B/{SECRET}"
+    monkeypatch.setenv("FG_HOOK", hook)
     result = _run_change(url, worker_id=None, key="alert_webhook", value=f'"{hook}"')
+    assert not result.success
+    result = _run_change(url, worker_id=None, key="alert_webhook", value='{"env": "FG_HOOK"}')
     assert result.success
     meta = _output_metadata(result)
-    assert SECRET not in str(meta) and meta["secret"] is True
-    assert [r["value"] for r in chain.rows() if r["worker_id"] is None] == [hook]
+    assert meta["secret"] is True and meta["new_value"] == "env:FG_HOOK"
+    assert SECRET not in str(meta)
+    assert [r["value"] for r in chain.rows() if r["worker_id"] is None] == [{"env": "FG_HOOK"}]
 
     # Invalid: the run fails with the reason and nothing is written.
     result = _run_change(url, worker_id="fear_greed", key="timeout_s", value="-3")

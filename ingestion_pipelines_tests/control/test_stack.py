@@ -89,6 +89,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         "INGEST_DATABASE_URL": database_url,
         "INGEST_LOCAL_DIR": str(root / "local"),
         "INGEST_ALERT_INTERVAL_S": "2",
+        # secrets live in the workers' environment; worker_config names the variables
+        "FG_ALERT_HOOK": f"{hooks.url}/fg?token={SECRET}",
+        "GLOBAL_ALERT_HOOK": f"slack+{hooks.url}/slack",
     }
     stack = ProjectStack(
         project_workspace(root / "workspace"), root=root / "dagster", env=stack_env
@@ -228,13 +231,15 @@ def test_config_set_is_an_audited_run(env: Env) -> None:
 def test_config_set_webhooks_masks_secrets(env: Env) -> None:
     hook = f"{env.hooks.url}/fg?token={SECRET}"
     out = ingest("config", "set", "fear_greed", "alert_webhook", hook)
-    assert out.code == 0, out.err
+    assert out.code != 0 and "secret" in out.out + out.err  # a literal never travels
     assert SECRET not in out.out + out.err
-    out = ingest("config", "set", "global", "alert_webhook", f"slack+{env.hooks.url}/slack")
+    out = ingest("config", "set", "fear_greed", "alert_webhook", "env:FG_ALERT_HOOK")
+    assert out.code == 0, out.err
+    out = ingest("config", "set", "global", "alert_webhook", "env:GLOBAL_ALERT_HOOK")
     assert out.code == 0, out.err
     [row] = _config_rows(env, None, "alert_webhook")
-    assert row["value"] == f"slack+{env.hooks.url}/slack"
-    assert _config_rows(env, "fear_greed", "alert_webhook")[0]["value"] == hook
+    assert row["value"] == {"env": "GLOBAL_ALERT_HOOK"}
+    assert _config_rows(env, "fear_greed", "alert_webhook")[0]["value"] == {"env": "FG_ALERT_HOOK"}
 
 
 # ---- runs -----------------------------------------------------------------------------------

@@ -263,12 +263,15 @@ def test_fear_greed_metadata_error_is_a_failure(crawler):
     assert "metadata.error: Service busy" in failure_message(crawl)
 
 
-def test_a_workers_data_tables_may_live_in_another_database(crawler, mariadb_url):
+def test_a_workers_data_tables_may_live_in_another_database(crawler, mariadb_url, monkeypatch):
     dataset = crawler.server.dataset
     funds = [dict(row) for row in dataset.funds]
     funds[0] = {**funds[0], "code": None}  # one reject: dead letters stay in the control database
     dataset.funds = funds
-    crawl = crawler.run("fmarket_funds", run_config={"database_url": mariadb_url})
+    # a secret travels in run config only as the name of a variable of the run's environment
+    monkeypatch.setenv("FUNDS_DATABASE_URL", mariadb_url)
+    run_config = {"database_url": {"env": "FUNDS_DATABASE_URL"}}
+    crawl = crawler.run("fmarket_funds", run_config=run_config)
     assert crawl.metadata["records_inserted"] == 57
     assert crawler.rows(tables.fund) == []
     assert len(crawler.rows(tables.dead_letter)) == 1
