@@ -26,7 +26,12 @@ socket_up() {
     podman system service --time=0 "unix://$socket" >"$state/podman-service.log" 2>&1 &
     echo $! >"$state/podman-service.pid"
     for _ in $(seq 50); do
-        curl -sf --unix-socket "$socket" http://d/_ping >/dev/null 2>&1 && return 0
+        if curl -sf --unix-socket "$socket" http://d/_ping >/dev/null 2>&1; then
+            # The daemon container's user reaches it through this group, nobody else.
+            gid="$(env_value DOCKER_SOCKET_GID)"
+            chgrp "${gid:-10001}" "$socket" && chmod 660 "$socket"
+            return 0
+        fi
         sleep 0.2
     done
     echo "stack: the Docker API socket $socket did not come up" >&2

@@ -116,6 +116,8 @@ def test_helm_values_use_the_k8s_run_launcher_external_postgres_and_the_project_
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     assert values["postgresql"]["enabled"] is False
     assert values["postgresql"]["postgresqlHost"]
+    driver = values["postgresql"]["postgresqlScheme"].partition("+")[2]
+    assert importlib.util.find_spec(driver) is not None, "the image's PostgreSQL driver"
     assert values["generatePostgresqlPasswordSecret"] is False
     assert values["global"]["postgresqlSecretName"]
 
