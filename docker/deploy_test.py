@@ -33,8 +33,10 @@ import urllib.error
 import urllib.request
 from base64 import b64encode
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -256,19 +258,34 @@ def http_status(url: str, auth: tuple[str, str] | None = None) -> int:
 # -- checks ---------------------------------------------------------------------------------
 
 
-def scheduled_workers() -> dict[str, str]:
-    """Every scheduled worker and its table."""
-    tables = {worker: cls.table.name for worker, cls in source_classes().items()}
-    return {w: tables[w] for w, spec in catalogue().items() if spec.kind == "scheduled"}
+def scheduled_workers() -> dict[str, type]:
+    """Every scheduled worker and its source class."""
+    sources = source_classes()
+    return {w: sources[w] for w, spec in catalogue().items() if spec.kind == "scheduled"}
+
+
+def last_weekday_partition(source: type) -> str | None:
+    """For a partitioned source, the newest complete weekday in its timezone (weekends may have
+    no data by design: expected silence); None when unpartitioned."""
+    if source.partitions is None:
+        return None
+    day = datetime.now(ZoneInfo(source.partitions.timezone)).date() - timedelta(days=1)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return day.isoformat()
 
 
 def run_every_scheduled_worker(stack: Stack, timings: dict[str, float], t_up: float) -> None:
     client = stack.operator_client()
     workers = scheduled_workers()
     launched = {}
-    for worker in workers:
+    for worker, source in workers.items():
+        partition = last_weekday_partition(source)
         launched[worker] = wait_until(
-            f"launch {worker}", lambda w=worker: commands.trigger(client, w)["run_id"], 120, 3
+            f"launch {worker}",
+            lambda w=worker, p=partition: commands.trigger(client, w, partition=p)["run_id"],
+            120,
+            3,
         )
         say(f"launched {worker}: run {launched[worker]}")
     pending = dict(launched)
@@ -288,7 +305,8 @@ def run_every_scheduled_worker(stack: Stack, timings: dict[str, float], t_up: fl
                 errors = [e.get("message") for e in events if "FAILURE" in str(e)][-5:]
                 raise DeployTestError(f"{worker}: run {run_id} {run['status']}: {errors}")
         time.sleep(2)
-    for worker, table in workers.items():
+    for worker, source in workers.items():
+        table = source.table.name
         logged = stack.sql(
             f"SELECT COUNT(*) FROM execution_log WHERE run_id = '{launched[worker]}'"
         )
