@@ -184,6 +184,20 @@ class Stack:
         ctr = self.container(service)
         return self.podman("inspect", "-f", "{{.State.Running}}", ctr).strip() == "true"
 
+    def logs(self, service: str, tail: int | None = None) -> str:
+        """A container's output, stdout and stderr (where the log lines go) together."""
+        args = ["podman", "logs", *(["--tail", str(tail)] if tail else []), self.container(service)]
+        done = subprocess.run(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self.env,
+            timeout=60,
+            check=False,
+        )
+        return done.stdout
+
     def sql(self, query: str) -> list[list[str]]:
         out = self.podman(
             "exec",
@@ -351,8 +365,7 @@ def lock_owner(stack: Stack) -> tuple[str, str] | None:
 
 def sidecar_with_token(stack: Stack, token: str) -> str | None:
     for service in SIDECARS:
-        logs = stack.podman("logs", stack.container(service), check=False)
-        if token[:8] in logs:
+        if token[:8] in stack.logs(service):
             return service
     return None
 
@@ -495,7 +508,7 @@ def main() -> int:
 def dump_logs(stack: Stack) -> None:
     for service in (*HEALTHY_SERVICES, *SIDECARS):
         try:
-            logs = stack.podman("logs", "--tail", "25", stack.container(service), check=False)
+            logs = stack.logs(service, tail=25)
         except DeployTestError:
             continue
         print(f"---- {service} (last lines)\n{logs}", file=sys.stderr)
