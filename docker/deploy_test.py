@@ -20,6 +20,7 @@ Run with the project's virtualenv: `.venv/bin/python docker/deploy_test.py`.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import shutil
@@ -61,6 +62,8 @@ HEALTHY_SERVICES = (
     "daemon",
 )
 SIDECARS = ("sidecar-1", "sidecar-2")
+# Sidecars serve /healthz (their compose health check) from ingestion_pipelines.sidecar.health.
+SIDECARS_HAVE_HEALTH = importlib.util.find_spec("ingestion_pipelines.sidecar.health") is not None
 FEED = "binance_trades"
 
 
@@ -472,7 +475,7 @@ def main() -> int:
             f"stack up: project {stack.project}, viewer :{stack.viewer_port}, operator :{stack.operator_port}"
         )
         stack.stack("up")
-        for service in HEALTHY_SERVICES:
+        for service in HEALTHY_SERVICES + (SIDECARS if SIDECARS_HAVE_HEALTH else ()):
             wait_until(f"{service} healthy", lambda s=service: stack.healthy(s), 300, 2)
         timings["stack up (healthy)"] = time.monotonic() - t_up
         say("every service healthy")
