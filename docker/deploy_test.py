@@ -128,8 +128,10 @@ class Stack:
             "PROJECT": self.project,
             "STACK_STATE": str(workdir / "state"),
             "STACK_LOG": str(workdir / "compose.log"),
+            "STACK_REPLAY": "1",
         }
-        shutil.copy(HERE / "compose.yaml", workdir / "compose.yaml")
+        for name in ("compose.yaml", "compose.replay.yaml"):
+            shutil.copy(HERE / name, workdir / name)
         image = os.environ.get("INGEST_IMAGE", "localhost/ingestion-pipelines:latest")
         values = {
             "INGEST_DB_PASSWORD": self.db_password,

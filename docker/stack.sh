@@ -6,7 +6,8 @@
 #         `down -v` removes them too) and stops the socket service it started.
 # Settings and secrets: STACK_DIR/.env (default docker/.env, from docker/.env.example).
 # STACK_DIR may be another folder holding a copy of compose.yaml and its own .env (the
-# deploy test does this); PROJECT names the compose project (default `ingest`).
+# deploy test does this); PROJECT names the compose project (default `ingest`); STACK_REPLAY=1
+# adds compose.replay.yaml (use it for `down` too).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$here/podman/containers.conf}"
@@ -14,6 +15,8 @@ stack_dir="${STACK_DIR:-$here}"
 project="${PROJECT:-ingest}"
 state="${STACK_STATE:-/run/ingest-stack-$project}"
 compose=(podman-compose -p "$project" -f "$stack_dir/compose.yaml")
+# STACK_REPLAY=1: the recorded sources as a service, every worker pointed at them.
+[[ "${STACK_REPLAY:-0}" == 1 ]] && compose+=(-f "$stack_dir/compose.replay.yaml")
 
 env_value() { sed -nE "s/^$1=(.*)$/\1/p" "$stack_dir/.env" | tail -n1; }
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import yaml
 
 from ingestion_pipelines.cli import build_parser
 from ingestion_pipelines.control.client import LOCATION
+from ingestion_pipelines.workers import catalogue
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -171,12 +173,14 @@ def test_helm_values_pod_settings_are_valid_kubernetes():
 # ---- compose --------------------------------------------------------------------------------
 
 
-def compose() -> dict:
-    return yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
+def compose(name: str = "compose.yaml") -> dict:
+    return yaml.safe_load((ROOT / "docker" / name).read_text())
 
 
 def test_every_compose_service_has_a_health_check_and_a_restart_policy():
     services = compose()["services"]
+    replay = compose("compose.replay.yaml")["services"]["replay"]
+    services = {**services, "replay": replay}
     assert {"codeserver", "webserver", "webserver-operator", "proxy", "daemon"} <= services.keys()
     for name, service in services.items():
         assert service.get("healthcheck", {}).get("test"), f"{name}: no health check"
@@ -207,3 +211,22 @@ def test_compose_takes_every_secret_from_the_env_file():
         assert f"${{{secret}:?" in text, f"{secret} must come from docker/.env, no default"
         assert f"{secret}=" in example
     assert "docker/.env" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_the_production_stack_uses_the_live_sources_and_the_replay_is_an_overlay():
+    production = compose()
+    assert "replay" not in production["services"]
+    assert "replay:" not in json.dumps(production), "a worker pointed at the replay"
+    assert "__BASE_URL" not in (ROOT / "docker" / "dagster.yaml").read_text()
+    overlay = compose("compose.replay.yaml")["services"]
+    assert overlay["replay"]["command"][:2] == ["ingest", "replay"]
+    build_parser().parse_args(overlay["replay"]["command"][1:])
+    # Runs get the replay URLs through the code location's container context; the daemon
+    # launching them must have every one of those variables.
+    context = json.loads(overlay["codeserver"]["environment"]["DAGSTER_CONTAINER_CONTEXT"])
+    names = context["docker"]["env_vars"]
+    assert names and set(names) <= overlay["daemon"]["environment"].keys()
+    scheduled = {w for w, spec in catalogue().items() if spec.kind == "scheduled"}
+    assert {f"INGEST_{w.upper()}__BASE_URL" for w in scheduled} == set(names)
+    for sidecar in ("sidecar-1", "sidecar-2"):
+        assert "INGEST_BINANCE_TRADES__BASE_URL" in overlay[sidecar]["environment"]
