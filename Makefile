@@ -6,12 +6,13 @@ BIN := $(VENV)/bin
 LOCAL := $(CURDIR)/.local
 export DAGSTER_HOME ?= $(LOCAL)/dagster_home
 
-.PHONY: install system-deps test lint format demo up clean
+.PHONY: install system-deps test lint format demo up clean lock images stack-up stack-down deploy-test deploy-deps
 
-$(BIN)/ingest: pyproject.toml
+# Pinned by constraints.txt (`make lock`), like the image and CI.
+$(BIN)/ingest: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $(BIN)/ingest
 
 # Debian packages first (python3-venv for the virtualenv; the test bed's servers): a no-op when present.
@@ -42,3 +43,26 @@ demo: install
 # The same stack against the live sources.
 up: install
 	$(BIN)/python -m ingestion_pipelines.demo
+
+# Re-pin constraints.txt after changing pyproject.toml's dependencies.
+lock: install
+	$(BIN)/python docker/lock.py $(BIN)/python
+
+# Containers (docs/deployment.md). Podman, runc, debootstrap, podman-compose: `make deploy-deps`.
+deploy-deps:
+	bash .ci/system-deps.sh --deploy
+
+# The Debian base, infra and project images, built here without a registry.
+images: install deploy-deps
+	bash docker/images.sh
+
+# The production topology on this host (secrets in docker/.env, from docker/.env.example).
+stack-up: images
+	bash docker/stack.sh up
+
+stack-down:
+	bash docker/stack.sh down
+
+# Build, bring up, prove and take down the whole stack (also a phase of .ci/run).
+deploy-test: install deploy-deps
+	$(BIN)/python docker/deploy_test.py

@@ -2,6 +2,8 @@
 # Debian packages the test bed needs: MariaDB, PostgreSQL and Redis server binaries (the
 # tests start their own instances on random ports, see ingestion_pipelines_tests/testbed.py),
 # plus make and python3-venv for `make install`. Debian 12, as root.
+# `--deploy` adds what the container stack needs (`make images`, `make deploy-test`): Podman with
+# runc, the CNI DNS plugin, podman-compose, debootstrap and curl.
 #
 # Idempotent and fast: when every binary is already there it only checks and exits (no root
 # needed). Otherwise it runs `apt-get update` once and installs the missing packages without
@@ -33,6 +35,15 @@ if ! have "$PYTHON"; then
     missing+=(python3 python3-venv)
 elif ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     missing+=(python3-venv) # Debian ships `python3 -m venv` separately
+fi
+
+if [[ "${1:-}" == --deploy ]]; then
+    have podman || missing+=(podman)
+    have runc || missing+=(runc)
+    have podman-compose || missing+=(podman-compose)
+    have debootstrap || missing+=(debootstrap)
+    have curl || missing+=(curl)
+    [[ -x /usr/lib/cni/dnsname ]] || missing+=(golang-github-containernetworking-plugin-dnsname)
 fi
 
 if ((${#missing[@]} == 0)); then

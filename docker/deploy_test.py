@@ -1,0 +1,531 @@
+"""`make deploy-test`: build the images, bring the compose stack up, prove it works, take it down.
+
+Proves, through Dagster's GraphQL API and SQL on the stack's MariaDB:
+  1. every scheduled worker's run succeeds, each in its own container (DockerRunLauncher),
+     against `ingest replay`, and writes its rows;
+  2. feed rows arrive in MariaDB from the replicated sidecars;
+  3. killing the sidecar container that owns the Binance feed loses no trade (trade ids stay
+     consecutive per symbol) and another replica takes the feed over within 15 s;
+  4. restarting the code-location container leaves the daemon and the webservers running, and
+     runs succeed afterwards;
+  5. the read-only webserver refuses a mutation; the operator webserver answers only with the
+     password, through the proxy;
+  6. the stack comes down clean (no container, run container, network or volume left).
+Prints a timing table. Runs a private copy of docker/compose.yaml (own project name, network,
+ports, socket and random secrets), so it never touches a stack started with docker/stack.sh.
+Time-bounded (DEPLOY_TEST_TIMEOUT_S, default 1500 s) and it always cleans up.
+
+Run with the project's virtualenv: `.venv/bin/python docker/deploy_test.py`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from ingestion_pipelines.control import commands  # noqa: E402
+from ingestion_pipelines.control.client import ControlError, DagsterClient  # noqa: E402
+from ingestion_pipelines.sources.base import source_classes  # noqa: E402
+from ingestion_pipelines.workers import catalogue  # noqa: E402
+
+TAKEOVER_LIMIT_S = 15.0
+RUN_TIMEOUT_S = 300.0
+HEALTHY_SERVICES = (
+    "mariadb",
+    "postgres",
+    "redis",
+    "replay",
+    "codeserver",
+    "webserver",
+    "webserver-operator",
+    "proxy",
+    "daemon",
+)
+SIDECARS = ("sidecar-1", "sidecar-2")
+# Sidecars serve /healthz (their compose health check) from ingestion_pipelines.sidecar.health.
+SIDECARS_HAVE_HEALTH = importlib.util.find_spec("ingestion_pipelines.sidecar.health") is not None
+FEED = "binance_trades"
+
+
+class DeployTestError(AssertionError):
+    """A promise of the deployment did not hold."""
+
+
+def say(message: str) -> None:
+    print(f"[deploy-test {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def sh(*args: str, check: bool = True, timeout: float = 600, env=None) -> str:
+    """Run a command; its stdout. Raises with its stderr when it fails and `check`."""
+    done = subprocess.run(
+        args, capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
+    if check and done.returncode != 0:
+        raise DeployTestError(
+            f"{' '.join(args[:4])}... exited {done.returncode}: {done.stderr.strip()[-2000:]}"
+        )
+    return done.stdout
+
+
+def wait_until(what: str, probe: Callable[[], Any], timeout_s: float, interval_s: float = 1.0):
+    """Call `probe` until it returns something truthy; that value. Raises after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = probe()
+            if value:
+                return value
+        except (DeployTestError, ControlError, OSError, subprocess.SubprocessError) as exc:
+            last_error = exc
+        time.sleep(interval_s)
+    raise DeployTestError(f"{what}: not within {timeout_s:.0f} s (last error: {last_error})")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    """A private copy of the compose stack, driven through docker/stack.sh and podman."""
+
+    def __init__(self, workdir: Path):
+        self.dir = workdir
+        suffix = secrets.token_hex(3)
+        self.project = f"ingestdt{suffix}"
+        self.network = f"ingestdt{suffix}"
+        self.viewer_port = free_port()
+        self.operator_port = free_port()
+        self.operator_user = "operator"
+        self.operator_password = secrets.token_urlsafe(16)
+        self.db_password = secrets.token_urlsafe(16)
+        self.env = {
+            **os.environ,
+            "CONTAINERS_CONF": str(HERE / "podman" / "containers.conf"),
+            "STACK_DIR": str(workdir),
+            "PROJECT": self.project,
+            "STACK_STATE": str(workdir / "state"),
+            "STACK_LOG": str(workdir / "compose.log"),
+            "STACK_REPLAY": "1",
+        }
+        for name in ("compose.yaml", "compose.replay.yaml"):
+            shutil.copy(HERE / name, workdir / name)
+        image = os.environ.get("INGEST_IMAGE", "localhost/ingestion-pipelines:latest")
+        values = {
+            "INGEST_DB_PASSWORD": self.db_password,
+            "DAGSTER_DB_PASSWORD": secrets.token_urlsafe(16),
+            "OPERATOR_USER": self.operator_user,
+            "OPERATOR_PASSWORD": self.operator_password,
+            "INGEST_VIEWER_BIND": "127.0.0.1",
+            "INGEST_VIEWER_PORT": str(self.viewer_port),
+            "INGEST_OPERATOR_BIND": "127.0.0.1",
+            "INGEST_OPERATOR_PORT": str(self.operator_port),
+            "DOCKER_SOCKET": str(workdir / "podman.sock"),
+            "COMPOSE_NETWORK": self.network,
+            "INGEST_IMAGE": image,
+            "INFRA_IMAGE": os.environ.get("INFRA_IMAGE", "localhost/ingest-infra:latest"),
+        }
+        env_file = workdir / ".env"
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+        env_file.chmod(0o600)
+
+    # -- podman ---------------------------------------------------------------------------
+
+    def stack(self, *args: str, timeout: float = 600) -> str:
+        return sh("bash", str(HERE / "stack.sh"), *args, env=self.env, timeout=timeout)
+
+    def podman(self, *args: str, check: bool = True, timeout: float = 120) -> str:
+        return sh("podman", *args, check=check, env=self.env, timeout=timeout)
+
+    def container(self, service: str) -> str:
+        ids = self.podman(
+            "ps",
+            "-aq",
+            "--filter",
+            f"label=io.podman.compose.project={self.project}",
+            "--filter",
+            f"label=com.docker.compose.service={service}",
+        ).split()
+        if len(ids) != 1:
+            raise DeployTestError(f"expected one container for {service}, found {ids}")
+        return ids[0]
+
+    def healthy(self, service: str) -> bool:
+        done = subprocess.run(
+            ["podman", "healthcheck", "run", self.container(service)],
+            capture_output=True,
+            env=self.env,
+            timeout=60,
+            check=False,
+        )
+        return done.returncode == 0
+
+    def started_at(self, service: str) -> str:
+        return self.podman("inspect", "-f", "{{.State.StartedAt}}", self.container(service))
+
+    def running(self, service: str) -> bool:
+        ctr = self.container(service)
+        return self.podman("inspect", "-f", "{{.State.Running}}", ctr).strip() == "true"
+
+    def logs(self, service: str, tail: int | None = None) -> str:
+        """A container's output, stdout and stderr (where the log lines go) together."""
+        args = ["podman", "logs", *(["--tail", str(tail)] if tail else []), self.container(service)]
+        done = subprocess.run(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self.env,
+            timeout=60,
+            check=False,
+        )
+        return done.stdout
+
+    def sql(self, query: str) -> list[list[str]]:
+        out = self.podman(
+            "exec",
+            "-e",
+            f"MYSQL_PWD={self.db_password}",
+            self.container("mariadb"),
+            "mariadb",
+            "-h127.0.0.1",
+            "-uingest",
+            "ingest",
+            "-N",
+            "-B",
+            "-e",
+            query,
+        )
+        return [line.split("\t") for line in out.splitlines()]
+
+    def redis(self, *args: str) -> str:
+        return self.podman("exec", self.container("redis"), "redis-cli", *args).strip()
+
+    def leftovers(self) -> list[str]:
+        """Containers, networks and volumes of this stack still present."""
+        found = self.podman(
+            "ps", "-a", "--format", "{{.Names}}", "--filter", f"network={self.network}"
+        ).split()
+        found += self.podman(
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            f"label=io.podman.compose.project={self.project}",
+        ).split()
+        found += [
+            f"volume {v}"
+            for v in self.podman(
+                "volume", "ls", "-q", "--filter", f"label=io.podman.compose.project={self.project}"
+            ).split()
+        ]
+        if self.network in self.podman("network", "ls", "--format", "{{.Name}}").split():
+            found.append(f"network {self.network}")
+        return sorted(set(found))
+
+    # -- HTTP -----------------------------------------------------------------------------
+
+    @property
+    def viewer_url(self) -> str:
+        return f"http://127.0.0.1:{self.viewer_port}"
+
+    @property
+    def operator_url(self) -> str:
+        return f"http://127.0.0.1:{self.operator_port}"
+
+    def operator_client(self) -> DagsterClient:
+        return DagsterClient(
+            f"http://{self.operator_user}:{self.operator_password}@127.0.0.1:{self.operator_port}"
+        )
+
+
+def http_status(url: str, auth: tuple[str, str] | None = None) -> int:
+    request = urllib.request.Request(url)
+    if auth:
+        token = b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+# -- checks ---------------------------------------------------------------------------------
+
+
+def scheduled_workers() -> dict[str, type]:
+    """Every scheduled worker and its source class."""
+    sources = source_classes()
+    return {w: sources[w] for w, spec in catalogue().items() if spec.kind == "scheduled"}
+
+
+def last_weekday_partition(source: type) -> str | None:
+    """For a partitioned source, the newest complete weekday in its timezone (weekends may have
+    no data by design: expected silence); None when unpartitioned."""
+    if source.partitions is None:
+        return None
+    day = datetime.now(ZoneInfo(source.partitions.timezone)).date() - timedelta(days=1)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return day.isoformat()
+
+
+def run_every_scheduled_worker(stack: Stack, timings: dict[str, float], t_up: float) -> None:
+    client = stack.operator_client()
+    workers = scheduled_workers()
+    launched = {}
+    for worker, source in workers.items():
+        partition = last_weekday_partition(source)
+        launched[worker] = wait_until(
+            f"launch {worker}",
+            lambda w=worker, p=partition: commands.trigger(client, w, partition=p)["run_id"],
+            120,
+            3,
+        )
+        say(f"launched {worker}: run {launched[worker]}")
+    pending = dict(launched)
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while pending:
+        if time.monotonic() > deadline:
+            raise DeployTestError(f"runs not finished in {RUN_TIMEOUT_S:.0f} s: {pending}")
+        for worker, run_id in list(pending.items()):
+            run = client.run(run_id)
+            if run["status"] == "SUCCESS":
+                timings.setdefault("first run success", time.monotonic() - t_up)
+                check_run_container(stack, run)
+                del pending[worker]
+                say(f"{worker}: SUCCESS in its own container")
+            elif run["status"] in ("FAILURE", "CANCELED"):
+                events = client.run_events(run_id, limit=200)
+                errors = [e.get("message") for e in events if "FAILURE" in str(e)][-5:]
+                raise DeployTestError(f"{worker}: run {run_id} {run['status']}: {errors}")
+        time.sleep(2)
+    for worker, source in workers.items():
+        table = source.table.name
+        logged = stack.sql(
+            f"SELECT COUNT(*) FROM execution_log WHERE run_id = '{launched[worker]}'"
+        )
+        rows = stack.sql(f"SELECT COUNT(*) FROM `{table}`")
+        if int(rows[0][0]) == 0:
+            raise DeployTestError(f"{worker}: its run succeeded but `{table}` is empty")
+        say(f"{worker}: {rows[0][0]} rows in {table}, {logged[0][0]} log lines of its run")
+
+
+def check_run_container(stack: Stack, run: dict[str, Any]) -> None:
+    """The run has its own container, of the project image, labelled with its run id."""
+    tags = {t["key"]: t["value"] for t in run.get("tags") or []}
+    container_id = tags.get("docker/container_id")
+    if not container_id:
+        raise DeployTestError(f"run {run['runId']} has no docker/container_id tag: {tags}")
+    label = stack.podman("inspect", "-f", '{{index .Config.Labels "dagster/run_id"}}', container_id)
+    if label.strip() != run["runId"]:
+        raise DeployTestError(f"container {container_id[:12]} is not run {run['runId']}'s")
+
+
+def feed_rows(stack: Stack) -> int:
+    return int(stack.sql("SELECT COUNT(*) FROM trade_tick WHERE source = 'binance'")[0][0])
+
+
+def gaps(stack: Stack) -> dict[str, int]:
+    """Per Binance symbol, trade ids missing between the first and last stored (want 0)."""
+    rows = stack.sql(
+        "SELECT symbol, MAX(CAST(trade_id AS DECIMAL(30,0))) - MIN(CAST(trade_id AS DECIMAL(30,0)))"
+        " + 1 - COUNT(*) FROM trade_tick WHERE source = 'binance' GROUP BY symbol"
+    )
+    return {symbol: int(float(missing)) for symbol, missing in rows}
+
+
+def lock_owner(stack: Stack) -> tuple[str, str] | None:
+    """(lock key, token) of a Binance ownership lease, or None when nobody holds one."""
+    keys = sorted(stack.redis("--scan", "--pattern", f"ingest:lock:{FEED}*").split())
+    if not keys:
+        return None
+    token = stack.redis("GET", keys[0])
+    return (keys[0], token) if token else None
+
+
+def sidecar_with_token(stack: Stack, token: str) -> str | None:
+    for service in SIDECARS:
+        if token[:8] in stack.logs(service):
+            return service
+    return None
+
+
+def sidecar_failover(stack: Stack, timings: dict[str, float]) -> None:
+    wait_until("Binance trades in MariaDB", lambda: feed_rows(stack) > 0, 120, 2)
+    say(f"feed rows arriving: {feed_rows(stack)} Binance trades")
+    key, token = wait_until("a Binance ownership lease", lambda: lock_owner(stack), 60)
+    owner = wait_until("the lease holder's container", lambda: sidecar_with_token(stack, token), 30)
+    before = feed_rows(stack)
+    say(f"{owner} owns {key}; killing it")
+    killed_at = time.monotonic()
+    stack.podman("kill", stack.container(owner))
+
+    def taken_over():
+        held = lock_owner(stack)
+        return held if held and held[1] != token else None
+
+    _, new_token = wait_until("takeover of the feed", taken_over, TAKEOVER_LIMIT_S + 5, 0.25)
+    takeover_s = time.monotonic() - killed_at
+    timings["sidecar takeover"] = takeover_s
+    new_owner = wait_until("new holder", lambda: sidecar_with_token(stack, new_token), 30)
+    if takeover_s > TAKEOVER_LIMIT_S:
+        raise DeployTestError(f"takeover took {takeover_s:.1f} s (limit {TAKEOVER_LIMIT_S:.0f})")
+    say(f"{new_owner} took the feed over after {takeover_s:.1f} s")
+    wait_until("trades after the takeover", lambda: feed_rows(stack) > before + 20, 60, 2)
+    missing = wait_until(
+        "no missing trade id",
+        lambda: (lambda g: g if not any(g.values()) else None)(gaps(stack)),
+        90,
+        3,
+    )
+    say(f"no trade lost: per-symbol ids consecutive {sorted(missing)}; {feed_rows(stack)} trades")
+
+
+def code_location_restart(stack: Stack) -> None:
+    daemon_started = stack.started_at("daemon")
+    web_started = stack.started_at("webserver")
+    say("restarting the code-location container")
+    stack.podman("restart", "-t", "10", stack.container("codeserver"))
+    for service in ("daemon", "webserver", "webserver-operator"):
+        if not stack.running(service):
+            raise DeployTestError(f"{service} stopped when the code location restarted")
+    if http_status(f"{stack.viewer_url}/server_info") != 200:
+        raise DeployTestError("the read-only webserver stopped answering during the restart")
+    wait_until("code server healthy again", lambda: stack.healthy("codeserver"), 120, 2)
+    if stack.started_at("daemon") != daemon_started or stack.started_at("webserver") != web_started:
+        raise DeployTestError("the daemon or the webserver restarted with the code location")
+    client = stack.operator_client()
+
+    def run_after_restart():
+        result = commands.trigger(client, "coingecko_markets", wait=True, timeout_s=RUN_TIMEOUT_S)
+        return result if result.get("status") == "SUCCESS" else None
+
+    wait_until("a run after the code-location restart", run_after_restart, 2 * RUN_TIMEOUT_S, 5)
+    say("code location restarted under a running daemon and webservers; runs continue")
+
+
+def webserver_permissions(stack: Stack) -> None:
+    viewer = DagsterClient(stack.viewer_url)
+    try:
+        commands.trigger(viewer, "fear_greed")
+    except ControlError as exc:
+        say(f"read-only webserver refused the launch: {str(exc)[:120]}")
+    else:
+        raise DeployTestError("the read-only webserver accepted a launchRun mutation")
+    no_auth = http_status(f"{stack.operator_url}/server_info")
+    wrong = http_status(f"{stack.operator_url}/server_info", (stack.operator_user, "wrong"))
+    right = http_status(
+        f"{stack.operator_url}/server_info", (stack.operator_user, stack.operator_password)
+    )
+    if (no_auth, wrong, right) != (401, 401, 200):
+        raise DeployTestError(
+            f"operator proxy: no password {no_auth}, wrong {wrong}, right {right}"
+        )
+    say("operator webserver: 401 without or with a wrong password, 200 with it")
+
+
+# -- main -----------------------------------------------------------------------------------
+
+
+def main() -> int:
+    timeout_s = float(os.environ.get("DEPLOY_TEST_TIMEOUT_S", "1500"))
+
+    def out_of_time(*_):
+        raise DeployTestError(f"deploy test exceeded {timeout_s:.0f} s")
+
+    signal.signal(signal.SIGALRM, out_of_time)
+    signal.signal(signal.SIGTERM, out_of_time)
+    signal.alarm(int(timeout_s))
+    timings: dict[str, float] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="ingest-deploy-test."))
+    stack = None
+    failed = True
+    try:
+        t0 = time.monotonic()
+        say("building images (make images)")
+        subprocess.run(["bash", str(HERE / "images.sh")], check=True, timeout=1200)
+        timings["image build"] = time.monotonic() - t0
+
+        stack = Stack(workdir)
+        t_up = time.monotonic()
+        say(
+            f"stack up: project {stack.project}, viewer :{stack.viewer_port}, operator :{stack.operator_port}"
+        )
+        stack.stack("up")
+        for service in HEALTHY_SERVICES + (SIDECARS if SIDECARS_HAVE_HEALTH else ()):
+            wait_until(f"{service} healthy", lambda s=service: stack.healthy(s), 300, 2)
+        timings["stack up (healthy)"] = time.monotonic() - t_up
+        say("every service healthy")
+
+        run_every_scheduled_worker(stack, timings, t_up)
+        sidecar_failover(stack, timings)
+        webserver_permissions(stack)
+        code_location_restart(stack)
+
+        t_down = time.monotonic()
+        stack.stack("down", "-v")
+        left = stack.leftovers()
+        if left:
+            raise DeployTestError(f"the stack did not come down clean: {left}")
+        timings["stack down"] = time.monotonic() - t_down
+        stack = None
+        failed = False
+    finally:
+        signal.alarm(0)
+        if stack is not None:
+            if failed:
+                dump_logs(stack)
+            try:
+                stack.stack("down", "-v", timeout=300)
+            except Exception as exc:  # noqa: BLE001 - report, keep cleaning
+                say(f"cleanup: {exc}")
+        shutil.rmtree(workdir, ignore_errors=True)
+        print_timings(timings)
+    say("PASSED")
+    return 0
+
+
+def dump_logs(stack: Stack) -> None:
+    for service in (*HEALTHY_SERVICES, *SIDECARS):
+        try:
+            logs = stack.logs(service, tail=25)
+        except DeployTestError:
+            continue
+        print(f"---- {service} (last lines)\n{logs}", file=sys.stderr)
+
+
+def print_timings(timings: dict[str, float]) -> None:
+    if not timings:
+        return
+    print("\n  deploy-test timings")
+    for name, seconds in timings.items():
+        print(f"    {name:<22} {seconds:7.1f} s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

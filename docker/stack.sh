@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The compose stack on this host with Podman: `docker/stack.sh up|down|ps|logs [service]`.
+#   up    starts the Docker-compatible API socket (`podman system service`, for the daemon's
+#         DockerRunLauncher) unless DOCKER_SOCKET already answers, then `podman-compose up -d`;
+#   down  removes the stack's containers and the run containers it launched (volumes kept;
+#         `down -v` removes them too) and stops the socket service it started.
+# Settings and secrets: STACK_DIR/.env (default docker/.env, from docker/.env.example).
+# STACK_DIR may be another folder holding a copy of compose.yaml and its own .env (the
+# deploy test does this); PROJECT names the compose project (default `ingest`); STACK_REPLAY=1
+# adds compose.replay.yaml (use it for `down` too).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$here/podman/containers.conf}"
+stack_dir="${STACK_DIR:-$here}"
+project="${PROJECT:-ingest}"
+state="${STACK_STATE:-/run/ingest-stack-$project}"
+compose=(podman-compose -p "$project" -f "$stack_dir/compose.yaml")
+# STACK_REPLAY=1: the recorded sources as a service, every worker pointed at them.
+[[ "${STACK_REPLAY:-0}" == 1 ]] && compose+=(-f "$stack_dir/compose.replay.yaml")
+
+env_value() { sed -nE "s/^$1=(.*)$/\1/p" "$stack_dir/.env" | tail -n1; }
+
+socket_up() {
+    local socket
+    socket="$(env_value DOCKER_SOCKET)"
+    socket="${socket:-/run/podman/podman.sock}"
+    if curl -sf --unix-socket "$socket" http://d/_ping >/dev/null 2>&1; then return 0; fi
+    mkdir -p "$state" "$(dirname "$socket")"
+    podman system service --time=0 "unix://$socket" >"$state/podman-service.log" 2>&1 &
+    echo $! >"$state/podman-service.pid"
+    for _ in $(seq 50); do
+        if curl -sf --unix-socket "$socket" http://d/_ping >/dev/null 2>&1; then
+            # The daemon container's user reaches it through this group, nobody else.
+            gid="$(env_value DOCKER_SOCKET_GID)"
+            chgrp "${gid:-10001}" "$socket" && chmod 660 "$socket"
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo "stack: the Docker API socket $socket did not come up" >&2
+    return 1
+}
+
+socket_down() {
+    [[ -f "$state/podman-service.pid" ]] || return 0
+    kill "$(cat "$state/podman-service.pid")" 2>/dev/null || true
+    rm -rf "$state"
+}
+
+case "${1:-}" in
+up)
+    [[ -f "$stack_dir/.env" ]] || {
+        echo "stack: no $stack_dir/.env: cp docker/.env.example docker/.env and set the secrets" >&2
+        exit 1
+    }
+    socket_up
+    "${compose[@]}" up -d >"${STACK_LOG:-/dev/stdout}" 2>&1
+    ;;
+down)
+    network="$(env_value COMPOSE_NETWORK)"
+    network="${network:-ingest}"
+    runs=$(podman ps -aq --filter label=ingest.role=run --filter "network=$network" 2>/dev/null || true)
+    [[ -z "$runs" ]] || podman rm -f $runs >/dev/null
+    "${compose[@]}" down ${2:+"$2"} >"${STACK_LOG:-/dev/stdout}" 2>&1 || true
+    if [[ "${2:-}" == -v ]]; then
+        vols=$(podman volume ls -q --filter "label=io.podman.compose.project=$project")
+        [[ -z "$vols" ]] || podman volume rm -f $vols >/dev/null
+    fi
+    podman network rm -f "$network" >/dev/null 2>&1 || true
+    socket_down
+    ;;
+ps) "${compose[@]}" ps ;;
+logs) shift; "${compose[@]}" logs "$@" ;;
+*)
+    echo "usage: docker/stack.sh up|down [-v]|ps|logs [service]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,232 @@
+"""The deployment files: Kubernetes manifests and Helm values validated offline against the
+Kubernetes API schemas bundled with kubernetes-validate, and the compose stack's promises
+(health checks, restart policies, secrets only from the env file)."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from ingestion_pipelines.cli import build_parser
+from ingestion_pipelines.control.client import LOCATION
+from ingestion_pipelines.workers import catalogue
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+K8S_VERSION = "1.30.0"  # oldest Kubernetes release the manifests must run on
+
+
+def manifests() -> list[dict]:
+    docs = []
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "dagster-values.yaml":
+            continue
+        docs += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return docs
+
+
+def by_kind(kind: str) -> list[dict]:
+    return [doc for doc in manifests() if doc["kind"] == kind]
+
+
+def helm_values() -> dict:
+    return yaml.safe_load((K8S / "dagster-values.yaml").read_text())
+
+
+@pytest.mark.parametrize("version", [K8S_VERSION, kubernetes_validate.utils.latest_version()])
+def test_every_manifest_is_valid_kubernetes_strictly(version):
+    docs = manifests()
+    assert {d["kind"] for d in docs} >= {"Deployment", "PodDisruptionBudget", "ConfigMap"}
+    for doc in docs:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_the_validation_rejects_a_broken_manifest():
+    deployment = copy.deepcopy(by_kind("Deployment")[0])
+    deployment["spec"]["replicas"] = "three"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+    deployment = copy.deepcopy(by_kind("Deployment")[0])
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGett"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+
+
+def test_sidecar_is_replicated_probed_bounded_and_covered_by_a_disruption_budget():
+    (deployment,) = by_kind("Deployment")
+    (budget,) = by_kind("PodDisruptionBudget")
+    (config,) = by_kind("ConfigMap")
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+
+    assert deployment["spec"]["replicas"] >= 2
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert budget["spec"].get("maxUnavailable", 0) < deployment["spec"]["replicas"]
+
+    port = int(config["data"]["INGEST_SIDECAR_HTTP_PORT"])
+    named = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = container[probe]["httpGet"]
+        assert get["path"] == path
+        assert named.get(get["port"], get["port"]) == port
+
+    assert {"cpu", "memory"} <= container["resources"]["requests"].keys()
+    assert "memory" in container["resources"]["limits"]
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+
+    # The container runs a real `ingest` command.
+    assert container["command"][:2] == ["ingest", "sidecar"]
+    build_parser().parse_args(container["command"][1:])
+
+
+def test_secrets_are_only_referenced_never_written():
+    assert not by_kind("Secret")
+    (deployment,) = by_kind("Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert {"secretRef": {"name": "ingest-secrets"}} in container["envFrom"]
+    for path in K8S.glob("*.yaml"):
+        text = path.read_text()
+        assert not re.search(r"://[^/\s:@]+:[^/\s@]+@", text), f"{path.name}: a URL with a password"
+        for doc in yaml.safe_load_all(text):
+            assert not password_values(doc), f"{path.name}: {password_values(doc)}"
+
+
+def password_values(node, path="") -> list[str]:
+    """Keys naming a password or token that hold a literal string."""
+    found = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = f"{path}.{key}"
+            if re.search(r"password|token|api_?key", str(key), re.I) and isinstance(value, str):
+                found.append(here)
+            found += password_values(value, here)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += password_values(value, f"{path}[{i}]")
+    return found
+
+
+def test_helm_values_use_the_k8s_run_launcher_external_postgres_and_the_project_image():
+    values = helm_values()
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    assert values["postgresql"]["enabled"] is False
+    assert values["postgresql"]["postgresqlHost"]
+    driver = values["postgresql"]["postgresqlScheme"].partition("+")[2]
+    assert importlib.util.find_spec(driver) is not None, "the image's PostgreSQL driver"
+    assert values["generatePostgresqlPasswordSecret"] is False
+    assert values["global"]["postgresqlSecretName"]
+
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    args = deployment["dagsterApiGrpcArgs"]
+    module = args[args.index("--module-name") + 1]
+    assert importlib.util.find_spec(module) is not None
+    assert args[args.index("--location-name") + 1] == LOCATION
+    servers = values["dagsterWebserver"]["workspace"]["servers"]
+    assert servers == [{"host": deployment["name"], "port": deployment["port"], "name": LOCATION}]
+    assert deployment["envSecrets"] == [{"name": "ingest-secrets"}]
+
+    limits = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert values["dagsterDaemon"]["runCoordinator"]["type"] == "QueuedRunCoordinator"
+    assert {"key": "ingest/worker", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in (
+        limits["tagConcurrencyLimits"]
+    )
+
+
+def test_helm_values_pod_settings_are_valid_kubernetes():
+    """The Kubernetes snippets inside the values, validated as the Pods the chart makes of them."""
+    values = helm_values()
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    run = values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]
+    image = deployment["image"]
+    pods = [
+        {
+            "securityContext": deployment["podSecurityContext"],
+            "containers": [
+                {
+                    "name": "user-code",
+                    "image": f"{image['repository']}:{image['tag']}",
+                    "imagePullPolicy": image["pullPolicy"],
+                    "args": ["dagster", "api", "grpc", *deployment["dagsterApiGrpcArgs"]],
+                    "resources": deployment["resources"],
+                    "envFrom": [{"secretRef": s} for s in deployment["envSecrets"]]
+                    + [{"configMapRef": c} for c in deployment["envConfigMaps"]],
+                }
+            ],
+        },
+        {
+            **run["podSpecConfig"],
+            "containers": [{"name": "run", "image": "x:1", **run["containerConfig"]}],
+        },
+    ]
+    for spec in pods:
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": spec}
+        kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+
+
+# ---- compose --------------------------------------------------------------------------------
+
+
+def compose(name: str = "compose.yaml") -> dict:
+    return yaml.safe_load((ROOT / "docker" / name).read_text())
+
+
+def test_every_compose_service_has_a_health_check_and_a_restart_policy():
+    services = compose()["services"]
+    replay = compose("compose.replay.yaml")["services"]["replay"]
+    services = {**services, "replay": replay}
+    assert {"codeserver", "webserver", "webserver-operator", "proxy", "daemon"} <= services.keys()
+    for name, service in services.items():
+        assert service.get("healthcheck", {}).get("test"), f"{name}: no health check"
+        assert service.get("restart") in ("unless-stopped", "always"), f"{name}: restart policy"
+
+
+def test_compose_topology_promises():
+    services = compose()["services"]
+    sidecars = [n for n, s in services.items() if s.get("command") == ["ingest", "sidecar"]]
+    assert len(sidecars) >= 2
+    assert "--read-only" in services["webserver"]["command"]
+    assert "--read-only" not in services["webserver-operator"]["command"]
+    assert "ports" not in services["webserver-operator"], "operator UI only through the proxy"
+    assert services["codeserver"]["command"][:3] == ["dagster", "code-server", "start"]
+    workspace = yaml.safe_load((ROOT / "docker" / "workspace.yaml").read_text())
+    (server,) = workspace["load_from"]
+    assert server["grpc_server"]["host"] == "codeserver"
+    assert server["grpc_server"]["location_name"] == LOCATION
+    instance = yaml.safe_load((ROOT / "docker" / "dagster.yaml").read_text())
+    assert instance["run_launcher"]["class"] == "DockerRunLauncher"
+    assert instance["run_coordinator"]["class"] == "QueuedRunCoordinator"
+
+
+def test_compose_takes_every_secret_from_the_env_file():
+    text = (ROOT / "docker" / "compose.yaml").read_text()
+    example = (ROOT / "docker" / ".env.example").read_text()
+    for secret in ("INGEST_DB_PASSWORD", "DAGSTER_DB_PASSWORD", "OPERATOR_PASSWORD"):
+        assert f"${{{secret}:?" in text, f"{secret} must come from docker/.env, no default"
+        assert f"{secret}=" in example
+    assert "docker/.env" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_the_production_stack_uses_the_live_sources_and_the_replay_is_an_overlay():
+    production = compose()
+    assert "replay" not in production["services"]
+    assert "replay:" not in json.dumps(production), "a worker pointed at the replay"
+    assert "__BASE_URL" not in (ROOT / "docker" / "dagster.yaml").read_text()
+    overlay = compose("compose.replay.yaml")["services"]
+    assert overlay["replay"]["command"][:2] == ["ingest", "replay"]
+    build_parser().parse_args(overlay["replay"]["command"][1:])
+    # Runs get the replay URLs through the code location's container context; the daemon
+    # launching them must have every one of those variables.
+    context = json.loads(overlay["codeserver"]["environment"]["DAGSTER_CONTAINER_CONTEXT"])
+    names = context["docker"]["env_vars"]
+    assert names and set(names) <= overlay["daemon"]["environment"].keys()
+    scheduled = {w for w, spec in catalogue().items() if spec.kind == "scheduled"}
+    assert {f"INGEST_{w.upper()}__BASE_URL" for w in scheduled} == set(names)
+    for sidecar in ("sidecar-1", "sidecar-2"):
+        assert "INGEST_BINANCE_TRADES__BASE_URL" in overlay[sidecar]["environment"]
