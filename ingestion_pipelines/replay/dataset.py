@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from typing import Any
 
-from ingestion_pipelines.replay import fear_greed, fmarket
+from ingestion_pipelines.replay import fear_greed, fmarket, vndirect
 from ingestion_pipelines.replay.rss import Feed
 
 VNEXPRESS_PATH = "/rss/kinh-doanh.rss"
@@ -46,6 +46,7 @@ class ReplayDataset:
             CAFEF_PATH: Feed(read_data("cafef_thi_truong_chung_khoan.rss"), browser_only=True),
         }
         self.fng_overrides: dict[date, int | None] = {}
+        self.vn_stocks = vndirect.StockBook.recorded(read_data("vndirect_stocks.json"))
         self._funds: list[dict[str, Any]] | None = None
         self._funds_state: tuple[date | None, ...] = ()
         self._funds_fixed = False

@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from ingestion_pipelines.replay import coingecko, fear_greed, fmarket
+from ingestion_pipelines.replay import coingecko, fear_greed, fmarket, vndirect
 from ingestion_pipelines.replay.dataset import ReplayDataset
 from ingestion_pipelines.replay.rss import BLOCKED_BODY, CONTENT_TYPE, is_browser
 
@@ -44,6 +44,8 @@ WORKER_BASE_PATHS = {
     "cafef_news": "",
     "coingecko_markets": COINGECKO_PREFIX,
     "fear_greed": "",
+    "vn_stocks": "",
+    "vn_stock_eod": "",
 }
 
 
@@ -212,6 +214,22 @@ def rss_feed(request: ReplayRequest, dataset: ReplayDataset) -> Response | None:
     return Response(200, feed.body, {"Content-Type": CONTENT_TYPE, **headers})
 
 
+def vndirect_stocks(request: ReplayRequest, dataset: ReplayDataset) -> Response:
+    time.sleep(dataset.vn_stocks.latency_s)
+    try:
+        return Response.json(dataset.vn_stocks.listing(request.query))
+    except vndirect.QueryError as exc:
+        return Response.json({"error": str(exc)}, 400)
+
+
+def vndirect_prices(request: ReplayRequest, dataset: ReplayDataset) -> Response:
+    time.sleep(dataset.vn_stocks.latency_s)
+    try:
+        return Response.json(dataset.vn_stocks.prices(request.query))
+    except vndirect.QueryError as exc:
+        return Response.json({"error": str(exc)}, 400)
+
+
 Route = Callable[[ReplayRequest, ReplayDataset], Response]
 ROUTES: dict[str, dict[str, Route]] = {
     "/res/products/filter": {"POST": products_filter},
@@ -219,6 +237,8 @@ ROUTES: dict[str, dict[str, Route]] = {
     COINGECKO_PREFIX + "/coins/markets": {"GET": coins_markets},
     "/fng/": {"GET": fng},
     "/fng": {"GET": fng},
+    vndirect.STOCKS_PATH: {"GET": vndirect_stocks},
+    vndirect.PRICES_PATH: {"GET": vndirect_prices},
 }
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 
 from ingestion_pipelines.redaction import redact_url
 from ingestion_pipelines.resources.http import CrawlSession, HttpResult, HttpStats
-from ingestion_pipelines.sources.base import Request, Source, SourceError
+from ingestion_pipelines.sources.base import Expected, Request, Source, SourceError
 from ingestion_pipelines.storage.dead_letters import DeadLetter, write_dead_letters
 from ingestion_pipelines.storage.upsert import UpsertResult, upsert
 
@@ -132,6 +132,8 @@ def crawl(
                     f"{worker_id}: {request.method} {redact_url(url)}: {cause}"
                 ) from exc
             for item in items:
+                if isinstance(item, Expected):
+                    continue
                 if isinstance(item, Request):
                     queue.append(item)
                     total += 1

@@ -149,6 +149,49 @@ trade_bar_1m = Table(
 
 # ---- control tables ------------------------------------------------------------------------
 
+stock = Table(
+    "stock",
+    metadata,
+    Column("symbol", String(32), primary_key=True),
+    Column("exchange", String(16), nullable=False),  # HOSE / HNX / UPCOM
+    Column("name", String(512), nullable=False),
+    Column("name_en", String(512)),
+    Column("short_name", String(256)),
+    Column("type", String(32), nullable=False),  # STOCK (the source's own type code)
+    Column("status", String(32), nullable=False),  # listed / delisted ...
+    Column("listed_on", Date),
+    Column("delisted_on", Date),
+    Column("isin", String(32)),
+    Column("company_id", String(64)),
+    Column("extra", JsonValue),
+)
+
+# Prices in the source's unit: thousands of VND (close 68.7 = 68,700 VND); volumes in shares.
+stock_eod = Table(
+    "stock_eod",
+    metadata,
+    Column("symbol", String(32), primary_key=True),
+    Column("trade_date", Date, primary_key=True),  # ICT trading day
+    Column("exchange", String(16)),
+    Column("open", ExactDecimal, nullable=False),
+    Column("high", ExactDecimal, nullable=False),
+    Column("low", ExactDecimal, nullable=False),
+    Column("close", ExactDecimal, nullable=False),
+    Column("volume", ExactDecimal, nullable=False),  # order-matched shares
+    Column("value", ExactDecimal),  # order-matched value, VND
+    Column("average", ExactDecimal),
+    Column("reference", ExactDecimal),  # the day's reference (basic) price
+    Column("ceiling", ExactDecimal),
+    Column("floor", ExactDecimal),
+    Column("adjusted_close", ExactDecimal),
+    Column("put_through_volume", ExactDecimal),
+    Column("put_through_value", ExactDecimal),
+    Column("change", ExactDecimal),
+    Column("change_pct", ExactDecimal),
+    Column("extra", JsonValue),
+    Index(None, "trade_date"),
+)
+
 worker_config = Table(
     "worker_config",
     metadata,
@@ -239,6 +282,8 @@ DATA_TABLES = {
         trade_tick,
         stock_quote,
         trade_bar_1m,
+        stock,
+        stock_eod,
     )
 }
 CONTROL_TABLES = {

@@ -9,6 +9,11 @@ import pytest
 from ingestion_pipelines.replay import fmarket
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines_tests.sources.conftest import failure_message
+from ingestion_pipelines_tests.sources.test_vn_stocks import (
+    check_vn_stock_eod,
+    check_vn_stocks,
+    last_weekday,
+)
 
 
 def nav_day(replay) -> date:
@@ -110,6 +115,8 @@ SOURCES = {
     ),
     "coingecko_markets": (None, check_coingecko),
     "fear_greed": ("yesterday_utc", check_fear_greed),
+    "vn_stocks": (None, check_vn_stocks),
+    "vn_stock_eod": ("last_weekday", check_vn_stock_eod),
 }
 
 
@@ -120,6 +127,8 @@ def test_every_source_stores_exactly_what_the_source_served_and_a_rerun_changes_
     partition, check = SOURCES[worker_id]
     if partition == "nav_day":
         partition = nav_day(crawler.server).isoformat()
+    elif partition == "last_weekday":
+        partition = last_weekday().isoformat()
     elif partition == "yesterday_utc":
         partition = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
     first = crawler.run(worker_id, partition)
