@@ -3,7 +3,9 @@
 Both limiters space requests to one host at least ``1 / rate_per_s`` seconds apart
 (a "next allowed time" slot reservation, i.e. GCRA with no burst). The first request
 to an idle host goes through at once. ``rate_per_s`` may be below 1 (one request every
-few seconds); ``None`` or ``0`` means unlimited.
+few seconds); ``None`` or ``0`` means unlimited. ``pause(host, s)`` (a 429 or a
+``Retry-After``) holds every request to that host for ``s``, rate limited or not, in every
+process sharing the limiter.
 
 ``RedisRateLimiter`` reserves the slot in one atomic Lua script that reads the clock
 with Redis ``TIME``, so every process (and every machine) sharing the Redis agrees on
@@ -31,21 +33,41 @@ __all__ = [
 # After a Redis error, the per-process fallback is used for this long before Redis is tried again.
 REDIS_RETRY_AFTER_S = 30.0
 
-# KEYS[1] = per-host key; ARGV[1] = interval between requests in microseconds.
+# KEYS[1] = the host's next free slot, KEYS[2] = the end of the host's pause (a 429 / Retry-After);
+# ARGV[1] = interval between requests in microseconds (0: unlimited, only a pause holds it).
 # Returns how many microseconds the caller must wait before sending.
 _RESERVE_SLOT_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
-local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
 local slot = now
-if nxt > now then
-  slot = nxt
+local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
+if paused > slot then
+  slot = paused
 end
-local new_next = slot + interval
-local ttl_ms = math.floor((new_next - now) / 1000) + 1000
-redis.call('SET', KEYS[1], string.format('%.0f', new_next), 'PX', ttl_ms)
+if interval > 0 then
+  local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
+  if nxt > slot then
+    slot = nxt
+  end
+  local new_next = slot + interval
+  local ttl_ms = math.floor((new_next - now) / 1000) + 1000
+  redis.call('SET', KEYS[1], string.format('%.0f', new_next), 'PX', ttl_ms)
+end
 return math.floor(slot - now)
+"""
+
+# KEYS[1] = the end of the host's pause; ARGV[1] = pause in microseconds from now (kept if later).
+_PAUSE_HOST_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local resume = now + tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if resume > current then
+  local ttl_ms = math.floor((resume - now) / 1000) + 1000
+  redis.call('SET', KEYS[1], string.format('%.0f', resume), 'PX', ttl_ms)
+end
+return 0
 """
 
 
@@ -78,6 +100,10 @@ class RateLimiter(Protocol):
         """Block until a request to ``host`` is allowed; return the seconds waited."""
         ...
 
+    def pause(self, host: str, seconds: float) -> None:
+        """Hold every request to ``host`` for ``seconds`` (a 429 / ``Retry-After``)."""
+        ...
+
 
 class LocalRateLimiter:
     """Per-host spacing of requests inside one process (thread-safe)."""
@@ -85,17 +111,23 @@ class LocalRateLimiter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._next: dict[str, float] = {}
+        self._paused: dict[str, float] = {}
 
     def reserve(self, host: str, rate_per_s: float | None) -> float:
         """Reserve the next slot for ``host`` and return the seconds until it (no sleeping)."""
         interval = _interval_s(rate_per_s)
-        if interval is None:
-            return 0.0
         with self._lock:
             now = time.monotonic()
-            slot = max(now, self._next.get(host, 0.0))
-            self._next[host] = slot + interval
+            slot = max(now, self._paused.get(host, 0.0))
+            if interval is not None:
+                slot = max(slot, self._next.get(host, 0.0))
+                self._next[host] = slot + interval
             return slot - now
+
+    def pause(self, host: str, seconds: float) -> None:
+        with self._lock:
+            resume = time.monotonic() + max(0.0, seconds)
+            self._paused[host] = max(self._paused.get(host, 0.0), resume)
 
     def acquire(self, host: str, rate_per_s: float | None) -> float:
         wait = self.reserve(host, rate_per_s)
@@ -111,6 +143,7 @@ class RedisRateLimiter:
         self._redis = redis_client
         self._prefix = prefix
         self._script = redis_client.register_script(_RESERVE_SLOT_LUA)
+        self._pause_script = redis_client.register_script(_PAUSE_HOST_LUA)
         self._fallback = LocalRateLimiter()
         self._down_until = 0.0  # while Redis is failing, don't wait on it for every request
         self._warned = False
@@ -118,31 +151,46 @@ class RedisRateLimiter:
     def key(self, host: str) -> str:
         return f"{self._prefix}{host}"
 
+    def pause_key(self, host: str) -> str:
+        return f"{self._prefix}pause:{host}"
+
     def reserve(self, host: str, rate_per_s: float | None) -> float:
         """Atomically reserve the next slot for ``host``; return the seconds until it."""
         interval = _interval_s(rate_per_s)
-        if interval is None:
-            return 0.0
         if time.monotonic() < self._down_until:
             return self._fallback.reserve(host, rate_per_s)
-        interval_us = max(1, round(interval * 1_000_000))
+        interval_us = 0 if interval is None else max(1, round(interval * 1_000_000))
         try:
-            wait_us = self._script(keys=[self.key(host)], args=[interval_us])
+            wait_us = self._script(keys=[self.key(host), self.pause_key(host)], args=[interval_us])
         except Exception as exc:  # Redis down: keep crawling, limited per process only
-            self._down_until = time.monotonic() + REDIS_RETRY_AFTER_S
-            if not self._warned:
-                self._warned = True
-                logger.warning(
-                    "Redis rate limiter unavailable ({}); limiting per process only "
-                    "(Redis is tried again every {:.0f} s)",
-                    redact(f"{type(exc).__name__}: {exc}"),
-                    REDIS_RETRY_AFTER_S,
-                )
+            self._redis_failed(exc)
             return self._fallback.reserve(host, rate_per_s)
         if self._warned:
             self._warned = False
             logger.info("Redis rate limiter available again")
         return max(0.0, int(wait_us) / 1_000_000)
+
+    def pause(self, host: str, seconds: float) -> None:
+        """Hold ``host`` for every process sharing the Redis (and this one's fallback)."""
+        self._fallback.pause(host, seconds)
+        if time.monotonic() < self._down_until:
+            return
+        try:
+            pause_us = max(0, round(seconds * 1_000_000))
+            self._pause_script(keys=[self.pause_key(host)], args=[pause_us])
+        except Exception as exc:  # noqa: BLE001 - the fallback holds this process at least
+            self._redis_failed(exc)
+
+    def _redis_failed(self, exc: BaseException) -> None:
+        self._down_until = time.monotonic() + REDIS_RETRY_AFTER_S
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "Redis rate limiter unavailable ({}); limiting per process only "
+                "(Redis is tried again every {:.0f} s)",
+                redact(f"{type(exc).__name__}: {exc}"),
+                REDIS_RETRY_AFTER_S,
+            )
 
     def acquire(self, host: str, rate_per_s: float | None) -> float:
         wait = self.reserve(host, rate_per_s)

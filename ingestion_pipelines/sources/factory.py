@@ -15,10 +15,14 @@ from sqlalchemy import func, select
 from ingestion_pipelines.config import WorkerConfigResource
 from ingestion_pipelines.logs import run_logging
 from ingestion_pipelines.resources.database import DatabaseResource
-from ingestion_pipelines.resources.http import HttpClientResource, HttpFetchError
+from ingestion_pipelines.resources.http import (
+    HttpClientResource,
+    HttpFetchError,
+    RunDeadlineExceeded,
+)
 from ingestion_pipelines.resources.redis import RedisResource
 from ingestion_pipelines.sources.base import Source, SourceError, Window
-from ingestion_pipelines.sources.runner import crawl
+from ingestion_pipelines.sources.runner import CrawlResult, crawl
 from ingestion_pipelines.storage.validators import PersistentValidators
 
 WORKER_TAG = "ingest/worker"
@@ -74,6 +78,8 @@ class SourceDefs:
 
 
 def _transient(error: HttpFetchError) -> bool:
+    if isinstance(error, RunDeadlineExceeded):
+        return False  # a retry would only hit the deadline again
     status = error.status
     return status is None or status >= 500 or status in (408, 425, 429)
 
@@ -111,6 +117,28 @@ def _rows_in_window(database: DatabaseResource, source: type[Source], settings, 
         return conn.execute(query).scalar_one()
 
 
+def complete_check(result: CrawlResult) -> dg.AssetCheckResult:
+    """`complete` (ERROR): the records fetched reach the source's own totals (`Expected`)."""
+    expected = result.records_expected
+    shortfall = result.shortfall
+    description = None
+    if expected is None:
+        description = "the source reported no total for this run"
+    elif shortfall:
+        description = (
+            f"{shortfall} records short: fetched {result.fetched} of the {expected} "
+            f"the source reported (first families: "
+            f"{', '.join(f'{k}={v}' for k, v in list(result.expected.items())[:5])})"
+        )
+    return dg.AssetCheckResult(
+        check_name="complete",
+        passed=shortfall == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"records_fetched": result.fetched, "records_expected": expected or 0},
+        description=description,
+    )
+
+
 def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDefs:
     """The asset, job and schedule for `source`; `cron` overrides its default schedule."""
     worker_id = source.worker_id
@@ -126,6 +154,11 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
             "rows_present",
             asset=worker_id,
             description=f"`{source.table.name}` holds rows for what this run covered",
+        ),
+        dg.AssetCheckSpec(
+            "complete",
+            asset=worker_id,
+            description="the run fetched every record the source itself said it holds",
         ),
     ]
 
@@ -215,6 +248,7 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
                         metadata={"rows": rows},
                         description=None if rows else f"no rows in {source.table.name}",
                     ),
+                    complete_check(result),
                 ],
             )
 

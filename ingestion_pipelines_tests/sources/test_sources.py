@@ -137,7 +137,7 @@ def test_every_source_stores_exactly_what_the_source_served_and_a_rerun_changes_
         assert second.metadata["records_unchanged"] == inserted
     assert crawler.rows(tables.metadata.tables[table]) == before
     checks = {c.check_name: c.passed for c in first.result.get_asset_check_evaluations()}
-    assert checks == {"rejects_within_threshold": True, "rows_present": True}
+    assert checks == {"rejects_within_threshold": True, "rows_present": True, "complete": True}
 
 
 def test_a_30_day_nav_backfill_is_one_run_with_one_request_per_fund(crawler):
