@@ -86,13 +86,19 @@ def rate_limit_host(url_or_host: str) -> str:
     return f"{host}:{port}" if port else host
 
 
+# Slots are spaced this much wider than 1 / rate: the jitter between reserving a slot and the
+# request reaching the server (thread wake-up, a busy machine) must never show the server more
+# than rate_per_s.
+SPACING_MARGIN = 1.02
+
+
 def _interval_s(rate_per_s: float | None) -> float | None:
     if rate_per_s is None:
         return None
     rate = float(rate_per_s)
     if rate <= 0:
         return None
-    return 1.0 / rate
+    return SPACING_MARGIN / rate
 
 
 class RateLimiter(Protocol):
