@@ -117,7 +117,7 @@ def _rows_in_window(database: DatabaseResource, source: type[Source], settings, 
         return conn.execute(query).scalar_one()
 
 
-def complete_check(result: CrawlResult) -> dg.AssetCheckResult:
+def complete_check(result: CrawlResult, covered: dict | None = None) -> dg.AssetCheckResult:
     """`complete` (ERROR): the records fetched reach the source's own totals (`Expected`)."""
     expected = result.records_expected
     shortfall = result.shortfall
@@ -134,7 +134,11 @@ def complete_check(result: CrawlResult) -> dg.AssetCheckResult:
         check_name="complete",
         passed=shortfall == 0,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"records_fetched": result.fetched, "records_expected": expected or 0},
+        metadata={
+            "records_fetched": result.fetched,
+            "records_expected": expected or 0,
+            **(covered or {}),
+        },
         description=description,
     )
 
@@ -229,6 +233,9 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
             rows = _rows_in_window(database, source, settings, window)
             threshold = settings.reject_threshold
             metadata = result.metadata()
+            # One evaluation per check covers the run's whole range (not one per partition,
+            # which would cost an event each): its metadata names the range.
+            covered = {"covers": f"{window.start}..{window.last_day}"} if window else {}
             if window is not None:
                 metadata["partition_range"] = f"{window.start}..{window.last_day}"
             metadata["table"] = source.table.name
@@ -240,15 +247,19 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
                         check_name="rejects_within_threshold",
                         passed=result.reject_share <= threshold,
                         severity=dg.AssetCheckSeverity.WARN,
-                        metadata={"rejected": result.rejected, "share": result.reject_share},
+                        metadata={
+                            "rejected": result.rejected,
+                            "share": result.reject_share,
+                            **covered,
+                        },
                     ),
                     dg.AssetCheckResult(
                         check_name="rows_present",
                         passed=rows > 0,
-                        metadata={"rows": rows},
+                        metadata={"rows": rows, **covered},
                         description=None if rows else f"no rows in {source.table.name}",
                     ),
-                    complete_check(result),
+                    complete_check(result, covered),
                 ],
             )
 

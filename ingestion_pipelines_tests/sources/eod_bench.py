@@ -138,7 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         redis_url=args.redis_url,
         batch_rows=args.batch_rows,
     )
-    print(orjson.dumps(result.metadata(), default=str).decode())
+    import resource
+
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(orjson.dumps({**result.metadata(), "peak_rss_mb": peak_rss_mb}, default=str).decode())
     return 0
 
 
