@@ -66,7 +66,7 @@ def async_vs_threads(server, n: int, concurrency: int) -> tuple[float, float, fl
 
     async def fetch_all():
         gate = asyncio.Semaphore(concurrency)
-        async with AsyncSession() as session:
+        async with AsyncSession(max_clients=concurrency) as session:
 
             async def one(url):
                 async with gate:

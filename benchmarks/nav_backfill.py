@@ -25,6 +25,7 @@ a PostgreSQL instance storage is started from the test bed too.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import copy
 import os
 import sys
@@ -88,7 +89,8 @@ def main() -> int:
         os.environ["INGEST_DATABASE_URL"] = url
         engine = ensure_schema(url)
 
-        replay = stack.enter_context(ReplayServer())
+        replay = ReplayServer()  # bound here, served by its own process (below)
+        stack.callback(replay.stop)
         dataset = replay.dataset
         while len(dataset.products) < args.funds:  # the recording has 58 funds: add clones
             clone = copy.deepcopy(dataset.products[len(dataset.products) % 58])
@@ -100,6 +102,13 @@ def main() -> int:
         dataset.specs = {row["id"]: dataset.specs[row["id"]] for row in dataset.products}
         dataset._funds = None
         os.environ.update(replay.env())
+        # The replay answers from its own process, as a remote server would: in this process it
+        # would take the GIL from the crawl it is measuring.
+        server_process = multiprocessing.get_context("fork").Process(
+            target=replay._httpd.serve_forever, daemon=True
+        )
+        server_process.start()
+        stack.callback(server_process.terminate)
 
         end = fmarket.previous_weekday(dataset.today_ict() - timedelta(days=1))
         start = end - timedelta(days=365 * args.years)
