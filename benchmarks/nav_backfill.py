@@ -25,8 +25,8 @@ a PostgreSQL instance storage is started from the test bed too.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import copy
+import multiprocessing
 import os
 import sys
 import tempfile

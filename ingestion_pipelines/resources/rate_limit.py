@@ -34,8 +34,10 @@ __all__ = [
 REDIS_RETRY_AFTER_S = 30.0
 
 # KEYS[1] = the host's next free slot, KEYS[2] = the end of the host's pause (a 429 / Retry-After);
-# ARGV[1] = interval between requests in microseconds (0: unlimited, only a pause holds it).
-# Returns how many microseconds the caller must wait before sending.
+# ARGV[1] = interval between requests in microseconds (0: unlimited, only a pause holds it);
+# ARGV[2] = 1 to claim the slot only if it is free now (else nothing is reserved), 0 to reserve
+# the next slot whenever it is. Returns how many microseconds the caller must wait (0 when a
+# claim succeeded).
 _RESERVE_SLOT_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -50,6 +52,11 @@ if interval > 0 then
   if nxt > slot then
     slot = nxt
   end
+end
+if ARGV[2] == '1' and slot > now then
+  return math.max(1, math.floor(slot - now))
+end
+if interval > 0 then
   local new_next = slot + interval
   local ttl_ms = math.floor((new_next - now) / 1000) + 1000
   redis.call('SET', KEYS[1], string.format('%.0f', new_next), 'PX', ttl_ms)
@@ -101,6 +108,18 @@ def _interval_s(rate_per_s: float | None) -> float | None:
     return SPACING_MARGIN / rate
 
 
+def _claim_when_free(limiter: Any, host: str, rate_per_s: float | None) -> float:
+    """Sleep until the host's next slot, then claim it; when another thread or process took it
+    meanwhile, wait for the next one. A slot is taken at the moment of sending, never ahead: a
+    sender woken late pushes the schedule back instead of bunching with the punctual ones, so
+    the server never sees more than the rate in any second. Returns the seconds waited."""
+    waited = 0.0
+    while (wait := limiter.reserve(host, rate_per_s, claim=True)) > 0:
+        time.sleep(wait)
+        waited += wait
+    return waited
+
+
 class RateLimiter(Protocol):
     def acquire(self, host: str, rate_per_s: float | None) -> float:
         """Block until a request to ``host`` is allowed; return the seconds waited."""
@@ -119,14 +138,18 @@ class LocalRateLimiter:
         self._next: dict[str, float] = {}
         self._paused: dict[str, float] = {}
 
-    def reserve(self, host: str, rate_per_s: float | None) -> float:
-        """Reserve the next slot for ``host`` and return the seconds until it (no sleeping)."""
+    def reserve(self, host: str, rate_per_s: float | None, *, claim: bool = False) -> float:
+        """Reserve the next slot for ``host`` and return the seconds until it (no sleeping).
+        ``claim=True``: take the slot only if it is free now (then 0), else reserve nothing."""
         interval = _interval_s(rate_per_s)
         with self._lock:
             now = time.monotonic()
             slot = max(now, self._paused.get(host, 0.0))
             if interval is not None:
                 slot = max(slot, self._next.get(host, 0.0))
+            if claim and slot > now:
+                return slot - now
+            if interval is not None:
                 self._next[host] = slot + interval
             return slot - now
 
@@ -136,10 +159,7 @@ class LocalRateLimiter:
             self._paused[host] = max(self._paused.get(host, 0.0), resume)
 
     def acquire(self, host: str, rate_per_s: float | None) -> float:
-        wait = self.reserve(host, rate_per_s)
-        if wait > 0:
-            time.sleep(wait)
-        return wait
+        return _claim_when_free(self, host, rate_per_s)
 
 
 class RedisRateLimiter:
@@ -160,17 +180,20 @@ class RedisRateLimiter:
     def pause_key(self, host: str) -> str:
         return f"{self._prefix}pause:{host}"
 
-    def reserve(self, host: str, rate_per_s: float | None) -> float:
-        """Atomically reserve the next slot for ``host``; return the seconds until it."""
+    def reserve(self, host: str, rate_per_s: float | None, *, claim: bool = False) -> float:
+        """Atomically reserve the next slot for ``host``; return the seconds until it.
+        ``claim=True``: take the slot only if it is free now (then 0), else reserve nothing."""
         interval = _interval_s(rate_per_s)
         if time.monotonic() < self._down_until:
-            return self._fallback.reserve(host, rate_per_s)
+            return self._fallback.reserve(host, rate_per_s, claim=claim)
         interval_us = 0 if interval is None else max(1, round(interval * 1_000_000))
         try:
-            wait_us = self._script(keys=[self.key(host), self.pause_key(host)], args=[interval_us])
+            wait_us = self._script(
+                keys=[self.key(host), self.pause_key(host)], args=[interval_us, int(claim)]
+            )
         except Exception as exc:  # Redis down: keep crawling, limited per process only
             self._redis_failed(exc)
-            return self._fallback.reserve(host, rate_per_s)
+            return self._fallback.reserve(host, rate_per_s, claim=claim)
         if self._warned:
             self._warned = False
             logger.info("Redis rate limiter available again")
@@ -199,7 +222,4 @@ class RedisRateLimiter:
             )
 
     def acquire(self, host: str, rate_per_s: float | None) -> float:
-        wait = self.reserve(host, rate_per_s)
-        if wait > 0:
-            time.sleep(wait)
-        return wait
+        return _claim_when_free(self, host, rate_per_s)
