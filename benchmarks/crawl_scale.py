@@ -262,8 +262,10 @@ def main() -> int:
             stdout=subprocess.PIPE,
             text=True,
         ).stdout
-        for line in out.splitlines():
-            if "ceiling" in line or "Dagster materialize" in line or "rows/s" in line:
+        report = out.splitlines()
+        first = next(i for i, line in enumerate(report) if line.startswith("NAV backfill"))
+        for line in report[first:]:
+            if line.strip():
                 say("   " + line)
     return 0
 

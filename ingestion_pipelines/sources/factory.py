@@ -119,16 +119,7 @@ def _rows_in_window(database: DatabaseResource, source: type[Source], settings, 
 
 # What each partition of a range run records: Dagster copies a range run's metadata into one
 # materialization per partition, and serializing that copy is most of a long backfill's cost.
-RANGE_METADATA_KEYS = (
-    "partition_range",
-    "records_fetched",
-    "records_expected",
-    "records_inserted",
-    "records_updated",
-    "records_rejected",
-    "records_out_of_window",
-    "captured_at",
-)
+RANGE_METADATA_KEYS = ("partition_range", "records_fetched", "records_inserted", "records_rejected")
 
 
 def _per_partition_metadata(metadata: dict, window: Window | None, log) -> dict:
