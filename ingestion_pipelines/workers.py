@@ -136,6 +136,15 @@ class ScheduledSettings(WorkerSettings):
         allow_inf_nan=False,
         description="share of rejected records that fails the run",
     )
+    concurrency: int = Field(
+        8, ge=1, le=64, description="requests a crawl keeps in flight (within rate_limit_per_s)"
+    )
+    run_timeout_s: float = Field(
+        6 * 3600.0,
+        gt=0,
+        le=7 * 86400,
+        description="deadline of a whole run, retries included, besides each request's timeout_s",
+    )
 
     @field_validator("cron")
     @classmethod

@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from ingestion_pipelines.replay import coingecko, fear_greed, fmarket, vndirect
+from ingestion_pipelines.replay import bench, coingecko, fear_greed, fmarket, vndirect
 from ingestion_pipelines.replay.dataset import ReplayDataset
 from ingestion_pipelines.replay.rss import BLOCKED_BODY, CONTENT_TYPE, is_browser
 
@@ -230,6 +230,11 @@ def vndirect_prices(request: ReplayRequest, dataset: ReplayDataset) -> Response:
         return Response.json({"error": str(exc)}, 400)
 
 
+def bench_eod(request: ReplayRequest, dataset: ReplayDataset) -> Response:
+    status, body = bench.eod(request.query)
+    return Response.json(body, status)
+
+
 Route = Callable[[ReplayRequest, ReplayDataset], Response]
 ROUTES: dict[str, dict[str, Route]] = {
     "/res/products/filter": {"POST": products_filter},
@@ -239,6 +244,7 @@ ROUTES: dict[str, dict[str, Route]] = {
     "/fng": {"GET": fng},
     vndirect.STOCKS_PATH: {"GET": vndirect_stocks},
     vndirect.PRICES_PATH: {"GET": vndirect_prices},
+    bench.PATH: {"GET": bench_eod},
 }
 
 
@@ -271,13 +277,20 @@ class _Handler(BaseHTTPRequestHandler):
         )
         with replay._requests_lock:
             replay.requests.append(request)
+            replay.in_flight += 1
+            replay.peak_in_flight = max(replay.peak_in_flight, replay.in_flight)
         try:
+            if replay.latency_s:
+                time.sleep(replay.latency_s)
             response = replay.respond(request)
         except Exception:  # a bug here must still answer, and say why
             traceback.print_exc()
             response = Response(
                 500, traceback.format_exc().encode(), {"Content-Type": "text/plain"}
             )
+        finally:
+            with replay._requests_lock:
+                replay.in_flight -= 1
         if response is None:  # a dropped connection
             self.close_connection = True
             return
@@ -310,6 +323,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # concurrent crawlers open many connections at once
     replay: ReplayServer
 
 
@@ -333,6 +347,9 @@ class ReplayServer:
             coingecko.RateLimit(coingecko_rate_limit) if coingecko_rate_limit else None
         )
         self._requests_lock = threading.Lock()
+        self.latency_s = 0.0  # injected before every answer, like a distant server's
+        self.in_flight = 0  # requests being answered now, and the most at once
+        self.peak_in_flight = 0
         self._httpd = _HTTPServer((host, port), _Handler)
         self._httpd.replay = self
         self._thread: threading.Thread | None = None

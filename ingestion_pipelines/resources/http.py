@@ -53,6 +53,7 @@ __all__ = [
     "HttpStats",
     "MemoryValidatorStore",
     "RETRY_AFTER_CAP_S",
+    "RunDeadlineExceeded",
     "ValidatorStore",
     "parse_retry_after",
 ]
@@ -206,6 +207,21 @@ def _rebuild_fetch_error(worker_id, url, cause, status, method, attempts) -> Htt
     return HttpFetchError(worker_id, url, cause, status, method=method, attempts=attempts)
 
 
+class RunDeadlineExceeded(HttpFetchError):
+    """The run's deadline (`run_timeout_s`) passed while a request was due or in flight: the
+    message names the worker and the URL. Retrying the run would only hit it again."""
+
+    def __reduce__(self):
+        return (
+            _rebuild_deadline_error,
+            (self.worker_id, self.url, self.cause, self.method, self.attempts),
+        )
+
+
+def _rebuild_deadline_error(worker_id, url, cause, method, attempts) -> RunDeadlineExceeded:
+    return RunDeadlineExceeded(worker_id, url, cause, None, method=method, attempts=attempts)
+
+
 class _Retryable(Exception):
     def __init__(self, cause: str, status: int | None, retry_after_s: float | None) -> None:
         super().__init__(cause)
@@ -319,6 +335,8 @@ class CrawlSession:
         self.validator_store = validator_store
         self.stats = HttpStats()
         self._stats_lock = threading.Lock()
+        self.run_timeout_s: float | None = None
+        self._deadline: float | None = None  # time.monotonic() past which no request is sent
         self._log = logger.bind(worker_id=worker_id)
 
         proxy = proxy or None
@@ -353,6 +371,28 @@ class CrawlSession:
 
     def close(self) -> None:
         self._session.close()
+
+    def start_deadline(self, run_timeout_s: float | None) -> None:
+        """From now on, no request is sent or waited for past `run_timeout_s` seconds: each
+        request's timeout is cut to what is left, and one due later fails with
+        `RunDeadlineExceeded` naming the worker and its URL."""
+        self.run_timeout_s = run_timeout_s
+        self._deadline = None if run_timeout_s is None else time.monotonic() + run_timeout_s
+
+    def _time_left(self, method: str, shown_url: str, attempt: int) -> float | None:
+        """Seconds left before the run's deadline (None: no deadline); raises when none are."""
+        if self._deadline is None:
+            return None
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise RunDeadlineExceeded(
+                self.worker_id,
+                shown_url,
+                f"run deadline passed (run_timeout_s={self.run_timeout_s:g})",
+                method=method,
+                attempts=attempt,
+            )
+        return left
 
     # -- shortcuts -------------------------------------------------------------------
     def get(self, url: str, **kwargs: Any) -> HttpResult:
@@ -397,10 +437,12 @@ class CrawlSession:
 
         total = self.max_retries + 1
         for attempt in range(1, total + 1):
+            self._time_left(method, shown_url, attempt - 1)
             waited = self.rate_limiter.acquire(host, self.rate_limit_per_s)
             if waited:
                 with self._stats_lock:
                     self.stats.rate_limit_wait_s += waited
+            left = self._time_left(method, shown_url, attempt - 1)
             try:
                 result = self._attempt(
                     method,
@@ -411,6 +453,7 @@ class CrawlSession:
                     headers=request_headers,
                     accept_statuses=accept_statuses,
                     attempt=attempt,
+                    timeout_s=self.timeout_s if left is None else min(self.timeout_s, left),
                 )
             except _Fatal as fatal:
                 raise HttpFetchError(
@@ -454,7 +497,21 @@ class CrawlSession:
                 with self._stats_lock:
                     self.stats.retries += 1
                     self.stats.backoff_wait_s += delay
-                if delay > 0:
+                left = self._time_left(method, shown_url, attempt)
+                if left is not None and delay >= left:
+                    raise RunDeadlineExceeded(
+                        self.worker_id,
+                        shown_url,
+                        f"{retryable.cause}; the next attempt would start after the run "
+                        f"deadline (run_timeout_s={self.run_timeout_s:g})",
+                        method=method,
+                        attempts=attempt,
+                    ) from None
+                if retryable.status == 429 or retryable.retry_after_s is not None:
+                    # The server speaks for the whole host: every request to it waits (in
+                    # every process sharing the limiter); this one waits in acquire().
+                    self.rate_limiter.pause(host, delay)
+                elif delay > 0:
                     time.sleep(delay)
                 continue
 
@@ -496,6 +553,7 @@ class CrawlSession:
         headers: Mapping[str, str],
         accept_statuses: Collection[int],
         attempt: int,
+        timeout_s: float,
     ) -> HttpResult:
         cap = self.max_response_bytes
         body = bytearray()
@@ -522,6 +580,7 @@ class CrawlSession:
                 data=data,
                 headers=dict(headers) if headers else None,
                 content_callback=on_chunk,
+                timeout=timeout_s,
             )
         except curl_exc.RequestException as exc:
             self._count("error", len(body))

@@ -19,11 +19,15 @@ from ingestion_pipelines.failures import storage_failure
 from ingestion_pipelines.launch_config import RunOverrides
 from ingestion_pipelines.logs import run_logging
 from ingestion_pipelines.resources.database import DatabaseResource
-from ingestion_pipelines.resources.http import HttpClientResource, HttpFetchError
+from ingestion_pipelines.resources.http import (
+    HttpClientResource,
+    HttpFetchError,
+    RunDeadlineExceeded,
+)
 from ingestion_pipelines.resources.redis import RedisResource
 from ingestion_pipelines.sources.base import Source, SourceError, TradingDayPartitions, Window
 from ingestion_pipelines.sources.expectations import judge_rows, scheduled_partition
-from ingestion_pipelines.sources.runner import crawl
+from ingestion_pipelines.sources.runner import CrawlResult, crawl
 from ingestion_pipelines.storage.validators import PersistentValidators
 
 WORKER_TAG = "ingest/worker"
@@ -79,6 +83,8 @@ class SourceDefs:
 
 
 def _transient(error: HttpFetchError) -> bool:
+    if isinstance(error, RunDeadlineExceeded):
+        return False  # a retry would only hit the deadline again
     status = error.status
     return status is None or status >= 500 or status in (408, 425, 429)
 
@@ -140,15 +146,61 @@ def _rows_in_window(database: DatabaseResource, source: type[Source], settings, 
         return conn.execute(query).scalar_one()
 
 
-def _rows_present(source: type[Source], window: Window | None, rows: int) -> dg.AssetCheckResult:
+def _rows_present(
+    source: type[Source], window: Window | None, rows: int, covered: dict | None = None
+) -> dg.AssetCheckResult:
     """`rows_present`, judged by the market calendar for workers with a publication deadline
     (a weekend or holiday holds no NAV: the check passes and says why)."""
     verdict = judge_rows(source.worker_id, source.table.name, window, rows, datetime.now(UTC))
     return dg.AssetCheckResult(
         check_name="rows_present",
         passed=verdict.passed,
-        metadata=verdict.metadata,
+        metadata={**verdict.metadata, **(covered or {})},
         description=verdict.description,
+    )
+
+
+# What each partition of a range run records: Dagster copies a range run's metadata into one
+# materialization per partition, and serializing that copy is most of a long backfill's cost.
+RANGE_METADATA_KEYS = ("partition_range", "records_fetched", "records_inserted", "records_rejected")
+
+
+def _per_partition_metadata(metadata: dict, window: Window | None, log) -> dict:
+    """A run of one partition keeps its full metadata; a range run logs it once and records the
+    `RANGE_METADATA_KEYS` on each partition."""
+    if window is None or window.days <= 1:
+        return metadata
+    log.info(
+        "run metadata for {}: {}",
+        metadata["partition_range"],
+        {k: v for k, v in metadata.items() if k != "captured_at"},
+    )
+    return {k: metadata[k] for k in RANGE_METADATA_KEYS if k in metadata}
+
+
+def complete_check(result: CrawlResult, covered: dict | None = None) -> dg.AssetCheckResult:
+    """`complete` (ERROR): the records fetched reach the source's own totals (`Expected`)."""
+    expected = result.records_expected
+    shortfall = result.shortfall
+    description = None
+    if expected is None:
+        description = "the source reported no total for this run"
+    elif shortfall:
+        description = (
+            f"{shortfall} records short: fetched {result.fetched} of the {expected} "
+            f"the source reported (first families: "
+            f"{', '.join(f'{k}={v}' for k, v in list(result.expected.items())[:5])})"
+        )
+    return dg.AssetCheckResult(
+        check_name="complete",
+        passed=shortfall == 0,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "records_fetched": result.fetched,
+            "records_expected": expected or 0,
+            **(covered or {}),
+        },
+        description=description,
     )
 
 
@@ -167,6 +219,11 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
             "rows_present",
             asset=worker_id,
             description=f"`{source.table.name}` holds rows for what this run covered",
+        ),
+        dg.AssetCheckSpec(
+            "complete",
+            asset=worker_id,
+            description="the run fetched every record the source itself said it holds",
         ),
     ]
 
@@ -240,10 +297,14 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
             rows = _rows_in_window(database, source, settings, window)
             threshold = settings.reject_threshold
             metadata = result.metadata()
+            # One evaluation per check covers the run's whole range (not one per partition,
+            # which would cost an event each): its metadata names the range.
+            covered = {"covers": f"{window.start}..{window.last_day}"} if window else {}
             if window is not None:
                 metadata["partition_range"] = f"{window.start}..{window.last_day}"
             metadata["table"] = source.table.name
             metadata["captured_at"] = dg.MetadataValue.timestamp(datetime.now(UTC))
+            metadata = _per_partition_metadata(metadata, window, log)
             return dg.MaterializeResult(
                 metadata=metadata,
                 check_results=[
@@ -251,9 +312,14 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
                         check_name="rejects_within_threshold",
                         passed=result.reject_share <= threshold,
                         severity=dg.AssetCheckSeverity.WARN,
-                        metadata={"rejected": result.rejected, "share": result.reject_share},
+                        metadata={
+                            "rejected": result.rejected,
+                            "share": result.reject_share,
+                            **covered,
+                        },
                     ),
-                    _rows_present(source, window, rows),
+                    _rows_present(source, window, rows, covered),
+                    complete_check(result, covered),
                 ],
             )
 

@@ -1,5 +1,17 @@
 """One crawl: requests → HTTP client → `parse` → record model → upsert, rejects → `dead_letter`.
 
+Up to `concurrency` requests are in flight (a thread pool around the shared `CrawlSession`, whose
+per-host rate limit and `Retry-After` pauses hold every thread and process); follow-up requests
+from `parse` join the same pool. Responses are parsed, validated and written as they arrive, in
+batches of `BATCH_ROWS` rows (one transaction each, through `storage.upsert`), so memory stays flat
+whatever the crawl's size. A partitioned crawl checkpoints each request once its rows have
+committed (`sources.checkpoints`) and resumes from there when run again for the same range.
+
+The reject threshold is judged on the whole run, at its end: a run over it fails; the batches
+committed before the verdict stay (they hold only valid rows), the rows still buffered are not
+written, every reject is in `dead_letter` tagged with the run id, and the failure says how many
+rows the run committed.
+
 Nothing here depends on Dagster: the factory calls `crawl()` inside an asset, benchmarks and
 tests may call it directly.
 """
@@ -8,9 +20,12 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from loguru import logger
@@ -20,14 +35,23 @@ from sqlalchemy import Engine
 from ingestion_pipelines.redaction import redact_url
 from ingestion_pipelines.resources.http import CrawlSession, HttpResult, HttpStats
 from ingestion_pipelines.sources.base import Expected, Request, Source, SourceError
+from ingestion_pipelines.sources.checkpoints import (
+    Checkpoints,
+    dump_request,
+    load_request,
+    request_key,
+    scope_of,
+)
 from ingestion_pipelines.storage.dead_letters import DeadLetter, write_dead_letters
 from ingestion_pipelines.storage.upsert import UpsertResult, upsert
 
 ProgressCallback = Callable[[int, int], None]
+BATCH_ROWS = 2000  # rows per upsert transaction while a crawl streams
+NAMED_IN_LOG = 5  # how many out-of-window records the log names
 
 
 class RejectThresholdError(SourceError):
-    """Too large a share of the fetched records failed validation: nothing was written."""
+    """Too large a share of the fetched records failed validation: the run fails."""
 
 
 @dataclass
@@ -38,12 +62,27 @@ class CrawlResult:
     written: UpsertResult = field(default_factory=UpsertResult)
     http: HttpStats | None = None
     requests_done: int = 0
+    requests_resumed: int = 0
+    batches: int = 0
+    out_of_window: int = 0
+    expected: dict[str, int] = field(default_factory=dict)  # latest total per family
     duration_s: float = 0.0
     first_rejects: list[str] = field(default_factory=list)
+    first_out_of_window: list[str] = field(default_factory=list)
 
     @property
     def reject_share(self) -> float:
         return self.rejected / self.fetched if self.fetched else 0.0
+
+    @property
+    def records_expected(self) -> int | None:
+        """What the source itself said it holds (None: it said nothing)."""
+        return sum(self.expected.values()) if self.expected else None
+
+    @property
+    def shortfall(self) -> int:
+        expected = self.records_expected
+        return max(0, expected - self.fetched) if expected is not None else 0
 
     def metadata(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -53,8 +92,13 @@ class CrawlResult:
             "records_unchanged": self.written.unchanged,
             "records_rejected": self.rejected,
             "records_duplicate": self.written.duplicates,
+            "records_out_of_window": self.out_of_window,
+            "requests_resumed": self.requests_resumed,
+            "batches_committed": self.batches,
             "duration_s": round(self.duration_s, 3),
         }
+        if self.records_expected is not None:
+            data["records_expected"] = self.records_expected
         if self.http is not None:
             data["http_requests_by_status"] = dict(self.http.requests_by_status)
             data["http_requests"] = self.http.requests
@@ -76,6 +120,269 @@ def _describe_validation(error: ValidationError) -> str:
     return "record failed validation: " + "; ".join(parts)
 
 
+def _new_state() -> dict[str, Any]:
+    """What a request yielded besides rows: kept in its checkpoint."""
+    return {"followups": [], "expected": {}, "fetched": 0, "rejected": 0, "out_of_window": 0}
+
+
+_END = object()
+
+
+class _Crawl:
+    """The state of one crawl; `crawl()` is its public face."""
+
+    def __init__(
+        self,
+        source: Source,
+        session: CrawlSession,
+        data_engine: Engine,
+        control_engine: Engine,
+        run_id: str | None,
+        progress: ProgressCallback | None,
+        checkpoints: Checkpoints | None,
+        batch_rows: int,
+    ):
+        self.source = source
+        self.session = session
+        self.data_engine = data_engine
+        self.control_engine = control_engine
+        self.run_id = run_id
+        self.progress = progress
+        self.checkpoints = checkpoints
+        self.batch_rows = batch_rows
+        self.worker_id = source.worker_id
+        self.log = logger.bind(worker_id=self.worker_id)
+        self.result = CrawlResult(self.worker_id, http=session.stats)
+        self.base_url = source.settings.base_url
+        self.key = list(source.key or (c.name for c in source.table.primary_key.columns))
+        self.first_requests: Iterator[Request] = iter(source.build_requests())
+        self.followups: deque[Request] = deque()
+        self.committed = checkpoints.load() if checkpoints else {}
+        self.total = 0
+        self.rows: list[dict[str, Any]] = []
+        self.letters: list[DeadLetter] = []
+        self.parsed: list[tuple[str, dict[str, Any]]] = []  # their rows await the next commit
+
+    # -- scheduling ----------------------------------------------------------------------
+    def next_request(self) -> Request | None:
+        """The next request to send: follow-ups first (they keep the queue short), then the
+        source's first requests; a request a checkpoint says has committed is not sent again."""
+        while True:
+            if self.followups:
+                request = self.followups.popleft()
+            else:
+                request = next(self.first_requests, None)
+                if request is None:
+                    return None
+                self.total += 1
+            if self.committed:
+                state = self.committed.pop(request_key(request), None)
+                if state is not None:
+                    self.resume(state)
+                    continue
+            return request
+
+    def resume(self, state: dict[str, Any]) -> None:
+        """Account for a request committed by an earlier run of the same range."""
+        result = self.result
+        result.requests_resumed += 1
+        result.fetched += state["fetched"]
+        result.rejected += state["rejected"]
+        result.out_of_window += state["out_of_window"]
+        result.expected.update(state["expected"])
+        for data in state["followups"]:
+            self.followups.append(load_request(data))
+            self.total += 1
+
+    def fetch(self, request: Request) -> HttpResult:
+        return self.session.request(
+            request.method,
+            request.url(self.base_url),
+            params=request.params,
+            json=request.json,
+            headers={**self.source.headers, **(request.headers or {})},
+            conditional=request.conditional,
+        )
+
+    def run(self, concurrency: int) -> None:
+        pool = ThreadPoolExecutor(concurrency, thread_name_prefix=f"crawl-{self.worker_id}")
+        in_flight: dict[Future[HttpResult], Request] = {}
+        try:
+            while True:
+                while len(in_flight) < concurrency:
+                    request = self.next_request()
+                    if request is None:
+                        break
+                    in_flight[pool.submit(self.fetch, request)] = request
+                if not in_flight:
+                    break
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    request = in_flight.pop(future)
+                    self.handle(request, future.result())
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            self.commit_after_failure()
+            raise
+        pool.shutdown(wait=True)
+
+    # -- one response --------------------------------------------------------------------
+    def handle(self, request: Request, response: HttpResult) -> None:
+        self.result.requests_done += 1
+        url = request.url(self.base_url)
+        state = _new_state()
+        if response.not_modified:
+            self.log.info(
+                "{} {} not modified since the last run: skipped", request.method, redact_url(url)
+            )
+        else:
+            items = self.parse(request, response, url)
+            while (item := next(items, _END)) is not _END:
+                if isinstance(item, Request):
+                    state["followups"].append(dump_request(item))
+                    self.followups.append(item)
+                    self.total += 1
+                elif isinstance(item, Expected):
+                    state["expected"][item.family] = item.total
+                    self.result.expected[item.family] = item.total
+                else:
+                    self.take(item, url, state)
+        self.parsed.append((request_key(request), state))
+        if self.progress is not None:
+            self.progress(self.result.requests_done + self.result.requests_resumed, self.total)
+
+    def parse(self, request: Request, response: HttpResult, url: str) -> Iterator[Any]:
+        """The source's `parse`, with any failure turned into a `SourceError` naming worker, URL
+        and cause (the raw body goes to `dead_letter`)."""
+        try:
+            yield from self.source.parse(response, request)
+        except Exception as exc:  # noqa: BLE001 - any parse failure is the source's
+            cause = f"{type(exc).__name__}: {exc}"
+            self.letters.append(
+                DeadLetter(
+                    self.worker_id,
+                    f"response could not be parsed: {cause}",
+                    response.content,
+                    {"url": redact_url(url), "status": response.status},
+                )
+            )
+            raise SourceError(
+                f"{self.worker_id}: {request.method} {redact_url(url)}: {cause}"
+            ) from exc
+
+    def take(self, item: Any, url: str, state: dict[str, Any]) -> None:
+        """Validate one raw record and buffer its row (committing a full batch)."""
+        result = self.result
+        result.fetched += 1
+        state["fetched"] += 1
+        try:
+            row = self.source.record.model_validate(item).row()
+        except ValidationError as exc:
+            reason = _describe_validation(exc)
+            result.rejected += 1
+            state["rejected"] += 1
+            if len(result.first_rejects) < 5:
+                result.first_rejects.append(reason)
+            self.letters.append(
+                DeadLetter(self.worker_id, reason, _dump(item), {"url": redact_url(url)})
+            )
+            return
+        if not self.in_window(row):
+            result.out_of_window += 1
+            state["out_of_window"] += 1
+            if len(result.first_out_of_window) < NAMED_IN_LOG:
+                result.first_out_of_window.append(", ".join(f"{k}={row.get(k)}" for k in self.key))
+            return
+        self.rows.append(row)
+        if len(self.rows) >= self.batch_rows:
+            self.commit()
+
+    def in_window(self, row: dict[str, Any]) -> bool:
+        """Whether a row belongs to the run's partitions (by the source's `date_column`)."""
+        window, column = self.source.window, self.source.date_column
+        if window is None or column is None:
+            return True
+        value = row.get(column)
+        if isinstance(value, datetime):
+            value = value.astimezone(ZoneInfo(window.timezone)).date()
+        return value is None or window.contains(value)
+
+    # -- writing ---------------------------------------------------------------------------
+    def commit(self) -> None:
+        """Write the buffered rows as one transaction, then their dead letters and the
+        checkpoints of the requests whose rows are now all committed (in the same transaction
+        when the data and control tables share a database)."""
+        rows, letters, parsed = self.rows, self.letters, self.parsed
+        self.rows, self.letters, self.parsed = [], [], []
+        source = self.source
+        written = UpsertResult()
+        if self.data_engine.url == self.control_engine.url:
+            with self.data_engine.begin() as conn:
+                if rows:
+                    written = upsert(conn, source.table, rows, key=source.key)
+                write_dead_letters(conn, letters, self.run_id)
+                if self.checkpoints is not None:
+                    self.checkpoints.save(conn, parsed)
+        else:
+            if rows:
+                written = upsert(self.data_engine, source.table, rows, key=source.key)
+            with self.control_engine.begin() as conn:
+                write_dead_letters(conn, letters, self.run_id)
+                if self.checkpoints is not None:
+                    self.checkpoints.save(conn, parsed)
+        self.result.written = self.result.written + written
+        if rows:
+            self.result.batches += 1
+
+    def commit_after_failure(self) -> None:
+        """A failing run still commits what it has (valid rows, dead letters, checkpoints), so
+        running it again resumes after them."""
+        try:
+            self.commit()
+        except Exception as exc:  # noqa: BLE001 - the original failure is the one to report
+            self.log.warning("could not commit the rows fetched before the failure: {}", exc)
+
+    def finish(self) -> None:
+        """Judge the whole run against the reject threshold, commit the last batch and expire
+        the range's checkpoints."""
+        result = self.result
+        if result.out_of_window:
+            window = self.source.window
+            self.log.warning(
+                "{} records outside the run's window {}..{} not written; first: {}",
+                result.out_of_window,
+                window.start,
+                window.last_day,
+                "; ".join(result.first_out_of_window),
+            )
+        if result.rejected:
+            self.log.warning(
+                "{} of {} records rejected to dead_letter; first: {}",
+                result.rejected,
+                result.fetched,
+                result.first_rejects[0] if result.first_rejects else "-",
+            )
+        threshold = self.source.settings.reject_threshold
+        if result.fetched and result.reject_share > threshold:
+            write_dead_letters(self.control_engine, self.letters, self.run_id)
+            self.letters = []
+            kept = result.written.inserted + result.written.updated
+            raise RejectThresholdError(
+                f"{self.worker_id}: {result.rejected} of {result.fetched} records rejected "
+                f"({result.reject_share:.1%} > reject_threshold {threshold:.1%}) from "
+                f"{redact_url(self.base_url)}; "
+                + (
+                    "nothing written"
+                    if not kept
+                    else f"{kept} rows committed in earlier batches are kept, the rest not written"
+                )
+                + f"; first reason: {result.first_rejects[0]}"
+            )
+        self.commit()
+        if self.checkpoints is not None:
+            self.checkpoints.clear()
+
+
 def crawl(
     source: Source,
     *,
@@ -84,94 +391,33 @@ def crawl(
     control_engine: Engine,
     run_id: str | None = None,
     progress: ProgressCallback | None = None,
+    resume: bool = True,
+    batch_rows: int = BATCH_ROWS,
 ) -> CrawlResult:
-    """Run `source` end to end. Raises `SourceError` (naming worker, URL, cause) on bad payloads
-    and `RejectThresholdError` when too many records fail validation; the data table is then
-    untouched, and the rejects are in `dead_letter` all the same."""
-    worker_id = source.worker_id
-    log = logger.bind(worker_id=worker_id)
+    """Run `source` end to end. Raises `SourceError` (naming worker, URL, cause) on bad payloads,
+    `RejectThresholdError` when too many records fail validation, `HttpFetchError` (or its
+    `RunDeadlineExceeded`) when a request fails for good. A partitioned crawl resumes from the
+    checkpoints of an earlier run of the same range unless `resume=False`."""
     started = time.monotonic()
-    result = CrawlResult(worker_id, http=session.stats)
-    queue: deque[Request] = deque(source.build_requests())
-    total = len(queue)
-    rows: list[dict[str, Any]] = []
-    letters: list[DeadLetter] = []
-    base_url = source.settings.base_url
-
-    while queue:
-        request = queue.popleft()
-        url = request.url(base_url)
-        response: HttpResult = session.request(
-            request.method,
-            url,
-            params=request.params,
-            json=request.json,
-            headers={**source.headers, **(request.headers or {})},
-            conditional=request.conditional,
+    settings = source.settings
+    session.start_deadline(getattr(settings, "run_timeout_s", None))
+    checkpoints = None
+    if resume and source.window is not None:
+        checkpoints = Checkpoints(control_engine, source.worker_id, scope_of(source.window))
+    job = _Crawl(
+        source, session, data_engine, control_engine, run_id, progress, checkpoints, batch_rows
+    )
+    if job.committed:
+        job.log.info(
+            "resuming: {} requests of this range committed by an earlier run", len(job.committed)
         )
-        result.requests_done += 1
-        if response.not_modified:
-            log.info(
-                "{} {} not modified since the last run: skipped", request.method, redact_url(url)
-            )
-        else:
-            try:
-                items = list(source.parse(response, request))
-            except Exception as exc:  # noqa: BLE001 - any parse failure is the source's
-                cause = f"{type(exc).__name__}: {exc}"
-                letters.append(
-                    DeadLetter(
-                        worker_id,
-                        f"response could not be parsed: {cause}",
-                        response.content,
-                        {"url": redact_url(url), "status": response.status},
-                    )
-                )
-                write_dead_letters(control_engine, letters, run_id)
-                raise SourceError(
-                    f"{worker_id}: {request.method} {redact_url(url)}: {cause}"
-                ) from exc
-            for item in items:
-                if isinstance(item, Expected):
-                    continue
-                if isinstance(item, Request):
-                    queue.append(item)
-                    total += 1
-                    continue
-                result.fetched += 1
-                try:
-                    rows.append(source.record.model_validate(item).row())
-                except ValidationError as exc:
-                    reason = _describe_validation(exc)
-                    result.rejected += 1
-                    if len(result.first_rejects) < 5:
-                        result.first_rejects.append(reason)
-                    letters.append(
-                        DeadLetter(worker_id, reason, _dump(item), {"url": redact_url(url)})
-                    )
-        if progress is not None:
-            progress(result.requests_done, total)
-
-    if letters:
-        write_dead_letters(control_engine, letters, run_id)
-        log.warning(
-            "{} of {} records rejected to dead_letter; first: {}",
-            result.rejected,
-            result.fetched,
-            result.first_rejects[0] if result.first_rejects else "-",
-        )
-    threshold = source.settings.reject_threshold
-    if result.fetched and result.reject_share > threshold:
-        raise RejectThresholdError(
-            f"{worker_id}: {result.rejected} of {result.fetched} records rejected "
-            f"({result.reject_share:.1%} > reject_threshold {threshold:.1%}) from "
-            f"{redact_url(base_url)}; nothing written; first reason: {result.first_rejects[0]}"
-        )
-    result.written = upsert(data_engine, source.table, rows, key=source.key)
+    job.run(getattr(settings, "concurrency", 1))
+    job.finish()
+    result = job.result
     result.duration_s = time.monotonic() - started
-    log.info(
+    job.log.info(
         "{}: {} fetched, {} inserted, {} updated, {} unchanged, {} rejected in {:.1f}s",
-        worker_id,
+        source.worker_id,
         result.fetched,
         result.written.inserted,
         result.written.updated,

@@ -271,6 +271,21 @@ feed_fence = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+crawl_checkpoint = Table(
+    "crawl_checkpoint",
+    metadata,
+    # One row per request of a partitioned crawl whose rows have committed, keyed by the run's
+    # logical work (worker, partition range, request identity), never by run id: a re-execution,
+    # a run retry or another trigger of the same range resumes from it. Deleted when the range
+    # completes. `state` keeps what the request yielded besides rows (follow-up requests, the
+    # source's totals, counts), so a resumed run ends exactly as an uninterrupted one.
+    Column("worker_id", String(64), primary_key=True),
+    Column("scope", String(64), primary_key=True),
+    Column("request_key", String(64), primary_key=True),
+    Column("state", JsonValue, nullable=False),
+    Column("committed_at", UtcDateTime, nullable=False),
+)
+
 DATA_TABLES = {
     t.name: t
     for t in (
@@ -288,7 +303,15 @@ DATA_TABLES = {
 }
 CONTROL_TABLES = {
     t.name: t
-    for t in (worker_config, worker_state, execution_log, dead_letter, http_validator, feed_fence)
+    for t in (
+        worker_config,
+        worker_state,
+        execution_log,
+        dead_letter,
+        http_validator,
+        feed_fence,
+        crawl_checkpoint,
+    )
 }
 
 

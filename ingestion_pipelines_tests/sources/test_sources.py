@@ -5,9 +5,11 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import func, select
 
 from ingestion_pipelines.replay import fmarket
 from ingestion_pipelines.storage import tables
+from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines_tests.sources.conftest import failure_message
 from ingestion_pipelines_tests.sources.test_vn_stocks import (
     check_vn_stock_eod,
@@ -146,7 +148,7 @@ def test_every_source_stores_exactly_what_the_source_served_and_a_rerun_changes_
         assert second.metadata["records_unchanged"] == inserted
     assert crawler.rows(tables.metadata.tables[table]) == before
     checks = {c.check_name: c.passed for c in first.result.get_asset_check_evaluations()}
-    assert checks == {"rejects_within_threshold": True, "rows_present": True}
+    assert checks == {"rejects_within_threshold": True, "rows_present": True, "complete": True}
 
 
 def test_a_30_day_nav_backfill_is_one_run_with_one_request_per_fund(crawler):
@@ -290,3 +292,34 @@ def test_a_workers_data_tables_may_live_in_another_database(crawler, mariadb_url
 
     with get_engine(mariadb_url).connect() as conn:
         assert conn.execute(select(func.count()).select_from(tables.fund)).scalar_one() == 57
+
+
+def test_a_failed_range_run_run_again_fetches_only_what_had_not_committed(crawler):
+    """Checkpoints are keyed by worker and range, not run id: a second run of the same range
+    (a re-execution, a retry, `ingest trigger`) sends only the requests that had not committed."""
+    end = nav_day(crawler.server)
+    start = end - timedelta(days=9)
+    crawler.server.faults.add("/res/product/get-nav-history", 404, times=1)
+    crawler.run(
+        "fmarket_nav",
+        partition_range=(start.isoformat(), end.isoformat()),
+        expect_success=False,
+    )
+    with ensure_schema(crawler.database_url).connect() as conn:
+        committed = conn.execute(select(func.count()).select_from(tables.crawl_checkpoint))
+        committed = committed.scalar_one()
+    assert committed >= 1  # at least the fund listing, committed before the failure
+    first_run = len(crawler.server.requests)
+    crawl = crawler.run("fmarket_nav", partition_range=(start.isoformat(), end.isoformat()))
+    second_run = len(crawler.server.requests) - first_run
+    assert second_run == 1 + 58 - committed  # 58 histories and one listing page, less those done
+    assert crawl.metadata["records_fetched"] == len(crawler.rows(tables.fund_nav))
+    dataset = crawler.server.dataset
+    assert len(crawler.rows(tables.fund_nav)) == sum(
+        len(dataset.nav_rows(f, start, end)) for f in dataset.specs
+    )
+    with ensure_schema(crawler.database_url).connect() as conn:
+        assert (
+            conn.execute(select(func.count()).select_from(tables.crawl_checkpoint)).scalar_one()
+            == 0
+        )

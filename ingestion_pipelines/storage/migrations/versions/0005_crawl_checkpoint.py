@@ -1,8 +1,13 @@
-"""crawl checkpoints (reserved)
+"""crawl checkpoints: the committed requests of a partitioned crawl, so a re-execution resumes
 
 Revision ID: 0005
 Revises: 0004
 """
+
+import sqlalchemy as sa
+from alembic import op
+
+import ingestion_pipelines.storage.types
 
 revision = "0005"
 down_revision = "0004"
@@ -11,8 +16,18 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Reserved: filled in by the change that owns this revision."""
+    op.create_table(
+        "crawl_checkpoint",
+        sa.Column("worker_id", sa.String(length=64), nullable=False),
+        sa.Column("scope", sa.String(length=64), nullable=False),
+        sa.Column("request_key", sa.String(length=64), nullable=False),
+        sa.Column("state", ingestion_pipelines.storage.types.JsonValue(), nullable=False),
+        sa.Column("committed_at", ingestion_pipelines.storage.types.UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "worker_id", "scope", "request_key", name=op.f("pk_crawl_checkpoint")
+        ),
+    )
 
 
 def downgrade() -> None:
-    """Reserved: filled in by the change that owns this revision."""
+    op.drop_table("crawl_checkpoint")

@@ -1,0 +1,256 @@
+"""The crawl engine at scale, against the replay server with injected latency and a request log:
+requests in flight, the rate at the server, Retry-After host-wide, streaming batches, resume after
+a real kill -9, the run deadline, completeness and partition windows."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from ingestion_pipelines.replay import bench
+from ingestion_pipelines.replay.http_server import ReplayServer
+from ingestion_pipelines.resources.http import RunDeadlineExceeded
+from ingestion_pipelines.sources.factory import complete_check
+from ingestion_pipelines.sources.runner import CrawlResult, RejectThresholdError
+from ingestion_pipelines.storage import tables
+from ingestion_pipelines.storage.engines import dispose_all, ensure_schema
+from ingestion_pipelines_tests.sources import eod_bench
+from ingestion_pipelines_tests.sources.eod_bench import BenchEod
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DAY = date(2024, 3, 1)
+
+
+@pytest.fixture
+def server():
+    with ReplayServer() as replay:
+        yield replay
+    dispose_all()
+
+
+def count(url: str, table) -> int:
+    with ensure_schema(url).connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def stored(url: str) -> list[tuple]:
+    with ensure_schema(url).connect() as conn:
+        query = select(tables.fund_nav).order_by(tables.fund_nav.c.fund_id, "nav_date")
+        return [tuple(r) for r in conn.execute(query)]
+
+
+def symbols_requested(replay: ReplayServer) -> list[int]:
+    return [int(r.query["symbol"]) for r in replay.requests_for(bench.PATH)]
+
+
+@pytest.mark.parametrize("concurrency", [1, 8])
+def test_up_to_concurrency_requests_are_in_flight(server, sqlite_url, concurrency):
+    server.latency_s = 0.1
+    result = eod_bench.run(sqlite_url, server.url, DAY, DAY, symbols=40, concurrency=concurrency)
+    assert server.peak_in_flight == concurrency
+    assert sorted(symbols_requested(server)) == list(range(1, 41))
+    assert result.written.inserted == 40 == count(sqlite_url, tables.fund_nav)
+
+
+def test_the_rate_limit_holds_at_the_server_across_processes(
+    server, sqlite_url, redis_url, tmp_path
+):
+    """Two crawler processes sharing Redis, each with 8 requests in flight, stay under 10/s
+    together, measured at the server."""
+    server.latency_s = 0.05
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ingestion_pipelines_tests.sources.eod_bench",
+                "--database-url",
+                f"sqlite:///{tmp_path}/p{n}.db",
+                "--base-url",
+                server.url,
+                "--start",
+                str(DAY + timedelta(n)),
+                "--end",
+                str(DAY + timedelta(n)),
+                "--symbols",
+                "15",
+                "--concurrency",
+                "8",
+                "--rate",
+                "10",
+                "--redis-url",
+                redis_url,
+            ],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+            stdout=subprocess.PIPE,
+        )
+        for n in range(2)
+    ]
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        assert json.loads(out)["records_inserted"] == 15
+    times = sorted(r.time for r in server.requests_for(bench.PATH))
+    assert len(times) == 30
+    # The server stamps a request once its handler thread has read it: on a loaded machine that
+    # lags by up to ~0.1 s (a new connection's first request most), which the bounds allow for.
+    assert (len(times) - 1) / (times[-1] - times[0]) <= 10.5
+    for i in range(len(times) - 10):  # 11 consecutive requests span 1 s, give or take jitter
+        assert times[i + 10] - times[i] >= 0.85, times
+
+
+def test_retry_after_holds_every_request_to_the_host(server, sqlite_url):
+    server.faults.add(bench.PATH, 429, retry_after=1)
+    result = eod_bench.run(sqlite_url, server.url, DAY, DAY, symbols=20, concurrency=4)
+    assert result.http.requests_by_status == {"429": 1, "200": 20}
+    assert result.written.inserted == 20
+    times = sorted(r.time for r in server.requests_for(bench.PATH))
+    first = times[0]
+    # Besides the requests already sent when the 429 came back (at most `concurrency`),
+    # nothing reached the host during the second it asked for.
+    assert len([t for t in times if t < first + 0.9]) <= 4
+    assert max(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.9
+
+
+def test_rows_stream_in_batches_and_a_run_over_the_threshold_keeps_only_committed_batches(
+    server, sqlite_url
+):
+    class Spoiled(BenchEod):
+        def parse(self, response, request):
+            for item in super().parse(response, request):
+                if isinstance(item, dict) and item["symbol"] > 10:
+                    item = {**item, "close": "n/a"}
+                yield item
+
+    Spoiled.worker_id = "bench_eod"
+    from ingestion_pipelines.resources.http import HttpClientResource
+    from ingestion_pipelines.sources.base import Window
+    from ingestion_pipelines.sources.runner import crawl
+
+    engine = ensure_schema(sqlite_url)
+    settings = eod_bench.BenchSettings(base_url=server.url, symbols=30, concurrency=1)
+    window = Window(DAY, DAY + timedelta(days=2), "Asia/Ho_Chi_Minh")
+    http = HttpClientResource(redis_url="")
+    with (
+        http.session("bench_eod", impersonate=None) as session,
+        pytest.raises(RejectThresholdError) as failure,
+    ):
+        crawl(
+            Spoiled(settings, window),
+            session=session,
+            data_engine=engine,
+            control_engine=engine,
+            run_id="run-1",
+            batch_rows=6,
+        )
+    message = str(failure.value)
+    assert "40 of 60 records rejected" in message
+    assert "18 rows committed in earlier batches are kept" in message
+    assert count(sqlite_url, tables.fund_nav) == 18  # three batches of 6; the rest not written
+    with engine.connect() as conn:
+        letters = conn.execute(select(tables.dead_letter.c.run_id)).scalars().all()
+    assert letters == ["run-1"] * 40
+
+
+def test_a_crawl_killed_with_kill_9_resumes_and_ends_exactly_as_an_uninterrupted_one(
+    server, mariadb_url, sqlite_url
+):
+    server.latency_s = 0.05
+    symbols, last = 120, DAY + timedelta(days=4)
+    command = [
+        sys.executable,
+        "-m",
+        "ingestion_pipelines_tests.sources.eod_bench",
+        "--database-url",
+        mariadb_url,
+        "--base-url",
+        server.url,
+        "--start",
+        str(DAY),
+        "--end",
+        str(last),
+        "--symbols",
+        str(symbols),
+        "--concurrency",
+        "4",
+        "--batch-rows",
+        "25",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    proc = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while count(mariadb_url, tables.crawl_checkpoint) < 30:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with ensure_schema(mariadb_url).connect() as conn:
+        committed = conn.execute(select(tables.crawl_checkpoint.c.request_key)).scalars().all()
+        assert conn.execute(select(func.count()).select_from(tables.fund_nav)).scalar_one() >= (
+            len(committed) * 5
+        )
+    assert len(committed) < symbols
+    first_run = set(symbols_requested(server))
+    server.requests.clear()
+
+    resumed = eod_bench.run(mariadb_url, server.url, DAY, last, symbols=symbols, concurrency=4)
+
+    again = symbols_requested(server)
+    assert len(again) == symbols - len(committed)  # only what had not committed
+    assert len(set(range(1, symbols + 1)) - set(again)) == len(committed) <= len(first_run)
+    assert resumed.requests_resumed == len(committed)
+    assert resumed.fetched == resumed.records_expected == symbols * 5
+    assert count(mariadb_url, tables.crawl_checkpoint) == 0  # the range completed
+    eod_bench.run(sqlite_url, server.url, DAY, last, symbols=symbols, concurrency=4)
+    assert stored(mariadb_url) == stored(sqlite_url)
+    assert len(stored(sqlite_url)) == symbols * 5
+
+
+def test_a_run_past_run_timeout_s_fails_naming_worker_and_url(server, sqlite_url):
+    server.latency_s = 0.4
+    started = time.monotonic()
+    with pytest.raises(RunDeadlineExceeded) as failure:
+        eod_bench.run(
+            sqlite_url, server.url, DAY, DAY, symbols=20, concurrency=1, run_timeout_s=1.0
+        )
+    assert time.monotonic() - started < 3
+    message = str(failure.value)
+    assert message.startswith("bench_eod: GET ") and f"{server.url}{bench.PATH}" in message
+    assert "run_timeout_s=1" in message
+    # what committed before the deadline is checkpointed: the next run resumes after it
+    assert count(sqlite_url, tables.fund_nav) == count(sqlite_url, tables.crawl_checkpoint) > 0
+
+
+def test_records_outside_the_window_are_counted_not_written(server, sqlite_url):
+    served = [{"symbol": 1, "date": str(DAY + timedelta(n)), "close": "10.5"} for n in range(-2, 4)]
+    server.faults.add(bench.PATH, 200, body={"symbol": 1, "total": 6, "data": served})
+    result = eod_bench.run(sqlite_url, server.url, DAY, DAY + timedelta(1), symbols=1)
+    assert result.fetched == 6 and result.out_of_window == 4
+    assert result.first_out_of_window[0] == f"fund_id=1, nav_date={DAY - timedelta(2)}"
+    assert [row[1] for row in stored(sqlite_url)] == [DAY, DAY + timedelta(1)]
+    assert result.metadata()["records_out_of_window"] == 4
+
+
+def test_complete_fails_naming_the_shortfall(server, sqlite_url):
+    server.faults.add(
+        bench.PATH,
+        200,
+        body={"symbol": 1, "total": 3, "data": [{"symbol": 1, "date": str(DAY), "close": "1"}]},
+    )
+    result = eod_bench.run(sqlite_url, server.url, DAY, DAY, symbols=2, concurrency=1)
+    assert result.records_expected == 4 and result.fetched == 2
+    assert result.metadata()["records_expected"] == 4
+    check = complete_check(result)
+    assert not check.passed and check.severity.value == "ERROR"
+    assert check.description.startswith("2 records short: fetched 2 of the 4")
+    assert complete_check(CrawlResult("w", fetched=5, expected={"a": 5})).passed
