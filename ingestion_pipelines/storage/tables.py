@@ -20,13 +20,19 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from ingestion_pipelines.storage.types import ExactDecimal, JsonValue, LongText, UtcDateTime
+from ingestion_pipelines.storage.types import (
+    ExactDecimal,
+    JsonDocument,
+    JsonValue,
+    LongText,
+    UtcDateTime,
+)
 
 
 def extra_column() -> Column:
     """Every field the source sent for the record that has no typed column, verbatim (exact
     decimals as text), so no field is lost and a later column can be backfilled from it."""
-    return Column("extra", JsonValue)
+    return Column("extra", JsonDocument)
 
 
 metadata = MetaData(

@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
 import pytest
 import websocket
 from sqlalchemy import create_engine, func, select
 
-from ingestion_pipelines.feeds.ssi_iboard import ICT, trade_id
-from ingestion_pipelines.replay.ws_ssi import SsiServer
+from ingestion_pipelines.feeds.protocol import ParseError
+from ingestion_pipelines.feeds.ssi_iboard import ICT, NO_AGGRESSOR, SsiIboard, trade_id
+from ingestion_pipelines.replay.ws_ssi import SsiRecording, SsiServer, recording_path
 from ingestion_pipelines.storage.tables import stock_quote, trade_tick
 from ingestion_pipelines_tests.sidecar.helpers import sidecar_thread, wait_until
 
@@ -90,3 +95,68 @@ def test_handshake_needs_a_browser_user_agent():
 
 def test_trade_id_is_deterministic():
     assert trade_id("20260414", 11774300) == trade_id("20260414", 11774300) == 2026041400011774300
+
+
+# ---- every known frame variant, read by rule ----------------------------------------------
+
+
+RECEIVED = datetime(2026, 4, 14, 6, 32, 8, 123456, tzinfo=UTC)
+
+
+def _parse_all(variant: str):
+    feed = SsiIboard()
+    frames = SsiRecording.load(recording_path(variant)).frames
+    parsed = [
+        feed.parse(f.raw.encode(), RECEIVED + timedelta(milliseconds=i))
+        for i, f in enumerate(frames)
+    ]
+    quotes = [q for p in parsed for q in p.rows["stock_quote"]]
+    trades = [t for p in parsed for t in p.rows.get("trade_tick", [])]
+    return frames, quotes, trades
+
+
+def test_97_field_frames_read_the_same_positions_and_take_their_time_from_receipt():
+    full_frames, full_quotes, full_trades = _parse_all("102-fields")
+    frames, quotes, trades = _parse_all("97-fields")
+    assert {len(f.raw.split("|")) for f in frames} == {97}
+    assert len(quotes) == len(frames) == len(full_quotes)
+    for i, (quote, full) in enumerate(zip(quotes, full_quotes, strict=True)):
+        assert quote["time_source"] == "receipt" and full["time_source"] == "source"
+        assert quote["quoted_at"] == RECEIVED + timedelta(milliseconds=i)
+        same = {k for k in full if k not in ("quoted_at", "time_source", "extra")}
+        assert {k: quote[k] for k in same} == {k: full[k] for k in same}
+    assert len(trades) == len(full_trades) == 17
+    assert [(t["symbol"], t["quantity"], t["price"], t["side"]) for t in trades] == [
+        (t["symbol"], t["quantity"], t["price"], t["side"]) for t in full_trades
+    ]
+
+
+def test_derivatives_frames_map_bu_and_sd_and_an_auction_match_has_no_aggressor():
+    frames, quotes, trades = _parse_all("derivatives")
+    assert {q["symbol"] for q in quotes} == {"VN30F2605"} and len(quotes) == len(frames)
+    codes = [f.raw.split("|")[66] for f in frames]
+    assert {"bu", "sd", "unknown"} <= set(codes)
+    assert [q["last_side"] for q in quotes] == [{"bu": "buy", "sd": "sell"}.get(c) for c in codes]
+    assert trades and {t["side"] for t in trades} == {"buy", "sell", NO_AGGRESSOR}
+    auction = next(q for q in quotes if q["last_side"] is None)
+    assert json.loads(auction["extra"])["66"] == "unknown"
+    assert all(isinstance(t["price"], Decimal) and t["price"] < 3000 for t in trades)
+
+
+def test_a_frame_of_unknown_length_names_its_length_and_the_next_frame_is_read():
+    feed = SsiIboard()
+    frame = SsiRecording.load().frames[0].raw
+    with pytest.raises(ParseError, match=r"board frame with 99 fields \(known lengths: 97, 102\)"):
+        feed.parse("|".join(frame.split("|")[:99]).encode(), RECEIVED)
+    assert feed.parse(frame.encode(), RECEIVED).rows["stock_quote"][0]["symbol"]
+
+
+def test_fields_without_a_column_are_kept_in_extra_by_position():
+    frame = SsiRecording.load().frames[0].raw
+    fields = frame.split("|")
+    (quote,) = SsiIboard().parse(frame.encode(), RECEIVED).rows["stock_quote"]
+    extra = json.loads(quote["extra"])
+    assert extra["100"] == fields[100]
+    assert extra["44"] == fields[44] and extra["52"] == fields[52] != ""
+    assert "42" not in extra and "101" not in extra
+    assert all(v != "" for v in extra.values())

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from ingestion_pipelines.storage.tables import COINGECKO_COLUMNS, FUND_RETURN_PERIODS
-from ingestion_pipelines.storage.types import ExactDecimal, JsonValue, UtcDateTime
+from ingestion_pipelines.storage.types import ExactDecimal, JsonDocument, JsonValue, UtcDateTime
 
 revision = "0004"
 down_revision = "0003"
@@ -47,7 +47,7 @@ def _new_columns() -> dict[str, list[sa.Column]]:
     ]
     columns["stock_quote"] += [sa.Column("time_source", sa.String(16))]
     for name in DATA_TABLES:
-        columns[name].append(sa.Column("extra", JsonValue()))
+        columns[name].append(sa.Column("extra", JsonDocument()))
     return columns
 
 
