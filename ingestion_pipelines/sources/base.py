@@ -19,10 +19,21 @@ from decimal import Decimal
 from typing import Annotated, Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    AliasPath,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    model_validator,
+)
 from sqlalchemy import Table
 
 from ingestion_pipelines.discovery import declared_subclasses
+from ingestion_pipelines.storage.types import json_text
 from ingestion_pipelines.workers import ScheduledSettings, WorkerSpec, register
 
 ICT = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -99,12 +110,70 @@ class Expected:
 
 
 class Record(BaseModel):
-    """Base of record models: a record maps one raw item to one row of the source's table."""
+    """Base of record models: a record maps one raw item to one row of the source's table.
+
+    Whatever the raw item holds that no field reads (by its alias, alias path or name) is kept
+    in the row's `extra` column, verbatim as JSON (exact decimals as text), so no field is ever
+    lost. `unmapped_ignored` names further paths a model consumes without a field of its own.
+    """
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+    unmapped_ignored: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    _extra: dict[str, Any] | None = PrivateAttr(None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_unmapped(cls, data: Any, handler: ModelWrapValidatorHandler[Record]) -> Record:
+        record = handler(data)
+        if isinstance(data, Mapping):
+            record._extra = unmapped(data, cls.mapped_paths())
+        return record
+
+    @classmethod
+    def mapped_paths(cls) -> tuple[tuple[str, ...], ...]:
+        """The raw paths the fields read: their aliases, alias paths and names."""
+        paths: list[tuple[str, ...]] = list(cls.unmapped_ignored)
+        for name, info in cls.model_fields.items():
+            paths.append((name,))
+            alias = info.validation_alias
+            choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
+            for choice in choices:
+                if isinstance(choice, str):
+                    paths.append((choice,))
+                elif isinstance(choice, AliasPath):
+                    paths.append(tuple(str(p) for p in choice.path))
+        return tuple(paths)
+
+    @property
+    def extra(self) -> dict[str, Any] | None:
+        return self._extra
 
     def row(self) -> dict[str, Any]:
-        return self.model_dump()
+        return {**self.model_dump(), "extra": self._extra}
+
+
+def unmapped(raw: Mapping[str, Any], paths: Iterable[tuple[str, ...]]) -> dict[str, Any] | None:
+    """`raw` without the mapped `paths`, as plain JSON (exact decimals as text); None if empty.
+
+    A path into a nested object removes that leaf only; an object left empty, or a parent that
+    is null, goes too."""
+    remaining = json.loads(json_text(raw))
+    for path in paths:
+        _remove(remaining, path)
+    return remaining or None
+
+
+def _remove(node: dict[str, Any], path: tuple[str, ...]) -> None:
+    head, rest = path[0], path[1:]
+    if head not in node:
+        return
+    if rest and isinstance(node[head], dict):
+        _remove(node[head], rest)
+        if node[head]:
+            return
+    elif rest and node[head] is not None:
+        return
+    del node[head]
 
 
 class Source:
