@@ -184,7 +184,12 @@ def test_ict_dates_and_utc_times_at_the_day_boundary(crawler):
     dataset.funds = funds
     crawler.run("fmarket_funds")
     stored = {r["fund_id"]: r for r in crawler.rows(tables.fund)}
-    assert stored[funds[0]["id"]]["nav_updated_at"] == datetime(2026, 11, 20, 16, 30, tzinfo=UTC)
+    assert stored[funds[0]["id"]]["figures_updated_at"] == datetime(
+        2026, 11, 20, 16, 30, tzinfo=UTC
+    )
+    nav_day = funds[0]["extra"]["lastNAVDate"]  # the NAV's own day: 00:00 ICT, 17:00 UTC before
+    assert stored[funds[0]["id"]]["nav_updated_at"] == datetime.fromtimestamp(nav_day / 1000, UTC)
+    assert stored[funds[0]["id"]]["nav_updated_at"].hour == 17
 
     dataset.set_feed(
         "/rss/kinh-doanh.rss",
