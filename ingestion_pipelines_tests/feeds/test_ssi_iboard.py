@@ -160,3 +160,29 @@ def test_fields_without_a_column_are_kept_in_extra_by_position():
     assert extra["44"] == fields[44] and extra["52"] == fields[52] != ""
     assert "42" not in extra and "101" not in extra
     assert all(v != "" for v in extra.values())
+
+
+def test_97_field_frames_reach_stock_quote_and_trade_tick_through_the_sidecar(
+    mariadb_url, monkeypatch
+):
+    with SsiServer(speed=0.05, recording=recording_path("97-fields")) as server:
+        monkeypatch.setenv("INGEST_SSI_IBOARD__BASE_URL", server.url)
+        n = len(server.recording.frames)
+        with sidecar_thread(mariadb_url, ["ssi_iboard"]):
+            wait_until(lambda: server.done.is_set(), 60, "the recording played")
+            wait_until(lambda: _stored(mariadb_url)[0] == n, 10, "every frame stored")
+    engine = create_engine(mariadb_url)
+    try:
+        with engine.connect() as conn:
+            sources = conn.execute(select(stock_quote.c.time_source).distinct()).scalars().all()
+            extra = conn.execute(select(stock_quote.c.extra).limit(1)).scalar_one()
+    finally:
+        engine.dispose()
+    _quotes, trades = _stored(mariadb_url)
+    assert sources == ["receipt"] and "100" not in extra and extra["44"]
+    got = {(t["symbol"], int(t["quantity"]), int(t["price"]), t["side"]) for t in trades}
+    assert got == {e[:4] for e in _expected_trades([f.raw for f in RECORDING_102])}
+    assert len(trades) == 17
+
+
+RECORDING_102 = SsiRecording.load().frames
