@@ -12,7 +12,7 @@ import pytest
 
 from ingestion_pipelines.replay.dataset import ReplayDataset, read_data, read_variant
 from ingestion_pipelines.sources._rss import Article
-from ingestion_pipelines.sources.base import Expected, Request, unmapped
+from ingestion_pipelines.sources.base import Expected, Request, path_tree, unmapped
 from ingestion_pipelines.sources.coingecko_markets import CoingeckoMarkets, MarketSnapshot
 from ingestion_pipelines.sources.fear_greed import FearGreed, FearGreedValue
 from ingestion_pipelines.sources.fmarket_funds import Fund, fund_list_request, fund_pages
@@ -256,6 +256,8 @@ def test_every_rss_item_is_an_article_with_its_guid_and_categories(variant):
 
 
 def test_unmapped_removes_read_leaves_and_keeps_siblings_verbatim():
-    raw = {"a": 1, "b": {"c": Decimal("0.10"), "d": 2}, "e": None, "f": {"g": 1}}
-    assert unmapped(raw, [("a",), ("b", "d"), ("e", "x"), ("f", "g")]) == {"b": {"c": "0.10"}}
-    assert unmapped({"a": 1}, [("a",)]) is None
+    raw = {"a": 1, "b": {"c": Decimal("0.10"), "d": 2}, "e": None, "f": {"g": 1}, "h": [1.5]}
+    read = path_tree([("a",), ("b", "d"), ("e", "x"), ("f", "g")])
+    assert unmapped(raw, read) == {"b": {"c": "0.10"}, "h": [1.5]}
+    assert unmapped({"a": 1}, path_tree([("a",)])) is None
+    assert path_tree([("a",), ("a", "b")]) == path_tree([("a", "b"), ("a",)]) == {"a": None}
