@@ -128,3 +128,28 @@ def test_extra_keeps_exact_decimals_as_text_and_unicode_verbatim(database_url):
     with engine.connect() as conn:
         stored = conn.execute(select(tables.fear_greed_index.c.extra)).scalar_one()
     assert stored == extra
+
+
+def test_0004_downgrades_and_upgrades_again_keeping_the_rows(database_url):
+    from alembic import command
+
+    from ingestion_pipelines.storage.migrate import _config
+
+    engine = ensure_schema(database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            tables.fund_nav.insert(),
+            [{"fund_id": 1, "nav_date": datetime(2026, 1, 2).date(), "nav": Decimal("10.5")}],
+        )
+    config = _config()
+    with engine.connect() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0003")
+        conn.commit()
+    inspector = inspect(get_engine(database_url))
+    assert "extra" not in {c["name"] for c in inspector.get_columns("fund_nav")}
+    assert "ath" not in {c["name"] for c in inspector.get_columns("crypto_market_snapshot")}
+    assert upgrade(database_url) == head_revision()
+    with engine.connect() as conn:
+        (row,) = conn.execute(select(tables.fund_nav)).mappings().all()
+    assert row["nav"] == Decimal("10.5") and row["extra"] is None
