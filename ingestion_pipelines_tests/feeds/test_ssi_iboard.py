@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 import websocket
 from sqlalchemy import create_engine, func, select
+from sqlalchemy.exc import DBAPIError
 
 from ingestion_pipelines.feeds.protocol import ParseError
 from ingestion_pipelines.feeds.ssi_iboard import ICT, NO_AGGRESSOR, SsiIboard, trade_id
@@ -186,3 +188,48 @@ def test_97_field_frames_reach_stock_quote_and_trade_tick_through_the_sidecar(
 
 
 RECORDING_102 = SsiRecording.load().frames
+
+
+def _quote_count(url) -> int:
+    try:
+        return _stored(url)[0]
+    except DBAPIError:  # the sidecar has not migrated the schema yet
+        return 0
+
+
+def test_97_field_frames_with_a_kill_in_between_lose_no_traded_volume(mariadb_url, monkeypatch):
+    """Frames sent while the sidecar is down are gone (the board has no replay), but the first
+    frame after the restart carries the cumulative volume: per symbol, the stored trades add up
+    to exactly the volume matched between the first and the last frame received."""
+    with SsiServer(speed=0.1, recording=recording_path("97-fields")) as server:
+        monkeypatch.setenv("INGEST_SSI_IBOARD__BASE_URL", server.url)
+        n = len(server.recording.frames)
+        with sidecar_thread(mariadb_url, ["ssi_iboard"]):
+            wait_until(lambda: _quote_count(mariadb_url) >= n // 3, 60, "a third stored")
+        assert not server.done.is_set()  # killed mid-session
+        with sidecar_thread(mariadb_url, ["ssi_iboard"]):
+            wait_until(lambda: server.done.is_set(), 60, "the recording played")
+            wait_until(
+                lambda: _stored(mariadb_url)[1] and len(server.frames_sent) == n, 10, "all sent"
+            )
+            time.sleep(1.0)  # the last batch committed
+    engine = create_engine(mariadb_url)
+    try:
+        with engine.connect() as conn:
+            quotes = conn.execute(
+                select(stock_quote.c.symbol, stock_quote.c.cumulative_volume).order_by(
+                    stock_quote.c.quoted_at
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    first, last = {}, {}
+    for symbol, volume in quotes:
+        first.setdefault(symbol, int(volume))
+        last[symbol] = max(int(volume), last.get(symbol, 0))
+    _quotes, trades = _stored(mariadb_url)
+    traded: dict[str, int] = {}
+    for t in trades:
+        traded[t["symbol"]] = traded.get(t["symbol"], 0) + int(t["quantity"])
+    assert traded == {s: last[s] - first[s] for s in last if last[s] > first[s]}
+    assert sum(traded.values()) > 0
