@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 
 from ingestion_pipelines.feeds.base import Feed
 from ingestion_pipelines.feeds.protocol import NOTHING, Parsed, ParseError
+from ingestion_pipelines.storage import types as column_types
 from ingestion_pipelines.storage.tables import stock_quote
-from ingestion_pipelines.storage.types import json_text
 from ingestion_pipelines.workers import FeedSettings
 
 SOURCE = "ssi"
@@ -86,7 +86,9 @@ def board_quote(fields: list[str], received_at: datetime) -> dict[str, Any]:
         "last_side": _SIDES.get(side_code),
         **{col: _decimal(fields[i]) for col, i in _QUOTE_FIELDS.items()},
         "time_source": time_source,
-        "extra": json_text(extra) if extra else None,  # text: the writer's hot path binds it as is
+        "extra": column_types.json_text(extra)
+        if extra
+        else None,  # text: the writer's hot path binds it as is
     }
 
 
