@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from ingestion_pipelines.feeds.base import Feed
 from ingestion_pipelines.feeds.protocol import NOTHING, Parsed, ParseError
+from ingestion_pipelines.storage import types as column_types
 from ingestion_pipelines.storage.tables import stock_quote
 from ingestion_pipelines.values import non_negative_exact
 from ingestion_pipelines.workers import FeedSettings
@@ -34,7 +35,16 @@ _QUOTE_FIELDS = {  # column: 0-based field index (see shared/recordings/README.m
     **{f"ask{i}_price": 22 + 2 * (i - 1) for i in (1, 2, 3)},
     **{f"ask{i}_volume": 23 + 2 * (i - 1) for i in (1, 2, 3)},
 }
-_SIDES = {"b": "buy", "s": "sell"}
+# Side of the last match: equities send b/s; the derivatives board (VN30F...) sends bu ("buy up":
+# the buyer took the offer) / sd ("sell down"), as SSI's own derivatives quote API does. An
+# auction match (ATO/ATC) has no aggressor: "unknown" or empty.
+_SIDES = {"b": "buy", "s": "sell", "bu": "buy", "sd": "sell"}
+NO_AGGRESSOR = "none"  # trade_tick.side of a match without a taker side (auction)
+STAMP_INDEX = 101  # epoch ms of the server, when the frame carries it
+# Known frame lengths: 102 fields end with the server stamp; 97 fields (published captures of
+# several SSI client libraries) stop before it, the positions up to there being the same.
+TIME_SOURCE_BY_LENGTH = {102: "source", 97: "receipt"}
+_READ_INDEXES = {0, 1, 45, 66, STAMP_INDEX, *_QUOTE_FIELDS.values()}
 
 
 class SsiIboardSettings(FeedSettings):
@@ -50,6 +60,37 @@ def trade_id(trading_date: str, cumulative_volume: int) -> int:
 
 def _decimal(text: str) -> Decimal | None:
     return non_negative_exact(text) if text else None
+
+
+def board_quote(fields: list[str], received_at: datetime) -> dict[str, Any]:
+    """A `stock_quote` row from a board frame's fields, read by position where present. A frame
+    without the server stamp takes its time from receipt (`time_source` says which)."""
+    time_source = TIME_SOURCE_BY_LENGTH.get(len(fields))
+    if time_source is None:
+        known = ", ".join(str(n) for n in sorted(TIME_SOURCE_BY_LENGTH))
+        raise ParseError(f"board frame with {len(fields)} fields (known lengths: {known})")
+    if not fields[1].startswith("S#"):
+        raise ParseError(f"board frame whose field 1 is not S#<symbol>: {fields[1][:32]!r}")
+    if time_source == "source":
+        quoted_at = datetime.fromtimestamp(int(fields[STAMP_INDEX]) / 1000, UTC)
+    else:
+        quoted_at = received_at.astimezone(UTC)
+    side_code = fields[66]
+    extra = {str(i): v for i, v in enumerate(fields) if v and i not in _READ_INDEXES}
+    if side_code and side_code not in _SIDES:
+        extra["66"] = side_code  # "unknown" (auction) or a code not seen yet: kept verbatim
+    return {
+        "symbol": fields[1][2:],
+        "quoted_at": quoted_at,
+        "board": fields[0],
+        "exchange": fields[45] or None,
+        "last_side": _SIDES.get(side_code),
+        **{col: _decimal(fields[i]) for col, i in _QUOTE_FIELDS.items()},
+        "time_source": time_source,
+        "extra": column_types.json_text(extra)
+        if extra
+        else None,  # text: the writer's hot path binds it as is
+    }
 
 
 class SsiIboard(Feed):
@@ -106,22 +147,12 @@ class SsiIboard(Feed):
             raise ParseError("neither a board frame nor an acknowledgement")
         try:
             fields = raw.decode().split("|")
-            if len(fields) < 102 or not fields[1].startswith("S#"):
-                raise ParseError(f"board frame with {len(fields)} fields, expected 102")
-            symbol = fields[1][2:]
-            quoted_at = datetime.fromtimestamp(int(fields[101]) / 1000, UTC)
-            quote: dict[str, Any] = {
-                "symbol": symbol,
-                "quoted_at": quoted_at,
-                "board": fields[0],
-                "exchange": fields[45] or None,
-                "last_side": _SIDES.get(fields[66]),
-                **{col: _decimal(fields[i]) for col, i in _QUOTE_FIELDS.items()},
-            }
+            quote = board_quote(fields, received_at)
         except ParseError:
             raise
         except (ValueError, ArithmeticError, IndexError) as exc:
             raise ParseError(f"bad board frame: {type(exc).__name__}: {exc}") from None
+        symbol, quoted_at = quote["symbol"], quote["quoted_at"]
         parsed = Parsed({"stock_quote": [quote]})
         volume = quote["cumulative_volume"]
         if volume is None:
@@ -132,8 +163,8 @@ class SsiIboard(Feed):
         if previous is None or previous[0] != day or volume > previous[1]:
             self._volume[symbol] = (day, volume)
         if previous is not None and previous[0] == day and volume > previous[1]:
-            if quote["last_price"] is None or quote["last_side"] is None:
-                raise ParseError("cumulative volume rose without a last price and side")
+            if quote["last_price"] is None:
+                raise ParseError("cumulative volume rose without a last price")
             parsed.add(
                 "trade_tick",
                 {
@@ -142,7 +173,7 @@ class SsiIboard(Feed):
                     "trade_id": trade_id(day, volume),
                     "price": quote["last_price"],
                     "quantity": Decimal(volume - previous[1]),
-                    "side": quote["last_side"],
+                    "side": quote["last_side"] or NO_AGGRESSOR,
                     "traded_at": quoted_at,
                     "received_at": received_at,
                 },

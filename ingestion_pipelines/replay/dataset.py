@@ -27,6 +27,11 @@ VNEXPRESS_PATH = "/rss/kinh-doanh.rss"
 CAFEF_PATH = "/thi-truong-chung-khoan.rss"
 
 
+def read_variant(name: str) -> Any:
+    """A bundled JSON recording of a payload variant (see ``data/PROVENANCE.md``)."""
+    return json.loads(read_data(name))
+
+
 def read_data(name: str) -> bytes:
     """A recorded file from ``ingestion_pipelines/replay/data``."""
     return resources.files("ingestion_pipelines.replay").joinpath("data", name).read_bytes()
@@ -47,6 +52,10 @@ class ReplayDataset:
         }
         self.fng_overrides: dict[date, int | None] = {}
         self.vn_stocks = vndirect.StockBook.recorded(read_data("vndirect_stocks.json"))
+        # Behaviours of real servers, off by default (see `ingest replay --help`):
+        self.fmarket_page_cap: int | None = None  # page size applied whatever pageSize asks
+        self.nav_history_days_before = 0  # get-nav-history also returns this many earlier days
+        self.fng_stamp_hour = 0  # alternative.me's documented example stamps at 05:00 UTC
         self._funds: list[dict[str, Any]] | None = None
         self._funds_state: tuple[date | None, ...] = ()
         self._funds_fixed = False

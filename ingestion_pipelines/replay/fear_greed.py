@@ -50,9 +50,14 @@ def error_body(message: str) -> dict[str, Any]:
 
 
 def index(
-    query: dict[str, str], now: datetime, value_of: Callable[[date], int | None]
+    query: dict[str, str],
+    now: datetime,
+    value_of: Callable[[date], int | None],
+    *,
+    stamp_hour: int = 0,
 ) -> dict[str, Any]:
-    """The JSON body of /fng/ for ``query`` at ``now``; ``value_of(day)`` None means no entry."""
+    """The JSON body of /fng/ for ``query`` at ``now``; ``value_of(day)`` None means no entry.
+    ``stamp_hour``: the UTC hour of each day's stamp (0 live; 5 in the API's documented example)."""
     raw_limit = (query.get("limit") or "1").strip()
     if not raw_limit.isdigit():
         return error_body("Limit must be an integer greater than or equal to 0.")
@@ -67,7 +72,11 @@ def index(
     while day >= FIRST_DAY and (limit == 0 or len(data) < limit):
         value = value_of(day)
         if value is not None:
-            stamp = day.strftime(date_format) if date_format else str(utc_midnight(day))
+            stamp = (
+                day.strftime(date_format)
+                if date_format
+                else str(utc_midnight(day) + 3600 * stamp_hour)
+            )
             entry = {
                 "value": str(value),
                 "value_classification": classify(value),

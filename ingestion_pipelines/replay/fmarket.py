@@ -203,10 +203,17 @@ def _dig(row: Any, *keys: str) -> Any:
     return row
 
 
-def filter_products(rows: list[dict[str, Any]], body: dict[str, Any]) -> dict[str, Any]:
-    """The ``data`` of /res/products/filter: filtering, sorting and paging like the real one."""
+def filter_products(
+    rows: list[dict[str, Any]], body: dict[str, Any], *, page_cap: int | None = None
+) -> dict[str, Any]:
+    """The ``data`` of /res/products/filter: filtering, sorting and paging like the real one.
+
+    ``page_cap``: apply at most this page size whatever ``pageSize`` asks (as many APIs do); the
+    answer then says the size really applied, and ``total`` is still the whole count."""
     page = int(body.get("page") or 1)
     size = int(body.get("pageSize") or 100)
+    if page_cap is not None:
+        size = min(size, page_cap)
     types = set(body.get("types") or [])
     assets = set(body.get("fundAssetTypes") or [])
     issuers = set(body.get("issuerIds") or [])

@@ -21,6 +21,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.client import responses
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -179,7 +180,7 @@ def _fmarket_body(request: ReplayRequest) -> dict[str, Any]:
 def products_filter(request: ReplayRequest, dataset: ReplayDataset) -> Response:
     body = _fmarket_body(request)
     try:
-        data = fmarket.filter_products(dataset.funds, body)
+        data = fmarket.filter_products(dataset.funds, body, page_cap=dataset.fmarket_page_cap)
     except (TypeError, ValueError):
         raise fmarket.BadRequest("page/pageSize không hợp lệ", "page") from None
     return Response.json(fmarket.envelope(data))
@@ -187,6 +188,8 @@ def products_filter(request: ReplayRequest, dataset: ReplayDataset) -> Response:
 
 def nav_history(request: ReplayRequest, dataset: ReplayDataset) -> Response:
     product_id, start, end, all_data = fmarket.history_window(_fmarket_body(request))
+    if start is not None and not all_data and dataset.nav_history_days_before:
+        start -= timedelta(days=dataset.nav_history_days_before)  # a server over-returning
     rows = dataset.nav_rows(product_id, None if all_data else start, end)
     return Response.json(fmarket.envelope(rows))
 
@@ -199,7 +202,10 @@ def coins_markets(request: ReplayRequest, dataset: ReplayDataset) -> Response:
 
 
 def fng(request: ReplayRequest, dataset: ReplayDataset) -> Response:
-    return Response.json(fear_greed.index(request.query, dataset.now(), dataset.fng))
+    body = fear_greed.index(
+        request.query, dataset.now(), dataset.fng, stamp_hour=dataset.fng_stamp_hour
+    )
+    return Response.json(body)
 
 
 def rss_feed(request: ReplayRequest, dataset: ReplayDataset) -> Response | None:
@@ -450,9 +456,13 @@ def serve(
     *,
     coingecko_rate_limit: int | None = None,
     verbose: bool = False,
+    behaviours: dict[str, Any] | None = None,
 ) -> None:
-    """Serve in the foreground until SIGINT or SIGTERM."""
+    """Serve in the foreground until SIGINT or SIGTERM. `behaviours`: `ReplayDataset` attributes
+    set before serving (`fmarket_page_cap`, `nav_history_days_before`, `fng_stamp_hour`)."""
     server = ReplayServer(host, port, coingecko_rate_limit=coingecko_rate_limit, verbose=verbose)
+    for name, value in (behaviours or {}).items():
+        setattr(server.dataset, name, value)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -481,6 +491,26 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PER_MINUTE",
         help="answer 429 + Retry-After past this many CoinGecko calls a minute (like the free API)",
     )
+    parser.add_argument(
+        "--fmarket-page-cap",
+        type=int,
+        metavar="ROWS",
+        help="apply at most this page size to the fund list, whatever pageSize asks",
+    )
+    parser.add_argument(
+        "--nav-history-days-before",
+        type=int,
+        default=0,
+        metavar="DAYS",
+        help="get-nav-history also returns this many days before fromDate",
+    )
+    parser.add_argument(
+        "--fng-stamp-hour",
+        type=int,
+        default=0,
+        metavar="HOUR",
+        help="stamp Fear & Greed values at this UTC hour (the API's documented example: 5)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
     serve(
@@ -488,6 +518,11 @@ def main(argv: list[str] | None = None) -> int:
         args.port,
         coingecko_rate_limit=args.coingecko_rate_limit,
         verbose=args.verbose,
+        behaviours={
+            "fmarket_page_cap": args.fmarket_page_cap,
+            "nav_history_days_before": args.nav_history_days_before,
+            "fng_stamp_hour": args.fng_stamp_hour,
+        },
     )
     return 0
 

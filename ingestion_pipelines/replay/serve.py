@@ -13,13 +13,28 @@ from ingestion_pipelines.replay.ws_common import serve_feeds
 
 @contextmanager
 def replay_all(
-    host="127.0.0.1", http_port=8700, binance_port=8701, ssi_port=8702, rate=5.0, out=sys.stdout
+    host="127.0.0.1",
+    http_port=8700,
+    binance_port=8701,
+    ssi_port=8702,
+    rate=5.0,
+    out=sys.stdout,
+    *,
+    behaviours: dict | None = None,
+    ssi_recording: str | None = None,
 ):
     """Start the HTTP replay and both websocket servers; yields the `INGEST_*` variables that
-    point every worker at them."""
-    http = ReplayServer(host, http_port).start()
+    point every worker at them. `behaviours`: `ReplayDataset` attributes of real servers
+    (`fmarket_page_cap`, `nav_history_days_before`, `fng_stamp_hour`); `ssi_recording`: an SSI
+    variant ("97-fields", "derivatives") instead of the 102-field session."""
+    http = ReplayServer(host, http_port)
+    for name, value in (behaviours or {}).items():
+        setattr(http.dataset, name, value)
+    http.start()
     try:
-        feeds = serve_feeds(host, binance_port, ssi_port, binance_rate=rate, out=None)
+        feeds = serve_feeds(
+            host, binance_port, ssi_port, binance_rate=rate, ssi_recording=ssi_recording, out=None
+        )
     except BaseException:
         http.stop()
         raise
@@ -43,6 +58,20 @@ def main(args) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with replay_all(args.host, args.http_port, args.binance_port, args.ssi_port, args.rate):
+    # Options of real servers' behaviours, when the command line offers them.
+    behaviours = {
+        name: getattr(args, name)
+        for name in ("fmarket_page_cap", "nav_history_days_before", "fng_stamp_hour")
+        if getattr(args, name, None) is not None
+    }
+    with replay_all(
+        args.host,
+        args.http_port,
+        args.binance_port,
+        args.ssi_port,
+        args.rate,
+        behaviours=behaviours,
+        ssi_recording=getattr(args, "ssi_recording", None),
+    ):
         stop.wait()
     return 0

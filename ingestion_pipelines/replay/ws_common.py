@@ -742,6 +742,7 @@ def serve_feeds(
     binance_rate: float = 5.0,
     ssi_speed: float = 1.0,
     ssi_loop: bool = True,
+    ssi_recording: str | None = None,
     out: TextIO | None = sys.stdout,
     block: bool = False,
 ) -> FeedServers:
@@ -749,14 +750,18 @@ def serve_feeds(
 
     The Binance server generates trades for `binance_symbols` at `binance_rate` messages/s and
     answers REST on the same port; the SSI server replays the bundled recording in a loop with
-    timestamps shifted to now. With `block`, waits for Ctrl-C and stops both.
+    timestamps shifted to now (`ssi_recording`: another bundled variant, e.g. "97-fields" or
+    "derivatives", or a file). With `block`, waits for Ctrl-C and stops both.
     """
     from ingestion_pipelines.replay.ws_binance import BinanceServer
-    from ingestion_pipelines.replay.ws_ssi import SsiServer
+    from ingestion_pipelines.replay.ws_ssi import SsiServer, recording_path
 
     binance = BinanceServer(host, port_binance, symbols=binance_symbols, rate=binance_rate).start()
     try:
-        ssi = SsiServer(host, port_ssi, speed=ssi_speed, loop=ssi_loop, shift_to_now=True).start()
+        recording = recording_path(ssi_recording) if ssi_recording else None
+        ssi = SsiServer(
+            host, port_ssi, speed=ssi_speed, loop=ssi_loop, shift_to_now=True, recording=recording
+        ).start()
     except BaseException:
         binance.stop()
         raise

@@ -25,7 +25,9 @@ Frame k goes out ``(t_k - t_ack) * speed`` seconds after it started (``t`` = rec
 time, ``t_ack`` = the recorded acknowledgement; speed 1.0 = real timing, 0 = as fast as
 possible). Clients joining later see only what follows; the timeline goes on while nobody is
 connected, and after ``stop()``/``start()`` it resumes where it was (on the next subscription).
-With ``shift_to_now``, fields 100 and 101 are shifted by one offset per pass (never decreasing)
+Frames of 97 fields (no stamps: ``recording_path("97-fields")``) and derivatives-board frames
+(``recording_path("derivatives")``) replay the same way. With ``shift_to_now``, fields 100 and
+101 (when present) are shifted by one offset per pass (never decreasing)
 so that the frames look current; with ``loop``, the recording repeats forever, otherwise
 ``done`` is set after the last frame.
 """
@@ -55,6 +57,7 @@ from ingestion_pipelines.replay.ws_common import (
 __all__ = [
     "BROWSER_USER_AGENT",
     "RECORDING_NAME",
+    "VARIANT_RECORDINGS",
     "RecordedFrame",
     "SentMessage",
     "SsiRecording",
@@ -71,9 +74,18 @@ BROWSER_USER_AGENT = (
 TIME_FIELDS = (100, 101)  # epoch-ms fields of a board frame; 101 is the server time
 
 
-def recording_path() -> Path:
-    """Path of the bundled recording (package data)."""
-    return Path(str(resources.files("ingestion_pipelines.replay").joinpath("data", RECORDING_NAME)))
+# Bundled variants of the board frames (see data/PROVENANCE.md), for `SsiServer(recording=...)`.
+VARIANT_RECORDINGS = {
+    "102-fields": RECORDING_NAME,
+    "97-fields": "ssi-iboard-97-fields.jsonl",
+    "derivatives": "ssi-iboard-derivatives.jsonl",
+}
+
+
+def recording_path(name: str = RECORDING_NAME) -> Path:
+    """Path of a bundled recording (package data): a file name or a `VARIANT_RECORDINGS` key."""
+    name = VARIANT_RECORDINGS.get(name, name)
+    return Path(str(resources.files("ingestion_pipelines.replay").joinpath("data", name)))
 
 
 def shift_frame(raw: str, delta_ms: int) -> str:

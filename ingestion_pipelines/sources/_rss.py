@@ -27,6 +27,8 @@ class Article(Record):
     summary: str | None = None
     image_url: str | None = Field(None, max_length=2048)
     published_at: UtcTime
+    guid: str | None = Field(None, max_length=1024)
+    categories: list[str] | None = None
 
     @field_validator("title", "summary")
     @classmethod
@@ -75,6 +77,26 @@ def published(entry) -> object:
         return datetime(*parsed[:6], tzinfo=UTC) if parsed else raw
 
 
+# What feedparser derives from elements read above (or from each other): not fields of the feed.
+_READ_OR_DERIVED = {"link", "id", "title", "summary", "description", "published", "tags"}
+_DERIVED = {"links", "guidislink"}
+
+
+def unmapped_entry_fields(entry) -> dict:
+    """The entry's other elements as the feed sent them (`author`, `comments`, `enclosures`...),
+    without feedparser's derived `*_detail` / `*_parsed` views: they go to `extra`."""
+    fields = {
+        key: value
+        for key, value in entry.items()
+        if key not in _READ_OR_DERIVED
+        and key not in _DERIVED
+        and not key.endswith(("_detail", "_parsed"))
+    }
+    if enclosures := entry.get("enclosures"):  # feedparser files them under `links`
+        fields["enclosures"] = enclosures
+    return fields
+
+
 class RssSource(Source):
     """An RSS 2.0 news site: each configured feed is fetched with a conditional GET."""
 
@@ -100,6 +122,7 @@ class RssSource(Source):
                 (e.get("href") for e in entry.get("enclosures", []) if e.get("href")), None
             )
             yield {
+                **unmapped_entry_fields(entry),
                 "url": entry.get("link") or entry.get("id"),
                 "source": self.worker_id,
                 "feed_url": feed_url,
@@ -107,6 +130,8 @@ class RssSource(Source):
                 "summary": summary or None,
                 "image_url": image or enclosure,
                 "published_at": published(entry),
+                "guid": entry.get("id"),
+                "categories": [t["term"] for t in entry.get("tags", []) if t.get("term")] or None,
                 "pub_date": entry.get("published"),
                 "description_html": html,
             }

@@ -19,7 +19,16 @@ from decimal import Decimal
 from typing import Annotated, Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    AliasPath,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 from sqlalchemy import Table
 
 from ingestion_pipelines import values
@@ -108,13 +117,107 @@ class Expected:
     total: int
 
 
+_UNMAPPED_KEY = "\x00unmapped"
+
+
 class Record(BaseModel):
-    """Base of record models: a record maps one raw item to one row of the source's table."""
+    """Base of record models: a record maps one raw item to one row of the source's table.
+
+    Whatever the raw item holds that no field reads (by its alias, alias path or name) is kept
+    in the row's `extra` column, verbatim as JSON (exact decimals as text), so no field is ever
+    lost.
+    """
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+    # Filled by `_keep_unmapped` under a key no source sends; `row()` names it `extra`.
+    unmapped_fields_: dict[str, Any] | None = Field(None, validation_alias=_UNMAPPED_KEY)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keep_unmapped(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            return {**data, _UNMAPPED_KEY: unmapped(data, cls.mapped_paths())}
+        return data
+
+    @classmethod
+    def mapped_paths(cls) -> PathTree:
+        """The raw paths the fields read (their aliases, alias paths and names), as a tree."""
+        tree = _PATH_TREES.get(cls)
+        if tree is None:
+            paths: list[tuple[str, ...]] = []
+            for name, info in cls.model_fields.items():
+                paths.append((name,))
+                alias = info.validation_alias
+                for choice in alias.choices if isinstance(alias, AliasChoices) else [alias]:
+                    if isinstance(choice, str):
+                        paths.append((choice,))
+                    elif isinstance(choice, AliasPath):
+                        paths.append(tuple(str(p) for p in choice.path))
+            tree = _PATH_TREES[cls] = path_tree(paths)
+        return tree
+
+    @property
+    def extra(self) -> dict[str, Any] | None:
+        """The fields of the raw item no column reads (the row's `extra`)."""
+        return self.unmapped_fields_
 
     def row(self) -> dict[str, Any]:
-        return self.model_dump()
+        row = self.model_dump(exclude={"unmapped_fields_"})
+        row["extra"] = self.unmapped_fields_
+        return row
+
+
+PathTree = dict[str, "PathTree | None"]  # None: the whole value is read
+_PATH_TREES: dict[type, PathTree] = {}
+
+
+def path_tree(paths: Iterable[tuple[str, ...]]) -> PathTree:
+    """Paths as a tree of keys; a path read whole wins over paths into it."""
+    tree: PathTree = {}
+    for path in paths:
+        node = tree
+        for depth, key in enumerate(path):
+            if depth == len(path) - 1:
+                node[key] = None
+            elif key in node and node[key] is None:
+                break
+            else:
+                node = node.setdefault(key, {})
+    return tree
+
+
+def unmapped(raw: Mapping[str, Any], read: PathTree) -> dict[str, Any] | None:
+    """`raw` without what `read` reads, as plain JSON values (exact decimals as text); None if
+    nothing is left. A path into a nested object removes that leaf only; an object left empty,
+    or a null where an object was read, goes too."""
+    return _prune(raw, read) or None
+
+
+def _prune(node: Mapping[str, Any], read: PathTree) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key not in read:
+            out[key] = _plain(value)
+            continue
+        inner = read[key]
+        if inner is None or value is None:
+            continue
+        if isinstance(value, Mapping):
+            if pruned := _prune(value, inner):
+                out[key] = pruned
+        else:
+            out[key] = _plain(value)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return str(value)  # Decimal: its exact text
 
 
 class Source:

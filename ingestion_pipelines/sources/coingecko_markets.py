@@ -1,8 +1,11 @@
-"""CoinGecko market snapshots (`GET /coins/markets`), paged until an empty page."""
+"""CoinGecko market snapshots (`GET /coins/markets`), paged until an empty page.
+
+Each run is one snapshot: every coin's `captured_at` is the crawl's capture time, and
+CoinGecko's own `last_updated` (null for stale coins) is a column of its own."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from pydantic import Field
 
@@ -30,9 +33,9 @@ class CoingeckoSettings(ScheduledSettings):
 
 class MarketSnapshot(Record):
     coin_id: str = Field(validation_alias="id", min_length=1)
-    # The snapshot's time is the source's own `last_updated`: fetching the same data twice
-    # yields the same key, so a second run changes nothing.
-    captured_at: UtcTime = Field(validation_alias="last_updated")
+    # The crawl's capture time, one per run (a run's snapshot is one key): CoinGecko's own
+    # `last_updated` differs per coin and is null for stale coins.
+    captured_at: UtcTime
     symbol: str
     name: str | None = None
     price_usd: NonNegativeExact | None = Field(None, validation_alias="current_price")
@@ -44,6 +47,20 @@ class MarketSnapshot(Record):
     total_supply: NonNegativeExact | None = None
     max_supply: NonNegativeExact | None = None
     last_updated: UtcTime | None = None
+    high_24h: Exact | None = None
+    low_24h: Exact | None = None
+    price_change_24h: Exact | None = None
+    market_cap_change_24h: Exact | None = None
+    market_cap_change_pct_24h: Exact | None = Field(
+        None, validation_alias="market_cap_change_percentage_24h"
+    )
+    fully_diluted_valuation: Exact | None = None
+    ath: Exact | None = None
+    ath_change_pct: Exact | None = Field(None, validation_alias="ath_change_percentage")
+    ath_date: UtcTime | None = None
+    atl: Exact | None = None
+    atl_change_pct: Exact | None = Field(None, validation_alias="atl_change_percentage")
+    atl_date: UtcTime | None = None
 
 
 class CoingeckoMarkets(Source):
@@ -71,12 +88,14 @@ class CoingeckoMarkets(Source):
         )
 
     def build_requests(self):
+        self.captured_at = datetime.now(UTC)
         yield self.page(1)
 
     def parse(self, response, request):
         coins = exact_json(response)
         if not isinstance(coins, list):
             raise ValueError(f"expected a JSON list of coins, got {type(coins).__name__}")
-        yield from coins
+        for coin in coins:
+            yield {**coin, "captured_at": self.captured_at} if isinstance(coin, dict) else coin
         if coins and request.meta["page"] < self.settings.max_pages:
             yield self.page(request.meta["page"] + 1)

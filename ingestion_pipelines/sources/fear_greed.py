@@ -1,14 +1,19 @@
-"""alternative.me Crypto Fear & Greed Index (`GET /fng/`): one value per UTC day."""
+"""alternative.me Crypto Fear & Greed Index (`GET /fng/`): one value per UTC day.
+
+A record's day is the UTC calendar date of its `timestamp`, whatever its time of day: the API's
+own documented example stamps its values at 05:00 UTC (1551157200 is 2019-02-26 05:00 UTC), and
+the live service stamps them at 00:00 UTC. The other fields it sends (`time_until_update` on the
+newest value) are kept in `extra`."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field
 
 from ingestion_pipelines.sources.base import (
     DailyPartitions,
-    EpochSeconds,
     Record,
     Request,
     Source,
@@ -26,24 +31,23 @@ class FearGreedSettings(ScheduledSettings):
     cron: str = "15 7 * * *"  # 00:15 UTC, once the UTC day's value is out
 
 
+def _utc_date(value):
+    """An epoch-seconds stamp (number or digits) as its UTC calendar date; other input unchanged,
+    for the validator to reject."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, UTC).date()
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"timestamp {value} is out of range") from None
+    return value
+
+
 class FearGreedValue(Record):
-    index_date: EpochSeconds = Field(validation_alias="timestamp")
+    index_date: Annotated[date, BeforeValidator(_utc_date)] = Field(validation_alias="timestamp")
     value: int = Field(ge=0, le=100)
     classification: str = Field(validation_alias="value_classification", min_length=1)
-
-    @field_validator("index_date", mode="after")
-    @classmethod
-    def _midnight(cls, value: datetime) -> datetime:
-        if value.time() != datetime.min.time():
-            raise ValueError("timestamp is not a UTC midnight")
-        return value
-
-    def row(self):
-        return {
-            "index_date": self.index_date.date(),
-            "value": self.value,
-            "classification": self.classification,
-        }
 
 
 class FearGreed(Source):
@@ -80,6 +84,7 @@ class FearGreed(Source):
 
 def _utc_day(stamp) -> date | None:
     try:
-        return datetime.fromtimestamp(int(stamp), UTC).date()
-    except (TypeError, ValueError):
+        day = _utc_date(stamp)
+    except ValueError:
         return None
+    return day if isinstance(day, date) else None

@@ -10,6 +10,7 @@ from pydantic import AliasPath, Field
 from ingestion_pipelines.sources.base import (
     EpochMillis,
     Exact,
+    Expected,
     Record,
     Request,
     Source,
@@ -45,6 +46,11 @@ class FmarketSettings(ScheduledSettings):
     page_size: int = Field(100, ge=1, le=1000)
 
 
+def _change(name: str) -> AliasPath:
+    """A return figure (percent) of `productNavChange`."""
+    return AliasPath("productNavChange", name)
+
+
 class Fund(Record):
     fund_id: int = Field(validation_alias="id")
     code: str = Field(min_length=1)
@@ -53,33 +59,61 @@ class Fund(Record):
     asset_type: str | None = Field(None, validation_alias=AliasPath("dataFundAssetType", "code"))
     issuer: str | None = Field(None, validation_alias=AliasPath("owner", "name"))
     nav: Exact | None = Field(None, gt=Decimal(0))
+    # The time the NAV is for (its ICT day's midnight), not when fmarket recomputed the returns.
     nav_updated_at: EpochMillis | None = Field(
-        None, validation_alias=AliasPath("productNavChange", "updateAt")
+        None, validation_alias=AliasPath("extra", "lastNAVDate")
     )
     first_issue_at: EpochMillis | None = Field(None, validation_alias="firstIssueAt")
     status: str | None = None
+    # When fmarket last recomputed the figures below (the day after the NAV, usually).
+    figures_updated_at: EpochMillis | None = Field(
+        None, validation_alias=AliasPath("productNavChange", "updateAt")
+    )
+    return_1m: Exact | None = Field(None, validation_alias=_change("navTo1Months"))
+    return_3m: Exact | None = Field(None, validation_alias=_change("navTo3Months"))
+    return_6m: Exact | None = Field(None, validation_alias=_change("navTo6Months"))
+    return_12m: Exact | None = Field(None, validation_alias=_change("navTo12Months"))
+    return_36m: Exact | None = Field(None, validation_alias=_change("navTo36Months"))
+    return_since_inception: Exact | None = Field(None, validation_alias=_change("navToBeginning"))
+    return_to_last_year: Exact | None = Field(None, validation_alias=_change("navToLastYear"))
+    management_fee: Exact | None = Field(None, validation_alias="managementFee")
+    risk_level: str | None = Field(None, validation_alias=AliasPath("riskLevel", "name"))
+    fund_type: str | None = Field(None, validation_alias=AliasPath("fundType", "name"))
+    trading_session_at: EpochMillis | None = Field(
+        None, validation_alias=AliasPath("productTradingSession", "tradingTime")
+    )
 
 
 def fund_pages(response, request: Request, page_size: int):
-    """The rows of one page of the fund list, then the next page's request while rows remain."""
+    """The rows of one page of the fund list, the list's own total (as `Expected`, with the first
+    page), then the next page's request until the source says there is no more: an empty page, or
+    the rows received reaching its `total`, whatever page size the server really applied."""
     body = exact_json(response)
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
         raise SourceError(
             f"unexpected fund list body (status {body.get('status') if isinstance(body, dict) else '?'})"
         )
-    yield from data["rows"]
+    rows = data["rows"]
+    total = int(data.get("total") or 0)
     page = request.json["page"]
-    if page * page_size < int(data.get("total") or 0) and data["rows"]:
-        yield fund_list_request(page + 1, page_size, **request.meta)
+    received = request.meta.get("received", 0) + len(rows)
+    if page == 1:
+        yield Expected("funds", total)
+    yield from rows
+    if rows and received < total:
+        if page >= total:  # every page so far had rows, yet more pages than rows: a paging loop
+            raise SourceError(f"page {page} still short of the total {total}: paging never ends")
+        yield fund_list_request(page + 1, page_size, **{**request.meta, "received": received})
 
 
 def fund_list_request(page: int, page_size: int, **meta) -> Request:
+    """Page `page` of the fund list; `meta["received"]` counts the rows of the pages before it."""
     return Request(
         "/res/products/filter",
         method="POST",
         json={**FUND_FILTER, "page": page, "pageSize": page_size},
-        meta={"kind": "funds", **meta},
+        meta={"kind": "funds", "received": 0, **meta},
     )
 
 

@@ -15,6 +15,7 @@ from pydantic import Field
 from ingestion_pipelines.sources.base import (
     DailyPartitions,
     Exact,
+    Expected,
     Record,
     Request,
     Source,
@@ -58,8 +59,13 @@ class FmarketNav(Source):
 
     def parse(self, response, request):
         if request.meta["kind"] == "funds":
+            # The list's total counts funds, not NAV rows: it drives paging here, and the
+            # completeness of the fund list itself is fmarket_funds' `Expected`.
             for item in fund_pages(response, request, self.settings.page_size):
-                yield item if isinstance(item, Request) else self.history_request(item["id"])
+                if isinstance(item, Request):
+                    yield item
+                elif not isinstance(item, Expected):
+                    yield self.history_request(item["id"])
             return
         body = exact_json(response)
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):

@@ -20,7 +20,20 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from ingestion_pipelines.storage.types import ExactDecimal, JsonValue, LongText, UtcDateTime
+from ingestion_pipelines.storage.types import (
+    ExactDecimal,
+    JsonDocument,
+    JsonValue,
+    LongText,
+    UtcDateTime,
+)
+
+
+def extra_column() -> Column:
+    """Every field the source sent for the record that has no typed column, verbatim (exact
+    decimals as text), so no field is lost and a later column can be backfilled from it."""
+    return Column("extra", JsonDocument)
+
 
 metadata = MetaData(
     naming_convention={
@@ -28,6 +41,23 @@ metadata = MetaData(
         "uq": "uq_%(table_name)s_%(column_0_N_name)s",
         "pk": "pk_%(table_name)s",
     }
+)
+
+# Typed columns added by migration 0004 (kept here once: the table and the migration use them).
+FUND_RETURN_PERIODS = ("1m", "3m", "6m", "12m", "36m", "since_inception", "to_last_year")
+COINGECKO_COLUMNS = (
+    ("high_24h", ExactDecimal),
+    ("low_24h", ExactDecimal),
+    ("price_change_24h", ExactDecimal),
+    ("market_cap_change_24h", ExactDecimal),
+    ("market_cap_change_pct_24h", ExactDecimal),
+    ("fully_diluted_valuation", ExactDecimal),
+    ("ath", ExactDecimal),
+    ("ath_change_pct", ExactDecimal),
+    ("ath_date", UtcDateTime),
+    ("atl", ExactDecimal),
+    ("atl_change_pct", ExactDecimal),
+    ("atl_date", UtcDateTime),
 )
 
 # ---- data tables ---------------------------------------------------------------------------
@@ -45,6 +75,14 @@ fund = Table(
     Column("nav_updated_at", UtcDateTime),
     Column("first_issue_at", UtcDateTime),
     Column("status", String(64)),
+    # added by migration 0004
+    Column("figures_updated_at", UtcDateTime),  # productNavChange.updateAt
+    *(Column(f"return_{period}", ExactDecimal) for period in FUND_RETURN_PERIODS),
+    Column("management_fee", ExactDecimal),
+    Column("risk_level", String(128)),
+    Column("fund_type", String(128)),
+    Column("trading_session_at", UtcDateTime),
+    extra_column(),
 )
 
 fund_nav = Table(
@@ -53,6 +91,7 @@ fund_nav = Table(
     Column("fund_id", BigInteger, primary_key=True, autoincrement=False),
     Column("nav_date", Date, primary_key=True),
     Column("nav", ExactDecimal, nullable=False),
+    extra_column(),
 )
 
 news_article = Table(
@@ -66,6 +105,9 @@ news_article = Table(
     Column("summary", Text),
     Column("image_url", String(2048)),
     Column("published_at", UtcDateTime, nullable=False),
+    Column("guid", String(1024)),
+    Column("categories", JsonValue),
+    extra_column(),
     Index(None, "source", "published_at"),
 )
 
@@ -85,6 +127,8 @@ crypto_market_snapshot = Table(
     Column("total_supply", ExactDecimal),
     Column("max_supply", ExactDecimal),
     Column("last_updated", UtcDateTime),
+    *(Column(name, kind) for name, kind in COINGECKO_COLUMNS),
+    extra_column(),
 )
 
 fear_greed_index = Table(
@@ -93,6 +137,7 @@ fear_greed_index = Table(
     Column("index_date", Date, primary_key=True),
     Column("value", Integer, nullable=False),
     Column("classification", String(64), nullable=False),
+    extra_column(),
 )
 
 trade_tick = Table(
@@ -106,6 +151,7 @@ trade_tick = Table(
     Column("side", String(4), nullable=False),
     Column("traded_at", UtcDateTime, nullable=False),
     Column("received_at", UtcDateTime, nullable=False),
+    extra_column(),
     Index(None, "symbol", "traded_at"),
 )
 
@@ -131,6 +177,9 @@ stock_quote = Table(
         for level in (1, 2, 3)
         for field in ("price", "volume")
     ),
+    # "source": the frame's own epoch stamp; "receipt": the frame had none (97-field frames)
+    Column("time_source", String(16)),
+    extra_column(),
 )
 
 trade_bar_1m = Table(
@@ -145,6 +194,7 @@ trade_bar_1m = Table(
     Column("close", ExactDecimal, nullable=False),
     Column("volume", ExactDecimal, nullable=False),
     Column("trade_count", Integer, nullable=False),
+    extra_column(),
 )
 
 # ---- control tables ------------------------------------------------------------------------

@@ -368,3 +368,45 @@ def test_env_points_every_worker_here(server):
     # every scheduled source is served here: none left out
     assert set(env) == {f"INGEST_{w.upper()}__BASE_URL" for w in source_classes()}
     assert json.loads(json.dumps(env)) == env
+
+
+# ---- behaviours of real servers, on request ------------------------------------------------
+
+
+def test_a_page_cap_applies_its_own_size_whatever_page_size_asks(server):
+    server.dataset.fmarket_page_cap = 5
+    seen = []
+    for page in range(1, 20):
+        data = post(server, FILTER, {**FILTER_BODY, "page": page, "pageSize": 100}).json()["data"]
+        assert data["total"] == 58 and data["pageSize"] == 5
+        if not data["rows"]:
+            break
+        seen += [row["id"] for row in data["rows"]]
+    assert page == 13 and len(seen) == len(set(seen)) == 58
+
+
+def test_nav_history_can_over_return_days_before_from_date(server):
+    fund_id = server.dataset.funds[0]["id"]
+    body = {"isAllData": 0, "productId": fund_id, "fromDate": "20261116", "toDate": "20261120"}
+    exact_days = {r["navDate"] for r in post(server, NAV, body).json()["data"]}
+    server.dataset.nav_history_days_before = 7
+    days = {r["navDate"] for r in post(server, NAV, body).json()["data"]}
+    assert exact_days == {f"2026-11-{d:02}" for d in range(16, 21)}
+    assert days - exact_days == {f"2026-11-{d:02}" for d in range(9, 14)}  # weekdays before
+
+
+def test_fng_can_stamp_values_at_the_hour_of_the_documented_example(server):
+    server.dataset.fng_stamp_hour = 5
+    (entry,) = get(server, "/fng/").json()["data"]
+    stamp = datetime.fromtimestamp(int(entry["timestamp"]), UTC)
+    assert (stamp.date(), stamp.hour, stamp.minute) == (NOW.date(), 5, 0)
+
+
+def test_the_command_line_sets_the_behaviours(monkeypatch):
+    from ingestion_pipelines.replay import http_server
+
+    seen = {}
+    monkeypatch.setattr(http_server, "serve", lambda *a, **kw: seen.update(kw["behaviours"]))
+    argv = ["--fmarket-page-cap", "5", "--nav-history-days-before", "3", "--fng-stamp-hour", "5"]
+    assert http_server.main(argv) == 0
+    assert seen == {"fmarket_page_cap": 5, "nav_history_days_before": 3, "fng_stamp_hour": 5}

@@ -193,3 +193,31 @@ def test_serve_feeds_prints_the_variables_to_use():
         }
         assert feeds.ssi.shift_to_now and feeds.ssi.loop
     assert not feeds.binance.running and not feeds.ssi.running
+
+
+def test_replay_all_serves_an_ssi_variant_and_the_behaviours_of_real_servers():
+    from curl_cffi import requests as cffi
+
+    from ingestion_pipelines.replay.serve import replay_all
+
+    with replay_all(
+        "127.0.0.1",
+        0,
+        0,
+        0,
+        out=None,
+        behaviours={"fmarket_page_cap": 5},
+        ssi_recording="97-fields",
+    ) as env:
+        base = env["INGEST_FMARKET_FUNDS__BASE_URL"]
+        body = {"page": 1, "pageSize": 100, "types": ["NEW_FUND", "TRADING_FUND"]}
+        data = cffi.post(f"{base}/res/products/filter", json=body, timeout=10).json()["data"]
+        assert data["pageSize"] == 5 and len(data["rows"]) == 5 and data["total"] == 58
+        url = env["INGEST_SSI_IBOARD__BASE_URL"] + "/realtime"
+        ws = websocket.create_connection(url, header=[f"User-Agent: {BROWSER_USER_AGENT}"])
+        try:
+            ws.send(RECORDING.subscribe_message)
+            assert ws.recv().startswith("Subscribed")
+            assert len(ws.recv().split("|")) == 97
+        finally:
+            ws.close()

@@ -38,10 +38,16 @@ def check_fmarket_funds(crawler, _partition):
         assert got["issuer"] == row["owner"]["name"]
         assert got["asset_type"] == row["dataFundAssetType"]["code"]
         assert got["nav"] == (exact(row["nav"]) if row["nav"] is not None else None)
-        update = (row.get("productNavChange") or {}).get("updateAt")
+        nav_day = (row.get("extra") or {}).get("lastNAVDate")  # the time the NAV is for
         assert got["nav_updated_at"] == (
+            datetime.fromtimestamp(nav_day / 1000, UTC) if nav_day else None
+        )
+        update = (row.get("productNavChange") or {}).get("updateAt")
+        assert got["figures_updated_at"] == (
             datetime.fromtimestamp(update / 1000, UTC) if update else None
         )
+        assert got["risk_level"] == row["riskLevel"]["name"]
+        assert got["extra"]["productFeeList"][0]["id"] == row["productFeeList"][0]["id"]
 
 
 def check_fmarket_nav(crawler, partition):
@@ -84,9 +90,11 @@ def check_coingecko(crawler, _partition):
         assert got["max_supply"] == (
             exact(coin["max_supply"]) if coin["max_supply"] is not None else None
         )
-        assert got["captured_at"] == datetime.fromisoformat(
+        assert got["last_updated"] == datetime.fromisoformat(
             coin["last_updated"].replace("Z", "+00:00")
         )
+        assert got["ath"] == exact(coin["ath"]) and got["extra"]["image"] == coin["image"]
+    assert len({r["captured_at"] for r in stored.values()}) == 1  # one snapshot per run
 
 
 def check_fear_greed(crawler, partition):
@@ -141,12 +149,18 @@ def test_every_source_stores_exactly_what_the_source_served_and_a_rerun_changes_
     before = crawler.rows(tables.metadata.tables[table])
 
     second = crawler.run(worker_id, partition)
-    assert second.metadata["records_inserted"] == second.metadata["records_updated"] == 0
+    assert second.metadata["records_updated"] == 0
     if worker_id.endswith("_news"):  # conditional GET: the feed was not sent again
         assert second.metadata["http_not_modified"] == 1 and second.metadata["records_fetched"] == 0
+    elif worker_id == "coingecko_markets":  # a run is a snapshot: a second one, all new rows
+        assert second.metadata["records_inserted"] == inserted
     else:
         assert second.metadata["records_unchanged"] == inserted
-    assert crawler.rows(tables.metadata.tables[table]) == before
+    if worker_id == "coingecko_markets":
+        assert len(crawler.rows(tables.crypto_market_snapshot)) == 2 * inserted
+    else:
+        assert second.metadata["records_inserted"] == 0
+        assert crawler.rows(tables.metadata.tables[table]) == before
     checks = {c.check_name: c.passed for c in first.result.get_asset_check_evaluations()}
     assert checks == {"rejects_within_threshold": True, "rows_present": True, "complete": True}
 
@@ -181,7 +195,12 @@ def test_ict_dates_and_utc_times_at_the_day_boundary(crawler):
     dataset.funds = funds
     crawler.run("fmarket_funds")
     stored = {r["fund_id"]: r for r in crawler.rows(tables.fund)}
-    assert stored[funds[0]["id"]]["nav_updated_at"] == datetime(2026, 11, 20, 16, 30, tzinfo=UTC)
+    assert stored[funds[0]["id"]]["figures_updated_at"] == datetime(
+        2026, 11, 20, 16, 30, tzinfo=UTC
+    )
+    nav_day = funds[0]["extra"]["lastNAVDate"]  # the NAV's own day: 00:00 ICT, 17:00 UTC before
+    assert stored[funds[0]["id"]]["nav_updated_at"] == datetime.fromtimestamp(nav_day / 1000, UTC)
+    assert stored[funds[0]["id"]]["nav_updated_at"].hour == 17
 
     dataset.set_feed(
         "/rss/kinh-doanh.rss",

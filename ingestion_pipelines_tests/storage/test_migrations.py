@@ -105,3 +105,51 @@ def test_naive_datetimes_and_floats_are_refused(sqlite_url):
     row["price"] = 1.1
     with pytest.raises(Exception, match="float"), engine.begin() as conn:
         conn.execute(tables.trade_tick.insert(), [row])
+
+
+def test_every_data_table_has_the_columns_of_tables_py_and_an_extra_column(database_url):
+    upgrade(database_url)
+    inspector = inspect(get_engine(database_url))
+    for name, table in tables.DATA_TABLES.items():
+        stored = {c["name"] for c in inspector.get_columns(name)}
+        assert stored == set(table.c.keys()), (name, stored ^ set(table.c.keys()))
+        assert "extra" in stored
+    fund = {c["name"] for c in inspector.get_columns("fund")}
+    assert {"return_36m", "management_fee", "risk_level", "figures_updated_at"} <= fund
+    assert "time_source" in {c["name"] for c in inspector.get_columns("stock_quote")}
+
+
+def test_extra_keeps_exact_decimals_as_text_and_unicode_verbatim(database_url):
+    engine = ensure_schema(database_url)
+    extra = {"navToPrevious": "0.38", "riskLevel": {"name": "Trung bình-Cao"}, "n": 7}
+    row = {"index_date": datetime(2026, 1, 1).date(), "value": 50, "classification": "Neutral"}
+    with engine.begin() as conn:
+        conn.execute(tables.fear_greed_index.insert(), [{**row, "extra": extra}])
+    with engine.connect() as conn:
+        stored = conn.execute(select(tables.fear_greed_index.c.extra)).scalar_one()
+    assert stored == extra
+
+
+def test_0004_downgrades_and_upgrades_again_keeping_the_rows(database_url):
+    from alembic import command
+
+    from ingestion_pipelines.storage.migrate import _config
+
+    engine = ensure_schema(database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            tables.fund_nav.insert(),
+            [{"fund_id": 1, "nav_date": datetime(2026, 1, 2).date(), "nav": Decimal("10.5")}],
+        )
+    config = _config()
+    with engine.connect() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0003")
+        conn.commit()
+    inspector = inspect(get_engine(database_url))
+    assert "extra" not in {c["name"] for c in inspector.get_columns("fund_nav")}
+    assert "ath" not in {c["name"] for c in inspector.get_columns("crypto_market_snapshot")}
+    assert upgrade(database_url) == head_revision()
+    with engine.connect() as conn:
+        (row,) = conn.execute(select(tables.fund_nav)).mappings().all()
+    assert row["nav"] == Decimal("10.5") and row["extra"] is None
