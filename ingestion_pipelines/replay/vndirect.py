@@ -9,7 +9,7 @@ with a fraction (``2345600.0``). Price rows come newest first with ``sort=date``
 
 The listing is the recorded rows in ``data/vndirect_stocks.json`` (real companies, real fields),
 optionally grown with generated companies for scale tests; prices are a deterministic function of
-(symbol, day) on weekdays from the listing date, on the exchange's price steps.
+(symbol, day) on the trading days of the market calendar from the listing date, on the exchange's price steps.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from ingestion_pipelines.market_calendar import is_trading_day
 from ingestion_pipelines.replay.fmarket import unit_hash
 
 STOCKS_PATH = "/v4/stocks"
@@ -112,7 +113,7 @@ class StockSpec:
         return int.from_bytes(self.symbol.encode(), "big") % (2**61)
 
     def trades_on(self, day: date) -> bool:
-        if day.weekday() >= 5 or day < self.listed:
+        if day < self.listed or not is_trading_day(day):
             return False
         return self.delisted is None or day <= self.delisted
 

@@ -15,10 +15,9 @@ from decimal import Decimal
 
 from pydantic import Field, model_validator
 
-from ingestion_pipelines.sources.base import DailyPartitions, Exact, Request, Source
+from ingestion_pipelines.sources.base import Exact, Record, Request, Source, TradingDayPartitions
 from ingestion_pipelines.sources.vn_stocks import (
     SYMBOL_PATTERN,
-    VndirectRecord,
     VndirectSettings,
     listing_request,
     paged_rows,
@@ -34,7 +33,7 @@ class VnStockEodSettings(VndirectSettings):
     cron: str = "30 16 * * 1-5"  # after the 14:45 close and VNDIRECT's end-of-day update
 
 
-class StockEod(VndirectRecord):
+class StockEod(Record):
     symbol: str = Field(validation_alias="code", pattern=SYMBOL_PATTERN)
     trade_date: date = Field(validation_alias="date")
     exchange: str | None = Field(None, validation_alias="floor")
@@ -72,7 +71,7 @@ class VnStockEod(Source):
     table = stock_eod
     record = StockEod
     Settings = VnStockEodSettings
-    partitions = DailyPartitions(start="2015-01-01", timezone="Asia/Ho_Chi_Minh")
+    partitions = TradingDayPartitions(start="2015-01-05")
     date_column = "trade_date"
     fresh_within = timedelta(hours=30)
     headers = {"Accept": "application/json"}

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import date, timedelta
-from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from ingestion_pipelines.sources.base import (
     Expected,
@@ -42,29 +41,7 @@ class VnStocksSettings(VndirectSettings):
     cron: str = "0 8 * * *"  # before the 09:00 open: new listings and delistings of the day
 
 
-def verbatim(value: Any) -> Any:
-    """A JSON-ready copy of a source value, exact decimals kept as text."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {k: verbatim(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [verbatim(v) for v in value]
-    return value
-
-
-class VndirectRecord(Record):
-    """A record keeping every field it has no column for in `extra`, verbatim."""
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
-
-    def row(self) -> dict[str, Any]:
-        row = {name: getattr(self, name) for name in type(self).model_fields}
-        row["extra"] = verbatim(self.model_extra or {}) or None
-        return row
-
-
-class Stock(VndirectRecord):
+class Stock(Record):
     symbol: str = Field(validation_alias="code", pattern=SYMBOL_PATTERN)
     exchange: Literal["HOSE", "HNX", "UPCOM"] = Field(validation_alias="floor")
     name: str = Field(validation_alias="companyName", min_length=1)

@@ -213,7 +213,7 @@ stock = Table(
     Column("delisted_on", Date),
     Column("isin", String(32)),
     Column("company_id", String(64)),
-    Column("extra", JsonValue),
+    extra_column(),
 )
 
 # Prices in the source's unit: thousands of VND (close 68.7 = 68,700 VND); volumes in shares.
@@ -238,7 +238,7 @@ stock_eod = Table(
     Column("put_through_value", ExactDecimal),
     Column("change", ExactDecimal),
     Column("change_pct", ExactDecimal),
-    Column("extra", JsonValue),
+    extra_column(),
     Index(None, "trade_date"),
 )
 
@@ -281,7 +281,7 @@ execution_log = Table(
     Column("message", LongText, nullable=False),
     Column("run_id", String(64)),
     Column("process", String(64)),
-    Column("extra", JsonValue),
+    extra_column(),
     Index(None, "worker_id", "logged_at"),
     Index(None, "run_id"),
 )

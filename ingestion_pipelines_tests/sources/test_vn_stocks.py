@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from decimal import Decimal
 
+from ingestion_pipelines.market_calendar import previous_trading_day, trading_days
 from ingestion_pipelines.replay import vndirect
 from ingestion_pipelines.storage import tables
 
@@ -29,9 +30,13 @@ def exact(value) -> Decimal:
 
 
 def last_weekday(before: date | None = None) -> date:
-    day = (before or date.today()) - timedelta(days=1)
-    while day.weekday() >= 5:
-        day -= timedelta(days=1)
+    """The last trading day before `before` (today): a partition of vn_stock_eod."""
+    return previous_trading_day(before or date.today())
+
+
+def trading_days_before(day: date, count: int) -> date:
+    for _ in range(count):
+        day = previous_trading_day(day)
     return day
 
 
@@ -79,7 +84,7 @@ def check_vn_stock_eod(crawler, partition):
 
 def test_a_backfill_is_one_run_with_one_price_request_per_listed_stock(crawler):
     end = last_weekday()
-    start = end - timedelta(days=29)
+    start = trading_days_before(end, 20)
     crawl = crawler.run("vn_stock_eod", partition_range=(start.isoformat(), end.isoformat()))
     book = crawler.server.dataset.vn_stocks
     requests = crawler.server.requests_for(vndirect.PRICES_PATH)
@@ -90,7 +95,7 @@ def test_a_backfill_is_one_run_with_one_price_request_per_listed_stock(crawler):
     served = served_prices(book, start, end)
     stored = crawler.rows(tables.stock_eod)
     assert len(stored) == len(served) == crawl.metadata["records_inserted"]
-    assert {r["trade_date"] for r in stored} <= {start + timedelta(days=n) for n in range(30)}
+    assert {r["trade_date"] for r in stored} <= set(trading_days(start, end + timedelta(days=1)))
 
 
 def test_pages_capped_by_the_server_are_all_fetched(crawler):
@@ -101,7 +106,7 @@ def test_pages_capped_by_the_server_are_all_fetched(crawler):
     assert len(crawler.server.requests_for(vndirect.STOCKS_PATH)) == 4  # 7 + 7 + 7 + 5
 
     end = last_weekday()
-    start = end - timedelta(days=20)
+    start = trading_days_before(end, 14)
     crawler.run("vn_stock_eod", partition_range=(start.isoformat(), end.isoformat()))
     assert len(crawler.rows(tables.stock_eod)) == len(served_prices(book, start, end))
 

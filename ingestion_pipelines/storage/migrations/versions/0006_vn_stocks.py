@@ -7,7 +7,7 @@ Revises: 0005
 import sqlalchemy as sa
 from alembic import op
 
-from ingestion_pipelines.storage.types import ExactDecimal, JsonValue
+from ingestion_pipelines.storage.types import ExactDecimal, JsonDocument
 
 revision = "0006"
 down_revision = "0005"
@@ -35,7 +35,7 @@ def upgrade() -> None:
         sa.Column("delisted_on", sa.Date(), nullable=True),
         sa.Column("isin", sa.String(length=32), nullable=True),
         sa.Column("company_id", sa.String(length=64), nullable=True),
-        sa.Column("extra", JsonValue(), nullable=True),
+        sa.Column("extra", JsonDocument(), nullable=True),
         sa.PrimaryKeyConstraint("symbol", name=op.f("pk_stock")),
         **UTF8MB4,
     )
@@ -60,7 +60,7 @@ def upgrade() -> None:
                 "change_pct",
             )
         ),
-        sa.Column("extra", JsonValue(), nullable=True),
+        sa.Column("extra", JsonDocument(), nullable=True),
         sa.PrimaryKeyConstraint("symbol", "trade_date", name=op.f("pk_stock_eod")),
         **UTF8MB4,
     )
