@@ -108,6 +108,25 @@ class CrawlResult:
         return data
 
 
+def record_key(source: Source, item: Any) -> dict[str, Any]:
+    """The natural key of a raw record as far as it can be read (a rejected record's key, for
+    its dead letter): each key column from the field's alias in the raw item."""
+    if not isinstance(item, dict):
+        return {}
+    columns = source.key or tuple(c.name for c in source.table.primary_key.columns)
+    fields = source.record.model_fields
+    key = {}
+    for column in columns:
+        info = fields.get(column)
+        alias = info.validation_alias if info is not None else None
+        name = alias if isinstance(alias, str) else column
+        if name in item:
+            key[column] = (
+                item[name] if isinstance(item[name], str | int | None) else str(item[name])
+            )
+    return key
+
+
 def _dump(item: Any) -> str:
     return orjson.dumps(item, default=str).decode()
 
@@ -283,9 +302,8 @@ class _Crawl:
             state["rejected"] += 1
             if len(result.first_rejects) < 5:
                 result.first_rejects.append(reason)
-            self.letters.append(
-                DeadLetter(self.worker_id, reason, _dump(item), {"url": redact_url(url)})
-            )
+            context = {"url": redact_url(url), "record_key": record_key(self.source, item)}
+            self.letters.append(DeadLetter(self.worker_id, reason, _dump(item), context))
             return
         if not self.in_window(row):
             result.out_of_window += 1

@@ -82,6 +82,7 @@ def test_impossible_coin_values_are_dead_lettered_per_record(database_url, sqlit
             letter = by_coin[coin_id]
             assert letter["worker_id"] == "coingecko_markets"
             assert letter["context"]["url"].startswith(origin.url("/coins/markets"))
+            assert letter["context"]["record_key"]["coin_id"] == coin_id  # the record's key
         assert "current_price" in by_coin["neg-price"]["reason"]
         assert "negative" in by_coin["neg-price"]["reason"]
         assert "out of range" in by_coin["huge-price"]["reason"]
