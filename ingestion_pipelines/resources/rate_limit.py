@@ -34,10 +34,8 @@ __all__ = [
 REDIS_RETRY_AFTER_S = 30.0
 
 # KEYS[1] = the host's next free slot, KEYS[2] = the end of the host's pause (a 429 / Retry-After);
-# ARGV[1] = interval between requests in microseconds (0: unlimited, only a pause holds it);
-# ARGV[2] = 1 to claim the slot only if it is free now (else nothing is reserved), 0 to reserve
-# the next slot whenever it is. Returns how many microseconds the caller must wait (0 when a
-# claim succeeded).
+# ARGV[1] = interval between requests in microseconds (0: unlimited, only a pause holds it).
+# Returns how many microseconds the caller must wait before its slot.
 _RESERVE_SLOT_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -53,15 +51,31 @@ if interval > 0 then
     slot = nxt
   end
 end
-if ARGV[2] == '1' and slot > now then
-  return math.max(1, math.floor(slot - now))
-end
 if interval > 0 then
   local new_next = slot + interval
   local ttl_ms = math.floor((new_next - now) / 1000) + 1000
   redis.call('SET', KEYS[1], string.format('%.0f', new_next), 'PX', ttl_ms)
 end
 return math.floor(slot - now)
+"""
+
+# KEYS[1] = when the host was last sent a request, KEYS[2] = the end of its pause; ARGV[1] = the
+# interval in microseconds. At the moment of sending: 0 (and the send is recorded) when the last
+# send is at least an interval ago and no pause holds, else the microseconds still to wait.
+_MARK_SENT_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local ready = tonumber(redis.call('GET', KEYS[1]) or '0') + interval
+local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
+if paused > ready then
+  ready = paused
+end
+if ready > now then
+  return math.max(1, math.floor(ready - now))
+end
+redis.call('SET', KEYS[1], string.format('%.0f', now), 'PX', math.floor(interval / 1000) + 1000)
+return 0
 """
 
 # KEYS[1] = the end of the host's pause; ARGV[1] = pause in microseconds from now (kept if later).
@@ -96,7 +110,7 @@ def rate_limit_host(url_or_host: str) -> str:
 # Slots are spaced this much wider than 1 / rate: the jitter between reserving a slot and the
 # request reaching the server (thread wake-up, a busy machine) must never show the server more
 # than rate_per_s.
-SPACING_MARGIN = 1.02
+SPACING_MARGIN = 1.05
 
 
 def _interval_s(rate_per_s: float | None) -> float | None:
@@ -108,13 +122,18 @@ def _interval_s(rate_per_s: float | None) -> float | None:
     return SPACING_MARGIN / rate
 
 
-def _claim_when_free(limiter: Any, host: str, rate_per_s: float | None) -> float:
-    """Sleep until the host's next slot, then claim it; when another thread or process took it
-    meanwhile, wait for the next one. A slot is taken at the moment of sending, never ahead: a
-    sender woken late pushes the schedule back instead of bunching with the punctual ones, so
-    the server never sees more than the rate in any second. Returns the seconds waited."""
-    waited = 0.0
-    while (wait := limiter.reserve(host, rate_per_s, claim=True)) > 0:
+def _acquire(limiter: Any, host: str, rate_per_s: float | None) -> float:
+    """Sleep until the reserved slot (slots are handed out in order, so every thread and process
+    gets its turn), then, at the moment of sending, check that the host's last send is an
+    interval ago: a sender woken late pushes the next ones back instead of bunching with the
+    punctual ones, so the server never sees more than the rate in any second. Returns the
+    seconds waited."""
+    waited = limiter.reserve(host, rate_per_s)
+    if waited > 0:
+        time.sleep(waited)
+    if _interval_s(rate_per_s) is None:
+        return waited
+    while (wait := limiter.mark_sent(host, rate_per_s)) > 0:
         time.sleep(wait)
         waited += wait
     return waited
@@ -136,22 +155,31 @@ class LocalRateLimiter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._next: dict[str, float] = {}
+        self._sent: dict[str, float] = {}
         self._paused: dict[str, float] = {}
 
-    def reserve(self, host: str, rate_per_s: float | None, *, claim: bool = False) -> float:
-        """Reserve the next slot for ``host`` and return the seconds until it (no sleeping).
-        ``claim=True``: take the slot only if it is free now (then 0), else reserve nothing."""
+    def reserve(self, host: str, rate_per_s: float | None) -> float:
+        """Reserve the next slot for ``host`` and return the seconds until it (no sleeping)."""
         interval = _interval_s(rate_per_s)
         with self._lock:
             now = time.monotonic()
             slot = max(now, self._paused.get(host, 0.0))
             if interval is not None:
                 slot = max(slot, self._next.get(host, 0.0))
-            if claim and slot > now:
-                return slot - now
-            if interval is not None:
                 self._next[host] = slot + interval
             return slot - now
+
+    def mark_sent(self, host: str, rate_per_s: float | None) -> float:
+        """0 and the send recorded when the last send to ``host`` is an interval ago (and no
+        pause holds), else the seconds still to wait."""
+        interval = _interval_s(rate_per_s) or 0.0
+        with self._lock:
+            now = time.monotonic()
+            ready = max(self._sent.get(host, -interval) + interval, self._paused.get(host, 0.0))
+            if ready > now:
+                return ready - now
+            self._sent[host] = now
+            return 0.0
 
     def pause(self, host: str, seconds: float) -> None:
         with self._lock:
@@ -159,7 +187,7 @@ class LocalRateLimiter:
             self._paused[host] = max(self._paused.get(host, 0.0), resume)
 
     def acquire(self, host: str, rate_per_s: float | None) -> float:
-        return _claim_when_free(self, host, rate_per_s)
+        return _acquire(self, host, rate_per_s)
 
 
 class RedisRateLimiter:
@@ -170,6 +198,7 @@ class RedisRateLimiter:
         self._prefix = prefix
         self._script = redis_client.register_script(_RESERVE_SLOT_LUA)
         self._pause_script = redis_client.register_script(_PAUSE_HOST_LUA)
+        self._mark_sent_script = redis_client.register_script(_MARK_SENT_LUA)
         self._fallback = LocalRateLimiter()
         self._down_until = 0.0  # while Redis is failing, don't wait on it for every request
         self._warned = False
@@ -180,23 +209,34 @@ class RedisRateLimiter:
     def pause_key(self, host: str) -> str:
         return f"{self._prefix}pause:{host}"
 
-    def reserve(self, host: str, rate_per_s: float | None, *, claim: bool = False) -> float:
-        """Atomically reserve the next slot for ``host``; return the seconds until it.
-        ``claim=True``: take the slot only if it is free now (then 0), else reserve nothing."""
+    def reserve(self, host: str, rate_per_s: float | None) -> float:
+        """Atomically reserve the next slot for ``host``; return the seconds until it."""
         interval = _interval_s(rate_per_s)
         if time.monotonic() < self._down_until:
-            return self._fallback.reserve(host, rate_per_s, claim=claim)
+            return self._fallback.reserve(host, rate_per_s)
         interval_us = 0 if interval is None else max(1, round(interval * 1_000_000))
         try:
-            wait_us = self._script(
-                keys=[self.key(host), self.pause_key(host)], args=[interval_us, int(claim)]
-            )
+            wait_us = self._script(keys=[self.key(host), self.pause_key(host)], args=[interval_us])
         except Exception as exc:  # Redis down: keep crawling, limited per process only
             self._redis_failed(exc)
-            return self._fallback.reserve(host, rate_per_s, claim=claim)
+            return self._fallback.reserve(host, rate_per_s)
         if self._warned:
             self._warned = False
             logger.info("Redis rate limiter available again")
+        return max(0.0, int(wait_us) / 1_000_000)
+
+    def mark_sent(self, host: str, rate_per_s: float | None) -> float:
+        """Like `LocalRateLimiter.mark_sent`, for every process sharing the Redis."""
+        if time.monotonic() < self._down_until:
+            return self._fallback.mark_sent(host, rate_per_s)
+        interval_us = max(1, round((_interval_s(rate_per_s) or 0.0) * 1_000_000))
+        try:
+            wait_us = self._mark_sent_script(
+                keys=[f"{self._prefix}sent:{host}", self.pause_key(host)], args=[interval_us]
+            )
+        except Exception as exc:  # Redis down: keep crawling, limited per process only
+            self._redis_failed(exc)
+            return self._fallback.mark_sent(host, rate_per_s)
         return max(0.0, int(wait_us) / 1_000_000)
 
     def pause(self, host: str, seconds: float) -> None:
@@ -222,4 +262,4 @@ class RedisRateLimiter:
             )
 
     def acquire(self, host: str, rate_per_s: float | None) -> float:
-        return _claim_when_free(self, host, rate_per_s)
+        return _acquire(self, host, rate_per_s)

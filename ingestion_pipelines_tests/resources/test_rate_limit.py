@@ -203,3 +203,16 @@ def test_a_local_pause_holds_the_host():
     assert limiter.reserve("other.example.com", None) == 0
     assert 0.25 < limiter.reserve("api.example.com", None) <= 0.3
     assert 0.25 < limiter.reserve("api.example.com", 1000) <= 0.3
+
+
+def test_a_late_sender_pushes_the_next_send_back(redis_url):
+    """Two slots reserved 0.1 s apart, the first sent late: the second still waits an interval
+    after the first's actual send (no two sends closer than the rate), locally and through Redis."""
+    shared = RedisRateLimiter(redis.Redis.from_url(redis_url), prefix="late-test:")
+    for limiter in (LocalRateLimiter(), shared):
+        assert limiter.reserve("api.example.com", 10) == 0
+        assert limiter.reserve("api.example.com", 10) > 0.09
+        time.sleep(0.15)  # both slots are due; the first sender woke late
+        assert limiter.mark_sent("api.example.com", 10) == 0
+        wait = limiter.mark_sent("api.example.com", 10)
+        assert 0.09 < wait <= 0.1 * SPACING_MARGIN
