@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ingestion_pipelines.config import WorkerConfigResource
 from ingestion_pipelines.resources.database import DatabaseResource
 from ingestion_pipelines.resources.http import HttpClientResource
 from ingestion_pipelines.resources.redis import RedisResource
+from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 
 
 def resources() -> dict[str, dg.ConfigurableResource]:

@@ -25,9 +25,9 @@ from typing import Any
 import yaml
 
 from ingestion_pipelines.config import ConfigError, env_reference, url_with_password
+from ingestion_pipelines.dagster_api.names import IDENTITY_TAG
 
 IDENTITY_HEADER = "x-forwarded-user"
-IDENTITY_TAG = "ingest/identity"
 MAX_IDENTITY = 128
 CONFIG_OP = "apply_config_change"
 _LAUNCH_WORDS = ("launch", "reexecut", "backfill")

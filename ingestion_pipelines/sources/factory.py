@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ingestion_pipelines import market_calendar
-from ingestion_pipelines.config import WorkerConfigResource
+from ingestion_pipelines.dagster_api.names import WORKER_TAG
 from ingestion_pipelines.failures import storage_failure
 from ingestion_pipelines.launch_config import RunOverrides
 from ingestion_pipelines.logs import run_logging
@@ -25,12 +25,12 @@ from ingestion_pipelines.resources.http import (
     RunDeadlineExceeded,
 )
 from ingestion_pipelines.resources.redis import RedisResource
+from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines.sources.base import Source, SourceError, TradingDayPartitions, Window
 from ingestion_pipelines.sources.expectations import judge_rows, scheduled_partition
 from ingestion_pipelines.sources.runner import CrawlResult, crawl
 from ingestion_pipelines.storage.validators import PersistentValidators
 
-WORKER_TAG = "ingest/worker"
 # BackfillPolicy.single_run is what lets a range backfill run as one run; it is marked beta.
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
 TIMEZONE = "Asia/Ho_Chi_Minh"

@@ -6,67 +6,33 @@
     control.stop()
 
 A background thread reads the state of every `*_feed` sensor of the code location with one
-GraphQL query (`sensorsOrError`) every `refresh_s` seconds and caches it. `enabled()` answers
+GraphQL operation (`graphql/FeedSensors.graphql`) every `refresh_s` seconds and caches it. `enabled()` answers
 from that cache: None when the last refresh failed or the sensor does not exist, so the caller
 decides what to do while Dagster is away (the sidecar keeps its feeds as they are).
-`set_enabled()` uses the GraphQL mutations `startSensor` / `stopSensor` and updates the cache.
+`set_enabled()` uses the operations `StartSensor` / `StopSensor` (the same as `ingest start/stop`) and updates the cache.
 """
 
 import threading
 import time
-from importlib import resources
 from typing import Any
 
 from loguru import logger
 
-from ingestion_pipelines.sidecar.reporter import DagsterHttp, DagsterHttpError
+from ingestion_pipelines.dagster_api.client import operation
+from ingestion_pipelines.dagster_api.http import DagsterHttp, DagsterHttpError
+from ingestion_pipelines.dagster_api.names import (
+    FEED_SENSOR_SUFFIX,
+    LOCATION,
+    REPOSITORY,
+    feed_sensor_name,
+)
+from ingestion_pipelines.errors import IngestError
 
-LOCATION = "ingestion_pipelines"
-REPOSITORY = "__repository__"
-SENSOR_SUFFIX = "_feed"  # = ingestion_pipelines.feeds.defs.SENSOR_SUFFIX (not imported: no Dagster)
 _RUNNING = {"RUNNING", "DECLARED_IN_CODE"}
 
 
-def _operation(name: str) -> str:
-    return (
-        resources.files("ingestion_pipelines.control") / "graphql" / f"{name}.graphql"
-    ).read_text()
-
-
-SENSORS_QUERY = """
-query FeedSensors($repositorySelector: RepositorySelector!) {
-  sensorsOrError(repositorySelector: $repositorySelector) {
-    __typename
-    ... on Sensors { results { id name sensorState { status } } }
-    ... on RepositoryNotFoundError { message }
-    ... on PythonError { message }
-  }
-}
-"""
-
-SENSOR_QUERY = """
-query FeedSensor($sensorSelector: SensorSelector!) {
-  sensorOrError(sensorSelector: $sensorSelector) {
-    __typename
-    ... on Sensor { id name sensorState { status } }
-    ... on SensorNotFoundError { message }
-    ... on UnauthorizedError { message }
-    ... on PythonError { message }
-  }
-}
-"""
-
-# The same operations `ingest start/stop` and a dashboard use (ingestion_pipelines/control/graphql).
-START_SENSOR = _operation("StartSensor")
-STOP_SENSOR = _operation("StopSensor")
-
-
-class FeedControlError(RuntimeError):
+class FeedControlError(IngestError, RuntimeError):
     """Dagster could not be asked, or refused, to switch a feed."""
-
-
-def sensor_name(worker_id: str) -> str:
-    return f"{worker_id}{SENSOR_SUFFIX}"
 
 
 class FeedControl:
@@ -121,7 +87,9 @@ class FeedControl:
     def fetch(self) -> dict[str, bool]:
         """The state of every feed switch now, by worker id. Raises `FeedControlError`."""
         try:
-            data = self.http.graphql(SENSORS_QUERY, {"repositorySelector": self._selector()})
+            data = self.http.graphql(
+                operation("FeedSensors"), {"repositorySelector": self._selector()}
+            )
         except DagsterHttpError as exc:
             raise FeedControlError(str(exc)) from None
         answer = data.get("sensorsOrError") or {}
@@ -134,9 +102,9 @@ class FeedControl:
         states: dict[str, bool] = {}
         for sensor in answer.get("results") or []:
             name = sensor.get("name", "")
-            if name.endswith(SENSOR_SUFFIX):
+            if name.endswith(FEED_SENSOR_SUFFIX):
                 status = (sensor.get("sensorState") or {}).get("status")
-                states[name[: -len(SENSOR_SUFFIX)]] = status in _RUNNING
+                states[name[: -len(FEED_SENSOR_SUFFIX)]] = status in _RUNNING
         return states
 
     def refresh(self) -> bool:
@@ -167,7 +135,7 @@ class FeedControl:
             logger.info("feed switches readable again from {}", self.http.display_url)
         for worker_id, on in changed.items():
             logger.bind(worker_id=worker_id).info(
-                "feed switch {}: {}", sensor_name(worker_id), "on" if on else "off"
+                "feed switch {}: {}", feed_sensor_name(worker_id), "on" if on else "off"
             )
         return True
 
@@ -185,12 +153,12 @@ class FeedControl:
 
     # ---- switching ------------------------------------------------------------------------
     def _sensor(self, worker_id: str) -> dict[str, Any]:
-        selector = {**self._selector(), "sensorName": sensor_name(worker_id)}
-        data = self.http.graphql(SENSOR_QUERY, {"sensorSelector": selector})
+        selector = {**self._selector(), "sensorName": feed_sensor_name(worker_id)}
+        data = self.http.graphql(operation("FeedSensor"), {"sensorSelector": selector})
         answer = data.get("sensorOrError") or {}
         if answer.get("__typename") != "Sensor":
             raise FeedControlError(
-                f"{worker_id}: no switch sensor {sensor_name(worker_id)!r} in Dagster at "
+                f"{worker_id}: no switch sensor {feed_sensor_name(worker_id)!r} in Dagster at "
                 f"{self.http.display_url}: {answer.get('message', answer.get('__typename'))}"
             )
         return answer
@@ -200,22 +168,22 @@ class FeedControl:
         Raises `FeedControlError` when Dagster cannot be reached or refuses."""
         try:
             if on:
-                selector = {**self._selector(), "sensorName": sensor_name(worker_id)}
-                data = self.http.graphql(START_SENSOR, {"sensorSelector": selector})
+                selector = {**self._selector(), "sensorName": feed_sensor_name(worker_id)}
+                data = self.http.graphql(operation("StartSensor"), {"sensorSelector": selector})
                 answer = data.get("startSensor") or {}
                 if answer.get("__typename") != "Sensor":
                     raise FeedControlError(
-                        f"{worker_id}: Dagster did not start {sensor_name(worker_id)}: "
+                        f"{worker_id}: Dagster did not start {feed_sensor_name(worker_id)}: "
                         f"{answer.get('__typename')}: {answer.get('message', '')}"
                     )
                 status = (answer.get("sensorState") or {}).get("status")
             else:
                 sensor = self._sensor(worker_id)
-                data = self.http.graphql(STOP_SENSOR, {"id": sensor["id"]})
+                data = self.http.graphql(operation("StopSensor"), {"id": sensor["id"]})
                 answer = data.get("stopSensor") or {}
                 if answer.get("__typename") != "StopSensorMutationResult":
                     raise FeedControlError(
-                        f"{worker_id}: Dagster did not stop {sensor_name(worker_id)}: "
+                        f"{worker_id}: Dagster did not stop {feed_sensor_name(worker_id)}: "
                         f"{answer.get('__typename')}: {answer.get('message', '')}"
                     )
                 status = (answer.get("instigationState") or {}).get("status")
@@ -226,6 +194,6 @@ class FeedControl:
             if self._known:
                 self._states[worker_id] = now_on
         logger.bind(worker_id=worker_id).info(
-            "feed switch {} turned {}", sensor_name(worker_id), "on" if now_on else "off"
+            "feed switch {} turned {}", feed_sensor_name(worker_id), "on" if now_on else "off"
         )
         return now_on
