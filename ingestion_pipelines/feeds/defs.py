@@ -14,7 +14,7 @@ Per feed `<worker_id>`:
   for the feed is younger than `heartbeat_timeout_s` (default 90 s) and its disk spool (batches
   the database did not take) holds nothing older than `SPOOL_ALERT_S` (an old spool fails it);
 - sensor `<worker_id>_feed` (running by default). Its ON/OFF state **is** the operator's switch
-  for the feed: the sidecar polls it (`ingestion_pipelines.sidecar.control.FeedControl`) and
+  for the feed: the sidecar polls it (`ingestion_pipelines.dagster_api.feed_switches.FeedControl`) and
   starts or stops the feed within its refresh interval. While on, every tick (30 s) reads
   `worker_state` and reports the `heartbeat` check evaluation.
 

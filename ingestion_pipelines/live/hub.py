@@ -26,7 +26,7 @@ import orjson
 from loguru import logger
 
 from ingestion_pipelines.redaction import redact, redact_url, register_secret
-from ingestion_pipelines.sidecar.engine import Backoff
+from ingestion_pipelines.retry import Backoff
 
 KINDS = ("ticks", "bars", "progress")
 REDIS_PATTERNS = tuple(f"{kind}:*" for kind in KINDS)
@@ -214,7 +214,7 @@ class Hub:
             return
         import redis.asyncio as aioredis
 
-        backoff = Backoff(initial_s=0.5, cap_s=10.0)
+        backoff = Backoff(base_s=0.5, cap_s=10.0)
         where = redact_url(self.redis_url)
         while True:
             connection = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=5)
