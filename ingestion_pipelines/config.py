@@ -28,6 +28,7 @@ from loguru import logger
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Text, or_, select, type_coerce
 
+from ingestion_pipelines.errors import IngestError
 from ingestion_pipelines.redaction import MASK, redact, redact_url, register_secret
 from ingestion_pipelines.settings import get_settings
 from ingestion_pipelines.storage.engines import ensure_schema
@@ -43,7 +44,7 @@ DEFAULT = "default"
 LAYER_ORDER = (RUN_CONFIG, WORKER_ROW, GLOBAL_ROW, "environment", DEFAULT)
 
 
-class ConfigError(ValueError):
+class ConfigError(IngestError, ValueError):
     """A configuration value that is not valid for its worker and key."""
 
 

@@ -26,6 +26,7 @@ import yaml
 
 from ingestion_pipelines.config import ConfigError, env_reference, url_with_password
 from ingestion_pipelines.dagster_api.names import IDENTITY_TAG
+from ingestion_pipelines.errors import IngestError
 
 IDENTITY_HEADER = "x-forwarded-user"
 MAX_IDENTITY = 128
@@ -39,7 +40,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class LaunchRefused(ValueError):
+class LaunchRefused(IngestError, ValueError):
     """A launch this webserver will not pass to Dagster (the message says why)."""
 
 

@@ -29,6 +29,7 @@ from pydantic import Field, PositiveInt
 from sqlalchemy import Engine, select, tuple_
 
 from ingestion_pipelines.dagster_api.names import WORKER_TAG
+from ingestion_pipelines.dagster_warnings import quiet_backfill_policy_beta
 from ingestion_pipelines.logs import run_logging
 from ingestion_pipelines.resources.database import DatabaseResource
 from ingestion_pipelines.resources.worker_config import WorkerConfigResource
@@ -285,6 +286,7 @@ def build_bars(
 
 
 @functools.cache
+@quiet_backfill_policy_beta()
 def trade_bars_asset() -> dg.AssetsDefinition:
     """The `trade_bars_1m` asset (built once; the feed list is read when first called)."""
 

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import orjson
 from loguru import logger
 
+from ingestion_pipelines.errors import IngestError
 from ingestion_pipelines.redaction import redact, redact_url, register_secret
 from ingestion_pipelines.retry import Backoff
 
@@ -39,7 +40,7 @@ NO_REDIS = (
 )
 
 
-class PatternError(ValueError):
+class PatternError(IngestError, ValueError):
     """A `channel` pattern that can never match a relayed channel."""
 
 
