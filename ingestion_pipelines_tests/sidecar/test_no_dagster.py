@@ -1,5 +1,6 @@
-"""The sidecar process is Dagster-free: its entry point and runner, and the Dagster API client
-it talks through, load in a fresh interpreter without a single `dagster*` module."""
+"""The sidecar process is Dagster-free: its entry points (`python -m ingestion_pipelines.sidecar`
+and `ingest sidecar`), its runner and the Dagster API client it talks through load in a fresh
+interpreter without a single `dagster*` module."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ try:
     runpy.run_module("ingestion_pipelines.sidecar", run_name="__main__", alter_sys=True)
 except SystemExit:
     pass
+import ingestion_pipelines.cli  # `ingest sidecar`, how the images start it
 import ingestion_pipelines.sidecar.runner
 import ingestion_pipelines.sidecar.reporter
 import ingestion_pipelines.dagster_api.client
