@@ -25,9 +25,11 @@ system-deps:
 test: install
 	$(BIN)/pytest -q
 
+# Style, then the import contracts of pyproject's [tool.importlinter] (the walls between packages).
 lint: install
 	$(BIN)/ruff check ingestion_pipelines ingestion_pipelines_tests benchmarks
 	$(BIN)/ruff format --check ingestion_pipelines ingestion_pipelines_tests benchmarks
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format ingestion_pipelines ingestion_pipelines_tests benchmarks

@@ -44,7 +44,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from ingestion_pipelines.control import commands  # noqa: E402
-from ingestion_pipelines.control.client import ControlError, DagsterClient  # noqa: E402
+from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient  # noqa: E402
 from ingestion_pipelines.sources.base import source_classes  # noqa: E402
 from ingestion_pipelines.workers import catalogue  # noqa: E402
 

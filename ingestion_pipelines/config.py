@@ -6,8 +6,8 @@
 4. `INGEST_<WORKER_ID>__<KEY>`, then `INGEST_<KEY>`
 5. the default written in code
 
-`ConfigChain` is plain Python (the CLI and the sidecar use it directly); `WorkerConfigResource`
-wraps it for Dagster assets and sensors.
+`ConfigChain` is plain Python (the CLI and the sidecar use it directly; nothing here imports
+Dagster); `resources.worker_config.WorkerConfigResource` wraps it for assets and sensors.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
-import dagster as dg
 from loguru import logger
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Text, or_, select, type_coerce
 
+from ingestion_pipelines.errors import IngestError
 from ingestion_pipelines.redaction import MASK, redact, redact_url, register_secret
 from ingestion_pipelines.settings import get_settings
 from ingestion_pipelines.storage.engines import ensure_schema
@@ -44,7 +44,7 @@ DEFAULT = "default"
 LAYER_ORDER = (RUN_CONFIG, WORKER_ROW, GLOBAL_ROW, "environment", DEFAULT)
 
 
-class ConfigError(ValueError):
+class ConfigError(IngestError, ValueError):
     """A configuration value that is not valid for its worker and key."""
 
 
@@ -463,33 +463,3 @@ def _scope(worker_id: str | None):
 def _describe_type(annotation: Any) -> str:
     text = getattr(annotation, "__name__", None) or str(annotation)
     return text.replace("typing.", "").replace("NoneType", "null")
-
-
-class WorkerConfigResource(dg.ConfigurableResource):
-    """The config chain for assets, sensors and schedules.
-
-    `database_url` is the control database; empty means `INGEST_DATABASE_URL`, read when used.
-    """
-
-    database_url: str | None = None
-
-    def chain(self) -> ConfigChain:
-        return ConfigChain(self.database_url or None)
-
-    def resolve(
-        self, worker_id: str, run_config: Mapping[str, Any] | None = None
-    ) -> ResolvedConfig:
-        return self.chain().resolve(worker_id, run_config)
-
-    def resolve_for_run(self, worker_id: str, run_config: dg.Config) -> ResolvedConfig:
-        """The settings of a run: keys given in its run config override the chain; a disabled
-        worker fails the run (without retries), saying which layer disabled it."""
-        overrides = {k: v for k, v in run_config.model_dump().items() if v is not None}
-        # Secret references arrive as {"env": NAME}: resolved by the chain, here, in the run.
-        resolved = self.resolve(worker_id, overrides)
-        if not resolved.settings.enabled:
-            raise dg.Failure(
-                f"{worker_id} is disabled (enabled=false from {resolved.layer_of('enabled')})",
-                allow_retries=False,
-            )
-        return resolved

@@ -1,21 +1,24 @@
-"""The one place that assembles the Dagster Definitions.
+"""The one place that assembles the Dagster Definitions, when Dagster asks for them.
 
-Each area contributes its own `defs()`; resources are shared here. Nothing reads configuration
-or touches a database at import, except the cron overrides, which fall back to the code's
-defaults (with a warning) when the database cannot be reached. The sidecar is never imported.
+`defs` is a `@dg.definitions` function: importing this module builds nothing, reads no
+configuration and touches no database. Dagster (the workspace, `dagster definitions validate`,
+the code server) calls it at load; each area then contributes its own `defs()` and the cron
+overrides are read from the config chain (falling back to the code's defaults, with a warning,
+when the database cannot be reached). The sidecar is never imported.
 """
 
 from __future__ import annotations
 
 import dagster as dg
 
-from ingestion_pipelines.config import WorkerConfigResource
 from ingestion_pipelines.resources.database import DatabaseResource
 from ingestion_pipelines.resources.http import HttpClientResource
 from ingestion_pipelines.resources.redis import RedisResource
+from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 
 
 def resources() -> dict[str, dg.ConfigurableResource]:
+    """The resources every area shares, keyed by the names assets and sensors ask for."""
     # INGEST_* variables are optional (the contract gives defaults), so resources read them when
     # used rather than through EnvVar, which fails a run when a variable is unset.
     return {
@@ -27,6 +30,7 @@ def resources() -> dict[str, dg.ConfigurableResource]:
 
 
 def build_definitions() -> dg.Definitions:
+    """Every area's definitions merged with the shared resources (tests call it directly)."""
     from ingestion_pipelines.control import defs as control_defs
     from ingestion_pipelines.derived import defs as derived_defs
     from ingestion_pipelines.feeds import defs as feed_defs
@@ -36,4 +40,7 @@ def build_definitions() -> dg.Definitions:
     return dg.Definitions.merge(*areas, dg.Definitions(resources=resources()))
 
 
-defs = build_definitions()
+@dg.definitions
+def defs() -> dg.Definitions:
+    """What Dagster loads from this module (built on its request, not at import)."""
+    return build_definitions()

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ingestion_pipelines.errors import IngestError
 from ingestion_pipelines.redaction import redact, redact_url
 
 CAUSE_SEPARATOR = " <- cause: "
@@ -23,9 +24,11 @@ _NOISE = ("The above exception was", "Error occurred while executing")
 _QUALIFIED = re.compile(r"^(?:[A-Za-z_][\w]*\.)+([A-Za-z_]\w*: )")
 
 
-class StorageError(RuntimeError):
+class StorageError(IngestError, RuntimeError):
     """A database error during a worker's run: the message names worker, database and URL.
     Transient (connection lost, server gone away): Dagster's RetryPolicy tries the run again."""
+
+    transient = True
 
 
 def _chain_text(messages: Iterable[str | None]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import urllib.request
 from urllib.parse import urlsplit
 
+from ingestion_pipelines.errors import IngestError
 from ingestion_pipelines.redaction import redact_url
 
 CRAWL_SCHEMES = frozenset({"http", "https"})  # crawls, REST gap fill, alert webhooks
@@ -22,7 +23,7 @@ DATABASE_SCHEMES = frozenset({"sqlite", "mysql", "mariadb", "postgresql", "postg
 CURL_PROTOCOLS = ",".join(sorted(CRAWL_SCHEMES))
 
 
-class UnsafeUrlError(ValueError):
+class UnsafeUrlError(IngestError, ValueError):
     """A URL whose scheme is not allowed for its use (or that is no URL at all)."""
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any, ClassVar, Literal
 
+from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
 from ingestion_pipelines import url_policy
@@ -41,6 +42,17 @@ def impersonate_profiles() -> frozenset[str]:
 def secret(default: Any = None, **kwargs: Any) -> Any:
     """A settings field whose value is never shown (URLs keep their host, lose their password)."""
     return Field(default, json_schema_extra={"secret": True}, **kwargs)
+
+
+def is_valid_cron(expression: str) -> bool:
+    """Whether `expression` is a cron string Dagster's schedules accept: five fields (no
+    seconds), valid per croniter, and not a day that never comes (30 or 31 February)."""
+    if not croniter.is_valid(expression):
+        return False
+    fields, *_ = croniter.expand(expression)
+    if len(fields) != 5:
+        return False
+    return not (fields[3] == [2] and len(fields[2]) == 1 and fields[2][0] in (30, 31))
 
 
 class WorkerSettings(BaseModel):
@@ -149,9 +161,7 @@ class ScheduledSettings(WorkerSettings):
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
-        from dagster._utils.schedules import is_valid_cron_string
-
-        if not is_valid_cron_string(value):
+        if not is_valid_cron(value):
             raise ValueError(f"not a valid cron expression: {value!r}")
         return value
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ingestion_pipelines.config import ConfigChain
-from ingestion_pipelines.control.client import ControlError, DagsterClient
+from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient
 from ingestion_pipelines.settings import PROJECT_ROOT
 from ingestion_pipelines.workers import catalogue
 from ingestion_pipelines_tests.testbed import free_port

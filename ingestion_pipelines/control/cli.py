@@ -26,7 +26,7 @@ def _print_json(data: Any) -> None:
 
 
 def _client(args):
-    from ingestion_pipelines.control.client import DagsterClient
+    from ingestion_pipelines.dagster_api.client import DagsterClient
 
     return DagsterClient(args.dagster_url)
 
@@ -34,8 +34,8 @@ def _client(args):
 def _guard(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from ingestion_pipelines.config import ConfigError
-        from ingestion_pipelines.control.client import ControlError
         from ingestion_pipelines.control.commands import UsageError
+        from ingestion_pipelines.dagster_api.client import ControlError
         from ingestion_pipelines.redaction import redact
 
         try:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ingestion_pipelines import market_calendar
 from ingestion_pipelines.config import ConfigChain, ConfigError
-from ingestion_pipelines.control.client import ControlError, DagsterClient, expect
+from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient, expect
 from ingestion_pipelines.failures import graphql_error_text
 from ingestion_pipelines.redaction import redact, redact_url
 from ingestion_pipelines.settings import get_settings
@@ -274,7 +274,7 @@ def set_switch(client: DagsterClient, worker: str, on: bool) -> dict[str, Any]:
             answer = expect(data.get("stopRunningSchedule"), "ScheduleStateResult", f"stop {name}")
         new_status = answer["scheduleState"]["status"]
     elif spec.kind == "feed":
-        from ingestion_pipelines.sidecar.control import FeedControl, FeedControlError
+        from ingestion_pipelines.dagster_api.feed_switches import FeedControl, FeedControlError
 
         try:
             now_on = FeedControl(client.url, location=client.location).set_enabled(worker, on)

@@ -23,9 +23,8 @@ import time
 from datetime import UTC, datetime
 
 import dagster as dg
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from ingestion_pipelines.config import ConfigChain, ConfigError, WorkerConfigResource, display_value
+from ingestion_pipelines.config import ConfigChain, ConfigError, display_value
 from ingestion_pipelines.control.alerts import (
     AlertBook,
     Signal,
@@ -33,14 +32,21 @@ from ingestion_pipelines.control.alerts import (
     post_alert,
     webhook_for,
 )
+from ingestion_pipelines.dagster_api.names import (
+    CONFIG_KEY_TAG,
+    IDENTITY_TAG,
+    KIND_TAG,
+    MAX_RETRIES_TAG,
+    REQUESTED_BY_TAG,
+    RETRY_NUMBER_TAG,
+    WILL_RETRY_TAG,
+    WORKER_TAG,
+)
 from ingestion_pipelines.failures import error_text
 from ingestion_pipelines.redaction import redact
+from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines.settings import get_settings
 
-WORKER_TAG = "ingest/worker"
-CONFIG_KEY_TAG = "ingest/config_key"
-REQUESTED_BY_TAG = "ingest/requested_by"
-IDENTITY_TAG = "ingest/identity"  # set by the operator webserver from the proxy's header only
 UNVERIFIED = "unverified claim"
 CONFIG_JOB = "config_change"
 CONFIG_OP = "apply_config_change"
@@ -48,7 +54,6 @@ GLOBAL = "global"
 RUN_ALERTS_SENSOR = "ingest_run_alerts"
 CHECK_ALERTS_SENSOR = "ingest_check_alerts"
 HEARTBEAT_CHECK = "heartbeat"
-WILL_RETRY_TAG = "dagster/will_retry"
 DEFAULT_ALERT_INTERVAL_S = 30
 # On its first tick the run sensor looks this far back, so a failure just before a daemon
 # restart is not lost.
@@ -182,7 +187,7 @@ def apply_config_change(
         "Change one worker_config value (the audited way: this run records who, when, the old "
         "and the new value). Launched by `ingest config set|unset`."
     ),
-    tags={"dagster/max_retries": "0", "ingest/kind": "control"},
+    tags={MAX_RETRIES_TAG: "0", KIND_TAG: "control"},
 )
 def config_change_job():
     apply_config_change()
@@ -230,7 +235,7 @@ def run_signals(instance, records) -> list[Signal]:
         if run.status == dg.DagsterRunStatus.FAILURE:
             if run.tags.get(WILL_RETRY_TAG) == "true":
                 continue  # Dagster retries it: only the last attempt's outcome is news
-            retry = run.tags.get("dagster/retry_number")
+            retry = run.tags.get(RETRY_NUMBER_TAG)
             title = f"{run.job_name} run failed" + (
                 f" (after {int(retry) + 1} attempts)" if retry else ""
             )
@@ -305,15 +310,20 @@ def run_alerts_sensor(interval_s: int) -> dg.SensorDefinition:
 
 def stopped_sensors(instance) -> set[str]:
     """Names of the sensors an operator has stopped (a feed switched off)."""
-    from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
-
     try:
-        states = instance.all_instigator_state(
-            instigator_type=InstigatorType.SENSOR, instigator_statuses={InstigatorStatus.STOPPED}
-        )
+        states = instance.all_instigator_state()
     except Exception:  # noqa: BLE001 - an instance without schedule storage (tests)
         return set()
-    return {state.name for state in states}
+    return {
+        state.name
+        for state in states
+        if _enum_name(state.instigator_type) == "SENSOR" and _enum_name(state.status) == "STOPPED"
+    }
+
+
+def _enum_name(value) -> str:
+    """The name of one of Dagster's status enums, read without importing its private module."""
+    return getattr(value, "value", str(value))
 
 
 def check_signals(
@@ -330,15 +340,13 @@ def check_signals(
             key = f"check:{check_key.asset_key.to_user_string()}:{check_key.name}"
             signals.append(Signal(key, "feed_stale", worker, False, title, title, None, now))
             continue
-        if record.status not in (
-            AssetCheckExecutionRecordStatus.SUCCEEDED,
-            AssetCheckExecutionRecordStatus.FAILED,
-        ):
+        status = _enum_name(record.status)
+        if status not in ("SUCCEEDED", "FAILED"):
             continue
         asset = check_key.asset_key.to_user_string()
         feed = check_key.name == HEARTBEAT_CHECK
         kind = "feed_stale" if feed else "check_failed"
-        failing = record.status == AssetCheckExecutionRecordStatus.FAILED
+        failing = status == "FAILED"
         evaluation = None
         if record.event is not None and record.event.dagster_event is not None:
             evaluation = record.event.dagster_event.event_specific_data

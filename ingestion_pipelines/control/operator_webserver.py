@@ -25,9 +25,10 @@ from typing import Any
 import yaml
 
 from ingestion_pipelines.config import ConfigError, env_reference, url_with_password
+from ingestion_pipelines.dagster_api.names import IDENTITY_TAG
+from ingestion_pipelines.errors import IngestError
 
 IDENTITY_HEADER = "x-forwarded-user"
-IDENTITY_TAG = "ingest/identity"
 MAX_IDENTITY = 128
 CONFIG_OP = "apply_config_change"
 _LAUNCH_WORDS = ("launch", "reexecut", "backfill")
@@ -39,7 +40,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class LaunchRefused(ValueError):
+class LaunchRefused(IngestError, ValueError):
     """A launch this webserver will not pass to Dagster (the message says why)."""
 
 

@@ -23,8 +23,8 @@ from typing import Any, TextIO
 import orjson
 from loguru import logger
 
-from ingestion_pipelines.control.client import ControlError, DagsterClient
 from ingestion_pipelines.control.render import span
+from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient
 
 LINE_EVERY_S = 10.0
 _LOGGED = re.compile(r"progress: (\d+)/(\d+) requests")

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ingestion_pipelines.control.client import ControlError, DagsterClient
+from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient
 
 WAIT_S = 300.0
 

@@ -15,9 +15,9 @@ import dagster as dg
 from sqlalchemy import Engine, select
 
 from ingestion_pipelines import market_calendar
-from ingestion_pipelines.config import WorkerConfigResource
 from ingestion_pipelines.derived.trade_bars import WORKER_ID
 from ingestion_pipelines.resources.database import DatabaseResource
+from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines.storage.tables import trade_bar_1m
 
 CHECK_NAME = "market_calendar"

@@ -28,9 +28,11 @@ import dagster as dg
 from pydantic import Field, PositiveInt
 from sqlalchemy import Engine, select, tuple_
 
-from ingestion_pipelines.config import WorkerConfigResource
+from ingestion_pipelines.dagster_api.names import WORKER_TAG
+from ingestion_pipelines.dagster_warnings import quiet_backfill_policy_beta
 from ingestion_pipelines.logs import run_logging
 from ingestion_pipelines.resources.database import DatabaseResource
+from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines.storage.tables import trade_bar_1m, trade_tick
 from ingestion_pipelines.storage.upsert import UpsertResult, upsert
 from ingestion_pipelines.workers import WorkerSettings, WorkerSpec, register
@@ -39,7 +41,6 @@ WORKER_ID = "trade_bars_1m"
 GROUP = "derived"
 ICT_TIMEZONE = "Asia/Ho_Chi_Minh"
 START_DATE = "2025-01-01"
-WORKER_TAG = "ingest/worker"
 # A feed day is over at 00:00 ICT; five minutes later the sidecar has flushed its last ticks.
 DAY_CLOSED_CRON = "5 0 * * *"
 _SYMBOL_LIST_MAX = 200
@@ -285,6 +286,7 @@ def build_bars(
 
 
 @functools.cache
+@quiet_backfill_policy_beta()
 def trade_bars_asset() -> dg.AssetsDefinition:
     """The `trade_bars_1m` asset (built once; the feed list is read when first called)."""
 

@@ -14,7 +14,7 @@ Per feed `<worker_id>`:
   for the feed is younger than `heartbeat_timeout_s` (default 90 s) and its disk spool (batches
   the database did not take) holds nothing older than `SPOOL_ALERT_S` (an old spool fails it);
 - sensor `<worker_id>_feed` (running by default). Its ON/OFF state **is** the operator's switch
-  for the feed: the sidecar polls it (`ingestion_pipelines.sidecar.control.FeedControl`) and
+  for the feed: the sidecar polls it (`ingestion_pipelines.dagster_api.feed_switches.FeedControl`) and
   starts or stops the feed within its refresh interval. While on, every tick (30 s) reads
   `worker_state` and reports the `heartbeat` check evaluation.
 
@@ -31,6 +31,8 @@ import dagster as dg
 from sqlalchemy import Engine, select
 
 from ingestion_pipelines import market_calendar
+from ingestion_pipelines.dagster_api.names import KIND_TAG
+from ingestion_pipelines.dagster_api.names import feed_sensor_name as sensor_name
 from ingestion_pipelines.feeds.base import Feed, feed_classes
 from ingestion_pipelines.redaction import redact
 from ingestion_pipelines.resources.database import DatabaseResource
@@ -40,7 +42,6 @@ ICT_TIMEZONE = "Asia/Ho_Chi_Minh"
 FEED_START_DATE = "2025-01-01"
 GROUP = "feeds"
 HEARTBEAT_CHECK = "heartbeat"
-SENSOR_SUFFIX = "_feed"
 SENSOR_INTERVAL_S = 30
 HEARTBEAT_TIMEOUT_S = 90.0
 FRESHNESS_FAIL_S = 15 * 60
@@ -50,11 +51,6 @@ PASSING_REPORT_EVERY_S = 300
 _ERROR_CHARS = 500
 # A spooled batch older than this means the database has refused the feed's rows that long.
 SPOOL_ALERT_S = 300.0
-
-
-def sensor_name(worker_id: str) -> str:
-    """The name of the sensor that switches feed `worker_id` on and off."""
-    return f"{worker_id}{SENSOR_SUFFIX}"
 
 
 def feed_partitions_def() -> dg.DailyPartitionsDefinition:
@@ -311,7 +307,7 @@ def feed_asset_spec(feed: type[Feed]) -> dg.AssetSpec:
         ),
         partitions_def=feed_partitions_def(),
         kinds={"websocket", "sql"},
-        tags={"ingest/kind": "feed"},
+        tags={KIND_TAG: "feed"},
         metadata={
             "worker_id": worker_id,
             "tables": dg.MetadataValue.json(list(feed.tables)),

@@ -19,13 +19,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ingestion_pipelines.errors import IngestError
+
 BROWSER_USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/131.0.0.0 Safari/537.36"
 )
 
 
-class ParseError(ValueError):
+class ParseError(IngestError, ValueError):
     """A frame the feed cannot read: it goes to `dead_letter` with this message as the reason."""
 
 

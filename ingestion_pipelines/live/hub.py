@@ -25,8 +25,9 @@ from urllib.parse import urlsplit
 import orjson
 from loguru import logger
 
+from ingestion_pipelines.errors import IngestError
 from ingestion_pipelines.redaction import redact, redact_url, register_secret
-from ingestion_pipelines.sidecar.engine import Backoff
+from ingestion_pipelines.retry import Backoff
 
 KINDS = ("ticks", "bars", "progress")
 REDIS_PATTERNS = tuple(f"{kind}:*" for kind in KINDS)
@@ -39,7 +40,7 @@ NO_REDIS = (
 )
 
 
-class PatternError(ValueError):
+class PatternError(IngestError, ValueError):
     """A `channel` pattern that can never match a relayed channel."""
 
 
@@ -214,7 +215,7 @@ class Hub:
             return
         import redis.asyncio as aioredis
 
-        backoff = Backoff(initial_s=0.5, cap_s=10.0)
+        backoff = Backoff(base_s=0.5, cap_s=10.0)
         where = redact_url(self.redis_url)
         while True:
             connection = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=5)

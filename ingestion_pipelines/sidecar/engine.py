@@ -20,7 +20,6 @@ reconnects, and the trades it did not take are fetched back as a gap.
 from __future__ import annotations
 
 import contextlib
-import random
 import threading
 import time
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from sqlalchemy import func, select
 from ingestion_pipelines import url_policy
 from ingestion_pipelines.feeds.protocol import BROWSER_USER_AGENT, ParseError
 from ingestion_pipelines.redaction import redact_url, register_secret
+from ingestion_pipelines.retry import Backoff
 from ingestion_pipelines.sidecar.gaps import FirstSeen, GapFiller, GapTracker
 from ingestion_pipelines.sidecar.shards import worker_of
 from ingestion_pipelines.sidecar.spool import Spool
@@ -148,23 +148,6 @@ def _library_idle(ws: websocket.WebSocket):
         return frames.header is None and not frames.recv_buffer and fragments.recving_frames is None
 
     return idle
-
-
-class Backoff:
-    """Exponential backoff with full jitter and a cap."""
-
-    def __init__(self, initial_s: float = 0.5, cap_s: float = 30.0):
-        self.initial_s = initial_s
-        self.cap_s = cap_s
-        self.current = initial_s
-
-    def next(self) -> float:
-        delay = random.uniform(self.current / 2, self.current)
-        self.current = min(self.current * 2, self.cap_s)
-        return delay
-
-    def reset(self) -> None:
-        self.current = self.initial_s
 
 
 class FeedEngine:

@@ -35,7 +35,7 @@ from loguru import logger
 
 from ingestion_pipelines.config import ConfigChain
 from ingestion_pipelines.feeds.base import feed_classes
-from ingestion_pipelines.resources.redis import get_redis
+from ingestion_pipelines.redis_client import get_redis
 from ingestion_pipelines.settings import local_data_dir
 from ingestion_pipelines.sidecar.engine import FeedEngine
 from ingestion_pipelines.sidecar.health import HealthServer
@@ -89,7 +89,7 @@ def _dagster_clients(url: str | None) -> tuple[Any, Any]:
     if not url:
         return _Noop(), _Noop()
     try:
-        from ingestion_pipelines.sidecar.control import FeedControl
+        from ingestion_pipelines.dagster_api.feed_switches import FeedControl
         from ingestion_pipelines.sidecar.reporter import DagsterReporter
 
         return DagsterReporter(url), FeedControl(url)

@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 from loguru import logger
 
+from ingestion_pipelines.errors import IngestError
 from ingestion_pipelines.storage.tables import CONTROL_TABLES, DATA_TABLES
 from ingestion_pipelines.storage.types import ExactDecimal, UtcDateTime
 
@@ -42,8 +43,10 @@ _MAX_RECORD = 256 * 1024 * 1024
 DEFAULT_MAX_BYTES = 1024**3
 
 
-class SpoolFull(RuntimeError):
+class SpoolFull(IngestError, RuntimeError):
     """The spool reached its size limit: the database has been down too long for the disk budget."""
+
+    transient = True  # the spool drains, and frees its space, once the database is back
 
 
 def _converters(table_name: str) -> dict[str, type]:

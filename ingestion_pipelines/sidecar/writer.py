@@ -48,6 +48,7 @@ from sqlalchemy.exc import (
     ProgrammingError,
 )
 
+from ingestion_pipelines.errors import IngestError
 from ingestion_pipelines.sidecar.bars import LiveBars, bar_message
 from ingestion_pipelines.sidecar.shards import worker_of
 from ingestion_pipelines.sidecar.spool import Spool, SpoolFull
@@ -100,7 +101,7 @@ class WriteMetrics:
 FENCED_TABLES = ("trade_tick", "stock_quote")
 
 
-class Fenced(RuntimeError):
+class Fenced(IngestError, RuntimeError):
     """A commit by a sidecar whose fencing token is older than the newest committed one."""
 
     def __init__(self, feed_id: str, token: int, newest: int):

@@ -33,12 +33,13 @@ from sqlalchemy import Table
 
 from ingestion_pipelines import values
 from ingestion_pipelines.discovery import declared_subclasses
+from ingestion_pipelines.errors import IngestError
 from ingestion_pipelines.workers import ScheduledSettings, WorkerSpec, register
 
 ICT = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
-class SourceError(RuntimeError):
+class SourceError(IngestError, RuntimeError):
     """A source failed: the message names the worker, the URL and the cause."""
 
 

@@ -2,7 +2,6 @@
 concurrency pool, a freshness policy, asset checks and run metadata, plus its job and schedule."""
 
 import time
-import warnings
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
@@ -14,7 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from ingestion_pipelines import market_calendar
-from ingestion_pipelines.config import WorkerConfigResource
+from ingestion_pipelines.dagster_api.names import WORKER_TAG
+from ingestion_pipelines.dagster_warnings import quiet_backfill_policy_beta
+from ingestion_pipelines.errors import is_transient
 from ingestion_pipelines.failures import storage_failure
 from ingestion_pipelines.launch_config import RunOverrides
 from ingestion_pipelines.logs import run_logging
@@ -22,17 +23,14 @@ from ingestion_pipelines.resources.database import DatabaseResource
 from ingestion_pipelines.resources.http import (
     HttpClientResource,
     HttpFetchError,
-    RunDeadlineExceeded,
 )
 from ingestion_pipelines.resources.redis import RedisResource
+from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines.sources.base import Source, SourceError, TradingDayPartitions, Window
 from ingestion_pipelines.sources.expectations import judge_rows, scheduled_partition
 from ingestion_pipelines.sources.runner import CrawlResult, crawl
 from ingestion_pipelines.storage.validators import PersistentValidators
 
-WORKER_TAG = "ingest/worker"
-# BackfillPolicy.single_run is what lets a range backfill run as one run; it is marked beta.
-warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
 TIMEZONE = "Asia/Ho_Chi_Minh"
 
 
@@ -80,13 +78,6 @@ class SourceDefs:
     asset: dg.AssetsDefinition
     job: object  # what define_asset_job returns (an unresolved asset job)
     schedule: dg.ScheduleDefinition
-
-
-def _transient(error: HttpFetchError) -> bool:
-    if isinstance(error, RunDeadlineExceeded):
-        return False  # a retry would only hit the deadline again
-    status = error.status
-    return status is None or status >= 500 or status in (408, 425, 429)
 
 
 def partitions_def(source: type[Source]) -> dg.TimeWindowPartitionsDefinition | None:
@@ -204,6 +195,7 @@ def complete_check(result: CrawlResult, covered: dict | None = None) -> dg.Asset
     )
 
 
+@quiet_backfill_policy_beta()
 def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDefs:
     """The asset, job and schedule for `source`; `cron` overrides its default schedule."""
     worker_id = source.worker_id
@@ -284,12 +276,10 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
                         run_id=context.run_id,
                         progress=progress,
                     )
-                except SourceError as exc:  # a bad payload: retrying would change nothing
-                    raise dg.Failure(str(exc), allow_retries=False) from None
-                except HttpFetchError as exc:
-                    # The client has already retried transient errors; the RetryPolicy tries the
-                    # run again later for those, never for a client error such as 404.
-                    raise dg.Failure(str(exc), allow_retries=_transient(exc)) from None
+                except (SourceError, HttpFetchError) as exc:
+                    # The error says whether a later run may succeed: a bad payload, a 404 or the
+                    # run's deadline never; a 5xx or a 429 yes (the client retried it already).
+                    raise dg.Failure(str(exc), allow_retries=is_transient(exc)) from None
                 except SQLAlchemyError as exc:  # e.g. the database went away mid-run
                     data_url = settings.database_url or database.control_url()
                     raise storage_failure(worker_id, data_url, settings.base_url, exc) from None

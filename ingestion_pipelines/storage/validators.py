@@ -6,13 +6,37 @@ receipt, a run failing after the fetch would make the next one skip the data on 
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
 
-from ingestion_pipelines.resources.http import MemoryValidatorStore
 from ingestion_pipelines.storage.tables import http_validator
 from ingestion_pipelines.storage.upsert import upsert
+
+
+class MemoryValidatorStore:
+    """A thread-safe in-memory validator store (the HTTP client's `ValidatorStore` protocol):
+    `get(url)` gives the (ETag, Last-Modified) kept by `put`. Defined here, below `resources/`,
+    so that the storage layer does not import the HTTP client."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._data: dict[str, tuple[str | None, str | None]] = {}
+
+    def get(self, url: str) -> tuple[str | None, str | None] | None:
+        """The validators kept for `url`, or None."""
+        with self._lock:
+            return self._data.get(url)
+
+    def put(self, url: str, etag: str | None, last_modified: str | None) -> None:
+        """Keep the validators of `url`'s latest response."""
+        with self._lock:
+            self._data[url] = (etag, last_modified)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._data)
 
 
 class PersistentValidators(MemoryValidatorStore):

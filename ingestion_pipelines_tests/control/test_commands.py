@@ -10,9 +10,8 @@ import dagster as dg
 import pytest
 from graphql import OperationDefinitionNode, parse, validate
 
-from ingestion_pipelines.config import ConfigChain, WorkerConfigResource
+from ingestion_pipelines.config import ConfigChain
 from ingestion_pipelines.control import render
-from ingestion_pipelines.control.client import DagsterClient, operation, operation_names
 from ingestion_pipelines.control.commands import (
     feed_state,
     metadata_values,
@@ -20,6 +19,8 @@ from ingestion_pipelines.control.commands import (
     summarize_runs,
 )
 from ingestion_pipelines.control.defs import config_change_job, defs
+from ingestion_pipelines.dagster_api.client import DagsterClient, operation, operation_names
+from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines_tests.control.helpers import ingest
 
 SECRET = "Pa55-9f1e"
@@ -143,7 +144,7 @@ def test_config_set_refused_without_touching_dagster(
 
 
 def test_client_error_names_the_url_without_credentials() -> None:
-    from ingestion_pipelines.control.client import ControlError
+    from ingestion_pipelines.dagster_api.client import ControlError
     from ingestion_pipelines_tests.testbed import free_port
 
     client = DagsterClient(f"http://ops:{SECRET}@127.0.0.1:{free_port()}", timeout_s=2)

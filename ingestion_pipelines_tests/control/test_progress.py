@@ -9,8 +9,8 @@ import time
 import orjson
 import redis
 
-from ingestion_pipelines.control.client import DagsterClient
 from ingestion_pipelines.control.progress import Snapshot, WaitProgress
+from ingestion_pipelines.dagster_api.client import DagsterClient
 from ingestion_pipelines_tests.live.helpers import wait_for
 
 NOBODY = "http://127.0.0.1:9"  # no webserver: the run events add nothing, Redis must suffice

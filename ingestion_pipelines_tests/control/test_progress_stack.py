@@ -79,8 +79,8 @@ def test_trigger_wait_shows_the_runs_progress(stack) -> None:
 
 
 def test_demo_says_when_the_ui_is_really_ready(stack) -> None:
-    from ingestion_pipelines.control.client import DagsterClient
     from ingestion_pipelines.control.ready import readiness, wait_until_ready
+    from ingestion_pipelines.dagster_api.client import DagsterClient
 
     said: list[str] = []
     assert wait_until_ready(stack.url, threading.Event(), say=said.append, timeout_s=30)

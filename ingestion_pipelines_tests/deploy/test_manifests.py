@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from ingestion_pipelines.cli import build_parser
-from ingestion_pipelines.control.client import LOCATION
+from ingestion_pipelines.dagster_api.client import LOCATION
 from ingestion_pipelines.workers import catalogue
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,6 @@ from decimal import Decimal
 import dagster as dg
 
 from ingestion_pipelines import market_calendar
-from ingestion_pipelines.config import WorkerConfigResource
 from ingestion_pipelines.derived.market_hours import (
     CHECK_NAME,
     judge_market_bars,
@@ -15,6 +14,7 @@ from ingestion_pipelines.derived.market_hours import (
 )
 from ingestion_pipelines.derived.trade_bars import trade_bars_asset
 from ingestion_pipelines.resources.database import DatabaseResource
+from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines.storage.tables import trade_bar_1m
 from ingestion_pipelines.storage.upsert import upsert

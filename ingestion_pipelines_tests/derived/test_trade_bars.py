@@ -7,11 +7,11 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 from sqlalchemy import select
 
-from ingestion_pipelines.config import WorkerConfigResource
 from ingestion_pipelines.derived import defs as derived_defs
 from ingestion_pipelines.derived.trade_bars import WORKER_ID, trade_bars_asset
 from ingestion_pipelines.feeds import defs as feed_defs
 from ingestion_pipelines.resources.database import DatabaseResource
+from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines.storage.tables import trade_bar_1m, trade_tick
 from ingestion_pipelines.storage.upsert import upsert

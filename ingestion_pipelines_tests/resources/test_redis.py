@@ -1,6 +1,6 @@
 from loguru import logger
 
-from ingestion_pipelines.resources import redis as redis_resource
+from ingestion_pipelines import redis_client
 from ingestion_pipelines.resources.redis import RedisResource
 
 
@@ -10,7 +10,7 @@ def test_without_redis_the_fallback_is_said_once_per_process_at_info_level(monke
     from ingestion_pipelines.resources.http import HttpClientResource
 
     monkeypatch.delenv("INGEST_REDIS_URL", raising=False)
-    monkeypatch.setattr(redis_resource, "_said", threading.Event())
+    monkeypatch.setattr(redis_client, "_said", threading.Event())
     records = []
     sink = logger.add(lambda m: records.append(m.record), format="{message}")
     try:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ingestion_pipelines.control.client import operation
+from ingestion_pipelines.dagster_api.client import operation
 from ingestion_pipelines_tests.control.helpers import ProjectStack, project_workspace
 
 SELECTOR = {"repositoryLocationName": "ingestion_pipelines", "repositoryName": "__repository__"}

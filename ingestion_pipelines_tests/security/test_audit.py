@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ingestion_pipelines.config import ConfigChain, WorkerConfigResource
+from ingestion_pipelines.config import ConfigChain
 from ingestion_pipelines.control.defs import config_change_job
+from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 
 IDENTITY = "ingest/identity"
 CHANGE = {"worker_id": "fear_greed", "key": "timeout_s", "value": "11", "requested_by": "root"}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
-from ingestion_pipelines.sidecar.control import FeedControl, FeedControlError
+from ingestion_pipelines.dagster_api.feed_switches import FeedControl, FeedControlError
 from ingestion_pipelines.sidecar.reporter import DagsterReporter, metadata_json
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines.storage.tables import worker_state
@@ -23,7 +23,7 @@ from ingestion_pipelines_tests.testbed import free_port
 WORKSPACE_CODE = """
 import dagster as dg
 
-from ingestion_pipelines.config import WorkerConfigResource
+from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines.derived.defs import defs as derived_defs
 from ingestion_pipelines.feeds.defs import defs as feed_defs
 from ingestion_pipelines.resources.database import DatabaseResource
