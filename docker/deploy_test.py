@@ -45,7 +45,8 @@ sys.path.insert(0, str(ROOT))
 
 from ingestion_pipelines.control import commands  # noqa: E402
 from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient  # noqa: E402
-from ingestion_pipelines.sources.base import source_classes  # noqa: E402
+from ingestion_pipelines.market_calendar import previous_trading_day  # noqa: E402
+from ingestion_pipelines.sources.base import TradingDayPartitions, source_classes  # noqa: E402
 from ingestion_pipelines.workers import catalogue  # noqa: E402
 
 TAKEOVER_LIMIT_S = 15.0
@@ -288,7 +289,10 @@ def last_weekday_partition(source: type) -> str | None:
     no data by design: expected silence); None when unpartitioned."""
     if source.partitions is None:
         return None
-    day = datetime.now(ZoneInfo(source.partitions.timezone)).date() - timedelta(days=1)
+    today = datetime.now(ZoneInfo(source.partitions.timezone)).date()
+    if isinstance(source.partitions, TradingDayPartitions):  # partitions only on trading days
+        return previous_trading_day(today).isoformat()
+    day = today - timedelta(days=1)
     while day.weekday() >= 5:
         day -= timedelta(days=1)
     return day.isoformat()
