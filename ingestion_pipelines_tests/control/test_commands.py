@@ -13,12 +13,9 @@ from graphql import OperationDefinitionNode, parse, validate
 from ingestion_pipelines.config import ConfigChain, WorkerConfigResource
 from ingestion_pipelines.control import render
 from ingestion_pipelines.control.client import DagsterClient, operation, operation_names
-from ingestion_pipelines.control.commands import (
-    feed_state,
-    metadata_values,
-    parse_since,
-    summarize_runs,
-)
+from ingestion_pipelines.control.commands.common import metadata_values
+from ingestion_pipelines.control.commands.stats import parse_since, summarize_runs
+from ingestion_pipelines.control.commands.status import feed_state
 from ingestion_pipelines.control.defs import config_change_job, defs
 from ingestion_pipelines_tests.control.helpers import ingest
 

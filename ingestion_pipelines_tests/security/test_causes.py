@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from ingestion_pipelines.control.client import operation
-from ingestion_pipelines.control.commands import run_error
+from ingestion_pipelines.control.commands.common import run_error
 from ingestion_pipelines.control.defs import _run_error, run_signals
 from ingestion_pipelines.failures import StorageError, storage_failure
 from ingestion_pipelines.replay.http_server import ReplayServer
