@@ -16,14 +16,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from ingestion_pipelines import market_calendar
 from ingestion_pipelines.config import WorkerConfigResource
 from ingestion_pipelines.failures import storage_failure
+from ingestion_pipelines.http_client.errors import HttpFetchError, RunDeadlineExceeded
+from ingestion_pipelines.http_client.resource import HttpClientResource
 from ingestion_pipelines.launch_config import RunOverrides
 from ingestion_pipelines.logs import run_logging
 from ingestion_pipelines.resources.database import DatabaseResource
-from ingestion_pipelines.resources.http import (
-    HttpClientResource,
-    HttpFetchError,
-    RunDeadlineExceeded,
-)
 from ingestion_pipelines.resources.redis import RedisResource
 from ingestion_pipelines.sources.base import Source, SourceError, TradingDayPartitions, Window
 from ingestion_pipelines.sources.expectations import judge_rows, scheduled_partition

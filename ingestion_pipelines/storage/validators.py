@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
 
-from ingestion_pipelines.resources.http import MemoryValidatorStore
+from ingestion_pipelines.http_client.validators import MemoryValidatorStore
 from ingestion_pipelines.storage.tables import http_validator
 from ingestion_pipelines.storage.upsert import upsert
 

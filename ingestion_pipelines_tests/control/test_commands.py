@@ -117,7 +117,7 @@ def test_config_change_job(
 def test_config_set_refused_without_touching_dagster(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ingestion_pipelines_tests.testbed import free_port
+    from ingestion_pipelines_tests.testbed.base import free_port
 
     monkeypatch.setenv("INGEST_DATABASE_URL", sqlite_url)
     # Nothing listens there: a refusal must come before any request.
@@ -141,7 +141,7 @@ def test_config_set_refused_without_touching_dagster(
 
 def test_client_error_names_the_url_without_credentials() -> None:
     from ingestion_pipelines.control.client import ControlError
-    from ingestion_pipelines_tests.testbed import free_port
+    from ingestion_pipelines_tests.testbed.base import free_port
 
     client = DagsterClient(f"http://ops:{SECRET}@127.0.0.1:{free_port()}", timeout_s=2)
     with pytest.raises(ControlError) as info:

@@ -7,6 +7,7 @@ import pickle
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,16 +16,15 @@ import orjson
 import pytest
 from loguru import logger
 
-from ingestion_pipelines.resources import http as http_module
-from ingestion_pipelines.resources.http import (
-    RETRY_AFTER_CAP_S,
-    HttpClientResource,
-    HttpFetchError,
-    HttpResult,
-    MemoryValidatorStore,
-    parse_retry_after,
-)
+from ingestion_pipelines.http_client import resource as http_module
+from ingestion_pipelines.http_client.errors import HttpFetchError
+from ingestion_pipelines.http_client.resource import HttpClientResource
+from ingestion_pipelines.http_client.results import HttpResult
+from ingestion_pipelines.http_client.session import RETRY_AFTER_CAP_S
+from ingestion_pipelines.http_client.validators import MemoryValidatorStore
+from ingestion_pipelines.resources import redis as redis_module
 from ingestion_pipelines.resources.rate_limit import LocalRateLimiter, RedisRateLimiter
+from ingestion_pipelines.retry import parse_retry_after
 from ingestion_pipelines_tests.fakes.http_origin import (
     ForwardingProxy,
     HttpOrigin,
@@ -295,7 +295,7 @@ def test_rate_limit_5_per_second_measured_at_server(origin, client):
 
 _CHILD = """
 import json, sys, time
-from ingestion_pipelines.resources.http import HttpClientResource
+from ingestion_pipelines.http_client.resource import HttpClientResource
 
 redis_url, url, start_at, count = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
 client = HttpClientResource(redis_url=redis_url)
@@ -356,6 +356,7 @@ def test_resource_picks_limiter_from_redis_url(redis_url, monkeypatch):
 def test_no_redis_is_logged_once(monkeypatch, log_lines):
     monkeypatch.setattr(http_module, "_limiters", {})
     monkeypatch.setattr(http_module, "_local_warning_logged", False)
+    monkeypatch.setattr(redis_module, "_said", threading.Event())  # said by an earlier test
     for _ in range(3):
         HttpClientResource(redis_url="").rate_limiter()
     assert sum("per process only" in line for line in log_lines) == 1
