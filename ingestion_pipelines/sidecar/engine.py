@@ -406,32 +406,40 @@ class FeedEngine:
                 return f"closed by the server (code {code} {data[2:].decode(errors='replace')})"
             if opcode not in DATA:
                 continue  # ping (answered by the library) or pong
-            self.messages += 1
-            self.last_message_at = time.time()
-            received_at = datetime.now(UTC)
-            if len(data) > max_frame:
-                reason = f"frame of {len(data)} bytes is over max_frame_bytes ({max_frame})"
-                self._dead_letter(data, reason, received_at)
-                del data
-                continue
-            try:
-                parsed = parse(data, received_at)
-            except ParseError as exc:
-                self._dead_letter(data, str(exc), received_at)
-                continue
-            except Exception as exc:  # noqa: BLE001 - a bug must not stop the feed either
-                self._dead_letter(data, f"parser error: {type(exc).__name__}: {exc}", received_at)
-                continue
-            if parsed.reconnect:
-                return f"planned: server announced {parsed.reconnect}"
-            for table, rows in parsed.rows.items():
-                if table == "trade_tick":
-                    rows = self._sane_trades(rows, data, received_at)
-                if rows and not self._accept(table, rows):
-                    return "writer queue full (database slow or down, spool full): backing off"
+            stop_reason = self._take_message(data, max_frame, parse)
+            del data  # an oversized frame is not kept while waiting for the next one
+            if stop_reason is not None:
+                return stop_reason
             # After the rows are accepted: a message read is never dropped for a planned close.
             if max_age is not None and time.monotonic() - opened > max_age:
                 return "planned: connection age limit reached"
+
+    def _take_message(self, data: bytes | str, max_frame: int, parse: Any) -> str | None:
+        """Parse one data frame and queue its rows; a bad frame goes to dead_letter. Returns why
+        the connection must end (server-announced reconnect, writer full), else None."""
+        self.messages += 1
+        self.last_message_at = time.time()
+        received_at = datetime.now(UTC)
+        if len(data) > max_frame:
+            reason = f"frame of {len(data)} bytes is over max_frame_bytes ({max_frame})"
+            self._dead_letter(data, reason, received_at)
+            return None
+        try:
+            parsed = parse(data, received_at)
+        except ParseError as exc:
+            self._dead_letter(data, str(exc), received_at)
+            return None
+        except Exception as exc:  # noqa: BLE001 - a bug must not stop the feed either
+            self._dead_letter(data, f"parser error: {type(exc).__name__}: {exc}", received_at)
+            return None
+        if parsed.reconnect:
+            return f"planned: server announced {parsed.reconnect}"
+        for table, rows in parsed.rows.items():
+            if table == "trade_tick":
+                rows = self._sane_trades(rows, data, received_at)
+            if rows and not self._accept(table, rows):
+                return "writer queue full (database slow or down, spool full): backing off"
+        return None
 
     def _accept(self, table: str, rows: list[dict[str, Any]]) -> bool:
         on_conflict = "ignore" if table == "trade_tick" else "update"
