@@ -208,11 +208,9 @@ class FeedEngine:
         self.reconnects = 0
         self.dead_letters = 0
         self.last_error: str | None = None
-        self.last_event_ms: int | None = None
         self._filled_checked: tuple[Any, list[dict[str, Any]]] = (None, [])
         self._stop = threading.Event()
         self._restart_reason: str | None = None
-        self._ws: websocket.WebSocket | None = None
         self._thread = threading.Thread(target=self._run, name=f"feed-{feed_id}", daemon=True)
 
     # ---- control -------------------------------------------------------------------------------
@@ -351,7 +349,6 @@ class FeedEngine:
         ws.settimeout(POLL_S)
         if hasattr(getattr(ws, "frame_buffer", None), "recv"):
             ws.frame_buffer.recv = BufferedRecv(ws._recv)
-        self._ws = ws
         self.connected_since = datetime.now(UTC)
         self.status = "connected"
         self.last_error = None
@@ -359,7 +356,6 @@ class FeedEngine:
         return ws
 
     def _close(self, ws: websocket.WebSocket) -> None:
-        self._ws = None
         try:
             ws.settimeout(1.0)
             ws.close(timeout=0.5)

@@ -114,9 +114,6 @@ class GapFiller:
         )
         self._tasks.put((symbol, first, last))
 
-    def wait_idle(self, timeout_s: float) -> bool:
-        return self._idle.wait(timeout_s)
-
     def _run(self) -> None:
         while not self._stop.is_set():
             task = self._tasks.get()

@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -55,9 +55,7 @@ from ingestion_pipelines.storage.dead_letters import dead_letter_row
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines.storage.tables import CONTROL_TABLES, DATA_TABLES, feed_fence
 from ingestion_pipelines.storage.upsert import fast_upsert
-
-ICT = timezone(timedelta(hours=7), "ICT")
-_ICT_OFFSET_S = 7 * 3600
+from ingestion_pipelines.timezones import ICT_UTC_OFFSET_S
 
 
 @functools.cache
@@ -550,7 +548,7 @@ class Writer:
         by_day: dict[int, list[datetime]] = {}
         for row in rows:
             traded_at = row["traded_at"]
-            day_number = int(traded_at.timestamp() + _ICT_OFFSET_S) // 86400
+            day_number = int(traded_at.timestamp() + ICT_UTC_OFFSET_S) // 86400
             times = by_day.get(day_number)
             if times is None:
                 by_day[day_number] = [traded_at]

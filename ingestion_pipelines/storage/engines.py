@@ -8,7 +8,7 @@ from loguru import logger
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from ingestion_pipelines.redaction import redact_url, register_secret
+from ingestion_pipelines.redaction import register_secret
 
 _engines: dict[str, Engine] = {}
 _ready: set[str] = set()
@@ -79,11 +79,6 @@ def dispose_all() -> None:
             engine.dispose()
         _engines.clear()
         _ready.clear()
-
-
-def describe(url: str) -> str:
-    """A URL safe to print."""
-    return redact_url(url)
 
 
 logger.disable("sqlalchemy")

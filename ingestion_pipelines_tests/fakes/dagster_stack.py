@@ -301,14 +301,6 @@ class DagsterStack:
         """Processes of this stack still alive (zombies, which hold nothing, not counted)."""
         return [pid for pgid in self.groups for pid in group_members(pgid)]
 
-    def kill_webserver(self) -> None:
-        """SIGKILL the webserver's process group (an outage)."""
-        proc = self.procs.pop("webserver", None)
-        if proc is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
     def __enter__(self) -> DagsterStack:
         return self.start()
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ingestion_pipelines.control.client import ControlError, DagsterClient, expect
+from ingestion_pipelines.errors import IngestError
 from ingestion_pipelines.failures import graphql_error_text
 from ingestion_pipelines.redaction import redact, redact_url
 from ingestion_pipelines.workers import WorkerSpec, catalogue, get_worker
@@ -28,7 +29,7 @@ RECORD_KEYS = (
 DERIVED_SENSOR = "derived_automation"
 
 
-class UsageError(ValueError):
+class UsageError(IngestError, ValueError):
     """A command that cannot apply (e.g. `trigger` on a feed): exit code 2."""
 
 
