@@ -102,6 +102,7 @@ class BufferedRecv:
         self._pos = 0
 
     def __call__(self, size: int) -> bytes:
+        """At most `size` bytes, from the buffer when it holds any, else from one socket read."""
         buf, pos = self._buf, self._pos
         if pos >= len(buf):
             buf = self._buf = self._raw(max(size, _READ_CHUNK))
@@ -215,26 +216,31 @@ class FeedEngine:
 
     # ---- control -------------------------------------------------------------------------------
     def start(self) -> FeedEngine:
+        """Start the engine's thread (and its gap filler)."""
         if self.filler is not None:
             self.filler.start()
         self._thread.start()
         return self
 
     def request_stop(self) -> None:
+        """Ask the engine to close its connection and end; returns at once."""
         self._stop.set()
 
     def join(self, timeout_s: float = 2.0) -> None:
+        """Wait up to `timeout_s` for the engine (and its gap filler) to end."""
         self._thread.join(timeout_s)
         if self.filler is not None:
             self.filler.stop(max(0.1, timeout_s / 2))
         self.status = "stopped"
 
     def stop(self, timeout_s: float = 2.0) -> None:
+        """Request a stop and wait for it."""
         self.request_stop()
         self.join(timeout_s)
 
     @property
     def alive(self) -> bool:
+        """Whether the engine's thread still runs."""
         return self._thread.is_alive()
 
     def reconfigure(self, settings: Any, reason: str) -> None:
@@ -521,6 +527,7 @@ class FeedEngine:
 
     # ---- live state ----------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
+        """The engine's live state (status, connection, counters) as JSON-ready values."""
         out: dict[str, Any] = {
             "status": self.status,
             "connected_since": self.connected_since.isoformat() if self.connected_since else None,

@@ -71,6 +71,8 @@ Item = tuple[str, str, str, list[dict[str, Any]]]
 
 @dataclass
 class DayStats:
+    """Rows and trades written for one ICT day, with the first and last trade times."""
+
     rows: int = 0
     trades: int = 0
     first_trade_at: datetime | None = None
@@ -187,16 +189,19 @@ class Writer:
 
     # ---- caller side -------------------------------------------------------------------------
     def start(self) -> Writer:
+        """Start the writer's thread."""
         self._thread.start()
         return self
 
     def metrics_for(self, feed_id: str) -> WriteMetrics:
+        """The write metrics of a feed (created on first use)."""
         m = self.metrics.get(feed_id)
         if m is None:
             m = self.metrics[feed_id] = WriteMetrics()
         return m
 
     def has_room(self) -> bool:
+        """Whether the queue holds fewer rows than its capacity."""
         return self._queued_rows < self.capacity_rows
 
     def submit(
@@ -221,6 +226,7 @@ class Writer:
 
     @property
     def pending_rows(self) -> int:
+        """Rows queued or held, not yet committed or spooled."""
         return self._queued_rows + sum(len(i[3]) for i in self._held)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
@@ -244,6 +250,7 @@ class Writer:
 
     # ---- spool replay --------------------------------------------------------------------------
     def spool(self, feed_id: str) -> Spool:
+        """The disk spool of a feed."""
         spool = self._spool_cache.get(feed_id)
         if spool is None:
             spool = self._spool_cache[feed_id] = self._spools(feed_id)
