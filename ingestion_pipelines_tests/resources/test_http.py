@@ -16,15 +16,14 @@ import orjson
 import pytest
 from loguru import logger
 
+from ingestion_pipelines.errors import IngestError, is_transient
 from ingestion_pipelines.http_client import resource as http_module
 from ingestion_pipelines.http_client.errors import HttpFetchError
 from ingestion_pipelines.http_client.resource import HttpClientResource
 from ingestion_pipelines.http_client.results import HttpResult
-from ingestion_pipelines.http_client.session import RETRY_AFTER_CAP_S
 from ingestion_pipelines.http_client.validators import MemoryValidatorStore
 from ingestion_pipelines.resources import redis as redis_module
 from ingestion_pipelines.resources.rate_limit import LocalRateLimiter, RedisRateLimiter
-from ingestion_pipelines.retry import parse_retry_after
 from ingestion_pipelines_tests.fakes.http_origin import (
     ForwardingProxy,
     HttpOrigin,
@@ -139,6 +138,7 @@ def test_gives_up_after_max_retries_with_clear_message(origin, client):
         "HTTP 503 Service Unavailable"
     )
     assert error.status == 503 and error.attempts == 3 and error.worker_id == "fmarket_nav"
+    assert isinstance(error, IngestError) and is_transient(error)  # a later run may succeed
     assert len(origin.requests_for("/down")) == 3
 
 
@@ -164,17 +164,6 @@ def test_retry_after_over_cap_fails_at_once(origin, client):
     assert len(origin.requests_for("/ban")) == 1
 
 
-def test_parse_retry_after_seconds_and_http_date():
-    now = 1_700_000_000.0
-    assert parse_retry_after("7") == 7.0
-    assert parse_retry_after(" 0 ") == 0.0
-    assert parse_retry_after("Tue, 14 Nov 2023 22:13:40 GMT", now=now) == pytest.approx(20.0)
-    assert parse_retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now=now) == 0.0  # in the past
-    assert parse_retry_after("soon") is None
-    assert parse_retry_after(None) is None
-    assert RETRY_AFTER_CAP_S == 300
-
-
 def test_404_fails_at_once_naming_worker_and_url(origin, client):
     with client.session("cafef_news", **FAST) as session:
         started = time.monotonic()
@@ -185,6 +174,7 @@ def test_404_fails_at_once_naming_worker_and_url(origin, client):
         f"cafef_news: GET {origin.url('/missing.rss')} failed after 1 attempt: HTTP 404 Not Found"
     )
     assert caught.value.status == 404
+    assert not is_transient(caught.value)  # retrying the run would get the same 404
     assert len(origin.requests_for("/missing.rss")) == 1
     assert session.stats.retries == 0
 
