@@ -60,7 +60,7 @@ def async_vs_threads(server, n: int, concurrency: int) -> tuple[float, float, fl
 
     from curl_cffi.requests import AsyncSession
 
-    from ingestion_pipelines.resources.http import HttpClientResource
+    from ingestion_pipelines.http_client.resource import HttpClientResource
 
     urls = [f"{server.url}/bench/eod?symbol={i}&from={DAY}&to={DAY}" for i in range(1, n + 1)]
 
@@ -157,7 +157,7 @@ def main() -> int:
     from loguru import logger
 
     from ingestion_pipelines.replay.http_server import ReplayServer
-    from ingestion_pipelines_tests.testbed import MariaDBServer
+    from ingestion_pipelines_tests.testbed.mariadb import MariaDBServer
 
     logger.remove()
     logger.add(sys.stderr, level="WARNING")

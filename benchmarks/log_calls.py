@@ -40,7 +40,7 @@ def main() -> int:
     with ExitStack() as stack:
         urls = args.database_url
         if not urls:
-            from ingestion_pipelines_tests.testbed import MariaDBServer
+            from ingestion_pipelines_tests.testbed.mariadb import MariaDBServer
 
             server = stack.enter_context(MariaDBServer())
             server.start()

@@ -64,9 +64,9 @@ def main() -> int:
     from loguru import logger
     from sqlalchemy import text
 
+    from ingestion_pipelines.http_client.resource import HttpClientResource
     from ingestion_pipelines.replay import fmarket
     from ingestion_pipelines.replay.http_server import ReplayServer
-    from ingestion_pipelines.resources.http import HttpClientResource
     from ingestion_pipelines.sources.base import Window
     from ingestion_pipelines.sources.fmarket_nav import FmarketNav
     from ingestion_pipelines.sources.runner import crawl
@@ -80,7 +80,7 @@ def main() -> int:
     with ExitStack() as stack:
         url = args.database_url
         if url is None:
-            from ingestion_pipelines_tests.testbed import MariaDBServer
+            from ingestion_pipelines_tests.testbed.mariadb import MariaDBServer
 
             server = stack.enter_context(MariaDBServer())
             server.start()
@@ -183,7 +183,7 @@ def main() -> int:
             home = tempfile.mkdtemp(prefix=f"bench-dagster-{kind}-")
             if kind.startswith("postgres"):
                 if postgres is None:
-                    from ingestion_pipelines_tests.testbed import PostgresServer
+                    from ingestion_pipelines_tests.testbed.postgres import PostgresServer
 
                     postgres = stack.enter_context(PostgresServer())
                     postgres.start()

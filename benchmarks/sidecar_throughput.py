@@ -274,7 +274,7 @@ def main() -> int:
     server = None
     url = args.database_url
     if url is None:
-        from ingestion_pipelines_tests.testbed import MariaDBServer
+        from ingestion_pipelines_tests.testbed.mariadb import MariaDBServer
 
         server = MariaDBServer().start()
         url = server.url(server.create_database("sidecar_bench"))

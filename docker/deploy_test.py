@@ -43,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from ingestion_pipelines.control import commands  # noqa: E402
+from ingestion_pipelines.control.commands.launch import trigger  # noqa: E402
 from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient  # noqa: E402
 from ingestion_pipelines.market_calendar import previous_trading_day  # noqa: E402
 from ingestion_pipelines.sources.base import TradingDayPartitions, source_classes  # noqa: E402
@@ -306,7 +306,7 @@ def run_every_scheduled_worker(stack: Stack, timings: dict[str, float], t_up: fl
         partition = last_weekday_partition(source)
         launched[worker] = wait_until(
             f"launch {worker}",
-            lambda w=worker, p=partition: commands.trigger(client, w, partition=p)["run_id"],
+            lambda w=worker, p=partition: trigger(client, w, partition=p)["run_id"],
             120,
             3,
         )
@@ -426,7 +426,7 @@ def code_location_restart(stack: Stack) -> None:
     client = stack.operator_client()
 
     def run_after_restart():
-        result = commands.trigger(client, "coingecko_markets", wait=True, timeout_s=RUN_TIMEOUT_S)
+        result = trigger(client, "coingecko_markets", wait=True, timeout_s=RUN_TIMEOUT_S)
         return result if result.get("status") == "SUCCESS" else None
 
     wait_until("a run after the code-location restart", run_after_restart, 2 * RUN_TIMEOUT_S, 5)
@@ -436,7 +436,7 @@ def code_location_restart(stack: Stack) -> None:
 def webserver_permissions(stack: Stack) -> None:
     viewer = DagsterClient(stack.viewer_url)
     try:
-        commands.trigger(viewer, "fear_greed")
+        trigger(viewer, "fear_greed")
     except ControlError as exc:
         say(f"read-only webserver refused the launch: {str(exc)[:120]}")
     else:

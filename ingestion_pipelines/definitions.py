@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ingestion_pipelines.http_client.resource import HttpClientResource
 from ingestion_pipelines.resources.database import DatabaseResource
-from ingestion_pipelines.resources.http import HttpClientResource
 from ingestion_pipelines.resources.redis import RedisResource
 from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 

@@ -42,7 +42,7 @@ def _processes(env: dict[str, str], port: int) -> list[tuple[str, list[str]]]:
 
 def _first_runs(dagster_url: str, stop: threading.Event) -> None:
     """Once the webserver answers, run every scheduled worker once, without waiting for ticks."""
-    from ingestion_pipelines.control.commands import trigger
+    from ingestion_pipelines.control.commands.launch import trigger
     from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient
     from ingestion_pipelines.workers import catalogue
 

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from importlib import resources
-from zoneinfo import ZoneInfo
 
 import holidays
 
-ICT = ZoneInfo("Asia/Ho_Chi_Minh")
+from ingestion_pipelines.timezones import ICT
+
 REVIEWED_YEARS = range(2015, 2028)
 OVERRIDES_FILE = "market_calendar.csv"
 _SEARCH_LIMIT_DAYS = 60  # longer than any run of closed days (Tết plus weekends is at most 11)

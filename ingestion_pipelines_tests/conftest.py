@@ -1,6 +1,6 @@
 """Fixtures shared by every test: an isolated environment and the real-server test bed.
 
-Servers (see `testbed.py`) start once per session, and only when a test asks for them;
+Servers (see `testbed/`) start once per session, and only when a test asks for them;
 each test then gets an empty database (created and dropped around it) or a flushed Redis.
 """
 
@@ -15,12 +15,10 @@ from typing import TypeVar
 
 import pytest
 
-from ingestion_pipelines_tests.testbed import (
-    MariaDBServer,
-    PostgresServer,
-    RedisServer,
-    Server,
-)
+from ingestion_pipelines_tests.testbed.base import Server
+from ingestion_pipelines_tests.testbed.mariadb import MariaDBServer
+from ingestion_pipelines_tests.testbed.postgres import PostgresServer
+from ingestion_pipelines_tests.testbed.redis import RedisServer
 
 _STARTED: list[Server] = []
 S = TypeVar("S", bound=Server)

@@ -20,7 +20,7 @@ from ingestion_pipelines.config import ConfigChain
 from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient
 from ingestion_pipelines.settings import PROJECT_ROOT
 from ingestion_pipelines.workers import catalogue
-from ingestion_pipelines_tests.testbed import free_port
+from ingestion_pipelines_tests.testbed.base import free_port
 
 # Watched for three minutes at least, and until every scheduled worker has succeeded. How soon
 # that happens depends on the machine (two minutes is the goal, printed, not asserted: a shared

@@ -38,6 +38,8 @@ def test_retry_after_in_seconds_or_as_a_date():
     assert parse_retry_after("5") == 5.0
     assert parse_retry_after(formatdate(1_000_030, usegmt=True), now=1_000_000) == 30.0
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+    assert parse_retry_after(" 0 ") == 0.0
+    assert parse_retry_after(formatdate(999_000, usegmt=True), now=1_000_000) == 0.0  # past
 
 
 def test_errors_say_whether_they_are_transient():

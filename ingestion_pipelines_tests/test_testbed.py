@@ -19,13 +19,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from ingestion_pipelines.settings import get_settings, local_data_dir
-from ingestion_pipelines_tests import testbed
-from ingestion_pipelines_tests.testbed import (
-    MariaDBServer,
-    MissingBinaryError,
-    PostgresServer,
-    RedisServer,
-)
+from ingestion_pipelines_tests.testbed import base as testbed
+from ingestion_pipelines_tests.testbed.base import MissingBinaryError
+from ingestion_pipelines_tests.testbed.mariadb import MariaDBServer
+from ingestion_pipelines_tests.testbed.postgres import PostgresServer
+from ingestion_pipelines_tests.testbed.redis import RedisServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -302,7 +300,7 @@ def test_missing_binary_says_how_to_install() -> None:
 
 _CHILD = """
 import sys, time
-from ingestion_pipelines_tests.testbed import RedisServer
+from ingestion_pipelines_tests.testbed.redis import RedisServer
 server = RedisServer().start()
 print(server.pid, server.tmpdir, flush=True)
 if sys.argv[1] == "hang":

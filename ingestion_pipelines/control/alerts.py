@@ -34,11 +34,6 @@ from ingestion_pipelines.url_policy import CRAWL_SCHEMES, UnsafeUrlError, check_
 SOURCE = "ingestion_pipelines"
 MAX_DETAIL = 600
 MAX_ATTEMPTS = 20  # a delivery failing this many ticks in a row is given up (and logged)
-KINDS = {
-    "run_failure": "run failed",
-    "check_failed": "asset check failed",
-    "feed_stale": "feed stale",
-}
 
 
 @dataclass(frozen=True)

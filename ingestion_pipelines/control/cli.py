@@ -34,7 +34,7 @@ def _client(args):
 def _guard(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from ingestion_pipelines.config import ConfigError
-        from ingestion_pipelines.control.commands import UsageError
+        from ingestion_pipelines.control.commands.common import UsageError
         from ingestion_pipelines.dagster_api.client import ControlError
         from ingestion_pipelines.redaction import redact
 
@@ -64,7 +64,7 @@ def _waiting(args, client, label: str):
 
 @_guard
 def cmd_status(args) -> int:
-    from ingestion_pipelines.control.commands import status
+    from ingestion_pipelines.control.commands.status import status
 
     workers = status(_client(args), args.worker)
     if args.json:
@@ -77,7 +77,7 @@ def cmd_status(args) -> int:
 def _switch(on: bool):
     @_guard
     def cmd(args) -> int:
-        from ingestion_pipelines.control.commands import set_switch
+        from ingestion_pipelines.control.commands.switch import set_switch
 
         result = set_switch(_client(args), args.worker, on)
         if args.json:
@@ -91,7 +91,7 @@ def _switch(on: bool):
 
 @_guard
 def cmd_trigger(args) -> int:
-    from ingestion_pipelines.control.commands import trigger
+    from ingestion_pipelines.control.commands.launch import trigger
 
     client = _client(args)
     with _waiting(args, client, args.worker) as progress:
@@ -115,7 +115,7 @@ def cmd_trigger(args) -> int:
 
 @_guard
 def cmd_backfill(args) -> int:
-    from ingestion_pipelines.control.commands import backfill
+    from ingestion_pipelines.control.commands.launch import backfill
 
     client = _client(args)
     with _waiting(args, client, f"{args.worker} {args.start}..{args.end}") as progress:
@@ -139,7 +139,7 @@ def cmd_backfill(args) -> int:
 
 @_guard
 def cmd_stats(args) -> int:
-    from ingestion_pipelines.control.commands import stats
+    from ingestion_pipelines.control.commands.stats import stats
 
     result = stats(_client(args), args.worker, since=args.since)
     if args.json:
@@ -151,7 +151,7 @@ def cmd_stats(args) -> int:
 
 @_guard
 def cmd_health(args) -> int:
-    from ingestion_pipelines.control.commands import health
+    from ingestion_pipelines.control.commands.health import health
 
     result = health(_client(args))
     if args.json:
@@ -164,7 +164,7 @@ def cmd_health(args) -> int:
 def _config(unset: bool):
     @_guard
     def cmd(args) -> int:
-        from ingestion_pipelines.control.commands import config_change
+        from ingestion_pipelines.control.commands.config import config_change
 
         result = config_change(
             _client(args),

@@ -35,11 +35,11 @@ from ingestion_pipelines.resources.database import DatabaseResource
 from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines.storage.tables import trade_bar_1m, trade_tick
 from ingestion_pipelines.storage.upsert import UpsertResult, upsert
+from ingestion_pipelines.timezones import ICT_NAME
 from ingestion_pipelines.workers import WorkerSettings, WorkerSpec, register
 
 WORKER_ID = "trade_bars_1m"
 GROUP = "derived"
-ICT_TIMEZONE = "Asia/Ho_Chi_Minh"
 START_DATE = "2025-01-01"
 # A feed day is over at 00:00 ICT; five minutes later the sidecar has flushed its last ticks.
 DAY_CLOSED_CRON = "5 0 * * *"
@@ -72,7 +72,7 @@ class TradeBarsRunConfig(dg.PermissiveConfig):
 
 def bars_partitions_def() -> dg.DailyPartitionsDefinition:
     """ICT calendar days; only complete days (end_offset 0): today's bars are not final."""
-    return dg.DailyPartitionsDefinition(start_date=START_DATE, timezone=ICT_TIMEZONE)
+    return dg.DailyPartitionsDefinition(start_date=START_DATE, timezone=ICT_NAME)
 
 
 def upstream_feeds() -> list[dg.AssetKey]:
@@ -96,7 +96,7 @@ def automation_condition() -> dg.AutomationCondition:
     updated after the cron tick. Here one feed having reported the day is enough.
     """
     ac = dg.AutomationCondition
-    day_closed = ac.cron_tick_passed(DAY_CLOSED_CRON, ICT_TIMEZONE).with_label(
+    day_closed = ac.cron_tick_passed(DAY_CLOSED_CRON, ICT_NAME).with_label(
         "ICT day closed (00:05 ICT)"
     )
     no_feed_reported = ac.all_deps_match(ac.missing()).with_label("no feed reported that day")
@@ -325,7 +325,7 @@ def trade_bars_asset() -> dg.AssetsDefinition:
         freshness_policy=dg.FreshnessPolicy.cron(
             deadline_cron="30 1 * * *",
             lower_bound_delta=timedelta(hours=1, minutes=30),
-            timezone=ICT_TIMEZONE,
+            timezone=ICT_NAME,
         ),
     )
     def trade_bars_1m(

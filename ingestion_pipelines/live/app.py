@@ -132,6 +132,69 @@ class EventStream:
             self.hub.unsubscribe(self.client)
 
 
+async def _bars(request: Request, database_url: str) -> Response:
+    """`/bars?source=&symbol=&minutes=`: recent one-minute bars from the database."""
+    from starlette.concurrency import run_in_threadpool
+
+    from ingestion_pipelines.live.history import recent_bars
+
+    source = request.query_params.get("source")
+    symbol = request.query_params.get("symbol")
+    if not source or not symbol:
+        return PlainTextResponse("source and symbol are required", status_code=400)
+    try:
+        minutes = int(request.query_params.get("minutes", "60"))
+    except ValueError:
+        return PlainTextResponse("minutes: a whole number", status_code=400)
+    try:
+        rows = await run_in_threadpool(lambda: recent_bars(database_url, source, symbol, minutes))
+    except Exception as exc:  # noqa: BLE001 - say why; the live relay goes on
+        message = f"trade_bar_1m not readable: {redact(str(exc)).splitlines()[0][:300]}"
+        return PlainTextResponse(message, status_code=503)
+    return JSONResponse(rows)
+
+
+async def _serve_websocket(ws: WebSocket, hub: Hub, heartbeat_s: float) -> None:
+    """`/ws`: relay the channels asked for to one websocket client until it leaves or lags."""
+    await ws.accept()
+    if not hub.redis_url:
+        await ws.send_text(orjson.dumps({"event": "error", "message": NO_REDIS}).decode())
+        await ws.close(1011, "INGEST_REDIS_URL is not set")
+        return
+    try:
+        patterns = check_patterns(ws.query_params.getlist("channel"))
+    except PatternError as exc:
+        await ws.send_text(orjson.dumps({"event": "error", "message": str(exc)}).decode())
+        await ws.close(1008, "bad channel pattern")
+        return
+    client, gap = hub.subscribe(patterns, ws.query_params.get("last_event_id"))
+
+    async def disconnected() -> None:
+        while (await ws.receive())["type"] != "websocket.disconnect":
+            pass  # read-only: what a client sends is ignored
+
+    try:
+        await _until_first(
+            _relay(
+                client,
+                gap,
+                heartbeat_s,
+                lambda m: ws.send_text(m.json),
+                lambda g: ws.send_text(g.json()),
+                lambda: ws.send_text('{"event":"heartbeat"}'),
+            ),
+            disconnected(),
+            client.gone.wait(),
+        )
+        if client.dropped:
+            reason = orjson.dumps({"event": "dropped", "reason": client.dropped}).decode()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.send_text(reason), FAREWELL_S)
+                await asyncio.wait_for(ws.close(1013, "too slow: dropped"), FAREWELL_S)
+    finally:
+        hub.unsubscribe(client)
+
+
 def create_app(
     redis_url: str | None,
     *,
@@ -169,24 +232,7 @@ def create_app(
         return JSONResponse(hub.describe())
 
     async def bars(request: Request) -> Response:
-        from starlette.concurrency import run_in_threadpool
-
-        from ingestion_pipelines.live.history import recent_bars
-
-        source = request.query_params.get("source")
-        symbol = request.query_params.get("symbol")
-        if not source or not symbol:
-            return PlainTextResponse("source and symbol are required", status_code=400)
-        try:
-            minutes = int(request.query_params.get("minutes", "60"))
-        except ValueError:
-            return PlainTextResponse("minutes: a whole number", status_code=400)
-        try:
-            rows = await run_in_threadpool(lambda: recent_bars(bars_url(), source, symbol, minutes))
-        except Exception as exc:  # noqa: BLE001 - say why; the live relay goes on
-            message = f"trade_bar_1m not readable: {redact(str(exc)).splitlines()[0][:300]}"
-            return PlainTextResponse(message, status_code=503)
-        return JSONResponse(rows)
+        return await _bars(request, bars_url())
 
     async def stream(request: Request) -> Response | EventStream:
         if not hub.redis_url:
@@ -200,43 +246,7 @@ def create_app(
         return EventStream(hub, client, gap, heartbeat_s)
 
     async def websocket(ws: WebSocket) -> None:
-        await ws.accept()
-        if not hub.redis_url:
-            await ws.send_text(orjson.dumps({"event": "error", "message": NO_REDIS}).decode())
-            await ws.close(1011, "INGEST_REDIS_URL is not set")
-            return
-        try:
-            patterns = check_patterns(ws.query_params.getlist("channel"))
-        except PatternError as exc:
-            await ws.send_text(orjson.dumps({"event": "error", "message": str(exc)}).decode())
-            await ws.close(1008, "bad channel pattern")
-            return
-        client, gap = hub.subscribe(patterns, ws.query_params.get("last_event_id"))
-
-        async def disconnected() -> None:
-            while (await ws.receive())["type"] != "websocket.disconnect":
-                pass  # read-only: what a client sends is ignored
-
-        try:
-            await _until_first(
-                _relay(
-                    client,
-                    gap,
-                    heartbeat_s,
-                    lambda m: ws.send_text(m.json),
-                    lambda g: ws.send_text(g.json()),
-                    lambda: ws.send_text('{"event":"heartbeat"}'),
-                ),
-                disconnected(),
-                client.gone.wait(),
-            )
-            if client.dropped:
-                reason = orjson.dumps({"event": "dropped", "reason": client.dropped}).decode()
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(ws.send_text(reason), FAREWELL_S)
-                    await asyncio.wait_for(ws.close(1013, "too slow: dropped"), FAREWELL_S)
-        finally:
-            hub.unsubscribe(client)
+        await _serve_websocket(ws, hub, heartbeat_s)
 
     app = Starlette(
         routes=[

@@ -194,7 +194,6 @@ class RedisRateLimiter:
     """Per-host spacing of requests shared by every process using the same Redis."""
 
     def __init__(self, redis_client: Any, prefix: str = "ratelimit:") -> None:
-        self._redis = redis_client
         self._prefix = prefix
         self._script = redis_client.register_script(_RESERVE_SLOT_LUA)
         self._pause_script = redis_client.register_script(_PAUSE_HOST_LUA)

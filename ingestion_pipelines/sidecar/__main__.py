@@ -18,6 +18,7 @@ from ingestion_pipelines.sidecar.spool import DEFAULT_MAX_BYTES
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The sidecar's command line (`ingest sidecar` passes its arguments through)."""
     parser = argparse.ArgumentParser(prog="ingest sidecar", description=__doc__)
     parser.add_argument("--feeds", help="comma-separated feed ids (default: every registered feed)")
     parser.add_argument("--database-url", help="overrides INGEST_DATABASE_URL")
@@ -51,6 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the sidecar until SIGTERM/SIGINT; the process exit code."""
     args = parse_args(argv)
     settings = get_settings()
     database_url = args.database_url or settings.database_url

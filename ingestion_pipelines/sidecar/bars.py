@@ -138,6 +138,8 @@ class LiveBars:
         self.lock = threading.RLock()
 
     def apply(self, conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Fold trade rows into their one-minute bars and upsert those bars on `conn`; the bar rows
+        written."""
         by_bar: dict[BarKey, list[dict[str, Any]]] = {}
         for row in rows:
             at = row["traded_at"]

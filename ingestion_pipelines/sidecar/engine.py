@@ -102,6 +102,7 @@ class BufferedRecv:
         self._pos = 0
 
     def __call__(self, size: int) -> bytes:
+        """At most `size` bytes, from the buffer when it holds any, else from one socket read."""
         buf, pos = self._buf, self._pos
         if pos >= len(buf):
             buf = self._buf = self._raw(max(size, _READ_CHUNK))
@@ -191,35 +192,38 @@ class FeedEngine:
         self.reconnects = 0
         self.dead_letters = 0
         self.last_error: str | None = None
-        self.last_event_ms: int | None = None
         self._filled_checked: tuple[Any, list[dict[str, Any]]] = (None, [])
         self._stop = threading.Event()
         self._restart_reason: str | None = None
-        self._ws: websocket.WebSocket | None = None
         self._thread = threading.Thread(target=self._run, name=f"feed-{feed_id}", daemon=True)
 
     # ---- control -------------------------------------------------------------------------------
     def start(self) -> FeedEngine:
+        """Start the engine's thread (and its gap filler)."""
         if self.filler is not None:
             self.filler.start()
         self._thread.start()
         return self
 
     def request_stop(self) -> None:
+        """Ask the engine to close its connection and end; returns at once."""
         self._stop.set()
 
     def join(self, timeout_s: float = 2.0) -> None:
+        """Wait up to `timeout_s` for the engine (and its gap filler) to end."""
         self._thread.join(timeout_s)
         if self.filler is not None:
             self.filler.stop(max(0.1, timeout_s / 2))
         self.status = "stopped"
 
     def stop(self, timeout_s: float = 2.0) -> None:
+        """Request a stop and wait for it."""
         self.request_stop()
         self.join(timeout_s)
 
     @property
     def alive(self) -> bool:
+        """Whether the engine's thread still runs."""
         return self._thread.is_alive()
 
     def reconfigure(self, settings: Any, reason: str) -> None:
@@ -334,7 +338,6 @@ class FeedEngine:
         ws.settimeout(POLL_S)
         if hasattr(getattr(ws, "frame_buffer", None), "recv"):
             ws.frame_buffer.recv = BufferedRecv(ws._recv)
-        self._ws = ws
         self.connected_since = datetime.now(UTC)
         self.status = "connected"
         self.last_error = None
@@ -342,7 +345,6 @@ class FeedEngine:
         return ws
 
     def _close(self, ws: websocket.WebSocket) -> None:
-        self._ws = None
         try:
             ws.settimeout(1.0)
             ws.close(timeout=0.5)
@@ -389,32 +391,40 @@ class FeedEngine:
                 return f"closed by the server (code {code} {data[2:].decode(errors='replace')})"
             if opcode not in DATA:
                 continue  # ping (answered by the library) or pong
-            self.messages += 1
-            self.last_message_at = time.time()
-            received_at = datetime.now(UTC)
-            if len(data) > max_frame:
-                reason = f"frame of {len(data)} bytes is over max_frame_bytes ({max_frame})"
-                self._dead_letter(data, reason, received_at)
-                del data
-                continue
-            try:
-                parsed = parse(data, received_at)
-            except ParseError as exc:
-                self._dead_letter(data, str(exc), received_at)
-                continue
-            except Exception as exc:  # noqa: BLE001 - a bug must not stop the feed either
-                self._dead_letter(data, f"parser error: {type(exc).__name__}: {exc}", received_at)
-                continue
-            if parsed.reconnect:
-                return f"planned: server announced {parsed.reconnect}"
-            for table, rows in parsed.rows.items():
-                if table == "trade_tick":
-                    rows = self._sane_trades(rows, data, received_at)
-                if rows and not self._accept(table, rows):
-                    return "writer queue full (database slow or down, spool full): backing off"
+            stop_reason = self._take_message(data, max_frame, parse)
+            del data  # an oversized frame is not kept while waiting for the next one
+            if stop_reason is not None:
+                return stop_reason
             # After the rows are accepted: a message read is never dropped for a planned close.
             if max_age is not None and time.monotonic() - opened > max_age:
                 return "planned: connection age limit reached"
+
+    def _take_message(self, data: bytes | str, max_frame: int, parse: Any) -> str | None:
+        """Parse one data frame and queue its rows; a bad frame goes to dead_letter. Returns why
+        the connection must end (server-announced reconnect, writer full), else None."""
+        self.messages += 1
+        self.last_message_at = time.time()
+        received_at = datetime.now(UTC)
+        if len(data) > max_frame:
+            reason = f"frame of {len(data)} bytes is over max_frame_bytes ({max_frame})"
+            self._dead_letter(data, reason, received_at)
+            return None
+        try:
+            parsed = parse(data, received_at)
+        except ParseError as exc:
+            self._dead_letter(data, str(exc), received_at)
+            return None
+        except Exception as exc:  # noqa: BLE001 - a bug must not stop the feed either
+            self._dead_letter(data, f"parser error: {type(exc).__name__}: {exc}", received_at)
+            return None
+        if parsed.reconnect:
+            return f"planned: server announced {parsed.reconnect}"
+        for table, rows in parsed.rows.items():
+            if table == "trade_tick":
+                rows = self._sane_trades(rows, data, received_at)
+            if rows and not self._accept(table, rows):
+                return "writer queue full (database slow or down, spool full): backing off"
+        return None
 
     def _accept(self, table: str, rows: list[dict[str, Any]]) -> bool:
         on_conflict = "ignore" if table == "trade_tick" else "update"
@@ -500,6 +510,7 @@ class FeedEngine:
 
     # ---- live state ----------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
+        """The engine's live state (status, connection, counters) as JSON-ready values."""
         out: dict[str, Any] = {
             "status": self.status,
             "connected_since": self.connected_since.isoformat() if self.connected_since else None,

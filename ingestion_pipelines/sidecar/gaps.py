@@ -38,6 +38,7 @@ class GapTracker:
         self.last: dict[str, int] = dict(baseline or {})
 
     def observe(self, symbol: str, trade_id: int) -> tuple[int, int] | None:
+        """Note a trade id; the missing range (first, last) when it jumps past the next expected id."""
         last = self.last.get(symbol)
         if last is None or trade_id > last:
             self.last[symbol] = trade_id
@@ -48,6 +49,8 @@ class GapTracker:
 
 @dataclass
 class GapStats:
+    """Counters of one feed's gap filling (found, missing, filled, unfilled, pending)."""
+
     found: int = 0  # gaps detected
     missing: int = 0  # trade ids those gaps held
     filled: int = 0  # trades written from the REST history
@@ -56,6 +59,7 @@ class GapStats:
     pending: int = 0
 
     def as_dict(self) -> dict[str, Any]:
+        """The counters as `worker_state` details."""
         return {
             "gaps_found": self.found,
             "gap_trades_missing": self.missing,
@@ -92,15 +96,18 @@ class GapFiller:
         self._idle.set()
 
     def start(self) -> GapFiller:
+        """Start the filler's thread."""
         self._thread.start()
         return self
 
     def stop(self, timeout_s: float = 2.0) -> None:
+        """Stop the filler's thread (pending gaps stay unfilled)."""
         self._stop.set()
         self._tasks.put(None)
         self._thread.join(timeout_s)
 
     def request(self, symbol: str, first: int, last: int) -> None:
+        """Queue the fetch of trade ids first..last of `symbol` from the REST history."""
         self.stats.found += 1
         self.stats.missing += last - first + 1
         self.stats.pending += 1
@@ -113,9 +120,6 @@ class GapFiller:
             last - first + 1,
         )
         self._tasks.put((symbol, first, last))
-
-    def wait_idle(self, timeout_s: float) -> bool:
-        return self._idle.wait(timeout_s)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -220,6 +224,7 @@ class FirstSeen:
                 self.ids = {}
 
     def record(self, symbol: str, trade_id: int) -> None:
+        """Keep `trade_id` as the symbol's first (fsynced) unless one is already kept."""
         if symbol in self.ids:
             return
         self.ids[symbol] = trade_id

@@ -180,6 +180,8 @@ class Probes:
             return error
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Whether the sidecar is ready (supervisor, ownership, database), with each check's
+        verdict."""
         checks: dict[str, str] = {}
         checks["supervisor"] = "ok" if self.alive() else "the supervisor loop is stuck"
         checks["ownership"] = self.ownership() or "ok"
@@ -213,11 +215,13 @@ class HealthServer:
         )
 
     def start(self) -> HealthServer:
+        """Serve /healthz, /readyz and /metrics on a background thread."""
         self._thread.start()
         logger.info("health and metrics on http://{}:{}", *self.address[:2])
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the socket."""
         self._server.shutdown()
         self._server.server_close()
 
@@ -244,6 +248,7 @@ class HealthServer:
         return Handler
 
     def respond(self, path: str) -> tuple[int, str, str]:
+        """(status, content type, body) for a GET of `path`."""
         if path == "/healthz":
             alive = self.probes.alive()
             return (200 if alive else 503), "text/plain", "ok\n" if alive else "stuck\n"

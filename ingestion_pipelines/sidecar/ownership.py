@@ -42,24 +42,31 @@ class LocalOwnership:
     """One sidecar, no Redis: every feed is ours."""
 
     def acquire(self, feed_id: str) -> bool:
+        """Always true: a lone sidecar owns every feed."""
         return True
 
     def owns(self, feed_id: str) -> bool:
+        """Always true."""
         return True
 
     def fence(self, feed_id: str) -> int | None:
+        """No fencing token without Redis."""
         return None
 
     def release(self, feed_id: str) -> None:
+        """Nothing to release."""
         return None
 
     def held(self) -> set[str]:
+        """No leases are held."""
         return set()
 
     def start(self) -> None:
+        """Nothing to renew."""
         return None
 
     def stop(self) -> None:
+        """Nothing to stop."""
         return None
 
 
@@ -80,25 +87,31 @@ class RedisOwnership:
 
     @staticmethod
     def key(feed_id: str) -> str:
+        """The Redis key of a feed's lease."""
         return f"ingest:lock:{feed_id}"
 
     def start(self) -> None:
+        """Start renewing the held leases."""
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop renewing and release every lease held."""
         self._stop.set()
         self._thread.join(2)
         for feed_id in list(self._leases):
             self.release(feed_id)
 
     def held(self) -> set[str]:
+        """The feeds whose lease is held and not run out."""
         return {f for f in self._leases if self.owns(f)}
 
     def owns(self, feed_id: str) -> bool:
+        """Whether our lease on the feed is still valid."""
         expires = self._leases.get(feed_id)
         return expires is not None and time.monotonic() < expires
 
     def fence(self, feed_id: str) -> int | None:
+        """The fencing token taken with the feed's lease (None: not held)."""
         return self._fences.get(feed_id)
 
     def acquire(self, feed_id: str) -> bool:
@@ -124,6 +137,7 @@ class RedisOwnership:
         return True
 
     def release(self, feed_id: str) -> None:
+        """Give the feed's lease up (only if it is still ours). Never raises."""
         with self._lock:
             had = self._leases.pop(feed_id, None)
             self._fences.pop(feed_id, None)

@@ -57,6 +57,8 @@ from ingestion_pipelines.storage.upsert import upsert
 
 @dataclass
 class SidecarOptions:
+    """What `ingest sidecar` was asked to run: database, Redis, Dagster, feeds, intervals."""
+
     database_url: str
     redis_url: str | None = None
     dagster_url: str | None = None
@@ -107,6 +109,9 @@ def _safe(what: str, fn, *args, **kwargs):
 
 
 class Sidecar:
+    """The supervisor: starts, reconfigures and stops one engine per owned feed (or shard), reports
+    to Dagster."""
+
     def __init__(self, options: SidecarOptions):
         self.options = options
         self.control_url = options.database_url
@@ -156,6 +161,7 @@ class Sidecar:
 
     # ---- plumbing -------------------------------------------------------------------------------
     def writer_for(self, url: str) -> Writer:
+        """The writer of a database URL (one per URL, started on first use)."""
         writer = self.writers.get(url)
         if writer is None:
             try:
@@ -190,6 +196,7 @@ class Sidecar:
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def start(self) -> Sidecar:
+        """Start the writers, ownership, health server and reporter."""
         if self.options.http_port:
             self._serve_http()
         self.writer_for(self.control_url)
@@ -209,6 +216,7 @@ class Sidecar:
             logger.error("health and metrics not served on {}:{}: {}", host, port, exc)
 
     def request_stop(self) -> None:
+        """Ask `run()` to shut down after the current tick."""
         self._stop.set()
 
     def run(self) -> int:
@@ -223,6 +231,8 @@ class Sidecar:
         return 0
 
     def tick(self) -> None:
+        """One supervision step: heartbeat, re-read config when due, start/stop/restart engines,
+        write state."""
         now = time.monotonic()
         self.last_tick_at = now
         reread = now - self._last_config >= self.options.config_poll_s
@@ -400,6 +410,7 @@ class Sidecar:
             self.stopped_state[worker_of(key)] = status
 
     def shutdown(self, budget_s: float = 8.0) -> None:
+        """Stop every engine, flush the writers and release the leases within `budget_s`."""
         deadline = time.monotonic() + budget_s
         if self.replicas is not None:
             self.replicas.leave()  # the others rebalance now; our leases go at the end
@@ -494,6 +505,7 @@ class Sidecar:
             logger.debug("worker_state not written: {}", exc)
 
     def details(self, feed_id: str, engine: FeedEngine) -> dict[str, Any]:
+        """A feed's `worker_state` details: engine snapshot, rates, write metrics."""
         snap = engine.snapshot()
         metrics = self._metrics(feed_id, engine)
         now = time.monotonic()
@@ -593,6 +605,7 @@ class Sidecar:
             )
 
     def report(self) -> None:
+        """Send every running feed's report to Dagster."""
         for feed_id, engine in list(self.engines.items()):
             self._report_feed(feed_id, engine)
 

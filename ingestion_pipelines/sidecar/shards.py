@@ -88,6 +88,7 @@ class Shard:
 
     @property
     def key(self) -> str:
+        """The shard's id: the feed id alone, or `<feed>#<i>of<n>`."""
         return self.feed_id if self.count == 1 else f"{self.feed_id}#{self.index}of{self.count}"
 
 

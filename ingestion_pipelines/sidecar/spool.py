@@ -67,11 +67,13 @@ def _default(value: Any) -> Any:
 
 
 def encode(table: str, on_conflict: str, rows: list[dict[str, Any]]) -> bytes:
+    """One spool record's payload (JSON; decimals as text)."""
     record = {"t": table, "c": on_conflict, "r": rows, "a": round(time.time(), 3)}
     return orjson.dumps(record, default=_default)
 
 
 def decode(payload: bytes) -> tuple[str, str, list[dict[str, Any]]]:
+    """(table, on_conflict, rows) from a payload, decimals and datetimes restored."""
     record = orjson.loads(payload)
     table = record["t"]
     convert = _converters(table)
@@ -98,6 +100,7 @@ class Spool:
         self._oldest: tuple[tuple[str, int], datetime] | None = None
 
     def size(self) -> int:
+        """Bytes on disk in the spool's files."""
         total = 0
         for path in self.folder.glob("spool*"):
             try:
@@ -137,9 +140,11 @@ class Spool:
         }
 
     def pending(self) -> bool:
+        """Whether any record waits to be replayed."""
         return any(p.stat().st_size > 0 for p in self.folder.glob("spool*") if p.is_file())
 
     def append(self, table: str, on_conflict: str, rows: list[dict[str, Any]]) -> int:
+        """Write one record durably (fsync); the bytes it took on disk."""
         payload = encode(table, on_conflict, rows)
         record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         with self._lock:
@@ -171,6 +176,7 @@ class Spool:
             )
 
     def replay_files(self) -> list[Path]:
+        """Claim the files to replay, oldest first."""
         return self._claim()
 
     @staticmethod
@@ -193,6 +199,7 @@ class Spool:
             offset = start + length
 
     def close(self) -> None:
+        """Close the open spool file."""
         with self._lock:
             if self._fh is not None:
                 self._fh.close()

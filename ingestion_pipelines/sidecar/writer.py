@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -56,9 +56,7 @@ from ingestion_pipelines.storage.dead_letters import dead_letter_row
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines.storage.tables import CONTROL_TABLES, DATA_TABLES, feed_fence
 from ingestion_pipelines.storage.upsert import fast_upsert
-
-ICT = timezone(timedelta(hours=7), "ICT")
-_ICT_OFFSET_S = 7 * 3600
+from ingestion_pipelines.timezones import ICT_UTC_OFFSET_S
 
 
 @functools.cache
@@ -74,6 +72,8 @@ Item = tuple[str, str, str, list[dict[str, Any]]]
 
 @dataclass
 class DayStats:
+    """Rows and trades written for one ICT day, with the first and last trade times."""
+
     rows: int = 0
     trades: int = 0
     first_trade_at: datetime | None = None
@@ -190,16 +190,19 @@ class Writer:
 
     # ---- caller side -------------------------------------------------------------------------
     def start(self) -> Writer:
+        """Start the writer's thread."""
         self._thread.start()
         return self
 
     def metrics_for(self, feed_id: str) -> WriteMetrics:
+        """The write metrics of a feed (created on first use)."""
         m = self.metrics.get(feed_id)
         if m is None:
             m = self.metrics[feed_id] = WriteMetrics()
         return m
 
     def has_room(self) -> bool:
+        """Whether the queue holds fewer rows than its capacity."""
         return self._queued_rows < self.capacity_rows
 
     def submit(
@@ -224,6 +227,7 @@ class Writer:
 
     @property
     def pending_rows(self) -> int:
+        """Rows queued or held, not yet committed or spooled."""
         return self._queued_rows + sum(len(i[3]) for i in self._held)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
@@ -247,6 +251,7 @@ class Writer:
 
     # ---- spool replay --------------------------------------------------------------------------
     def spool(self, feed_id: str) -> Spool:
+        """The disk spool of a feed."""
         spool = self._spool_cache.get(feed_id)
         if spool is None:
             spool = self._spool_cache[feed_id] = self._spools(feed_id)
@@ -551,7 +556,7 @@ class Writer:
         by_day: dict[int, list[datetime]] = {}
         for row in rows:
             traded_at = row["traded_at"]
-            day_number = int(traded_at.timestamp() + _ICT_OFFSET_S) // 86400
+            day_number = int(traded_at.timestamp() + ICT_UTC_OFFSET_S) // 86400
             times = by_day.get(day_number)
             if times is None:
                 by_day[day_number] = [traded_at]

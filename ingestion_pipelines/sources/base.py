@@ -79,16 +79,6 @@ class Window:
     def contains(self, day: date) -> bool:
         return self.start <= day < self.end
 
-    def start_utc(self) -> datetime:
-        return datetime.combine(
-            self.start, datetime.min.time(), ZoneInfo(self.timezone)
-        ).astimezone(UTC)
-
-    def end_utc(self) -> datetime:
-        return datetime.combine(self.end, datetime.min.time(), ZoneInfo(self.timezone)).astimezone(
-            UTC
-        )
-
 
 @dataclass
 class Request:

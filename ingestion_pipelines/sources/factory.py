@@ -17,13 +17,11 @@ from ingestion_pipelines.dagster_api.names import WORKER_TAG
 from ingestion_pipelines.dagster_warnings import quiet_backfill_policy_beta
 from ingestion_pipelines.errors import is_transient
 from ingestion_pipelines.failures import storage_failure
+from ingestion_pipelines.http_client.errors import HttpFetchError, RunDeadlineExceeded
+from ingestion_pipelines.http_client.resource import HttpClientResource
 from ingestion_pipelines.launch_config import RunOverrides
 from ingestion_pipelines.logs import run_logging
 from ingestion_pipelines.resources.database import DatabaseResource
-from ingestion_pipelines.resources.http import (
-    HttpClientResource,
-    HttpFetchError,
-)
 from ingestion_pipelines.resources.redis import RedisResource
 from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines.sources.base import Source, SourceError, TradingDayPartitions, Window

@@ -1,0 +1,1 @@
+"""The database: table definitions, migrations, engines and the one write path (`upsert`)."""

@@ -71,6 +71,8 @@ def dead_letter_row(
 
 @dataclass
 class DeadLetter:
+    """A rejected record or frame, kept raw with the reason."""
+
     worker_id: str
     reason: str
     payload: str | bytes | Any
@@ -78,6 +80,7 @@ class DeadLetter:
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def row(self, run_id: str | None) -> dict[str, Any]:
+        """The `dead_letter` row for this rejection in run `run_id`."""
         return dead_letter_row(
             self.worker_id,
             self.reason,

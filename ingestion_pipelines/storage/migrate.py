@@ -24,10 +24,12 @@ def _config() -> Config:
 
 
 def head_revision() -> str:
+    """The newest migration revision."""
     return ScriptDirectory.from_config(_config()).get_current_head()
 
 
 def current_revision(url: str) -> str | None:
+    """The revision the database at `url` is at (None: never migrated)."""
     from ingestion_pipelines.storage.engines import get_engine
 
     with get_engine(url).connect() as conn:

@@ -40,6 +40,7 @@ class UpsertResult:
 
     @property
     def total(self) -> int:
+        """Rows written or compared: inserted + updated + unchanged."""
         return self.inserted + self.updated + self.unchanged
 
     def __add__(self, other: UpsertResult) -> UpsertResult:
@@ -52,6 +53,7 @@ class UpsertResult:
         )
 
     def as_metadata(self) -> dict[str, int]:
+        """The counts as materialization metadata."""
         return {"inserted": self.inserted, "updated": self.updated, "unchanged": self.unchanged}
 
 

@@ -48,6 +48,7 @@ class PersistentValidators(MemoryValidatorStore):
         self.worker_id = worker_id
 
     def load(self) -> PersistentValidators:
+        """Read the stored validators into memory; returns self."""
         query = select(http_validator).where(http_validator.c.worker_id == self.worker_id)
         with self.engine.connect() as conn:
             for row in conn.execute(query):
@@ -55,6 +56,7 @@ class PersistentValidators(MemoryValidatorStore):
         return self
 
     def save(self) -> None:
+        """Write the validators learned in this run."""
         with self._lock:
             items = list(self._data.items())
         now = datetime.now(UTC)

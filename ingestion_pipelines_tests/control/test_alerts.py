@@ -148,7 +148,7 @@ def test_post_alert_to_a_local_webhook(form: str) -> None:
 
 
 def test_unreachable_webhook_error_has_no_secret() -> None:
-    from ingestion_pipelines_tests.testbed import free_port
+    from ingestion_pipelines_tests.testbed.base import free_port
 
     [alert] = AlertBook().observe([fail()])
     with pytest.raises(RuntimeError) as info:

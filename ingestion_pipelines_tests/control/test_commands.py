@@ -12,12 +12,9 @@ from graphql import OperationDefinitionNode, parse, validate
 
 from ingestion_pipelines.config import ConfigChain
 from ingestion_pipelines.control import render
-from ingestion_pipelines.control.commands import (
-    feed_state,
-    metadata_values,
-    parse_since,
-    summarize_runs,
-)
+from ingestion_pipelines.control.commands.common import metadata_values
+from ingestion_pipelines.control.commands.stats import parse_since, summarize_runs
+from ingestion_pipelines.control.commands.status import feed_state
 from ingestion_pipelines.control.defs import config_change_job, defs
 from ingestion_pipelines.dagster_api.client import DagsterClient, operation, operation_names
 from ingestion_pipelines.resources.worker_config import WorkerConfigResource
@@ -121,7 +118,7 @@ def test_config_change_job(
 def test_config_set_refused_without_touching_dagster(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ingestion_pipelines_tests.testbed import free_port
+    from ingestion_pipelines_tests.testbed.base import free_port
 
     monkeypatch.setenv("INGEST_DATABASE_URL", sqlite_url)
     # Nothing listens there: a refusal must come before any request.
@@ -145,7 +142,7 @@ def test_config_set_refused_without_touching_dagster(
 
 def test_client_error_names_the_url_without_credentials() -> None:
     from ingestion_pipelines.dagster_api.client import ControlError
-    from ingestion_pipelines_tests.testbed import free_port
+    from ingestion_pipelines_tests.testbed.base import free_port
 
     client = DagsterClient(f"http://ops:{SECRET}@127.0.0.1:{free_port()}", timeout_s=2)
     with pytest.raises(ControlError) as info:

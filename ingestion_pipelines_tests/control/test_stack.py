@@ -389,7 +389,7 @@ def test_stale_feed_alert_goes_to_the_global_slack_webhook(env: Env) -> None:
 
 
 def test_unreachable_webserver_is_a_clear_error(env: Env, monkeypatch) -> None:
-    from ingestion_pipelines_tests.testbed import free_port
+    from ingestion_pipelines_tests.testbed.base import free_port
 
     monkeypatch.setenv("INGEST_DAGSTER_URL", f"http://admin:pw{SECRET}@127.0.0.1:{free_port()}")
     out = ingest("status")

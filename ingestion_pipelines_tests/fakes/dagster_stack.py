@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ingestion_pipelines_tests.testbed import free_port
+from ingestion_pipelines_tests.testbed.base import free_port
 
 __all__ = ["DagsterStack", "DagsterStackError", "wait_until", "write_workspace"]
 
@@ -300,14 +300,6 @@ class DagsterStack:
     def live_processes(self) -> list[int]:
         """Processes of this stack still alive (zombies, which hold nothing, not counted)."""
         return [pid for pgid in self.groups for pid in group_members(pgid)]
-
-    def kill_webserver(self) -> None:
-        """SIGKILL the webserver's process group (an outage)."""
-        proc = self.procs.pop("webserver", None)
-        if proc is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
     def __enter__(self) -> DagsterStack:
         return self.start()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import websocket
 
-from ingestion_pipelines_tests.testbed import free_port
+from ingestion_pipelines_tests.testbed.base import free_port
 
 FLAGS = [
     "--headless",

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingestion_pipelines_tests.testbed import free_port
+from ingestion_pipelines_tests.testbed.base import free_port
 
 
 def wait_for(predicate, timeout: float, what: str, poll: float = 0.05):

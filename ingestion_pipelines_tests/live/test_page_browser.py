@@ -17,7 +17,7 @@ from ingestion_pipelines.storage.tables import trade_tick
 from ingestion_pipelines_tests.live.browser import Browser
 from ingestion_pipelines_tests.live.helpers import live_process, wait_for
 from ingestion_pipelines_tests.sidecar.helpers import sidecar_env, spawn_sidecar, terminate
-from ingestion_pipelines_tests.testbed import free_port
+from ingestion_pipelines_tests.testbed.base import free_port
 
 SHOWN = '!!document.querySelector(\'#tape tr[data-trade-id="{id}"][data-symbol="binance:{sym}"]\')'
 

@@ -23,7 +23,8 @@ from ingestion_pipelines_tests.live.helpers import (
     live_process,
     wait_for,
 )
-from ingestion_pipelines_tests.testbed import RedisServer, free_port
+from ingestion_pipelines_tests.testbed.base import free_port
+from ingestion_pipelines_tests.testbed.redis import RedisServer
 
 TICKS = "ticks:binance:BTCUSDT"
 

@@ -7,6 +7,7 @@ import pickle
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,15 +16,13 @@ import orjson
 import pytest
 from loguru import logger
 
-from ingestion_pipelines.resources import http as http_module
-from ingestion_pipelines.resources.http import (
-    RETRY_AFTER_CAP_S,
-    HttpClientResource,
-    HttpFetchError,
-    HttpResult,
-    MemoryValidatorStore,
-    parse_retry_after,
-)
+from ingestion_pipelines.errors import IngestError, is_transient
+from ingestion_pipelines.http_client import resource as http_module
+from ingestion_pipelines.http_client.errors import HttpFetchError
+from ingestion_pipelines.http_client.resource import HttpClientResource
+from ingestion_pipelines.http_client.results import HttpResult
+from ingestion_pipelines.http_client.validators import MemoryValidatorStore
+from ingestion_pipelines.resources import redis as redis_module
 from ingestion_pipelines.resources.rate_limit import LocalRateLimiter, RedisRateLimiter
 from ingestion_pipelines_tests.fakes.http_origin import (
     ForwardingProxy,
@@ -139,6 +138,7 @@ def test_gives_up_after_max_retries_with_clear_message(origin, client):
         "HTTP 503 Service Unavailable"
     )
     assert error.status == 503 and error.attempts == 3 and error.worker_id == "fmarket_nav"
+    assert isinstance(error, IngestError) and is_transient(error)  # a later run may succeed
     assert len(origin.requests_for("/down")) == 3
 
 
@@ -164,17 +164,6 @@ def test_retry_after_over_cap_fails_at_once(origin, client):
     assert len(origin.requests_for("/ban")) == 1
 
 
-def test_parse_retry_after_seconds_and_http_date():
-    now = 1_700_000_000.0
-    assert parse_retry_after("7") == 7.0
-    assert parse_retry_after(" 0 ") == 0.0
-    assert parse_retry_after("Tue, 14 Nov 2023 22:13:40 GMT", now=now) == pytest.approx(20.0)
-    assert parse_retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now=now) == 0.0  # in the past
-    assert parse_retry_after("soon") is None
-    assert parse_retry_after(None) is None
-    assert RETRY_AFTER_CAP_S == 300
-
-
 def test_404_fails_at_once_naming_worker_and_url(origin, client):
     with client.session("cafef_news", **FAST) as session:
         started = time.monotonic()
@@ -185,6 +174,7 @@ def test_404_fails_at_once_naming_worker_and_url(origin, client):
         f"cafef_news: GET {origin.url('/missing.rss')} failed after 1 attempt: HTTP 404 Not Found"
     )
     assert caught.value.status == 404
+    assert not is_transient(caught.value)  # retrying the run would get the same 404
     assert len(origin.requests_for("/missing.rss")) == 1
     assert session.stats.retries == 0
 
@@ -295,7 +285,7 @@ def test_rate_limit_5_per_second_measured_at_server(origin, client):
 
 _CHILD = """
 import json, sys, time
-from ingestion_pipelines.resources.http import HttpClientResource
+from ingestion_pipelines.http_client.resource import HttpClientResource
 
 redis_url, url, start_at, count = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
 client = HttpClientResource(redis_url=redis_url)
@@ -356,6 +346,7 @@ def test_resource_picks_limiter_from_redis_url(redis_url, monkeypatch):
 def test_no_redis_is_logged_once(monkeypatch, log_lines):
     monkeypatch.setattr(http_module, "_limiters", {})
     monkeypatch.setattr(http_module, "_local_warning_logged", False)
+    monkeypatch.setattr(redis_module, "_said", threading.Event())  # said by an earlier test
     for _ in range(3):
         HttpClientResource(redis_url="").rate_limiter()
     assert sum("per process only" in line for line in log_lines) == 1

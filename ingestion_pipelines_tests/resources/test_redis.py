@@ -7,7 +7,7 @@ from ingestion_pipelines.resources.redis import RedisResource
 def test_without_redis_the_fallback_is_said_once_per_process_at_info_level(monkeypatch):
     import threading
 
-    from ingestion_pipelines.resources.http import HttpClientResource
+    from ingestion_pipelines.http_client.resource import HttpClientResource
 
     monkeypatch.delenv("INGEST_REDIS_URL", raising=False)
     monkeypatch.setattr(redis_client, "_said", threading.Event())

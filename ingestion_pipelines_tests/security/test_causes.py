@@ -13,13 +13,13 @@ from dagster_graphql.test.utils import execute_dagster_graphql
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from ingestion_pipelines.control.commands import run_error
+from ingestion_pipelines.control.commands.common import run_error
 from ingestion_pipelines.control.defs import _run_error, run_signals
 from ingestion_pipelines.dagster_api.client import operation
 from ingestion_pipelines.failures import StorageError, storage_failure
 from ingestion_pipelines.replay.http_server import ReplayServer
 from ingestion_pipelines.storage.engines import dispose_all, ensure_schema, get_engine
-from ingestion_pipelines_tests.testbed import free_port
+from ingestion_pipelines_tests.testbed.base import free_port
 
 CAUSE = (
     "fear_greed: GET http://127.0.0.1:1/fng/ failed after 5 attempts: HTTP 503 Service Unavailable"

@@ -12,7 +12,7 @@ from ingestion_pipelines.storage.engines import dispose_all, ensure_schema, get_
 from ingestion_pipelines.storage.migrate import upgrade
 from ingestion_pipelines.storage.tables import fund
 from ingestion_pipelines.storage.upsert import upsert
-from ingestion_pipelines_tests.testbed import MariaDBServer
+from ingestion_pipelines_tests.testbed.mariadb import MariaDBServer
 
 NAME = "Quỹ Đầu tư Cổ phiếu Năng động Việt Nam — 越南 🚀"
 

@@ -9,7 +9,8 @@ import threading
 import pytest
 
 from ingestion_pipelines.config import ConfigChain, ConfigError
-from ingestion_pipelines.resources.http import HttpClientResource, HttpFetchError
+from ingestion_pipelines.http_client.errors import HttpFetchError
+from ingestion_pipelines.http_client.resource import HttpClientResource
 from ingestion_pipelines.url_policy import SafeRedirectHandler, UnsafeUrlError
 from ingestion_pipelines_tests.fakes.http_origin import HttpOrigin, Reply
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from ingestion_pipelines.feeds.binance_trades import BinanceTrades
 from ingestion_pipelines.feeds.protocol import ParseError
 from ingestion_pipelines.feeds.ssi_iboard import SsiIboard
-from ingestion_pipelines.resources.http import HttpClientResource
+from ingestion_pipelines.http_client.resource import HttpClientResource
 from ingestion_pipelines.sources.coingecko_markets import CoingeckoMarkets, CoingeckoSettings
 from ingestion_pipelines.sources.runner import crawl
 from ingestion_pipelines.storage.engines import dispose_all, ensure_schema

@@ -18,7 +18,7 @@ from ingestion_pipelines.storage.tables import worker_state
 from ingestion_pipelines.storage.upsert import upsert
 from ingestion_pipelines_tests.fakes.dagster_stack import DagsterStack, wait_until, write_workspace
 from ingestion_pipelines_tests.fakes.http_origin import HttpOrigin, Reply
-from ingestion_pipelines_tests.testbed import free_port
+from ingestion_pipelines_tests.testbed.base import free_port
 
 WORKSPACE_CODE = """
 import dagster as dg

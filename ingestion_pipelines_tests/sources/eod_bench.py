@@ -84,7 +84,7 @@ def run(
     batch_rows: int | None = None,
 ):
     """One crawl of `symbols` × `start..end` (inclusive); returns the `CrawlResult`."""
-    from ingestion_pipelines.resources.http import HttpClientResource
+    from ingestion_pipelines.http_client.resource import HttpClientResource
     from ingestion_pipelines.sources.runner import crawl
     from ingestion_pipelines.storage.engines import ensure_schema
 

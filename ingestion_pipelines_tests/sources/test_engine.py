@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from ingestion_pipelines.http_client.errors import RunDeadlineExceeded
 from ingestion_pipelines.replay import bench
 from ingestion_pipelines.replay.http_server import ReplayServer
-from ingestion_pipelines.resources.http import RunDeadlineExceeded
 from ingestion_pipelines.sources.factory import complete_check
 from ingestion_pipelines.sources.runner import CrawlResult, RejectThresholdError
 from ingestion_pipelines.storage import tables
@@ -133,7 +133,7 @@ def test_rows_stream_in_batches_and_a_run_over_the_threshold_keeps_only_committe
                 yield item
 
     Spoiled.worker_id = "bench_eod"
-    from ingestion_pipelines.resources.http import HttpClientResource
+    from ingestion_pipelines.http_client.resource import HttpClientResource
     from ingestion_pipelines.sources.base import Window
     from ingestion_pipelines.sources.runner import crawl
 
