@@ -17,24 +17,18 @@ import copy
 import json
 import threading
 from datetime import UTC, date, datetime, timedelta
-from importlib import resources
 from typing import Any
 
-from ingestion_pipelines.replay import fear_greed, fmarket, vndirect
-from ingestion_pipelines.replay.rss import Feed
+from ingestion_pipelines.replay.routes import read_data, read_variant
+from ingestion_pipelines.sources.fear_greed import replay as fear_greed
+from ingestion_pipelines.sources.fmarket import replay as fmarket
+from ingestion_pipelines.sources.news.replay import Feed
+from ingestion_pipelines.sources.vndirect import replay as vndirect
+
+__all__ = ["CAFEF_PATH", "VNEXPRESS_PATH", "ReplayDataset", "read_data", "read_variant"]
 
 VNEXPRESS_PATH = "/rss/kinh-doanh.rss"
 CAFEF_PATH = "/thi-truong-chung-khoan.rss"
-
-
-def read_variant(name: str) -> Any:
-    """A bundled JSON recording of a payload variant (see ``data/PROVENANCE.md``)."""
-    return json.loads(read_data(name))
-
-
-def read_data(name: str) -> bytes:
-    """A recorded file from ``ingestion_pipelines/replay/data``."""
-    return resources.files("ingestion_pipelines.replay").joinpath("data", name).read_bytes()
 
 
 class ReplayDataset:

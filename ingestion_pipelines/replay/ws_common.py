@@ -43,8 +43,8 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 
 if TYPE_CHECKING:
-    from ingestion_pipelines.replay.ws_binance import BinanceServer
-    from ingestion_pipelines.replay.ws_ssi import SsiServer
+    from ingestion_pipelines.feeds.binance.replay import BinanceServer
+    from ingestion_pipelines.feeds.ssi.replay import SsiServer
 
 __all__ = [
     "BackgroundWsServer",
@@ -753,8 +753,8 @@ def serve_feeds(
     timestamps shifted to now (`ssi_recording`: another bundled variant, e.g. "97-fields" or
     "derivatives", or a file). With `block`, waits for Ctrl-C and stops both.
     """
-    from ingestion_pipelines.replay.ws_binance import BinanceServer
-    from ingestion_pipelines.replay.ws_ssi import SsiServer, recording_path
+    from ingestion_pipelines.feeds.binance.replay import BinanceServer
+    from ingestion_pipelines.feeds.ssi.replay import SsiServer, recording_path
 
     binance = BinanceServer(host, port_binance, symbols=binance_symbols, rate=binance_rate).start()
     try:

@@ -8,9 +8,9 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from ingestion_pipelines.feeds.binance_trades import BinanceTrades, BinanceTradesSettings
+from ingestion_pipelines.feeds.binance.feed import BinanceTrades, BinanceTradesSettings
+from ingestion_pipelines.feeds.binance.replay import Trade
 from ingestion_pipelines.feeds.protocol import ParseError
-from ingestion_pipelines.replay.ws_binance import Trade
 
 NOW = datetime(2026, 4, 14, tzinfo=UTC)
 

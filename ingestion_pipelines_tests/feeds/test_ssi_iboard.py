@@ -14,8 +14,8 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.exc import DBAPIError
 
 from ingestion_pipelines.feeds.protocol import ParseError
-from ingestion_pipelines.feeds.ssi_iboard import ICT, NO_AGGRESSOR, SsiIboard, trade_id
-from ingestion_pipelines.replay.ws_ssi import SsiRecording, SsiServer, recording_path
+from ingestion_pipelines.feeds.ssi.feed import ICT, NO_AGGRESSOR, SsiIboard, trade_id
+from ingestion_pipelines.feeds.ssi.replay import SsiRecording, SsiServer, recording_path
 from ingestion_pipelines.storage.tables import stock_quote, trade_tick
 from ingestion_pipelines_tests.sidecar.helpers import sidecar_thread, wait_until
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import websocket
 
-from ingestion_pipelines.replay.ws_common import serve_feeds
-from ingestion_pipelines.replay.ws_ssi import (
+from ingestion_pipelines.feeds.ssi.replay import (
     BROWSER_USER_AGENT,
     SsiRecording,
     SsiServer,
     recording_path,
     shift_frame,
 )
+from ingestion_pipelines.replay.ws_common import serve_feeds
 from ingestion_pipelines_tests.replay_ws.wsclient import WsReader
 
 SHARED_RECORDING = Path("/work/shared/recordings/ssi-iboard-session-2026-04-14.jsonl")

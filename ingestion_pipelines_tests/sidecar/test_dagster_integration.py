@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from ingestion_pipelines.replay.ws_binance import BinanceServer
+from ingestion_pipelines.feeds.binance.replay import BinanceServer
 from ingestion_pipelines.settings import PROJECT_ROOT
 from ingestion_pipelines.sidecar.control import FeedControl
 from ingestion_pipelines.storage.engines import ensure_schema

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from ingestion_pipelines.replay import bench
 from ingestion_pipelines.replay.http_server import ReplayServer
 from ingestion_pipelines.resources.http import RunDeadlineExceeded
+from ingestion_pipelines.sources.bench import replay as bench
 from ingestion_pipelines.sources.factory import complete_check
 from ingestion_pipelines.sources.runner import CrawlResult, RejectThresholdError
 from ingestion_pipelines.storage import tables

@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import feedparser
 
-from ingestion_pipelines.sources._rss import published, text_and_image
+from ingestion_pipelines.sources.news.rss import published, text_and_image
 
 
 def entry(pub_date: str):

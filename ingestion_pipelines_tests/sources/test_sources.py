@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from ingestion_pipelines.replay import fmarket
+from ingestion_pipelines.sources.fmarket import replay as fmarket
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines_tests.sources.conftest import failure_message

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from ingestion_pipelines.market_calendar import previous_trading_day, trading_days
-from ingestion_pipelines.replay import vndirect
+from ingestion_pipelines.sources.vndirect import replay as vndirect
 from ingestion_pipelines.storage import tables
 
 PRICE_COLUMNS = {

@@ -13,6 +13,12 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from typing import TYPE_CHECKING
+
+from ingestion_pipelines.replay.routes import ReplayRequest, Response, base_path, fallback
+
+if TYPE_CHECKING:
+    from ingestion_pipelines.replay.dataset import ReplayDataset
 
 _CHANNEL_DATE = re.compile(rb"<(lastBuildDate|pubDate)>([^<]+)</\1>")
 _BROWSER = re.compile(r"Mozilla/5\.0 .*(Chrome|Firefox|Safari|Edg)/\d", re.IGNORECASE)
@@ -73,3 +79,23 @@ def _channel_date(body: bytes) -> datetime:
         except (TypeError, ValueError):
             continue
     return datetime.now(UTC).replace(microsecond=0)
+
+
+# ---------------------------------------------------------------- routes
+
+base_path("vnexpress_news")
+base_path("cafef_news")
+
+
+@fallback
+def rss_feed(request: ReplayRequest, dataset: ReplayDataset) -> Response | None:
+    """The feed recorded at the request's path, with conditional GET; None for another path."""
+    feed = dataset.feeds.get(request.path)
+    if feed is None:
+        return None
+    if feed.browser_only and not is_browser(request.headers.get("user-agent")):
+        return Response(503, BLOCKED_BODY, {"Content-Type": "text/html"})
+    headers = {"ETag": feed.etag, "Last-Modified": feed.last_modified_header}
+    if feed.not_modified(request.headers):
+        return Response(304, b"", headers)
+    return Response(200, feed.body, {"Content-Type": CONTENT_TYPE, **headers})

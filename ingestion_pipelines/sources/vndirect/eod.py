@@ -16,7 +16,7 @@ from decimal import Decimal
 from pydantic import Field, model_validator
 
 from ingestion_pipelines.sources.base import Exact, Record, Request, Source, TradingDayPartitions
-from ingestion_pipelines.sources.vn_stocks import (
+from ingestion_pipelines.sources.vndirect.stocks import (
     SYMBOL_PATTERN,
     VndirectSettings,
     listing_request,

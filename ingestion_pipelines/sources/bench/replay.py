@@ -10,7 +10,12 @@ Every calendar day in `from..to` (inclusive) has a row; the values are exact dec
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ingestion_pipelines.replay.routes import ReplayRequest, Response, route
+
+if TYPE_CHECKING:
+    from ingestion_pipelines.replay.dataset import ReplayDataset
 
 PATH = "/bench/eod"
 
@@ -38,3 +43,10 @@ def eod(query: dict[str, str]) -> tuple[int, dict[str, Any]]:
         for n in range(max(0, days))
     ]
     return 200, {"symbol": symbol, "total": len(data), "data": data}
+
+
+@route(PATH, "GET")
+def bench_eod(request: ReplayRequest, _dataset: ReplayDataset) -> Response:
+    """One symbol's window of daily prices."""
+    status, body = eod(request.query)
+    return Response.json(body, status)

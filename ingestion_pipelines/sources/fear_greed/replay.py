@@ -11,9 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ingestion_pipelines.replay.fmarket import unit_hash
+from ingestion_pipelines.replay.determinism import unit_hash
+from ingestion_pipelines.replay.routes import ReplayRequest, Response, base_path, route
+
+if TYPE_CHECKING:
+    from ingestion_pipelines.replay.dataset import ReplayDataset
 
 NAME = "Fear and Greed Index"
 FIRST_DAY = date(2018, 2, 1)
@@ -88,3 +92,16 @@ def index(
             data.append(entry)
         day -= timedelta(days=1)
     return {"name": NAME, "data": data, "metadata": {"error": None}}
+
+
+# ---------------------------------------------------------------- routes
+
+base_path("fear_greed")
+
+
+@route("/fng/", "GET")
+@route("/fng", "GET")
+def fng(request: ReplayRequest, dataset: ReplayDataset) -> Response:
+    """The index, as alternative.me serves it."""
+    body = index(request.query, dataset.now(), dataset.fng, stamp_hour=dataset.fng_stamp_hour)
+    return Response.json(body)

@@ -85,7 +85,7 @@ VARIANT_RECORDINGS = {
 def recording_path(name: str = RECORDING_NAME) -> Path:
     """Path of a bundled recording (package data): a file name or a `VARIANT_RECORDINGS` key."""
     name = VARIANT_RECORDINGS.get(name, name)
-    return Path(str(resources.files("ingestion_pipelines.replay").joinpath("data", name)))
+    return Path(str(resources.files(__package__).joinpath("data", name)))
 
 
 def shift_frame(raw: str, delta_ms: int) -> str:

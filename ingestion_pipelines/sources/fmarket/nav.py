@@ -22,7 +22,7 @@ from ingestion_pipelines.sources.base import (
     SourceError,
     exact_json,
 )
-from ingestion_pipelines.sources.fmarket_funds import (
+from ingestion_pipelines.sources.fmarket.funds import (
     BROWSER_HEADERS,
     FmarketSettings,
     fund_list_request,

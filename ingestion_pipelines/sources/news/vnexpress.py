@@ -1,6 +1,6 @@
 """VnExpress business news (RSS 2.0)."""
 
-from ingestion_pipelines.sources._rss import RssSettings, RssSource
+from ingestion_pipelines.sources.news.rss import RssSettings, RssSource
 
 
 class VnexpressSettings(RssSettings):

@@ -14,13 +14,24 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ingestion_pipelines.replay.determinism import unit_hash
+from ingestion_pipelines.replay.routes import (
+    ReplayRequest,
+    Response,
+    base_path,
+    error_answer,
+    route,
+)
+
+if TYPE_CHECKING:
+    from ingestion_pipelines.replay.dataset import ReplayDataset
 
 ICT = timezone(timedelta(hours=7), "ICT")
 PAR_VALUE = 10_000.0  # every fund starts at 10,000 VND per unit
 EPOCH = date(2000, 1, 1)
 _UNIX_DAY = date(1970, 1, 1).toordinal()
-_MASK = (1 << 64) - 1
 
 # asset type -> (yearly drift range, amplitudes of the 4-year / 1-year / quarter cycles, daily noise)
 _STYLE = {
@@ -29,19 +40,6 @@ _STYLE = {
     "BOND": ((0.045, 0.07), (0.006, 0.003, 0.001), 0.0002),
 }
 _PERIODS = (4.0, 1.0, 0.25)  # years
-
-
-def _mix(a: int, b: int) -> int:
-    """A fast 64-bit hash of two integers (splitmix64 finaliser)."""
-    x = (a * 0x9E3779B97F4A7C15 + b * 0xBF58476D1CE4E5B9 + 0x632BE59BD9B4E019) & _MASK
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
-    return x ^ (x >> 31)
-
-
-def unit_hash(a: int, b: int) -> float:
-    """A deterministic number in [0, 1) for (a, b)."""
-    return _mix(a, b) / 2.0**64
 
 
 @dataclass(frozen=True)
@@ -285,3 +283,47 @@ def history_window(body: dict[str, Any]) -> tuple[int, date | None, date, bool]:
     to_day = parse_request_date(body, "toDate", required=True)
     from_day = parse_request_date(body, "fromDate", required=not all_data)
     return product_id, from_day, to_day, all_data
+
+
+# ---------------------------------------------------------------- routes
+
+base_path("fmarket_funds")
+base_path("fmarket_nav")
+
+
+@error_answer(BadRequest)
+def bad_request(exc: Exception) -> Response:
+    """fmarket's 400 envelope."""
+    target = getattr(exc, "target", None)
+    return Response.json(envelope(None, status=400, message=str(exc), target=target), 400)
+
+
+def _json_body(request: ReplayRequest) -> dict[str, Any]:
+    try:
+        body = request.json()
+    except ValueError:
+        raise BadRequest("Request body không hợp lệ") from None
+    if not isinstance(body, dict):
+        raise BadRequest("Request body không hợp lệ")
+    return body
+
+
+@route("/res/products/filter", "POST")
+def products_filter(request: ReplayRequest, dataset: ReplayDataset) -> Response:
+    """One page of the fund list."""
+    body = _json_body(request)
+    try:
+        data = filter_products(dataset.funds, body, page_cap=dataset.fmarket_page_cap)
+    except (TypeError, ValueError):
+        raise BadRequest("page/pageSize không hợp lệ", "page") from None
+    return Response.json(envelope(data))
+
+
+@route("/res/product/get-nav-history", "POST")
+def nav_history(request: ReplayRequest, dataset: ReplayDataset) -> Response:
+    """The NAV history of one fund over a window."""
+    product_id, start, end, all_data = history_window(_json_body(request))
+    if start is not None and not all_data and dataset.nav_history_days_before:
+        start -= timedelta(days=dataset.nav_history_days_before)  # a server over-returning
+    rows = dataset.nav_rows(product_id, None if all_data else start, end)
+    return Response.json(envelope(rows))

@@ -1,7 +1,7 @@
 """CafeF stock-market news (RSS 2.0). CafeF answers 503 without a browser User-Agent, which the
 HTTP client's browser impersonation provides."""
 
-from ingestion_pipelines.sources._rss import RssSettings, RssSource
+from ingestion_pipelines.sources.news.rss import RssSettings, RssSource
 
 
 class CafefSettings(RssSettings):

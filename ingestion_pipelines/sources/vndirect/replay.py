@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingestion_pipelines.market_calendar import is_trading_day
-from ingestion_pipelines.replay.fmarket import unit_hash
+from ingestion_pipelines.replay.determinism import unit_hash
+from ingestion_pipelines.replay.routes import ReplayRequest, Response, base_path, route
+
+if TYPE_CHECKING:
+    from ingestion_pipelines.replay.dataset import ReplayDataset
 
 STOCKS_PATH = "/v4/stocks"
 PRICES_PATH = "/v4/stock_prices"
@@ -277,3 +282,29 @@ def _generated_codes(taken: set[str]):
             for third in letters:
                 if (code := first + second + third) not in taken:
                     yield code
+
+
+# ---------------------------------------------------------------- routes
+
+base_path("vn_stocks")
+base_path("vn_stock_eod")
+
+
+@route(STOCKS_PATH, "GET")
+def vndirect_stocks(request: ReplayRequest, dataset: ReplayDataset) -> Response:
+    """The stock listing."""
+    time.sleep(dataset.vn_stocks.latency_s)
+    try:
+        return Response.json(dataset.vn_stocks.listing(request.query))
+    except QueryError as exc:
+        return Response.json({"error": str(exc)}, 400)
+
+
+@route(PRICES_PATH, "GET")
+def vndirect_prices(request: ReplayRequest, dataset: ReplayDataset) -> Response:
+    """Daily prices."""
+    time.sleep(dataset.vn_stocks.latency_s)
+    try:
+        return Response.json(dataset.vn_stocks.prices(request.query))
+    except QueryError as exc:
+        return Response.json({"error": str(exc)}, 400)

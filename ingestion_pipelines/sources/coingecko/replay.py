@@ -7,11 +7,21 @@ is ``[]``. An optional per-minute budget answers ``429`` with the free plan's bo
 
 from __future__ import annotations
 
-import math
-import threading
-import time
-from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ingestion_pipelines.replay.routes import (
+    ReplayRequest,
+    Response,
+    base_path,
+    rate_limited,
+    route,
+    throttle_body,
+)
+
+if TYPE_CHECKING:
+    from ingestion_pipelines.replay.dataset import ReplayDataset
+
+PREFIX = "/api/v3"
 
 RATE_LIMIT_BODY = {
     "status": {
@@ -63,21 +73,17 @@ def markets(coins: list[dict[str, Any]], query: dict[str, str]) -> list[dict[str
     return selected[start : start + per_page]
 
 
-class RateLimit:
-    """A sliding one-minute window of at most ``per_minute`` calls."""
+# ---------------------------------------------------------------- routes
 
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._calls: deque[float] = deque()
-        self._lock = threading.Lock()
+base_path("coingecko_markets", PREFIX)
+throttle_body(PREFIX + "/", RATE_LIMIT_BODY)
+rate_limited("coingecko", PREFIX + "/")
 
-    def check(self) -> int | None:
-        """Count one call; return the Retry-After seconds when it is over budget."""
-        now = time.monotonic()
-        with self._lock:
-            while self._calls and now - self._calls[0] >= 60:
-                self._calls.popleft()
-            if len(self._calls) >= self.per_minute:
-                return max(1, math.ceil(60 - (now - self._calls[0])))
-            self._calls.append(now)
-            return None
+
+@route(PREFIX + "/coins/markets", "GET")
+def coins_markets(request: ReplayRequest, dataset: ReplayDataset) -> Response:
+    """One page of the market snapshot."""
+    try:
+        return Response.json(markets(dataset.coins, request.query))
+    except QueryError as exc:
+        return Response.json({"error": str(exc)}, 400)
