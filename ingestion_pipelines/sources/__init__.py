@@ -2,4 +2,4 @@
 
 from ingestion_pipelines.discovery import import_submodules
 
-import_submodules(__name__, skip=("base", "factory", "defs"))
+import_submodules(__name__, skip=("base", "factory", "defs", "testing"))

@@ -165,10 +165,11 @@ def _rows_present(
 RANGE_METADATA_KEYS = ("partition_range", "records_fetched", "records_inserted", "records_rejected")
 
 
-def _per_partition_metadata(metadata: dict, window: Window | None, log) -> dict:
-    """A run of one partition keeps its full metadata; a range run logs it once and records the
+def _per_partition_metadata(metadata: dict, partitions: int, log) -> dict:
+    """A run of one partition keeps its full metadata (whatever days its window spans: a trading
+    day's window runs to the next trading day); a range run logs it once and records the
     `RANGE_METADATA_KEYS` on each partition."""
-    if window is None or window.days <= 1:
+    if partitions <= 1:
         return metadata
     log.info(
         "run metadata for {}: {}",
@@ -304,7 +305,8 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
                 metadata["partition_range"] = f"{window.start}..{window.last_day}"
             metadata["table"] = source.table.name
             metadata["captured_at"] = dg.MetadataValue.timestamp(datetime.now(UTC))
-            metadata = _per_partition_metadata(metadata, window, log)
+            partitions = len(context.partition_keys) if window is not None else 1
+            metadata = _per_partition_metadata(metadata, partitions, log)
             return dg.MaterializeResult(
                 metadata=metadata,
                 check_results=[

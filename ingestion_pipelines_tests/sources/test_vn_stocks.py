@@ -2,84 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
-from decimal import Decimal
+from datetime import timedelta
 
-from ingestion_pipelines.market_calendar import previous_trading_day, trading_days
+from ingestion_pipelines.market_calendar import trading_days
 from ingestion_pipelines.sources.vndirect import replay as vndirect
+from ingestion_pipelines.sources.vndirect.testing import (
+    last_weekday,
+    served_prices,
+    trading_days_before,
+)
 from ingestion_pipelines.storage import tables
-
-PRICE_COLUMNS = {
-    "open": "open",
-    "high": "high",
-    "low": "low",
-    "close": "close",
-    "volume": "nmVolume",
-    "value": "nmValue",
-    "average": "average",
-    "reference": "basicPrice",
-    "ceiling": "ceilingPrice",
-    "floor": "floorPrice",
-    "adjusted_close": "adClose",
-    "change_pct": "pctChange",
-}
-
-
-def exact(value) -> Decimal:
-    return Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
-
-
-def last_weekday(before: date | None = None) -> date:
-    """The last trading day before `before` (today): a partition of vn_stock_eod."""
-    return previous_trading_day(before or date.today())
-
-
-def trading_days_before(day: date, count: int) -> date:
-    for _ in range(count):
-        day = previous_trading_day(day)
-    return day
-
-
-def served_prices(book: vndirect.StockBook, start: date, end: date) -> dict:
-    served = {}
-    for code, spec in book.specs.items():
-        day = start
-        while day <= end:
-            if spec.trades_on(day):
-                served[(code, day)] = spec.row(day)
-            day += timedelta(days=1)
-    return served
-
-
-def check_vn_stocks(crawler, _partition):
-    stored = {r["symbol"]: r for r in crawler.rows(tables.stock)}
-    served = crawler.server.dataset.vn_stocks.rows
-    assert len(stored) == len(served) == 26
-    for row in served:
-        got = stored[row["code"]]
-        assert (got["exchange"], got["name"], got["type"], got["status"]) == (
-            row["floor"],
-            row["companyName"],
-            row["type"],
-            row["status"],
-        )
-        assert got["listed_on"] == date.fromisoformat(row["listedDate"])
-        assert got["extra"] == {"shortNameEng": row["shortNameEng"], "taxCode": row["taxCode"]}
-    assert stored["ROS"]["status"] == "delisted"
-    assert stored["ROS"]["delisted_on"] == date(2023, 6, 8)
-
-
-def check_vn_stock_eod(crawler, partition):
-    day = date.fromisoformat(partition)
-    served = served_prices(crawler.server.dataset.vn_stocks, day, day)
-    stored = {(r["symbol"], r["trade_date"]): r for r in crawler.rows(tables.stock_eod)}
-    assert set(stored) == set(served) and len(served) >= 20
-    for key, row in served.items():
-        got = stored[key]
-        for column, field in PRICE_COLUMNS.items():
-            assert got[column] == exact(row[field]), (key, column)
-        assert got["exchange"] == row["floor"]
-        assert got["extra"]["time"] == row["time"]
 
 
 def test_a_backfill_is_one_run_with_one_price_request_per_listed_stock(crawler):

@@ -114,6 +114,8 @@ class RssSource(Source):
         document = feedparser.parse(response.content)
         if document.bozo and not document.entries:
             raise SourceError(f"not an RSS document: {document.bozo_exception}")
+        if not document.version:  # well-formed XML that is no feed (an HTML error page)
+            raise SourceError("not an RSS or Atom document")
         feed_url = request.url(self.settings.base_url)
         for entry in document.entries:
             html = entry.get("description") or entry.get("summary") or ""
