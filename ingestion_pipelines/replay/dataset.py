@@ -58,9 +58,11 @@ class ReplayDataset:
     # ------------------------------------------------------------------ clock
 
     def now(self) -> datetime:
+        """The dataset's clock: the fixed time if set, else now (UTC)."""
         return self.fixed_now or datetime.now(UTC)
 
     def today_ict(self) -> date:
+        """Today's date in Vietnam (ICT)."""
         return self.now().astimezone(fmarket.ICT).date()
 
     # ------------------------------------------------------------------ fmarket
@@ -93,9 +95,11 @@ class ReplayDataset:
         return row
 
     def fund(self, fund_id: int) -> dict[str, Any] | None:
+        """The fund list row of `fund_id` (None: not listed)."""
         return next((row for row in self.funds if row.get("id") == fund_id), None)
 
     def spec(self, fund_id: int) -> fmarket.FundSpec | None:
+        """The NAV model of `fund_id` (None: unknown fund)."""
         return self.specs.get(fund_id)
 
     def latest_nav_date(self, fund_id: int) -> date | None:

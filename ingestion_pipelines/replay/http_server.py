@@ -58,6 +58,7 @@ class Fault:
     hits: int = 0
 
     def response(self) -> Response | None:
+        """The answer this fault gives (None: the normal answer, maybe late)."""
         if self.status is None and self.body is None:
             return None
         status = self.status or 200
@@ -95,6 +96,7 @@ class FaultRegistry:
         method: str | None = None,
         drop: bool = False,
     ) -> Fault:
+        """Arm a fault for `path`; `body` may be bytes, text or JSON-able."""
         if isinstance(body, dict | list):
             body = orjson.dumps(body)
         elif isinstance(body, str):
@@ -107,6 +109,7 @@ class FaultRegistry:
         return fault
 
     def take(self, method: str, path: str) -> Fault | None:
+        """The first armed fault for the request, consumed once (None: none armed)."""
         with self._lock:
             for fault in self._faults:
                 if fault.path == path and fault.method in (None, method):
@@ -117,6 +120,7 @@ class FaultRegistry:
         return None
 
     def clear(self) -> None:
+        """Disarm every fault."""
         with self._lock:
             self._faults.clear()
 
@@ -238,14 +242,17 @@ class ReplayServer:
 
     @property
     def host(self) -> str:
+        """The address the server listens on."""
         return self._httpd.server_address[0]
 
     @property
     def port(self) -> int:
+        """The port the server listens on."""
         return self._httpd.server_address[1]
 
     @property
     def url(self) -> str:
+        """The server's root URL."""
         return f"http://{self.host}:{self.port}"
 
     def base_urls(self) -> dict[str, str]:
@@ -257,12 +264,14 @@ class ReplayServer:
         return {f"INGEST_{w.upper()}__BASE_URL": url for w, url in self.base_urls().items()}
 
     def requests_for(self, path: str, method: str | None = None) -> list[ReplayRequest]:
+        """The requests received at `path` (and `method`, if given)."""
         with self._requests_lock:
             return [r for r in self.requests if r.path == path and method in (None, r.method)]
 
     # ------------------------------------------------------------ life cycle
 
     def start(self) -> ReplayServer:
+        """Serve in a background thread; returns the server."""
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._httpd.serve_forever,
@@ -274,6 +283,7 @@ class ReplayServer:
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the socket."""
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join()
@@ -358,6 +368,7 @@ def serve(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`ingest replay` for the HTTP server alone: parse arguments and serve."""
     parser = argparse.ArgumentParser(
         prog="ingest replay",
         description="Serve the bundled recordings of the HTTP sources at their real paths.",

@@ -8,7 +8,7 @@ import threading
 from contextlib import contextmanager
 
 from ingestion_pipelines.replay.http_server import ReplayServer
-from ingestion_pipelines.replay.ws_common import serve_feeds
+from ingestion_pipelines.replay.ws_demo import serve_feeds
 
 
 @contextmanager
@@ -55,6 +55,7 @@ def replay_all(
 
 
 def main(args) -> int:
+    """`ingest replay`: serve every recording until SIGINT or SIGTERM."""
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

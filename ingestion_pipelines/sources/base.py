@@ -69,13 +69,16 @@ class Window:
 
     @property
     def days(self) -> int:
+        """Calendar days in the window."""
         return (self.end - self.start).days
 
     @property
     def last_day(self) -> date:
+        """The last day in the window (`end` is exclusive)."""
         return self.end - timedelta(days=1)
 
     def contains(self, day: date) -> bool:
+        """True when `day` is in the window."""
         return self.start <= day < self.end
 
     def start_utc(self) -> datetime:
@@ -102,6 +105,7 @@ class Request:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def url(self, base_url: str) -> str:
+        """The absolute URL of the request under `base_url` (an absolute path is kept)."""
         if "://" in self.path:
             return self.path
         return f"{base_url.rstrip('/')}/{self.path.lstrip('/')}"
@@ -162,6 +166,7 @@ class Record(BaseModel):
         return self.unmapped_fields_
 
     def row(self) -> dict[str, Any]:
+        """The row to upsert: the model's fields and `extra`."""
         row = self.model_dump(exclude={"unmapped_fields_"})
         row["extra"] = self.unmapped_fields_
         return row
@@ -245,6 +250,7 @@ class Source:
         self.window = window
 
     def build_requests(self) -> Iterable[Request]:
+        """The requests of one run. The default: one GET of the base URL."""
         yield Request("/")
 
     def parse(self, response, request: Request) -> Iterator[Mapping[str, Any] | Request]:

@@ -54,6 +54,7 @@ class Progress:
         self._last_publish = 0.0
 
     def __call__(self, done: int, total: int) -> None:
+        """Report that `done` of `total` requests are finished."""
         now = time.monotonic()
         percent = 100.0 * done / total if total else 100.0
         if now - self._last_log >= self.every_s:
@@ -77,6 +78,8 @@ class Progress:
 
 @dataclass(frozen=True)
 class SourceDefs:
+    """What the factory builds for one source: its asset, job and schedule."""
+
     asset: dg.AssetsDefinition
     job: object  # what define_asset_job returns (an unresolved asset job)
     schedule: dg.ScheduleDefinition
@@ -90,6 +93,7 @@ def _transient(error: HttpFetchError) -> bool:
 
 
 def partitions_def(source: type[Source]) -> dg.TimeWindowPartitionsDefinition | None:
+    """The partitions of a source's asset (None: unpartitioned)."""
     if source.partitions is None:
         return None
     if isinstance(source.partitions, TradingDayPartitions):

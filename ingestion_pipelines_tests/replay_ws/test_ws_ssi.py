@@ -18,7 +18,7 @@ from ingestion_pipelines.feeds.ssi.replay import (
     recording_path,
     shift_frame,
 )
-from ingestion_pipelines.replay.ws_common import serve_feeds
+from ingestion_pipelines.replay.ws_demo import serve_feeds
 from ingestion_pipelines_tests.replay_ws.wsclient import WsReader
 
 SHARED_RECORDING = Path("/work/shared/recordings/ssi-iboard-session-2026-04-14.jsonl")

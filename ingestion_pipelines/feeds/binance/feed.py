@@ -18,6 +18,8 @@ SOURCE = "binance"
 
 
 class BinanceTradesSettings(FeedSettings):
+    """Where and what the Binance trade feed subscribes to."""
+
     base_url: str = "wss://stream.binance.com:9443"
     rest_base_url: str = "https://api.binance.com"
     symbols: list[str] = Field(default_factory=lambda: ["btcusdt", "ethusdt"])
@@ -38,6 +40,9 @@ def _trade_row(symbol, trade_id, price, qty, time_ms, buyer_maker, received_at) 
 
 
 class BinanceTrades(Feed):
+    """Binance spot trades (`<symbol>@trade` streams), with REST `/api/v3/historicalTrades` for
+    gaps."""
+
     worker_id = "binance_trades"
     description = "Binance Spot trades (combined websocket streams), every trade id exactly once"
     tables = ("trade_tick",)
@@ -51,15 +56,18 @@ class BinanceTrades(Feed):
 
     @staticmethod
     def url(settings: BinanceTradesSettings) -> str:
+        """The combined-stream URL for the configured symbols."""
         streams = "/".join(f"{s.lower()}@trade" for s in settings.symbols)
         return f"{settings.base_url}/stream?streams={streams}"
 
     @staticmethod
     def subscribe_messages(settings: BinanceTradesSettings) -> list[str]:
+        """The SUBSCRIBE message(s) sent after connecting."""
         return []  # the streams are in the URL
 
     @staticmethod
     def parse(raw: bytes, received_at: datetime) -> Parsed:
+        """One websocket frame as trade rows (or a reject, or nothing for control replies)."""
         try:
             message = orjson.loads(raw)
             data = message.get("data", message)
@@ -83,11 +91,13 @@ class BinanceTrades(Feed):
 
     @staticmethod
     def history_request(settings: BinanceTradesSettings, symbol: str, from_id: int, limit: int):
+        """The REST request that refills a gap of trades from `from_id`."""
         query = urlencode({"symbol": symbol.upper(), "fromId": from_id, "limit": limit})
         return f"{settings.rest_base_url.rstrip('/')}/api/v3/historicalTrades?{query}"
 
     @staticmethod
     def history_rows(symbol: str, payload: bytes, received_at: datetime) -> list[dict[str, Any]]:
+        """The trade rows of one REST history answer."""
         return [
             _trade_row(
                 symbol.upper(),

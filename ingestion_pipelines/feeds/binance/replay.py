@@ -53,7 +53,7 @@ import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from ingestion_pipelines.replay.ws_common import (
+from ingestion_pipelines.replay.ws_server import (
     BackgroundWsServer,
     ClientConn,
     Outgoing,
@@ -144,10 +144,12 @@ class BenchmarkRun:
     done: threading.Event = field(default_factory=threading.Event)
 
     def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the burst was written (or failed); False on timeout."""
         return self.done.wait(timeout)
 
     @property
     def duration_s(self) -> float | None:
+        """Seconds from the first message to the last, once finished."""
         if self.started_at is None or self.finished_at is None:
             return None
         return self.finished_at - self.started_at
@@ -308,6 +310,7 @@ class BinanceServer(BackgroundWsServer):
 
     @property
     def symbols(self) -> list[str]:
+        """The symbols the server trades."""
         return list(self._syms)
 
     def stream_url(self, symbols: Iterable[str] | None = None) -> str:
@@ -321,6 +324,7 @@ class BinanceServer(BackgroundWsServer):
             return list(self._sym(symbol).journal)
 
     def last_trade_id(self, symbol: str) -> int | None:
+        """The id of the newest trade generated for `symbol` (None before the first)."""
         with self._cond:
             sym = self._sym(symbol)
             return sym.journal[-1].id if sym.journal else None
@@ -348,10 +352,12 @@ class BinanceServer(BackgroundWsServer):
 
     @property
     def rate(self) -> float:
+        """Trades generated per second and symbol."""
         return self._rate
 
     @property
     def paused(self) -> bool:
+        """True while trade generation is paused."""
         return self._paused
 
     def wait_trades(self, symbol: str, count: int, timeout: float = 10.0) -> bool:
@@ -377,6 +383,7 @@ class BinanceServer(BackgroundWsServer):
         self._wake_generator()
 
     def resume(self) -> None:
+        """Generate trades again after `pause()`."""
         self._paused = False
         self._wake_generator()
 

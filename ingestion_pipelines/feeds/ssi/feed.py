@@ -48,6 +48,8 @@ _READ_INDEXES = {0, 1, 45, 66, STAMP_INDEX, *_QUOTE_FIELDS.values()}
 
 
 class SsiIboardSettings(FeedSettings):
+    """Where and what the SSI iBoard feed subscribes to."""
+
     base_url: str = "wss://iboard-pushstream.ssi.com.vn"
     symbols: list[str] = Field(default_factory=lambda: ["VCB", "FPT", "MBB"])
     boards: list[str] = Field(default_factory=lambda: ["MAIN"])
@@ -94,6 +96,8 @@ def board_quote(fields: list[str], received_at: datetime) -> dict[str, Any]:
 
 
 class SsiIboard(Feed):
+    """SSI iBoard's pushstream: board frames of matched trades and quotes."""
+
     worker_id = "ssi_iboard"
     description = "SSI iBoard board snapshots (stock_quote) and the trades they reveal (trade_tick)"
     tables = ("stock_quote", "trade_tick")
@@ -112,10 +116,12 @@ class SsiIboard(Feed):
 
     @staticmethod
     def url(settings: SsiIboardSettings) -> str:
+        """The pushstream URL."""
         return f"{settings.base_url}/realtime"
 
     @staticmethod
     def subscribe_messages(settings: SsiIboardSettings) -> list[str]:
+        """The subscribe message(s) for the configured boards and symbols."""
         message = {
             "type": "sub",
             "topic": TOPIC,
@@ -141,6 +147,7 @@ class SsiIboard(Feed):
                     self._volume[symbol] = (today.strftime("%Y%m%d"), int(Decimal(volume)))
 
     def parse(self, raw: bytes, received_at: datetime) -> Parsed:
+        """One pushstream frame as trade/quote rows (or a reject, or nothing for control frames)."""
         if not raw.startswith(b"MAIN|") and b"|" not in raw[:16]:
             if raw.startswith(b"Subscribed") or raw.startswith(b"{"):
                 return NOTHING  # acknowledgements

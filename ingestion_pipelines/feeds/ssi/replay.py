@@ -46,7 +46,7 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from ingestion_pipelines.replay.ws_common import (
+from ingestion_pipelines.replay.ws_server import (
     BackgroundWsServer,
     ClientConn,
     Outgoing,
@@ -101,6 +101,8 @@ def shift_frame(raw: str, delta_ms: int) -> str:
 
 @dataclass(frozen=True)
 class RecordedFrame:
+    """One recorded board frame."""
+
     t: int  # capture time, epoch ms
     raw: str
     board: str  # field 0, e.g. "MAIN"
@@ -120,6 +122,7 @@ class SsiRecording:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> SsiRecording:
+        """Read a recording (default: the bundled 102-field session)."""
         entries = []
         with open(path or recording_path(), encoding="utf-8") as fh:
             for line in fh:
@@ -150,14 +153,17 @@ class SsiRecording:
 
     @property
     def symbols(self) -> list[str]:
+        """The symbols present in the recording."""
         return list(dict.fromkeys(f.symbol for f in self.frames))
 
     @property
     def boards(self) -> list[str]:
+        """The boards present in the recording."""
         return list(dict.fromkeys(f.board for f in self.frames))
 
     @property
     def span_ms(self) -> int:
+        """Milliseconds from the acknowledgement to the last frame."""
         return self.frames[-1].t - self.t_ack
 
 
@@ -171,6 +177,8 @@ def _message_type(raw: str) -> str | None:
 
 @dataclass(frozen=True)
 class SentMessage:
+    """One message the server wrote to a client."""
+
     conn_id: int
     kind: str  # "ack" | "unsub_reply" | "frame"
     raw: str
@@ -263,6 +271,7 @@ class SsiServer(BackgroundWsServer):
 
     @property
     def symbols(self) -> list[str]:
+        """The symbols of the replayed recording."""
         return self.recording.symbols
 
     @property
@@ -272,6 +281,7 @@ class SsiServer(BackgroundWsServer):
 
     @property
     def realtime_url(self) -> str:
+        """The pushstream URL clients connect to."""
         return f"{self.url}/realtime"
 
     @property
@@ -281,6 +291,7 @@ class SsiServer(BackgroundWsServer):
             return [m.raw for m in self._sent if m.kind == "frame"]
 
     def frames_sent_to(self, conn_id: int) -> list[str]:
+        """Board frames written to connection `conn_id`, in send order."""
         with self._cond:
             return [m.raw for m in self._sent if m.kind == "frame" and m.conn_id == conn_id]
 
@@ -298,10 +309,12 @@ class SsiServer(BackgroundWsServer):
 
     @property
     def passes_completed(self) -> int:
+        """How many times the timeline played to its end."""
         with self._cond:
             return self._passes_completed
 
     def wait_frames_sent(self, n: int, timeout: float = 10.0) -> bool:
+        """Wait until `n` board frames were written to clients; False on timeout."""
         return self.wait_for(lambda: sum(1 for m in self._sent if m.kind == "frame") >= n, timeout)
 
     # -- internals -------------------------------------------------------------------------

@@ -23,6 +23,8 @@ from ingestion_pipelines.workers import ScheduledSettings, secret
 
 
 class CoingeckoSettings(ScheduledSettings):
+    """Where and how `coingecko_markets` crawls."""
+
     base_url: str = "https://api.coingecko.com/api/v3"
     cron: str = "*/5 * * * *"
     vs_currency: str = "usd"
@@ -32,6 +34,8 @@ class CoingeckoSettings(ScheduledSettings):
 
 
 class MarketSnapshot(Record):
+    """One coin of the market snapshot."""
+
     coin_id: str = Field(validation_alias="id", min_length=1)
     # The crawl's capture time, one per run (a run's snapshot is one key): CoinGecko's own
     # `last_updated` differs per coin and is null for stale coins.
@@ -74,6 +78,7 @@ class CoingeckoMarkets(Source):
     fresh_within = timedelta(minutes=20)
 
     def page(self, number: int) -> Request:
+        """The request of one page of the snapshot."""
         settings = self.settings
         return Request(
             "/coins/markets",
@@ -88,10 +93,12 @@ class CoingeckoMarkets(Source):
         )
 
     def build_requests(self):
+        """The first page, stamping the run's capture time; `parse` follows with the next ones."""
         self.captured_at = datetime.now(UTC)
         yield self.page(1)
 
     def parse(self, response, request):
+        """The coins of one page, and the next page while pages hold coins (up to `max_pages`)."""
         coins = exact_json(response)
         if not isinstance(coins, list):
             raise ValueError(f"expected a JSON list of coins, got {type(coins).__name__}")

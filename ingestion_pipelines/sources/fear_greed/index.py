@@ -27,6 +27,8 @@ HISTORY_AFTER_DAYS = 60  # further back than this, one request with limit=0 fetc
 
 
 class FearGreedSettings(ScheduledSettings):
+    """Where and how `fear_greed` crawls."""
+
     base_url: str = "https://api.alternative.me"
     cron: str = "15 7 * * *"  # 00:15 UTC, once the UTC day's value is out
 
@@ -45,6 +47,8 @@ def _utc_date(value):
 
 
 class FearGreedValue(Record):
+    """One day's index value."""
+
     index_date: Annotated[date, BeforeValidator(_utc_date)] = Field(validation_alias="timestamp")
     value: int = Field(ge=0, le=100)
     classification: str = Field(validation_alias="value_classification", min_length=1)
@@ -63,11 +67,13 @@ class FearGreed(Source):
     fresh_within = timedelta(hours=26)
 
     def build_requests(self):
+        """One request covering the window (`limit=0` for a long history)."""
         days_back = (datetime.now(UTC).date() - self.window.start).days + 1
         limit = 0 if days_back > HISTORY_AFTER_DAYS else max(days_back, 1)
         yield Request("/fng/", params={"limit": limit, "format": "json"})
 
     def parse(self, response, request):
+        """The values of the window; a `metadata.error` fails the run."""
         body = exact_json(response)
         error = (
             (body.get("metadata") or {}).get("error")

@@ -46,10 +46,12 @@ def classify(value: int) -> str:
 
 
 def utc_midnight(day: date) -> int:
+    """The epoch seconds of 00:00 UTC on `day`."""
     return int(datetime.combine(day, time(0), UTC).timestamp())
 
 
 def error_body(message: str) -> dict[str, Any]:
+    """The body alternative.me answers with for an error."""
     return {"name": NAME, "data": [], "metadata": {"error": message}}
 
 

@@ -41,6 +41,8 @@ BROWSER_HEADERS = {
 
 
 class FmarketSettings(ScheduledSettings):
+    """Where and how `fmarket_funds` crawls."""
+
     base_url: str = "https://api.fmarket.vn"
     cron: str = "30 18 * * *"
     page_size: int = Field(100, ge=1, le=1000)
@@ -52,6 +54,8 @@ def _change(name: str) -> AliasPath:
 
 
 class Fund(Record):
+    """One fund of the fund list."""
+
     fund_id: int = Field(validation_alias="id")
     code: str = Field(min_length=1)
     name: str = Field(min_length=1)
@@ -129,7 +133,9 @@ class FmarketFunds(Source):
     fresh_within = timedelta(hours=26)
 
     def build_requests(self):
+        """The first page of the fund list; `parse` follows with the next ones."""
         yield fund_list_request(1, self.settings.page_size)
 
     def parse(self, response, request):
+        """The funds of one page, and the next page until the list is complete."""
         yield from fund_pages(response, request, self.settings.page_size)

@@ -32,10 +32,14 @@ from ingestion_pipelines.storage.tables import fund_nav
 
 
 class FmarketNavSettings(FmarketSettings):
+    """Where and how `fmarket_nav` crawls."""
+
     cron: str = "45 18 * * *"
 
 
 class FundNav(Record):
+    """One fund's NAV on one day."""
+
     fund_id: int = Field(validation_alias="productId")
     nav_date: date = Field(validation_alias="navDate")
     nav: Exact = Field(gt=Decimal(0))
@@ -55,9 +59,11 @@ class FmarketNav(Source):
     fresh_within = timedelta(hours=26)
 
     def build_requests(self):
+        """The fund list first: one NAV history request per fund follows from it."""
         yield fund_list_request(1, self.settings.page_size)
 
     def parse(self, response, request):
+        """From the fund list, one history request per fund; from a history, its NAV rows."""
         if request.meta["kind"] == "funds":
             # The list's total counts funds, not NAV rows: it drives paging here, and the
             # completeness of the fund list itself is fmarket_funds' `Expected`.
@@ -73,6 +79,7 @@ class FmarketNav(Source):
         yield from body["data"]
 
     def history_request(self, fund_id: int) -> Request:
+        """The NAV history request of one fund over the run's window."""
         return Request(
             "/res/product/get-nav-history",
             method="POST",

@@ -53,6 +53,7 @@ class FundSpec:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> FundSpec:
+        """The model's view of one fund list row."""
         asset = row["dataFundAssetType"]["code"]
         return cls(
             fund_id=int(row["id"]),
@@ -99,24 +100,29 @@ class FundSpec:
         return (day.toordinal() - _UNIX_DAY) * 86_400_000 + 10 * 3_600_000 + jitter
 
     def row_id(self, day: date) -> int:
+        """The id of the fund's NAV row on `day` (stable, unique)."""
         return self.fund_id * 100_000 + (day - EPOCH).days
 
 
 def ms_to_ict_date(value: int | float) -> date:
+    """The ICT calendar date of an epoch-milliseconds stamp."""
     return datetime.fromtimestamp(value / 1000, ICT).date()
 
 
 def ict_midnight_ms(day: date) -> int:
+    """Epoch milliseconds of 00:00 ICT on `day`."""
     return int(datetime.combine(day, time(0), ICT).timestamp() * 1000)
 
 
 def previous_weekday(day: date) -> date:
+    """`day` if it is a weekday, else the Friday before."""
     while day.weekday() >= 5:
         day -= timedelta(days=1)
     return day
 
 
 def months_before(day: date, months: int) -> date:
+    """The same day of the month `months` months before `day` (clamped to the month's end)."""
     year, month = divmod(day.year * 12 + day.month - 1 - months, 12)
     return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
 

@@ -5,6 +5,8 @@ from ingestion_pipelines.sources.news.rss import RssSettings, RssSource
 
 
 class CafefSettings(RssSettings):
+    """CafeF's stock-market feed (served to browsers only)."""
+
     base_url: str = "https://cafef.vn"
     feeds: list[str] = ["/thi-truong-chung-khoan.rss"]
 

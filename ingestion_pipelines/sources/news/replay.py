@@ -54,6 +54,7 @@ class Feed:
 
     @property
     def last_modified_header(self) -> str:
+        """`last_modified` as an HTTP date."""
         return format_datetime(self.last_modified.astimezone(UTC), usegmt=True)
 
     def not_modified(self, headers: dict[str, str]) -> bool:

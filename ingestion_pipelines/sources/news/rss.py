@@ -15,11 +15,15 @@ from ingestion_pipelines.workers import ScheduledSettings
 
 
 class RssSettings(ScheduledSettings):
+    """Where and how an RSS worker crawls: the feed paths under its base URL."""
+
     cron: str = "5 * * * *"
     feeds: list[str] = Field(default_factory=list, description="feed paths (or full URLs)")
 
 
 class Article(Record):
+    """One news article of a feed."""
+
     url: str = Field(min_length=8, max_length=700, pattern=r"^https?://")
     source: str
     feed_url: str | None = None
@@ -59,6 +63,7 @@ class _TextAndImage(HTMLParser):
 
 
 def text_and_image(html: str) -> tuple[str, str | None]:
+    """The text of an item's HTML description, and the first image it shows."""
     parser = _TextAndImage()
     parser.feed(html or "")
     parser.close()
@@ -107,10 +112,12 @@ class RssSource(Source):
     fresh_within = timedelta(hours=3)
 
     def build_requests(self):
+        """One conditional GET per feed."""
         for feed in self.settings.feeds:
             yield Request(feed, conditional=True, meta={"feed": feed})
 
     def parse(self, response, request):
+        """The items of one feed document; a document that is no feed fails the run."""
         document = feedparser.parse(response.content)
         if document.bozo and not document.entries:
             raise SourceError(f"not an RSS document: {document.bozo_exception}")

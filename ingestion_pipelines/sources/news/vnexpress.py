@@ -4,6 +4,8 @@ from ingestion_pipelines.sources.news.rss import RssSettings, RssSource
 
 
 class VnexpressSettings(RssSettings):
+    """VnExpress's business feed."""
+
     base_url: str = "https://vnexpress.net"
     feeds: list[str] = ["/rss/kinh-doanh.rss"]
 

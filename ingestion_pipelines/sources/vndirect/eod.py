@@ -30,10 +30,14 @@ ZERO = Decimal(0)
 
 
 class VnStockEodSettings(VndirectSettings):
+    """Where and how `vn_stock_eod` crawls."""
+
     cron: str = "30 16 * * 1-5"  # after the 14:45 close and VNDIRECT's end-of-day update
 
 
 class StockEod(Record):
+    """One stock's end-of-day prices."""
+
     symbol: str = Field(validation_alias="code", pattern=SYMBOL_PATTERN)
     trade_date: date = Field(validation_alias="date")
     exchange: str | None = Field(None, validation_alias="floor")
@@ -77,9 +81,11 @@ class VnStockEod(Source):
     headers = {"Accept": "application/json"}
 
     def build_requests(self):
+        """The listing first: one price request per listed stock follows from it."""
         yield listing_request(1, self.settings.page_size)
 
     def parse(self, response, request):
+        """From the listing, price requests; from a price page, its rows (and the next page)."""
         if request.meta["kind"] == "listing":
             for item in paged_rows(response, request, "listing"):
                 if isinstance(item, dict):

@@ -115,14 +115,17 @@ class StockSpec:
 
     @property
     def seed(self) -> int:
+        """The stock's seed for generated prices."""
         return int.from_bytes(self.symbol.encode(), "big") % (2**61)
 
     def trades_on(self, day: date) -> bool:
+        """True when the stock traded on `day` (a trading day between listing and delisting)."""
         if day < self.listed or not is_trading_day(day):
             return False
         return self.delisted is None or day <= self.delisted
 
     def close(self, day: date) -> float:
+        """The stock's close on `day`, on the exchange's price step."""
         base = 5 + 120 * unit_hash(self.seed, 1)
         t = day.toordinal() / 365.0
         wave = 0.25 * math.sin(2 * math.pi * t / 3 + 6 * unit_hash(self.seed, 2))
@@ -198,11 +201,13 @@ class StockBook:
         return cls(rows)
 
     def listing(self, query: dict[str, str]) -> dict[str, Any]:
+        """One page of the listing for `query`."""
         q = parse_q(query.get("q", ""))
         rows = [r for r in self.rows if _matches(r, q)]
         return paged(rows, query, self.page_cap)
 
     def prices(self, query: dict[str, str]) -> dict[str, Any]:
+        """One page of daily prices for `query`."""
         q = parse_q(query.get("q", ""))
         codes = q.get("code") or []
         start = _date_clause(q, "date:gte") or date(2000, 1, 1)
@@ -222,6 +227,7 @@ class StockBook:
 
 
 def spec_of(row: dict[str, Any]) -> StockSpec:
+    """The price model of one listing row."""
     delisted = row.get("delistedDate")
     return StockSpec(
         row["code"],

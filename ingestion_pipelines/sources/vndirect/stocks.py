@@ -38,10 +38,14 @@ class VndirectSettings(ScheduledSettings):
 
 
 class VnStocksSettings(VndirectSettings):
+    """Where and how `vn_stocks` crawls."""
+
     cron: str = "0 8 * * *"  # before the 09:00 open: new listings and delistings of the day
 
 
 class Stock(Record):
+    """One listed stock."""
+
     symbol: str = Field(validation_alias="code", pattern=SYMBOL_PATTERN)
     exchange: Literal["HOSE", "HNX", "UPCOM"] = Field(validation_alias="floor")
     name: str = Field(validation_alias="companyName", min_length=1)
@@ -107,7 +111,9 @@ class VnStocks(Source):
     headers = {"Accept": "application/json"}
 
     def build_requests(self):
+        """The first page of the listing."""
         yield listing_request(1, self.settings.page_size)
 
     def parse(self, response, request):
+        """The stocks of one page, and the next page until the listing is complete."""
         yield from paged_rows(response, request, "stocks")

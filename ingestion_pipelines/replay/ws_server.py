@@ -1,4 +1,5 @@
-"""Shared plumbing for the local websocket feed servers (`ws_binance`, `ws_ssi`).
+"""The generic websocket replay server the feed folders build on (`feeds/binance/replay.py`,
+`feeds/ssi/replay.py`).
 
 `BackgroundWsServer` runs one `websockets` (asyncio) server in its own event loop on a daemon
 thread, so tests and the CLI can use it from ordinary synchronous code:
@@ -19,9 +20,6 @@ What every server built on it gets:
   frame), `close_all(code)` (after the already queued messages), `inject_malformed(raw)`;
 - `wait_for(predicate, timeout)`: a condition wait (no sleeping), woken on every state change;
 - `stop()` then `start()` again rebinds the same port, so clients can reconnect to the same URL.
-
-`serve_feeds()` starts both feed servers for the demo and prints the environment variables that
-point the feed workers at them.
 """
 
 from __future__ import annotations
@@ -32,9 +30,9 @@ import itertools
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Self, TextIO, TypeVar
+from typing import Any, Self, TypeVar
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -42,20 +40,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 
-if TYPE_CHECKING:
-    from ingestion_pipelines.feeds.binance.replay import BinanceServer
-    from ingestion_pipelines.feeds.ssi.replay import SsiServer
-
 __all__ = [
     "BackgroundWsServer",
     "ClientConn",
     "ClientInfo",
-    "FeedServers",
     "Outgoing",
     "Received",
-    "feed_env",
     "json_response",
-    "serve_feeds",
     "text_response",
 ]
 
@@ -112,9 +103,11 @@ class Outgoing:
     __slots__ = ()
 
     def render(self) -> str | bytes | None:  # None: nothing to send
+        """The message to send now (None: nothing to send)."""
         raise NotImplementedError
 
     def on_sent(self, conn: ClientConn) -> None:  # called after the frame was written
+        """Called once the message was written to `conn`."""
         return None
 
 
@@ -164,10 +157,12 @@ class ClientConn:
         )
 
     def enqueue(self, item: Any) -> None:
+        """Queue `item` for the connection's writer, unless it is closing."""
         if not self.closing:
             self.queue.put_nowait(item)
 
     def details(self) -> dict[str, Any]:  # overridden by servers
+        """What the server reports about this connection (servers add their own)."""
         return {}
 
 
@@ -204,6 +199,7 @@ def json_response(status: int, body: Any) -> Response:
 def text_response(
     status: int, text: str, content_type: str = "text/plain; charset=utf-8"
 ) -> Response:
+    """A plain HTTP answer (for a request that is not a websocket upgrade)."""
     payload = text.encode()
     return Response(
         status,
@@ -318,6 +314,7 @@ class BackgroundWsServer:
 
     @property
     def running(self) -> bool:
+        """True while the server is serving."""
         return self._thread is not None and self._ready.is_set()
 
     def __enter__(self) -> Self:
@@ -560,6 +557,7 @@ class BackgroundWsServer:
 
     @property
     def port(self) -> int:
+        """The port the server listens on (once started)."""
         if self._port is None:
             raise RuntimeError(f"{type(self).__name__} has not been started")
         return self._port
@@ -571,6 +569,7 @@ class BackgroundWsServer:
 
     @property
     def http_url(self) -> str:
+        """The HTTP root URL on the same port."""
         return f"http://{self.host}:{self.port}"
 
     @property
@@ -587,6 +586,7 @@ class BackgroundWsServer:
 
     @property
     def pings_sent(self) -> int:
+        """How many pings the server sent."""
         with self._cond:
             return self._pings_sent
 
@@ -597,6 +597,7 @@ class BackgroundWsServer:
             return list(self._received)
 
     def clear_received(self) -> None:
+        """Forget every message received so far."""
         with self._cond:
             self._received.clear()
 
@@ -611,6 +612,7 @@ class BackgroundWsServer:
 
     @property
     def max_connection_age_s(self) -> float | None:
+        """Connections older than this are closed (None: never)."""
         return self._max_age
 
     @max_connection_age_s.setter
@@ -686,100 +688,3 @@ class BackgroundWsServer:
                 await asyncio.wait(futures, timeout=timeout)
 
         self._call(wait_markers, timeout + 1)
-
-
-# -- the demo: both feeds ----------------------------------------------------------------------
-
-
-def feed_env(binance: BinanceServer, ssi: SsiServer) -> dict[str, str]:
-    """The environment variables that point the feed workers at the local servers."""
-    return {
-        "INGEST_BINANCE_TRADES__BASE_URL": binance.url,
-        "INGEST_BINANCE_TRADES__REST_BASE_URL": binance.rest_url,
-        "INGEST_SSI_IBOARD__BASE_URL": ssi.url,
-    }
-
-
-@dataclass
-class FeedServers:
-    """Both feed servers, started; `stop()` (or the context manager) stops them."""
-
-    binance: BinanceServer
-    ssi: SsiServer
-
-    @property
-    def env(self) -> dict[str, str]:
-        return feed_env(self.binance, self.ssi)
-
-    def stop(self) -> None:
-        self.binance.stop()
-        self.ssi.stop()
-
-    def wait(self, stop: threading.Event | None = None) -> None:
-        """Block until `stop` is set (or KeyboardInterrupt), then stop both servers."""
-        stop = stop or threading.Event()
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
-        finally:
-            self.stop()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def serve_feeds(
-    host: str = "127.0.0.1",
-    port_binance: int = 9001,
-    port_ssi: int = 9002,
-    *,
-    binance_symbols: Iterable[str] = ("BTCUSDT", "ETHUSDT"),
-    binance_rate: float = 5.0,
-    ssi_speed: float = 1.0,
-    ssi_loop: bool = True,
-    ssi_recording: str | None = None,
-    out: TextIO | None = sys.stdout,
-    block: bool = False,
-) -> FeedServers:
-    """Start the Binance and SSI servers for the demo and print the variables to use.
-
-    The Binance server generates trades for `binance_symbols` at `binance_rate` messages/s and
-    answers REST on the same port; the SSI server replays the bundled recording in a loop with
-    timestamps shifted to now (`ssi_recording`: another bundled variant, e.g. "97-fields" or
-    "derivatives", or a file). With `block`, waits for Ctrl-C and stops both.
-    """
-    from ingestion_pipelines.feeds.binance.replay import BinanceServer
-    from ingestion_pipelines.feeds.ssi.replay import SsiServer, recording_path
-
-    binance = BinanceServer(host, port_binance, symbols=binance_symbols, rate=binance_rate).start()
-    try:
-        recording = recording_path(ssi_recording) if ssi_recording else None
-        ssi = SsiServer(
-            host, port_ssi, speed=ssi_speed, loop=ssi_loop, shift_to_now=True, recording=recording
-        ).start()
-    except BaseException:
-        binance.stop()
-        raise
-    servers = FeedServers(binance, ssi)
-    if out is not None:
-        print(
-            f"# Binance trades: {binance.url}/stream?streams="
-            + "/".join(f"{s.lower()}@trade" for s in binance.symbols)
-            + f" (REST on {binance.rest_url})",
-            file=out,
-        )
-        print(
-            f"# SSI iBoard: {ssi.url}/realtime (symbols {', '.join(ssi.symbols)})",
-            file=out,
-        )
-        for key, value in servers.env.items():
-            print(f"{key}={value}", file=out)
-        out.flush()
-    if block:
-        servers.wait()
-    return servers
