@@ -19,16 +19,13 @@ import threading
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from ingestion_pipelines.replay import routes
 from ingestion_pipelines.replay.routes import read_data, read_variant
 from ingestion_pipelines.sources.fear_greed import replay as fear_greed
 from ingestion_pipelines.sources.fmarket import replay as fmarket
-from ingestion_pipelines.sources.news.replay import Feed
-from ingestion_pipelines.sources.vndirect import replay as vndirect
+from ingestion_pipelines.sources.news.replay import CAFEF_PATH, VNEXPRESS_PATH, Feed
 
 __all__ = ["CAFEF_PATH", "VNEXPRESS_PATH", "ReplayDataset", "read_data", "read_variant"]
-
-VNEXPRESS_PATH = "/rss/kinh-doanh.rss"
-CAFEF_PATH = "/thi-truong-chung-khoan.rss"
 
 
 class ReplayDataset:
@@ -39,13 +36,10 @@ class ReplayDataset:
         self.products: list[dict[str, Any]] = json.loads(read_data("fmarket_products.json"))
         self.specs = {row["id"]: fmarket.FundSpec.from_row(row) for row in self.products}
         self.nav_overrides: dict[tuple[int, date], dict[str, Any] | None] = {}
-        self.coins: list[dict[str, Any]] = json.loads(read_data("coingecko_coins_markets.json"))
-        self.feeds: dict[str, Feed] = {
-            VNEXPRESS_PATH: Feed(read_data("vnexpress_kinh_doanh.rss")),
-            CAFEF_PATH: Feed(read_data("cafef_thi_truong_chung_khoan.rss"), browser_only=True),
-        }
         self.fng_overrides: dict[date, int | None] = {}
-        self.vn_stocks = vndirect.StockBook.recorded(read_data("vndirect_stocks.json"))
+        routes.load_replays()
+        for name, build in routes.DATASET_PARTS.items():  # each family's served state
+            setattr(self, name, build())
         # Behaviours of real servers, off by default (see `ingest replay --help`):
         self.fmarket_page_cap: int | None = None  # page size applied whatever pageSize asks
         self.nav_history_days_before = 0  # get-nav-history also returns this many earlier days

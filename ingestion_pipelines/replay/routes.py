@@ -82,6 +82,8 @@ WORKER_BASE_PATHS: dict[str, str] = {}
 ERROR_ANSWERS: dict[type[Exception], Callable[[Exception], Response]] = {}
 # path prefix -> the body of a 429 there (what the real service says when over its rate limit)
 THROTTLE_BODIES: dict[str, Any] = {}
+# attribute of ReplayDataset -> what builds its initial value (a family's own served state)
+DATASET_PARTS: dict[str, Callable[[], Any]] = {}
 # budget name -> the path prefix it covers (a server answering 429 past a per-minute budget)
 RATE_LIMITED: dict[str, str] = {}
 
@@ -106,6 +108,17 @@ def fallback(handler: Fallback) -> Fallback:
 def base_path(worker_id: str, suffix: str = "") -> None:
     """Say that ``worker_id`` is served here, its base URL being the server's root + ``suffix``."""
     WORKER_BASE_PATHS[worker_id] = suffix
+
+
+def dataset_part(name: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+    """Register the decorated function as the builder of ``ReplayDataset.<name>``, the state a
+    family's routes serve (tests read and change it there)."""
+
+    def register(build: Callable[[], Any]) -> Callable[[], Any]:
+        DATASET_PARTS[name] = build
+        return build
+
+    return register
 
 
 def error_answer(

@@ -33,7 +33,7 @@ from sqlalchemy import Table
 
 from ingestion_pipelines import values
 from ingestion_pipelines.discovery import declared_subclasses
-from ingestion_pipelines.workers import ScheduledSettings, WorkerSpec, register
+from ingestion_pipelines.workers import ScheduledSettings, WorkerSpec, catalogue, register
 
 ICT = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -259,10 +259,12 @@ class Source:
 
 
 def source_classes() -> dict[str, type[Source]]:
-    """Every source class, by worker id."""
+    """Every source class of the worker catalogue, by worker id. A class whose `worker_id` is set
+    after it was made (a test's own source, e.g. `eod_bench.BenchEod`) is not in the catalogue."""
     import ingestion_pipelines.sources  # noqa: F401 - registers the sources
 
-    return declared_subclasses(Source)
+    workers = catalogue()
+    return {w: cls for w, cls in declared_subclasses(Source).items() if w in workers}
 
 
 # ---- field types shared by record models ----------------------------------------------------

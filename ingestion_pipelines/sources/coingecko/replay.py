@@ -13,7 +13,9 @@ from ingestion_pipelines.replay.routes import (
     ReplayRequest,
     Response,
     base_path,
+    dataset_part,
     rate_limited,
+    read_variant,
     route,
     throttle_body,
 )
@@ -78,6 +80,12 @@ def markets(coins: list[dict[str, Any]], query: dict[str, str]) -> list[dict[str
 base_path("coingecko_markets", PREFIX)
 throttle_body(PREFIX + "/", RATE_LIMIT_BODY)
 rate_limited("coingecko", PREFIX + "/")
+
+
+@dataset_part("coins")
+def recorded_coins() -> list[dict[str, Any]]:
+    """The coins /coins/markets pages through: the recorded snapshot."""
+    return read_variant("coingecko_coins_markets.json")
 
 
 @route(PREFIX + "/coins/markets", "GET")

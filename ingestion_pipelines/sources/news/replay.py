@@ -15,7 +15,14 @@ from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import TYPE_CHECKING
 
-from ingestion_pipelines.replay.routes import ReplayRequest, Response, base_path, fallback
+from ingestion_pipelines.replay.routes import (
+    ReplayRequest,
+    Response,
+    base_path,
+    dataset_part,
+    fallback,
+    read_data,
+)
 
 if TYPE_CHECKING:
     from ingestion_pipelines.replay.dataset import ReplayDataset
@@ -24,6 +31,8 @@ _CHANNEL_DATE = re.compile(rb"<(lastBuildDate|pubDate)>([^<]+)</\1>")
 _BROWSER = re.compile(r"Mozilla/5\.0 .*(Chrome|Firefox|Safari|Edg)/\d", re.IGNORECASE)
 _NOT_BROWSER = re.compile(r"python|curl|wget|httpx|aiohttp|okhttp|go-http|java|bot", re.I)
 
+VNEXPRESS_PATH = "/rss/kinh-doanh.rss"
+CAFEF_PATH = "/thi-truong-chung-khoan.rss"
 CONTENT_TYPE = "text/xml; charset=utf-8"
 BLOCKED_BODY = (
     b"<html><head><title>503 Service Temporarily Unavailable</title></head>"
@@ -86,6 +95,15 @@ def _channel_date(body: bytes) -> datetime:
 
 base_path("vnexpress_news")
 base_path("cafef_news")
+
+
+@dataset_part("feeds")
+def recorded_feeds() -> dict[str, Feed]:
+    """The feeds served, by path: the recorded documents."""
+    return {
+        VNEXPRESS_PATH: Feed(read_data("vnexpress_kinh_doanh.rss")),
+        CAFEF_PATH: Feed(read_data("cafef_thi_truong_chung_khoan.rss"), browser_only=True),
+    }
 
 
 @fallback

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from ingestion_pipelines.replay.dataset import CAFEF_PATH, VNEXPRESS_PATH
+from ingestion_pipelines.sources.news.replay import CAFEF_PATH, VNEXPRESS_PATH
 from ingestion_pipelines.sources.testing import Standard
 from ingestion_pipelines.storage import tables
 

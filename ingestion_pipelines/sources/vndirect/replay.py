@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from ingestion_pipelines.market_calendar import is_trading_day
 from ingestion_pipelines.replay.determinism import unit_hash
-from ingestion_pipelines.replay.routes import ReplayRequest, Response, base_path, route
+from ingestion_pipelines.replay.routes import (
+    ReplayRequest,
+    Response,
+    base_path,
+    dataset_part,
+    read_data,
+    route,
+)
 
 if TYPE_CHECKING:
     from ingestion_pipelines.replay.dataset import ReplayDataset
@@ -294,6 +301,12 @@ def _generated_codes(taken: set[str]):
 
 base_path("vn_stocks")
 base_path("vn_stock_eod")
+
+
+@dataset_part("vn_stocks")
+def recorded_book() -> StockBook:
+    """The listing and prices served: the recorded companies."""
+    return StockBook.recorded(read_data("vndirect_stocks.json"))
 
 
 @route(STOCKS_PATH, "GET")
