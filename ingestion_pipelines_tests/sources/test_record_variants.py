@@ -1,4 +1,4 @@
-"""Every record model against every bundled payload variant (replay/data/PROVENANCE.md): each
+"""Every record model against every bundled payload variant (each family's data/PROVENANCE.md): each
 value lands exactly, typed or verbatim in `extra`, and nothing real is rejected."""
 
 from __future__ import annotations
