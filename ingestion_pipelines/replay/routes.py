@@ -71,6 +71,7 @@ class Response:
 
 Handler = Callable[[ReplayRequest, "ReplayDataset"], Response]
 Fallback = Callable[[ReplayRequest, "ReplayDataset"], Response | None]
+Builder = Callable[["ReplayDataset"], Any]
 
 # path -> method -> handler; filled by the families' replay modules
 ROUTES: dict[str, dict[str, Handler]] = {}
@@ -82,8 +83,9 @@ WORKER_BASE_PATHS: dict[str, str] = {}
 ERROR_ANSWERS: dict[type[Exception], Callable[[Exception], Response]] = {}
 # path prefix -> the body of a 429 there (what the real service says when over its rate limit)
 THROTTLE_BODIES: dict[str, Any] = {}
-# attribute of ReplayDataset -> what builds its initial value (a family's own served state)
-DATASET_PARTS: dict[str, Callable[[], Any]] = {}
+# attribute of ReplayDataset -> (what builds it from the dataset, whether its attributes are
+# exposed on the dataset): a family's own served state
+DATASET_PARTS: dict[str, tuple[Callable[[ReplayDataset], Any], bool]] = {}
 # budget name -> the path prefix it covers (a server answering 429 past a per-minute budget)
 RATE_LIMITED: dict[str, str] = {}
 
@@ -110,12 +112,13 @@ def base_path(worker_id: str, suffix: str = "") -> None:
     WORKER_BASE_PATHS[worker_id] = suffix
 
 
-def dataset_part(name: str) -> Callable[[Callable[[], Any]], Callable[[], Any]]:
+def dataset_part(name: str, *, expose: bool = False) -> Callable[[Builder], Builder]:
     """Register the decorated function as the builder of ``ReplayDataset.<name>``, the state a
-    family's routes serve (tests read and change it there)."""
+    family's routes serve (tests read and change it there). It gets the dataset (for its clock);
+    with ``expose``, the part's attributes also read and write as the dataset's own."""
 
-    def register(build: Callable[[], Any]) -> Callable[[], Any]:
-        DATASET_PARTS[name] = build
+    def register(build: Builder) -> Builder:
+        DATASET_PARTS[name] = (build, expose)
         return build
 
     return register

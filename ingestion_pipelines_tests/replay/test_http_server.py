@@ -13,8 +13,9 @@ import feedparser
 import pytest
 from curl_cffi import requests as cffi
 
-from ingestion_pipelines.replay.dataset import CAFEF_PATH, VNEXPRESS_PATH, ReplayDataset
+from ingestion_pipelines.replay.dataset import ReplayDataset
 from ingestion_pipelines.replay.http_server import ReplayServer
+from ingestion_pipelines.sources.news.replay import CAFEF_PATH, VNEXPRESS_PATH
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # 19:00 ICT, every NAV of the day out
 FILTER = "/res/products/filter"

@@ -83,7 +83,7 @@ rate_limited("coingecko", PREFIX + "/")
 
 
 @dataset_part("coins")
-def recorded_coins() -> list[dict[str, Any]]:
+def recorded_coins(_dataset: ReplayDataset) -> list[dict[str, Any]]:
     """The coins /coins/markets pages through: the recorded snapshot."""
     return read_variant("coingecko_coins_markets.json")
 

@@ -14,7 +14,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ingestion_pipelines.replay.determinism import unit_hash
-from ingestion_pipelines.replay.routes import ReplayRequest, Response, base_path, route
+from ingestion_pipelines.replay.routes import (
+    ReplayRequest,
+    Response,
+    base_path,
+    dataset_part,
+    route,
+)
 
 if TYPE_CHECKING:
     from ingestion_pipelines.replay.dataset import ReplayDataset
@@ -94,6 +100,29 @@ def index(
             data.append(entry)
         day -= timedelta(days=1)
     return {"name": NAME, "data": data, "metadata": {"error": None}}
+
+
+class IndexBook:
+    """What alternative.me serves: the modelled index and test overrides."""
+
+    def __init__(self, clock: Any) -> None:
+        self.clock = clock  # has now()
+        self.fng_overrides: dict[date, int | None] = {}
+        self.fng_stamp_hour = 0  # alternative.me's documented example stamps at 05:00 UTC
+
+    def fng(self, day: date) -> int | None:
+        """The index value /fng/ serves for a UTC day (None: no entry that day)."""
+        if day in self.fng_overrides:
+            return self.fng_overrides[day]
+        if day < FIRST_DAY or day > self.clock.now().astimezone(UTC).date():
+            return None
+        return value_for(day)
+
+
+@dataset_part("fear_greed", expose=True)
+def index_book(dataset: ReplayDataset) -> IndexBook:
+    """The Fear & Greed state of a replay dataset."""
+    return IndexBook(dataset)
 
 
 # ---------------------------------------------------------------- routes

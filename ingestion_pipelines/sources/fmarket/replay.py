@@ -10,7 +10,10 @@ and every NAV history row are computed from a closed-form model: a NAV is a pure
 from __future__ import annotations
 
 import calendar
+import copy
+import json
 import math
+import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from functools import cached_property
@@ -21,7 +24,9 @@ from ingestion_pipelines.replay.routes import (
     ReplayRequest,
     Response,
     base_path,
+    dataset_part,
     error_answer,
+    read_data,
     route,
 )
 
@@ -289,6 +294,105 @@ def history_window(body: dict[str, Any]) -> tuple[int, date | None, date, bool]:
     to_day = parse_request_date(body, "toDate", required=True)
     from_day = parse_request_date(body, "fromDate", required=not all_data)
     return product_id, from_day, to_day, all_data
+
+
+# ---------------------------------------------------------------- served state
+
+
+class FundBook:
+    """What fmarket serves: the recorded fund list, NAVs from the model, and test overrides."""
+
+    def __init__(self, clock: Any) -> None:
+        self.clock = clock  # has now() and today_ict()
+        self.products: list[dict[str, Any]] = json.loads(read_data("fmarket_products.json"))
+        self.specs = {row["id"]: FundSpec.from_row(row) for row in self.products}
+        self.nav_overrides: dict[tuple[int, date], dict[str, Any] | None] = {}
+        # Behaviours of real servers, off by default (see `ingest replay --help`):
+        self.fmarket_page_cap: int | None = None  # page size applied whatever pageSize asks
+        self.nav_history_days_before = 0  # get-nav-history also returns this many earlier days
+        self._funds: list[dict[str, Any]] | None = None
+        self._funds_state: tuple[date | None, ...] = ()
+        self._funds_fixed = False
+        self._lock = threading.Lock()
+
+    @property
+    def funds(self) -> list[dict[str, Any]]:
+        """The rows /res/products/filter pages through, NAV fields as of the newest published NAV.
+
+        Rebuilt when a new NAV is published (so a test's edits hold within a test), unless a
+        test assigned its own list."""
+        with self._lock:
+            state = tuple(self.latest_nav_date(fund_id) for fund_id in self.specs)
+            if self._funds is None or (not self._funds_fixed and self._funds_state != state):
+                self._funds = [
+                    self._product_row(row, latest)
+                    for row, latest in zip(self.products, state, strict=True)
+                ]
+                self._funds_state = state
+            return self._funds
+
+    @funds.setter
+    def funds(self, rows: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._funds, self._funds_fixed = rows, True
+
+    def _product_row(self, template: dict[str, Any], latest: date | None) -> dict[str, Any]:
+        row = copy.deepcopy(template)
+        if latest is not None:
+            row.update(nav_fields(self.specs[row["id"]], latest))
+        return row
+
+    def fund(self, fund_id: int) -> dict[str, Any] | None:
+        """The fund list row of `fund_id` (None: not listed)."""
+        return next((row for row in self.funds if row.get("id") == fund_id), None)
+
+    def spec(self, fund_id: int) -> FundSpec | None:
+        """The NAV model of `fund_id` (None: unknown fund)."""
+        return self.specs.get(fund_id)
+
+    def latest_nav_date(self, fund_id: int) -> date | None:
+        """The newest NAV date published by now: fmarket stores a day's NAV at 17:00-18:30 ICT."""
+        spec = self.specs.get(fund_id)
+        if spec is None:
+            return None
+        now_ms = self.clock.now().timestamp() * 1000
+        day = previous_weekday(self.clock.today_ict())
+        while (published := spec.published_at_ms(day)) is not None and published > now_ms:
+            day = previous_weekday(day - timedelta(days=1))
+        return day if day >= spec.inception else None
+
+    def nav(self, fund_id: int, day: date) -> float | None:
+        """The NAV get-nav-history serves for (fund, day), None when it serves no row."""
+        rows = self.nav_rows(fund_id, day, day)
+        return rows[0]["nav"] if rows else None
+
+    def nav_rows(self, fund_id: int, start: date | None, end: date) -> list[dict[str, Any]]:
+        """The rows of get-nav-history for [start, end] (start None: from inception)."""
+        spec = self.specs.get(fund_id)
+        latest = self.latest_nav_date(fund_id)
+        if spec is None or latest is None:
+            return []
+        day = max(start or spec.inception, spec.inception)
+        end = min(end, latest)
+        rows = []
+        overrides = self.nav_overrides
+        while day <= end:
+            value = spec.nav(day)
+            if value is not None:
+                row = nav_row(spec, day, value)
+                if overrides and (fund_id, day) in overrides:
+                    change = overrides[(fund_id, day)]
+                    row = None if change is None else {**row, **change}
+                if row is not None:
+                    rows.append(row)
+            day += timedelta(days=1)
+        return rows
+
+
+@dataset_part("fmarket", expose=True)
+def fund_book(dataset: ReplayDataset) -> FundBook:
+    """The fmarket state of a replay dataset."""
+    return FundBook(dataset)
 
 
 # ---------------------------------------------------------------- routes

@@ -97,13 +97,25 @@ base_path("vnexpress_news")
 base_path("cafef_news")
 
 
-@dataset_part("feeds")
-def recorded_feeds() -> dict[str, Feed]:
-    """The feeds served, by path: the recorded documents."""
-    return {
-        VNEXPRESS_PATH: Feed(read_data("vnexpress_kinh_doanh.rss")),
-        CAFEF_PATH: Feed(read_data("cafef_thi_truong_chung_khoan.rss"), browser_only=True),
-    }
+class FeedShelf:
+    """The feeds served, by path: the recorded documents, or a test's own."""
+
+    def __init__(self) -> None:
+        self.feeds: dict[str, Feed] = {
+            VNEXPRESS_PATH: Feed(read_data("vnexpress_kinh_doanh.rss")),
+            CAFEF_PATH: Feed(read_data("cafef_thi_truong_chung_khoan.rss"), browser_only=True),
+        }
+
+    def set_feed(self, path: str, document: str | bytes, *, browser_only: bool = False) -> Feed:
+        """Serve ``document`` at ``path`` (replacing the recording there, if any)."""
+        self.feeds[path] = feed = Feed(document, browser_only=browser_only)
+        return feed
+
+
+@dataset_part("news", expose=True)
+def feed_shelf(_dataset: ReplayDataset) -> FeedShelf:
+    """The news state of a replay dataset."""
+    return FeedShelf()
 
 
 @fallback

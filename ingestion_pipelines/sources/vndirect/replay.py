@@ -304,7 +304,7 @@ base_path("vn_stock_eod")
 
 
 @dataset_part("vn_stocks")
-def recorded_book() -> StockBook:
+def recorded_book(_dataset: ReplayDataset) -> StockBook:
     """The listing and prices served: the recorded companies."""
     return StockBook.recorded(read_data("vndirect_stocks.json"))
 
