@@ -65,10 +65,10 @@ def main() -> int:
     from sqlalchemy import text
 
     from ingestion_pipelines.http_client.resource import HttpClientResource
-    from ingestion_pipelines.replay import fmarket
     from ingestion_pipelines.replay.http_server import ReplayServer
     from ingestion_pipelines.sources.base import Window
-    from ingestion_pipelines.sources.fmarket_nav import FmarketNav
+    from ingestion_pipelines.sources.fmarket import replay as fmarket
+    from ingestion_pipelines.sources.fmarket.nav import FmarketNav
     from ingestion_pipelines.sources.runner import crawl
     from ingestion_pipelines.storage.engines import ensure_schema
     from ingestion_pipelines.storage.tables import fund_nav

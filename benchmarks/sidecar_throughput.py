@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import websocket  # noqa: E402
 from sqlalchemy import create_engine, insert, text  # noqa: E402
 
-from ingestion_pipelines.feeds.binance_trades import BinanceTrades  # noqa: E402
-from ingestion_pipelines.replay.ws_binance import BinanceServer  # noqa: E402
+from ingestion_pipelines.feeds.binance.feed import BinanceTrades  # noqa: E402
+from ingestion_pipelines.feeds.binance.replay import BinanceServer  # noqa: E402
 from ingestion_pipelines.storage.engines import ensure_schema  # noqa: E402
 from ingestion_pipelines.storage.tables import trade_tick  # noqa: E402
 from ingestion_pipelines.storage.upsert import upsert  # noqa: E402

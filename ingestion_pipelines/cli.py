@@ -96,7 +96,7 @@ def cmd_workers(args) -> int:
 
 
 def cmd_replay(args) -> int:
-    from ingestion_pipelines.replay.serve import main as replay_main
+    from ingestion_pipelines.replay_serve import main as replay_main
 
     return replay_main(args)
 

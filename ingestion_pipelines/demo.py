@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     replay_env: dict[str, str] | None = None
     with ExitStack() as stack:
         if args.replay:
-            from ingestion_pipelines.replay.serve import replay_all
+            from ingestion_pipelines.replay_serve import replay_all
 
             base = args.replay_port
             replay_env = stack.enter_context(

@@ -5,12 +5,20 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+# Modules of a family folder that are not part of the running code: its replay handler and its
+# expected values for the standard tests (imported by the replay server and the tests only).
+FAMILY_SKIP = ("replay", "testing")
+
 
 def import_submodules(package_name: str, skip: tuple[str, ...] = ()) -> None:
+    """Import every public module of a package and of its family sub-packages
+    (``sources/fmarket/``: every module there but its ``replay`` and ``testing``)."""
     package = importlib.import_module(package_name)
     for info in pkgutil.iter_modules(package.__path__):
         if not info.name.startswith("_") and info.name not in skip:
-            importlib.import_module(f"{package_name}.{info.name}")
+            module = importlib.import_module(f"{package_name}.{info.name}")
+            if info.ispkg:
+                import_submodules(module.__name__, skip=FAMILY_SKIP)
 
 
 def declared_subclasses(base: type) -> dict[str, type]:

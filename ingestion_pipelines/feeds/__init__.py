@@ -1,4 +1,5 @@
-"""Websocket feeds: one short file per protocol (no engine code here; see `sidecar/`)."""
+"""Websocket feeds: one folder per feed (`feed.py`: the protocol only; `replay.py`: its local
+server; `data/`); no engine code here (see `sidecar/`)."""
 
 from ingestion_pipelines.discovery import import_submodules
 

@@ -61,6 +61,7 @@ def feed_partitions_def() -> dg.DailyPartitionsDefinition:
 
 
 def heartbeat_timeout_s(feed: type[Feed]) -> float:
+    """Seconds without a message after which the feed is reported unhealthy."""
     return float(getattr(feed, "heartbeat_timeout_s", HEARTBEAT_TIMEOUT_S))
 
 
@@ -291,6 +292,7 @@ def judge_feed(
 
 
 def feed_asset_spec(feed: type[Feed]) -> dg.AssetSpec:
+    """The external asset spec of a feed's table (materialized by the sidecar's reports)."""
     worker_id = feed.worker_id
     fail_s = getattr(feed, "freshness_fail_s", FRESHNESS_FAIL_S)
     freshness = (
@@ -348,6 +350,7 @@ def _cursor(raw: str | None) -> dict[str, Any]:
 
 
 def feed_switch_sensor(feed: type[Feed]) -> dg.SensorDefinition:
+    """The sensor that turns the feed on and off in the sidecar when its switch changes."""
     worker_id = feed.worker_id
     timeout_s = heartbeat_timeout_s(feed)
 

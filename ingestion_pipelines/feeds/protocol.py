@@ -39,6 +39,7 @@ class Parsed:
     reconnect: str | None = None  # a reason: the server announced it is going away
 
     def add(self, table: str, row: dict[str, Any]) -> None:
+        """Add one row for `table`."""
         self.rows.setdefault(table, []).append(row)
 
 

@@ -13,15 +13,12 @@ point each worker here.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from http.client import responses
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -29,52 +26,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from ingestion_pipelines.replay import bench, coingecko, fear_greed, fmarket, vndirect
+from ingestion_pipelines.replay import routes
 from ingestion_pipelines.replay.dataset import ReplayDataset
-from ingestion_pipelines.replay.rss import BLOCKED_BODY, CONTENT_TYPE, is_browser
+from ingestion_pipelines.replay.routes import JSON, ReplayRequest, Response
 
 DEFAULT_PORT = 8765
-COINGECKO_PREFIX = "/api/v3"
-JSON = "application/json; charset=utf-8"
-
-# worker id -> the part of the URL after the server's root (contract: documented paths append)
-WORKER_BASE_PATHS = {
-    "fmarket_funds": "",
-    "fmarket_nav": "",
-    "vnexpress_news": "",
-    "cafef_news": "",
-    "coingecko_markets": COINGECKO_PREFIX,
-    "fear_greed": "",
-    "vn_stocks": "",
-    "vn_stock_eod": "",
-}
-
-
-@dataclass
-class ReplayRequest:
-    """One request as the server received it."""
-
-    method: str
-    path: str  # without the query string
-    query: dict[str, str]  # last value wins for a repeated name
-    headers: dict[str, str]  # names lower-cased
-    body: bytes
-    time: float  # time.time() when it arrived
-    raw_query: str = ""
-
-    def json(self) -> Any:
-        return json.loads(self.body or b"null")
-
-
-@dataclass
-class Response:
-    status: int = 200
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def json(cls, payload: Any, status: int = 200, **headers: str) -> Response:
-        return cls(status, orjson.dumps(payload), {"Content-Type": JSON, **headers})
+routes.load_replays()
+WORKER_BASE_PATHS = routes.WORKER_BASE_PATHS  # filled by the families' replay modules
+ROUTES = routes.ROUTES
 
 
 # ---------------------------------------------------------------- faults
@@ -99,13 +58,15 @@ class Fault:
     hits: int = 0
 
     def response(self) -> Response | None:
+        """The answer this fault gives (None: the normal answer, maybe late)."""
         if self.status is None and self.body is None:
             return None
         status = self.status or 200
         body = self.body
         if body is None:
-            if status == 429 and self.path.startswith(COINGECKO_PREFIX):
-                body = orjson.dumps(coingecko.RATE_LIMIT_BODY)
+            throttled = routes.throttle_body_for(self.path) if status == 429 else None
+            if throttled is not None:
+                body = orjson.dumps(throttled)
             else:
                 body = responses.get(status, "").encode()
         is_json = body[:1] in (b"{", b"[")
@@ -135,6 +96,7 @@ class FaultRegistry:
         method: str | None = None,
         drop: bool = False,
     ) -> Fault:
+        """Arm a fault for `path`; `body` may be bytes, text or JSON-able."""
         if isinstance(body, dict | list):
             body = orjson.dumps(body)
         elif isinstance(body, str):
@@ -147,6 +109,7 @@ class FaultRegistry:
         return fault
 
     def take(self, method: str, path: str) -> Fault | None:
+        """The first armed fault for the request, consumed once (None: none armed)."""
         with self._lock:
             for fault in self._faults:
                 if fault.path == path and fault.method in (None, method):
@@ -157,101 +120,12 @@ class FaultRegistry:
         return None
 
     def clear(self) -> None:
+        """Disarm every fault."""
         with self._lock:
             self._faults.clear()
 
     def __len__(self) -> int:
         return len(self._faults)
-
-
-# ---------------------------------------------------------------- routes
-
-
-def _fmarket_body(request: ReplayRequest) -> dict[str, Any]:
-    try:
-        body = request.json()
-    except ValueError:
-        raise fmarket.BadRequest("Request body không hợp lệ") from None
-    if not isinstance(body, dict):
-        raise fmarket.BadRequest("Request body không hợp lệ")
-    return body
-
-
-def products_filter(request: ReplayRequest, dataset: ReplayDataset) -> Response:
-    body = _fmarket_body(request)
-    try:
-        data = fmarket.filter_products(dataset.funds, body, page_cap=dataset.fmarket_page_cap)
-    except (TypeError, ValueError):
-        raise fmarket.BadRequest("page/pageSize không hợp lệ", "page") from None
-    return Response.json(fmarket.envelope(data))
-
-
-def nav_history(request: ReplayRequest, dataset: ReplayDataset) -> Response:
-    product_id, start, end, all_data = fmarket.history_window(_fmarket_body(request))
-    if start is not None and not all_data and dataset.nav_history_days_before:
-        start -= timedelta(days=dataset.nav_history_days_before)  # a server over-returning
-    rows = dataset.nav_rows(product_id, None if all_data else start, end)
-    return Response.json(fmarket.envelope(rows))
-
-
-def coins_markets(request: ReplayRequest, dataset: ReplayDataset) -> Response:
-    try:
-        return Response.json(coingecko.markets(dataset.coins, request.query))
-    except coingecko.QueryError as exc:
-        return Response.json({"error": str(exc)}, 400)
-
-
-def fng(request: ReplayRequest, dataset: ReplayDataset) -> Response:
-    body = fear_greed.index(
-        request.query, dataset.now(), dataset.fng, stamp_hour=dataset.fng_stamp_hour
-    )
-    return Response.json(body)
-
-
-def rss_feed(request: ReplayRequest, dataset: ReplayDataset) -> Response | None:
-    feed = dataset.feeds.get(request.path)
-    if feed is None:
-        return None
-    if feed.browser_only and not is_browser(request.headers.get("user-agent")):
-        return Response(503, BLOCKED_BODY, {"Content-Type": "text/html"})
-    headers = {"ETag": feed.etag, "Last-Modified": feed.last_modified_header}
-    if feed.not_modified(request.headers):
-        return Response(304, b"", headers)
-    return Response(200, feed.body, {"Content-Type": CONTENT_TYPE, **headers})
-
-
-def vndirect_stocks(request: ReplayRequest, dataset: ReplayDataset) -> Response:
-    time.sleep(dataset.vn_stocks.latency_s)
-    try:
-        return Response.json(dataset.vn_stocks.listing(request.query))
-    except vndirect.QueryError as exc:
-        return Response.json({"error": str(exc)}, 400)
-
-
-def vndirect_prices(request: ReplayRequest, dataset: ReplayDataset) -> Response:
-    time.sleep(dataset.vn_stocks.latency_s)
-    try:
-        return Response.json(dataset.vn_stocks.prices(request.query))
-    except vndirect.QueryError as exc:
-        return Response.json({"error": str(exc)}, 400)
-
-
-def bench_eod(request: ReplayRequest, dataset: ReplayDataset) -> Response:
-    status, body = bench.eod(request.query)
-    return Response.json(body, status)
-
-
-Route = Callable[[ReplayRequest, ReplayDataset], Response]
-ROUTES: dict[str, dict[str, Route]] = {
-    "/res/products/filter": {"POST": products_filter},
-    "/res/product/get-nav-history": {"POST": nav_history},
-    COINGECKO_PREFIX + "/coins/markets": {"GET": coins_markets},
-    "/fng/": {"GET": fng},
-    "/fng": {"GET": fng},
-    vndirect.STOCKS_PATH: {"GET": vndirect_stocks},
-    vndirect.PRICES_PATH: {"GET": vndirect_prices},
-    bench.PATH: {"GET": bench_eod},
-}
 
 
 # ---------------------------------------------------------------- server
@@ -343,15 +217,19 @@ class ReplayServer:
         *,
         dataset: ReplayDataset | None = None,
         coingecko_rate_limit: int | None = None,
+        rate_limits: dict[str, int] | None = None,
         verbose: bool = False,
     ) -> None:
         self.dataset = dataset or ReplayDataset()
         self.faults = FaultRegistry()
         self.requests: list[ReplayRequest] = []
         self.verbose = verbose
-        self.coingecko_limit = (
-            coingecko.RateLimit(coingecko_rate_limit) if coingecko_rate_limit else None
-        )
+        budgets = {"coingecko": coingecko_rate_limit, **(rate_limits or {})}
+        self.rate_limits = {
+            routes.RATE_LIMITED[name]: routes.RateLimit(per_minute)
+            for name, per_minute in budgets.items()
+            if per_minute
+        }
         self._requests_lock = threading.Lock()
         self.latency_s = 0.0  # injected before every answer, like a distant server's
         self.in_flight = 0  # requests being answered now, and the most at once
@@ -364,14 +242,17 @@ class ReplayServer:
 
     @property
     def host(self) -> str:
+        """The address the server listens on."""
         return self._httpd.server_address[0]
 
     @property
     def port(self) -> int:
+        """The port the server listens on."""
         return self._httpd.server_address[1]
 
     @property
     def url(self) -> str:
+        """The server's root URL."""
         return f"http://{self.host}:{self.port}"
 
     def base_urls(self) -> dict[str, str]:
@@ -383,12 +264,14 @@ class ReplayServer:
         return {f"INGEST_{w.upper()}__BASE_URL": url for w, url in self.base_urls().items()}
 
     def requests_for(self, path: str, method: str | None = None) -> list[ReplayRequest]:
+        """The requests received at `path` (and `method`, if given)."""
         with self._requests_lock:
             return [r for r in self.requests if r.path == path and method in (None, r.method)]
 
     # ------------------------------------------------------------ life cycle
 
     def start(self) -> ReplayServer:
+        """Serve in a background thread; returns the server."""
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._httpd.serve_forever,
@@ -400,6 +283,7 @@ class ReplayServer:
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the socket."""
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join()
@@ -424,27 +308,32 @@ class ReplayServer:
                 return None
             if (response := fault.response()) is not None:
                 return response
-        if self.coingecko_limit and request.path.startswith(COINGECKO_PREFIX + "/"):
-            retry_after = self.coingecko_limit.check()
-            if retry_after is not None:
-                return Response.json(
-                    coingecko.RATE_LIMIT_BODY, 429, **{"Retry-After": str(retry_after)}
-                )
+        return self._throttled(request) or self._route(request)
+
+    def _throttled(self, request: ReplayRequest) -> Response | None:
+        """A 429 when the request is past a per-minute budget of its path, else None."""
+        for prefix, limit in self.rate_limits.items():
+            if request.path.startswith(prefix) and (retry_after := limit.check()) is not None:
+                body = routes.throttle_body_for(request.path) or {"error": "Too Many Requests"}
+                return Response.json(body, 429, **{"Retry-After": str(retry_after)})
+        return None
+
+    def _route(self, request: ReplayRequest) -> Response:
+        """The answer of the handler registered for the request's path and method."""
         handlers = ROUTES.get(request.path)
         if handlers is None:
             if request.method in ("GET", "HEAD"):
-                response = rss_feed(request, self.dataset)
-                if response is not None:
-                    return response
+                for fallback in routes.FALLBACKS:
+                    if (response := fallback(request, self.dataset)) is not None:
+                        return response
             return Response.json({"error": "Not Found", "path": request.path}, 404)
         handler = handlers.get("GET" if request.method == "HEAD" else request.method)
         if handler is None:
             return Response.json({"error": "Method Not Allowed"}, 405, Allow=", ".join(handlers))
         try:
             return handler(request, self.dataset)
-        except fmarket.BadRequest as exc:
-            body = fmarket.envelope(None, status=400, message=str(exc), target=exc.target)
-            return Response.json(body, 400)
+        except tuple(routes.ERROR_ANSWERS) as exc:
+            return next(a(exc) for t, a in routes.ERROR_ANSWERS.items() if isinstance(exc, t))
 
 
 # ---------------------------------------------------------------- command line
@@ -479,6 +368,7 @@ def serve(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`ingest replay` for the HTTP server alone: parse arguments and serve."""
     parser = argparse.ArgumentParser(
         prog="ingest replay",
         description="Serve the bundled recordings of the HTTP sources at their real paths.",

@@ -133,6 +133,7 @@ class DagsterReporter:
 
     # ---- lifecycle ------------------------------------------------------------------------
     def start(self) -> "DagsterReporter":
+        """Start the sending thread (once); returns the reporter."""
         with self._cond:
             if self._thread is not None and self._thread.is_alive():
                 return self
@@ -179,9 +180,11 @@ class DagsterReporter:
 
     @property
     def pending(self) -> int:
+        """Events queued and not yet sent."""
         return len(self._queue)
 
     def stats(self) -> dict[str, Any]:
+        """Counters for the health endpoints and the sidecar's own report."""
         return {
             "sent": self.sent,
             "failures": self.failures,

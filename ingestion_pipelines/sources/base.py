@@ -34,7 +34,7 @@ from sqlalchemy import Table
 from ingestion_pipelines import values
 from ingestion_pipelines.discovery import declared_subclasses
 from ingestion_pipelines.errors import IngestError
-from ingestion_pipelines.workers import ScheduledSettings, WorkerSpec, register
+from ingestion_pipelines.workers import ScheduledSettings, WorkerSpec, catalogue, register
 
 ICT = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -70,13 +70,16 @@ class Window:
 
     @property
     def days(self) -> int:
+        """Calendar days in the window."""
         return (self.end - self.start).days
 
     @property
     def last_day(self) -> date:
+        """The last day in the window (`end` is exclusive)."""
         return self.end - timedelta(days=1)
 
     def contains(self, day: date) -> bool:
+        """True when `day` is in the window."""
         return self.start <= day < self.end
 
 
@@ -93,6 +96,7 @@ class Request:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def url(self, base_url: str) -> str:
+        """The absolute URL of the request under `base_url` (an absolute path is kept)."""
         if "://" in self.path:
             return self.path
         return f"{base_url.rstrip('/')}/{self.path.lstrip('/')}"
@@ -153,6 +157,7 @@ class Record(BaseModel):
         return self.unmapped_fields_
 
     def row(self) -> dict[str, Any]:
+        """The row to upsert: the model's fields and `extra`."""
         row = self.model_dump(exclude={"unmapped_fields_"})
         row["extra"] = self.unmapped_fields_
         return row
@@ -236,6 +241,7 @@ class Source:
         self.window = window
 
     def build_requests(self) -> Iterable[Request]:
+        """The requests of one run. The default: one GET of the base URL."""
         yield Request("/")
 
     def parse(self, response, request: Request) -> Iterator[Mapping[str, Any] | Request]:
@@ -244,10 +250,12 @@ class Source:
 
 
 def source_classes() -> dict[str, type[Source]]:
-    """Every source class, by worker id."""
+    """Every source class of the worker catalogue, by worker id. A class whose `worker_id` is set
+    after it was made (a test's own source, e.g. `eod_bench.BenchEod`) is not in the catalogue."""
     import ingestion_pipelines.sources  # noqa: F401 - registers the sources
 
-    return declared_subclasses(Source)
+    workers = catalogue()
+    return {w: cls for w, cls in declared_subclasses(Source).items() if w in workers}
 
 
 # ---- field types shared by record models ----------------------------------------------------

@@ -44,6 +44,7 @@ def dump_request(request: Request) -> dict[str, Any]:
 
 
 def load_request(data: dict[str, Any]) -> Request:
+    """A Request back from its checkpointed form."""
     return Request(**data)
 
 

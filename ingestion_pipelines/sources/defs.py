@@ -60,6 +60,7 @@ def crons_at_load(sources: dict[str, type[Source]]) -> dict[str, str]:
 
 
 def defs() -> dg.Definitions:
+    """The Dagster definitions of every scheduled source."""
     sources = source_classes()
     crons = crons_at_load(sources)
     built = [build_source_defs(cls, crons.get(worker_id)) for worker_id, cls in sources.items()]

@@ -17,7 +17,7 @@ from ingestion_pipelines.dagster_api.names import WORKER_TAG
 from ingestion_pipelines.dagster_warnings import quiet_backfill_policy_beta
 from ingestion_pipelines.errors import is_transient
 from ingestion_pipelines.failures import storage_failure
-from ingestion_pipelines.http_client.errors import HttpFetchError, RunDeadlineExceeded
+from ingestion_pipelines.http_client.errors import HttpFetchError
 from ingestion_pipelines.http_client.resource import HttpClientResource
 from ingestion_pipelines.launch_config import RunOverrides
 from ingestion_pipelines.logs import run_logging
@@ -50,6 +50,7 @@ class Progress:
         self._last_publish = 0.0
 
     def __call__(self, done: int, total: int) -> None:
+        """Report that `done` of `total` requests are finished."""
         now = time.monotonic()
         percent = 100.0 * done / total if total else 100.0
         if now - self._last_log >= self.every_s:
@@ -73,12 +74,15 @@ class Progress:
 
 @dataclass(frozen=True)
 class SourceDefs:
+    """What the factory builds for one source: its asset, job and schedule."""
+
     asset: dg.AssetsDefinition
     job: object  # what define_asset_job returns (an unresolved asset job)
     schedule: dg.ScheduleDefinition
 
 
 def partitions_def(source: type[Source]) -> dg.TimeWindowPartitionsDefinition | None:
+    """The partitions of a source's asset (None: unpartitioned)."""
     if source.partitions is None:
         return None
     if isinstance(source.partitions, TradingDayPartitions):
@@ -155,7 +159,8 @@ RANGE_METADATA_KEYS = ("partition_range", "records_fetched", "records_inserted",
 
 
 def _per_partition_metadata(metadata: dict, partitions: int, log) -> dict:
-    """A run of one partition keeps its full metadata; a range run logs it once and records the
+    """A run of one partition keeps its full metadata (whatever days its window spans: a trading
+    day's window runs to the next trading day); a range run logs it once and records the
     `RANGE_METADATA_KEYS` on each partition."""
     if partitions <= 1:
         return metadata

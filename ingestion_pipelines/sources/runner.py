@@ -57,6 +57,8 @@ class RejectThresholdError(SourceError):
 
 @dataclass
 class CrawlResult:
+    """The counts and totals of one crawl."""
+
     worker_id: str
     fetched: int = 0
     rejected: int = 0
@@ -73,6 +75,7 @@ class CrawlResult:
 
     @property
     def reject_share(self) -> float:
+        """The share of fetched records that were rejected."""
         return self.rejected / self.fetched if self.fetched else 0.0
 
     @property
@@ -82,10 +85,12 @@ class CrawlResult:
 
     @property
     def shortfall(self) -> int:
+        """Records the source announced and the crawl did not fetch."""
         expected = self.records_expected
         return max(0, expected - self.fetched) if expected is not None else 0
 
     def metadata(self) -> dict[str, Any]:
+        """The run's materialization metadata."""
         data: dict[str, Any] = {
             "records_fetched": self.fetched,
             "records_inserted": self.written.inserted,

@@ -12,7 +12,7 @@ import pytest
 import redis
 from sqlalchemy import create_engine, select
 
-from ingestion_pipelines.replay.ws_binance import BinanceServer
+from ingestion_pipelines.feeds.binance.replay import BinanceServer
 from ingestion_pipelines.storage.tables import trade_tick
 from ingestion_pipelines_tests.live.browser import Browser
 from ingestion_pipelines_tests.live.helpers import live_process, wait_for

@@ -13,8 +13,9 @@ import feedparser
 import pytest
 from curl_cffi import requests as cffi
 
-from ingestion_pipelines.replay.dataset import CAFEF_PATH, VNEXPRESS_PATH, ReplayDataset
+from ingestion_pipelines.replay.dataset import ReplayDataset
 from ingestion_pipelines.replay.http_server import ReplayServer
+from ingestion_pipelines.sources.news.replay import CAFEF_PATH, VNEXPRESS_PATH
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # 19:00 ICT, every NAV of the day out
 FILTER = "/res/products/filter"
@@ -410,3 +411,23 @@ def test_the_command_line_sets_the_behaviours(monkeypatch):
     argv = ["--fmarket-page-cap", "5", "--nav-history-days-before", "3", "--fng-stamp-hour", "5"]
     assert http_server.main(argv) == 0
     assert seen == {"fmarket_page_cap": 5, "nav_history_days_before": 3, "fng_stamp_hour": 5}
+
+
+def test_every_family_recording_ships_and_has_a_provenance_line():
+    """Each family's data/ is package data, and PROVENANCE.md says where each file comes from."""
+    from importlib import resources
+
+    from ingestion_pipelines.replay.routes import family_packages, read_data
+
+    recordings = 0
+    for package in family_packages():
+        data = resources.files(package).joinpath("data")
+        if not data.is_dir():
+            continue
+        provenance = data.joinpath("PROVENANCE.md").read_text(encoding="utf-8")
+        for entry in data.iterdir():
+            if entry.name != "PROVENANCE.md":
+                assert f"- `{entry.name}`" in provenance, (package, entry.name)
+                assert read_data(entry.name) == entry.read_bytes()
+                recordings += 1
+    assert recordings == 11

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from curl_cffi import requests as curl_requests
 
-from ingestion_pipelines.replay.ws_binance import BinanceServer, Trade
+from ingestion_pipelines.feeds.binance.replay import BinanceServer, Trade
 from ingestion_pipelines_tests.replay_ws.wsclient import NoPongWebSocket, WsReader
 
 DECIMAL_8 = re.compile(r"^\d+\.\d{8}$")

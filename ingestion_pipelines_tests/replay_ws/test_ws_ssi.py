@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import websocket
 
-from ingestion_pipelines.replay.ws_common import serve_feeds
-from ingestion_pipelines.replay.ws_ssi import (
+from ingestion_pipelines.feeds.ssi.replay import (
     BROWSER_USER_AGENT,
     SsiRecording,
     SsiServer,
     recording_path,
     shift_frame,
 )
+from ingestion_pipelines.replay_feeds import serve_feeds
 from ingestion_pipelines_tests.replay_ws.wsclient import WsReader
 
 SHARED_RECORDING = Path("/work/shared/recordings/ssi-iboard-session-2026-04-14.jsonl")
@@ -198,7 +198,7 @@ def test_serve_feeds_prints_the_variables_to_use():
 def test_replay_all_serves_an_ssi_variant_and_the_behaviours_of_real_servers():
     from curl_cffi import requests as cffi
 
-    from ingestion_pipelines.replay.serve import replay_all
+    from ingestion_pipelines.replay_serve import replay_all
 
     with replay_all(
         "127.0.0.1",

@@ -22,7 +22,7 @@ import orjson
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
-from ingestion_pipelines.replay.ws_binance import BinanceServer
+from ingestion_pipelines.feeds.binance.replay import BinanceServer
 from ingestion_pipelines.sidecar.engine import trade_value_error
 from ingestion_pipelines.sidecar.spool import Spool
 from ingestion_pipelines.sidecar.writer import Writer
@@ -273,7 +273,7 @@ def test_an_old_spool_fails_the_heartbeat_check(tmp_path):
 
 
 def test_gap_filled_trades_with_impossible_values_dead_lettered_once(sqlite_url, tmp_path):
-    from ingestion_pipelines.feeds.binance_trades import BinanceTrades
+    from ingestion_pipelines.feeds.binance.feed import BinanceTrades
     from ingestion_pipelines.sidecar.engine import FeedEngine
 
     ensure_schema(sqlite_url)

@@ -144,8 +144,8 @@ def test_cross_origin_redirect_drops_credentials_cookies_and_api_keys():
 
 def test_the_sidecar_checks_again_before_connecting(listener):
     """A value that slipped past validation (built without it here) still never connects."""
-    from ingestion_pipelines.feeds.binance_trades import BinanceTrades
-    from ingestion_pipelines.feeds.ssi_iboard import SsiIboard, SsiIboardSettings
+    from ingestion_pipelines.feeds.binance.feed import BinanceTrades
+    from ingestion_pipelines.feeds.ssi.feed import SsiIboard, SsiIboardSettings
     from ingestion_pipelines.sidecar.engine import FeedEngine
     from ingestion_pipelines.sidecar.gaps import GapFiller
 

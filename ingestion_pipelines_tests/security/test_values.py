@@ -11,11 +11,11 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from ingestion_pipelines.feeds.binance_trades import BinanceTrades
+from ingestion_pipelines.feeds.binance.feed import BinanceTrades
 from ingestion_pipelines.feeds.protocol import ParseError
-from ingestion_pipelines.feeds.ssi_iboard import SsiIboard
+from ingestion_pipelines.feeds.ssi.feed import SsiIboard
 from ingestion_pipelines.http_client.resource import HttpClientResource
-from ingestion_pipelines.sources.coingecko_markets import CoingeckoMarkets, CoingeckoSettings
+from ingestion_pipelines.sources.coingecko.markets import CoingeckoMarkets, CoingeckoSettings
 from ingestion_pipelines.sources.runner import crawl
 from ingestion_pipelines.storage.engines import dispose_all, ensure_schema
 from ingestion_pipelines.storage.tables import crypto_market_snapshot, dead_letter
@@ -117,7 +117,7 @@ def test_impossible_trades_are_refused_per_frame_and_sane_ones_parse_exactly():
 def test_an_ssi_board_frame_with_a_negative_price_is_refused():
     fields = [""] * 102
     fields[0], fields[1], fields[101] = "MAIN", "S#VCB", "1764489600000"
-    from ingestion_pipelines.feeds.ssi_iboard import _QUOTE_FIELDS
+    from ingestion_pipelines.feeds.ssi.feed import _QUOTE_FIELDS
 
     column, index = next(iter(_QUOTE_FIELDS.items()))
     fields[index] = "-5"

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import create_engine, select
 
 from ingestion_pipelines.config import ConfigChain
-from ingestion_pipelines.feeds.ssi_iboard import ICT
-from ingestion_pipelines.replay.ws_binance import BinanceServer
+from ingestion_pipelines.feeds.binance.replay import BinanceServer
+from ingestion_pipelines.feeds.ssi.feed import ICT
 from ingestion_pipelines.storage.tables import dead_letter, worker_state
 from ingestion_pipelines_tests.sidecar.helpers import (
     PostRecorder,

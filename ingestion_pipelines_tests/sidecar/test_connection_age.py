@@ -1,8 +1,8 @@
 """The engine reconnects ahead of the server's connection-age cut (Binance: 24 h; shortened
 here), and the trades around each planned reconnect are all stored, once."""
 
-from ingestion_pipelines.feeds.binance_trades import BinanceTrades
-from ingestion_pipelines.replay.ws_binance import BinanceServer
+from ingestion_pipelines.feeds.binance.feed import BinanceTrades
+from ingestion_pipelines.feeds.binance.replay import BinanceServer
 from ingestion_pipelines_tests.sidecar.helpers import (
     assert_exactly_once,
     sidecar_thread,

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ingestion_pipelines.replay.ws_binance import BinanceServer
+from ingestion_pipelines.feeds.binance.replay import BinanceServer
 from ingestion_pipelines.sidecar.health import ALIVE_LIMIT_S
 from ingestion_pipelines.sidecar.runner import Sidecar, SidecarOptions
 from ingestion_pipelines_tests.sidecar.helpers import (

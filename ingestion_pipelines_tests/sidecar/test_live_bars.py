@@ -14,7 +14,7 @@ import redis
 from sqlalchemy import select
 
 from ingestion_pipelines.derived.trade_bars import build_bars
-from ingestion_pipelines.replay.ws_binance import BinanceServer
+from ingestion_pipelines.feeds.binance.replay import BinanceServer
 from ingestion_pipelines.sidecar.bars import IdRanges
 from ingestion_pipelines.sidecar.spool import Spool
 from ingestion_pipelines.sidecar.writer import Writer

@@ -3,7 +3,7 @@ never reaches a log line."""
 
 from loguru import logger
 
-from ingestion_pipelines.replay.ws_binance import BinanceServer
+from ingestion_pipelines.feeds.binance.replay import BinanceServer
 from ingestion_pipelines_tests.fakes.connect_proxy import ConnectProxy
 from ingestion_pipelines_tests.sidecar.helpers import (
     assert_exactly_once,

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, select
 
-from ingestion_pipelines.replay.ws_binance import BinanceServer, trade_stream
+from ingestion_pipelines.feeds.binance.replay import BinanceServer, trade_stream
 from ingestion_pipelines.storage.tables import feed_fence
 from ingestion_pipelines_tests.sidecar.helpers import (
     assert_exactly_once,

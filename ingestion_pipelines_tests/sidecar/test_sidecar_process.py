@@ -8,7 +8,7 @@ import time
 import pytest
 from sqlalchemy import create_engine, select
 
-from ingestion_pipelines.replay.ws_binance import BinanceServer
+from ingestion_pipelines.feeds.binance.replay import BinanceServer
 from ingestion_pipelines.storage.tables import worker_state
 from ingestion_pipelines_tests.sidecar.helpers import (
     assert_exactly_once,

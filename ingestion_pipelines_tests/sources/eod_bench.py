@@ -15,7 +15,6 @@ from datetime import date
 import orjson
 from pydantic import Field
 
-from ingestion_pipelines.replay import bench
 from ingestion_pipelines.sources.base import (
     DailyPartitions,
     Exact,
@@ -25,6 +24,7 @@ from ingestion_pipelines.sources.base import (
     Source,
     Window,
 )
+from ingestion_pipelines.sources.bench import replay as bench
 from ingestion_pipelines.storage.tables import fund_nav
 from ingestion_pipelines.workers import ScheduledSettings
 

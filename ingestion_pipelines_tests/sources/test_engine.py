@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import func, select
 
 from ingestion_pipelines.http_client.errors import RunDeadlineExceeded
-from ingestion_pipelines.replay import bench
 from ingestion_pipelines.replay.http_server import ReplayServer
+from ingestion_pipelines.sources.bench import replay as bench
 from ingestion_pipelines.sources.factory import complete_check
 from ingestion_pipelines.sources.runner import CrawlResult, RejectThresholdError
 from ingestion_pipelines.storage import tables

@@ -1,5 +1,5 @@
 """The crawls against servers that behave as the real ones do (replay options), and against the
-payload variants captured from the live services (replay/data/PROVENANCE.md)."""
+payload variants captured from the live services (each family's data/PROVENANCE.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every record model against every bundled payload variant (replay/data/PROVENANCE.md): each
+"""Every record model against every bundled payload variant (each family's data/PROVENANCE.md): each
 value lands exactly, typed or verbatim in `extra`, and nothing real is rejected."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from decimal import Decimal
 import pytest
 
 from ingestion_pipelines.replay.dataset import ReplayDataset, read_data, read_variant
-from ingestion_pipelines.sources._rss import Article
 from ingestion_pipelines.sources.base import Expected, Request, path_tree, unmapped
-from ingestion_pipelines.sources.coingecko_markets import CoingeckoMarkets, MarketSnapshot
-from ingestion_pipelines.sources.fear_greed import FearGreed, FearGreedValue
-from ingestion_pipelines.sources.fmarket_funds import Fund, fund_list_request, fund_pages
-from ingestion_pipelines.sources.fmarket_nav import FundNav
-from ingestion_pipelines.sources.vnexpress_news import VnexpressNews
+from ingestion_pipelines.sources.coingecko.markets import CoingeckoMarkets, MarketSnapshot
+from ingestion_pipelines.sources.fear_greed.index import FearGreed, FearGreedValue
+from ingestion_pipelines.sources.fmarket.funds import Fund, fund_list_request, fund_pages
+from ingestion_pipelines.sources.fmarket.nav import FundNav
+from ingestion_pipelines.sources.news.rss import Article
+from ingestion_pipelines.sources.news.vnexpress import VnexpressNews
 
 NOW = datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
 
@@ -106,7 +106,7 @@ def test_fmarket_nav_rows_keep_their_ids_and_stamps_in_extra():
 
 def _pages(page_cap: int | None, page_size: int = 100):
     """Page through the fund list like the runner, against the replay's own paging."""
-    from ingestion_pipelines.replay import fmarket
+    from ingestion_pipelines.sources.fmarket import replay as fmarket
 
     dataset = ReplayDataset(now=NOW)
     queue, rows, expected = [fund_list_request(1, page_size)], [], []
@@ -206,7 +206,7 @@ def test_the_documented_example_stamped_at_five_utc_is_its_utc_day():
 
 @pytest.mark.parametrize("hour", [0, 5, 23])
 def test_fear_greed_values_at_any_hour_of_the_day_keep_their_utc_day(hour):
-    from ingestion_pipelines.replay import fear_greed
+    from ingestion_pipelines.sources.fear_greed import replay as fear_greed
 
     body = fear_greed.index({"limit": "10"}, NOW, fear_greed.value_for, stamp_hour=hour)
     source = FearGreed(FearGreed.Settings(), window=None)

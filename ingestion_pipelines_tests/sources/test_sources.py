@@ -1,168 +1,20 @@
-"""Every source against the replay server, through Dagster's `materialize`."""
+"""Behaviours of the engine shown on single sources, through Dagster's `materialize` (the
+catalogue-wide standard tests are in test_standard.py)."""
 
-import re
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 
-import pytest
 from sqlalchemy import func, select
 
-from ingestion_pipelines.replay import fmarket
+from ingestion_pipelines.sources.fmarket import replay as fmarket
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines_tests.sources.conftest import failure_message
-from ingestion_pipelines_tests.sources.test_vn_stocks import (
-    check_vn_stock_eod,
-    check_vn_stocks,
-    last_weekday,
-)
 
 
 def nav_day(replay) -> date:
     """A weekday whose NAV every fund has published."""
     latest = min(d for f in replay.dataset.specs if (d := replay.dataset.latest_nav_date(f)))
     return fmarket.previous_weekday(latest - timedelta(days=1))
-
-
-def exact(value) -> Decimal:
-    return Decimal(str(value))
-
-
-def check_fmarket_funds(crawler, _partition):
-    stored = {r["fund_id"]: r for r in crawler.rows(tables.fund)}
-    served = crawler.server.dataset.funds
-    assert len(stored) == len(served) == 58
-    for row in served:
-        got = stored[row["id"]]
-        assert got["code"] == row["code"] and got["name"] == row["name"]
-        assert got["issuer"] == row["owner"]["name"]
-        assert got["asset_type"] == row["dataFundAssetType"]["code"]
-        assert got["nav"] == (exact(row["nav"]) if row["nav"] is not None else None)
-        nav_day = (row.get("extra") or {}).get("lastNAVDate")  # the time the NAV is for
-        assert got["nav_updated_at"] == (
-            datetime.fromtimestamp(nav_day / 1000, UTC) if nav_day else None
-        )
-        update = (row.get("productNavChange") or {}).get("updateAt")
-        assert got["figures_updated_at"] == (
-            datetime.fromtimestamp(update / 1000, UTC) if update else None
-        )
-        assert got["risk_level"] == row["riskLevel"]["name"]
-        assert got["extra"]["productFeeList"][0]["id"] == row["productFeeList"][0]["id"]
-
-
-def check_fmarket_nav(crawler, partition):
-    day = date.fromisoformat(partition)
-    dataset = crawler.server.dataset
-    expected = {f: exact(v) for f in dataset.specs if (v := dataset.nav(f, day)) is not None}
-    stored = {r["fund_id"]: r["nav"] for r in crawler.rows(tables.fund_nav) if r["nav_date"] == day}
-    assert stored == expected and len(expected) > 40
-
-
-FEED_PATHS = {"vnexpress_news": "/rss/kinh-doanh.rss", "cafef_news": "/thi-truong-chung-khoan.rss"}
-
-
-def check_news(source, first_title, first_published_utc):
-    def check(crawler, _partition):
-        feed = crawler.server.dataset.feeds[FEED_PATHS[source]]
-        links = set(re.findall(r"<item>.*?<link>(.*?)</link>", feed.body.decode(), re.S))
-        stored = {r["url"]: r for r in crawler.rows(tables.news_article) if r["source"] == source}
-        assert set(stored) == links
-        first = next(r for r in stored.values() if r["title"] == first_title)
-        assert first["published_at"] == first_published_utc
-        assert first["summary"] and "<" not in first["summary"] and "]]>" not in first["summary"]
-        assert first["image_url"].startswith("https://")
-
-    return check
-
-
-def check_coingecko(crawler, _partition):
-    stored = {r["coin_id"]: r for r in crawler.rows(tables.crypto_market_snapshot)}
-    coins = crawler.server.dataset.coins
-    assert len(stored) == len(coins) == 295
-    for coin in coins:
-        got = stored[coin["id"]]
-        assert got["price_usd"] == (
-            exact(coin["current_price"]) if coin["current_price"] is not None else None
-        )
-        assert got["market_cap_usd"] == (
-            exact(coin["market_cap"]) if coin["market_cap"] is not None else None
-        )
-        assert got["max_supply"] == (
-            exact(coin["max_supply"]) if coin["max_supply"] is not None else None
-        )
-        assert got["last_updated"] == datetime.fromisoformat(
-            coin["last_updated"].replace("Z", "+00:00")
-        )
-        assert got["ath"] == exact(coin["ath"]) and got["extra"]["image"] == coin["image"]
-    assert len({r["captured_at"] for r in stored.values()}) == 1  # one snapshot per run
-
-
-def check_fear_greed(crawler, partition):
-    day = date.fromisoformat(partition)
-    (row,) = crawler.rows(tables.fear_greed_index)
-    assert row["index_date"] == day and row["value"] == crawler.server.dataset.fng(day)
-    assert row["classification"] in ("Extreme Fear", "Fear", "Neutral", "Greed", "Extreme Greed")
-
-
-SOURCES = {
-    "fmarket_funds": (None, check_fmarket_funds),
-    "fmarket_nav": ("nav_day", check_fmarket_nav),
-    "vnexpress_news": (
-        None,
-        check_news(
-            "vnexpress_news",
-            "Giá vàng miếng SJC lập đỉnh mới 168 triệu đồng mỗi lượng",
-            datetime(2026, 11, 23, 10, 32, 10, tzinfo=UTC),
-        ),
-    ),
-    "cafef_news": (
-        None,
-        check_news(
-            "cafef_news",
-            "Khối ngoại bất ngờ mua ròng hơn 1.200 tỷ đồng, tập trung gom FPT và MWG",
-            datetime(2026, 11, 23, 10, 30, 44, tzinfo=UTC),
-        ),
-    ),
-    "coingecko_markets": (None, check_coingecko),
-    "fear_greed": ("yesterday_utc", check_fear_greed),
-    "vn_stocks": (None, check_vn_stocks),
-    "vn_stock_eod": ("last_weekday", check_vn_stock_eod),
-}
-
-
-@pytest.mark.parametrize("worker_id", sorted(SOURCES))
-def test_every_source_stores_exactly_what_the_source_served_and_a_rerun_changes_nothing(
-    crawler, worker_id
-):
-    partition, check = SOURCES[worker_id]
-    if partition == "nav_day":
-        partition = nav_day(crawler.server).isoformat()
-    elif partition == "last_weekday":
-        partition = last_weekday().isoformat()
-    elif partition == "yesterday_utc":
-        partition = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
-    first = crawler.run(worker_id, partition)
-    fetched, inserted, updated, unchanged, rejected = first.counts
-    assert fetched > 0 and inserted > 0 and rejected == 0 and updated == 0
-    check(crawler, partition)
-    table = crawler.asset(worker_id).metadata_by_key[crawler.asset(worker_id).key]["table"]
-    before = crawler.rows(tables.metadata.tables[table])
-
-    second = crawler.run(worker_id, partition)
-    assert second.metadata["records_updated"] == 0
-    if worker_id.endswith("_news"):  # conditional GET: the feed was not sent again
-        assert second.metadata["http_not_modified"] == 1 and second.metadata["records_fetched"] == 0
-    elif worker_id == "coingecko_markets":  # a run is a snapshot: a second one, all new rows
-        assert second.metadata["records_inserted"] == inserted
-    else:
-        assert second.metadata["records_unchanged"] == inserted
-    if worker_id == "coingecko_markets":
-        assert len(crawler.rows(tables.crypto_market_snapshot)) == 2 * inserted
-    else:
-        assert second.metadata["records_inserted"] == 0
-        assert crawler.rows(tables.metadata.tables[table]) == before
-    checks = {c.check_name: c.passed for c in first.result.get_asset_check_evaluations()}
-    assert checks == {"rejects_within_threshold": True, "rows_present": True, "complete": True}
 
 
 def test_a_30_day_nav_backfill_is_one_run_with_one_request_per_fund(crawler):

@@ -1,0 +1,1 @@
+"""CoinGecko: the crypto market snapshot (`coingecko_markets`); its replay, data and expected values."""

@@ -1,0 +1,329 @@
+"""VNDIRECT's public finfo API: ``GET /v4/stocks`` (the listing) and ``GET /v4/stock_prices``
+(daily prices), as the live service answers them.
+
+Both take a ``q`` filter of ``field:value`` clauses joined by ``~`` (``code:VNM~date:gte:2024-01-02``;
+several values for one field are comma separated), ``size`` and a 1-based ``page``, and answer
+``{"data": [...], "currentPage", "size", "totalElements", "totalPages"}``. Prices are in thousands
+of VND with up to two decimals (``68.7`` is 68,700 VND); volumes are shares, sent as JSON numbers
+with a fraction (``2345600.0``). Price rows come newest first with ``sort=date``.
+
+The listing is the recorded rows in ``data/vndirect_stocks.json`` (real companies, real fields),
+optionally grown with generated companies for scale tests; prices are a deterministic function of
+(symbol, day) on the trading days of the market calendar from the listing date, on the exchange's price steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Any
+
+from ingestion_pipelines.market_calendar import is_trading_day
+from ingestion_pipelines.replay.determinism import unit_hash
+from ingestion_pipelines.replay.routes import (
+    ReplayRequest,
+    Response,
+    base_path,
+    dataset_part,
+    read_data,
+    route,
+)
+
+if TYPE_CHECKING:
+    from ingestion_pipelines.replay.dataset import ReplayDataset
+
+STOCKS_PATH = "/v4/stocks"
+PRICES_PATH = "/v4/stock_prices"
+DEFAULT_SIZE = 20  # what the API applies without `size`
+MAX_SIZE = 10_000
+FLOORS = ("HOSE", "HNX", "UPCOM")
+
+
+class QueryError(ValueError):
+    """A query the real API answers with 400."""
+
+
+def parse_q(raw: str) -> dict[str, list[str]]:
+    """``code:VNM~date:gte:2024-01-02`` → {"code": ["VNM"], "date:gte": ["2024-01-02"]}."""
+    clauses: dict[str, list[str]] = {}
+    for clause in filter(None, (raw or "").split("~")):
+        name, sep, value = clause.rpartition(":")
+        if not sep or not name:
+            raise QueryError(f"Invalid query clause: {clause}")
+        clauses[name] = [v for v in value.split(",") if v]
+    return clauses
+
+
+def _page_params(query: dict[str, str]) -> tuple[int, int]:
+    try:
+        size = int(query.get("size") or DEFAULT_SIZE)
+        page = int(query.get("page") or 1)
+    except ValueError:
+        raise QueryError("size and page must be integers") from None
+    if size < 1 or page < 1:
+        raise QueryError("size and page must be positive")
+    return min(size, MAX_SIZE), page
+
+
+def paged(
+    rows: list[dict[str, Any]], query: dict[str, str], cap: int | None = None
+) -> dict[str, Any]:
+    """The envelope of one page of `rows`, as the API pages them; `cap` is a page size the server
+    applies whatever `size` asked for (as many APIs do)."""
+    size, page = _page_params(query)
+    size = min(size, cap or size)
+    total = len(rows)
+    return {
+        "data": rows[(page - 1) * size : page * size],
+        "currentPage": page,
+        "size": size,
+        "totalElements": total,
+        "totalPages": math.ceil(total / size) if total else 0,
+    }
+
+
+# ---------------------------------------------------------------- prices
+
+
+def _price_step(floor: str, price: Decimal) -> Decimal:
+    """The exchange's tick size in thousands of VND (HOSE steps by price band)."""
+    if floor != "HOSE":
+        return Decimal("0.1")
+    if price < 10:
+        return Decimal("0.01")
+    if price < 50:
+        return Decimal("0.05")
+    return Decimal("0.1")
+
+
+def _on_step(floor: str, value: float) -> Decimal:
+    raw = Decimal(str(max(value, 0.1)))
+    step = _price_step(floor, raw)
+    return ((raw / step).quantize(Decimal(1), ROUND_HALF_UP) * step).quantize(Decimal("0.01"))
+
+
+def _number(value: Decimal) -> float:
+    # The API sends prices as JSON numbers; two decimals round-trip exactly through repr.
+    return float(value)
+
+
+@dataclass(frozen=True)
+class StockSpec:
+    """What the price model needs to know about one listed stock."""
+
+    symbol: str
+    floor: str
+    listed: date
+    delisted: date | None = None
+
+    @property
+    def seed(self) -> int:
+        """The stock's seed for generated prices."""
+        return int.from_bytes(self.symbol.encode(), "big") % (2**61)
+
+    def trades_on(self, day: date) -> bool:
+        """True when the stock traded on `day` (a trading day between listing and delisting)."""
+        if day < self.listed or not is_trading_day(day):
+            return False
+        return self.delisted is None or day <= self.delisted
+
+    def close(self, day: date) -> float:
+        """The stock's close on `day`, on the exchange's price step."""
+        base = 5 + 120 * unit_hash(self.seed, 1)
+        t = day.toordinal() / 365.0
+        wave = 0.25 * math.sin(2 * math.pi * t / 3 + 6 * unit_hash(self.seed, 2))
+        noise = 0.04 * (2 * unit_hash(self.seed, day.toordinal()) - 1)
+        return base * math.exp(wave + noise)
+
+    def row(self, day: date) -> dict[str, Any]:
+        """One day's row, with every field the live API sends."""
+        prev = day - timedelta(days=1)
+        while not self.trades_on(prev) and prev > self.listed:
+            prev -= timedelta(days=1)
+        ref = _on_step(self.floor, self.close(prev if prev >= self.listed else day))
+        close = _on_step(self.floor, self.close(day))
+        u = unit_hash(self.seed, day.toordinal() * 7)
+        open_ = _on_step(self.floor, float(ref + (close - ref) * Decimal(str(round(u, 3)))))
+        high = max(open_, close) + _price_step(self.floor, close) * int(1 + 4 * u)
+        low = max(min(open_, close) - _price_step(self.floor, close) * int(1 + 3 * (1 - u)), 0)
+        low = low or min(open_, close)
+        lot = 100
+        volume = Decimal(lot * int(200 + 90_000 * unit_hash(self.seed, day.toordinal() * 3)))
+        average = ((high + low + close) / 3).quantize(Decimal("0.01"))
+        value = (volume * average * 1000).quantize(Decimal(1))
+        band = Decimal("0.07") if self.floor == "HOSE" else Decimal("0.10")
+        if self.floor == "UPCOM":
+            band = Decimal("0.15")
+        change = close - ref
+        return {
+            "code": self.symbol,
+            "date": day.isoformat(),
+            "time": "15:05:01" if self.floor == "HOSE" else "15:10:02",
+            "floor": self.floor,
+            "type": "STOCK",
+            "basicPrice": _number(ref),
+            "ceilingPrice": _number(_on_step(self.floor, float(ref * (1 + band)))),
+            "floorPrice": _number(_on_step(self.floor, float(ref * (1 - band)))),
+            "open": _number(open_),
+            "high": _number(high),
+            "low": _number(low),
+            "close": _number(close),
+            "average": _number(average),
+            "adOpen": _number(open_),
+            "adHigh": _number(high),
+            "adLow": _number(low),
+            "adClose": _number(close),
+            "adAverage": _number(average),
+            "nmVolume": float(volume),
+            "nmValue": float(value),
+            "ptVolume": 0.0,
+            "ptValue": 0.0,
+            "change": _number(change),
+            "adChange": _number(change),
+            "pctChange": round(float(change / ref * 100), 4) if ref else 0.0,
+        }
+
+
+@dataclass
+class StockBook:
+    """The listing the replay serves and the price model behind it."""
+
+    rows: list[dict[str, Any]]
+    specs: dict[str, StockSpec] = field(default_factory=dict)
+    page_cap: int | None = None  # the page size the server really applies, when smaller
+    latency_s: float = 0.0  # added to every answer (the live API answers in 100-200 ms)
+
+    def __post_init__(self) -> None:
+        self.specs = {row["code"]: spec_of(row) for row in self.rows}
+
+    @classmethod
+    def recorded(cls, raw: bytes, *, grow_to: int = 0) -> StockBook:
+        """The recorded listing, plus generated companies up to `grow_to` rows (scale tests)."""
+        rows = json.loads(raw)
+        rows.extend(generated_rows(grow_to - len(rows), {r["code"] for r in rows}))
+        return cls(rows)
+
+    def listing(self, query: dict[str, str]) -> dict[str, Any]:
+        """One page of the listing for `query`."""
+        q = parse_q(query.get("q", ""))
+        rows = [r for r in self.rows if _matches(r, q)]
+        return paged(rows, query, self.page_cap)
+
+    def prices(self, query: dict[str, str]) -> dict[str, Any]:
+        """One page of daily prices for `query`."""
+        q = parse_q(query.get("q", ""))
+        codes = q.get("code") or []
+        start = _date_clause(q, "date:gte") or date(2000, 1, 1)
+        end = _date_clause(q, "date:lte") or date.today()
+        rows = []
+        for code in codes:
+            spec = self.specs.get(code)
+            if spec is None:
+                continue
+            day = max(start, spec.listed)
+            while day <= end:
+                if spec.trades_on(day):
+                    rows.append(spec.row(day))
+                day += timedelta(days=1)
+        rows.sort(key=lambda r: (r["date"], r["code"]), reverse=query.get("sort") == "date")
+        return paged(rows, query, self.page_cap)
+
+
+def spec_of(row: dict[str, Any]) -> StockSpec:
+    """The price model of one listing row."""
+    delisted = row.get("delistedDate")
+    return StockSpec(
+        row["code"],
+        row["floor"],
+        date.fromisoformat(row["listedDate"]),
+        date.fromisoformat(delisted) if delisted else None,
+    )
+
+
+def _date_clause(q: dict[str, list[str]], name: str) -> date | None:
+    values = q.get(name)
+    if not values:
+        return None
+    try:
+        return date.fromisoformat(values[0])
+    except ValueError:
+        raise QueryError(f"Invalid date: {values[0]}") from None
+
+
+def _matches(row: dict[str, Any], q: dict[str, list[str]]) -> bool:
+    return all(str(row.get(name)) in values for name, values in q.items() if ":" not in name)
+
+
+def generated_rows(count: int, taken: set[str] = frozenset()) -> list[dict[str, Any]]:
+    """`count` generated listing rows (three-letter symbols from X.., Z.., Q.., W.., J.. that
+    are not in `taken`), spread over the three exchanges like the real market (UPCoM largest)."""
+    rows: list[dict[str, Any]] = []
+    for code in _generated_codes(taken):
+        if len(rows) >= count:
+            break
+        n = len(rows)
+        floor = ("HOSE", "HNX", "UPCOM", "UPCOM")[n % 4]
+        listed = date(2007, 1, 2) + timedelta(days=int(5000 * unit_hash(n, 11)))
+        rows.append(
+            {
+                "code": code,
+                "type": "STOCK",
+                "floor": floor,
+                "isin": f"VN000000{code}{n % 10}",
+                "status": "listed",
+                "companyName": f"Công ty Cổ phần Mẫu {code}",
+                "companyNameEng": f"Sample {code} Joint Stock Company",
+                "shortName": f"Mẫu {code}",
+                "shortNameEng": f"Sample {code}",
+                "listedDate": listed.isoformat(),
+                "delistedDate": None,
+                "companyId": str(900_000 + n),
+                "taxCode": None,
+            }
+        )
+    return rows
+
+
+def _generated_codes(taken: set[str]):
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    for first in "XZQWJ":
+        for second in letters:
+            for third in letters:
+                if (code := first + second + third) not in taken:
+                    yield code
+
+
+# ---------------------------------------------------------------- routes
+
+base_path("vn_stocks")
+base_path("vn_stock_eod")
+
+
+@dataset_part("vn_stocks")
+def recorded_book(_dataset: ReplayDataset) -> StockBook:
+    """The listing and prices served: the recorded companies."""
+    return StockBook.recorded(read_data("vndirect_stocks.json"))
+
+
+@route(STOCKS_PATH, "GET")
+def vndirect_stocks(request: ReplayRequest, dataset: ReplayDataset) -> Response:
+    """The stock listing."""
+    time.sleep(dataset.vn_stocks.latency_s)
+    try:
+        return Response.json(dataset.vn_stocks.listing(request.query))
+    except QueryError as exc:
+        return Response.json({"error": str(exc)}, 400)
+
+
+@route(PRICES_PATH, "GET")
+def vndirect_prices(request: ReplayRequest, dataset: ReplayDataset) -> Response:
+    """Daily prices."""
+    time.sleep(dataset.vn_stocks.latency_s)
+    try:
+        return Response.json(dataset.vn_stocks.prices(request.query))
+    except QueryError as exc:
+        return Response.json({"error": str(exc)}, 400)

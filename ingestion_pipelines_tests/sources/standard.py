@@ -1,0 +1,47 @@
+"""The collector of the standard tests: the worker catalogue, each worker's replay route and its
+expected values (``STANDARD`` in its family's ``testing.py``), and what is missing."""
+
+from __future__ import annotations
+
+import importlib
+
+from ingestion_pipelines.replay import routes
+from ingestion_pipelines.sources.testing import Standard
+
+
+def family_of(cls: type) -> str:
+    """The package of the family folder a source class lives in."""
+    return cls.__module__.rsplit(".", 1)[0]
+
+
+def _expected_values(cls: type) -> dict[str, Standard]:
+    name = f"{family_of(cls)}.testing"
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name not in (name, family_of(cls)):
+            raise
+        return {}
+    return getattr(module, "STANDARD", {})
+
+
+def collect(classes: dict[str, type]) -> tuple[dict[str, Standard], list[str]]:
+    """(worker id -> its Standard, one line per worker without a replay or expected values)."""
+    routes.load_replays()
+    standards: dict[str, Standard] = {}
+    problems: list[str] = []
+    for worker_id, cls in classes.items():
+        if worker_id not in routes.WORKER_BASE_PATHS:
+            problems.append(
+                f"{worker_id}: no replay route (its family's replay.py registers none: "
+                f"base_path({worker_id!r}) and its routes)"
+            )
+        standard = _expected_values(cls).get(worker_id)
+        if standard is None:
+            problems.append(
+                f"{worker_id}: no expected values (STANDARD[{worker_id!r}] in "
+                f"{family_of(cls)}.testing)"
+            )
+        else:
+            standards[worker_id] = standard
+    return standards, problems
