@@ -28,7 +28,12 @@ BROWSER_USER_AGENT = (
 
 
 class ParseError(IngestError, ValueError):
-    """A frame the feed cannot read: it goes to `dead_letter` with this message as the reason."""
+    """A frame the feed cannot read: it goes to `dead_letter` with this message as the reason
+    and, when the record could be identified, its natural key (`record_key`)."""
+
+    def __init__(self, message: str, *, record_key: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.record_key = record_key
 
 
 @dataclass(slots=True)

@@ -412,7 +412,11 @@ class FeedEngine:
         try:
             parsed = parse(data, received_at)
         except ParseError as exc:
-            self._dead_letter(data, str(exc), received_at)
+            context = None
+            if exc.record_key is not None:
+                url = redact_url(self.feed.url(self.settings))
+                context = {"record_key": exc.record_key, "url": url}
+            self._dead_letter(data, str(exc), received_at, context)
             return None
         except Exception as exc:  # noqa: BLE001 - a bug must not stop the feed either
             self._dead_letter(data, f"parser error: {type(exc).__name__}: {exc}", received_at)

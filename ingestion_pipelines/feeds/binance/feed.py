@@ -75,9 +75,21 @@ class BinanceTrades(Feed):
             if event == "trade":
                 if type(data["t"]) is not int or type(data["m"]) is not bool:
                     raise ParseError("trade id must be an integer and m a boolean")
-                row = _trade_row(
-                    data["s"], data["t"], data["p"], data["q"], data["T"], data["m"], received_at
-                )
+                try:
+                    row = _trade_row(
+                        data["s"],
+                        data["t"],
+                        data["p"],
+                        data["q"],
+                        data["T"],
+                        data["m"],
+                        received_at,
+                    )
+                except (ValueError, ArithmeticError) as exc:  # an impossible price or quantity
+                    key = {"source": SOURCE, "symbol": data["s"], "trade_id": data["t"]}
+                    raise ParseError(
+                        f"trade {data['s']} #{data['t']}: {exc}", record_key=key
+                    ) from None
                 return Parsed({"trade_tick": [row]})
         except ParseError:
             raise
