@@ -28,6 +28,8 @@ BAD = [
     ("binance_trades", "symbols", '["\\"btcusdt\\""]', "do not match"),
     ("binance_trades", "symbols", '["btc usdt"]', "do not match"),
     ("ssi_iboard", "symbols", '["VCB", "vcb"]', "twice"),
+    ("ssi_iboard", "symbols", '["VC"]', "do not match"),  # each feed has its own pattern
+    ("binance_trades", "symbols", '["btc"]', "do not match"),
 ]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 import orjson
@@ -23,6 +23,8 @@ class BinanceTradesSettings(FeedSettings):
     base_url: str = "wss://stream.binance.com:9443"
     rest_base_url: str = "https://api.binance.com"
     symbols: list[str] = Field(default_factory=lambda: ["btcusdt", "ethusdt"])
+    # A spot pair: base + quote assets, letters and digits (btcusdt, 1000shibusdt).
+    symbol_pattern: ClassVar[str] = r"[A-Za-z0-9]{5,20}"
 
 
 def _trade_row(symbol, trade_id, price, qty, time_ms, buyer_maker, received_at) -> dict[str, Any]:

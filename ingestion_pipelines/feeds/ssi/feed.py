@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from pydantic import Field
@@ -52,6 +52,8 @@ class SsiIboardSettings(FeedSettings):
 
     base_url: str = "wss://iboard-pushstream.ssi.com.vn"
     symbols: list[str] = Field(default_factory=lambda: ["VCB", "FPT", "MBB"])
+    # A listed code: 3-letter stocks, 8-character ETFs and covered warrants, futures (VN30F2605).
+    symbol_pattern: ClassVar[str] = r"[A-Za-z0-9]{3,12}"
     boards: list[str] = Field(default_factory=lambda: ["MAIN"])
 
 
