@@ -12,6 +12,7 @@ from loguru import logger
 from sqlalchemy import text
 
 from ingestion_pipelines.redaction import redact_url
+from ingestion_pipelines.storage.pool import get_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _LOCK_NAME = "ingestion_pipelines_migrations"
@@ -30,8 +31,6 @@ def head_revision() -> str:
 
 def current_revision(url: str) -> str | None:
     """The revision the database at `url` is at (None: never migrated)."""
-    from ingestion_pipelines.storage.engines import get_engine
-
     with get_engine(url).connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
@@ -41,8 +40,6 @@ def upgrade(url: str, revision: str = "head") -> str:
 
     Concurrent processes serialise on a database lock (MySQL GET_LOCK, PostgreSQL advisory lock).
     """
-    from ingestion_pipelines.storage.engines import get_engine
-
     engine = get_engine(url)
     config = _config()
     with engine.connect() as conn:
