@@ -160,6 +160,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--binance-port", type=int, default=8701)
     p.add_argument("--ssi-port", type=int, default=8702)
     p.add_argument("--rate", type=float, default=5.0, help="Binance trades per second per symbol")
+    # Behaviours of the real servers, off by default, so that they stay testable by hand too.
+    p.add_argument(
+        "--fmarket-page-cap", type=int, help="fmarket: apply this page size whatever is asked"
+    )
+    p.add_argument(
+        "--nav-history-days-before",
+        type=int,
+        help="fmarket: get-nav-history also returns this many days before fromDate",
+    )
+    p.add_argument(
+        "--fng-stamp-hour", type=int, help="alternative.me: stamp each day at this UTC hour"
+    )
+    p.add_argument(
+        "--ssi-recording",
+        help="SSI: serve a recorded variant instead of the session (97-fields, derivatives)",
+    )
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("sidecar", help="run the feed workers until SIGTERM/SIGINT", add_help=False)
