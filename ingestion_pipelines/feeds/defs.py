@@ -37,8 +37,9 @@ from ingestion_pipelines.feeds.base import Feed, feed_classes
 from ingestion_pipelines.redaction import redact
 from ingestion_pipelines.resources.database import DatabaseResource
 from ingestion_pipelines.storage.tables import worker_state
+from ingestion_pipelines.timezones import ICT_NAME
 
-ICT_TIMEZONE = "Asia/Ho_Chi_Minh"
+ICT_TIMEZONE = ICT_NAME
 FEED_START_DATE = "2025-01-01"
 GROUP = "feeds"
 HEARTBEAT_CHECK = "heartbeat"

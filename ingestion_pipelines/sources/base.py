@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar
-from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
@@ -34,9 +33,8 @@ from sqlalchemy import Table
 from ingestion_pipelines import values
 from ingestion_pipelines.discovery import declared_subclasses
 from ingestion_pipelines.errors import IngestError
+from ingestion_pipelines.timezones import ICT_NAME
 from ingestion_pipelines.workers import ScheduledSettings, WorkerSpec, catalogue, register
-
-ICT = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 class SourceError(IngestError, RuntimeError):
@@ -48,7 +46,7 @@ class DailyPartitions:
     """Daily partitions of calendar days in `timezone`, from `start` ("YYYY-MM-DD")."""
 
     start: str
-    timezone: str = "Asia/Ho_Chi_Minh"
+    timezone: str = ICT_NAME
 
 
 @dataclass(frozen=True)
@@ -57,7 +55,7 @@ class TradingDayPartitions:
     `start` ("YYYY-MM-DD"): weekends and market holidays have no partition."""
 
     start: str
-    timezone: str = "Asia/Ho_Chi_Minh"
+    timezone: str = ICT_NAME
 
 
 @dataclass(frozen=True)

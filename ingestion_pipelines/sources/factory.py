@@ -28,8 +28,9 @@ from ingestion_pipelines.sources.base import Source, SourceError, TradingDayPart
 from ingestion_pipelines.sources.expectations import judge_rows, scheduled_partition
 from ingestion_pipelines.sources.runner import CrawlResult, crawl
 from ingestion_pipelines.storage.validators import PersistentValidators
+from ingestion_pipelines.timezones import ICT_NAME
 
-TIMEZONE = "Asia/Ho_Chi_Minh"
+TIMEZONE = ICT_NAME
 
 
 class SourceRunConfig(RunOverrides):

@@ -3,7 +3,7 @@ the cumulative matched volume (the board carries no trade ids)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -15,11 +15,11 @@ from ingestion_pipelines.feeds.base import Feed
 from ingestion_pipelines.feeds.protocol import NOTHING, Parsed, ParseError
 from ingestion_pipelines.storage import types as column_types
 from ingestion_pipelines.storage.tables import stock_quote
+from ingestion_pipelines.timezones import ICT
 from ingestion_pipelines.values import non_negative_exact
 from ingestion_pipelines.workers import FeedSettings
 
 SOURCE = "ssi"
-ICT = timezone(timedelta(hours=7), "ICT")
 TOPIC = "stockRealtimeBySymbolsAndBoards"
 _QUOTE_FIELDS = {  # column: 0-based field index (see shared/recordings/README.md)
     "last_price": 42,

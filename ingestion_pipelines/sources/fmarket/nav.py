@@ -53,7 +53,7 @@ class FmarketNav(Source):
     table = fund_nav
     record = FundNav
     Settings = FmarketNavSettings
-    partitions = DailyPartitions(start="2015-01-01", timezone="Asia/Ho_Chi_Minh")
+    partitions = DailyPartitions(start="2015-01-01")  # ICT days
     date_column = "nav_date"
     headers = BROWSER_HEADERS
     fresh_within = timedelta(hours=26)

@@ -15,7 +15,7 @@ import json
 import math
 import threading
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -29,11 +29,11 @@ from ingestion_pipelines.replay.routes import (
     read_data,
     route,
 )
+from ingestion_pipelines.timezones import ICT
 
 if TYPE_CHECKING:
     from ingestion_pipelines.replay.dataset import ReplayDataset
 
-ICT = timezone(timedelta(hours=7), "ICT")
 PAR_VALUE = 10_000.0  # every fund starts at 10,000 VND per unit
 EPOCH = date(2000, 1, 1)
 _UNIX_DAY = date(1970, 1, 1).toordinal()
