@@ -16,13 +16,13 @@ import orjson
 import pytest
 from loguru import logger
 
+from ingestion_pipelines import redis_client as redis_module
 from ingestion_pipelines.errors import IngestError, is_transient
 from ingestion_pipelines.http_client import resource as http_module
 from ingestion_pipelines.http_client.errors import HttpFetchError
 from ingestion_pipelines.http_client.resource import HttpClientResource
 from ingestion_pipelines.http_client.results import HttpResult
 from ingestion_pipelines.http_client.validators import MemoryValidatorStore
-from ingestion_pipelines.resources import redis as redis_module
 from ingestion_pipelines.resources.rate_limit import LocalRateLimiter, RedisRateLimiter
 from ingestion_pipelines_tests.fakes.http_origin import (
     ForwardingProxy,
