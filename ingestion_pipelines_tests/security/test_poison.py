@@ -32,6 +32,7 @@ from ingestion_pipelines.storage.tables import dead_letter, trade_tick
 from ingestion_pipelines_tests.sidecar.helpers import (
     assert_exactly_once,
     sidecar_thread,
+    trade_row,
     wait_all_stored,
     wait_until,
 )
@@ -85,18 +86,7 @@ def _count(url: str, table) -> int:
         engine.dispose()
 
 
-def _trade(i: int, price: str = "1.5") -> dict:
-    now = datetime.now(UTC)
-    return {
-        "source": "binance",
-        "symbol": "BTCUSDT",
-        "trade_id": i,
-        "price": Decimal(price),
-        "quantity": Decimal("0.1"),
-        "side": "buy",
-        "traded_at": now,
-        "received_at": now,
-    }
+_trade = trade_row
 
 
 def _peak_rss_mb() -> float:

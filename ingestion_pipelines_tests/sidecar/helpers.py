@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -188,3 +189,18 @@ class PostRecorder:
     def close(self):
         self._server.shutdown()
         self._server.server_close()
+
+
+def trade_row(i: int, price: str = "1.5") -> dict:
+    """A trade_tick row for BTCUSDT with trade id `i` (the writer tests' unit of work)."""
+    now = datetime.now(UTC)
+    return {
+        "source": "binance",
+        "symbol": "BTCUSDT",
+        "trade_id": i,
+        "price": Decimal(price),
+        "quantity": Decimal("0.1"),
+        "side": "buy",
+        "traded_at": now,
+        "received_at": now,
+    }

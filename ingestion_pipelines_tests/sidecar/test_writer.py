@@ -3,30 +3,15 @@ queue stays bounded; a row the database refuses goes to dead_letter and the rest
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from decimal import Decimal
-
 from sqlalchemy import create_engine, func, select
 
 from ingestion_pipelines.sidecar.spool import Spool
 from ingestion_pipelines.sidecar.writer import Writer
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines.storage.tables import dead_letter, trade_tick
-from ingestion_pipelines_tests.sidecar.helpers import wait_until
+from ingestion_pipelines_tests.sidecar.helpers import trade_row, wait_until
 
-
-def _trade(i: int, price="1.5") -> dict:
-    now = datetime.now(UTC)
-    return {
-        "source": "binance",
-        "symbol": "BTCUSDT",
-        "trade_id": i,
-        "price": Decimal(price),
-        "quantity": Decimal("0.1"),
-        "side": "buy",
-        "traded_at": now,
-        "received_at": now,
-    }
+_trade = trade_row
 
 
 def _count(url, table) -> int:
