@@ -1,4 +1,4 @@
-"""What every control command shares: Dagster tag names, the usage error, run/metadata shaping."""
+"""What every control command shares: the usage error, run and metadata shaping (tag names live in `dagster_api.names`)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient, expect
-from ingestion_pipelines.dagster_api.names import (  # noqa: F401 - the commands import them here
-    CONFIG_KEY_TAG,
-    LAUNCHED_BY_TAG,
-    PARTITION_TAG,
-    REQUESTED_BY_TAG,
-    WORKER_TAG,
-)
 from ingestion_pipelines.errors import IngestError
 from ingestion_pipelines.failures import graphql_error_text
 from ingestion_pipelines.redaction import redact, redact_url

@@ -8,11 +8,8 @@ from typing import Any
 from ingestion_pipelines.config import ConfigChain
 from ingestion_pipelines.control.commands.common import (
     CONFIG_JOB,
-    CONFIG_KEY_TAG,
     CONFIG_OP,
     GLOBAL,
-    REQUESTED_BY_TAG,
-    WORKER_TAG,
     UsageError,
     launched_run,
     metadata_values,
@@ -20,6 +17,7 @@ from ingestion_pipelines.control.commands.common import (
     run_error,
 )
 from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient
+from ingestion_pipelines.dagster_api.names import CONFIG_KEY_TAG, REQUESTED_BY_TAG, WORKER_TAG
 from ingestion_pipelines.workers import get_worker
 
 

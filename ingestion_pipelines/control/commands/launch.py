@@ -8,10 +8,6 @@ from datetime import date
 from typing import Any
 
 from ingestion_pipelines.control.commands.common import (
-    LAUNCHED_BY_TAG,
-    PARTITION_TAG,
-    REQUESTED_BY_TAG,
-    WORKER_TAG,
     UsageError,
     iso_time,
     launched_run,
@@ -22,6 +18,12 @@ from ingestion_pipelines.control.commands.common import (
     run_error,
 )
 from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient, expect
+from ingestion_pipelines.dagster_api.names import (
+    LAUNCHED_BY_TAG,
+    PARTITION_TAG,
+    REQUESTED_BY_TAG,
+    WORKER_TAG,
+)
 from ingestion_pipelines.workers import get_worker
 
 

@@ -10,7 +10,6 @@ from typing import Any
 
 from ingestion_pipelines.control.commands.common import (
     CONFIG_JOB,
-    WORKER_TAG,
     UsageError,
     iso_time,
     metadata_values,
@@ -19,6 +18,7 @@ from ingestion_pipelines.control.commands.common import (
     run_error,
 )
 from ingestion_pipelines.dagster_api.client import DagsterClient, expect
+from ingestion_pipelines.dagster_api.names import WORKER_TAG
 from ingestion_pipelines.workers import get_worker
 
 _SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
