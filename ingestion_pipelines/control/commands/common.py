@@ -1,4 +1,7 @@
-"""What every control command shares: the usage error, run and metadata shaping (tag names live in `dagster_api.names`)."""
+"""What every control command shares: the usage error, run and metadata shaping.
+
+Tag names live in `dagster_api.names`.
+"""
 
 from __future__ import annotations
 
