@@ -7,8 +7,10 @@ the government announces for them, which the exchanges take (Tết, Hùng Kings,
 and, from 2026, 24/11). Those come from the maintained `holidays` library (`holidays.VN`, which
 carries the announced swaps as "Day off (substituted from ...)"); where the exchanges' own
 published schedule differs from it, `market_calendar.csv` overrides it, one reviewed row per
-date with its source. The table was reviewed for 2015-2027: a Saturday make-up working day is
-never a trading day (the exchanges announce it as such, e.g. for 4 May 2024).
+date with its source. A Saturday make-up working day is never a trading day (the exchanges
+announce it as such, e.g. for 4 May 2024 and 22 August 2026). Each year 2015-2027 was checked
+against the announcements that could be found; `market_calendar_review.csv` says, per year,
+what was confirmed, from which source, and where no announcement was found (`reviews()`).
 
 Sessions (ICT, no daylight saving). Continuous trading 09:00-11:30 and 13:00-14:30 for every
 board, a lunch break between them; HOSE opens with an opening auction 09:00-09:15; HOSE, HNX and
@@ -35,6 +37,8 @@ from ingestion_pipelines.timezones import ICT
 
 REVIEWED_YEARS = range(2015, 2028)
 OVERRIDES_FILE = "market_calendar.csv"
+REVIEW_FILE = "market_calendar_review.csv"
+REVIEW_VERDICTS = ("confirmed", "partial", "not_found")
 _SEARCH_LIMIT_DAYS = 60  # longer than any run of closed days (Tết plus weekends is at most 11)
 
 
@@ -127,6 +131,31 @@ def overrides() -> dict[date, Override]:
         day = date.fromisoformat(row["date"])
         rows[day] = Override(day, row["status"] == "closed", row["reason"], row["source"])
     return rows
+
+
+@dataclass(frozen=True)
+class Review:
+    """How one year of the calendar was checked: `verdict` is confirmed (the exchanges'
+    published schedule matches), partial (some closures confirmed, the others are the Labour
+    Code's) or not_found (no announcement found; the Labour Code's holidays only)."""
+
+    year: int
+    verdict: str
+    checked: str
+    source: str
+
+
+@functools.cache
+def reviews() -> dict[int, Review]:
+    """The review of each year of the calendar, by year."""
+    text = resources.files("ingestion_pipelines").joinpath(REVIEW_FILE).read_text("utf-8")
+    found = {}
+    for row in csv.DictReader(text.splitlines()):
+        if row["verdict"] not in REVIEW_VERDICTS:
+            raise ValueError(f"{REVIEW_FILE}: verdict must be one of {REVIEW_VERDICTS}: {row}")
+        year = int(row["year"])
+        found[year] = Review(year, row["verdict"], row["checked"], row["source"])
+    return found
 
 
 @functools.cache

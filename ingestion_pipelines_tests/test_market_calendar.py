@@ -24,10 +24,57 @@ ANNOUNCED_CLOSURES = {
     # HOSE 2020 list.
     2020: ["2020-01-01", "2020-01-23", "2020-01-24", "2020-01-27", "2020-01-28", "2020-01-29",
            "2020-04-02", "2020-04-30", "2020-05-01", "2020-09-02"],
+    # HOSE 2022 schedule (11 days): 3 Jan, Tết 31 Jan-4 Feb, 11 Apr, 2-3 May, 1-2 Sep.
+    2022: ["2022-01-03", "2022-01-31", "2022-02-01", "2022-02-02", "2022-02-03", "2022-02-04",
+           "2022-04-11", "2022-05-02", "2022-05-03", "2022-09-01", "2022-09-02"],
+    # HOSE 2023 list (11 days).
+    2023: ["2023-01-02", "2023-01-20", "2023-01-23", "2023-01-24", "2023-01-25", "2023-01-26",
+           "2023-05-01", "2023-05-02", "2023-05-03", "2023-09-01", "2023-09-04"],
     # HOSE notice 1943/TB-SGDHCM and the SSC's swap of 29 April (no session on Sat 4 May).
     2024: ["2024-01-01", "2024-02-08", "2024-02-09", "2024-02-12", "2024-02-13", "2024-02-14",
            "2024-04-18", "2024-04-29", "2024-04-30", "2024-05-01", "2024-09-02", "2024-09-03"],
+    # HOSE 2026 schedule (12 days, the 31 August swap day included; no session on Sat 22 Aug),
+    # and 24 November, Vietnamese Culture Day, made a public holiday after that schedule.
+    2026: ["2026-01-01", "2026-02-16", "2026-02-17", "2026-02-18", "2026-02-19", "2026-02-20",
+           "2026-04-27", "2026-04-30", "2026-05-01", "2026-08-31", "2026-09-01", "2026-09-02",
+           "2026-11-24"],
 }  # fmt: skip
+
+# Single dates of the years whose full schedule was not found (see market_calendar_review.csv):
+# what was confirmed, and the Labour Code's days the library gives where nothing was found.
+SPOT_CHECKS = [
+    ("2016-02-08", False, "HNX/HOSE: Tết closure Monday 8 to Friday 12 February 2016"),
+    ("2016-02-12", False, "the same notice"),
+    ("2016-02-15", True, "the same notice: first session of the year of the Monkey"),
+    ("2016-05-02", False, "Labour Code: 30 April fell on a Saturday, observed on Monday"),
+    ("2017-01-02", False, "Labour Code: 1 January fell on a Sunday"),
+    ("2017-01-26", False, "Labour Code: Tết 2017 from the 29th of the last lunar month"),
+    ("2017-02-02", True, "Labour Code: after five Tết weekdays"),
+    ("2017-09-04", False, "Labour Code: 2 September fell on a Saturday"),
+    ("2018-01-01", False, "VSD notice of 2017-12-27"),
+    ("2018-02-20", False, "Labour Code: Tết 2018 ends on Tuesday 20 February"),
+    ("2018-02-21", True, "Labour Code"),
+    ("2018-12-31", False, "VSD 2019 schedule: swap day taken by the market"),
+    ("2021-01-01", False, "VSD notice of 2020-12-29"),
+    ("2021-02-16", False, "government 2021 schedule: Tết 10-16 February"),
+    ("2021-02-17", True, "the same schedule"),
+    ("2021-09-03", False, "Labour Code 2019: the day after 2 September"),
+    ("2025-01-27", False, "Labour Code: Tết 2025 from the 28th of the last lunar month"),
+    ("2025-02-03", True, "Labour Code: after Tết"),
+    ("2025-04-07", False, "government schedule: Hùng Kings' day on Monday 7 April"),
+    ("2025-05-02", False, "government schedule: swap day (worked on Saturday 26 April)"),
+    ("2025-04-26", False, "a make-up Saturday is never a session"),
+    ("2025-09-01", False, "Labour Code 2019: the day before 2 September"),
+    ("2026-01-02", True, "HNX: normal trading from Friday 2 January 2026"),
+    ("2026-02-23", True, "HNX: trading resumes on Monday 23 February 2026"),
+    ("2026-08-22", False, "HOSE: no session on the make-up Saturday"),
+    ("2027-01-01", False, "Labour Code (the 2027 schedule is not announced yet)"),
+    ("2027-02-05", False, "Labour Code: Tết 2027, lunar new year's eve"),
+    ("2027-02-11", True, "Labour Code: after five Tết weekdays"),
+    ("2027-04-16", False, "Labour Code: Hùng Kings' day"),
+    ("2027-05-03", False, "Labour Code: 1 May fell on a Saturday"),
+    ("2027-09-03", False, "Labour Code 2019: the day after 2 September"),
+]
 
 
 @pytest.mark.parametrize("year", sorted(ANNOUNCED_CLOSURES))
@@ -35,6 +82,24 @@ def test_closed_weekdays_match_the_exchanges_announcements(year):
     start, end = date(year, 1, 1), date(year + 1, 1, 1)
     closed_weekdays = [d.isoformat() for d in mc.non_trading_days(start, end) if d.weekday() < 5]
     assert closed_weekdays == ANNOUNCED_CLOSURES[year]
+
+
+@pytest.mark.parametrize(("day", "trading", "source"), SPOT_CHECKS)
+def test_single_dates_of_the_other_years(day, trading, source):
+    assert mc.is_trading_day(date.fromisoformat(day)) is trading, source
+
+
+def test_every_year_of_the_calendar_says_how_it_was_reviewed():
+    reviews = mc.reviews()
+    assert sorted(reviews) == list(mc.REVIEWED_YEARS)
+    for review in reviews.values():
+        assert review.verdict in mc.REVIEW_VERDICTS
+        assert review.checked.strip() and review.source.strip()
+        if review.verdict == "not_found":
+            assert "searched" in review.source or "not announced" in review.checked
+    # Every year whose closures are all asserted above is marked confirmed, and back.
+    confirmed = {year for year, r in reviews.items() if r.verdict == "confirmed"}
+    assert confirmed == set(ANNOUNCED_CLOSURES)
 
 
 def test_weekends_and_make_up_saturdays_never_trade():

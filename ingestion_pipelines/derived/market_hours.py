@@ -1,8 +1,9 @@
-"""`trade_bars_1m` of the Vietnamese market's symbols (the SSI feed) follows the market calendar:
-over the last complete ICT days, bars exist on trading days only, inside trading hours (the
-widest of the boards' sessions, 08:45-15:00 ICT). A bar on a closed day or at night means trades
-were stamped wrongly; the check `market_calendar` names the days and counts the bars. Today is
-left out: the day is not complete (and the demo's replay stamps frames with the current time)."""
+"""`ssi_trade_bars_1m` (the Vietnamese market's bars) follows the market calendar: over the last
+complete ICT days, bars exist on trading days only, inside trading hours (the widest of the
+boards' sessions, 08:45-15:00 ICT). Closed days have no partition, but the sidecar keeps bars
+live for every tick it commits: a bar on a closed day or at night means trades were stamped
+wrongly; the check `market_calendar` names the days and counts the bars. Today is left out: the
+day is not complete (and the demo's replay stamps frames with the current time)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import dagster as dg
 from sqlalchemy import Engine, select
 
 from ingestion_pipelines import market_calendar
-from ingestion_pipelines.derived.trade_bars import WORKER_ID
+from ingestion_pipelines.derived.ssi_bars import SSI_WORKER_ID
+from ingestion_pipelines.derived.trade_bars import market_sources
 from ingestion_pipelines.resources.database import DatabaseResource
 from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines.storage.tables import trade_bar_1m
@@ -23,14 +25,6 @@ from ingestion_pipelines.storage.tables import trade_bar_1m
 CHECK_NAME = "market_calendar"
 LOOKBACK_DAYS = 7
 _SHOWN = 5
-
-
-def market_sources() -> list[str]:
-    """`trade_tick.source` of every feed of the Vietnamese market."""
-    from ingestion_pipelines.feeds.base import feed_classes
-
-    feeds = feed_classes()
-    return sorted({feeds[w].source for w in market_calendar.FEED_EXCHANGES if w in feeds})
 
 
 def trading_hours() -> tuple[time, time]:
@@ -97,13 +91,13 @@ def read_bar_starts(engine: Engine, sources: list[str], start: date, end: date) 
 
 
 def market_bars_check() -> dg.AssetChecksDefinition:
-    """The `market_calendar` check of `trade_bars_1m`. It runs with the runs that select the
+    """The `market_calendar` check of `ssi_trade_bars_1m`. It runs with the runs that select the
     asset's checks (the UI's Materialize, backfills) and on demand, not from the automation
     sensor: the demo's SSI replay stamps frames with the current time at any hour, and a demo
     left running overnight must not raise an alert the next morning."""
 
     @dg.asset_check(
-        asset=dg.AssetKey([WORKER_ID]),
+        asset=dg.AssetKey([SSI_WORKER_ID]),
         name=CHECK_NAME,
         description=(
             "Bars of the Vietnamese market's symbols (SSI) exist only on trading days and in "
@@ -116,10 +110,10 @@ def market_bars_check() -> dg.AssetChecksDefinition:
     ) -> dg.AssetCheckResult:
         end = datetime.now(market_calendar.ICT).date()
         start = end - timedelta(days=LOOKBACK_DAYS)
-        settings = worker_config.resolve(WORKER_ID).settings
+        settings = worker_config.resolve(SSI_WORKER_ID).settings
         engine = database.data_engine(settings.database_url)
         verdict = judge_market_bars(
-            read_bar_starts(engine, market_sources(), start, end), start, end
+            read_bar_starts(engine, sorted(market_sources()), start, end), start, end
         )
         return dg.AssetCheckResult(
             passed=verdict.passed,

@@ -1,20 +1,23 @@
-"""`trade_bars_1m`: one-minute OHLCV bars per (source, symbol) from `trade_tick`, per ICT day.
+"""One-minute OHLCV bars per (source, symbol) from `trade_tick`, per ICT day: `trade_bars_1m`
+for the round-the-clock markets (Binance) and `ssi_trade_bars_1m` (`derived.ssi_bars`) for the
+Vietnamese market, whose partitions are its trading days.
 
 A partition is one ICT calendar day: every trade whose `traded_at` falls in
 [00:00 ICT, next 00:00 ICT) goes into the bar of its UTC minute (ICT is UTC+7, so minutes are the
 same in both zones). open = first trade by (traded_at, trade_id), close = the last, high/low the
 extremes, volume = sum of quantities, all exact decimals. Bars are written by idempotent upsert:
-running a day again changes nothing unless new trades arrived.
+running a day again changes nothing unless new trades arrived. Each asset covers its own sources
+only (`SourceSelection`), so the two never write the same bar.
 
 Reconciliation: the sidecar keeps today's bars current as trades commit (`sidecar.bars`), so a
 run over a day should find nothing to change. Every bar it would insert or change is a
 difference: counted and sampled in the metadata, reported by the asset check `live_bars_match`
 (failed, severity WARN, when there is any), and fixed by the same upsert.
 
-Automation: the latest complete ICT day is materialized once that day is over (00:05 ICT) or
+Automation: the latest complete partition is materialized once its day is over (00:05 ICT) or
 when a feed reports that day's partition again later, provided at least one feed reported
-anything for that day (see `automation_condition`). Any range of days can be backfilled (one
-run per range).
+anything for that day (see `automation_condition`). Any range of partitions can be backfilled
+(one run per range).
 """
 
 import functools
@@ -26,7 +29,7 @@ from typing import Any
 
 import dagster as dg
 from pydantic import Field, PositiveInt
-from sqlalchemy import Engine, select, tuple_
+from sqlalchemy import ColumnElement, Engine, select, tuple_
 
 from ingestion_pipelines.dagster_api.names import WORKER_TAG
 from ingestion_pipelines.dagster_warnings import quiet_backfill_policy_beta
@@ -75,25 +78,60 @@ def bars_partitions_def() -> dg.DailyPartitionsDefinition:
     return dg.DailyPartitionsDefinition(start_date=START_DATE, timezone=ICT_NAME)
 
 
-def upstream_feeds() -> list[dg.AssetKey]:
-    """The feed assets whose data the bars read: every feed that writes `trade_tick`."""
+def market_sources() -> frozenset[str]:
+    """`trade_tick.source` of every feed of the Vietnamese market (`market_calendar`): their bars
+    are `ssi_trade_bars_1m`'s, on trading days."""
+    from ingestion_pipelines import market_calendar
     from ingestion_pipelines.feeds.base import feed_classes
 
+    feeds = feed_classes()
+    return frozenset(feeds[w].source for w in market_calendar.FEED_EXCHANGES if w in feeds)
+
+
+def upstream_feeds(*, market: bool) -> list[dg.AssetKey]:
+    """The feed assets whose ticks an asset reads: the feeds writing `trade_tick` of the
+    Vietnamese market (`market=True`) or of every other market."""
+    from ingestion_pipelines.feeds.base import feed_classes
+
+    sources = market_sources()
     return [
         dg.AssetKey([worker_id])
         for worker_id, feed in feed_classes().items()
-        if trade_tick.name in feed.tables
+        if trade_tick.name in feed.tables and (feed.source in sources) is market
     ]
 
 
+@dataclass(frozen=True)
+class SourceSelection:
+    """The `trade_tick.source` values an asset's bars cover: `only` these (None: any), none of
+    `excluding`."""
+
+    only: frozenset[str] | None = None
+    excluding: frozenset[str] = frozenset()
+
+    def clauses(self, column: Any) -> list[ColumnElement[bool]]:
+        found = []
+        if self.only is not None:
+            found.append(column.in_(sorted(self.only)))
+        if self.excluding:
+            found.append(column.not_in(sorted(self.excluding)))
+        return found
+
+
+EVERY_SOURCE = SourceSelection()
+
+
 def automation_condition() -> dg.AutomationCondition:
-    """Materialize the latest complete ICT day when that day is over, and again whenever a feed
-    reports that day's partition afterwards (late ticks, a gap filled from REST).
+    """Materialize the latest complete partition once its ICT day is over, and again whenever a
+    feed reports that day's partition afterwards (late ticks, a gap filled from REST).
 
     `AutomationCondition.eager()` is not used: it waits until *every* upstream has the day's
-    partition, and `ssi_iboard` reports nothing on days without trading (or when it is switched
-    off), which would block Binance bars forever. `on_cron()` likewise needs all upstreams to be
-    updated after the cron tick. Here one feed having reported the day is enough.
+    partition, and a feed reports nothing on days it is switched off, which would block the
+    other feeds' bars. `on_cron()` likewise needs all upstreams to be updated after the cron
+    tick. Here one feed having reported the day is enough. The day's closing tick requests a
+    partition only while it is missing: on trading-day partitions the latest complete partition
+    stays Friday's over the weekend (and the last trading day's over a holiday), and each
+    00:05 tick would otherwise run it again.
     """
     ac = dg.AutomationCondition
     day_closed = ac.cron_tick_passed(DAY_CLOSED_CRON, ICT_NAME).with_label(
@@ -102,7 +140,7 @@ def automation_condition() -> dg.AutomationCondition:
     no_feed_reported = ac.all_deps_match(ac.missing()).with_label("no feed reported that day")
     return (
         ac.in_latest_time_window()
-        & (day_closed | ac.any_deps_updated()).since_last_handled()
+        & ((day_closed & ac.missing()) | ac.any_deps_updated()).since_last_handled()
         & ~no_feed_reported
         & ~ac.any_deps_in_progress()
         & ~ac.in_progress()
@@ -237,10 +275,17 @@ def bar_differences(engine: Engine, bars: list[dict[str, Any]]) -> list[dict[str
 
 
 def build_bars(
-    engine: Engine, start: datetime, end: datetime, *, batch_size: int = 5000
+    engine: Engine,
+    start: datetime,
+    end: datetime,
+    *,
+    batch_size: int = 5000,
+    sources: SourceSelection = EVERY_SOURCE,
+    result: BarsResult | None = None,
 ) -> BarsResult:
-    """Compute the bars of every trade with start <= traded_at < end and upsert them."""
-    result = BarsResult()
+    """Compute the bars of every trade of `sources` with start <= traded_at < end and upsert
+    them; counts are added to `result` when given (a run over several windows)."""
+    result = result if result is not None else BarsResult()
     query = (
         select(
             trade_tick.c.source,
@@ -250,7 +295,11 @@ def build_bars(
             trade_tick.c.quantity,
             trade_tick.c.traded_at,
         )
-        .where(trade_tick.c.traded_at >= start, trade_tick.c.traded_at < end)
+        .where(
+            trade_tick.c.traded_at >= start,
+            trade_tick.c.traded_at < end,
+            *sources.clauses(trade_tick.c.source),
+        )
         .order_by(
             trade_tick.c.source,
             trade_tick.c.symbol,
@@ -282,29 +331,55 @@ def build_bars(
     return result
 
 
-# ---- the asset ----------------------------------------------------------------------------
+# ---- the assets -------------------------------------------------------------------------
 
 
-@functools.cache
+@dataclass(frozen=True)
+class BarsAsset:
+    """What distinguishes one bars asset from the other: its worker id, partitions, the sources
+    it covers and the feeds it depends on."""
+
+    worker_id: str
+    description: str
+    partitions_def: dg.TimeWindowPartitionsDefinition
+    sources: SourceSelection
+    deps: list[dg.AssetKey]
+    freshness_policy: dg.FreshnessPolicy
+
+
+def partition_windows(
+    partitions_def: dg.TimeWindowPartitionsDefinition, keys: Iterable[str]
+) -> list[tuple[datetime, datetime]]:
+    """The UTC time windows of `keys`, adjacent ones merged: a range of daily partitions is one
+    window, a week of trading days one window per stretch between closed days."""
+    windows: list[tuple[datetime, datetime]] = []
+    for key in sorted(keys):
+        window = partitions_def.time_window_for_partition_key(key)
+        start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
+        if windows and windows[-1][1] == start:
+            windows[-1] = (windows[-1][0], end)
+        else:
+            windows.append((start, end))
+    return windows
+
+
 @quiet_backfill_policy_beta()
-def trade_bars_asset() -> dg.AssetsDefinition:
-    """The `trade_bars_1m` asset (built once; the feed list is read when first called)."""
+def bars_asset(spec: BarsAsset) -> dg.AssetsDefinition:
+    """A bars asset: the run recomputes the bars of its partitions from `trade_tick` for the
+    spec's sources, upserts them and reports `live_bars_match`."""
+    worker_id = spec.worker_id
 
     @dg.asset(
-        name=WORKER_ID,
+        name=worker_id,
         group_name=GROUP,
-        description=(
-            "One-minute OHLCV bars per (source, symbol) from `trade_tick`, one partition per ICT "
-            "calendar day (a trade at 23:59:59 ICT belongs to that day, one at 00:00 ICT to the "
-            "next). Exact decimals; idempotent upsert into `trade_bar_1m`."
-        ),
-        deps=upstream_feeds(),
-        partitions_def=bars_partitions_def(),
+        description=spec.description,
+        deps=spec.deps,
+        partitions_def=spec.partitions_def,
         automation_condition=automation_condition(),
         check_specs=[
             dg.AssetCheckSpec(
                 LIVE_BARS_CHECK,
-                asset=WORKER_ID,
+                asset=worker_id,
                 description=(
                     "The bars the sidecar kept live match a recomputation from trade_tick: the "
                     "reconciliation found nothing to change (differences are listed, then fixed)."
@@ -313,8 +388,8 @@ def trade_bars_asset() -> dg.AssetsDefinition:
         ],
         backfill_policy=dg.BackfillPolicy.single_run(),
         retry_policy=dg.RetryPolicy(max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL),
-        pool=f"worker/{WORKER_ID}",
-        op_tags={WORKER_TAG: WORKER_ID},
+        pool=f"worker/{worker_id}",
+        op_tags={WORKER_TAG: worker_id},
         kinds={"python", "sql"},
         metadata={
             "table": trade_bar_1m.name,
@@ -322,36 +397,38 @@ def trade_bars_asset() -> dg.AssetsDefinition:
             "natural_key": "source, symbol, bar_start",
             "reads": trade_tick.name,
         },
-        freshness_policy=dg.FreshnessPolicy.cron(
-            deadline_cron="30 1 * * *",
-            lower_bound_delta=timedelta(hours=1, minutes=30),
-            timezone=ICT_NAME,
-        ),
+        freshness_policy=spec.freshness_policy,
     )
-    def trade_bars_1m(
+    def _bars(
         context: dg.AssetExecutionContext,
         config: TradeBarsRunConfig,
         worker_config: WorkerConfigResource,
         database: DatabaseResource,
     ) -> dg.MaterializeResult:
-        with run_logging(context, WORKER_ID) as log:
-            resolved = worker_config.resolve_for_run(WORKER_ID, config)
+        with run_logging(context, worker_id) as log:
+            resolved = worker_config.resolve_for_run(worker_id, config)
             settings: TradeBarsSettings = resolved.settings
-            window = context.partition_time_window
-            start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
+            engine = database.data_engine(settings.database_url)
+            keys = context.partition_keys
+            windows = partition_windows(spec.partitions_def, keys)
             log.info(
-                "bars from trade_tick for ICT days {}..{} ({} to {} UTC)",
-                window.start.date(),
-                (window.end - timedelta(days=1)).date(),
-                start.isoformat(),
-                end.isoformat(),
+                "bars from trade_tick for {} ICT day(s) {}..{} in {} window(s)",
+                len(keys),
+                keys[0],
+                keys[-1],
+                len(windows),
             )
-            result = build_bars(
-                database.data_engine(settings.database_url),
-                start,
-                end,
-                batch_size=settings.batch_size,
-            )
+            result = BarsResult()
+            for start, end in windows:
+                log.info("window {} to {} UTC", start.isoformat(), end.isoformat())
+                build_bars(
+                    engine,
+                    start,
+                    end,
+                    batch_size=settings.batch_size,
+                    sources=spec.sources,
+                    result=result,
+                )
             log.info(
                 "{} trades -> {} bars ({} inserted, {} updated, {} unchanged) for {} symbols",
                 result.trades_read,
@@ -362,8 +439,9 @@ def trade_bars_asset() -> dg.AssetsDefinition:
                 len(result.symbols),
             )
             metadata = result.metadata()
-            metadata["window_start"] = dg.MetadataValue.timestamp(start)
-            metadata["window_end"] = dg.MetadataValue.timestamp(end)
+            metadata["window_start"] = dg.MetadataValue.timestamp(windows[0][0])
+            metadata["window_end"] = dg.MetadataValue.timestamp(windows[-1][1])
+            metadata["days"] = len(keys)
             if result.differences:
                 log.warning(
                     "{} bars differed from trade_tick and were fixed, e.g. {}",
@@ -372,4 +450,29 @@ def trade_bars_asset() -> dg.AssetsDefinition:
                 )
             return dg.MaterializeResult(metadata=metadata, check_results=[result.check_result()])
 
-    return trade_bars_1m
+    return _bars
+
+
+@functools.cache
+def trade_bars_asset() -> dg.AssetsDefinition:
+    """The `trade_bars_1m` asset: every source but the Vietnamese market's, on every ICT day
+    (built once; the feed list is read when first called)."""
+    return bars_asset(
+        BarsAsset(
+            worker_id=WORKER_ID,
+            description=(
+                "One-minute OHLCV bars per (source, symbol) from `trade_tick` of the markets that "
+                "trade every day (Binance; the Vietnamese market's are `ssi_trade_bars_1m`), one "
+                "partition per ICT calendar day (a trade at 23:59:59 ICT belongs to that day, one "
+                "at 00:00 ICT to the next). Exact decimals; idempotent upsert into `trade_bar_1m`."
+            ),
+            partitions_def=bars_partitions_def(),
+            sources=SourceSelection(excluding=market_sources()),
+            deps=upstream_feeds(market=False),
+            freshness_policy=dg.FreshnessPolicy.cron(
+                deadline_cron="30 1 * * *",
+                lower_bound_delta=timedelta(hours=1, minutes=30),
+                timezone=ICT_NAME,
+            ),
+        )
+    )

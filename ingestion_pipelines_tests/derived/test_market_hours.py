@@ -1,4 +1,4 @@
-"""The `market_calendar` check of `trade_bars_1m`: the SSI symbols' bars exist only on trading
+"""The `market_calendar` check of `ssi_trade_bars_1m`: the SSI symbols' bars exist only on trading
 days and in trading hours over the last complete ICT days."""
 
 from datetime import UTC, date, datetime, time, timedelta
@@ -12,7 +12,7 @@ from ingestion_pipelines.derived.market_hours import (
     judge_market_bars,
     market_bars_check,
 )
-from ingestion_pipelines.derived.trade_bars import trade_bars_asset
+from ingestion_pipelines.derived.ssi_bars import ssi_trade_bars_asset
 from ingestion_pipelines.resources.database import DatabaseResource
 from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines.storage.engines import ensure_schema
@@ -58,8 +58,10 @@ def test_bars_on_a_holiday_or_at_night_fail_naming_them():
 
 def evaluate(url: str) -> dg.AssetCheckEvaluation:
     result = dg.materialize(
-        [trade_bars_asset(), market_bars_check()],
-        selection=dg.AssetSelection.checks(dg.AssetCheckKey(trade_bars_asset().key, CHECK_NAME)),
+        [ssi_trade_bars_asset(), market_bars_check()],
+        selection=dg.AssetSelection.checks(
+            dg.AssetCheckKey(ssi_trade_bars_asset().key, CHECK_NAME)
+        ),
         resources={
             "worker_config": WorkerConfigResource(database_url=url),
             "database": DatabaseResource(url=url),

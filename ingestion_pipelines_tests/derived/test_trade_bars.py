@@ -1,4 +1,5 @@
-"""`trade_bars_1m`: exact OHLCV per ICT day, idempotent, and automated after a feed day."""
+"""`trade_bars_1m` (Binance) and `ssi_trade_bars_1m` (the Vietnamese market, on trading days):
+exact OHLCV per ICT day, idempotent, each its own sources, and automated after a feed day."""
 
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -8,6 +9,7 @@ import dagster as dg
 from sqlalchemy import select
 
 from ingestion_pipelines.derived import defs as derived_defs
+from ingestion_pipelines.derived.ssi_bars import SSI_WORKER_ID, ssi_trade_bars_asset
 from ingestion_pipelines.derived.trade_bars import WORKER_ID, trade_bars_asset
 from ingestion_pipelines.feeds import defs as feed_defs
 from ingestion_pipelines.resources.database import DatabaseResource
@@ -61,13 +63,12 @@ def _resources(url: str) -> dict:
     }
 
 
-def _run(url: str, partition: str | None = None, tags: dict | None = None) -> dict:
-    result = dg.materialize(
-        [trade_bars_asset()], partition_key=partition, resources=_resources(url), tags=tags
-    )
+def _run(url: str, partition: str | None = None, tags: dict | None = None, *, ssi=False) -> dict:
+    asset = ssi_trade_bars_asset() if ssi else trade_bars_asset()
+    result = dg.materialize([asset], partition_key=partition, resources=_resources(url), tags=tags)
     assert result.success
     # a partition range (backfill) is one run reporting each of its partitions
-    mat = result.asset_materializations_for_node(WORKER_ID)[0]
+    mat = result.asset_materializations_for_node(SSI_WORKER_ID if ssi else WORKER_ID)[0]
     return {k: v.value for k, v in mat.metadata.items()}
 
 
@@ -97,10 +98,12 @@ def test_bars_of_an_ict_day_are_exact_and_idempotent(database_url):
     upsert(ensure_schema(database_url), trade_tick, TICKS)
 
     first = _run(database_url, "2025-06-02")
-    assert first["trades_read"] == 8
-    assert (first["bars_inserted"], first["bars_updated"], first["bars_unchanged"]) == (4, 0, 0)
-    assert first["symbols"] == 2
-    assert first["symbol_list"] == ["binance:BTCUSDT", "ssi:FPT"]
+    assert first["trades_read"] == 7
+    assert (first["bars_inserted"], first["bars_updated"], first["bars_unchanged"]) == (3, 0, 0)
+    assert first["symbol_list"] == ["binance:BTCUSDT"]  # SSI's bars are ssi_trade_bars_1m's
+    ssi = _run(database_url, "2025-06-02", ssi=True)
+    assert (ssi["trades_read"], ssi["bars_inserted"]) == (1, 1)
+    assert ssi["symbol_list"] == ["ssi:FPT"]
 
     d = Decimal
     assert _bars(database_url) == {
@@ -139,14 +142,15 @@ def test_bars_of_an_ict_day_are_exact_and_idempotent(database_url):
     }
 
     again = _run(database_url, "2025-06-02")
-    assert (again["bars_inserted"], again["bars_updated"], again["bars_unchanged"]) == (0, 0, 4)
+    assert (again["bars_inserted"], again["bars_updated"], again["bars_unchanged"]) == (0, 0, 3)
+    assert _run(database_url, "2025-06-02", ssi=True)["bars_unchanged"] == 1
 
     # A late trade (a gap filled from REST) changes only its own bar.
     upsert(
         ensure_schema(database_url), trade_tick, [tick(19, utc(2025, 6, 1, 17, 1, 30), "99", "1")]
     )
     late = _run(database_url, "2025-06-02")
-    assert (late["bars_inserted"], late["bars_updated"], late["bars_unchanged"]) == (0, 1, 3)
+    assert (late["bars_inserted"], late["bars_updated"], late["bars_unchanged"]) == (0, 1, 2)
     bar = _bars(database_url)[("binance", "BTCUSDT", utc(2025, 6, 1, 17, 1))]
     assert bar == (d("100.3"), d("100.3"), d("99"), d("99"), d("3"), 2)
 
@@ -170,9 +174,9 @@ def test_a_backfill_range_runs_once_over_all_its_days(sqlite_url):
             "dagster/asset_partition_range_end": "2025-06-03",
         },
     )
-    assert meta["trades_read"] == len(TICKS)
-    assert meta["bars_inserted"] == 6
-    assert len(_bars(sqlite_url)) == 6
+    assert meta["trades_read"] == len(TICKS) - 1  # all but SSI's
+    assert meta["bars_inserted"] == 5
+    assert len(_bars(sqlite_url)) == 5
 
 
 def test_a_day_without_trades_writes_nothing(sqlite_url):
@@ -264,8 +268,11 @@ def test_derived_defs_load_with_a_running_automation_sensor():
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     node = defs.resolve_asset_graph().get(BARS)
     assert node.group_name == "derived"
-    assert {k.path[0] for k in node.parent_keys} == {"binance_trades", "ssi_iboard"}
+    assert {k.path[0] for k in node.parent_keys} == {"binance_trades"}
     assert node.partitions_def.timezone == "Asia/Ho_Chi_Minh"
+    ssi = defs.resolve_asset_graph().get(dg.AssetKey([SSI_WORKER_ID]))
+    assert ssi.group_name == "derived"
+    assert {k.path[0] for k in ssi.parent_keys} == {"ssi_iboard"}
 
 
 def test_reconciliation_check_passes_over_live_bars_and_reports_a_difference(

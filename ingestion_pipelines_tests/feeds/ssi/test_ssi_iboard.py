@@ -133,16 +133,59 @@ def test_97_field_frames_read_the_same_positions_and_take_their_time_from_receip
     ]
 
 
-def test_derivatives_frames_map_bu_and_sd_and_an_auction_match_has_no_aggressor():
+# The one derivatives-board frame found published (a Go SSI client's parser test, 2025-08-07,
+# VN30 futures expiring 21/08/2025, HNX code 41I1F8000), without the epoch number its author put
+# in front of it (see data/PROVENANCE.md).
+PUBLISHED_DERIVATIVES_FRAME = (
+    "MAIN|S#41I1F8000|1717.9|1|1717.8|55|1717.7|10|1717.6|9|1717.5|23|1717.4|15|1717.3|27|"
+    "1717.2|13|1717.1|37|1717|84|1718.1|2|1718.3|7|1718.4|5|1718.5|55|1718.6|11|1718.8|15|"
+    "1718.9|31|1719|33|1719.2|61|1719.3|18|1718|1|1732.2|vnf|1710|1719.91|3264|561391850000|"
+    "3490|600494840000|-1.5|-0.09|172480|29665063450000|16931|8494|56214|1839.8|1599.2|1719.5|"
+    "21/08/2025||||f|N|20250821||VN30|0||||1722|||||||||||||||||||||1722|1687|2.5|0.15|"
+    "1754531999939|1754547232540"
+)
+CONTRACT_MULTIPLIER = 100_000  # VND per index point of a VN30 futures contract
+
+
+def test_derivatives_frames_follow_the_published_capture():
     frames, quotes, trades = _parse_all("derivatives")
-    assert {q["symbol"] for q in quotes} == {"VN30F2605"} and len(quotes) == len(frames)
-    codes = [f.raw.split("|")[66] for f in frames]
-    assert {"bu", "sd", "unknown"} <= set(codes)
-    assert [q["last_side"] for q in quotes] == [{"bu": "buy", "sd": "sell"}.get(c) for c in codes]
-    assert trades and {t["side"] for t in trades} == {"buy", "sell", NO_AGGRESSOR}
-    auction = next(q for q in quotes if q["last_side"] is None)
-    assert json.loads(auction["extra"])["66"] == "unknown"
-    assert all(isinstance(t["price"], Decimal) and t["price"] < 3000 for t in trades)
+    assert frames[0].raw == PUBLISHED_DERIVATIVES_FRAME
+    assert {q["symbol"] for q in quotes} == {"41I1F8000"} and len(quotes) == len(frames)
+    first = quotes[0]
+    assert first["quoted_at"] == datetime(2025, 8, 7, 6, 13, 52, 540000, tzinfo=UTC)
+    assert (first["exchange"], first["time_source"]) == ("vnf", "source")
+    assert (first["last_price"], first["last_volume"]) == (Decimal("1718"), Decimal("1"))
+    assert (first["bid1_price"], first["bid1_volume"]) == (Decimal("1717.9"), Decimal("1"))
+    assert (first["ask1_price"], first["ask1_volume"]) == (Decimal("1718.1"), Decimal("2"))
+    assert first["cumulative_volume"] == Decimal("172480")
+    assert (first["ceiling_price"], first["floor_price"], first["reference_price"]) == (
+        Decimal("1839.8"),
+        Decimal("1599.2"),
+        Decimal("1719.5"),
+    )
+    # Fields without a column stay in extra: the expiry date, the underlying index and field 66,
+    # which reads "f" on the derivatives board (every published equity frame has "s" there).
+    extra = json.loads(first["extra"])
+    assert (extra["62"], extra["66"], extra["68"], extra["70"]) == (
+        "21/08/2025",
+        "f",
+        "20250821",
+        "VN30",
+    )
+    assert {q["last_side"] for q in quotes} == {None}
+    # A trade wherever the cumulative volume rises; no aggressor side is known for them.
+    expected = []
+    for before, after in zip(frames, frames[1:], strict=False):
+        old, new = before.raw.split("|"), after.raw.split("|")
+        if int(new[54]) > int(old[54]):
+            expected.append((int(new[54]) - int(old[54]), Decimal(new[42])))
+    assert [(int(t["quantity"]), t["price"]) for t in trades] == expected and len(expected) >= 5
+    assert {t["side"] for t in trades} == {NO_AGGRESSOR}
+    # Values are quoted in VND: price x contracts x 100,000, in every frame of the fixture.
+    for frame in frames:
+        f = frame.raw.split("|")
+        average = Decimal(f[55]) / Decimal(f[54]) / CONTRACT_MULTIPLIER
+        assert abs(average - Decimal(f[47])) < Decimal("0.01"), frame.raw[:40]
 
 
 def test_a_frame_of_unknown_length_names_its_length_and_the_next_frame_is_read():
