@@ -133,7 +133,7 @@ def cmd_backfill(args) -> int:
     elif args.wait:
         print(render.backfill_result(result))
     else:
-        print(f"{args.worker}: backfill {result['backfill_id']} ({args.start}..{args.end})")
+        print(f"{args.worker}: backfill {result['backfill_id']} ({result['from']}..{result['to']})")
     return 0 if not args.wait or result.get("ok") else 1
 
 

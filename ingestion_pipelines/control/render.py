@@ -128,6 +128,9 @@ def backfill_result(result: dict[str, Any]) -> str:
         f"{result['worker_id']}: backfill {result['backfill_id']} "
         f"({result['from']}..{result['to']}): {result['status']}"
     ]
+    if result.get("requested"):
+        asked = result["requested"]
+        lines.append(f"  (asked {asked['from']}..{asked['to']}: fitted to the worker's partitions)")
     for run in result.get("runs") or []:
         lines.append(f"  run {run['run_id']}: {run['status']}, took {span(run['duration_s'])}")
     if result.get("error"):

@@ -13,6 +13,7 @@ from graphql import OperationDefinitionNode, parse, validate
 from ingestion_pipelines.config import ConfigChain
 from ingestion_pipelines.control import render
 from ingestion_pipelines.control.commands.common import metadata_values
+from ingestion_pipelines.control.commands.launch import fit_range
 from ingestion_pipelines.control.commands.stats import parse_since, summarize_runs
 from ingestion_pipelines.control.commands.status import feed_state
 from ingestion_pipelines.control.defs import config_change_job, defs
@@ -255,3 +256,10 @@ def test_health_text() -> None:
         "  ok    webserver        x",
         "  FAIL  feed ssi_iboard  silent",
     ]
+
+
+def test_a_backfill_range_is_fitted_to_the_partition_keys() -> None:
+    keys = ["2024-02-07", "2024-02-15", "2024-02-16", "2024-02-19"]  # trading days around Tết
+    assert fit_range(keys, "2024-02-08", "2024-02-18") == ("2024-02-15", "2024-02-16")
+    assert fit_range(keys, "2024-02-07", "2024-02-19") == ("2024-02-07", "2024-02-19")
+    assert fit_range(keys, "2024-02-08", "2024-02-14") is None

@@ -290,6 +290,14 @@ def test_backfill_completes(env: Env) -> None:
     assert days == {start + timedelta(days=i) for i in range(7)}
 
 
+def test_backfill_of_closed_days_only_is_refused(env: Env) -> None:
+    # vn_stock_eod has trading-day partitions: Saturday 10 to Wednesday 14 February 2024 is the
+    # weekend and Tết, so no partition exists to backfill and nothing may be launched.
+    out = ingest("backfill", "vn_stock_eod", "--from", "2024-02-10", "--to", "2024-02-14")
+    assert out.code == 2, out.out + out.err
+    assert "no partition from 2024-02-10 to 2024-02-14" in out.err
+
+
 def test_stats(env: Env) -> None:
     out = ingest("stats", "fear_greed", "--since", "1h", "--json")
     assert out.code == 0, out.err

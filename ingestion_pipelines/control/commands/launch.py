@@ -122,6 +122,27 @@ def _check_date(text: str, flag: str) -> str:
     return text
 
 
+def fit_range(keys: list[str], start: str, end: str) -> tuple[str, str] | None:
+    """The first and last of `keys` (a worker's partition keys, in order) within `start`..`end`,
+    or None when none is: trading-day partitions have no key on a weekend or a holiday."""
+    inside = [key for key in keys if start <= key <= end]
+    return (inside[0], inside[-1]) if inside else None
+
+
+def _fitted_range(client: DagsterClient, worker: str, start: str, end: str) -> tuple[str, str]:
+    data = client.execute("PartitionKeys", {"assetKey": {"path": [worker]}})
+    node = expect(data.get("assetNodeOrError"), "AssetNode", f"asset {worker}")
+    if not node.get("isPartitioned"):
+        raise UsageError(f"{worker} is not partitioned: use `ingest trigger {worker}`")
+    fitted = fit_range(node.get("partitionKeys") or [], start, end)
+    if fitted is None:
+        raise UsageError(
+            f"{worker} has no partition from {start} to {end} "
+            "(its partitions may skip closed days: weekends and holidays)"
+        )
+    return fitted
+
+
 def backfill(
     client: DagsterClient,
     worker: str,
@@ -142,9 +163,7 @@ def backfill(
         raise UsageError(f"--to {end} is before --from {start}")
     if spec.kind == "feed":
         raise UsageError(f"{worker} is a feed: its gaps are filled by the sidecar")
-    node = _asset_node(client, worker)
-    if not node.get("isPartitioned"):
-        raise UsageError(f"{worker} is not partitioned: use `ingest trigger {worker}`")
+    first, last = _fitted_range(client, worker, start, end)
     tags = {WORKER_TAG: worker, REQUESTED_BY_TAG: requested_by(), LAUNCHED_BY_TAG: "cli"}
     data = client.execute(
         "LaunchBackfill",
@@ -153,11 +172,11 @@ def backfill(
                 "partitionsByAssets": [
                     {
                         "assetKey": {"path": [worker]},
-                        "partitions": {"range": {"start": start, "end": end}},
+                        "partitions": {"range": {"start": first, "end": last}},
                     }
                 ],
                 "tags": [{"key": k, "value": v} for k, v in tags.items()],
-                "title": f"{worker} {start}..{end}",
+                "title": f"{worker} {first}..{last}",
             }
         },
     )
@@ -165,9 +184,11 @@ def backfill(
     result: dict[str, Any] = {
         "worker_id": worker,
         "backfill_id": answer["backfillId"],
-        "from": start,
-        "to": end,
+        "from": first,
+        "to": last,
     }
+    if (first, last) != (start, end):
+        result["requested"] = {"from": start, "to": end}
     if wait:
         done = client.wait_for_backfill(
             answer["backfillId"], timeout_s=timeout_s, on_change=on_change, on_poll=on_poll
