@@ -92,6 +92,8 @@ LUNCH_BREAK = (time(11, 30), time(13, 0))
 # symbols are HOSE stocks; HOSE's hours lie inside every other board's, so no alert is ever raised
 # for a board that is still legitimately quiet.
 FEED_EXCHANGES: dict[str, Exchange] = {"ssi_iboard": Exchange.HOSE}
+# Derived datasets with one partition per complete trading day of a market.
+TRADING_DAY_DATASETS: dict[str, Exchange] = {"ssi_trade_bars_1m": Exchange.HOSE}
 
 
 @dataclass(frozen=True)
@@ -389,9 +391,10 @@ def expectation(dataset: str, start: date, end: date, at: datetime) -> Expectati
 def status_for(worker_id: str, now: datetime) -> dict[str, object] | None:
     """What the calendar says about `worker_id` at `now` (None when it follows no market):
     for a market feed, whether the market trades, whether silence is expected and the next
-    session; for a dataset with a deadline, the latest day due and the rule."""
+    session; for a trading-day dataset, also its latest complete day (its newest partition);
+    for a dataset with a deadline, the latest day due and the rule."""
     info: dict[str, object] = {}
-    exchange = FEED_EXCHANGES.get(worker_id)
+    exchange = FEED_EXCHANGES.get(worker_id) or TRADING_DAY_DATASETS.get(worker_id)
     if exchange is not None:
         state = market_state(now, exchange)
         info.update(
@@ -402,6 +405,8 @@ def status_for(worker_id: str, now: datetime) -> dict[str, object] | None:
             next_session=state.session.start.isoformat(),
             session_ends=state.session.end.isoformat(),
         )
+    if worker_id in TRADING_DAY_DATASETS:
+        info["latest_complete_day"] = previous_trading_day(now.astimezone(ICT).date()).isoformat()
     rule = DEADLINES.get(worker_id)
     if rule is not None:
         info.update(

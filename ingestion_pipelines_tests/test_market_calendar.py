@@ -229,3 +229,7 @@ def test_status_for_a_market_feed_and_a_dataset_with_a_deadline():
     assert nav["latest_due_day"] == "2026-11-26"
     assert market_line(nav, now) == "latest day due 2026-11-26"
     assert mc.status_for("binance_trades", now) is None
+    monday = ict("2026-11-30 09:30")
+    bars = mc.status_for("ssi_trade_bars_1m", monday)
+    assert bars["open"] and bars["latest_complete_day"] == "2026-11-27"  # Friday's partition
+    assert "latest complete trading day 2026-11-27" in market_line(bars, monday)

@@ -53,6 +53,8 @@ def market_line(market: dict[str, Any], now: datetime | None = None) -> str:
                 f"{market['exchange']} closed, silence expected ({market['reason']}); "
                 f"next session {ago(market['next_session'], now)}"
             )
+    if "latest_complete_day" in market:
+        bits.append(f"latest complete trading day {market['latest_complete_day']}")
     if "latest_due_day" in market:
         bits.append(f"latest day due {market['latest_due_day']}")
     return "; ".join(bits)
