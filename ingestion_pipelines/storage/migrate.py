@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -12,6 +11,7 @@ from loguru import logger
 from sqlalchemy import text
 
 from ingestion_pipelines.redaction import redact_url
+from ingestion_pipelines.storage.migration_ops import bound_to
 from ingestion_pipelines.storage.pool import get_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -35,6 +35,38 @@ def current_revision(url: str) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def _run_scripts(conn, revisions) -> None:
+    """Run the migration steps `revisions(current_heads, context)` picks, on `conn`.
+
+    Not through `alembic.command` and env.py: they use Alembic's module-global `context` and
+    `op`, which Dagster's own storages also install from other threads of the same process
+    (see `migration_ops`).
+    """
+    # Imported here: tables imports engines, which imports this module.
+    from ingestion_pipelines.storage.tables import metadata
+
+    context = MigrationContext.configure(
+        connection=conn,
+        opts={
+            "fn": revisions,
+            "target_metadata": metadata,
+            "render_as_batch": conn.dialect.name == "sqlite",
+            "compare_type": True,
+        },
+    )
+    with bound_to(context), context.begin_transaction():
+        context.run_migrations()
+
+
+def downgrade(url: str, revision: str) -> str:
+    """Undo migrations of the database at `url` down to `revision` (tests and operators)."""
+    script = ScriptDirectory.from_config(_config())
+    with get_engine(url).connect() as conn:
+        _run_scripts(conn, lambda current, _context: script._downgrade_revs(revision, current))
+        conn.commit()
+        return MigrationContext.configure(conn).get_current_revision()
+
+
 def upgrade(url: str, revision: str = "head") -> str:
     """Apply every pending migration to the database at `url`; returns the revision reached.
 
@@ -51,8 +83,8 @@ def upgrade(url: str, revision: str = "head") -> str:
         conn.commit()
         try:
             before = MigrationContext.configure(conn).get_current_revision()
-            config.attributes["connection"] = conn
-            command.upgrade(config, revision)
+            script = ScriptDirectory.from_config(config)
+            _run_scripts(conn, lambda current, _context: script._upgrade_revs(revision, current))
             conn.commit()
             after = MigrationContext.configure(conn).get_current_revision()
         finally:

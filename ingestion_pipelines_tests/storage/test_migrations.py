@@ -131,9 +131,7 @@ def test_extra_keeps_exact_decimals_as_text_and_unicode_verbatim(database_url):
 
 
 def test_0004_downgrades_and_upgrades_again_keeping_the_rows(database_url):
-    from alembic import command
-
-    from ingestion_pipelines.storage.migrate import _config
+    from ingestion_pipelines.storage.migrate import downgrade
 
     engine = ensure_schema(database_url)
     with engine.begin() as conn:
@@ -141,11 +139,7 @@ def test_0004_downgrades_and_upgrades_again_keeping_the_rows(database_url):
             tables.fund_nav.insert(),
             [{"fund_id": 1, "nav_date": datetime(2026, 1, 2).date(), "nav": Decimal("10.5")}],
         )
-    config = _config()
-    with engine.connect() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0003")
-        conn.commit()
+    assert downgrade(database_url, "0003") == "0003"
     inspector = inspect(get_engine(database_url))
     assert "extra" not in {c["name"] for c in inspector.get_columns("fund_nav")}
     assert "ath" not in {c["name"] for c in inspector.get_columns("crypto_market_snapshot")}
@@ -153,3 +147,40 @@ def test_0004_downgrades_and_upgrades_again_keeping_the_rows(database_url):
     with engine.connect() as conn:
         (row,) = conn.execute(select(tables.fund_nav)).mappings().all()
     assert row["nav"] == Decimal("10.5") and row["extra"] is None
+
+
+def test_migrating_while_dagster_stamps_its_own_alembic_revision_in_another_thread(tmp_path):
+    # A run process migrates the execution_log database from the log writer's thread while
+    # Dagster creates its SQLite storages (stamping their Alembic revision) in the main thread.
+    # Alembic's `context` proxy is module-global, so the two must not share it.
+    import threading
+
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def dagster_stamping() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                SqliteEventLogStorage(str(tmp_path / f"dagster{n}")).dispose()
+            except BaseException as exc:  # noqa: BLE001 - any failure is the finding
+                errors.append(exc)
+                return
+
+    stamping = threading.Thread(target=dagster_stamping)
+    stamping.start()
+    try:
+        for i in range(15):
+            url = f"sqlite:///{tmp_path / f'ours{i}.db'}"
+            try:
+                assert upgrade(url) == head_revision()
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+                break
+    finally:
+        stop.set()
+        stamping.join()
+    assert not errors, repr(errors[0])

@@ -6,9 +6,9 @@ Create Date: ${create_date}
 """
 
 import sqlalchemy as sa
-from alembic import op
 
 import ingestion_pipelines.storage.types
+from ingestion_pipelines.storage.migration_ops import op
 ${imports if imports else ""}
 
 revision = ${repr(up_revision)}

@@ -6,9 +6,9 @@ Create Date: 2026-11-23 10:48:51.556999
 """
 
 import sqlalchemy as sa
-from alembic import op
 
 import ingestion_pipelines.storage.types
+from ingestion_pipelines.storage.migration_ops import op
 
 revision = "0001"
 down_revision = None

@@ -10,7 +10,8 @@ Revises: 0002
 """
 
 import sqlalchemy as sa
-from alembic import op
+
+from ingestion_pipelines.storage.migration_ops import op
 
 revision = "0003"
 down_revision = "0002"

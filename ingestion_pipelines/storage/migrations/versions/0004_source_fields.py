@@ -5,8 +5,8 @@ Revises: 0003
 """
 
 import sqlalchemy as sa
-from alembic import op
 
+from ingestion_pipelines.storage.migration_ops import op
 from ingestion_pipelines.storage.tables import COINGECKO_COLUMNS, FUND_RETURN_PERIODS
 from ingestion_pipelines.storage.types import ExactDecimal, JsonDocument, JsonValue, UtcDateTime
 

@@ -5,9 +5,9 @@ Revises: 0004
 """
 
 import sqlalchemy as sa
-from alembic import op
 
 import ingestion_pipelines.storage.types
+from ingestion_pipelines.storage.migration_ops import op
 
 revision = "0005"
 down_revision = "0004"

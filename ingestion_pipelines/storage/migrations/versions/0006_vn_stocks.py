@@ -5,8 +5,8 @@ Revises: 0005
 """
 
 import sqlalchemy as sa
-from alembic import op
 
+from ingestion_pipelines.storage.migration_ops import op
 from ingestion_pipelines.storage.types import ExactDecimal, JsonDocument
 
 revision = "0006"
