@@ -367,7 +367,7 @@ CONTROL_TABLES = {
 
 def _utf8mb4_everywhere() -> None:
     """Every table declares utf8mb4 on MySQL/MariaDB (a latin1 server default must not apply)."""
-    from ingestion_pipelines.storage.engines import MYSQL_CHARSET
+    from ingestion_pipelines.storage.pool import MYSQL_CHARSET
 
     for table in metadata.tables.values():
         table.dialect_kwargs["mysql_charset"] = MYSQL_CHARSET
