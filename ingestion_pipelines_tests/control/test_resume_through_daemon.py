@@ -1,8 +1,9 @@
 """Resume through the daemon: a real dagster-webserver and dagster-daemon (the project's workspace
 and dagster.yaml) run a `vn_stock_eod` backfill launched with `ingest backfill` against the
 VNDIRECT replay with latency on every request; its run's processes are killed with kill -9
-half-way; Dagster's own re-execution of the run (GraphQL) fetches only what had not committed,
-and the table ends exactly as an uninterrupted crawl leaves it."""
+half-way; the run fails and the daemon's retry of it (Dagster's re-execution of the same range)
+fetches only what had not committed, and the table ends exactly as an uninterrupted crawl
+leaves it."""
 
 from __future__ import annotations
 
@@ -46,16 +47,16 @@ RUNS_OF_BACKFILL = """
 query ($id: String!) {
   partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { runs { runId } } }
 }"""
-MARK_CANCELED = """
-mutation ($id: String!) {
-  terminateRun(runId: $id, terminatePolicy: MARK_AS_CANCELED_IMMEDIATELY) {
-    __typename ... on TerminateRunFailure { message } ... on PythonError { message }
+RETRIES = """
+query ($id: String!) {
+  runsOrError(filter: {tags: [{key: "dagster/parent_run_id", value: $id}]}) {
+    ... on Runs { results { runId } }
   }
 }"""
-REEXECUTE = """
-mutation ($id: String!) {
-  launchRunReexecution(reexecutionParams: {parentRunId: $id, strategy: ALL_STEPS}) {
-    __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
+WORKER_RUNS = """
+{
+  runsOrError(filter: {tags: [{key: "ingest/worker", value: "vn_stock_eod"}]}) {
+    ... on Runs { results { runId } }
   }
 }"""
 
@@ -77,14 +78,23 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def events(stack: ProjectStack, run_id: str) -> list[dict]:
+    return stack.graphql(RUN_EVENTS, {"id": run_id})["logsForRun"]["events"]
+
+
 def run_worker_pid(stack: ProjectStack, run_id: str) -> int | None:
     """The pid of the run's process, from its "Started process for run (pid: N)." event."""
-    events = stack.graphql(RUN_EVENTS, {"id": run_id})["logsForRun"]["events"]
-    for event in events:
+    for event in events(stack, run_id):
         message = event.get("message") or ""
         if message.startswith("Started process for run (pid: "):
             return int(message.split("pid: ")[1].split(")")[0])
     return None
+
+
+def retry_of(stack: ProjectStack, run_id: str) -> str | None:
+    """The run the daemon launched to retry `run_id`, once there is one."""
+    runs = stack.graphql(RETRIES, {"id": run_id})["runsOrError"]["results"]
+    return runs[0]["runId"] if runs else None
 
 
 def gone(pid: int) -> bool:
@@ -173,26 +183,27 @@ def test_a_run_killed_with_kill_9_and_re_executed_fetches_only_what_had_not_comm
             committed = set(conn.execute(select(tables.crawl_checkpoint.c.request_key)).scalars())
         first_symbols = price_symbols(replay)
         replay.requests.clear()
-        assert status(stack, first) == "STARTED"  # Dagster cannot tell the process is gone
-
-        # What an operator does: mark the dead run canceled, re-execute it.
-        answer = stack.graphql(MARK_CANCELED, {"id": first}, timeout_s=120)["terminateRun"]
-        assert answer["__typename"] == "TerminateRunSuccess", answer
-        answer = stack.graphql(REEXECUTE, {"id": first})["launchRunReexecution"]
-        assert answer["__typename"] == "LaunchRunSuccess", answer
-        second = answer["run"]["runId"]
+        # The code server sees its run process die and fails the run; the daemon retries it
+        # (run_retries in dagster.yaml): Dagster's re-execution of the same range.
+        wait_until(lambda: status(stack, first) == "FAILURE", 30, what="the run to fail")
+        messages = [e.get("message") or "" for e in events(stack, first)]
+        assert any("terminated by signal 9 (SIGKILL)" in m for m in messages)
+        retry = wait_until(lambda: retry_of(stack, first), 60, what="the daemon's retry")
         wait_until(
-            lambda: status(stack, second) in ("SUCCESS", "FAILURE", "CANCELED"),
+            lambda: status(stack, retry) in ("SUCCESS", "FAILURE", "CANCELED"),
             240,
             interval_s=0.5,
-            what="the re-executed run",
+            what="the retried run",
         )
-        assert status(stack, second) == "SUCCESS", stack.describe_logs()
+        assert status(stack, retry) == "SUCCESS", stack.describe_logs()
         tags = {
-            t["key"]: t["value"] for t in stack.graphql(RUN, {"id": second})["runOrError"]["tags"]
+            t["key"]: t["value"] for t in stack.graphql(RUN, {"id": retry})["runOrError"]["tags"]
         }
+        assert tags["dagster/retry_number"] == "1"
         assert tags["dagster/asset_partition_range_start"] == str(START)
         assert tags["dagster/asset_partition_range_end"] == str(END)
+        runs = stack.graphql(WORKER_RUNS)["runsOrError"]["results"]
+        assert {r["runId"] for r in runs} == {first, retry}  # no other run of the worker
 
     # The committed requests, by symbol: each checkpoint is the listing or one stock's prices
     # (the run's window ends where the partition after END starts).
