@@ -1,4 +1,6 @@
-"""The crawl engine at scale, side by side in one run, against the replay with injected latency.
+"""The crawl engine at scale, side by side in one run: `vn_stock_eod` against the replay of
+VNDIRECT's finfo API at its real paths (`/v4/stocks`, then one `/v4/stock_prices` request per
+listed stock), its listing grown with generated companies to the size asked, with injected latency.
 
 Prints (crawl s: the crawl itself, from its first request to its last commit; process s: the
 whole process, with interpreter start and schema check):
@@ -12,9 +14,6 @@ whole process, with interpreter start and schema check):
 
 Goals (issue 11): at 150 ms and concurrency 8, ≥ 6× the sequential rate; ≤ 10 req/s at the server
 under a 10 req/s limit; RSS < 300 MB for a million rows; resumed ≤ 0.6× a full restart.
-
-The source is `SOURCE` against the replay's `/bench/eod` (one request per stock and window);
-when `vn_stock_eod` exists, swap `SOURCE` to it (one line).
 
 Usage: .venv/bin/python benchmarks/crawl_scale.py [--requests 1600] [--latency-ms 150]
        [--rows 1000000] [--no-dagster]
@@ -37,8 +36,37 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SOURCE_MODULE = "ingestion_pipelines_tests.sources.eod_bench"  # swap to vn_stock_eod's runner
-DAY = date(2024, 3, 1)
+SOURCE_MODULE = "ingestion_pipelines_tests.sources.crawl_process"  # crawls vn_stock_eod
+DAY = date(2024, 3, 1)  # a Friday, a trading day
+
+
+def list_stocks(server, count: int) -> list[str]:
+    """Make the replay list `count` stocks (the recorded ones, then generated); their symbols."""
+    from ingestion_pipelines.replay.routes import read_data
+    from ingestion_pipelines.sources.vndirect.replay import StockBook
+
+    book = StockBook.recorded(read_data("vndirect_stocks.json"), grow_to=count)
+    book.rows = book.rows[:count]
+    book.specs = {row["code"]: book.specs[row["code"]] for row in book.rows}
+    server.dataset.vn_stocks = book
+    return [row["code"] for row in book.rows]
+
+
+def served_rows(server, first: date, last: date) -> int:
+    """Rows the replay serves for `first..last` (every listed stock on its trading days)."""
+    from ingestion_pipelines.market_calendar import trading_days
+
+    days = list(trading_days(first, last + timedelta(days=1)))
+    return sum(spec.trades_on(d) for spec in server.dataset.vn_stocks.specs.values() for d in days)
+
+
+def trading_day_after(day: date, count: int) -> date:
+    """The trading day `count` trading days after `day`."""
+    from ingestion_pipelines.market_calendar import next_trading_day
+
+    for _ in range(count):
+        day = next_trading_day(day)
+    return day
 
 
 def run_child(args: list[str]) -> dict:
@@ -54,15 +82,21 @@ def run_child(args: list[str]) -> dict:
     return json.loads(out.splitlines()[-1])
 
 
-def async_vs_threads(server, n: int, concurrency: int) -> tuple[float, float, float, float]:
-    """(req/s, CPU s) of curl_cffi AsyncSession and of the engine's thread pool, same requests."""
+def async_vs_threads(server, symbols: list[str], concurrency: int):
+    """(req/s, CPU s) of curl_cffi AsyncSession and of the engine's thread pool, the same price
+    requests (one per symbol)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from curl_cffi.requests import AsyncSession
 
     from ingestion_pipelines.http_client.resource import HttpClientResource
+    from ingestion_pipelines.sources.vndirect.replay import PRICES_PATH
 
-    urls = [f"{server.url}/bench/eod?symbol={i}&from={DAY}&to={DAY}" for i in range(1, n + 1)]
+    n = len(symbols)
+    urls = [
+        f"{server.url}{PRICES_PATH}?sort=date&q=code:{s}~date:gte:{DAY}~date:lte:{DAY}&size=1&page=1"
+        for s in symbols
+    ]
 
     async def fetch_all():
         gate = asyncio.Semaphore(concurrency)
@@ -90,37 +124,39 @@ def async_vs_threads(server, n: int, concurrency: int) -> tuple[float, float, fl
     return async_rate, async_cpu, thread_rate, thread_cpu
 
 
-def crawl_once(server, url: str, n: int, concurrency: int, rate: float | None, first: date):
-    """One crawl of `n` stocks × 1 day; returns (crawl s, process wall s, rate at the server,
-    most requests in one second at the server, peak in flight)."""
+def crawl_once(server, url: str, concurrency: int, rate: float | None, first: date):
+    """One crawl of every listed stock × 1 day; returns (requests, crawl s, process wall s, rate
+    at the server, most requests in one second at the server, peak in flight)."""
     server.requests.clear()
     server.peak_in_flight = 0
-    args = ["--database-url", url, "--base-url", server.url, "--symbols", str(n)]
+    args = ["--database-url", url, "--base-url", server.url]
     args += ["--start", str(first), "--end", str(first), "--concurrency", str(concurrency)]
     if rate:
         args += ["--rate", str(rate)]
     started = time.perf_counter()
     result = run_child(args)
     wall = time.perf_counter() - started
-    assert result["records_inserted"] == n, result
+    assert result["records_inserted"] == served_rows(server, first, first), result
     times = sorted(r.time for r in server.requests)
     measured = (len(times) - 1) / (times[-1] - times[0])
     worst_second = max(
         sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times)
     )
-    return result["duration_s"], wall, measured, worst_second, server.peak_in_flight
+    requests = len(times)
+    return requests, result["duration_s"], wall, measured, worst_second, server.peak_in_flight
 
 
 def resume_vs_restart(server, url_for, n: int, days: int):
     """((uninterrupted crawl s, process s), (resumed crawl s, process s), requests resumed) of
-    an n-stock × days backfill killed by kill -9 once half of its requests have committed."""
+    an n-stock × `days` trading days backfill killed by kill -9 once half of its requests have
+    committed."""
     from sqlalchemy import func, select
 
     from ingestion_pipelines.storage.engines import ensure_schema
     from ingestion_pipelines.storage.tables import crawl_checkpoint
 
-    last = DAY + timedelta(days - 1)
-    base = ["--base-url", server.url, "--symbols", str(n), "--start", str(DAY), "--end", str(last)]
+    last = trading_day_after(DAY, days - 1)
+    base = ["--base-url", server.url, "--start", str(DAY), "--end", str(last)]
     started = time.perf_counter()
     result = run_child(["--database-url", url_for("full"), *base])
     full = (result["duration_s"], time.perf_counter() - started)
@@ -142,7 +178,7 @@ def resume_vs_restart(server, url_for, n: int, days: int):
     started = time.perf_counter()
     result = run_child(["--database-url", killed, *base])
     resumed = (result["duration_s"], time.perf_counter() - started)
-    assert result["records_fetched"] == n * days, result
+    assert result["records_fetched"] == served_rows(server, DAY, last), result
     return full, resumed, result["requests_resumed"]
 
 
@@ -178,15 +214,19 @@ def main() -> int:
         say(f"Crawl scale, replay latency {args.latency_ms:.0f} ms, into MariaDB (test bed)")
 
         # 1. async vs threads
+        symbols = list_stocks(server, max(args.requests, 400))
         say("\n1. curl_cffi AsyncSession vs the engine's thread pool (400 GETs)")
         say(f"{'concurrency':>12}{'async req/s':>14}{'CPU s':>8}{'threads req/s':>16}{'CPU s':>8}")
         for concurrency in (8, 16):
-            a_rate, a_cpu, t_rate, t_cpu = async_vs_threads(server, 400, concurrency)
+            a_rate, a_cpu, t_rate, t_cpu = async_vs_threads(server, symbols[:400], concurrency)
             say(f"{concurrency:>12}{a_rate:>14.1f}{a_cpu:>8.2f}{t_rate:>16.1f}{t_cpu:>8.2f}")
 
         # 2. concurrency sweep and a rate limit
-        n = args.requests
-        say(f"\n2. {n} stocks x 1 day, one request each (generous limit: 1000 req/s)")
+        n = len(list_stocks(server, args.requests))
+        say(
+            f"\n2. {n} stocks x 1 day: the listing, then one request per stock "
+            "(generous limit: 1000 req/s)"
+        )
         say(
             f"{'concurrency':>12}{'limit':>8}{'crawl s':>9}{'req/s':>9}{'vs c=1':>8}"
             f"{'max in 1 s':>12}{'in flight':>11}{'process s':>11}"
@@ -195,15 +235,14 @@ def main() -> int:
         for day_offset, (concurrency, rate) in enumerate(
             ((1, 1000.0), (4, 1000.0), (8, 1000.0), (16, 1000.0), (16, 10.0))
         ):
-            crawl_s, wall, at_server, worst, peak = crawl_once(
+            requests, crawl_s, wall, at_server, worst, peak = crawl_once(
                 server,
                 url_for(f"c{concurrency}_{int(rate)}"),
-                n,
                 concurrency,
                 rate,
-                DAY + timedelta(day_offset),
+                trading_day_after(DAY, day_offset),
             )
-            rate_s = n / crawl_s
+            rate_s = requests / crawl_s
             sequential = sequential or rate_s
             say(
                 f"{concurrency:>12}{rate:>8g}{crawl_s:>9.1f}{rate_s:>9.1f}"
@@ -213,8 +252,10 @@ def main() -> int:
 
         # 3. peak RSS of a big crawl (no latency: as fast as it goes)
         server.latency_s = 0.0
-        stocks = 1000
+        stocks = len(list_stocks(server, 1000))
         days = max(1, args.rows // stocks)
+        first = date(2021, 1, 4)  # every generated stock is listed by then
+        last = trading_day_after(first, days - 1)
         started = time.perf_counter()
         result = run_child(
             [
@@ -222,28 +263,28 @@ def main() -> int:
                 url_for("rss"),
                 "--base-url",
                 server.url,
-                "--symbols",
-                str(stocks),
                 "--start",
-                str(DAY),
+                str(first),
                 "--end",
-                str(DAY + timedelta(days - 1)),
+                str(last),
             ]
         )
         wall = time.perf_counter() - started
+        assert result["records_inserted"] == result["records_expected"], result
         say(
-            f"\n3. {result['records_inserted']:,} rows ({stocks} stocks x {days} days): peak RSS "
+            f"\n3. {result['records_inserted']:,} rows ({stocks} stocks x {days} trading days): peak RSS "
             f"{result['peak_rss_mb']:.0f} MB, {result['batches_committed']} batches, {wall:.1f} s"
         )
 
         # 4. resumed after kill -9 vs a full restart
         server.latency_s = latency
-        full, resumed, skipped = resume_vs_restart(server, url_for, 400, 30)
+        stocks = len(list_stocks(server, 400))
+        full, resumed, skipped = resume_vs_restart(server, url_for, stocks, 30)
         say(
-            f"\n4. 400 stocks x 30 days, killed (kill -9) half-way and resumed vs a full restart:"
-            f"\n   crawl {resumed[0]:.1f} s vs {full[0]:.1f} s = {resumed[0] / full[0]:.2f}x; "
-            f"whole process {resumed[1]:.1f} s vs {full[1]:.1f} s = {resumed[1] / full[1]:.2f}x "
-            f"({skipped} of 400 requests not sent again)"
+            f"\n4. {stocks} stocks x 30 trading days, killed (kill -9) half-way and resumed vs a "
+            f"full restart:\n   crawl {resumed[0]:.1f} s vs {full[0]:.1f} s = "
+            f"{resumed[0] / full[0]:.2f}x; whole process {resumed[1]:.1f} s vs {full[1]:.1f} s = "
+            f"{resumed[1] / full[1]:.2f}x ({skipped} of {stocks + 1} requests not sent again)"
         )
 
     # 5. the Dagster backfill ratio

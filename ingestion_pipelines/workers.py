@@ -157,12 +157,29 @@ class ScheduledSettings(WorkerSettings):
         le=7 * 86400,
         description="deadline of a whole run, retries included, besides each request's timeout_s",
     )
+    checkpoint_ttl_s: float = Field(
+        7 * 86400.0,
+        le=365 * 86400,
+        description="a partition range's checkpoints untouched this long expire (not < run_timeout_s)",
+    )
 
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
         if not is_valid_cron(value):
             raise ValueError(f"not a valid cron expression: {value!r}")
+        return value
+
+    @field_validator("checkpoint_ttl_s")
+    @classmethod
+    def _checkpoints_outlive_runs(cls, value: float, info) -> float:
+        # A run's range is touched when it starts; a TTL this long cannot expire it mid-run.
+        run_timeout_s = info.data.get("run_timeout_s")
+        if run_timeout_s is not None and value < run_timeout_s:
+            raise ValueError(
+                f"may not be shorter than run_timeout_s ({run_timeout_s:g}): the checkpoints "
+                "of a running range would expire"
+            )
         return value
 
 

@@ -249,7 +249,7 @@ class Source:
 
 def source_classes() -> dict[str, type[Source]]:
     """Every source class of the worker catalogue, by worker id. A class whose `worker_id` is set
-    after it was made (a test's own source, e.g. `eod_bench.BenchEod`) is not in the catalogue."""
+    after it was made (a test's own source) is not in the catalogue."""
     import ingestion_pipelines.sources  # noqa: F401 - registers the sources
 
     workers = catalogue()

@@ -37,6 +37,7 @@ from ingestion_pipelines.http_client.session import CrawlSession
 from ingestion_pipelines.redaction import redact_url
 from ingestion_pipelines.sources.base import Expected, Request, Source, SourceError
 from ingestion_pipelines.sources.checkpoints import (
+    DEFAULT_TTL_S,
     Checkpoints,
     dump_request,
     load_request,
@@ -427,7 +428,12 @@ def crawl(
     session.start_deadline(getattr(settings, "run_timeout_s", None))
     checkpoints = None
     if resume and source.window is not None:
-        checkpoints = Checkpoints(control_engine, source.worker_id, scope_of(source.window))
+        checkpoints = Checkpoints(
+            control_engine,
+            source.worker_id,
+            scope_of(source.window),
+            getattr(settings, "checkpoint_ttl_s", DEFAULT_TTL_S),
+        )
     job = _Crawl(
         source, session, data_engine, control_engine, run_id, progress, checkpoints, batch_rows
     )

@@ -1,6 +1,7 @@
-"""The crawl engine at scale, against the replay server with injected latency and a request log:
-requests in flight, the rate at the server, Retry-After host-wide, streaming batches, resume after
-a real kill -9, the run deadline, completeness and partition windows."""
+"""The crawl engine at scale, with `vn_stock_eod` against the VNDIRECT replay at its real paths
+(the listing, then one price request per stock), injected latency and a request log: requests in
+flight, the rate at the server, Retry-After host-wide, streaming batches, resume after a real
+kill -9, the run deadline, completeness and partition windows."""
 
 from __future__ import annotations
 
@@ -18,16 +19,18 @@ from sqlalchemy import func, select
 
 from ingestion_pipelines.http_client.errors import RunDeadlineExceeded
 from ingestion_pipelines.replay.http_server import ReplayServer
-from ingestion_pipelines.sources.bench import replay as bench
+from ingestion_pipelines.sources.checkpoints import request_key
 from ingestion_pipelines.sources.factory import complete_check
 from ingestion_pipelines.sources.runner import CrawlResult, RejectThresholdError
+from ingestion_pipelines.sources.vndirect import replay as vndirect
+from ingestion_pipelines.sources.vndirect.eod import VnStockEod
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.engines import dispose_all, ensure_schema
-from ingestion_pipelines_tests.sources import eod_bench
-from ingestion_pipelines_tests.sources.eod_bench import BenchEod
+from ingestion_pipelines_tests.sources import crawl_process
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DAY = date(2024, 3, 1)
+DAY = date(2024, 3, 4)  # a Monday: DAY + 0..4 are trading days
+PRICES = vndirect.PRICES_PATH
 
 
 @pytest.fixture
@@ -43,22 +46,30 @@ def count(url: str, table) -> int:
 
 
 def stored(url: str) -> list[tuple]:
+    table = tables.stock_eod
     with ensure_schema(url).connect() as conn:
-        query = select(tables.fund_nav).order_by(tables.fund_nav.c.fund_id, "nav_date")
-        return [tuple(r) for r in conn.execute(query)]
+        return [tuple(r) for r in conn.execute(select(table).order_by(*table.primary_key))]
 
 
-def symbols_requested(replay: ReplayServer) -> list[int]:
-    return [int(r.query["symbol"]) for r in replay.requests_for(bench.PATH)]
+def list_stocks(replay: ReplayServer, count: int) -> list[str]:
+    """Make the replay list `count` stocks, every one trading since before DAY; their symbols."""
+    replay.dataset.vn_stocks = vndirect.StockBook(vndirect.generated_rows(count))
+    return list(replay.dataset.vn_stocks.specs)
+
+
+def symbols_requested(replay: ReplayServer) -> list[str]:
+    """The stock of each price request, in order."""
+    return [r.query["q"].split("~")[0].removeprefix("code:") for r in replay.requests_for(PRICES)]
 
 
 @pytest.mark.parametrize("concurrency", [1, 8])
 def test_up_to_concurrency_requests_are_in_flight(server, sqlite_url, concurrency):
     server.latency_s = 0.1
-    result = eod_bench.run(sqlite_url, server.url, DAY, DAY, symbols=40, concurrency=concurrency)
+    symbols = list_stocks(server, 40)
+    result = crawl_process.run(sqlite_url, server.url, DAY, DAY, concurrency=concurrency)
     assert server.peak_in_flight == concurrency
-    assert sorted(symbols_requested(server)) == list(range(1, 41))
-    assert result.written.inserted == 40 == count(sqlite_url, tables.fund_nav)
+    assert sorted(symbols_requested(server)) == sorted(symbols)
+    assert result.written.inserted == 40 == count(sqlite_url, tables.stock_eod)
 
 
 def test_the_rate_limit_holds_at_the_server_across_processes(
@@ -67,12 +78,13 @@ def test_the_rate_limit_holds_at_the_server_across_processes(
     """Two crawler processes sharing Redis, each with 8 requests in flight, stay under 10/s
     together, measured at the server."""
     server.latency_s = 0.05
+    list_stocks(server, 15)
     procs = [
         subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "ingestion_pipelines_tests.sources.eod_bench",
+                "ingestion_pipelines_tests.sources.crawl_process",
                 "--database-url",
                 f"sqlite:///{tmp_path}/p{n}.db",
                 "--base-url",
@@ -81,8 +93,6 @@ def test_the_rate_limit_holds_at_the_server_across_processes(
                 str(DAY + timedelta(n)),
                 "--end",
                 str(DAY + timedelta(n)),
-                "--symbols",
-                "15",
                 "--concurrency",
                 "8",
                 "--rate",
@@ -100,8 +110,8 @@ def test_the_rate_limit_holds_at_the_server_across_processes(
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0
         assert json.loads(out)["records_inserted"] == 15
-    times = sorted(r.time for r in server.requests_for(bench.PATH))
-    assert len(times) == 30
+    times = sorted(r.time for r in server.requests)
+    assert len(times) == 32  # the listing and 15 prices, twice
     # The server stamps a request once its handler thread has read it: on a loaded machine that
     # lags by up to ~0.1 s (a new connection's first request most), which the bounds allow for.
     assert (len(times) - 1) / (times[-1] - times[0]) <= 10.5
@@ -111,11 +121,12 @@ def test_the_rate_limit_holds_at_the_server_across_processes(
 
 def test_retry_after_holds_every_request_to_the_host(server, sqlite_url):
     server.latency_s = 0.1  # without the pause, requests would keep arriving every 0.1 s
-    server.faults.add(bench.PATH, 429, retry_after=1)
-    result = eod_bench.run(sqlite_url, server.url, DAY, DAY, symbols=20, concurrency=4)
-    assert result.http.requests_by_status == {"429": 1, "200": 20}
+    list_stocks(server, 20)
+    server.faults.add(PRICES, 429, retry_after=1)
+    result = crawl_process.run(sqlite_url, server.url, DAY, DAY, concurrency=4)
+    assert result.http.requests_by_status == {"429": 1, "200": 21}  # the listing, 20 prices
     assert result.written.inserted == 20
-    times = sorted(r.time for r in server.requests_for(bench.PATH))
+    times = sorted(r.time for r in server.requests_for(PRICES))
     first = times[0]
     # Requests already sent (or racing out) when the 429 came back may land just after it;
     # then nothing reaches the host for the rest of the second it asked for.
@@ -126,24 +137,25 @@ def test_retry_after_holds_every_request_to_the_host(server, sqlite_url):
 def test_rows_stream_in_batches_and_a_run_over_the_threshold_keeps_only_committed_batches(
     server, sqlite_url
 ):
-    class Spoiled(BenchEod):
+    good = set(list_stocks(server, 30)[:10])
+
+    class Spoiled(VnStockEod):
         def parse(self, response, request):
             for item in super().parse(response, request):
-                if isinstance(item, dict) and item["symbol"] > 10:
+                if isinstance(item, dict) and item["code"] not in good:
                     item = {**item, "close": "n/a"}
                 yield item
 
-    Spoiled.worker_id = "bench_eod"
     from ingestion_pipelines.http_client.resource import HttpClientResource
     from ingestion_pipelines.sources.base import Window
     from ingestion_pipelines.sources.runner import crawl
 
     engine = ensure_schema(sqlite_url)
-    settings = eod_bench.BenchSettings(base_url=server.url, symbols=30, concurrency=1)
-    window = Window(DAY, DAY + timedelta(days=2), "Asia/Ho_Chi_Minh")
+    settings = VnStockEod.Settings(base_url=server.url, concurrency=1)
+    window = Window(DAY, DAY + timedelta(days=2), "Asia/Ho_Chi_Minh")  # two trading days
     http = HttpClientResource(redis_url="")
     with (
-        http.session("bench_eod", impersonate=None) as session,
+        http.session("vn_stock_eod", impersonate=None) as session,
         pytest.raises(RejectThresholdError) as failure,
     ):
         crawl(
@@ -157,7 +169,7 @@ def test_rows_stream_in_batches_and_a_run_over_the_threshold_keeps_only_committe
     message = str(failure.value)
     assert "40 of 60 records rejected" in message
     assert "18 rows committed in earlier batches are kept" in message
-    assert count(sqlite_url, tables.fund_nav) == 18  # three batches of 6; the rest not written
+    assert count(sqlite_url, tables.stock_eod) == 18  # three batches of 6; the rest not written
     with engine.connect() as conn:
         letters = conn.execute(select(tables.dead_letter.c.run_id)).scalars().all()
     assert letters == ["run-1"] * 40
@@ -167,11 +179,12 @@ def test_a_crawl_killed_with_kill_9_resumes_and_ends_exactly_as_an_uninterrupted
     server, mariadb_url, sqlite_url
 ):
     server.latency_s = 0.05
-    symbols, last = 120, DAY + timedelta(days=4)
+    stocks, last = 120, DAY + timedelta(days=4)  # five trading days
+    symbols = list_stocks(server, stocks)
     command = [
         sys.executable,
         "-m",
-        "ingestion_pipelines_tests.sources.eod_bench",
+        "ingestion_pipelines_tests.sources.crawl_process",
         "--database-url",
         mariadb_url,
         "--base-url",
@@ -180,8 +193,6 @@ def test_a_crawl_killed_with_kill_9_resumes_and_ends_exactly_as_an_uninterrupted
         str(DAY),
         "--end",
         str(last),
-        "--symbols",
-        str(symbols),
         "--concurrency",
         "4",
         "--batch-rows",
@@ -196,62 +207,76 @@ def test_a_crawl_killed_with_kill_9_resumes_and_ends_exactly_as_an_uninterrupted
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     with ensure_schema(mariadb_url).connect() as conn:
-        committed = conn.execute(select(tables.crawl_checkpoint.c.request_key)).scalars().all()
-        assert conn.execute(select(func.count()).select_from(tables.fund_nav)).scalar_one() >= (
-            len(committed) * 5
-        )
-    assert len(committed) < symbols
-    first_run = set(symbols_requested(server))
+        committed = set(conn.execute(select(tables.crawl_checkpoint.c.request_key)).scalars())
+        rows = conn.execute(select(func.count()).select_from(tables.stock_eod)).scalar_one()
+    source = VnStockEod(VnStockEod.Settings(), crawl_process.window_of("vn_stock_eod", DAY, last))
+    by_key = {request_key(source.prices_request(symbol)): symbol for symbol in symbols}
+    listing = request_key(next(iter(source.build_requests())))
+    assert listing in committed
+    committed_symbols = {by_key[key] for key in committed - {listing}}
+    assert rows >= len(committed_symbols) * 5
+    assert 0 < len(committed_symbols) < stocks
+    assert committed_symbols <= set(symbols_requested(server))
     server.requests.clear()
 
-    resumed = eod_bench.run(mariadb_url, server.url, DAY, last, symbols=symbols, concurrency=4)
+    resumed = crawl_process.run(mariadb_url, server.url, DAY, last, concurrency=4)
 
     again = symbols_requested(server)
-    assert len(again) == symbols - len(committed)  # only what had not committed
-    assert len(set(range(1, symbols + 1)) - set(again)) == len(committed) <= len(first_run)
+    assert len(again) == len(set(again))
+    assert set(again) == set(symbols) - committed_symbols  # only what had not committed
+    assert server.requests_for(vndirect.STOCKS_PATH) == []
     assert resumed.requests_resumed == len(committed)
-    assert resumed.fetched == resumed.records_expected == symbols * 5
+    assert resumed.fetched == resumed.records_expected == stocks * 5
     assert count(mariadb_url, tables.crawl_checkpoint) == 0  # the range completed
-    eod_bench.run(sqlite_url, server.url, DAY, last, symbols=symbols, concurrency=4)
+    crawl_process.run(sqlite_url, server.url, DAY, last, concurrency=4)
     assert stored(mariadb_url) == stored(sqlite_url)
-    assert len(stored(sqlite_url)) == symbols * 5
+    assert len(stored(sqlite_url)) == stocks * 5
 
 
 def test_a_run_past_run_timeout_s_fails_naming_worker_and_url(server, sqlite_url):
-    server.latency_s = 0.4
+    server.latency_s = 0.3
+    list_stocks(server, 20)
     started = time.monotonic()
     with pytest.raises(RunDeadlineExceeded) as failure:
-        eod_bench.run(
-            sqlite_url, server.url, DAY, DAY, symbols=20, concurrency=1, run_timeout_s=1.0
-        )
+        crawl_process.run(sqlite_url, server.url, DAY, DAY, concurrency=1, run_timeout_s=1.0)
     assert time.monotonic() - started < 3
     message = str(failure.value)
-    assert message.startswith("bench_eod: GET ") and f"{server.url}{bench.PATH}" in message
+    assert message.startswith("vn_stock_eod: GET ") and f"{server.url}{PRICES}" in message
     assert "run_timeout_s=1" in message
-    # what committed before the deadline is checkpointed: the next run resumes after it
-    assert count(sqlite_url, tables.fund_nav) == count(sqlite_url, tables.crawl_checkpoint) > 0
+    # what committed before the deadline is checkpointed (the listing too): the next run
+    # resumes after it
+    rows = count(sqlite_url, tables.stock_eod)
+    assert rows > 0 and count(sqlite_url, tables.crawl_checkpoint) == rows + 1
+
+
+def price_page(rows: list[dict], total: int) -> dict:
+    """One page of `/v4/stock_prices` as the API answers it."""
+    return {"data": rows, "currentPage": 1, "size": 10, "totalElements": total, "totalPages": 1}
 
 
 def test_records_outside_the_window_are_counted_not_written(server, sqlite_url):
-    served = [{"symbol": 1, "date": str(DAY + timedelta(n)), "close": "10.5"} for n in range(-2, 4)]
-    server.faults.add(bench.PATH, 200, body={"symbol": 1, "total": 6, "data": served})
-    result = eod_bench.run(sqlite_url, server.url, DAY, DAY + timedelta(1), symbols=1)
+    (symbol,) = list_stocks(server, 1)
+    spec = server.dataset.vn_stocks.specs[symbol]
+    served = [spec.row(DAY + timedelta(n)) for n in range(-3, 3)]  # Fri..Wed
+    server.faults.add(PRICES, 200, body=price_page(served, 6))
+    result = crawl_process.run(sqlite_url, server.url, DAY, DAY + timedelta(1))
     assert result.fetched == 6 and result.out_of_window == 4
-    assert result.first_out_of_window[0] == f"fund_id=1, nav_date={DAY - timedelta(2)}"
+    assert result.first_out_of_window[0] == f"symbol={symbol}, trade_date={DAY - timedelta(3)}"
     assert [row[1] for row in stored(sqlite_url)] == [DAY, DAY + timedelta(1)]
     assert result.metadata()["records_out_of_window"] == 4
 
 
 def test_complete_fails_naming_the_shortfall(server, sqlite_url):
-    server.faults.add(
-        bench.PATH,
-        200,
-        body={"symbol": 1, "total": 3, "data": [{"symbol": 1, "date": str(DAY), "close": "1"}]},
-    )
-    result = eod_bench.run(sqlite_url, server.url, DAY, DAY, symbols=2, concurrency=1)
-    assert result.records_expected == 4 and result.fetched == 2
-    assert result.metadata()["records_expected"] == 4
+    (symbol,) = list_stocks(server, 1)
+    row = server.dataset.vn_stocks.specs[symbol].row(DAY)
+    # The source says 3 rows, sends one, then an empty page: 2 records short.
+    server.faults.add(PRICES, 200, body=price_page([row], 3))
+    server.faults.add(PRICES, 200, body=price_page([], 3))
+    result = crawl_process.run(sqlite_url, server.url, DAY, DAY, concurrency=1)
+    assert len(server.requests_for(PRICES)) == 2
+    assert result.records_expected == 3 and result.fetched == 1
+    assert result.metadata()["records_expected"] == 3
     check = complete_check(result)
     assert not check.passed and check.severity.value == "ERROR"
-    assert check.description.startswith("2 records short: fetched 2 of the 4")
+    assert check.description.startswith("2 records short: fetched 1 of the 3")
     assert complete_check(CrawlResult("w", fetched=5, expected={"a": 5})).passed

@@ -1,1 +1,0 @@
-"""The engine's benchmark endpoint (`/bench/eod`): a replay route only, no worker."""

@@ -1,0 +1,107 @@
+"""One crawl of a partitioned worker (by default `vn_stock_eod`) over a range of days, outside
+Dagster, as `crawl()` runs it in a Dagster run: the engine's tests and `benchmarks/crawl_scale.py`
+run it as a separate process (to kill it with kill -9, to measure its peak memory).
+
+    python -m ingestion_pipelines_tests.sources.crawl_process --database-url URL \
+        --base-url http://127.0.0.1:PORT --start 2024-03-01 --end 2024-03-29
+
+prints the run's metadata and `peak_rss_mb` as one JSON line. What is crawled is what the server
+serves (for `vn_stock_eod`, every stock of the replay's listing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+from datetime import date, timedelta
+
+import orjson
+
+WORKER = "vn_stock_eod"
+
+
+def window_of(worker_id: str, start: date, end: date):
+    """The window of a range run of partitions `start..end` (inclusive)."""
+    from ingestion_pipelines.sources.base import Window, source_classes
+
+    source = source_classes()[worker_id]
+    return Window(start, end + timedelta(days=1), source.partitions.timezone)
+
+
+def run(
+    database_url: str,
+    base_url: str,
+    start: date,
+    end: date,
+    *,
+    worker_id: str = WORKER,
+    concurrency: int = 8,
+    rate_limit_per_s: float | None = None,
+    redis_url: str = "",
+    resume: bool = True,
+    run_timeout_s: float = 3600.0,
+    batch_rows: int | None = None,
+):
+    """One crawl of `worker_id` over `start..end` (inclusive); returns the `CrawlResult`."""
+    from ingestion_pipelines.http_client.resource import HttpClientResource
+    from ingestion_pipelines.sources.base import source_classes
+    from ingestion_pipelines.sources.runner import crawl
+    from ingestion_pipelines.storage.engines import ensure_schema
+
+    source = source_classes()[worker_id]
+    engine = ensure_schema(database_url)
+    settings = source.Settings(
+        base_url=base_url,
+        concurrency=concurrency,
+        rate_limit_per_s=rate_limit_per_s,
+        run_timeout_s=run_timeout_s,
+    )
+    http = HttpClientResource(redis_url=redis_url)
+    with http.session(
+        worker_id, impersonate=None, rate_limit_per_s=settings.rate_limit_per_s
+    ) as session:
+        return crawl(
+            source(settings, window_of(worker_id, start, end)),
+            session=session,
+            data_engine=engine,
+            control_engine=engine,
+            resume=resume,
+            **({"batch_rows": batch_rows} if batch_rows else {}),
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--worker", default=WORKER)
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--start", type=date.fromisoformat, required=True)
+    parser.add_argument("--end", type=date.fromisoformat, required=True)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rate", type=float)
+    parser.add_argument("--redis-url", default="")
+    parser.add_argument("--batch-rows", type=int)
+    args = parser.parse_args(argv)
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+    result = run(
+        args.database_url,
+        args.base_url,
+        args.start,
+        args.end,
+        worker_id=args.worker,
+        concurrency=args.concurrency,
+        rate_limit_per_s=args.rate,
+        redis_url=args.redis_url,
+        batch_rows=args.batch_rows,
+    )
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(orjson.dumps({**result.metadata(), "peak_rss_mb": peak_rss_mb}, default=str).decode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
