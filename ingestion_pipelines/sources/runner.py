@@ -402,7 +402,14 @@ class _Crawl:
 
     def drain(self) -> None:
         """Wait until every batch handed to the writer has committed (raising its failure)."""
-        self.account(self.writer.drain())
+        try:
+            written = self.writer.drain()
+        except BaseException:
+            # The first request buffered since that batch was handed over is the one being
+            # handled then: some of its rows were in the failed batch, so no checkpoint for it.
+            del self.parsed[:1]
+            raise
+        self.account(written)
 
     def commit_after_failure(self) -> None:
         """A failing run still commits what it has (valid rows, dead letters, checkpoints), so
