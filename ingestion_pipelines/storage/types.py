@@ -109,19 +109,28 @@ _CANONICAL = json.JSONEncoder(
 _INT64 = (-(2**63), 2**64)  # the integers orjson writes
 
 
+_SCALARS = frozenset({str, bool, type(None), Decimal})
+
+
 def _plain_json(value: Any) -> bool:
     """Whether orjson writes `value` exactly as `_CANONICAL` does: str keys, and values that are
     str, int within 64 bits, bool, None, Decimal (written as its text) or lists and dicts of
     them. Floats are left to the standard encoder, which writes them differently (`1e+16`)."""
     kind = type(value)
-    if kind is str or kind is bool or value is None or kind is Decimal:
+    if kind in _SCALARS:
         return True
     if kind is int:
         return _INT64[0] <= value < _INT64[1]
     if kind is dict:
-        return all(type(k) is str and _plain_json(v) for k, v in value.items())
+        for key, item in value.items():
+            if type(key) is not str or not (type(item) in _SCALARS or _plain_json(item)):
+                return False
+        return True
     if kind is list:
-        return all(_plain_json(v) for v in value)
+        for item in value:
+            if not (type(item) in _SCALARS or _plain_json(item)):
+                return False
+        return True
     return False
 
 
