@@ -127,10 +127,7 @@ def _plain_json(value: Any) -> bool:
                 return False
         return True
     if kind is list:
-        for item in value:
-            if not (type(item) in _SCALARS or _plain_json(item)):
-                return False
-        return True
+        return all(type(item) in _SCALARS or _plain_json(item) for item in value)
     return False
 
 
