@@ -154,6 +154,31 @@ def _new_state() -> dict[str, Any]:
 _END = object()
 
 
+class _BatchWriter:
+    """Writes a crawl's batches in one background thread, so the crawl parses and validates the
+    next batch while the database works on this one (the driver releases the GIL while it
+    waits). One batch is written at a time, in order, while the next one fills: memory stays
+    bounded, and a batch's failure is raised to the crawl before it hands over another."""
+
+    def __init__(self, worker_id: str):
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix=f"write-{worker_id}")
+        self.pending: Future[UpsertResult] | None = None
+
+    def start(self, write: Callable[[], UpsertResult]) -> None:
+        """Write a batch in the background (after `drain`: one batch at a time)."""
+        assert self.pending is None, "drain the writer before starting another batch"
+        self.pending = self.pool.submit(write)
+
+    def drain(self) -> list[UpsertResult]:
+        """Wait for the batch being written: what it wrote (nothing if idle), or its exception."""
+        pending, self.pending = self.pending, None
+        return [] if pending is None else [pending.result()]
+
+    def close(self) -> None:
+        """Stop the thread (after the batch being written, if any)."""
+        self.pool.shutdown(wait=True)
+
+
 class _Crawl:
     """The state of one crawl; `crawl()` is its public face."""
 
@@ -188,6 +213,7 @@ class _Crawl:
         self.rows: list[dict[str, Any]] = []
         self.letters: list[DeadLetter] = []
         self.parsed: list[tuple[str, dict[str, Any]]] = []  # their rows await the next commit
+        self.writer = _BatchWriter(self.worker_id)
 
     # -- scheduling ----------------------------------------------------------------------
     def next_request(self) -> Request | None:
@@ -334,11 +360,29 @@ class _Crawl:
 
     # -- writing ---------------------------------------------------------------------------
     def commit(self) -> None:
-        """Write the buffered rows as one transaction, then their dead letters and the
-        checkpoints of the requests whose rows are now all committed (in the same transaction
-        when the data and control tables share a database)."""
-        rows, letters, parsed = self.rows, self.letters, self.parsed
+        """Hand the buffered rows, their dead letters and the checkpoints of the requests whose
+        rows they complete to the writer thread as one batch (`write_batch`), once the previous
+        batch has committed (its failure is raised here, the buffered rows kept)."""
+        self.drain()
+        batch = (self.rows, self.letters, self.parsed)
         self.rows, self.letters, self.parsed = [], [], []
+        self.writer.start(lambda: self.write_batch(*batch))
+
+    def account(self, written: list[UpsertResult]) -> None:
+        """Add what committed batches wrote to the run's counts."""
+        for one in written:
+            self.result.written = self.result.written + one
+            if one.total:
+                self.result.batches += 1
+
+    def write_batch(
+        self,
+        rows: list[dict[str, Any]],
+        letters: list[DeadLetter],
+        parsed: list[tuple[str, dict[str, Any]]],
+    ) -> UpsertResult:
+        """Write rows as one transaction, then their dead letters and the checkpoints (in the
+        same transaction when the data and control tables share a database)."""
         source = self.source
         written = UpsertResult()
         if self.data_engine.url == self.control_engine.url:
@@ -355,15 +399,29 @@ class _Crawl:
                 write_dead_letters(conn, letters, self.run_id)
                 if self.checkpoints is not None:
                     self.checkpoints.save(conn, parsed)
-        self.result.written = self.result.written + written
-        if rows:
-            self.result.batches += 1
+        return written
+
+    def drain(self) -> None:
+        """Wait until every batch handed to the writer has committed (raising its failure)."""
+        try:
+            written = self.writer.drain()
+        except BaseException:
+            # The first request buffered since that batch was handed over is the one being
+            # handled then: some of its rows were in the failed batch, so no checkpoint for it.
+            del self.parsed[:1]
+            raise
+        self.account(written)
 
     def commit_after_failure(self) -> None:
         """A failing run still commits what it has (valid rows, dead letters, checkpoints), so
         running it again resumes after them."""
         try:
+            self.drain()
+        except Exception as exc:  # noqa: BLE001 - the original failure is the one to report
+            self.log.warning("a batch fetched before the failure did not commit: {}", exc)
+        try:
             self.commit()
+            self.drain()
         except Exception as exc:  # noqa: BLE001 - the original failure is the one to report
             self.log.warning("could not commit the rows fetched before the failure: {}", exc)
 
@@ -388,6 +446,7 @@ class _Crawl:
                 result.first_rejects[0] if result.first_rejects else "-",
             )
         threshold = self.source.settings.reject_threshold
+        self.drain()  # the counts below are those of committed batches
         if result.fetched and result.reject_share > threshold:
             write_dead_letters(self.control_engine, self.letters, self.run_id)
             self.letters = []
@@ -404,6 +463,7 @@ class _Crawl:
                 + f"; first reason: {result.first_rejects[0]}"
             )
         self.commit()
+        self.drain()
         if self.checkpoints is not None:
             self.checkpoints.clear()
 
@@ -441,8 +501,11 @@ def crawl(
         job.log.info(
             "resuming: {} requests of this range committed by an earlier run", len(job.committed)
         )
-    job.run(getattr(settings, "concurrency", 1))
-    job.finish()
+    try:
+        job.run(getattr(settings, "concurrency", 1))
+        job.finish()
+    finally:
+        job.writer.close()
     result = job.result
     result.duration_s = time.monotonic() - started
     job.log.info(

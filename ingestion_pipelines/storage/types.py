@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, DateTime, Numeric, String, Text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeDecorator
@@ -102,9 +103,44 @@ class JsonValue(TypeDecorator):
         return None if value is None else json.loads(value)
 
 
+_CANONICAL = json.JSONEncoder(
+    default=str, ensure_ascii=False, sort_keys=True, separators=(",", ":")
+)
+_INT64 = (-(2**63), 2**64)  # the integers orjson writes
+
+
+_SCALARS = frozenset({str, bool, type(None), Decimal})
+
+
+def _plain_json(value: Any) -> bool:
+    """Whether orjson writes `value` exactly as `_CANONICAL` does: str keys, and values that are
+    str, int within 64 bits, bool, None, Decimal (written as its text) or lists and dicts of
+    them. Floats are left to the standard encoder, which writes them differently (`1e+16`)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is int:
+        return _INT64[0] <= value < _INT64[1]
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not (type(item) in _SCALARS or _plain_json(item)):
+                return False
+        return True
+    if kind is list:
+        return all(type(item) in _SCALARS or _plain_json(item) for item in value)
+    return False
+
+
 def json_text(value: Any) -> str:
-    """Canonical JSON text of `value` (sorted keys, UTF-8 as is, exact decimals as text)."""
-    return json.dumps(value, default=str, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    """Canonical JSON text of `value` (sorted keys, UTF-8 as is, exact decimals as text). The
+    same text whichever encoder writes it: orjson for plain values (the hot path of every row's
+    `extra`), the standard library's for the rest."""
+    if _plain_json(value):
+        try:
+            return orjson.dumps(value, default=str, option=orjson.OPT_SORT_KEYS).decode()
+        except orjson.JSONEncodeError:  # e.g. a lone surrogate: the standard encoder decides
+            pass
+    return _CANONICAL.encode(value)
 
 
 class JsonDocument(TypeDecorator):

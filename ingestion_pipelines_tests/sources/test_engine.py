@@ -280,3 +280,37 @@ def test_complete_fails_naming_the_shortfall(server, sqlite_url):
     assert not check.passed and check.severity.value == "ERROR"
     assert check.description.startswith("2 records short: fetched 1 of the 3")
     assert complete_check(CrawlResult("w", fetched=5, expected={"a": 5})).passed
+
+
+def test_a_batch_failing_in_the_writer_thread_fails_the_crawl_and_the_rerun_resumes(
+    server, sqlite_url, tmp_path, monkeypatch
+):
+    """Batches are written in the background while the next one is parsed: a batch that fails
+    there fails the crawl with its own error at the next hand-off, the rows buffered meanwhile
+    are still committed, and running the range again fetches only what had not committed and
+    ends with exactly the rows of an uninterrupted run."""
+    from ingestion_pipelines.sources import runner
+
+    real_upsert, calls = runner.upsert, []
+
+    def failing_third_batch(*args, **kwargs):
+        calls.append(len(args[2]))
+        if len(calls) == 3:
+            raise RuntimeError("the database refused batch 3")
+        return real_upsert(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "upsert", failing_third_batch)
+    with pytest.raises(RuntimeError, match="refused batch 3"):
+        eod_bench.run(sqlite_url, server.url, DAY, DAY, symbols=30, concurrency=1, batch_rows=6)
+    assert calls == [6, 6, 6, 6]  # batch 4, buffered when batch 3 failed, still committed
+    assert count(sqlite_url, tables.fund_nav) == 18
+    first_run = len(symbols_requested(server))
+
+    monkeypatch.setattr(runner, "upsert", real_upsert)
+    result = eod_bench.run(sqlite_url, server.url, DAY, DAY, symbols=30, concurrency=1)
+    rerun = len(symbols_requested(server)) - first_run
+    assert result.requests_resumed + rerun == 30
+    assert 12 <= result.requests_resumed < 18  # not the ones whose rows were in batch 3
+    uninterrupted = f"sqlite:///{tmp_path}/uninterrupted.db"
+    eod_bench.run(uninterrupted, server.url, DAY, DAY, symbols=30, concurrency=1)
+    assert stored(sqlite_url) == stored(uninterrupted)
