@@ -299,18 +299,20 @@ def test_a_batch_failing_in_the_writer_thread_fails_the_crawl_and_the_rerun_resu
             raise RuntimeError("the database refused batch 3")
         return real_upsert(*args, **kwargs)
 
+    list_stocks(server, 30)
     monkeypatch.setattr(runner, "upsert", failing_third_batch)
     with pytest.raises(RuntimeError, match="refused batch 3"):
-        eod_bench.run(sqlite_url, server.url, DAY, DAY, symbols=30, concurrency=1, batch_rows=6)
+        crawl_process.run(sqlite_url, server.url, DAY, DAY, concurrency=1, batch_rows=6)
     assert calls == [6, 6, 6, 6]  # batch 4, buffered when batch 3 failed, still committed
-    assert count(sqlite_url, tables.fund_nav) == 18
+    assert count(sqlite_url, tables.stock_eod) == 18
     first_run = len(symbols_requested(server))
 
     monkeypatch.setattr(runner, "upsert", real_upsert)
-    result = eod_bench.run(sqlite_url, server.url, DAY, DAY, symbols=30, concurrency=1)
+    result = crawl_process.run(sqlite_url, server.url, DAY, DAY, concurrency=1)
     rerun = len(symbols_requested(server)) - first_run
-    assert result.requests_resumed + rerun == 30
-    assert 12 <= result.requests_resumed < 18  # not the ones whose rows were in batch 3
+    prices_resumed = result.requests_resumed - 1  # the listing had committed too
+    assert prices_resumed + rerun == 30
+    assert 12 <= prices_resumed < 18  # not the ones whose rows were in batch 3
     uninterrupted = f"sqlite:///{tmp_path}/uninterrupted.db"
-    eod_bench.run(uninterrupted, server.url, DAY, DAY, symbols=30, concurrency=1)
+    crawl_process.run(uninterrupted, server.url, DAY, DAY, concurrency=1)
     assert stored(sqlite_url) == stored(uninterrupted)
