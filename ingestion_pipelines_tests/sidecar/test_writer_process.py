@@ -1,0 +1,74 @@
+"""The writer in its own process: killed with SIGKILL mid-stream, it is restarted and every
+unacknowledged batch is sent again, so every trade is stored exactly once and the bars still
+equal a recomputation from the trades; the sidecar itself never stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from sqlalchemy import create_engine, select
+
+from ingestion_pipelines.derived.trade_bars import aggregate_bars
+from ingestion_pipelines.feeds.binance.replay import BinanceServer
+from ingestion_pipelines.sidecar.writer_process import ProcessWriter
+from ingestion_pipelines.storage.tables import trade_bar_1m, trade_tick
+from ingestion_pipelines_tests.sidecar.helpers import (
+    assert_exactly_once,
+    count_trades,
+    sidecar_thread,
+    wait_all_stored,
+    wait_until,
+)
+
+
+@pytest.fixture
+def binance(monkeypatch):
+    server = BinanceServer(symbols=["BTCUSDT"], rate=2000, paused=True, ping_interval=None)
+    server.start()
+    monkeypatch.setenv("INGEST_BINANCE_TRADES__BASE_URL", server.url)
+    monkeypatch.setenv("INGEST_BINANCE_TRADES__REST_BASE_URL", server.rest_url)
+    monkeypatch.setenv("INGEST_BINANCE_TRADES__SYMBOLS", "btcusdt")
+    yield server
+    server.stop()
+
+
+def _bars(url: str) -> tuple[list, list]:
+    """(stored bars, bars recomputed from trade_tick), both sorted."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            stored = conn.execute(select(trade_bar_1m)).mappings().all()
+            t = trade_tick.c
+            query = select(trade_tick).order_by(t.source, t.symbol, t.traded_at, t.trade_id)
+            trades = conn.execute(query).mappings().all()
+    finally:
+        engine.dispose()
+    names = ("symbol", "bar_start", "open", "high", "low", "close", "volume", "trade_count")
+    got = sorted(tuple(b[n] for n in names) for b in stored)
+    want = sorted(tuple(b[n] for n in names) for b in aggregate_bars(trades))
+    return got, want
+
+
+def test_writer_process_killed_mid_stream_loses_nothing(binance, mariadb_url):
+    with sidecar_thread(mariadb_url, ["binance_trades"]) as sidecar:
+        assert binance.wait_subscribed("BTCUSDT", 1, 15)
+        writer = sidecar.writers[mariadb_url]
+        assert isinstance(writer, ProcessWriter)
+        binance.resume()
+        for kill in range(2):
+            enough = 1000 * (kill + 1)
+            wait_until(lambda n=enough: count_trades(mariadb_url) > n, 20, "trades flowing")
+            first = writer.child_pid
+            os.kill(first, signal.SIGKILL)
+            wait_until(lambda pid=first: writer.child_pid != pid, 10, "a new writer process")
+            assert writer.restarts == kill + 1
+        wait_until(lambda: count_trades(mariadb_url) > 4000, 20, "trades flowing after restarts")
+        assert sidecar.engines["binance_trades"].reconnects == 0  # the feed never stopped
+        binance.pause()
+        wait_all_stored(mariadb_url, binance)
+        assert writer.flush(10)
+    assert_exactly_once(mariadb_url, binance)
+    got, want = _bars(mariadb_url)
+    assert got and got == want
