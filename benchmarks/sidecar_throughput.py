@@ -224,7 +224,10 @@ def sidecar_runs(url: str, paced: list[tuple[int, int]], burst: int) -> dict:
     os.environ["INGEST_BINANCE_TRADES__REST_BASE_URL"] = server.rest_url
     os.environ["INGEST_BINANCE_TRADES__SYMBOLS"] = SYMBOL.lower()
     options = SidecarOptions(
-        database_url=url, feeds=["binance_trades"], writer={"on_commit": on_commit}
+        database_url=url,
+        feeds=["binance_trades"],
+        writer={"on_commit": on_commit},
+        writer_process=True,  # as `ingest sidecar` runs it
     )
     sidecar = Sidecar(options)
     sidecar.classes["binance_trades"] = _Timed

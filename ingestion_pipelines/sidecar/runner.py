@@ -75,8 +75,9 @@ class SidecarOptions:
     http_port: int = 0  # /healthz, /readyz, /metrics (0: off)
     spool_max_bytes: int = DEFAULT_MAX_BYTES
     writer: dict[str, Any] = field(default_factory=dict)  # Writer keyword overrides
-    # the writer in its own process (`writer_process.py`): parsing and writing on two cores
-    writer_process: bool = True
+    # the writer in its own process (`writer_process.py`: parsing and writing on two cores), as
+    # `ingest sidecar` runs it; False: a thread of this process (a sidecar embedded in a test)
+    writer_process: bool = False
 
 
 class _Noop:

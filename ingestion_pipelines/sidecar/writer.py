@@ -1,5 +1,8 @@
 """The writer: one thread per database, taking parsed rows from every feed that writes there.
 
+(`ingest sidecar` runs it in a process of its own, fed over a socket: `writer_process.py`; the
+child drives this class with `write_batch` instead of the thread.)
+
 - `submit()` appends to a bounded in-memory queue (never blocks the caller for long: when the
   queue is full it returns False and the engine disconnects until there is room again, so memory
   stays flat whatever happens downstream);

@@ -6,7 +6,7 @@ replay_spool, down, pending_rows). Its child (`python -m ingestion_pipelines.sid
 a fresh, Dagster-free interpreter, not a fork of the sidecar) runs a real `Writer` without its
 thread, so every database, spool, poison, fencing, bar and publish step is the in-process one.
 
-- Rows cross a socket pair as pickled batches: the engines' submits collect in a buffer that a
+- Rows cross a socket pair as batches in the spool's JSON encoding: the engines' submits collect in a buffer that a
   sender thread ships when it holds `batch_rows` rows or its oldest row is `max_delay_s` old (one
   message per batch). The child takes every message waiting (up to `batch_rows` rows) into one
   transaction: large transactions under load, a commit at once when the feed is quiet.
@@ -30,6 +30,7 @@ import contextlib
 import functools
 import itertools
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -45,6 +46,7 @@ from loguru import logger
 import ingestion_pipelines
 from ingestion_pipelines.errors import IngestError
 from ingestion_pipelines.retry import Backoff
+from ingestion_pipelines.sidecar import spool as spool_codec
 from ingestion_pipelines.sidecar.spool import DEFAULT_MAX_BYTES, Spool
 from ingestion_pipelines.sidecar.writer import Item, WriteMetrics, Writer
 from ingestion_pipelines.storage.engines import ensure_schema
@@ -103,6 +105,8 @@ class ProcessWriter:
         self._requests: dict[int, list[Any]] = {}
         self._request_ids = itertools.count(1)
         self._stopping = False
+        self._ready = threading.Event()
+        self.ready_timeout_s = 10.0
         self._child: subprocess.Popen | None = None
         self._conn: Connection | None = None
         self._engine = None
@@ -119,6 +123,9 @@ class ProcessWriter:
             self._spawn()
         self._sender.start()
         self._receiver.start()
+        # feeds start reading once their rows can be written (an import and a connection away)
+        if not self._ready.wait(self.ready_timeout_s):
+            logger.warning("the writer process is not ready after {} s", self.ready_timeout_s)
         return self
 
     @property
@@ -188,14 +195,13 @@ class ProcessWriter:
         with self._send_lock:
             if self._conn is not None:
                 self._send(("stop",))
+        # the child says "stopped" once everything is written; its own exit is not waited for
+        self._receiver.join(max(0.1, deadline - time.monotonic()))
         if child is not None:
-            try:
-                child.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+            if self._receiver.is_alive():
                 logger.error("the writer process did not stop in time: killed")
                 child.kill()
-                child.wait()
-        self._receiver.join(1.0)
+            threading.Thread(target=child.wait, name="writer-reaper", daemon=True).start()
         for spool in self._spools.values():
             spool.close()
         return flushed and not self._buffer and not self._unacked
@@ -207,10 +213,12 @@ class ProcessWriter:
             spool = self._spools[feed_id] = Spool(self.spool_dir / feed_id, self.spool_max_bytes)
         return spool
 
-    def replay_spool(self, feed_id: str, timeout_s: float = 120.0) -> int:
+    def replay_spool(self, feed_id: str, timeout_s: float = 30.0) -> int:
         """Have the child write the feed's spooled batches now; rows replayed. Raises when the
         database is unavailable (the child replays it when the database returns)."""
         self._feeds.add(feed_id)
+        if not self.spool(feed_id).size():  # nothing to replay: no round trip (a feed starting
+            return 0  # must not wait for the child to be up)
         request_id = next(self._request_ids)
         waiter: list[Any] = [threading.Event(), None, None]
         self._requests[request_id] = waiter
@@ -303,12 +311,15 @@ class ProcessWriter:
                         self._cond.wait()
             with self._send_lock:  # registered and sent as one step: a restart resends it
                 with self._cond:
-                    items, rows = self._buffer, self._buffer_rows
+                    items, rows = _grouped(self._buffer), self._buffer_rows
                     self._buffer, self._buffer_rows = [], 0
                     seq = next(self._seq)
                     self._unacked[seq] = (items, rows)
                     self._unacked_rows += rows
-                self._send(("batch", seq, self._ownership(items), items))
+                self._send_batch(seq, items)
+
+    def _send_batch(self, seq: int, items: list[Item]) -> None:
+        self._send(("batch", seq, self._ownership(items), [_encoded(item) for item in items]))
 
     def _receive_loop(self) -> None:
         while True:
@@ -329,6 +340,8 @@ class ProcessWriter:
                 if waiter is not None:
                     waiter[1], waiter[2] = message[2], message[3]
                     waiter[0].set()
+            elif kind == "ready":
+                self._ready.set()
             elif kind == "stopped":
                 self._update(message[1], message[2])
                 return
@@ -372,11 +385,42 @@ class ProcessWriter:
             if self._stopping:
                 return
             self.restarts += 1
+            with contextlib.suppress(OSError):
+                self._conn.close()
             self._spawn()
             with self._cond:
                 batches = sorted(self._unacked.items())
             for seq, (items, _rows) in batches:
-                self._send(("batch", seq, self._ownership(items), items))
+                self._send_batch(seq, items)
+
+
+def _grouped(items: list[Item]) -> list[Item]:
+    """The items merged per (feed, table, on_conflict), rows in their order (as `Writer` groups
+    them for a transaction anyway)."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for feed_id, table, on_conflict, rows in items:
+        group = groups.get((feed_id, table, on_conflict))
+        if group is None:
+            groups[(feed_id, table, on_conflict)] = list(rows)
+        else:
+            group.extend(rows)
+    return [(f, t, c, rows) for (f, t, c), rows in groups.items()]
+
+
+def _encoded(item: Item) -> tuple[str, bytes, bool]:
+    """(feed, rows as bytes, whether pickled): the spool's JSON record (several times cheaper to
+    make and read than pickling decimals and datetimes), pickle for a value JSON cannot carry."""
+    feed_id, table, on_conflict, rows = item
+    try:
+        return feed_id, spool_codec.encode(table, on_conflict, rows), False
+    except TypeError:
+        return feed_id, pickle.dumps((table, on_conflict, rows), pickle.HIGHEST_PROTOCOL), True
+
+
+def _decoded(part: tuple[str, bytes, bool]) -> Item:
+    feed_id, data, pickled = part
+    table, on_conflict, rows = pickle.loads(data) if pickled else spool_codec.decode(data)
+    return feed_id, table, on_conflict, rows
 
 
 # ---- the child process ------------------------------------------------------------------------
@@ -426,6 +470,11 @@ class _Child:
     def run(self) -> int:
         """Write what the parent sends until it says stop or goes away."""
         writer = self.writer
+        try:
+            writer._engine_()  # connected (and the schema checked) before the feeds read
+        except Exception as exc:  # noqa: BLE001 - database down: the first batch spools
+            logger.warning("database unavailable at the writer's start: {}", exc)
+        self._tell(("ready",))
         while not self.done:
             if writer._held:  # database down and spool full: take nothing more for now
                 time.sleep(writer.retry_s)
@@ -455,7 +504,8 @@ class _Child:
                 return items
             kind = message[0]
             if kind == "batch":
-                _kind, seq, ownership, batch = message
+                _kind, seq, ownership, parts = message
+                batch = [_decoded(part) for part in parts]
                 self.ownership.update(ownership)
                 self.pending_seqs.append(seq)
                 if self.want_commits:

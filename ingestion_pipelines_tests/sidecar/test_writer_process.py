@@ -52,7 +52,7 @@ def _bars(url: str) -> tuple[list, list]:
 
 
 def test_writer_process_killed_mid_stream_loses_nothing(binance, mariadb_url):
-    with sidecar_thread(mariadb_url, ["binance_trades"]) as sidecar:
+    with sidecar_thread(mariadb_url, ["binance_trades"], writer_process=True) as sidecar:
         assert binance.wait_subscribed("BTCUSDT", 1, 15)
         writer = sidecar.writers[mariadb_url]
         assert isinstance(writer, ProcessWriter)
@@ -69,6 +69,34 @@ def test_writer_process_killed_mid_stream_loses_nothing(binance, mariadb_url):
         binance.pause()
         wait_all_stored(mariadb_url, binance)
         assert writer.flush(10)
+    assert_exactly_once(mariadb_url, binance)
+    got, want = _bars(mariadb_url)
+    assert got and got == want
+
+
+def test_writer_process_spools_while_the_database_is_down(
+    binance, mariadb_url, mariadb_server, isolated_env
+):
+    with sidecar_thread(
+        mariadb_url, ["binance_trades"], writer={"retry_s": 0.3}, writer_process=True
+    ) as sidecar:
+        assert binance.wait_subscribed("BTCUSDT", 1, 15)
+        writer = sidecar.writers[mariadb_url]
+        binance.resume()
+        wait_until(lambda: count_trades(mariadb_url) > 500, 10, "trades committed")
+        mariadb_server.stop()
+        wait_until(
+            lambda: writer.down and writer.metrics_for("binance_trades").spooled_rows > 500,
+            15,
+            "batches spooled to disk by the writer process",
+        )
+        spool = isolated_env / "spool" / "binance_trades"
+        assert any(p.stat().st_size for p in spool.iterdir())
+        mariadb_server.start()
+        wait_until(lambda: not writer.down, 15, "the spool replayed")
+        binance.pause()
+        wait_all_stored(mariadb_url, binance)
+        assert not [p for p in spool.iterdir() if p.stat().st_size]
     assert_exactly_once(mariadb_url, binance)
     got, want = _bars(mariadb_url)
     assert got and got == want
