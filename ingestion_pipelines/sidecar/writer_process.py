@@ -31,6 +31,7 @@ import functools
 import itertools
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -554,6 +555,10 @@ def child_main(fd: int) -> int:
     """The writer process's entry point: its settings come first on the socket `fd`."""
     from ingestion_pipelines.redaction import register_secret
 
+    # Ctrl-C in a terminal signals the whole process group: the sidecar decides when its writer
+    # ends (after the last flush), and the child also ends when the sidecar's socket closes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     conn = Connection(fd)
     config = conn.recv()
     for secret in config["secrets"]:

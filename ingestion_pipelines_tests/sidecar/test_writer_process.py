@@ -100,3 +100,20 @@ def test_writer_process_spools_while_the_database_is_down(
     assert_exactly_once(mariadb_url, binance)
     got, want = _bars(mariadb_url)
     assert got and got == want
+
+
+def test_writer_process_leaves_signals_to_the_sidecar(binance, mariadb_url):
+    """Ctrl-C reaches the whole process group: the writer process keeps writing until the
+    sidecar stops it (after its last flush)."""
+    with sidecar_thread(mariadb_url, ["binance_trades"], writer_process=True) as sidecar:
+        assert binance.wait_subscribed("BTCUSDT", 1, 15)
+        writer = sidecar.writers[mariadb_url]
+        binance.resume()
+        wait_until(lambda: count_trades(mariadb_url) > 200, 10, "trades flowing")
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            os.kill(writer.child_pid, sig)
+        wait_until(lambda: count_trades(mariadb_url) > 1500, 10, "trades still flowing")
+        assert writer.restarts == 0
+        binance.pause()
+        wait_all_stored(mariadb_url, binance)
+    assert_exactly_once(mariadb_url, binance)
