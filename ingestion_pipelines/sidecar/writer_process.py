@@ -312,11 +312,13 @@ class ProcessWriter:
                         self._cond.wait()
             with self._send_lock:  # registered and sent as one step: a restart resends it
                 with self._cond:
-                    items, rows = _grouped(self._buffer), self._buffer_rows
+                    taken, rows = self._buffer, self._buffer_rows
                     self._buffer, self._buffer_rows = [], 0
                     seq = next(self._seq)
-                    self._unacked[seq] = (items, rows)
+                    self._unacked[seq] = (taken, rows)
                     self._unacked_rows += rows
+                items = _grouped(taken)  # (outside the lock the engines submit under)
+                self._unacked[seq] = (items, rows)
                 self._send_batch(seq, items)
 
     def _send_batch(self, seq: int, items: list[Item]) -> None:
