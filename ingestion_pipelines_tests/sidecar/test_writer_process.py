@@ -13,11 +13,13 @@ from sqlalchemy import create_engine, select
 from ingestion_pipelines.derived.trade_bars import aggregate_bars
 from ingestion_pipelines.feeds.binance.replay import BinanceServer
 from ingestion_pipelines.sidecar.writer_process import ProcessWriter
-from ingestion_pipelines.storage.tables import trade_bar_1m, trade_tick
+from ingestion_pipelines.storage.engines import ensure_schema
+from ingestion_pipelines.storage.tables import dead_letter, trade_bar_1m, trade_tick
 from ingestion_pipelines_tests.sidecar.helpers import (
     assert_exactly_once,
     count_trades,
     sidecar_thread,
+    trade_row,
     wait_all_stored,
     wait_until,
 )
@@ -117,3 +119,29 @@ def test_writer_process_leaves_signals_to_the_sidecar(binance, mariadb_url):
         binance.pause()
         wait_all_stored(mariadb_url, binance)
     assert_exactly_once(mariadb_url, binance)
+
+
+def test_writer_process_isolates_a_refused_row_and_reports_its_metrics(mariadb_url, tmp_path):
+    """Poison bisection runs in the child as in the thread: the refused row goes to
+    dead_letter, the rest commits, and the counts come back to the sidecar's side."""
+    ensure_schema(mariadb_url)
+    writer = ProcessWriter(mariadb_url, spool_dir=tmp_path).start()
+    try:
+        rows = [trade_row(i) for i in range(1, 40)]
+        rows[17] = trade_row(18, price="1e40")  # out of DECIMAL(38, 18) range
+        for row in rows:
+            assert writer.submit("binance_trades", "trade_tick", [row], "ignore")
+        assert writer.flush(20)
+        metrics = writer.metrics_for("binance_trades")
+        assert (metrics.trades_written, metrics.dead_letters) == (38, 1)
+    finally:
+        assert writer.stop()
+    engine = create_engine(mariadb_url)
+    try:
+        with engine.connect() as conn:
+            ids = conn.execute(select(trade_tick.c.trade_id)).scalars().all()
+            letters = conn.execute(select(dead_letter.c.reason)).scalars().all()
+    finally:
+        engine.dispose()
+    assert sorted(int(i) for i in ids) == [i for i in range(1, 40) if i != 18]
+    assert len(letters) == 1 and "refused by the database (trade_tick)" in letters[0]
