@@ -48,6 +48,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         help="port of /healthz, /readyz and /metrics; 0: off (overrides INGEST_SIDECAR_HTTP_PORT)",
     )
+    parser.add_argument(
+        "--writer-thread",
+        action="store_true",
+        help="write from a thread of this process instead of a writer process of its own "
+        "(one core for receiving, parsing and writing)",
+    )
     return parser.parse_args(argv)
 
 
@@ -67,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         symbols_per_shard=args.symbols_per_shard,
         http_host=settings.sidecar_http_host,
         http_port=args.http_port if args.http_port is not None else settings.sidecar_http_port,
+        writer_process=not args.writer_thread,
     )
     try:
         sidecar = Sidecar(options)

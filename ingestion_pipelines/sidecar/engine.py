@@ -41,25 +41,26 @@ from ingestion_pipelines.sidecar.spool import Spool
 from ingestion_pipelines.sidecar.writer import Writer
 from ingestion_pipelines.storage.dead_letters import PAYLOAD_HEAD_BYTES, dead_letter_row
 from ingestion_pipelines.storage.tables import trade_tick
-from ingestion_pipelines.storage.types import ExactDecimal
+from ingestion_pipelines.values import COLUMN_LIMIT, positive_exact
 
-# The largest magnitude DECIMAL(38, 18) holds: 20 digits before the point.
-_DECIMAL_LIMIT = Decimal(10) ** (ExactDecimal.impl.precision - ExactDecimal.impl.scale)
 _ZERO = Decimal(0)  # (a Decimal compares faster with a Decimal than with an int)
 
 
 def trade_value_error(row: dict[str, Any]) -> str | None:
-    """Why a trade's price or quantity cannot be stored (None: it can): each must be a finite
-    number greater than zero and below the column's limit."""
+    """Why a trade's price or quantity cannot be stored (None: it can): each must pass
+    `values.positive_exact` (a finite exact number greater than zero that fits the column)."""
     for name in ("price", "quantity"):
         value = row.get(name)
-        if type(value) is not Decimal:
+        try:
+            positive_exact(value)
+        except ValueError as exc:
+            if isinstance(value, float):
+                return f"{name} {value!r}: {exc}"
             try:
                 value = Decimal(value)
             except (ArithmeticError, TypeError, ValueError):
                 return f"{name} {value!r} is not a number"
-        if not (value.is_finite() and _ZERO < value < _DECIMAL_LIMIT):
-            return f"{name} {value} is not a finite number in (0, {_DECIMAL_LIMIT:.0e})"
+            return f"{name} {value} is not a finite number in (0, {COLUMN_LIMIT:.0e})"
     return None
 
 
@@ -455,15 +456,17 @@ class FeedEngine:
     ) -> list[dict[str, Any]]:
         """The trades that can be stored; each other one goes to dead_letter with the frame
         (`data`; None: rows from the REST history, each dead-lettered as itself)."""
-        for row in rows:  # the usual case, inline: two exact, finite, positive decimals
+        # the usual case, inline (the per-row cost of `trade_value_error` shows at full rate):
+        # two finite decimals in (0, COLUMN_LIMIT)
+        for row in rows:
             price, quantity = row.get("price"), row.get("quantity")
             if not (
                 type(price) is Decimal
                 and type(quantity) is Decimal
                 and price.is_finite()
                 and quantity.is_finite()
-                and _ZERO < price < _DECIMAL_LIMIT
-                and _ZERO < quantity < _DECIMAL_LIMIT
+                and _ZERO < price < COLUMN_LIMIT
+                and _ZERO < quantity < COLUMN_LIMIT
             ):
                 break
         else:

@@ -50,6 +50,7 @@ from ingestion_pipelines.sidecar.shards import (
 )
 from ingestion_pipelines.sidecar.spool import DEFAULT_MAX_BYTES, Spool
 from ingestion_pipelines.sidecar.writer import Writer
+from ingestion_pipelines.sidecar.writer_process import ProcessWriter
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines.storage.tables import worker_state
 from ingestion_pipelines.storage.upsert import upsert
@@ -74,6 +75,9 @@ class SidecarOptions:
     http_port: int = 0  # /healthz, /readyz, /metrics (0: off)
     spool_max_bytes: int = DEFAULT_MAX_BYTES
     writer: dict[str, Any] = field(default_factory=dict)  # Writer keyword overrides
+    # the writer in its own process (`writer_process.py`: parsing and writing on two cores), as
+    # `ingest sidecar` runs it; False: a thread of this process (a sidecar embedded in a test)
+    writer_process: bool = False
 
 
 class _Noop:
@@ -124,7 +128,7 @@ class Sidecar:
         self.chain = ConfigChain(self.control_url)
         self.settings: dict[str, Any] = {}
         self.engines: dict[str, FeedEngine] = {}
-        self.writers: dict[str, Writer] = {}
+        self.writers: dict[str, Writer | ProcessWriter] = {}
         self.stopped_state: dict[str, str] = {}
         redis_client = get_redis(
             options.redis_url or "",
@@ -145,7 +149,9 @@ class Sidecar:
         self.last_beat_at: float | None = None
         self.last_tick_at: float | None = None
         self.plan_errors: dict[str, str] = {}
-        self.shard_writers: dict[str, Writer] = {}  # every shard ever run here -> its writer
+        self.shard_writers: dict[
+            str, Writer | ProcessWriter
+        ] = {}  # every shard ever run here -> its writer
         self._free_since: dict[str, float] = {}
         self.budget = ConnectionBudget(redis_client)
         self._budget_said: dict[str, float] = {}
@@ -160,7 +166,7 @@ class Sidecar:
         self._rates: dict[str, tuple[float, int]] = {}
 
     # ---- plumbing -------------------------------------------------------------------------------
-    def writer_for(self, url: str) -> Writer:
+    def writer_for(self, url: str) -> Writer | ProcessWriter:
         """The writer of a database URL (one per URL, started on first use)."""
         writer = self.writers.get(url)
         if writer is None:
@@ -168,17 +174,30 @@ class Sidecar:
                 ensure_schema(url)
             except Exception as exc:  # noqa: BLE001 - the writer spools until it answers
                 logger.warning("database unavailable at start, spooling until it answers: {}", exc)
-            max_bytes = self.options.spool_max_bytes
-            writer = Writer(
+            writer = self._new_writer(url).start()
+            self.writers[url] = writer
+        return writer
+
+    def _new_writer(self, url: str) -> Writer | ProcessWriter:
+        max_bytes = self.options.spool_max_bytes
+        if self.options.writer_process:
+            return ProcessWriter(
                 url,
-                spools=lambda feed_id: Spool(local_data_dir() / "spool" / feed_id, max_bytes),
-                publisher=self.redis,
+                spool_dir=local_data_dir() / "spool",
+                spool_max_bytes=max_bytes,
+                redis_url=self.options.redis_url if self.redis is not None else None,
                 guard=self.ownership.owns,
                 fence=self.ownership.fence,
                 **self.options.writer,
-            ).start()
-            self.writers[url] = writer
-        return writer
+            )
+        return Writer(
+            url,
+            spools=lambda feed_id: Spool(local_data_dir() / "spool" / feed_id, max_bytes),
+            publisher=self.redis,
+            guard=self.ownership.owns,
+            fence=self.ownership.fence,
+            **self.options.writer,
+        )
 
     def _resolve(self, feed_id: str) -> Any | None:
         try:

@@ -1,5 +1,8 @@
 """The writer: one thread per database, taking parsed rows from every feed that writes there.
 
+(`ingest sidecar` runs it in a process of its own, fed over a socket: `writer_process.py`; the
+child drives this class with `write_batch` instead of the thread.)
+
 - `submit()` appends to a bounded in-memory queue (never blocks the caller for long: when the
   queue is full it returns False and the engine disconnects until there is room again, so memory
   stays flat whatever happens downstream);
@@ -279,6 +282,14 @@ class Writer:
             logger.bind(worker_id=feed_id).info("replayed {} rows from the disk spool", total)
         return total
 
+    def replay_first(self, feed_ids: list[str]) -> None:
+        """Replay the non-empty spools of these feeds before the next write (a new writer process
+        taking over from one that died: what it spooled is not left behind)."""
+        waiting = [f for f in feed_ids if self.spool(f).size()]
+        if waiting:
+            self.down = True
+            self._next_retry = 0.0
+
     # ---- the thread ----------------------------------------------------------------------------
     def _engine_(self):
         if self._engine is None:
@@ -323,6 +334,23 @@ class Writer:
                 continue
             self._idle.clear()
             self._write(items)
+
+    def write_batch(self, items: list[Item]) -> bool:
+        """Write `items` in the caller's thread, for a writer whose thread is not started (the
+        writer process): the spool replay first when a retry is due, then the batches held back,
+        then `items`. True when nothing is held (every row committed, spooled, dead-lettered or
+        dropped as not owned); False: call again (with no items) after `retry_s`."""
+        if self.down and time.monotonic() >= self._next_retry:
+            self._try_recover()
+        if self._held:
+            held, self._held = self._held, []
+            self._write(held)
+        if items:
+            if self._held:  # the spool is full and the database down: keep the order
+                self._held.extend(items)
+            else:
+                self._write(items)
+        return not self._held
 
     def _try_recover(self) -> None:
         try:
