@@ -4,7 +4,8 @@ Served by the standard library's threading HTTP server on `INGEST_SIDECAR_HTTP_H
 `INGEST_SIDECAR_HTTP_PORT` (0: off), in daemon threads that only read the sidecar's state (no
 Dagster here, and a slow probe never slows ingestion):
 
-- `/healthz`: 200 while the supervisor loop turns (it ticked recently), else 503: restart me;
+- `/healthz`: 200 while the supervisor loop turns (it ticked recently) and no writer process is
+  crash-looping, else 503: restart me;
 - `/readyz`: 200 when the supervisor turns, this replica owns its shards or stands by correctly
   (its Redis heartbeat is fresh and every running shard holds a fresh lease), the databases answer
   `SELECT 1`, and the disk spool is not growing; else 503. The body (JSON) says which check failed;
@@ -97,6 +98,10 @@ def _number(value: float) -> str:
     return repr(float(value)) if isinstance(value, float) else str(int(value))
 
 
+def _writer_restarts(sidecar: Any) -> int:
+    return sum(getattr(w, "restarts", 0) for w in list(sidecar.writers.values()))
+
+
 def render_metrics(sidecar: Any) -> str:
     """The sidecar's metrics in the Prometheus text format."""
     shards = sidecar.shard_counters()
@@ -117,6 +122,9 @@ def render_metrics(sidecar: Any) -> str:
         "# HELP ingest_sidecar_live_replicas Sidecar replicas with a fresh heartbeat on Redis.",
         "# TYPE ingest_sidecar_live_replicas gauge",
         f"ingest_sidecar_live_replicas {len(sidecar.live_replicas or [])}",
+        "# HELP ingest_sidecar_writer_restarts_total Times a writer process died and was restarted.",
+        "# TYPE ingest_sidecar_writer_restarts_total counter",
+        f"ingest_sidecar_writer_restarts_total {_writer_restarts(sidecar)}",
         "# HELP ingest_sidecar_replica_spool_bytes Bytes in every disk spool of this replica.",
         "# TYPE ingest_sidecar_replica_spool_bytes gauge",
         f"ingest_sidecar_replica_spool_bytes {sidecar.spool_bytes()}",
@@ -138,6 +146,14 @@ class Probes:
         last = self.sidecar.last_tick_at
         limit = max(ALIVE_LIMIT_S, 10 * self.sidecar.options.tick_s)
         return last is not None and time.monotonic() - last < limit
+
+    def writers(self) -> str | None:
+        """None unless a writer process keeps dying (see `ProcessWriter.crash_loop`)."""
+        for writer in list(self.sidecar.writers.values()):
+            failing = getattr(writer, "crash_loop", lambda: None)()
+            if failing:
+                return failing
+        return None
 
     def ownership(self) -> str | None:
         """None when this replica owns or stands by correctly, else why not."""
@@ -184,6 +200,7 @@ class Probes:
         verdict."""
         checks: dict[str, str] = {}
         checks["supervisor"] = "ok" if self.alive() else "the supervisor loop is stuck"
+        checks["writer"] = self.writers() or "ok"
         checks["ownership"] = self.ownership() or "ok"
         checks["database"] = self.database() or "ok"
         checks["spool"] = (
@@ -250,8 +267,10 @@ class HealthServer:
     def respond(self, path: str) -> tuple[int, str, str]:
         """(status, content type, body) for a GET of `path`."""
         if path == "/healthz":
-            alive = self.probes.alive()
-            return (200 if alive else 503), "text/plain", "ok\n" if alive else "stuck\n"
+            if not self.probes.alive():
+                return 503, "text/plain", "stuck\n"
+            failing = self.probes.writers()
+            return (503, "text/plain", failing + "\n") if failing else (200, "text/plain", "ok\n")
         if path == "/readyz":
             ready, body = self.probes.readiness()
             return (200 if ready else 503), "application/json", json.dumps(body) + "\n"

@@ -37,6 +37,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -51,6 +52,11 @@ from ingestion_pipelines.sidecar import spool as spool_codec
 from ingestion_pipelines.sidecar.spool import DEFAULT_MAX_BYTES, Spool
 from ingestion_pipelines.sidecar.writer import Item, WriteMetrics, Writer
 from ingestion_pipelines.storage.engines import ensure_schema
+
+# A writer process dying this many times within this window is failing, not unlucky: the
+# sidecar's probes say so (/healthz 503), so the orchestrator restarts the replica.
+CRASH_LOOP_RESTARTS = 5
+CRASH_LOOP_WINDOW_S = 60.0
 
 
 class WriterProcessError(IngestError, RuntimeError):
@@ -93,6 +99,8 @@ class ProcessWriter:
         self.metrics: dict[str, WriteMetrics] = {}
         self.down = False  # the database, as the child last said, or no child running
         self.restarts = 0
+        self.last_exit_code: int | None = None
+        self._restarted_at: deque[float] = deque(maxlen=CRASH_LOOP_RESTARTS)
         self._spools: dict[str, Spool] = {}
         self._feeds: set[str] = set()  # every feed seen: a new child replays their spools
         self._cond = threading.Condition()
@@ -366,10 +374,24 @@ class ProcessWriter:
                 self.on_commit(feed_id, table, [flat[p] for p in positions], committed)
         self._backoff.reset()
 
+    def crash_loop(self) -> str | None:
+        """Why the writer process counts as failing (None: it does not): it died
+        `CRASH_LOOP_RESTARTS` times within `CRASH_LOOP_WINDOW_S`, so restarting it is not
+        helping and the replica should be restarted (its shards move to another)."""
+        times = list(self._restarted_at)
+        if len(times) < CRASH_LOOP_RESTARTS or time.monotonic() - times[0] > CRASH_LOOP_WINDOW_S:
+            return None
+        return (
+            f"the writer process died {len(times)} times within {CRASH_LOOP_WINDOW_S:.0f} s "
+            f"(last exit code {self.last_exit_code})"
+        )
+
     def _restart(self) -> None:
         """The child died: say so, start another, send it every unacknowledged batch again."""
         child = self._child
         code = child.wait() if child is not None else None
+        self.last_exit_code = code
+        self._restarted_at.append(time.monotonic())
         self.down = True
         with self._cond:
             waiting = self._unacked_rows

@@ -76,6 +76,7 @@ def test_endpoints_while_trading(binance, mariadb_url):
             "ownership": "ok",
             "database": "ok",
             "spool": "ok",
+            "writer": "ok",
         }
         assert body["owned_shards"] == ["binance_trades"]
 

@@ -4,6 +4,7 @@ equal a recomputation from the trades; the sidecar itself never stops."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -145,3 +146,35 @@ def test_writer_process_isolates_a_refused_row_and_reports_its_metrics(mariadb_u
         engine.dispose()
     assert sorted(int(i) for i in ids) == [i for i in range(1, 40) if i != 18]
     assert len(letters) == 1 and "refused by the database (trade_tick)" in letters[0]
+
+
+def test_a_writer_process_that_keeps_dying_fails_the_probes(binance, mariadb_url):
+    """Restarting forever hides a writer that cannot live (a bad database, a bug): after
+    CRASH_LOOP_RESTARTS deaths within the window, /healthz and /readyz answer 503 naming it,
+    so the orchestrator restarts the replica and another takes its shards."""
+    from ingestion_pipelines.sidecar.health import HealthServer
+    from ingestion_pipelines.sidecar.writer_process import CRASH_LOOP_RESTARTS
+
+    with sidecar_thread(mariadb_url, ["binance_trades"], writer_process=True) as sidecar:
+        assert binance.wait_subscribed("BTCUSDT", 1, 15)
+        writer = sidecar.writers[mariadb_url]
+        health = HealthServer(sidecar, "127.0.0.1", 0)
+        try:
+            assert health.respond("/healthz")[0] == 200
+            for death in range(CRASH_LOOP_RESTARTS):
+                pid = writer.child_pid
+                if death < CRASH_LOOP_RESTARTS - 1:
+                    assert writer.crash_loop() is None
+                os.kill(pid, signal.SIGKILL)
+                wait_until(lambda pid=pid: writer.child_pid not in (None, pid), 30, "a restart")
+            status, _, body = health.respond("/healthz")
+            assert status == 503 and f"died {CRASH_LOOP_RESTARTS} times" in body
+            assert "exit code -9" in body
+            status, _, body = health.respond("/readyz")
+            assert status == 503 and "writer process died" in json.loads(body)["checks"]["writer"]
+            assert (
+                f"ingest_sidecar_writer_restarts_total {CRASH_LOOP_RESTARTS}"
+                in health.respond("/metrics")[2]
+            )
+        finally:
+            health._server.server_close()
