@@ -1,20 +1,29 @@
 """Fencing inside the commit: once a newer owner (a higher fencing token) has committed rows for a
 feed, a sidecar still holding an older token — paused while its lock expired — cannot commit."""
 
+import pytest
 from sqlalchemy import select
 
 from ingestion_pipelines.sidecar.spool import Spool
 from ingestion_pipelines.sidecar.writer import Writer
+from ingestion_pipelines.sidecar.writer_process import ProcessWriter
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines.storage.tables import feed_fence, trade_tick
 from ingestion_pipelines_tests.sidecar.test_writer import _count, _trade
 
 
-def test_an_older_token_cannot_commit_after_a_newer_one(mariadb_url, tmp_path):
+@pytest.mark.parametrize("in_process", [False, True], ids=["writer thread", "writer process"])
+def test_an_older_token_cannot_commit_after_a_newer_one(mariadb_url, tmp_path, in_process):
+    """Whether the writer runs in the sidecar's process or in its own (the token travels
+    with each batch to the child, which checks it inside the commit)."""
     engine = ensure_schema(mariadb_url)
     tokens = {"binance_trades": 7}
 
     def writer():
+        if in_process:
+            return ProcessWriter(
+                mariadb_url, spool_dir=tmp_path, fence=tokens.get, batch_rows=10
+            ).start()
         return Writer(
             mariadb_url,
             spools=lambda feed: Spool(tmp_path / feed),
