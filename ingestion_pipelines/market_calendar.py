@@ -216,6 +216,17 @@ def non_trading_days(start: date, end: date) -> list[date]:
     ]
 
 
+def calendar_end() -> date:
+    """The first day past the reviewed calendar (its last year's 31 December, exclusive)."""
+    return date(REVIEWED_YEARS[-1] + 1, 1, 1)
+
+
+def closed_weekdays(start: date) -> list[date]:
+    """Weekdays from `start` to the end of the reviewed calendar on which the exchanges are
+    closed: what trading-day partitions exclude beside weekends."""
+    return [day for day in non_trading_days(start, calendar_end()) if day.weekday() < 5]
+
+
 # ---- sessions -----------------------------------------------------------------------------
 
 

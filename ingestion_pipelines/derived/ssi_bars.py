@@ -46,19 +46,13 @@ SPEC = register(
 )
 
 
-def _calendar_end() -> date:
-    return date(market_calendar.REVIEWED_YEARS[-1] + 1, 1, 1)
-
-
 def trading_day_partitions_def() -> dg.TimeWindowPartitionsDefinition:
     """One partition per trading day, each window its own ICT day; only complete days exist
     (end_offset 0: today's bars are not final). Closed weekdays come from the market calendar
     up to its last reviewed year."""
-    start = date.fromisoformat(START_DATE)
     closed_weekdays = [
         datetime.combine(day, datetime.min.time(), ICT)
-        for day in market_calendar.non_trading_days(start, _calendar_end())
-        if day.weekday() < 5
+        for day in market_calendar.closed_weekdays(date.fromisoformat(START_DATE))
     ]
     return dg.TimeWindowPartitionsDefinition(
         start=START_DATE,
@@ -71,7 +65,9 @@ def trading_day_partitions_def() -> dg.TimeWindowPartitionsDefinition:
 
 def longest_gap() -> timedelta:
     """The longest time from one trading day to the next over the calendar (Tết)."""
-    days = list(market_calendar.trading_days(date.fromisoformat(START_DATE), _calendar_end()))
+    days = list(
+        market_calendar.trading_days(date.fromisoformat(START_DATE), market_calendar.calendar_end())
+    )
     return max((b - a for a, b in zip(days, days[1:], strict=False)), default=timedelta(days=1))
 
 

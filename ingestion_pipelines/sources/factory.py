@@ -98,13 +98,10 @@ def trading_day_partitions_def(declared: TradingDayPartitions) -> dg.TimeWindowP
     """Weekday partitions without the market's closed weekdays (`market_calendar`, reviewed up to
     its last year): a partition's window runs to the next weekday, so a Friday's covers the
     weekend, when nothing trades."""
-    start = date.fromisoformat(declared.start)
-    end = date(market_calendar.REVIEWED_YEARS[-1] + 1, 1, 1)
     tz = ZoneInfo(declared.timezone)
     closed = [
         datetime.combine(day, datetime.min.time(), tz)
-        for day in market_calendar.non_trading_days(start, end)
-        if day.weekday() < 5
+        for day in market_calendar.closed_weekdays(date.fromisoformat(declared.start))
     ]
     return dg.TimeWindowPartitionsDefinition(
         start=declared.start,

@@ -85,16 +85,11 @@ class LongText(TypeDecorator):
         return dialect.type_descriptor(Text())
 
 
-class JsonValue(TypeDecorator):
-    """Any JSON value; compared and stored the same way on every database."""
+class JsonValue(LongText):
+    """Any JSON value; compared and stored the same way on every database (as long text)."""
 
     impl = JSON
     cache_ok = True
-
-    def load_dialect_impl(self, dialect):
-        if dialect.name in ("mysql", "mariadb"):
-            return dialect.type_descriptor(mysql.LONGTEXT())
-        return dialect.type_descriptor(Text())
 
     def process_bind_param(self, value, dialect):
         return None if value is None else json.dumps(value, default=str, ensure_ascii=False)
@@ -143,19 +138,13 @@ def json_text(value: Any) -> str:
     return _CANONICAL.encode(value)
 
 
-class JsonDocument(TypeDecorator):
+class JsonDocument(LongText):
     """A JSON document (the `extra` columns), stored as text on every database and read back as
     Python values. Given a `str`, it is taken as JSON text already encoded with `json_text`: hot
     paths that bypass bind processing (the sidecar's driver executemany) pass that same text, so
     both paths store the same bytes."""
 
-    impl = Text
     cache_ok = True
-
-    def load_dialect_impl(self, dialect):
-        if dialect.name in ("mysql", "mariadb"):
-            return dialect.type_descriptor(mysql.LONGTEXT())
-        return dialect.type_descriptor(Text())
 
     def process_bind_param(self, value, dialect):
         if value is None or isinstance(value, str):
