@@ -83,7 +83,7 @@ def _serve(conn, kwargs):
             elif command[0] == "bench":
                 run = server.benchmark(command[1], rate=command[2])
                 run.wait(600)
-                conn.send(run.started_at)
+                conn.send((run.started_at, run.sent_ms))
         except Exception as exc:  # noqa: BLE001
             conn.send(exc)
 
@@ -186,35 +186,19 @@ def naive_writer(url: str, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-class _Timed(BinanceTrades):
-    """BinanceTrades that also remembers each trade's send time (E) for the latency figures."""
-
-    sent_ms: dict[int, int] = {}
-
-    def parse(self, raw, received_at):  # type: ignore[override]
-        parsed = BinanceTrades.parse(raw, received_at)
-        at = raw.find(b'"E":') + 4
-        rows = parsed.rows.get("trade_tick")
-        if rows:
-            self.sent_ms[rows[0]["trade_id"]] = int(raw[at : raw.index(b",", at)])
-        return parsed
-
-
 def sidecar_runs(url: str, paced: list[tuple[int, int]], burst: int) -> dict:
     from ingestion_pipelines.sidecar.runner import Sidecar, SidecarOptions
 
-    latencies: list[float] = []
+    # (commit time, trade ids) per committed batch: latencies are computed after each run from
+    # the server's send stamps, so measuring costs the sidecar's process nothing per trade
+    commits: list[tuple[float, list[int]]] = []
     last_commit = [0.0]
     committed = [0]
 
     def on_commit(_feed, table, rows, at):
         if table != "trade_tick":
             return
-        sent = _Timed.sent_ms
-        for row in rows:
-            ms = sent.pop(row["trade_id"], None)
-            if ms is not None:
-                latencies.append(at - ms / 1000)
+        commits.append((at, [row["trade_id"] for row in rows]))
         committed[0] += len(rows)
         last_commit[0] = at
 
@@ -230,19 +214,25 @@ def sidecar_runs(url: str, paced: list[tuple[int, int]], burst: int) -> dict:
         writer_process=True,  # as `ingest sidecar` runs it
     )
     sidecar = Sidecar(options)
-    sidecar.classes["binance_trades"] = _Timed
     thread = threading.Thread(target=sidecar.run, daemon=True)
     thread.start()
     assert server.call("subscribed")
 
     def one(n, rate):
-        latencies.clear()
+        commits.clear()
         before = committed[0]
-        started_at = server.call("bench", n, rate)
+        started_at, sent_ms = server.call("bench", n, rate)
         deadline = time.time() + 120
         while committed[0] - before < n and time.time() < deadline:
             time.sleep(0.01)
         assert committed[0] - before >= n, f"only {committed[0] - before} of {n} committed"
+        latencies = [
+            at - sent_ms[trade_id] / 1000
+            for at, ids in commits
+            for trade_id in ids
+            if trade_id in sent_ms
+        ]
+        assert len(latencies) == n, f"{len(latencies)} latencies for {n} trades"
         return started_at, sorted(latencies)
 
     started_at, lat = one(burst, None)

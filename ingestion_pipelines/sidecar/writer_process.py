@@ -103,7 +103,7 @@ class ProcessWriter:
         self._restarted_at: deque[float] = deque(maxlen=CRASH_LOOP_RESTARTS)
         self._spools: dict[str, Spool] = {}
         self._feeds: set[str] = set()  # every feed seen: a new child replays their spools
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())  # never taken twice by one thread
         self._send_lock = threading.Lock()
         self._buffer: list[Item] = []
         self._buffer_rows = 0

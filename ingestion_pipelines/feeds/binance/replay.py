@@ -142,6 +142,8 @@ class BenchmarkRun:
     finished_at: float | None = None
     error: BaseException | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    # trade id -> the E it was first sent with (epoch ms): latency measured from outside the client
+    sent_ms: dict[int, int] = field(default_factory=dict)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the burst was written (or failed); False on timeout."""
@@ -202,16 +204,26 @@ class _TradeOut(Outgoing):
 class _BenchOut(Outgoing):
     """A pre-built trade message; only the send time is spliced in."""
 
-    __slots__ = ("server", "trade", "prefix", "suffix")
+    __slots__ = ("server", "trade", "prefix", "suffix", "sent_ms")
 
-    def __init__(self, server: BinanceServer, trade: Trade, prefix: bytes, suffix: bytes) -> None:
+    def __init__(
+        self,
+        server: BinanceServer,
+        trade: Trade,
+        prefix: bytes,
+        suffix: bytes,
+        sent_ms: dict[int, int],
+    ) -> None:
         self.server = server
         self.trade = trade
         self.prefix = prefix
         self.suffix = suffix
+        self.sent_ms = sent_ms
 
     def render(self) -> bytes:
-        return b"%s%d%s" % (self.prefix, now_ms(), self.suffix)
+        ms = now_ms()
+        self.sent_ms.setdefault(self.trade.id, ms)
+        return b"%s%d%s" % (self.prefix, ms, self.suffix)
 
     def on_sent(self, conn: ClientConn) -> None:
         self.server._mark_sent(self.trade)
@@ -628,7 +640,7 @@ class BinanceServer(BackgroundWsServer):
                 for j in range(i, due):
                     for conn in targets:
                         prefix, suffix = combined[j] if conn.combined else raw[j]
-                        conn.enqueue(_BenchOut(self, trades[j], prefix, suffix))
+                        conn.enqueue(_BenchOut(self, trades[j], prefix, suffix, run.sent_ms))
                 i = due
                 self._notify()
                 await asyncio.sleep(0)
