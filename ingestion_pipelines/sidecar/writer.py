@@ -14,9 +14,10 @@ child drives this class with `write_batch` instead of the thread.)
 - a batch that fails while the database still answers (a data error, a value out of range, a
   packet too large, even one that made the server drop the connection) is poison, not an outage:
   it is split in halves until only the refused rows are left, and those go to `dead_letter`
-  (payload capped) with the reason; the rest commits. Dead letters are inserted with ignore
-  semantics on their fingerprint, so a batch written twice stores each letter once. Only a database that does not answer a
+  (payload capped) with the reason; the rest commits. Only a database that does not answer a
   probe makes the writer spool. Spool replay isolates poison the same way, so nothing wedges;
+- dead letters are inserted with ignore semantics on their fingerprint
+  (`dead_letters.insert_dead_letters`), so a batch written twice stores each letter once;
 - one-minute bars kept current in the same transaction as the trades (`bars.LiveBars`: one
   upsert per symbol-minute per batch, exact whatever was stored before);
 - after a commit: metrics per feed, an `on_commit` hook, and the committed trades and updated bars
