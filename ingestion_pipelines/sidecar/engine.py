@@ -513,7 +513,7 @@ class FeedEngine:
         row = dead_letter_row(
             worker_of(self.feed_id), reason, data, received_at=received_at, context=context
         )
-        self.control_writer.submit(self.feed_id, "dead_letter", [row], "insert")
+        self.control_writer.submit(self.feed_id, "dead_letter", [row], "ignore")
 
     # ---- live state ----------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

@@ -16,6 +16,8 @@ child drives this class with `write_batch` instead of the thread.)
   it is split in halves until only the refused rows are left, and those go to `dead_letter`
   (payload capped) with the reason; the rest commits. Only a database that does not answer a
   probe makes the writer spool. Spool replay isolates poison the same way, so nothing wedges;
+- dead letters are inserted with ignore semantics on their fingerprint
+  (`dead_letters.insert_dead_letters`), so a batch written twice stores each letter once;
 - one-minute bars kept current in the same transaction as the trades (`bars.LiveBars`: one
   upsert per symbol-minute per batch, exact whatever was stored before);
 - after a commit: metrics per feed, an `on_commit` hook, and the committed trades and updated bars
@@ -39,7 +41,7 @@ from typing import Any
 
 import orjson
 from loguru import logger
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import (
     DataError,
     DBAPIError,
@@ -55,7 +57,7 @@ from ingestion_pipelines.errors import IngestError
 from ingestion_pipelines.sidecar.bars import LiveBars, bar_message
 from ingestion_pipelines.sidecar.shards import worker_of
 from ingestion_pipelines.sidecar.spool import Spool, SpoolFull
-from ingestion_pipelines.storage.dead_letters import dead_letter_row
+from ingestion_pipelines.storage.dead_letters import dead_letter_row, insert_dead_letters
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines.storage.tables import CONTROL_TABLES, DATA_TABLES, feed_fence
 from ingestion_pipelines.storage.upsert import fast_upsert
@@ -491,11 +493,10 @@ class Writer:
 
     def _write_groups(self, conn, groups) -> None:
         for (_feed, table_name, on_conflict), rows in groups.items():
-            table = _TABLES[table_name]
-            if on_conflict == "insert":
-                conn.execute(insert(table), rows)
+            if table_name == "dead_letter":  # (spools from before 0008 say "insert")
+                insert_dead_letters(conn, rows)
             else:
-                fast_upsert(conn, table, rows, on_conflict=on_conflict)
+                fast_upsert(conn, _TABLES[table_name], rows, on_conflict=on_conflict)
 
     def _after_commit(self, groups, bars: list[dict[str, Any]]) -> None:
         committed = time.time()
@@ -550,11 +551,16 @@ class Writer:
             )
             if letter["payload"] == row.get("payload"):
                 letter["payload"] = str(letter["payload"])[:1024]
-        else:
+        else:  # dated when the row was received, if it says: refused again, it is the same letter
+            received_at = row.get("received_at")
             letter = dead_letter_row(
-                worker_of(feed_id), reason, repr(row), context={"table": table}
+                worker_of(feed_id),
+                reason,
+                repr(row),
+                received_at=received_at if isinstance(received_at, datetime) else None,
+                context={"table": table},
             )
-        dl_key = (feed_id, "dead_letter", "insert")
+        dl_key = (feed_id, "dead_letter", "ignore")
         try:
             self._commit({dl_key: [letter]})
         except Exception as again:  # noqa: BLE001

@@ -16,9 +16,9 @@ thread, so every database, spool, poison, fencing, bar and publish step is the i
 - A child that dies (kill -9, out of memory, a crash in a driver) is noticed at once (its socket
   closes) and logged as an error; a new child starts (with backoff), replays the spools first and
   gets every unacknowledged batch again, in order. Trades are inserted with ignore semantics and
-  bars reload from `trade_tick`, so a batch committed just before the crash is not stored twice
-  (a dead letter may be). Nothing read is lost while the sidecar itself lives; if the sidecar
-  dies too, the restart fetches the gap as after any kill.
+  bars reload from `trade_tick`, and dead letters are ignored by fingerprint, so a batch
+  committed just before the crash is not stored twice. Nothing read is lost while the sidecar
+  itself lives; if the sidecar dies too, the restart fetches the gap as after any kill.
 - Ownership: each batch carries its feeds' (owns, fencing token) read when it is sent; the child
   checks the token inside the batch's transaction as before.
 - The child's metrics come back with each acknowledgement; a new child starts from the last ones.

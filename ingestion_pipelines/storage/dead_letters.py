@@ -3,6 +3,11 @@
 Payloads are capped (`cap_payload`): a dead letter keeps the head of the payload
 (`PAYLOAD_HEAD_BYTES`), and its full length and SHA-256 in `context`, so it can always be written,
 whatever the input's size and the server's `max_allowed_packet` (MariaDB's default is 16 MiB).
+
+Each letter carries a `fingerprint` of what it is, unique per worker, and is inserted with ignore
+semantics (`insert_dead_letters`, through `storage.upsert`): a batch written again (the sidecar's
+writer process restarted before it acknowledged a commit, a spool file replayed twice) cannot
+store a letter twice.
 """
 
 from __future__ import annotations
@@ -18,9 +23,12 @@ from sqlalchemy import Connection, Engine
 
 from ingestion_pipelines.redaction import redact
 from ingestion_pipelines.storage.tables import dead_letter
+from ingestion_pipelines.storage.upsert import upsert
 
 PAYLOAD_HEAD_BYTES = 64 * 1024
 REASON_MAX_CHARS = 10_000
+# a letter's identity: the same worker never stores two letters with one fingerprint
+DEAD_LETTER_KEY = ("worker_id", "fingerprint")
 
 
 def _as_text(payload: bytes) -> str:
@@ -56,17 +64,43 @@ def dead_letter_row(
     run_id: str | None = None,
     context: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A `dead_letter` row: payload capped (see `cap_payload`), reason redacted and bounded."""
+    """A `dead_letter` row: payload capped (see `cap_payload`), reason redacted and bounded, and
+    its `fingerprint`. `received_at` is when the input arrived; without it the letter is dated
+    now and its fingerprint leaves the time out (the same input refused for the same reason is
+    the same letter, whenever it is refused again)."""
     text, cut = cap_payload(payload)
-    merged = {**(context or {}), **cut}
-    return {
+    row = {
         "worker_id": worker_id,
-        "received_at": received_at or datetime.now(UTC),
+        "received_at": received_at,
         "reason": redact(reason)[:REASON_MAX_CHARS],
         "payload": text,
         "run_id": run_id,
-        "context": merged or None,
+        "context": {**(context or {}), **cut} or None,
     }
+    row["fingerprint"] = fingerprint(row)
+    if received_at is None:
+        row["received_at"] = datetime.now(UTC)
+    return row
+
+
+def fingerprint(row: dict[str, Any]) -> str:
+    """SHA-256 (hex) of what a letter is: its worker, arrival time (None: left out), reason,
+    stored payload and context; deterministic, so a letter made again from the same input has
+    the same one."""
+    received_at = row["received_at"]
+    if received_at is not None:
+        received_at = received_at.astimezone(UTC) if received_at.tzinfo else received_at
+    identity = (
+        row["worker_id"],
+        received_at.isoformat() if received_at is not None else None,
+        row["reason"],
+        row["payload"],
+        row["context"],
+    )
+    encoded = orjson.dumps(
+        identity, default=str, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+    )
+    return hashlib.sha256(encoded).hexdigest()
 
 
 @dataclass
@@ -91,16 +125,22 @@ class DeadLetter:
         )
 
 
+def insert_dead_letters(target: Engine | Connection, rows: list[dict[str, Any]]) -> int:
+    """Insert `dead_letter_row` rows, ignoring each one already stored (same worker and
+    fingerprint); one transaction when given an Engine. Returns how many were sent. (A row from
+    before the fingerprint, read back from an old spool, gets its fingerprint here.)"""
+    if not rows:
+        return 0
+    rows = [
+        row if "fingerprint" in row else {**row, "fingerprint": fingerprint(row)} for row in rows
+    ]
+    return upsert(
+        target, dead_letter, rows, key=DEAD_LETTER_KEY, on_conflict="ignore", classify=False
+    ).written
+
+
 def write_dead_letters(
     target: Engine | Connection, letters: Iterable[DeadLetter], run_id: str | None = None
 ) -> int:
     """Insert the letters (one transaction when given an Engine); returns how many."""
-    rows = [letter.row(run_id) for letter in letters]
-    if not rows:
-        return 0
-    if isinstance(target, Engine):
-        with target.begin() as conn:
-            conn.execute(dead_letter.insert(), rows)
-    else:
-        target.execute(dead_letter.insert(), rows)
-    return len(rows)
+    return insert_dead_letters(target, [letter.row(run_id) for letter in letters])

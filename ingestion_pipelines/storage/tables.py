@@ -298,7 +298,11 @@ dead_letter = Table(
     Column("payload", LongText, nullable=False),
     Column("run_id", String(64)),
     Column("context", JsonValue),
+    # what the letter is (`dead_letters.fingerprint`): the same letter written again is ignored
+    # (NULL: a letter written before migration 0008)
+    Column("fingerprint", String(64)),
     Index(None, "worker_id", "received_at"),
+    Index(None, "worker_id", "fingerprint", unique=True),
 )
 
 http_validator = Table(

@@ -160,6 +160,41 @@ def kill9(proc: subprocess.Popen) -> None:
     proc.wait(10)
 
 
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a process from /proc, None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (name) "
+    return fields[0], int(fields[1])
+
+
+def writer_processes(parent_pid: int) -> list[int]:
+    """The running writer processes (`ingestion_pipelines.sidecar.writer_process`) started by
+    the process `parent_pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        stat = _stat(int(entry.name))
+        if stat is None or stat[1] != parent_pid or stat[0] == "Z":
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"ingestion_pipelines.sidecar.writer_process" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def process_ended(pid: int) -> bool:
+    """Whether the process is gone (or a zombie nobody has reaped yet)."""
+    stat = _stat(pid)
+    return stat is None or stat[0] == "Z"
+
+
 class PostRecorder:
     """A local HTTP endpoint standing where the Dagster webserver would be: it records every POST
     (path and JSON body) and answers `{}` (the reporter's own tests cover Dagster itself)."""

@@ -129,9 +129,11 @@ def test_not_ready_while_the_database_is_down_and_the_spool_grows(binance, tmp_p
 
 def test_a_standby_is_ready_and_owns_nothing(binance, mariadb_url, redis_url):
     ports = [free_port(), free_port()]
+    # two replicas as `ingest sidecar` runs them: each with its writer process
+    options = {"redis_url": redis_url, "writer_process": True}
     with (
-        sidecar_thread(mariadb_url, ["binance_trades"], redis_url=redis_url, http_port=ports[0]),
-        sidecar_thread(mariadb_url, ["binance_trades"], redis_url=redis_url, http_port=ports[1]),
+        sidecar_thread(mariadb_url, ["binance_trades"], http_port=ports[0], **options),
+        sidecar_thread(mariadb_url, ["binance_trades"], http_port=ports[1], **options),
     ):
         owned = lambda p: metrics(p).get(  # noqa: E731
             ("ingest_sidecar_owned_shards", (("feed", "binance_trades"),))

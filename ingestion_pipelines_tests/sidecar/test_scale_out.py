@@ -1,6 +1,8 @@
 """Three real sidecar processes share six Binance symbols through Redis (one symbol per shard):
 balanced, never two connections for one stream, a kill -9 and a clean stop each move shards
-within 15 s, a restarted replica takes its share back, and every trade is stored exactly once."""
+within 15 s, a restarted replica takes its share back, and every trade is stored exactly once.
+Each replica writes through its own writer process, as `ingest sidecar` does by default: a killed
+replica's writer process ends too, and whatever it still commits is fenced by its shards' tokens."""
 
 from __future__ import annotations
 
@@ -19,11 +21,13 @@ from ingestion_pipelines_tests.sidecar.helpers import (
     count_trades,
     free_port,
     kill9,
+    process_ended,
     sidecar_env,
     spawn_sidecar,
     terminate,
     wait_all_stored,
     wait_until,
+    writer_processes,
 )
 
 SYMBOLS = ["ADAUSDT", "BNBUSDT", "BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"]
@@ -63,6 +67,12 @@ class Replica:
             if family.name == "ingest_sidecar_owned_shards":
                 return int(sum(s.value for s in family.samples))
         return None
+
+    def writer(self) -> int:
+        """The pid of its writer process (exactly one: the default of `ingest sidecar`)."""
+        pids = writer_processes(self.proc.pid)
+        assert len(pids) == 1, f"{self.name}: writer processes {pids}"
+        return pids[0]
 
 
 class StreamWatch:
@@ -140,6 +150,7 @@ def test_three_replicas_share_six_symbols_and_survive_kill_restart_and_stop(
                 replica.start()
             wait_until(lambda: _balanced(replicas), 60, "three replicas sharing six shards", 0.2)
             assert [r.owned() for r in replicas] == [2, 2, 2], logs()
+            writers = [r.writer() for r in replicas]
             wait_until(watch.covered, 15, "every symbol read once")
             binance.resume()
             wait_until(lambda: count_trades(mariadb_url) > 1000, 30, "trades committed")
@@ -147,14 +158,19 @@ def test_three_replicas_share_six_symbols_and_survive_kill_restart_and_stop(
             kill9(replicas[0].proc)  # mid-stream: what it read but did not commit is lost with it
             took_kill = _move(watch, replicas[1:], "kill -9")
             assert [r.owned() for r in replicas[1:]] == [3, 3]
+            # its writer process saw the socket close, wrote what it held (fenced) and ended
+            wait_until(lambda: process_ended(writers[0]), 10, "the killed replica's writer ending")
 
             replicas[0].start()  # back: once up, it takes its share again
             wait_until(lambda: replicas[0].owned() is not None, 60, "the replica serving")
             took_join = _move(watch, replicas, "a replica joining")
             assert [r.owned() for r in replicas] == [2, 2, 2]
+            assert replicas[0].writer() != writers[0]
 
             code, took_stop = terminate(replicas[1].proc)
             assert code == 0 and took_stop < 10, logs()
+            # stopped by its sidecar after the last flush (its exit is not waited for)
+            wait_until(lambda: process_ended(writers[1]), 5, "the stopped replica's writer ending")
             survivors = [replicas[0], replicas[2]]
             took_term = took_stop + _move(watch, survivors, "SIGTERM")  # from the signal
             assert took_term < MOVE_LIMIT_S

@@ -3,10 +3,13 @@ queue stays bounded; a row the database refuses goes to dead_letter and the rest
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import create_engine, func, select
 
 from ingestion_pipelines.sidecar.spool import Spool
 from ingestion_pipelines.sidecar.writer import Writer
+from ingestion_pipelines.storage.dead_letters import dead_letter_row
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines.storage.tables import dead_letter, trade_tick
 from ingestion_pipelines_tests.sidecar.helpers import trade_row, wait_until
@@ -63,3 +66,30 @@ def test_refused_row_goes_to_dead_letter(mariadb_url, tmp_path):
     writer.stop()
     assert _count(mariadb_url, trade_tick) == 2
     assert _count(mariadb_url, dead_letter) == 1
+
+
+def test_a_spool_replayed_twice_stores_each_dead_letter_once(mariadb_url, tmp_path):
+    """A replay that committed and died before deleting its file replays it again; the dead
+    letters in it (as well as those spooled before they had a fingerprint) stay single."""
+    ensure_schema(mariadb_url)
+    received_at = datetime.now(UTC)
+    letter = dead_letter_row("binance_trades", "bad frame", b"{]", received_at=received_at)
+    before_0008 = {k: v for k, v in letter.items() if k != "fingerprint"} | {"reason": "older"}
+    writer = Writer(mariadb_url, spools=lambda feed: Spool(tmp_path / feed)).start()
+    try:
+        for _ in range(2):
+            spool = writer.spool("binance_trades")
+            spool.append("dead_letter", "ignore", [letter])
+            spool.append("dead_letter", "insert", [before_0008])  # as such spools say
+            spool.append("trade_tick", "ignore", [_trade(1)])
+            assert writer.replay_spool("binance_trades") == 3
+    finally:
+        assert writer.stop()
+    engine = create_engine(mariadb_url)
+    try:
+        with engine.connect() as conn:
+            stored = conn.execute(select(dead_letter.c.reason, dead_letter.c.received_at)).all()
+    finally:
+        engine.dispose()
+    assert sorted(stored) == [("bad frame", received_at), ("older", received_at)]
+    assert _count(mariadb_url, trade_tick) == 1

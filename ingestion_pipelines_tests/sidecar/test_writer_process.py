@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import create_engine, select
@@ -14,6 +15,7 @@ from sqlalchemy import create_engine, select
 from ingestion_pipelines.derived.trade_bars import aggregate_bars
 from ingestion_pipelines.feeds.binance.replay import BinanceServer
 from ingestion_pipelines.sidecar.writer_process import ProcessWriter
+from ingestion_pipelines.storage.dead_letters import dead_letter_row
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines.storage.tables import dead_letter, trade_bar_1m, trade_tick
 from ingestion_pipelines_tests.sidecar.helpers import (
@@ -146,6 +148,52 @@ def test_writer_process_isolates_a_refused_row_and_reports_its_metrics(mariadb_u
         engine.dispose()
     assert sorted(int(i) for i in ids) == [i for i in range(1, 40) if i != 18]
     assert len(letters) == 1 and "refused by the database (trade_tick)" in letters[0]
+
+
+def test_dead_letters_committed_before_a_lost_ack_are_stored_once(mariadb_url, tmp_path):
+    """The child commits a batch holding a bad frame's dead letter and a refused row, and is
+    killed before its acknowledgement is taken: the new child gets the batch again, and the
+    trades (natural key) and the dead letters (fingerprint) are each stored once."""
+    ensure_schema(mariadb_url)
+    writer = ProcessWriter(mariadb_url, spool_dir=tmp_path).start()
+    killed: list[int] = []
+    take_ack = writer._acked
+
+    def kill_before_taking_the_ack(*ack) -> None:  # the receiver thread calls it
+        if killed:
+            take_ack(*ack)
+            return
+        killed.append(writer.child_pid)  # committed (it acknowledges after the commit) ...
+        os.kill(killed[0], signal.SIGKILL)  # ... and gone before the sidecar heard of it
+
+    writer._acked = kill_before_taking_the_ack
+    frame = b'{"stream":"btcusdt@trade","data":{"e":"trade","p":"not a price"}}'
+    letter = dead_letter_row(
+        "binance_trades", "unreadable frame", frame, received_at=datetime.now(UTC)
+    )
+    rows = [trade_row(i) for i in range(1, 11)]
+    rows[4] = trade_row(5, price="1e40")  # refused by the database: a dead letter of its own
+    try:
+        assert writer.submit("binance_trades", "dead_letter", [letter], "ignore")
+        assert writer.submit("binance_trades", "trade_tick", rows, "ignore")
+        assert writer.flush(30)
+        assert killed and writer.restarts == 1 and writer.child_pid != killed[0]
+        assert writer.metrics_for("binance_trades").dead_letters == 2
+    finally:
+        assert writer.stop()
+    engine = create_engine(mariadb_url)
+    try:
+        with engine.connect() as conn:
+            ids = conn.execute(select(trade_tick.c.trade_id)).scalars().all()
+            letters = conn.execute(select(dead_letter.c.reason, dead_letter.c.payload)).all()
+    finally:
+        engine.dispose()
+    assert sorted(int(i) for i in ids) == [i for i in range(1, 11) if i != 5]
+    assert sorted(reason.split(":")[0] for reason, _ in letters) == [
+        "refused by the database (trade_tick)",
+        "unreadable frame",
+    ], letters
+    assert frame.decode() in {payload for _, payload in letters}
 
 
 def test_a_writer_process_that_keeps_dying_fails_the_probes(binance, mariadb_url):
