@@ -8,8 +8,8 @@ thread, so every database, spool, poison, fencing, bar and publish step is the i
 
 - Rows cross a socket pair as batches in the spool's JSON encoding: the engines' submits collect in a buffer that a
   sender thread ships when it holds `batch_rows` rows or its oldest row is `max_delay_s` old (one
-  message per batch). The child takes every message waiting (up to `batch_rows` rows) into one
-  transaction: large transactions under load, a commit at once when the feed is quiet.
+  message per batch). The child takes every message waiting (up to `TRANSACTION_MAX_ROWS` rows)
+  into one transaction: large transactions under load, a commit at once when the feed is quiet.
 - Every batch stays in the parent until the child acknowledges it (committed, spooled,
   dead-lettered or dropped as not owned); `capacity_rows` bounds the rows not acknowledged, so a
   slow database backs the engines off as before.
@@ -57,6 +57,12 @@ from ingestion_pipelines.storage.engines import ensure_schema
 # sidecar's probes say so (/healthz 503), so the orchestrator restarts the replica.
 CRASH_LOOP_RESTARTS = 5
 CRASH_LOOP_WINDOW_S = 60.0
+# The most rows the child takes into one transaction from the batches waiting. A child that falls
+# behind (a burst) writes larger transactions, which cost the database less per row (one commit,
+# one fencing check, one bar upsert per symbol-minute for all of them), so it catches up; a quiet
+# feed's batch is still committed as soon as it arrives. (Measured on a burst of 100,000 trades:
+# 2,000 rows a transaction sustained 22.8-24.9 k msg/s, 10,000 rows 25.6-31.8 k.)
+TRANSACTION_MAX_ROWS = 10_000
 
 
 class WriterProcessError(IngestError, RuntimeError):
@@ -518,7 +524,7 @@ class _Child:
 
     def _receive(self) -> list[Item]:
         """The next batches: one (waiting for it), then every one already there, up to
-        `batch_rows` rows."""
+        `TRANSACTION_MAX_ROWS` rows."""
         items: list[Item] = []
         rows = 0
         while True:
@@ -546,7 +552,7 @@ class _Child:
             elif kind == "stop":
                 self.done = True
                 return items
-            if rows >= self.writer.batch_rows or not self.conn.poll(0):
+            if rows >= max(TRANSACTION_MAX_ROWS, self.writer.batch_rows) or not self.conn.poll(0):
                 return items
 
     def _write(self, items: list[Item]) -> None:
