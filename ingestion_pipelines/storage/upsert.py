@@ -275,16 +275,27 @@ def _decimal_literal(value: Any, name: str) -> str:
     return format(value, "f")
 
 
+_SHORT_STRING = 32  # characters
+
+
 def _row_literals(prepared: _Prepared, rows: Sequence[Mapping[str, Any]], driver) -> list[str]:
     """Each row as an SQL row literal "(v1,v2,...)". Strings are escaped by the driver (which
     follows the server's NO_BACKSLASH_ESCAPES mode), times are written in UTC,
     decimals exactly; naive times and floats for decimals are refused as the column types do."""
     escape = driver.escape  # quotes and escapes a str per the server's backslash mode
     names = prepared.names
+    # Short strings repeat from row to row (a source, a symbol, a side): each is escaped once a
+    # call. Longer ones (texts, JSON documents) are rarely the same and are not kept.
+    escaped: dict[str, str] = {}
 
     def literal(kind: str, value: Any, name: str) -> str:
         if kind == "str" and type(value) is str:
-            return escape(value)
+            if len(value) > _SHORT_STRING:
+                return escape(value)
+            text = escaped.get(value)
+            if text is None:
+                text = escaped[value] = escape(value)
+            return text
         if kind == "int" and type(value) is int:
             return str(value)
         if kind == "time":

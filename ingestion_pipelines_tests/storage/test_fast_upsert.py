@@ -58,6 +58,19 @@ def test_values_round_trip_exactly(database_url):
     assert got[("BTCUSDT", 4)]["price"] == Decimal("12.5")
 
 
+def test_repeated_and_long_strings_are_escaped_alike(mariadb_url):
+    """Short strings are escaped once a call and reused; each row must still store its own."""
+    engine = ensure_schema(mariadb_url)
+    hostile = "O'B \\ x"
+    rows = [trade(i, symbol=hostile, side="sell" if i % 2 else "buy") for i in range(1, 6)]
+    long_text = "'\\" * 20 + "Việt"  # over the short-string limit: escaped every time
+    rows += [trade(6, symbol=long_text[:32]), trade(7, symbol=long_text[-32:])]
+    with engine.begin() as conn:
+        assert fast_upsert(conn, tables.trade_tick, rows, on_conflict="ignore") == 7
+    got = {r["trade_id"]: (r["symbol"], r["side"]) for r in stored(engine)}
+    assert got == {row["trade_id"]: (row["symbol"], row["side"]) for row in rows}
+
+
 def test_ignore_keeps_the_first_update_takes_the_last(database_url):
     engine = ensure_schema(database_url)
     with engine.begin() as conn:
