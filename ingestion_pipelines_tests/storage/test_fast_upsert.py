@@ -63,8 +63,8 @@ def test_repeated_and_long_strings_are_escaped_alike(mariadb_url):
     engine = ensure_schema(mariadb_url)
     hostile = "O'B \\ x"
     rows = [trade(i, symbol=hostile, side="sell" if i % 2 else "buy") for i in range(1, 6)]
-    long_text = "'\\" * 20 + "Việt"  # over the short-string limit: escaped every time
-    rows += [trade(6, symbol=long_text[:32]), trade(7, symbol=long_text[-32:])]
+    quotes = "'\\" * 20 + "Việt"
+    rows += [trade(6, symbol=quotes[:32]), trade(7, symbol=quotes[-32:])]  # 32: the column size
     with engine.begin() as conn:
         assert fast_upsert(conn, tables.trade_tick, rows, on_conflict="ignore") == 7
     got = {r["trade_id"]: (r["symbol"], r["side"]) for r in stored(engine)}
