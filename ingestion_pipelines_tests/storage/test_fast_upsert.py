@@ -58,7 +58,7 @@ def test_values_round_trip_exactly(database_url):
     assert got[("BTCUSDT", 4)]["price"] == Decimal("12.5")
 
 
-def test_repeated_and_long_strings_are_escaped_alike(mariadb_url):
+def test_repeated_strings_are_escaped_alike(mariadb_url):
     """Short strings are escaped once a call and reused; each row must still store its own."""
     engine = ensure_schema(mariadb_url)
     hostile = "O'B \\ x"
