@@ -49,6 +49,7 @@ from ingestion_pipelines.sidecar.shards import (
     worker_of,
 )
 from ingestion_pipelines.sidecar.spool import DEFAULT_MAX_BYTES, Spool
+from ingestion_pipelines.sidecar.startup import freeze_startup_objects
 from ingestion_pipelines.sidecar.writer import Writer
 from ingestion_pipelines.sidecar.writer_process import ProcessWriter
 from ingestion_pipelines.storage.engines import ensure_schema
@@ -242,8 +243,12 @@ class Sidecar:
         """Supervise until `request_stop()`, then shut down."""
         self.start()
         try:
+            started = False
             while not self._stop.is_set():
                 self.tick()
+                if not started:  # the first tick started the feeds
+                    freeze_startup_objects()
+                    started = True
                 self._stop.wait(self.options.tick_s)
         finally:
             self.shutdown()

@@ -50,6 +50,7 @@ from ingestion_pipelines.errors import IngestError
 from ingestion_pipelines.retry import Backoff
 from ingestion_pipelines.sidecar import spool as spool_codec
 from ingestion_pipelines.sidecar.spool import DEFAULT_MAX_BYTES, Spool
+from ingestion_pipelines.sidecar.startup import freeze_startup_objects
 from ingestion_pipelines.sidecar.writer import Item, WriteMetrics, Writer
 from ingestion_pipelines.storage.engines import ensure_schema
 
@@ -505,6 +506,7 @@ class _Child:
             writer._engine_()  # connected (and the schema checked) before the feeds read
         except Exception as exc:  # noqa: BLE001 - database down: the first batch spools
             logger.warning("database unavailable at the writer's start: {}", exc)
+        freeze_startup_objects()
         self._tell(("ready",))
         while not self.done:
             if writer._held:  # database down and spool full: take nothing more for now
