@@ -124,6 +124,18 @@ def test_writer_process_leaves_signals_to_the_sidecar(binance, mariadb_url):
     assert_exactly_once(mariadb_url, binance)
 
 
+def stored_ids_and_letters(database_url: str) -> tuple[list[int], list[tuple[str, str]]]:
+    """The trade ids in `trade_tick`, sorted, and each dead letter's (reason, payload)."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            ids = conn.execute(select(trade_tick.c.trade_id)).scalars().all()
+            letters = conn.execute(select(dead_letter.c.reason, dead_letter.c.payload)).all()
+    finally:
+        engine.dispose()
+    return sorted(int(i) for i in ids), [(reason, payload) for reason, payload in letters]
+
+
 def test_writer_process_isolates_a_refused_row_and_reports_its_metrics(mariadb_url, tmp_path):
     """Poison bisection runs in the child as in the thread: the refused row goes to
     dead_letter, the rest commits, and the counts come back to the sidecar's side."""
@@ -139,15 +151,9 @@ def test_writer_process_isolates_a_refused_row_and_reports_its_metrics(mariadb_u
         assert (metrics.trades_written, metrics.dead_letters) == (38, 1)
     finally:
         assert writer.stop()
-    engine = create_engine(mariadb_url)
-    try:
-        with engine.connect() as conn:
-            ids = conn.execute(select(trade_tick.c.trade_id)).scalars().all()
-            letters = conn.execute(select(dead_letter.c.reason)).scalars().all()
-    finally:
-        engine.dispose()
-    assert sorted(int(i) for i in ids) == [i for i in range(1, 40) if i != 18]
-    assert len(letters) == 1 and "refused by the database (trade_tick)" in letters[0]
+    ids, letters = stored_ids_and_letters(mariadb_url)
+    assert ids == [i for i in range(1, 40) if i != 18]
+    assert len(letters) == 1 and "refused by the database (trade_tick)" in letters[0][0]
 
 
 def test_dead_letters_committed_before_a_lost_ack_are_stored_once(mariadb_url, tmp_path):
@@ -181,14 +187,8 @@ def test_dead_letters_committed_before_a_lost_ack_are_stored_once(mariadb_url, t
         assert writer.metrics_for("binance_trades").dead_letters == 2
     finally:
         assert writer.stop()
-    engine = create_engine(mariadb_url)
-    try:
-        with engine.connect() as conn:
-            ids = conn.execute(select(trade_tick.c.trade_id)).scalars().all()
-            letters = conn.execute(select(dead_letter.c.reason, dead_letter.c.payload)).all()
-    finally:
-        engine.dispose()
-    assert sorted(int(i) for i in ids) == [i for i in range(1, 11) if i != 5]
+    ids, letters = stored_ids_and_letters(mariadb_url)
+    assert ids == [i for i in range(1, 11) if i != 5]
     assert sorted(reason.split(":")[0] for reason, _ in letters) == [
         "refused by the database (trade_tick)",
         "unreadable frame",
