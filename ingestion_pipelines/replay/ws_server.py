@@ -467,7 +467,10 @@ class BackgroundWsServer:
         held: Any = None  # an item taken from the queue behind a run of Outgoing ones
         try:
             while True:
-                item, held = (held, None) if held is not None else (await conn.queue.get(), None)
+                if held is None:
+                    item = await conn.queue.get()
+                else:
+                    item, held = held, None
                 if isinstance(item, str):
                     await ws.send(item)
                 elif isinstance(item, Outgoing):
