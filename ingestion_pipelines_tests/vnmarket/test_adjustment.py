@@ -58,7 +58,9 @@ def test_cash_dividend_factor():
 
 
 def test_stock_dividend_and_bonus_shares_factor_and_volume():
-    stock = CorporateEvent("AAA", EventKind.STOCK_DIVIDEND, date(2026, 6, 2), ratio=ratio_from_text("100:20"))
+    stock = CorporateEvent(
+        "AAA", EventKind.STOCK_DIVIDEND, date(2026, 6, 2), ratio=ratio_from_text("100:20")
+    )
     (before, _) = adjust([_bar("2026-06-01", "36000"), _bar("2026-06-02", "30000")], [stock])
     assert before.close == D("30000.000000")
     assert before.volume == D("1200.000000")
@@ -68,7 +70,11 @@ def test_stock_dividend_and_bonus_shares_factor_and_volume():
 
 def test_rights_issue_factor_is_terp_over_cum_price():
     rights = CorporateEvent(
-        "AAA", EventKind.RIGHTS_ISSUE, date(2026, 6, 2), ratio=ratio_from_text("10:3"), price=D(10000)
+        "AAA",
+        EventKind.RIGHTS_ISSUE,
+        date(2026, 6, 2),
+        ratio=ratio_from_text("10:3"),
+        price=D(10000),
     )
     factor = combined_factor([rights], D(25000))
     # TERP = (25000 + 0.3 * 10000) / 1.3 = 21538.4615...

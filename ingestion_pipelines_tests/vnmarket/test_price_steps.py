@@ -13,8 +13,15 @@ from ingestion_pipelines.vnmarket.price_steps import PriceStepError, price_step,
 
 @pytest.mark.parametrize(
     "price, step",
-    [("9990", "10"), ("9999.99", "10"), ("10000", "50"), ("49950", "50"), ("49999", "50"),
-     ("50000", "100"), ("123400", "100")],
+    [
+        ("9990", "10"),
+        ("9999.99", "10"),
+        ("10000", "50"),
+        ("49950", "50"),
+        ("49999", "50"),
+        ("50000", "100"),
+        ("123400", "100"),
+    ],
 )
 def test_hose_stock_bands(price, step):
     assert price_step(D(price), "HOSE") == D(step)

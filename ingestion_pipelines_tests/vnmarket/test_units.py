@@ -22,7 +22,7 @@ from ingestion_pipelines.vnmarket.units import (
 # SJC tygiavang.xml of 22/05/2013 08:58:32, published verbatim in a PHP comment (staging
 # vn_gold_prices/PROVENANCE.md); trimmed to two cities.
 SJC_XML_2013 = (
-    '<root><title>Cong ty TNHH MTV Vang bac da quy Sai gon : Bang Ty gia vang SJC</title>'
+    "<root><title>Cong ty TNHH MTV Vang bac da quy Sai gon : Bang Ty gia vang SJC</title>"
     "<url>http://www.sjc.com.vn/</url>"
     '<ratelist updated="08:58:32 AM 22/05/2013" unit="ngàn đồng/lượng">'
     '<city name="Hồ Chí Minh"><item buy="40.720" sell="40.820" type="Vàng SJC 1L"/>'
@@ -53,7 +53,12 @@ def test_sjc_xml_thousands_per_tael_become_vnd_per_tael():
 
 @pytest.mark.parametrize(
     "text, vnd",
-    [("36.420", "36420000"), ("980", "980000"), ("1.234.567", "1234567000"), (" 34.680 ", "34680000")],
+    [
+        ("36.420", "36420000"),
+        ("980", "980000"),
+        ("1.234.567", "1234567000"),
+        (" 34.680 ", "34680000"),
+    ],
 )
 def test_sjc_xml_price_formats(text, vnd):
     assert sjc_xml_price(text) == Decimal(vnd)
@@ -86,7 +91,8 @@ def test_sjc_json_disagreement_is_an_error_not_a_guess():
 
 def test_vietcombank_rates_with_grouping_and_unquoted_columns():
     rates = {
-        e.get("CurrencyCode"): e for e in ET.fromstring(VCB_XML_2026.split("-->", 1)[1]).iter("Exrate")
+        e.get("CurrencyCode"): e
+        for e in ET.fromstring(VCB_XML_2026.split("-->", 1)[1]).iter("Exrate")
     }
     usd = rates["USD"]
     assert bank_rate(usd.get("Buy")) == Decimal("25850.00")
