@@ -15,6 +15,12 @@ What each provider speaks (FIELDS.md has the field-by-field table):
   thousands with "," and a "." decimal point (`"25,850.00"`), older ones plain (`"22625"`); an
   empty or "-" value means the bank does not quote that column.
 
+- PNJ (`edge-api.pnj.io/ecom-frontend/v1/get-gold-price`): `giaban`/`giamua` in thousands of VND
+  per chỉ (`15130` is 15,130,000 VND per chỉ, 151,300,000 per tael).
+
+Times: SJC's XML `updated` is "hh:mm:ss AM DD/MM/YYYY", its JSON `latestDate` "HH:MM DD/MM/YYYY",
+Vietcombank's `DateTime` month first "M/D/YYYY h:mm:ss AM" — all ICT wall time.
+
 Every function returns an exact `Decimal` or raises `UnitError` naming the text it refused: a
 value that cannot be read is never guessed.
 """
@@ -22,11 +28,14 @@ value that cannot be read is never guessed.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 from ingestion_pipelines.errors import IngestError
+from ingestion_pipelines.timezones import ICT
 
 THOUSAND = Decimal(1000)
+CHI_PER_TAEL = Decimal(10)  # 1 lượng (tael, 37.5 g) = 10 chỉ
 # Provider -> how many VND one unit of its stock-price fields is.
 PRICE_SCALE: dict[str, Decimal] = {"vndirect": THOUSAND, "vietcap": Decimal(1)}
 
@@ -141,3 +150,37 @@ def bank_rate(text: object) -> Decimal | None:
     else:
         raise UnitError(f"not a bank rate: {raw!r}")
     return None if value == 0 else value
+
+
+def pnj_price(value: object) -> Decimal:
+    """A PNJ price (thousands of VND per chỉ, a JSON integer) in VND per tael: `15130` ->
+    151300000."""
+    if isinstance(value, bool):
+        raise UnitError(f"not a PNJ price: {value!r}")
+    raw = _clean(value)
+    if not _PLAIN.match(raw):
+        raise UnitError(f"not a PNJ price: {raw!r}")
+    return _decimal(raw) * THOUSAND * CHI_PER_TAEL
+
+
+def _ict(text: object, pattern: str, what: str) -> datetime:
+    try:
+        local = datetime.strptime(_clean(text), pattern)
+    except ValueError:
+        raise UnitError(f"not {what}: {text!r}") from None
+    return local.replace(tzinfo=ICT).astimezone(UTC)
+
+
+def sjc_xml_updated(text: object) -> datetime:
+    """SJC XML `ratelist/@updated` ("08:58:32 AM 22/05/2013", ICT) as a UTC time."""
+    return _ict(text, "%I:%M:%S %p %d/%m/%Y", "an SJC XML time")
+
+
+def sjc_json_latest(text: object) -> datetime:
+    """SJC JSON `latestDate` ("13:43 04/07/2026", ICT) as a UTC time."""
+    return _ict(text, "%H:%M %d/%m/%Y", "an SJC JSON time")
+
+
+def vcb_datetime(text: object) -> datetime:
+    """Vietcombank `DateTime` ("9/2/2026 5:38:54 PM": month first, ICT) as a UTC time."""
+    return _ict(text, "%m/%d/%Y %I:%M:%S %p", "a Vietcombank time")

@@ -4,6 +4,7 @@ PROVENANCE.md names each capture)."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -12,11 +13,15 @@ from ingestion_pipelines.vnmarket.units import (
     UnitError,
     bank_rate,
     check_sjc_json,
+    pnj_price,
     provider_price_to_vnd,
+    sjc_json_latest,
     sjc_json_text,
     sjc_json_value,
     sjc_xml_price,
+    sjc_xml_updated,
     thousands_to_vnd,
+    vcb_datetime,
 )
 
 # SJC tygiavang.xml of 22/05/2013 08:58:32, published verbatim in a PHP comment (staging
@@ -131,3 +136,25 @@ def test_unknown_provider_and_floats_are_refused():
         thousands_to_vnd(21.4)
     with pytest.raises(UnitError):
         thousands_to_vnd("21,4")
+
+
+def test_pnj_thousands_per_chi_become_vnd_per_tael():
+    # PNJ 17/06/2026 (published live excerpt): SJC bar giaban 15130, giamua 14880 - the same
+    # SJC bar quoted 15,130,000 / 14,880,000 VND per chỉ by BTMC and webgia that day
+    assert pnj_price(15130) == Decimal("151300000")
+    assert pnj_price(Decimal(14880)) == Decimal("148800000")
+    with pytest.raises(UnitError):
+        pnj_price(True)
+
+
+def test_feed_times_are_ict_and_vietcombank_writes_the_month_first():
+    # The same app captured SJC at 08:53:59 and Vietcombank at 8:55:51 on the morning of
+    # 11 April 2017: SJC writes "11/04/2017", Vietcombank "4/11/2017".
+    sjc = sjc_xml_updated("08:53:59 AM 11/04/2017")
+    vcb = vcb_datetime("4/11/2017 8:55:51 AM")
+    assert sjc == datetime(2017, 4, 11, 1, 53, 59, tzinfo=UTC)
+    assert vcb - sjc == timedelta(minutes=1, seconds=52)
+    assert vcb_datetime("9/2/2026 5:38:54 PM") == datetime(2026, 9, 2, 10, 38, 54, tzinfo=UTC)
+    assert sjc_json_latest("13:43 04/07/2026") == datetime(2026, 7, 4, 6, 43, tzinfo=UTC)
+    with pytest.raises(UnitError):
+        vcb_datetime("2026-09-02 17:38")
