@@ -190,10 +190,18 @@ def factors_by_ex_date(
     return out
 
 
-def adjust(bars: Sequence[Bar], events: Iterable[CorporateEvent]) -> list[AdjustedBar]:
-    """`bars` (any order, one per day) adjusted backward for `events`, in day order."""
+def adjust(
+    bars: Sequence[Bar], events: Iterable[CorporateEvent], as_of: date | None = None
+) -> list[AdjustedBar]:
+    """`bars` (any order, one per day) adjusted backward for `events`, in day order, as seen on
+    `as_of` (default: the last bar's day): an event whose ex-date is after it has not happened
+    yet and adjusts nothing (today's prices are still cum-right)."""
     ordered = sorted(bars, key=lambda b: b.day)
-    factors = factors_by_ex_date(events, {b.day: b.close for b in ordered})
+    if not ordered:
+        return []
+    seen_on = as_of or ordered[-1].day
+    effective = [e for e in events if e.ex_date <= seen_on]
+    factors = factors_by_ex_date(effective, {b.day: b.close for b in ordered})
     out: list[AdjustedBar] = []
     with localcontext() as ctx:
         ctx.prec = PRECISION

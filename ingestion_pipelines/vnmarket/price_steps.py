@@ -145,9 +145,11 @@ def reconcile(
     theirs: Mapping[date, Decimal],
     exchange: str,
     instrument: str = Instrument.STOCK,
+    tolerance: Decimal | None = None,
 ) -> Reconciliation:
     """Compare two price series of `symbol` (VND, by day) on the days both cover; name every day
-    whose prices differ by more than one price step of `exchange` at that price level."""
+    whose prices differ by more than one price step of `exchange` at that price level, or by
+    more than `tolerance` when given (index levels, which have no price step: e.g. 0.01 point)."""
     result = Reconciliation()
     for day in sorted(ours.keys() | theirs.keys()):
         if day not in theirs:
@@ -158,7 +160,11 @@ def reconcile(
             continue
         mine, other = ours[day], theirs[day]
         result.compared += 1
-        step = price_step(min(mine, other), exchange, instrument)
+        step = (
+            tolerance
+            if tolerance is not None
+            else price_step(min(mine, other), exchange, instrument)
+        )
         if abs(mine - other) > step:
             result.differences.append(PriceDifference(symbol, day, mine, other, step))
     return result

@@ -155,3 +155,14 @@ def test_a_wrong_event_is_named_on_every_day_before_the_ex_date():
         date(2026, 9, 15), date(2026, 9, 16), date(2026, 9, 17), date(2026, 9, 18)
     ]  # fmt: skip
     assert all(d.steps < -1 for d in result.differences)
+
+
+def test_an_event_after_the_last_bar_has_not_happened_yet():
+    future = CorporateEvent("AAA", EventKind.CASH_DIVIDEND, date(2026, 6, 10), amount=D(1000))
+    bars = [_bar("2026-06-01", "20000"), _bar("2026-06-02", "20100")]
+    assert [b.factor for b in adjust(bars, [future])] == [D(1), D(1)]
+    # seen from after its ex-date (a run whose data stops earlier), it applies: (P - D) / P
+    # with P = 20100, the last close before the ex-date
+    seen = adjust(bars, [future], as_of=date(2026, 6, 10))
+    assert [(D(20100) * b.factor).quantize(D("1e-20")) for b in seen] == [D(19100)] * 2
+    assert adjust([], [future]) == []

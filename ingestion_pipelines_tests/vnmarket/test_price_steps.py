@@ -74,3 +74,11 @@ def test_days_one_side_lacks_are_reported_not_judged():
     result = reconcile("AAA", {a: D(100), b: D(100)}, {b: D(100), c: D(100)}, "UPCOM")
     assert result.compared == 1 and result.agrees
     assert result.only_ours == [a] and result.only_theirs == [c]
+
+
+def test_index_levels_are_compared_with_a_tolerance_instead_of_a_step():
+    a, b = date(2025, 12, 3), date(2025, 12, 4)
+    ours = {a: D("1971.99"), b: D("1979.53")}
+    theirs = {a: D("1971.99"), b: D("1979.55")}
+    assert reconcile("VN30", ours, theirs, "HOSE", tolerance=D("0.01")).differences[0].day == b
+    assert reconcile("VN30", ours, theirs, "HOSE", tolerance=D("0.02")).agrees
