@@ -141,6 +141,19 @@ def test_the_two_providers_vn30_closes_land_exactly():
     assert reconcile("VN30", ours, theirs, "HOSE", tolerance=Decimal(0)).agrees
 
 
+def test_the_captured_vnindex_row():
+    row = _json("vn_indices/data/vndirect_vnmarket_prices_VNINDEX_2026-06-16.json")["data"][0]
+    assert (row["code"], row["date"], row["close"]) == ("VNINDEX", "2026-06-16", Decimal("1807.94"))
+    assert (
+        row["high"]
+        >= max(row["open"], row["close"])
+        >= min(row["open"], row["close"])
+        >= row["low"]
+    )
+    assert all(row[k] == row[k].to_integral_value() for k in ("advances", "declines", "noChange"))
+    assert row["accumulatedVal"] == Decimal("16650836352800.0")  # whole VND, never scaled
+
+
 def test_foreign_flow_and_statement_values_are_whole_vnd():
     flow = _json("vn_foreign_flows/data/vndirect_foreigns_HPG_2018-08-30.json")["data"][0]
     assert flow["netVal"] == flow["buyVal"] - flow["sellVal"]
