@@ -22,6 +22,11 @@ caller, e.g. in `worker_state.details["providers"]`):
 The provider that served each partition, every failover (from, to, why) and the health after the
 run are in `Failover.metadata()` for the run's metadata; the provider of each row is the
 `provider` of the request that fetched it (`Failover.choose` before each request).
+
+With several requests in flight, each partition already sent to a provider before its block was
+seen fails over by itself: still at most one extra request per partition. `Failover` is not
+thread-safe: call it from the one thread that schedules requests and handles responses (the
+crawl's loop), not from the fetching threads.
 """
 
 from __future__ import annotations
