@@ -226,3 +226,17 @@ def test_classification_and_configured_order():
     ]  # fmt: skip
     with pytest.raises(ValidationError, match="twice"):
         MultiProviderSettings(providers=["vietcap", "VIETCAP"])
+
+
+def test_requests_already_in_flight_each_fail_over_once():
+    """With concurrency, partitions sent to the first provider before its 403 came back each
+    cost that one request, and no more."""
+    failover = Failover("vn_stock_eod", ["vndirect", "vietcap"])
+    in_flight = {p: failover.choose(p) for p in ("d1", "d2", "d3")}
+    assert set(in_flight.values()) == {"vndirect"}
+    blocked = HttpFetchError("vn_stock_eod", "http://x/v4/stock_prices", "HTTP 403", 403)
+    assert [failover.on_failure(p, "vndirect", blocked) for p in in_flight] == ["vietcap"] * 3
+    assert failover.choose("d4") == "vietcap"  # later partitions never ask the blocked one
+    for p in ("d1", "d2", "d3"):
+        failover.on_success(p, "vietcap", rows=1)
+    assert failover.metadata()["failovers"] == 3
