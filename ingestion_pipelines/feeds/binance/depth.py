@@ -29,7 +29,7 @@ levels beyond that are not known anyway, as its documentation notes).
 
 from __future__ import annotations
 
-import heapq
+from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
@@ -195,6 +195,54 @@ def parse_depth_snapshot(symbol: str, payload: bytes | str) -> DepthSnapshot:
     )
 
 
+class _BookSide:
+    """One side's levels: quantities by price, and the prices kept sorted (best first on read)."""
+
+    __slots__ = ("_prices", "_quantities", "descending")
+
+    def __init__(self, descending: bool) -> None:
+        self.descending = descending  # bids: the best price is the highest
+        self._quantities: dict[Decimal, Decimal] = {}
+        self._prices: list[Decimal] = []  # ascending
+
+    def __len__(self) -> int:
+        return len(self._prices)
+
+    def reset(self, levels: tuple[Level, ...] = ()) -> None:
+        """Replace every level (a snapshot; zero quantities are absent levels)."""
+        self._quantities = {p: q for p, q in levels if q}
+        self._prices = sorted(self._quantities)
+
+    def set(self, price: Decimal, quantity: Decimal) -> None:
+        """Set one level's absolute quantity; 0 removes it (absent already is fine)."""
+        if quantity:
+            if price not in self._quantities:
+                insort(self._prices, price)
+            self._quantities[price] = quantity
+        elif self._quantities.pop(price, None) is not None:
+            del self._prices[bisect_left(self._prices, price)]
+
+    def trim(self, keep: int) -> None:
+        """Drop the levels farthest from the top beyond `keep`."""
+        excess = len(self._prices) - keep
+        if excess <= 0:
+            return
+        if self.descending:
+            dropped, self._prices = self._prices[:excess], self._prices[excess:]
+        else:
+            dropped, self._prices = self._prices[keep:], self._prices[:keep]
+        for price in dropped:
+            del self._quantities[price]
+
+    def best(self, depth: int) -> tuple[Level, ...]:
+        """The `depth` best levels, best first."""
+        if self.descending:
+            prices = self._prices[max(0, len(self._prices) - depth) :][::-1]
+        else:
+            prices = self._prices[:depth]
+        return tuple((p, self._quantities[p]) for p in prices)
+
+
 class LocalOrderBook:
     """One symbol's book, kept by Binance's procedure; see the module docstring.
 
@@ -215,8 +263,8 @@ class LocalOrderBook:
         self.symbol = symbol.upper()
         self.max_levels = max_levels
         self._buffer: deque[DepthEvent] = deque(maxlen=max_buffer)
-        self._bids: dict[Decimal, Decimal] = {}
-        self._asks: dict[Decimal, Decimal] = {}
+        self._bids = _BookSide(descending=True)
+        self._asks = _BookSide(descending=False)
         self._update_id: int | None = None  # None while buffering
         self.stale_events = 0  # dropped as already covered (u <= the book's id)
         self.applied_events = 0
@@ -252,7 +300,10 @@ class LocalOrderBook:
 
     def on_snapshot(self, snapshot: DepthSnapshot, at: datetime) -> Resync | None:
         """Start from a REST snapshot and replay the buffer; a `Resync` if the snapshot is older
-        than the first buffered event (fetch another one)."""
+        than the first buffered event (fetch another one). A snapshot that arrives while the book
+        is synced (a late answer) is ignored: the book is already newer."""
+        if self._update_id is not None:
+            return None
         last = snapshot.last_update_id
         while self._buffer and self._buffer[0].final_update_id <= last:
             self._buffer.popleft()
@@ -261,8 +312,8 @@ class LocalOrderBook:
             return Resync(
                 self.symbol, at, last, self._buffer[0].first_update_id, "snapshot_too_old"
             )
-        self._bids = {p: q for p, q in snapshot.bids if q}
-        self._asks = {p: q for p, q in snapshot.asks if q}
+        self._bids.reset(snapshot.bids)
+        self._asks.reset(snapshot.asks)
         self._trim()
         self._update_id = last
         while self._buffer:
@@ -281,9 +332,8 @@ class LocalOrderBook:
         """The best `depth` levels of each side at the current update id (synced books only)."""
         if self._update_id is None:
             raise RuntimeError(f"{self.symbol}: no book while waiting for a snapshot")
-        bids = heapq.nlargest(depth, self._bids.items())
-        asks = heapq.nsmallest(depth, self._asks.items())
-        return BookSnapshot(self.symbol, at, self._update_id, tuple(bids), tuple(asks))
+        bids, asks = self._bids.best(depth), self._asks.best(depth)
+        return BookSnapshot(self.symbol, at, self._update_id, bids, asks)
 
     def _apply_in_sequence(self, event: DepthEvent, at: datetime) -> Resync | None:
         assert self._update_id is not None
@@ -303,22 +353,16 @@ class LocalOrderBook:
         return None
 
     @staticmethod
-    def _set_levels(side: dict[Decimal, Decimal], levels: tuple[Level, ...]) -> None:
+    def _set_levels(side: _BookSide, levels: tuple[Level, ...]) -> None:
         for price, quantity in levels:
-            if quantity:
-                side[price] = quantity
-            else:
-                side.pop(price, None)
+            side.set(price, quantity)
 
     def _trim(self) -> None:
-        for side, worst in ((self._bids, heapq.nsmallest), (self._asks, heapq.nlargest)):
-            excess = len(side) - self.max_levels
-            if excess > 0:
-                for price in worst(excess, side):
-                    del side[price]
+        self._bids.trim(self.max_levels)
+        self._asks.trim(self.max_levels)
 
     def _reset(self) -> None:
         self._update_id = None
-        self._bids = {}
-        self._asks = {}
+        self._bids.reset()
+        self._asks.reset()
         self._buffer.clear()
