@@ -17,9 +17,13 @@ overview; see `data/PROVENANCE.md`):
   paging by trade id, `after` = records older than that id, at most 100 a page);
 - keep-alive: the server cuts a connection idle for 30 s; send the text `ping` when nothing came
   for less than that and expect the text `pong`;
-- limits: a subscribe request's `args` at most 64 KB; 3 subscribe/unsubscribe/login requests a
-  second and 480 an hour per connection; a `notice` event (code 64008) announces a service
-  upgrade cut: reconnect.
+- limits ("Connect" and "Subscribe" of the WebSocket overview): "the total length of multiple
+  channels cannot exceed 64 KB" (one subscribe request); "the total number of
+  'subscribe'/'unsubscribe'/'login' requests per connection is limited to 480 times per hour"
+  (one or two requests per connection here, sent again only on a new connection); "connection
+  limit: 3 requests per second (based on IP)" is about opening connections, which the sidecar's
+  sharding paces; no cap on the number of channels per connection is documented. A `notice`
+  event (code 64008) announces a cut for a service upgrade: reconnect.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from ingestion_pipelines.workers import FeedSettings
 SOURCE = "okx"
 CHANNEL = "trades-all"
 MAX_ARGS_BYTES = 64 * 1024  # "the total length of multiple channels cannot exceed 64 KB"
-MAX_SUBSCRIBE_REQUESTS = 3  # per second, per connection: all subscribe messages go at once
+MAX_SUBSCRIBE_REQUESTS = 480  # subscribe/unsubscribe/login requests per connection per hour
 HISTORY_LIMIT = 100  # GET /api/v5/market/history-trades: at most 100 a page
 MAX_TRADE_ID = 2**63 - 1  # trade_tick.trade_id is a BIGINT
 _SIDES = ("buy", "sell")
@@ -161,7 +165,7 @@ class OkxTradesProtocol(Feed):
         if batch:
             messages.append(_subscribe(batch))
         if len(messages) > MAX_SUBSCRIBE_REQUESTS:
-            raise ValueError(f"{len(messages)} subscribe requests exceed OKX's 3 a second")
+            raise ValueError(f"{len(messages)} subscribe requests exceed OKX's 480 a connection")
         return messages
 
     @staticmethod

@@ -128,3 +128,12 @@ def test_history_request_and_rows_fill_a_gap_oldest_first():
     assert [r["trade_id"] for r in rows] == [242720719, 242720720]
     with pytest.raises(ParseError, match="failed"):
         OkxTradesProtocol.history_rows("BTC-USDT", b'{"code":"51001","msg":"x","data":[]}', NOW)
+
+
+def test_a_long_subscription_is_split_under_64_kb():
+    symbols = [f"LONGCOINNAME{i:05d}-USDT-SWAP" for i in range(2000)]  # beyond MAX_SYMBOLS
+    settings = OkxTradesSettings.model_construct(symbols=symbols)
+    messages = OkxTradesProtocol.subscribe_messages(settings)
+    assert len(messages) > 1 and all(len(m) <= feed.MAX_ARGS_BYTES for m in messages)
+    sent = [arg["instId"] for m in messages for arg in orjson.loads(m)["args"]]
+    assert sent == symbols
