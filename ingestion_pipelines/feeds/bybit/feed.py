@@ -12,7 +12,8 @@ documents (v5 "WebSocket Stream > Public > Trade" and "Connect"; see `data/PROVE
 - keep-alive: send `{"op":"ping"}` every 20 s (recommended); the answer is
   `{"success":true,"ret_msg":"pong",...,"op":"ping"}`;
 - limits: Spot takes at most 10 args per subscribe request; the args of one public connection
-  must not exceed 21,000 characters in all; no more than 500 connections in 5 minutes per IP.
+  must not exceed 21,000 characters in all; "do not build over 500 connections in 5
+  minutes", counted per WebSocket domain.
 """
 
 from __future__ import annotations
