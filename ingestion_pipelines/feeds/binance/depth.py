@@ -325,7 +325,8 @@ class LocalOrderBook:
     def on_disconnect(self, at: datetime) -> Resync:
         """The stream was lost (reconnect, server shutdown): the book must be rebuilt."""
         resync = Resync(self.symbol, at, self._update_id, None, "reconnect")
-        self._reset()
+        self._drop_book()
+        self._buffer.clear()  # a new connection starts a new buffer
         return resync
 
     def top(self, depth: int, at: datetime) -> BookSnapshot:
@@ -342,8 +343,10 @@ class LocalOrderBook:
             return None
         if event.first_update_id > self._update_id + 1:
             resync = Resync(self.symbol, at, self._update_id, event.first_update_id, "gap")
-            self._reset()
-            self._buffer.append(event)  # it may be the first event the next snapshot needs
+            self._drop_book()
+            # it (and, while replaying a buffer, the events after it) may be what the next
+            # snapshot needs: kept, in order
+            self._buffer.appendleft(event)
             return resync
         self._set_levels(self._bids, event.bids)
         self._set_levels(self._asks, event.asks)
@@ -361,8 +364,7 @@ class LocalOrderBook:
         self._bids.trim(self.max_levels)
         self._asks.trim(self.max_levels)
 
-    def _reset(self) -> None:
+    def _drop_book(self) -> None:
         self._update_id = None
         self._bids.reset()
         self._asks.reset()
-        self._buffer.clear()

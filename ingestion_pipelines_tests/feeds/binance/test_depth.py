@@ -297,3 +297,20 @@ def test_random_streams_match_the_reference_book_and_every_gap_resyncs():
     assert tally.resyncs.get("reconnect", 0) > 20
     assert tally.resyncs.get("snapshot_too_old", 0) > 0
     assert tally.stale > 20 and tally.snapshots_checked > 5000
+
+
+def test_a_gap_while_replaying_the_buffer_keeps_the_events_after_it():
+    book = LocalOrderBook("BTCUSDT")
+    one = (Decimal(1), Decimal(1))
+    for first, last in ((1, 2), (3, 4), (7, 8), (9, 10)):
+        book.on_event(_event(first, last, bids=[(Decimal(first), Decimal(last))]), AT)
+    resync = book.on_snapshot(DepthSnapshot("BTCUSDT", 2, (one,), ()), AT)
+    assert resync is not None and (resync.reason, resync.from_update_id, resync.to_update_id) == (
+        "gap",
+        4,
+        7,
+    )
+    assert book.buffered == 2  # 7..8 and 9..10 wait for the next snapshot
+    assert book.on_snapshot(DepthSnapshot("BTCUSDT", 6, (one,), ()), AT) is None
+    assert book.last_update_id == 10
+    assert book.top(5, AT).bids == ((Decimal(9), Decimal(10)), (Decimal(7), Decimal(8)), one)
