@@ -48,6 +48,11 @@ def test_every_staged_payload_parses_and_has_its_provenance(path):
     assert (STAGING / worker / "FIELDS.md").exists()
     if path.suffix == ".json":
         _json(str(path))
+    elif path.suffix in (".jsonl", ".io"):  # one JSON value a line (`.io`: ">> " / "<< " first)
+        for line in (STAGING / path).read_text(encoding="utf-8").splitlines():
+            json.loads(line[3:] if path.suffix == ".io" else line, parse_float=Decimal)
+    elif path.suffix == ".txt":  # a text/plain body (e.g. a bare block height)
+        assert (STAGING / path).read_text(encoding="utf-8").strip()
     else:
         _xml(str(path))
 

@@ -1,0 +1,1 @@
+"""Bybit public websocket feeds (protocol only for now)."""

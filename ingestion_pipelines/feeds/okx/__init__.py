@@ -1,0 +1,1 @@
+"""OKX public websocket feeds (protocol only for now)."""

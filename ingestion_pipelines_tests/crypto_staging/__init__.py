@@ -1,0 +1,1 @@
+"""Tests of the staged crypto-collector payloads (issue 21)."""
