@@ -17,18 +17,22 @@ import importlib.util
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from alembic.autogenerate import RevisionContext
+from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import MetaData
+from sqlalchemy import Column, MetaData
+from sqlalchemy.types import TypeEngine
 
 from ingestion_pipelines.errors import IngestError
 from ingestion_pipelines.storage.migrate import script_config, upgrade
 from ingestion_pipelines.storage.pool import get_engine
-from ingestion_pipelines.storage.schema_rules import autogenerate_options
+from ingestion_pipelines.storage.schema_rules import autogenerate_options, portable_type
 from ingestion_pipelines.storage.tables import full_metadata
 
 
@@ -42,6 +46,44 @@ def next_revision_id(script: ScriptDirectory) -> str:
     return f"{max(numbers, default=0) + 1:04d}"
 
 
+def _operations(container: ops.OpContainer) -> Iterator[ops.MigrateOperation]:
+    for operation in container.ops:
+        if isinstance(operation, ops.OpContainer):
+            yield from _operations(operation)
+        else:
+            yield operation
+
+
+def _declared_type(metadata: MetaData, table: str, column: str) -> TypeEngine | None:
+    declared = metadata.tables.get(table)
+    return None if declared is None or column not in declared.c else declared.c[column].type
+
+
+def _make_portable(script: ops.MigrationScript, metadata: MetaData, dialect: Any) -> None:
+    """Types in the generated operations that come from the compared database (a column's
+    `existing_type`, a dropped column or table re-created by the downgrade) are that database's
+    spelling: VARCHAR(64) for an `ExactDecimal` on SQLite would turn the column into text on
+    MariaDB. They become the declared type where the column's type does not change, else the
+    portable type (`schema_rules.portable_type`)."""
+    for container in (*script.upgrade_ops_list, *script.downgrade_ops_list):
+        for operation in _operations(container):
+            if isinstance(operation, ops.AlterColumnOp):
+                declared = _declared_type(metadata, operation.table_name, operation.column_name)
+                if operation.modify_type is None and declared is not None:
+                    operation.existing_type = declared
+                for attribute in ("existing_type", "modify_type"):
+                    value = getattr(operation, attribute)
+                    if value is not None:
+                        setattr(operation, attribute, portable_type(value, dialect))
+            columns = []
+            if isinstance(operation, ops.AddColumnOp):
+                columns = [operation.column]
+            elif isinstance(operation, ops.CreateTableOp):
+                columns = [c for c in operation.columns if isinstance(c, Column)]
+            for column in columns:
+                column.type = portable_type(column.type, dialect)
+
+
 def _autogenerate(context: RevisionContext, url: str, metadata: MetaData) -> None:
     with get_engine(url).connect() as conn:
         migration_context = MigrationContext.configure(conn, opts=autogenerate_options(metadata))
@@ -50,6 +92,8 @@ def _autogenerate(context: RevisionContext, url: str, metadata: MetaData) -> Non
             context.run_autogenerate(heads, migration_context)
         except CommandError as exc:  # "Target database is not up to date."
             raise RevisionError(f"cannot generate a revision: {exc}") from exc
+        for script in context.generated_revisions:
+            _make_portable(script, metadata, conn.dialect)
 
 
 def _tidy(path: Path) -> None:

@@ -82,6 +82,40 @@ def compare_type(
     return type_signature(inspected_type, dialect) != type_signature(metadata_type, dialect)
 
 
+# The project types a reflected type stands for, per dialect family: only where no other
+# declared type is stored the same way (on SQLite, VARCHAR(64) may be a String(64) too; on
+# PostgreSQL and SQLite, TEXT may be a Text).
+_PORTABLE = {
+    "mysql": (project_types.UtcDateTime(), project_types.ExactDecimal(), project_types.LongText()),
+    "postgresql": (project_types.UtcDateTime(), project_types.ExactDecimal()),
+    "sqlite": (project_types.UtcDateTime(),),
+}
+
+
+def portable_type(type_: TypeEngine, dialect: Any) -> TypeEngine:
+    """A type reflected from `dialect`, as a type every database of the project can run: the
+    project type it stores (DECIMAL(38,18) on MariaDB is `ExactDecimal`), else its generic
+    SQLAlchemy type without the database's collation (`mysql.VARCHAR`, `VARCHAR` become
+    `String`). Declared types are returned as they are."""
+    kind = type(type_)
+    # reflected types are a dialect's own or the SQL-standard upper-case ones (VARCHAR, TEXT);
+    # declared ones (String, BigInteger with a SQLite variant, the project's) stay as they are
+    reflected = kind.__module__.startswith("sqlalchemy.dialects.") or kind.__name__.isupper()
+    if not reflected or is_project_type(type_) or getattr(type_, "_variant_mapping", None):
+        return type_
+    signature = type_signature(type_, dialect)
+    for candidate in _PORTABLE.get(_family(dialect.name), ()):
+        if type_signature(candidate, dialect) == signature:
+            return type(candidate)()
+    try:
+        generic = type_.as_generic()
+    except NotImplementedError:
+        return type_
+    if getattr(generic, "collation", None) is not None:
+        generic.collation = None
+    return generic
+
+
 def is_project_type(type_: Any) -> bool:
     """Whether `type_` is one of `storage.types` (UtcDateTime, ExactDecimal, JsonValue...)."""
     return isinstance(type_, TypeDecorator) and type(type_).__module__ == _TYPES_MODULE

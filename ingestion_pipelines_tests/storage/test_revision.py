@@ -36,6 +36,17 @@ def _with_new_columns() -> MetaData:
     return changed
 
 
+def _with_changed_columns() -> MetaData:
+    """Besides the new columns, a wider code, and an exact decimal and a time made nullable
+    (their types must stay DECIMAL(38,18) and DATETIME(6) on MariaDB, though the database
+    compared was SQLite, where they are VARCHAR(64) and DATETIME)."""
+    changed = _with_new_columns()
+    changed.tables["fund"].c.code.type = String(128)
+    changed.tables["fund_nav"].c.nav.nullable = True
+    changed.tables["trade_tick"].c.received_at.nullable = True
+    return changed
+
+
 def _package_versions() -> set[str]:
     return {p.name for p in (MIGRATIONS_DIR / "versions").glob("*.py")}
 
@@ -43,15 +54,17 @@ def _package_versions() -> set[str]:
 def test_the_generated_revision_adds_the_column_and_leaves_no_drift(tmp_path, database_url):
     before = _package_versions()
     scripts = migrations_copy(tmp_path)
-    changed = _with_new_columns()
+    changed = _with_changed_columns()
     path = generate_revision("fear_greed note", metadata=changed, script_location=scripts)
 
     assert path == scripts / "versions" / f"{NEXT}_fear_greed_note.py"
     source = path.read_text()
     assert f'revision = "{NEXT}"' in source and f'down_revision = "{HEAD}"' in source
     assert 'sa.Column("note", sa.String(length=64), nullable=True)' in source
-    assert "ingestion_pipelines.storage.types.ExactDecimal()" in source
-    assert "ingestion_pipelines.storage.types.UtcDateTime()" in source
+    assert "ingestion_pipelines.storage.types.ExactDecimal(), nullable=True" in source
+    assert "ingestion_pipelines.storage.types.UtcDateTime(), nullable=True" in source
+    assert "existing_type=ingestion_pipelines.storage.types.ExactDecimal()" in source
+    assert "existing_type=ingestion_pipelines.storage.types.UtcDateTime()" in source
     assert _package_versions() == before  # nothing written into the package
 
     assert upgrade(database_url, script_location=scripts) == NEXT
@@ -68,7 +81,7 @@ def test_a_revision_generated_against_a_server_is_the_same(tmp_path, server, req
     upgrade(url)
     scratch = migrations_copy(tmp_path / "scratch")
     against_server = migrations_copy(tmp_path / "server")
-    changed = _with_new_columns()
+    changed = _with_changed_columns()
     a = generate_revision("note", metadata=changed, script_location=scratch)
     b = generate_revision(
         "note", metadata=changed, database_url=url, script_location=against_server
