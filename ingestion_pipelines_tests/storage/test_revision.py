@@ -15,6 +15,7 @@ from sqlalchemy import Column, MetaData, String, inspect
 
 from ingestion_pipelines.cli import main as ingest
 from ingestion_pipelines.storage import migrate, revision
+from ingestion_pipelines.storage import schema_drift as schema_drift_module
 from ingestion_pipelines.storage.migrate import MIGRATIONS_DIR, downgrade, head_revision, upgrade
 from ingestion_pipelines.storage.pool import get_engine
 from ingestion_pipelines.storage.revision import RevisionError, generate_revision
@@ -126,16 +127,23 @@ def test_a_database_behind_head_is_refused(tmp_path, sqlite_url):
         )
 
 
-def test_ingest_db_revision_writes_the_next_numbered_revision(tmp_path, monkeypatch, capsys):
+def test_ingest_db_revision_writes_the_next_numbered_revision(
+    tmp_path, monkeypatch, capsys, sqlite_url
+):
     scripts = migrations_copy(tmp_path)
     monkeypatch.setattr(migrate, "MIGRATIONS_DIR", scripts)
     changed = _with_new_columns()
     monkeypatch.setattr(revision, "full_metadata", lambda: changed)
+    monkeypatch.setattr(schema_drift_module, "full_metadata", lambda: changed)
 
     assert ingest(["db", "revision", "-m", "fear greed note"]) == 0
     first = scripts / "versions" / f"{NEXT}_fear_greed_note.py"
     assert str(first) in capsys.readouterr().out
     assert 'sa.Column("note"' in first.read_text()
+    # the operator's path: upgrade, then nothing differs from the declaration
+    assert ingest(["db", "upgrade", "--database-url", sqlite_url]) == 0
+    assert ingest(["db", "check", "--database-url", sqlite_url]) == 0
+    assert "0 difference(s)" in capsys.readouterr().out
 
     # declared and migrated: the next revision has nothing to do, unless asked for by hand
     assert ingest(["db", "revision", "-m", "again"]) == 1
