@@ -34,6 +34,33 @@ def cmd_db_current(args) -> int:
     return 0 if current == head_revision() else 1
 
 
+def cmd_db_revision(args) -> int:
+    from ingestion_pipelines.storage.revision import RevisionError, generate_revision
+
+    try:
+        path = generate_revision(
+            args.message, database_url=args.database_url, allow_empty=args.empty
+        )
+    except RevisionError as exc:
+        print(f"ingest: {exc}", file=sys.stderr)
+        return 1
+    print(f"generated {path}: review it, then `ingest db upgrade`")
+    return 0
+
+
+def cmd_db_check(args) -> int:
+    from ingestion_pipelines.redaction import redact_url
+    from ingestion_pipelines.settings import get_settings
+    from ingestion_pipelines.storage.schema_drift import schema_drift
+
+    url = args.database_url or get_settings().database_url
+    found = schema_drift(url)
+    for line in found:
+        print(line)
+    print(f"{redact_url(url)}: {len(found)} difference(s) from the schema declaration")
+    return 1 if found else 0
+
+
 def _run_config(pairs: Sequence[str] | None) -> dict:
     overrides = {}
     for pair in pairs or ():
@@ -127,6 +154,23 @@ def build_parser() -> argparse.ArgumentParser:
         p = db.add_parser(name, help=text)
         p.add_argument("--database-url", help="default: INGEST_DATABASE_URL")
         p.set_defaults(func=func)
+    p = db.add_parser(
+        "check", help="compare the database with the schema declaration (exit 1 on a difference)"
+    )
+    p.add_argument("--database-url", help="default: INGEST_DATABASE_URL")
+    p.set_defaults(func=cmd_db_check)
+    p = db.add_parser(
+        "revision", help="generate the next migration from the schema declaration (autogenerate)"
+    )
+    p.add_argument("-m", "--message", required=True, help="what the migration does")
+    p.add_argument(
+        "--database-url",
+        help="compare this database (at head) instead of a new SQLite one migrated to head",
+    )
+    p.add_argument(
+        "--empty", action="store_true", help="write the revision even with nothing to migrate"
+    )
+    p.set_defaults(func=cmd_db_revision)
 
     config = sub.add_parser("config", help="the config chain").add_subparsers(
         dest="config_command", required=True

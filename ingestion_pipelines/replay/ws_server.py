@@ -1,4 +1,4 @@
-"""The generic websocket replay server the feed folders build on (`feeds/binance/replay.py`,
+"""The generic websocket replay server the feed folders build on (`feeds/binance/replay/`,
 `feeds/ssi/replay.py`).
 
 `BackgroundWsServer` runs one `websockets` (asyncio) server in its own event loop on a daemon
@@ -31,15 +31,32 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any, Self, TypeVar
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 
+from ingestion_pipelines.replay.ws_connection import (
+    ClientConn,
+    ClientInfo,
+    CloseItem,
+    KeepAlive,
+    Marker,
+    Outgoing,
+    RawItem,
+    Received,
+    TappedConnection,
+    close_connection,
+    json_response,
+    keep_alive,
+    now_ms,
+    text_response,
+    wait_event,
+    write_queue,
+)
+
+# The connection's parts are re-exported: the feeds' servers import them from here.
 __all__ = [
     "BackgroundWsServer",
     "ClientConn",
@@ -47,217 +64,12 @@ __all__ = [
     "Outgoing",
     "Received",
     "json_response",
+    "now_ms",
     "text_response",
+    "wait_event",
 ]
 
 T = TypeVar("T")
-
-_INF = float("inf")
-
-
-def now_ms() -> int:
-    """Wall-clock epoch milliseconds."""
-    return time.time_ns() // 1_000_000
-
-
-async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
-    """Wait for `event` at most `timeout` seconds; True if it is set.
-
-    Uses `asyncio.timeout`, not `asyncio.wait_for`, which on Python 3.11 can swallow a
-    cancellation that races with the event being set (the task would then never stop).
-    """
-    if event.is_set():
-        return True
-    try:
-        async with asyncio.timeout(timeout):
-            await event.wait()
-    except TimeoutError:
-        return False
-    return True
-
-
-@dataclass(frozen=True)
-class Received:
-    """One thing a client sent: a data message or a pong."""
-
-    conn_id: int
-    kind: str  # "text" | "binary" | "pong"
-    data: str | bytes
-    at: float  # time.time()
-
-
-@dataclass(frozen=True)
-class ClientInfo:
-    """A snapshot of one open connection."""
-
-    conn_id: int
-    path: str  # request path with query string
-    headers: dict[str, str]  # request headers, names lower-cased
-    connected_at: float  # time.time()
-    details: dict[str, Any] = field(default_factory=dict)  # server-specific (streams, symbols)
-
-
-class Outgoing:
-    """A queued message rendered when the writer sends it (so it can carry the send time)."""
-
-    __slots__ = ()
-
-    def render(self) -> str | bytes | None:  # None: nothing to send
-        """The message to send now (None: nothing to send)."""
-        raise NotImplementedError
-
-    def on_sent(self, conn: ClientConn) -> None:  # called after the frame was written
-        """Called once the message was written to `conn`."""
-        return None
-
-
-class _Marker:
-    """Queue item resolved when the writer reaches it (everything before it was sent)."""
-
-    __slots__ = ("future",)
-
-    def __init__(self, future: asyncio.Future[None]) -> None:
-        self.future = future
-
-
-class _CloseItem:
-    __slots__ = ("code", "reason")
-
-    def __init__(self, code: int, reason: str) -> None:
-        self.code = code
-        self.reason = reason
-
-
-class _RawItem:
-    """A frame sent as given; `text` forces the opcode (bytes as a text frame = invalid UTF-8)."""
-
-    __slots__ = ("data", "text")
-
-    def __init__(self, data: str | bytes, text: bool | None) -> None:
-        self.data = data
-        self.text = text
-
-
-class ClientConn:
-    """Server-side state of one accepted websocket connection (lives on the server's loop)."""
-
-    def __init__(self, conn_id: int, ws: ServerConnection) -> None:
-        self.id = conn_id
-        self.ws = ws
-        self.opened = asyncio.get_running_loop().time()
-        self.connected_at = time.time()
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
-        self.wake = asyncio.Event()  # wakes the housekeeping task (settings changed)
-        self.closing = False
-        self.tasks: list[asyncio.Task[Any]] = []
-        request = ws.request
-        self.path = request.path if request is not None else ""
-        self.headers = (
-            {k.lower(): v for k, v in request.headers.raw_items()} if request is not None else {}
-        )
-
-    def enqueue(self, item: Any) -> None:
-        """Queue `item` for the connection's writer, unless it is closing."""
-        if not self.closing:
-            self.queue.put_nowait(item)
-
-    def details(self) -> dict[str, Any]:  # overridden by servers
-        """What the server reports about this connection (servers add their own)."""
-        return {}
-
-
-# The most queued messages written to the socket together (each still its own frame).
-_WRITE_RUN = 256
-
-
-def _outgoing_run(queue: asyncio.Queue[Any], first: Outgoing) -> tuple[list[Outgoing], Any]:
-    """`first` and the Outgoing items queued right behind it (up to `_WRITE_RUN`), and the first
-    other item taken from the queue meanwhile (None if none), to be handled next."""
-    run = [first]
-    while len(run) < _WRITE_RUN:
-        try:
-            item = queue.get_nowait()
-        except asyncio.QueueEmpty:
-            break
-        if not isinstance(item, Outgoing):
-            return run, item
-        run.append(item)
-    return run, None
-
-
-async def _send_outgoing(conn: ClientConn, run: list[Outgoing]) -> None:
-    """Render and send each message of `run` as its own text frame, written to the socket in one
-    go: a burst then costs the server one write and one drain, not one per message (a remote
-    server's own work must not take the cores of the client it is measuring)."""
-    sent = []
-    async with conn.ws.send_context():
-        for item in run:
-            payload = item.render()
-            if payload is not None:
-                conn.ws.protocol.send_text(
-                    payload.encode() if isinstance(payload, str) else payload
-                )
-                sent.append(item)
-    for item in sent:
-        item.on_sent(conn)
-
-
-class _TappedConnection(ServerConnection):
-    """Reports pong frames to the owning server (websockets has no public hook for them)."""
-
-    def process_event(self, event: Any) -> None:
-        if self.request is not None and isinstance(event, Frame) and event.opcode is Opcode.PONG:
-            tap = getattr(self.server, "pong_tap", None)
-            if tap is not None:
-                tap(self, bytes(event.data))
-        super().process_event(event)
-
-
-def json_response(status: int, body: Any) -> Response:
-    """An HTTP response with a compact JSON body (for REST emulation on the websocket port)."""
-    import orjson
-
-    payload = orjson.dumps(body)
-    return Response(
-        status,
-        _reason(status),
-        Headers(
-            [
-                ("Content-Type", "application/json;charset=UTF-8"),
-                ("Content-Length", str(len(payload))),
-                ("Connection", "close"),
-            ]
-        ),
-        payload,
-    )
-
-
-def text_response(
-    status: int, text: str, content_type: str = "text/plain; charset=utf-8"
-) -> Response:
-    """A plain HTTP answer (for a request that is not a websocket upgrade)."""
-    payload = text.encode()
-    return Response(
-        status,
-        _reason(status),
-        Headers(
-            [
-                ("Content-Type", content_type),
-                ("Content-Length", str(len(payload))),
-                ("Connection", "close"),
-            ]
-        ),
-        payload,
-    )
-
-
-def _reason(status: int) -> str:
-    import http
-
-    try:
-        return http.HTTPStatus(status).phrase
-    except ValueError:
-        return ""
 
 
 class BackgroundWsServer:
@@ -282,9 +94,7 @@ class BackgroundWsServer:
         self.host = host
         self._requested_port = port
         self._port: int | None = None
-        self._ping_interval = ping_interval
-        self._pong_timeout = pong_timeout
-        self._max_age = max_connection_age_s
+        self._keepalive = KeepAlive(ping_interval, pong_timeout, max_connection_age_s)
         self._close_timeout = close_timeout
 
         self._lock = threading.RLock()
@@ -378,8 +188,8 @@ class BackgroundWsServer:
             self.host,
             port,
             process_request=self._process_request,
-            create_connection=_TappedConnection,
-            ping_interval=None,  # our own keepalive, see _housekeeper
+            create_connection=TappedConnection,
+            ping_interval=None,  # our own keepalive, see ws_connection.keep_alive
             ping_timeout=None,
             close_timeout=self._close_timeout,
             max_queue=None,
@@ -442,8 +252,8 @@ class BackgroundWsServer:
             self._by_ws[ws] = conn
             self._total_connections += 1
             self._cond.notify_all()
-        conn.tasks.append(asyncio.create_task(self._writer(conn)))
-        conn.tasks.append(asyncio.create_task(self._housekeeper(conn)))
+        conn.tasks.append(asyncio.create_task(write_queue(conn)))
+        conn.tasks.append(asyncio.create_task(keep_alive(conn, self._keepalive, self._count_ping)))
         try:
             await self._on_open(conn)
             async for message in ws:
@@ -462,83 +272,9 @@ class BackgroundWsServer:
                 self._on_close(conn)
                 self._cond.notify_all()
 
-    async def _writer(self, conn: ClientConn) -> None:
-        ws = conn.ws
-        held: Any = None  # an item taken from the queue behind a run of Outgoing ones
-        try:
-            while True:
-                if held is None:
-                    item = await conn.queue.get()
-                else:
-                    item, held = held, None
-                if isinstance(item, str):
-                    await ws.send(item)
-                elif isinstance(item, Outgoing):
-                    run, held = _outgoing_run(conn.queue, item)
-                    await _send_outgoing(conn, run)
-                elif isinstance(item, _Marker):
-                    if not item.future.done():
-                        item.future.set_result(None)
-                elif isinstance(item, _RawItem):
-                    await ws.send(item.data, text=item.text)
-                elif isinstance(item, _CloseItem):
-                    conn.closing = True
-                    await ws.close(item.code, item.reason)
-                    return
-                elif isinstance(item, bytes):
-                    await ws.send(item)
-        except ConnectionClosed:
-            pass
-        finally:
-            # resolve pending markers so nobody waits for a dead connection
-            while not conn.queue.empty():
-                item = conn.queue.get_nowait()
-                if isinstance(item, _Marker) and not item.future.done():
-                    item.future.set_result(None)
-
-    async def _housekeeper(self, conn: ClientConn) -> None:
-        loop = asyncio.get_running_loop()
-        ping_interval = self._ping_interval
-        next_ping = conn.opened + ping_interval if ping_interval else _INF
-        outstanding: list[tuple[float, Awaitable[float]]] = []
-        seq = itertools.count(1)
-        try:
-            while True:
-                now = loop.time()
-                outstanding = [(t, f) for t, f in outstanding if not f.done()]  # type: ignore[attr-defined]
-                pong_timeout = self._pong_timeout
-                if (
-                    pong_timeout is not None
-                    and outstanding
-                    and now - outstanding[0][0] >= pong_timeout
-                ):
-                    await self._close_conn(conn, 1008, "pong timeout")
-                    return
-                max_age = self._max_age
-                if max_age is not None and now - conn.opened >= max_age:
-                    await self._close_conn(conn, 1001, "connection age limit")
-                    return
-                if now >= next_ping:
-                    payload = f"{now_ms()}-{next(seq)}".encode()
-                    outstanding.append((now, await conn.ws.ping(payload)))
-                    with self._cond:
-                        self._pings_sent += 1
-                    next_ping = now + ping_interval if ping_interval else _INF
-                    continue
-                deadline = next_ping
-                if pong_timeout is not None and outstanding:
-                    deadline = min(deadline, outstanding[0][0] + pong_timeout)
-                if max_age is not None:
-                    deadline = min(deadline, conn.opened + max_age)
-                conn.wake.clear()
-                await wait_event(conn.wake, None if deadline == _INF else max(0.0, deadline - now))
-        except ConnectionClosed:
-            return
-
-    async def _close_conn(self, conn: ClientConn, code: int, reason: str) -> None:
-        conn.closing = True
-        with contextlib.suppress(ConnectionClosed):
-            await conn.ws.close(code, reason)
+    def _count_ping(self) -> None:
+        with self._cond:
+            self._pings_sent += 1
 
     def _on_pong(self, ws: ServerConnection, payload: bytes) -> None:
         conn = self._by_ws.get(ws)
@@ -651,11 +387,11 @@ class BackgroundWsServer:
     @property
     def max_connection_age_s(self) -> float | None:
         """Connections older than this are closed (None: never)."""
-        return self._max_age
+        return self._keepalive.max_age
 
     @max_connection_age_s.setter
     def max_connection_age_s(self, value: float | None) -> None:
-        self._max_age = value
+        self._keepalive.max_age = value
         if self.running:
             self._call(self._wake_all)
 
@@ -687,11 +423,11 @@ class BackgroundWsServer:
             conns = self._open_conns()
             if flush:
                 for conn in conns:
-                    conn.enqueue(_CloseItem(code, reason))
+                    conn.enqueue(CloseItem(code, reason))
                     conn.closing = True
             else:
                 await asyncio.gather(
-                    *(self._close_conn(c, code, reason) for c in conns), return_exceptions=True
+                    *(close_connection(c, code, reason) for c in conns), return_exceptions=True
                 )
             return len(conns)
 
@@ -707,7 +443,7 @@ class BackgroundWsServer:
         def inject() -> int:
             conns = self._open_conns()
             for conn in conns:
-                conn.enqueue(_RawItem(raw, text))
+                conn.enqueue(RawItem(raw, text))
             return len(conns)
 
         return self._call(inject)
@@ -720,7 +456,7 @@ class BackgroundWsServer:
             futures = []
             for conn in self._open_conns():
                 fut: asyncio.Future[None] = loop.create_future()
-                conn.enqueue(_Marker(fut))
+                conn.enqueue(Marker(fut))
                 futures.append(fut)
             if futures:
                 await asyncio.wait(futures, timeout=timeout)

@@ -18,15 +18,19 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _LOCK_NAME = "ingestion_pipelines_migrations"
 
 
-def _config() -> Config:
+def script_config(script_location: Path | None = None) -> Config:
+    """Alembic's configuration for the migrations at `script_location` (default: the package's
+    `migrations` folder; tests point it at a copy)."""
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("script_location", str(script_location or MIGRATIONS_DIR))
+    # revision files are named `0009_<slug>.py` (`storage.revision` picks the number)
+    config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
     return config
 
 
-def head_revision() -> str:
+def head_revision(script_location: Path | None = None) -> str:
     """The newest migration revision."""
-    return ScriptDirectory.from_config(_config()).get_current_head()
+    return ScriptDirectory.from_config(script_config(script_location)).get_current_head()
 
 
 def current_revision(url: str) -> str | None:
@@ -43,13 +47,13 @@ def _run_scripts(conn, revisions) -> None:
     (see `migration_ops`).
     """
     # Imported here: tables imports engines, which imports this module.
-    from ingestion_pipelines.storage.tables import metadata
+    from ingestion_pipelines.storage.tables import full_metadata
 
     context = MigrationContext.configure(
         connection=conn,
         opts={
             "fn": revisions,
-            "target_metadata": metadata,
+            "target_metadata": full_metadata(),
             "render_as_batch": conn.dialect.name == "sqlite",
             "compare_type": True,
         },
@@ -58,22 +62,22 @@ def _run_scripts(conn, revisions) -> None:
         context.run_migrations()
 
 
-def downgrade(url: str, revision: str) -> str:
+def downgrade(url: str, revision: str, *, script_location: Path | None = None) -> str:
     """Undo migrations of the database at `url` down to `revision` (tests and operators)."""
-    script = ScriptDirectory.from_config(_config())
+    script = ScriptDirectory.from_config(script_config(script_location))
     with get_engine(url).connect() as conn:
         _run_scripts(conn, lambda current, _context: script._downgrade_revs(revision, current))
         conn.commit()
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(url: str, revision: str = "head") -> str:
+def upgrade(url: str, revision: str = "head", *, script_location: Path | None = None) -> str:
     """Apply every pending migration to the database at `url`; returns the revision reached.
 
     Concurrent processes serialise on a database lock (MySQL GET_LOCK, PostgreSQL advisory lock).
     """
     engine = get_engine(url)
-    config = _config()
+    config = script_config(script_location)
     with engine.connect() as conn:
         dialect = conn.dialect.name
         if dialect in ("mysql", "mariadb"):

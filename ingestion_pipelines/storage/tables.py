@@ -378,3 +378,14 @@ def _utf8mb4_everywhere() -> None:
 
 
 _utf8mb4_everywhere()
+
+
+def full_metadata() -> MetaData:
+    """Every table of the schema: the ones above and any declared elsewhere that joined them.
+
+    The one hook migrations, `ingest db revision` and the drift test read the schema through
+    (never `metadata` directly), so tables declared outside this module are migrated and
+    checked like these. Tables that joined after import get utf8mb4 here too.
+    """
+    _utf8mb4_everywhere()
+    return metadata

@@ -1,2 +1,2 @@
-"""Binance spot trades (`binance_trades`): `feed.py` speaks the protocol, `replay.py` is the
+"""Binance spot trades (`binance_trades`): `feed.py` speaks the protocol, `replay/` is the
 local exchange that speaks it back."""
