@@ -119,9 +119,7 @@ def _update_quotes(conn, values: list[dict[str, Any]]) -> None:
         _quote.update()
         .where(q.symbol == sa.bindparam("k_symbol"))
         .where(q.quoted_at == sa.bindparam("k_quoted_at", type_=UtcDateTime()))
-        .values(
-            {k: sa.bindparam(k, type_=q[k].type) for k in values[0] if not k.startswith("k_")}
-        )
+        .values({k: sa.bindparam(k, type_=q[k].type) for k in values[0] if not k.startswith("k_")})
     )
     conn.execute(statement, values)
 
@@ -287,4 +285,3 @@ def downgrade() -> None:
         with op.batch_alter_table(table) as batch:
             for column in reversed(columns):
                 batch.drop_column(column.name)
-
