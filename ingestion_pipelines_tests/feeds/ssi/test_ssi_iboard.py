@@ -331,3 +331,33 @@ def test_the_inferred_side_follows_the_previous_frames_best_prices_and_not_aucti
             (trade,) = feed.parse(later.encode(), RECEIVED).rows["trade_tick"]
             expected = None if session == "ATC" else side
             assert (trade["side"], trade["inferred_side"]) == (NO_AGGRESSOR, expected), session
+
+
+def test_restore_resumes_volume_and_book_from_todays_stored_quotes(sqlite_url):
+    """After a restart, the first frame's rise of volume is a trade, and its side is inferred
+    against the book of the last frame stored before the restart."""
+    from ingestion_pipelines.storage.engines import ensure_schema
+
+    engine = ensure_schema(sqlite_url)
+    now = datetime.now(UTC).replace(microsecond=0)
+    f = RECORDING_102[0].raw.split("|")
+    bid, ask, volume = Decimal(f[2]), Decimal(f[22]), Decimal(f[54])
+    stored = {"symbol": f[1][2:], "cumulative_volume": volume, "bid1_price": bid}
+    with engine.begin() as conn:
+        conn.execute(
+            stock_quote.insert(),
+            [
+                {**stored, "quoted_at": now - timedelta(seconds=2), "ask1_price": ask + 1000},
+                {**stored, "quoted_at": now - timedelta(seconds=1), "ask1_price": ask},
+            ],
+        )
+    feed = SsiIboard()
+    feed.restore(engine, SsiIboard.Settings())
+    frame = _with_fields(
+        RECORDING_102[0].raw,
+        f42=f[22],
+        f54=str(int(volume) + 300),
+        f101=str(int(now.timestamp() * 1000)),
+    )
+    (trade,) = feed.parse(frame.encode(), now).rows["trade_tick"]
+    assert (trade["quantity"], trade["side"], trade["inferred_side"]) == (300, "none", "buy")
