@@ -16,6 +16,7 @@ from ingestion_pipelines.feeds.protocol import NOTHING, Parsed, ParseError
 from ingestion_pipelines.storage import types as column_types
 from ingestion_pipelines.storage.tables import SSI_QUOTE_COLUMNS, stock_quote
 from ingestion_pipelines.storage.types import ExactDecimal
+from ingestion_pipelines.table_policy import QUOTES, TRADES
 from ingestion_pipelines.timezones import ICT
 from ingestion_pipelines.values import non_negative_exact, quote_rule_side
 from ingestion_pipelines.workers import FeedSettings
@@ -124,7 +125,7 @@ class SsiIboard(Feed):
 
     worker_id = "ssi_iboard"
     description = "SSI iBoard board snapshots (stock_quote) and the trades they reveal (trade_tick)"
-    tables = ("stock_quote", "trade_tick")
+    policies = (QUOTES, TRADES)
     Settings = SsiIboardSettings
 
     source = SOURCE
