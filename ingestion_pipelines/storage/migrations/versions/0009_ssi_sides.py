@@ -168,11 +168,18 @@ def _day_start(at: datetime) -> datetime:
     return local.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def _quotes_between(conn, symbol: str, start: datetime, end: datetime):
+def _quotes_for(conn, symbol: str, first: datetime, last: datetime):
+    """The symbol's quotes from the one before `first` (same ICT day) up to `last`, in order."""
     q = _quote.c
+    before = (
+        sa.select(sa.func.max(q.quoted_at))
+        .where(q.symbol == symbol, q.quoted_at >= _day_start(first), q.quoted_at < first)
+        .scalar_subquery()
+    )
+    start = conn.execute(sa.select(before)).scalar() or first
     query = (
         sa.select(q.quoted_at, q.bid1_price, q.ask1_price, q.trading_session)
-        .where(q.symbol == symbol, q.quoted_at >= start, q.quoted_at <= end)
+        .where(q.symbol == symbol, q.quoted_at >= start, q.quoted_at <= last)
         .order_by(q.quoted_at)
     )
     return conn.execute(query).all()
@@ -181,7 +188,7 @@ def _quotes_between(conn, symbol: str, start: datetime, end: datetime):
 def _inferred_sides(conn, symbol: str, trades) -> list[str | None]:
     """Each trade's side by the quote rule against the symbol's frame before it (same ICT day),
     none when its own frame is in an auction session; `trades` in time order."""
-    quotes = _quotes_between(conn, symbol, _day_start(trades[0].traded_at), trades[-1].traded_at)
+    quotes = _quotes_for(conn, symbol, trades[0].traded_at, trades[-1].traded_at)
     sides: list[str | None] = []
     i, before = 0, None
     for trade in trades:
