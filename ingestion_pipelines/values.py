@@ -69,3 +69,18 @@ def non_negative_exact(text: Any) -> Decimal:
 Exact = Annotated[Decimal, BeforeValidator(_no_float), AfterValidator(within_column)]
 PositiveExact = Annotated[Exact, AfterValidator(positive)]
 NonNegativeExact = Annotated[Exact, AfterValidator(non_negative)]
+
+
+def quote_rule_side(price: Decimal, bid: Decimal | None, ask: Decimal | None) -> str | None:
+    """The taker side a match at `price` is *inferred* to have had from the best bid and ask
+    quoted just before it (the quote rule): `buy` at or above the ask, `sell` at or below the
+    bid, None inside the spread or when the book gives no two-sided, uncrossed quote.
+
+    An inference, never a reported side: callers store it apart from the source's own side."""
+    if bid is None or ask is None or bid <= 0 or ask <= 0 or bid >= ask:
+        return None
+    if price >= ask:
+        return "buy"
+    if price <= bid:
+        return "sell"
+    return None

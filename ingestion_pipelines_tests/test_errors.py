@@ -14,8 +14,8 @@ from ingestion_pipelines.errors import IngestError, is_transient
 from ingestion_pipelines.failures import StorageError
 from ingestion_pipelines.feeds.protocol import ParseError
 from ingestion_pipelines.live.hub import PatternError
+from ingestion_pipelines.sidecar.committer import Fenced
 from ingestion_pipelines.sidecar.spool import SpoolFull
-from ingestion_pipelines.sidecar.writer import Fenced
 from ingestion_pipelines.sources.base import SourceError
 from ingestion_pipelines.sources.runner import RejectThresholdError
 from ingestion_pipelines.url_policy import UnsafeUrlError

@@ -23,9 +23,7 @@ import contextlib
 import threading
 import time
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import websocket
 from loguru import logger
@@ -33,123 +31,16 @@ from sqlalchemy import func, select
 
 from ingestion_pipelines import url_policy
 from ingestion_pipelines.feeds.protocol import BROWSER_USER_AGENT, ParseError
-from ingestion_pipelines.redaction import redact_url, register_secret
+from ingestion_pipelines.redaction import redact_url
 from ingestion_pipelines.retry import Backoff
+from ingestion_pipelines.sidecar.connection import POLL_S, BufferedRecv, library_idle, proxy_options
 from ingestion_pipelines.sidecar.gaps import FirstSeen, GapFiller, GapTracker
 from ingestion_pipelines.sidecar.shards import worker_of
 from ingestion_pipelines.sidecar.spool import Spool
 from ingestion_pipelines.sidecar.writer import Writer
 from ingestion_pipelines.storage.dead_letters import PAYLOAD_HEAD_BYTES, dead_letter_row
-from ingestion_pipelines.storage.tables import trade_tick
-from ingestion_pipelines.values import COLUMN_LIMIT, positive_exact
-
-_ZERO = Decimal(0)  # (a Decimal compares faster with a Decimal than with an int)
-
-
-def trade_value_error(row: dict[str, Any]) -> str | None:
-    """Why a trade's price or quantity cannot be stored (None: it can): each must pass
-    `values.positive_exact` (a finite exact number greater than zero that fits the column)."""
-    for name in ("price", "quantity"):
-        value = row.get(name)
-        try:
-            positive_exact(value)
-        except ValueError as exc:
-            if isinstance(value, float):
-                return f"{name} {value!r}: {exc}"
-            try:
-                value = Decimal(value)
-            except (ArithmeticError, TypeError, ValueError):
-                return f"{name} {value!r} is not a number"
-            return f"{name} {value} is not a finite number in (0, {COLUMN_LIMIT:.0e})"
-    return None
-
-
-def proxy_options(proxy: str | None) -> dict[str, Any]:
-    """websocket-client's proxy arguments for a `proxy` URL (http:// or socks5://, with or
-    without user:password); the password is registered as a secret."""
-    if not proxy:
-        return {}
-    parts = urlsplit(proxy)
-    options: dict[str, Any] = {
-        "http_proxy_host": parts.hostname,
-        "http_proxy_port": parts.port or (1080 if parts.scheme.startswith("socks") else 8080),
-        "proxy_type": parts.scheme
-        if parts.scheme in ("socks4", "socks4a", "socks5", "socks5h")
-        else "http",
-    }
-    if parts.username:
-        register_secret(unquote(parts.password or ""))
-        options["http_proxy_auth"] = (unquote(parts.username), unquote(parts.password or ""))
-    return options
-
-
-POLL_S = 0.25  # how often a blocked read wakes to check stop, silence and age
-_READ_CHUNK = 64 * 1024
-
-
-class BufferedRecv:
-    """A read-ahead buffer under websocket-client's frame parser.
-
-    The parser asks for exact sizes (the 2-byte header, the length, the payload), each a poll and
-    a read system call on a socket with a timeout: three or more per small frame, the largest
-    cost of receiving at high rates. This reads what the socket holds (up to 64 KiB) at once and
-    serves the parser from it; the parser still gets at most what it asked for."""
-
-    __slots__ = ("_buf", "_pos", "_raw")
-
-    def __init__(self, raw):
-        self._raw = raw
-        self._buf = b""
-        self._pos = 0
-
-    def __call__(self, size: int) -> bytes:
-        """At most `size` bytes, from the buffer when it holds any, else from one socket read."""
-        buf, pos = self._buf, self._pos
-        if pos >= len(buf):
-            buf = self._buf = self._raw(max(size, _READ_CHUNK))
-            pos = 0
-        end = min(pos + size, len(buf))
-        self._pos = end
-        return buf[pos:end]
-
-    def take_frame(self) -> tuple[int, bytes] | None:
-        """The next frame straight from the buffer when it is a complete, final, unmasked text
-        or binary frame without extensions (the usual case); None leaves everything else —
-        control frames, fragments, an incomplete or very large frame, an empty buffer — to the
-        library, which reads it through this buffer."""
-        buf, pos = self._buf, self._pos
-        if len(buf) - pos < 2:
-            return None
-        first, second = buf[pos], buf[pos + 1]
-        if first & 0xF0 != 0x80 or second & 0x80:  # not FIN, RSV bits set, or masked
-            return None
-        opcode = first & 0x0F
-        if opcode != 1 and opcode != 2:
-            return None
-        length, start = second & 0x7F, pos + 2
-        if length == 126:
-            length, start = int.from_bytes(buf[pos + 2 : pos + 4], "big"), pos + 4
-        elif length == 127:
-            return None
-        end = start + length
-        if end > len(buf):
-            return None
-        self._pos = end
-        return opcode, buf[start:end]
-
-
-def _library_idle(ws: websocket.WebSocket):
-    """A check that websocket-client holds no part of a frame or fragmented message (then the
-    next frame may be taken from the buffer directly)."""
-    frames, fragments = getattr(ws, "frame_buffer", None), getattr(ws, "cont_frame", None)
-    known = ("header", "recv_buffer", "recv")
-    if not all(hasattr(frames, a) for a in known) or not hasattr(fragments, "recving_frames"):
-        return lambda: False  # another websocket-client layout: every frame through the library
-
-    def idle() -> bool:
-        return frames.header is None and not frames.recv_buffer and fragments.recving_frames is None
-
-    return idle
+from ingestion_pipelines.storage.tables import DATA_TABLES
+from ingestion_pipelines.table_policy import TablePolicy, policy_of
 
 
 class FeedEngine:
@@ -173,7 +64,14 @@ class FeedEngine:
         self.backoff = backoff or Backoff()
         self.log = logger.bind(worker_id=worker_of(feed_id))  # feed_id may be a shard key
         self.max_connection_age_s: float | None = getattr(feed, "max_connection_age_s", None)
-        self.consecutive = bool(getattr(feed, "consecutive_ids", False))
+        self.policies = {p.table: p for p in getattr(feed, "policies", ())}
+        # the table whose consecutive ids are tracked for gaps (a feed with consecutive ids)
+        self.gap_policy = (
+            next((p for p in self.policies.values() if p.gap_tracked), None)
+            if getattr(feed, "consecutive_ids", False)
+            else None
+        )
+        self.consecutive = self.gap_policy is not None
         self.tracker = GapTracker()
         self.first_seen = (
             FirstSeen(writer.spool(feed_id).folder.parent / f"{feed_id}.first_seen.json")
@@ -243,14 +141,15 @@ class FeedEngine:
         if not self.consecutive and restore is None:
             return
         try:
-            engine = self.writer._engine_()
+            engine = self.writer.engine()
             if restore is not None:
                 restore(engine, self.settings)
             if self.consecutive:
+                table = DATA_TABLES[self.gap_policy.table]
                 query = (
-                    select(trade_tick.c.symbol, func.max(trade_tick.c.trade_id))
-                    .where(trade_tick.c.source == self.feed.source)
-                    .group_by(trade_tick.c.symbol)
+                    select(table.c.symbol, func.max(table.c.trade_id))
+                    .where(table.c.source == self.feed.source)
+                    .group_by(table.c.symbol)
                 )
                 with engine.connect() as conn:
                     for symbol, last in conn.execute(query):
@@ -273,7 +172,7 @@ class FeedEngine:
             except FileNotFoundError:  # replayed meanwhile: its rows are in the database
                 continue
             for table, _c, rows in records:
-                if table == "trade_tick":
+                if table == self.gap_policy.table:
                     for row in rows:
                         last = self.tracker.last.get(row["symbol"])
                         if last is None or row["trade_id"] > last:
@@ -363,13 +262,13 @@ class FeedEngine:
         OPCODE_CLOSE = websocket.ABNF.OPCODE_CLOSE
         DATA = (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY)
         reader = getattr(getattr(ws, "frame_buffer", None), "recv", None)
-        library_idle = _library_idle(ws) if isinstance(reader, BufferedRecv) else lambda: False
+        idle = library_idle(ws) if isinstance(reader, BufferedRecv) else lambda: False
         while True:
             if self._stop.is_set():
                 return "planned: stopping"
             if self._restart_reason is not None:
                 return f"planned: {self._restart_reason}"
-            fast = reader.take_frame() if library_idle() else None
+            fast = reader.take_frame() if idle() else None
             if fast is not None:
                 opcode, data = fast
             else:
@@ -425,15 +324,21 @@ class FeedEngine:
         if parsed.reconnect:
             return f"planned: server announced {parsed.reconnect}"
         for table, rows in parsed.rows.items():
-            if table == "trade_tick":
-                rows = self._sane_trades(rows, data, received_at)
-            if rows and not self._accept(table, rows):
+            policy = self.policy(table)
+            if policy.refused is not None:
+                rows = self._storable(policy, rows, data, received_at)
+            if rows and not self._accept(policy, rows):
                 return "writer queue full (database slow or down, spool full): backing off"
         return None
 
-    def _accept(self, table: str, rows: list[dict[str, Any]]) -> bool:
-        on_conflict = "ignore" if table == "trade_tick" else "update"
-        if not (self.consecutive and table == "trade_tick"):
+    def policy(self, table: str) -> TablePolicy:
+        """How the rows of `table` are checked, tracked and written (the feed's declaration)."""
+        policy = self.policies.get(table)
+        return policy if policy is not None else policy_of(table)
+
+    def _accept(self, policy: TablePolicy, rows: list[dict[str, Any]]) -> bool:
+        table, on_conflict = policy.table, policy.on_conflict
+        if policy is not self.gap_policy:
             return self.writer.submit(self.feed_id, table, rows, on_conflict)
         tracker = self.tracker
         for row in rows:
@@ -451,35 +356,25 @@ class FeedEngine:
                 self.filler.request(symbol, *gap)
         return True
 
-    def _sane_trades(
-        self, rows: list[dict[str, Any]], data: bytes | str | None, received_at: datetime
+    def _storable(
+        self,
+        policy: TablePolicy,
+        rows: list[dict[str, Any]],
+        data: bytes | str | None,
+        received_at: datetime,
     ) -> list[dict[str, Any]]:
-        """The trades that can be stored; each other one goes to dead_letter with the frame
+        """The rows whose values can be stored; each other one goes to dead_letter with the frame
         (`data`; None: rows from the REST history, each dead-lettered as itself)."""
-        # the usual case, inline (the per-row cost of `trade_value_error` shows at full rate):
-        # two finite decimals in (0, COLUMN_LIMIT)
-        for row in rows:
-            price, quantity = row.get("price"), row.get("quantity")
-            if not (
-                type(price) is Decimal
-                and type(quantity) is Decimal
-                and price.is_finite()
-                and quantity.is_finite()
-                and _ZERO < price < COLUMN_LIMIT
-                and _ZERO < quantity < COLUMN_LIMIT
-            ):
-                break
-        else:
-            return rows
-        bad = [(row, why) for row in rows if (why := trade_value_error(row)) is not None]
+        bad = policy.refused(rows) if policy.refused is not None else []
         if not bad:
             return rows
+        what = "trade" if policy.trades else policy.table
         for row, why in bad:
             key = {"source": row.get("source"), "symbol": row.get("symbol")}
             key["trade_id"] = row.get("trade_id")
             self._dead_letter(
                 repr(row) if data is None else data,
-                f"trade {key['symbol']} #{key['trade_id']}: {why}",
+                f"{what} {key['symbol']} #{key['trade_id']}: {why}",
                 received_at,
                 {"record_key": key, "url": redact_url(self.feed.url(self.settings))},
             )
@@ -488,10 +383,12 @@ class FeedEngine:
 
     def _submit_filled(self, rows: list[dict[str, Any]]) -> bool:
         # the filler submits the same list again while the queue is full: check it once
+        policy = self.gap_policy
         if self._filled_checked[0] is not rows:
-            self._filled_checked = (rows, self._sane_trades(rows, None, datetime.now(UTC)))
+            sane = self._storable(policy, rows, None, datetime.now(UTC))
+            self._filled_checked = (rows, sane)
         sane = self._filled_checked[1]
-        return not sane or self.writer.submit(self.feed_id, "trade_tick", sane, "ignore")
+        return not sane or self.writer.submit(self.feed_id, policy.table, sane, policy.on_conflict)
 
     def _dead_letter(
         self,

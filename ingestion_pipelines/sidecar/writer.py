@@ -1,154 +1,33 @@
 """The writer: one thread per database, taking parsed rows from every feed that writes there.
 
-(`ingest sidecar` runs it in a process of its own, fed over a socket: `writer_process.py`; the
-child drives this class with `write_batch` instead of the thread.)
+(`ingest sidecar` runs the same write path in a process of its own, fed over a socket:
+`writer_process.py`. Both adapters hand their batches to one `committer.BatchCommitter`.)
 
 - `submit()` appends to a bounded in-memory queue (never blocks the caller for long: when the
   queue is full it returns False and the engine disconnects until there is room again, so memory
   stays flat whatever happens downstream);
-- batches by size (`batch_rows`) and time (`max_delay_s`), one transaction per batch, idempotent
-  upserts (`storage.upsert`, `classify=False`; trades with ignore semantics);
-- database down: each batch goes to its feed's disk spool (`spool.py`, fsynced), and the spool is
-  replayed (first) once the database answers again; a full spool holds the batch and makes the
-  queue fill, so nothing is dropped silently;
-- a batch that fails while the database still answers (a data error, a value out of range, a
-  packet too large, even one that made the server drop the connection) is poison, not an outage:
-  it is split in halves until only the refused rows are left, and those go to `dead_letter`
-  (payload capped) with the reason; the rest commits. Only a database that does not answer a
-  probe makes the writer spool. Spool replay isolates poison the same way, so nothing wedges;
-- dead letters are inserted with ignore semantics on their fingerprint
-  (`dead_letters.insert_dead_letters`), so a batch written twice stores each letter once;
-- one-minute bars kept current in the same transaction as the trades (`bars.LiveBars`: one
-  upsert per symbol-minute per batch, exact whatever was stored before);
-- after a commit: metrics per feed, an `on_commit` hook, and the committed trades and updated bars
-  published on Redis (`ticks:<source>:<symbol>`, `bars:<source>:<symbol>`, pipelined) when a
-  publisher is given;
-- `guard(feed_id)`: called before a commit; False (the feed's ownership lock is lost) drops the
-  feed's rows, so an owner that lost its lock never writes after a takeover.
+- batches by size (`batch_rows`) and time (`max_delay_s`), one transaction per batch, through the
+  committer: idempotent upserts with each table's conflict rule (`table_policy`), fencing, live
+  bars, the disk spool while the database is down, poison isolated to `dead_letter`;
+- while the committer holds batches (database down, spool full) the thread stops taking from the
+  queue, which fills and backs the engines off, so nothing is dropped silently.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-import orjson
-from loguru import logger
-from sqlalchemy import select
-from sqlalchemy.exc import (
-    DataError,
-    DBAPIError,
-    DisconnectionError,
-    IntegrityError,
-    InterfaceError,
-    NotSupportedError,
-    OperationalError,
-    ProgrammingError,
-)
-
-from ingestion_pipelines.errors import IngestError
-from ingestion_pipelines.sidecar.bars import LiveBars, bar_message
-from ingestion_pipelines.sidecar.shards import worker_of
-from ingestion_pipelines.sidecar.spool import Spool, SpoolFull
-from ingestion_pipelines.storage.dead_letters import dead_letter_row, insert_dead_letters
-from ingestion_pipelines.storage.engines import ensure_schema
-from ingestion_pipelines.storage.tables import CONTROL_TABLES, DATA_TABLES, feed_fence
-from ingestion_pipelines.storage.upsert import fast_upsert
-from ingestion_pipelines.timezones import ICT_UTC_OFFSET_S
-
-
-@functools.cache
-def _ict_day(day_number: int) -> str:
-    """ "YYYY-MM-DD" of the ICT day `day_number` days after 1970-01-01."""
-    return (date(1970, 1, 1) + timedelta(days=day_number)).isoformat()
-
-
-_TABLES = {**DATA_TABLES, **CONTROL_TABLES}
-# (feed id, table, on_conflict, rows)
-Item = tuple[str, str, str, list[dict[str, Any]]]
-
-
-@dataclass
-class DayStats:
-    """Rows and trades written for one ICT day, with the first and last trade times."""
-
-    rows: int = 0
-    trades: int = 0
-    first_trade_at: datetime | None = None
-    last_trade_at: datetime | None = None
-
-
-@dataclass
-class WriteMetrics:
-    """What the writer committed for one feed (read by the state and report threads)."""
-
-    rows_written: int = 0
-    trades_written: int = 0
-    dead_letters: int = 0
-    dead_letters_lost: int = 0
-    spooled_rows: int = 0
-    dropped_not_owner: int = 0
-    last_commit_at: datetime | None = None
-    last_trade_at: datetime | None = None
-    lag_s: float | None = None
-    last_error: str | None = None
-    days: dict[str, DayStats] = field(default_factory=dict)
-
-
-# Rows a feed owns: only its owner may commit them. (dead_letter and worker_state are not fenced.)
-FENCED_TABLES = ("trade_tick", "stock_quote")
-
-
-class Fenced(IngestError, RuntimeError):
-    """A commit by a sidecar whose fencing token is older than the newest committed one."""
-
-    def __init__(self, feed_id: str, token: int, newest: int):
-        super().__init__(
-            f"{feed_id}: fencing token {token} is older than {newest}: another sidecar owns the "
-            "feed; this batch is dropped (the owner has or will fetch these trades)"
-        )
-        self.feed_id = feed_id
-
-
-# Errors about the data, never about the database's availability.
-_DATA_ERRORS = (DataError, IntegrityError, ProgrammingError, NotSupportedError)
-# MySQL/MariaDB: lock wait timeout, deadlock: the same batch may pass when tried again.
-_RETRY_LATER_CODES = {1205, 1213}
-
-
-def _may_be_outage(exc: BaseException) -> bool:
-    """Whether `exc` can mean the database is unavailable (then a probe decides)."""
-    if isinstance(exc, _DATA_ERRORS):
-        return False
-    if isinstance(exc, (OperationalError, InterfaceError, DisconnectionError, ConnectionError)):
-        return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
-
-
-def _error_code(exc: BaseException) -> int | None:
-    args = getattr(getattr(exc, "orig", None), "args", None)
-    return args[0] if args and isinstance(args[0], int) else None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
-
-
-def _publish_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError
+from ingestion_pipelines.sidecar.committer import BatchCommitter, Item
+from ingestion_pipelines.sidecar.spool import Spool
+from ingestion_pipelines.sidecar.write_metrics import WriteMetrics
 
 
 class Writer:
-    """Batches rows from feeds into one database (see module doc)."""
+    """Batches rows from feeds into one database from its own thread (see module doc)."""
 
     def __init__(
         self,
@@ -170,28 +49,24 @@ class Writer:
         self.max_delay_s = max_delay_s
         self.capacity_rows = capacity_rows
         self.retry_s = retry_s
-        self.publisher = publisher
-        self.guard = guard
-        self.fence = fence
-        self.on_commit = on_commit
-        self.bars = LiveBars() if live_bars else None
-        self._spools = spools
-        self._spool_cache: dict[str, Spool] = {}
+        self.committer = BatchCommitter(
+            database_url,
+            spools=spools,
+            retry_s=retry_s,
+            publisher=publisher,
+            guard=guard,
+            fence=fence,
+            on_commit=on_commit,
+            live_bars=live_bars,
+        )
         self._queue: deque[Item] = deque()
         self._queued_rows = 0
         self._count_lock = threading.Lock()
-        self._replay_lock = threading.Lock()
-        self._held: list[Item] = []  # batches neither the database nor the spool could take
         self._wake = threading.Event()
         self._room = threading.Condition()
         self._stopping = threading.Event()
         self._idle = threading.Event()
-        self.down = False
-        self._next_retry = 0.0
-        self._engine = None
-        self.metrics: dict[str, WriteMetrics] = {}
         self._thread = threading.Thread(target=self._run, name="sidecar-writer", daemon=True)
-        self._last_publish_error = 0.0
 
     # ---- caller side -------------------------------------------------------------------------
     def start(self) -> Writer:
@@ -199,12 +74,19 @@ class Writer:
         self._thread.start()
         return self
 
+    @property
+    def metrics(self) -> dict[str, WriteMetrics]:
+        """The write metrics of every feed, by feed id."""
+        return self.committer.metrics
+
+    @property
+    def down(self) -> bool:
+        """Whether the database is unavailable (batches go to the spools)."""
+        return self.committer.down
+
     def metrics_for(self, feed_id: str) -> WriteMetrics:
         """The write metrics of a feed (created on first use)."""
-        m = self.metrics.get(feed_id)
-        if m is None:
-            m = self.metrics[feed_id] = WriteMetrics()
-        return m
+        return self.committer.metrics_for(feed_id)
 
     def has_room(self) -> bool:
         """Whether the queue holds fewer rows than its capacity."""
@@ -233,13 +115,13 @@ class Writer:
     @property
     def pending_rows(self) -> int:
         """Rows queued or held, not yet committed or spooled."""
-        return self._queued_rows + sum(len(i[3]) for i in self._held)
+        return self._queued_rows + self.committer.held_rows
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything queued so far is committed or spooled."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if not self._queue and not self._held and self._idle.is_set():
+            if not self._queue and not self.committer.held and self._idle.is_set():
                 return True
             self._wake.set()
             time.sleep(0.01)
@@ -250,54 +132,22 @@ class Writer:
         self._stopping.set()
         self._wake.set()
         self._thread.join(timeout_s)
-        for spool in self._spool_cache.values():
-            spool.close()
-        return not self._thread.is_alive() and not self._queue and not self._held
+        self.committer.close()
+        return not self._thread.is_alive() and not self._queue and not self.committer.held
 
-    # ---- spool replay --------------------------------------------------------------------------
     def spool(self, feed_id: str) -> Spool:
         """The disk spool of a feed."""
-        spool = self._spool_cache.get(feed_id)
-        if spool is None:
-            spool = self._spool_cache[feed_id] = self._spools(feed_id)
-        return spool
+        return self.committer.spool(feed_id)
 
     def replay_spool(self, feed_id: str) -> int:
         """Write the feed's spooled batches (oldest first); returns rows replayed. Raises on outage."""
-        spool = self.spool(feed_id)
-        total = 0
-        with self._replay_lock:
-            for path in spool.replay_files():
-                for table, on_conflict, rows in Spool.records(path):
-                    key = (feed_id, table, on_conflict)
-                    try:
-                        self._commit({key: rows})
-                    except Exception as exc:  # noqa: BLE001 - poison or outage: decided here
-                        if self._is_down(exc):
-                            raise
-                        self._isolate({key: rows}, exc)
-                        if self.down:  # went down while isolating: the file is kept
-                            raise OperationalError("spool replay", None, exc) from exc
-                    total += len(rows)
-                path.unlink()
-        if total:
-            logger.bind(worker_id=feed_id).info("replayed {} rows from the disk spool", total)
-        return total
+        return self.committer.replay_spool(feed_id)
 
-    def replay_first(self, feed_ids: list[str]) -> None:
-        """Replay the non-empty spools of these feeds before the next write (a new writer process
-        taking over from one that died: what it spooled is not left behind)."""
-        waiting = [f for f in feed_ids if self.spool(f).size()]
-        if waiting:
-            self.down = True
-            self._next_retry = 0.0
+    def engine(self):
+        """The SQLAlchemy engine of the database (the schema checked on first use)."""
+        return self.committer.engine()
 
     # ---- the thread ----------------------------------------------------------------------------
-    def _engine_(self):
-        if self._engine is None:
-            self._engine = ensure_schema(self.database_url)
-        return self._engine
-
     def _take(self) -> list[Item]:
         items: list[Item] = []
         count = 0
@@ -313,324 +163,23 @@ class Writer:
         return items
 
     def _run(self) -> None:
+        committer = self.committer
         while True:
             stopping = self._stopping.is_set()
             if not stopping and self._queued_rows < self.batch_rows:
                 self._idle.set()
                 self._wake.wait(self.max_delay_s)
                 self._wake.clear()
-            if self.down and time.monotonic() >= self._next_retry:
-                self._try_recover()
-            if self._held:
-                held, self._held = self._held, []
-                self._write(held)
-                if self._held:  # still nowhere to put them: stop taking, let the queue fill
-                    if stopping:
-                        return
-                    self._stopping.wait(self.retry_s)
-                    continue
+            committer.recover_if_due()
+            if not committer.retry_held():  # still nowhere to put them: let the queue fill
+                if stopping:
+                    return
+                self._stopping.wait(self.retry_s)
+                continue
             items = self._take()
             if not items:
                 if (stopping or self._stopping.is_set()) and not self._queue:
                     return
                 continue
             self._idle.clear()
-            self._write(items)
-
-    def write_batch(self, items: list[Item]) -> bool:
-        """Write `items` in the caller's thread, for a writer whose thread is not started (the
-        writer process): the spool replay first when a retry is due, then the batches held back,
-        then `items`. True when nothing is held (every row committed, spooled, dead-lettered or
-        dropped as not owned); False: call again (with no items) after `retry_s`."""
-        if self.down and time.monotonic() >= self._next_retry:
-            self._try_recover()
-        if self._held:
-            held, self._held = self._held, []
-            self._write(held)
-        if items:
-            if self._held:  # the spool is full and the database down: keep the order
-                self._held.extend(items)
-            else:
-                self._write(items)
-        return not self._held
-
-    def _try_recover(self) -> None:
-        try:
-            for feed_id in list(self._spool_cache):
-                self.replay_spool(feed_id)
-        except Exception as exc:  # noqa: BLE001 - still down: try again later
-            self._next_retry = time.monotonic() + self.retry_s
-            if _may_be_outage(exc):
-                logger.debug("database still unavailable: {}", exc)
-            else:
-                logger.error("spool replay failed (retrying): {}", exc)
-            return
-        self.down = False
-        logger.info("database reachable again: spool replayed, writing directly")
-
-    def _write(self, items: list[Item]) -> None:
-        groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-        for feed_id, table, on_conflict, rows in items:
-            groups.setdefault((feed_id, table, on_conflict), []).extend(rows)
-        if self.guard is not None:
-            for key in list(groups):
-                if not self.guard(key[0]):
-                    rows = groups.pop(key)
-                    self.metrics_for(key[0]).dropped_not_owner += len(rows)
-        if not groups:
-            return
-        if not self.down:
-            try:
-                self._commit(groups)
-                return
-            except Exception as exc:  # noqa: BLE001 - classified below
-                if not self._is_down(exc):
-                    self._isolate(groups, exc)
-                    return
-                self._went_down(exc)
-        self._to_spool(groups)
-
-    def _went_down(self, exc: BaseException) -> None:
-        if not self.down:
-            logger.warning(
-                "database unavailable, batches go to the disk spool until it returns: {}",
-                _first_line(exc),
-            )
-        self.down = True
-        self._next_retry = time.monotonic() + self.retry_s
-
-    def _reachable(self) -> bool:
-        """Whether the database answers a trivial query on a fresh (pre-pinged) connection."""
-        try:
-            with self._engine_().connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-        except Exception:  # noqa: BLE001
-            return False
-        return True
-
-    def _is_down(self, exc: BaseException) -> bool:
-        """Whether a failed commit means the database is unavailable (spool and retry), rather
-        than refusing this batch's data (isolate the poison). Ambiguous errors — a connection
-        dropped by the server, e.g. after a packet over `max_allowed_packet` — are settled by
-        probing the database."""
-        if _error_code(exc) in _RETRY_LATER_CODES:
-            return True
-        return _may_be_outage(exc) and not self._reachable()
-
-    def _to_spool(self, groups) -> None:
-        for (feed_id, table, on_conflict), rows in groups.items():
-            try:
-                self.spool(feed_id).append(table, on_conflict, rows)
-                self.metrics_for(feed_id).spooled_rows += len(rows)
-            except SpoolFull as exc:
-                metrics = self.metrics_for(feed_id)
-                if metrics.last_error != str(exc):
-                    logger.bind(worker_id=feed_id).error(str(exc))
-                metrics.last_error = str(exc)
-                self._held.append((feed_id, table, on_conflict, rows))
-
-    def _commit(self, groups) -> None:
-        bars = self.bars if any(k[1] == "trade_tick" for k in groups) else None
-        if bars is None:
-            self._commit_locked(groups, None)
-            return
-        with bars.lock:
-            self._commit_locked(groups, bars)
-
-    def _commit_locked(self, groups, bars: LiveBars | None) -> None:
-        engine = self._engine_()
-        updated_bars: list[dict[str, Any]] = []
-        try:
-            with engine.begin() as conn:
-                self._check_fences(conn, groups)
-                self._write_groups(conn, groups)
-                if bars is not None:
-                    for (_f, table, _c), rows in groups.items():
-                        if table == "trade_tick":
-                            updated_bars.extend(bars.apply(conn, rows))
-            if bars is not None:
-                bars.committed()
-        except BaseException as exc:
-            if bars is not None:
-                bars.rolled_back()
-            if not isinstance(exc, Fenced):
-                raise
-            fenced = exc
-            rows = sum(len(r) for k, r in groups.items() if k[0] == fenced.feed_id)
-            self.metrics_for(fenced.feed_id).dropped_not_owner += rows
-            logger.bind(worker_id=fenced.feed_id).error(str(fenced))
-            rest = {k: r for k, r in groups.items() if k[0] != fenced.feed_id}
-            if rest:
-                self._commit_locked(rest, bars)
-            return
-        self._after_commit(groups, updated_bars)
-
-    def _check_fences(self, conn, groups) -> None:
-        """Inside the batch's transaction: a feed whose fencing token is older than the newest
-        one that committed has lost its lock to another sidecar, and may not commit."""
-        if self.fence is None:
-            return
-        now = datetime.now(UTC)
-        for feed_id in {key[0] for key in groups if key[1] in FENCED_TABLES}:
-            token = self.fence(feed_id)
-            if token is None:
-                continue
-            stored = conn.execute(
-                select(feed_fence.c.token).where(feed_fence.c.feed_id == feed_id).with_for_update()
-            ).scalar_one_or_none()
-            if stored is None:
-                conn.execute(
-                    feed_fence.insert(), [{"feed_id": feed_id, "token": token, "updated_at": now}]
-                )
-            elif stored > token:
-                raise Fenced(feed_id, token, stored)
-            elif stored < token:
-                conn.execute(
-                    feed_fence.update()
-                    .where(feed_fence.c.feed_id == feed_id)
-                    .values(token=token, updated_at=now)
-                )
-
-    def _write_groups(self, conn, groups) -> None:
-        for (_feed, table_name, on_conflict), rows in groups.items():
-            if table_name == "dead_letter":  # (spools from before 0008 say "insert")
-                insert_dead_letters(conn, rows)
-            else:
-                fast_upsert(conn, _TABLES[table_name], rows, on_conflict=on_conflict)
-
-    def _after_commit(self, groups, bars: list[dict[str, Any]]) -> None:
-        committed = time.time()
-        for (feed_id, table_name, _c), rows in groups.items():
-            self._account(feed_id, table_name, rows, committed)
-            if self.on_commit is not None:
-                self.on_commit(feed_id, table_name, rows, committed)
-        if self.publisher is not None:
-            self._publish(groups, bars)
-
-    def _isolate(self, groups, first_error: BaseException) -> None:
-        """A batch the database refused while answering: commit it in halves until only the
-        refused rows are left; those go to dead_letter. An outage meanwhile spools the rest."""
-        logger.warning(
-            "a batch was refused ({}); splitting it, refused rows go to dead_letter",
-            _first_line(first_error),
-        )
-        for key, rows in groups.items():
-            self._bisect(key, rows)
-
-    def _bisect(self, key: tuple[str, str, str], rows: list[dict[str, Any]]) -> None:
-        if self.down:
-            self._to_spool({key: rows})
-            return
-        try:
-            self._commit({key: rows})
-            return
-        except Exception as exc:  # noqa: BLE001 - poison or outage: decided here
-            if self._is_down(exc):
-                self._went_down(exc)
-                self._to_spool({key: rows})
-                return
-            if len(rows) == 1:
-                self._refused(key, rows[0], exc)
-                return
-        half = len(rows) // 2
-        self._bisect(key, rows[:half])
-        self._bisect(key, rows[half:])
-
-    def _refused(self, key: tuple[str, str, str], row: dict[str, Any], exc: BaseException):
-        """One row the database refuses: to dead_letter, capped. A dead letter that is itself
-        refused is written again with its payload cut to the head; failing that, logged."""
-        feed_id, table, _c = key
-        reason = f"refused by the database ({table}): {type(exc).__name__}: {_first_line(exc)}"
-        if table == "dead_letter":
-            letter = dead_letter_row(
-                worker_of(feed_id),  # a shard key names its feed
-                f"{row.get('reason', '')} [{reason}]",
-                row.get("payload", ""),
-                received_at=row.get("received_at"),
-                context=row.get("context") if isinstance(row.get("context"), dict) else None,
-            )
-            if letter["payload"] == row.get("payload"):
-                letter["payload"] = str(letter["payload"])[:1024]
-        else:  # dated when the row was received, if it says: refused again, it is the same letter
-            received_at = row.get("received_at")
-            letter = dead_letter_row(
-                worker_of(feed_id),
-                reason,
-                repr(row),
-                received_at=received_at if isinstance(received_at, datetime) else None,
-                context={"table": table},
-            )
-        dl_key = (feed_id, "dead_letter", "ignore")
-        try:
-            self._commit({dl_key: [letter]})
-        except Exception as again:  # noqa: BLE001
-            if self._is_down(again):
-                self._went_down(again)
-                self._to_spool({dl_key: [letter]})
-            else:
-                self.metrics_for(feed_id).dead_letters_lost += 1
-                logger.bind(worker_id=feed_id).error(
-                    "a dead letter was refused too and is dropped ({}): {}",
-                    _first_line(again),
-                    str(letter["payload"])[:200],
-                )
-
-    def _account(self, feed_id: str, table: str, rows: list[dict[str, Any]], committed: float):
-        m = self.metrics_for(feed_id)
-        m.rows_written += len(rows)
-        m.last_commit_at = datetime.fromtimestamp(committed, UTC)
-        if table == "dead_letter":
-            m.dead_letters += len(rows)
-            return
-        if table != "trade_tick":
-            return
-        m.trades_written += len(rows)
-        # per ICT day: the day's number from the epoch time (astimezone/strftime per row would
-        # cost more than the rest of this method)
-        by_day: dict[int, list[datetime]] = {}
-        for row in rows:
-            traded_at = row["traded_at"]
-            day_number = int(traded_at.timestamp() + ICT_UTC_OFFSET_S) // 86400
-            times = by_day.get(day_number)
-            if times is None:
-                by_day[day_number] = [traded_at]
-            else:
-                times.append(traded_at)
-        for day_number, times in by_day.items():
-            key = _ict_day(day_number)
-            day = m.days.get(key)
-            if day is None:
-                day = m.days[key] = DayStats()
-            day.trades += len(times)
-            first, last = min(times), max(times)
-            if day.first_trade_at is None or first < day.first_trade_at:
-                day.first_trade_at = first
-            if day.last_trade_at is None or last > day.last_trade_at:
-                day.last_trade_at = last
-        last = max(r["traded_at"] for r in rows)
-        if m.last_trade_at is None or last > m.last_trade_at:
-            m.last_trade_at = last
-        m.lag_s = max(0.0, committed - rows[-1]["received_at"].timestamp())
-
-    def _publish(self, groups, bars: list[dict[str, Any]]) -> None:
-        by_channel: dict[str, list[dict[str, Any]]] = {}
-        for (_feed, table, _c), rows in groups.items():
-            if table != "trade_tick":
-                continue
-            for row in rows:
-                by_channel.setdefault(f"ticks:{row['source']}:{row['symbol']}", []).append(row)
-        if not by_channel and not bars:
-            return
-        try:
-            pipe = self.publisher.pipeline(transaction=False)
-            for channel, rows in by_channel.items():
-                pipe.publish(channel, orjson.dumps(rows, default=_publish_default))
-            for bar in bars:
-                channel = f"bars:{bar['source']}:{bar['symbol']}"
-                pipe.publish(channel, orjson.dumps(bar_message(bar)))
-            pipe.execute()
-        except Exception as exc:  # noqa: BLE001 - dashboards are best effort
-            now = time.monotonic()
-            if now - self._last_publish_error > 60:
-                self._last_publish_error = now
-                logger.warning("Redis publish failed (dashboards miss ticks): {}", exc)
+            committer.write(items)

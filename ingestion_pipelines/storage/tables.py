@@ -59,6 +59,20 @@ COINGECKO_COLUMNS = (
     ("atl_change_pct", ExactDecimal),
     ("atl_date", UtcDateTime),
 )
+# SSI board-frame fields given typed `stock_quote` columns by migration 0009 (column, kind,
+# 0-based field position; see shared/recordings/README.md and docs/source-fields.md).
+SSI_QUOTE_COLUMNS = (
+    ("high_price", ExactDecimal, 44),
+    ("low_price", ExactDecimal, 46),
+    ("foreign_buy_volume", ExactDecimal, 48),
+    ("foreign_buy_value", ExactDecimal, 49),
+    ("foreign_sell_volume", ExactDecimal, 50),
+    ("foreign_sell_value", ExactDecimal, 51),
+    ("trading_session", String(16), 63),
+    ("foreign_room", ExactDecimal, 65),
+    ("instrument_type", String(8), 66),
+    ("open_price", ExactDecimal, 75),
+)
 
 # ---- data tables ---------------------------------------------------------------------------
 
@@ -148,10 +162,14 @@ trade_tick = Table(
     Column("trade_id", BigInteger, primary_key=True, autoincrement=False),
     Column("price", ExactDecimal, nullable=False),
     Column("quantity", ExactDecimal, nullable=False),
+    # the taker's side as the source reports it: buy / sell, or none (not reported)
     Column("side", String(4), nullable=False),
     Column("traded_at", UtcDateTime, nullable=False),
     Column("received_at", UtcDateTime, nullable=False),
     extra_column(),
+    # (migration 0009) a side inferred by us, never reported by the source: buy / sell by the
+    # quote rule against the book before the trade (`values.quote_rule_side`), NULL: none inferred
+    Column("inferred_side", String(4)),
     Index(None, "symbol", "traded_at"),
 )
 
@@ -164,7 +182,7 @@ stock_quote = Table(
     Column("exchange", String(16)),
     Column("last_price", ExactDecimal),
     Column("last_volume", ExactDecimal),
-    Column("last_side", String(4)),
+    Column("last_side", String(4)),  # NULL for SSI: its board frames report no side
     Column("cumulative_volume", ExactDecimal),
     Column("cumulative_value", ExactDecimal),
     Column("average_price", ExactDecimal),
@@ -180,6 +198,8 @@ stock_quote = Table(
     # "source": the frame's own epoch stamp; "receipt": the frame had none (97-field frames)
     Column("time_source", String(16)),
     extra_column(),
+    # added by migration 0009
+    *(Column(name, kind) for name, kind, _position in SSI_QUOTE_COLUMNS),
 )
 
 trade_bar_1m = Table(

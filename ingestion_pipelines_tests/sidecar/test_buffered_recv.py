@@ -4,7 +4,7 @@ sidecar tests against the protocol servers exercise: pings, close frames, 50 MB 
 
 from __future__ import annotations
 
-from ingestion_pipelines.sidecar.engine import BufferedRecv
+from ingestion_pipelines.sidecar.connection import BufferedRecv
 
 
 def frame(payload: bytes, opcode: int = 1, fin: bool = True, masked: bool = False) -> bytes:

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from ingestion_pipelines.feeds.base import Feed
 from ingestion_pipelines.feeds.protocol import NOTHING, Parsed, ParseError
+from ingestion_pipelines.table_policy import TRADES
 from ingestion_pipelines.values import positive_exact
 from ingestion_pipelines.workers import FeedSettings
 
@@ -47,7 +48,7 @@ class BinanceTrades(Feed):
 
     worker_id = "binance_trades"
     description = "Binance Spot trades (combined websocket streams), every trade id exactly once"
-    tables = ("trade_tick",)
+    policies = (TRADES,)
     Settings = BinanceTradesSettings
 
     source = SOURCE

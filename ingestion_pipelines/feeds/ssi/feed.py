@@ -14,9 +14,11 @@ from sqlalchemy import func, select
 from ingestion_pipelines.feeds.base import Feed
 from ingestion_pipelines.feeds.protocol import NOTHING, Parsed, ParseError
 from ingestion_pipelines.storage import types as column_types
-from ingestion_pipelines.storage.tables import stock_quote
+from ingestion_pipelines.storage.tables import SSI_QUOTE_COLUMNS, stock_quote
+from ingestion_pipelines.storage.types import ExactDecimal
+from ingestion_pipelines.table_policy import QUOTES, TRADES
 from ingestion_pipelines.timezones import ICT
-from ingestion_pipelines.values import non_negative_exact
+from ingestion_pipelines.values import non_negative_exact, quote_rule_side
 from ingestion_pipelines.workers import FeedSettings
 
 SOURCE = "ssi"
@@ -34,17 +36,32 @@ _QUOTE_FIELDS = {  # column: 0-based field index (see shared/recordings/README.m
     **{f"bid{i}_volume": 3 + 2 * (i - 1) for i in (1, 2, 3)},
     **{f"ask{i}_price": 22 + 2 * (i - 1) for i in (1, 2, 3)},
     **{f"ask{i}_volume": 23 + 2 * (i - 1) for i in (1, 2, 3)},
+    **{name: i for name, kind, i in SSI_QUOTE_COLUMNS if kind is ExactDecimal},
 }
-# Side of the last match: equities send b/s; the derivatives board (VN30F...) sends bu ("buy up":
-# the buyer took the offer) / sd ("sell down"), as SSI's own derivatives quote API does. An
-# auction match (ATO/ATC) has no aggressor: "unknown" or empty.
-_SIDES = {"b": "buy", "s": "sell", "bu": "buy", "sd": "sell"}
-NO_AGGRESSOR = "none"  # trade_tick.side of a match without a taker side (auction)
+# Text fields, verbatim (None when empty): the exchange (hose, hnx, upcom, vnf), the trading
+# session (LO, ATO, ATC...; often empty) and the instrument type of field 66.
+_TEXT_FIELDS = {
+    "exchange": 45,
+    **{name: i for name, kind, i in SSI_QUOTE_COLUMNS if kind is not ExactDecimal},
+}
+# Field 66 is the instrument type, not a side (an earlier reading took `s` for "sell"): the
+# board frame reports no aggressor side at all. Its codes, as the public parsers name them:
+INSTRUMENT_TYPES = {
+    "s": "stock",
+    "e": "ETF",
+    "w": "covered warrant",
+    "b": "bond",
+    "f": "futures",
+    "i": "index",
+    "m": "fund",
+}
+NO_AGGRESSOR = "none"  # trade_tick.side of every board-derived trade: the board reports none
+AUCTION_SESSIONS = frozenset({"ATO", "ATC"})  # one price for all: no taker side to infer
 STAMP_INDEX = 101  # epoch ms of the server, when the frame carries it
 # Known frame lengths: 102 fields end with the server stamp; 97 fields (published captures of
 # several SSI client libraries) stop before it, the positions up to there being the same.
 TIME_SOURCE_BY_LENGTH = {102: "source", 97: "receipt"}
-_READ_INDEXES = {0, 1, 45, 66, STAMP_INDEX, *_QUOTE_FIELDS.values()}
+_READ_INDEXES = {0, 1, STAMP_INDEX, *_QUOTE_FIELDS.values(), *_TEXT_FIELDS.values()}
 
 
 class SsiIboardSettings(FeedSettings):
@@ -79,17 +96,14 @@ def board_quote(fields: list[str], received_at: datetime) -> dict[str, Any]:
         quoted_at = datetime.fromtimestamp(int(fields[STAMP_INDEX]) / 1000, UTC)
     else:
         quoted_at = received_at.astimezone(UTC)
-    side_code = fields[66]
     extra = {str(i): v for i, v in enumerate(fields) if v and i not in _READ_INDEXES}
-    if side_code and side_code not in _SIDES:
-        extra["66"] = side_code  # "unknown" (auction) or a code not seen yet: kept verbatim
     return {
         "symbol": fields[1][2:],
         "quoted_at": quoted_at,
         "board": fields[0],
-        "exchange": fields[45] or None,
-        "last_side": _SIDES.get(side_code),
+        "last_side": None,  # the board reports no side
         **{col: _decimal(fields[i]) for col, i in _QUOTE_FIELDS.items()},
+        **{col: fields[i] or None for col, i in _TEXT_FIELDS.items()},
         "time_source": time_source,
         "extra": column_types.json_text(extra)
         if extra
@@ -97,12 +111,21 @@ def board_quote(fields: list[str], received_at: datetime) -> dict[str, Any]:
     }
 
 
+def inferred_side(quote: dict[str, Any], book: tuple[Decimal | None, Decimal | None] | None):
+    """The side a board-derived trade is inferred to have had: the quote rule applied to the
+    best bid and ask of the symbol's previous frame (`book`); None in an auction session,
+    without a previous frame, or when the price was inside the spread."""
+    if book is None or quote["trading_session"] in AUCTION_SESSIONS:
+        return None
+    return quote_rule_side(quote["last_price"], *book)
+
+
 class SsiIboard(Feed):
     """SSI iBoard's pushstream: board frames of matched trades and quotes."""
 
     worker_id = "ssi_iboard"
     description = "SSI iBoard board snapshots (stock_quote) and the trades they reveal (trade_tick)"
-    tables = ("stock_quote", "trade_tick")
+    policies = (QUOTES, TRADES)
     Settings = SsiIboardSettings
 
     source = SOURCE
@@ -115,6 +138,8 @@ class SsiIboard(Feed):
     def __init__(self) -> None:
         # (symbol) -> (ICT trading date, cumulative matched volume) of the last frame seen
         self._volume: dict[str, tuple[str, int]] = {}
+        # (symbol) -> (ICT trading date, (best bid, best ask)) of the last frame seen
+        self._book: dict[str, tuple[str, tuple[Decimal | None, Decimal | None]]] = {}
 
     @staticmethod
     def url(settings: SsiIboardSettings) -> str:
@@ -136,17 +161,31 @@ class SsiIboard(Feed):
         return [orjson.dumps(message).decode()]
 
     def restore(self, engine, settings: SsiIboardSettings) -> None:
-        """Resume trade derivation from today's last stored cumulative volume per symbol."""
+        """Resume trade derivation from today's last stored cumulative volume per symbol, and
+        side inference from the best bid and ask of its latest stored frame."""
         today = datetime.now(ICT).replace(hour=0, minute=0, second=0, microsecond=0)
-        query = (
-            select(stock_quote.c.symbol, func.max(stock_quote.c.cumulative_volume))
-            .where(stock_quote.c.quoted_at >= today.astimezone(UTC))
-            .group_by(stock_quote.c.symbol)
+        day, since = today.strftime("%Y%m%d"), today.astimezone(UTC)
+        q = stock_quote.c
+        volumes = (
+            select(q.symbol, func.max(q.cumulative_volume))
+            .where(q.quoted_at >= since)
+            .group_by(q.symbol)
+        )
+        latest = (
+            select(q.symbol, func.max(q.quoted_at).label("at"))
+            .where(q.quoted_at >= since)
+            .group_by(q.symbol)
+            .subquery()
+        )
+        books = select(q.symbol, q.bid1_price, q.ask1_price).join(
+            latest, (q.symbol == latest.c.symbol) & (q.quoted_at == latest.c.at)
         )
         with engine.connect() as conn:
-            for symbol, volume in conn.execute(query):
+            for symbol, volume in conn.execute(volumes):
                 if volume is not None:
-                    self._volume[symbol] = (today.strftime("%Y%m%d"), int(Decimal(volume)))
+                    self._volume[symbol] = (day, int(Decimal(volume)))
+            for symbol, bid, ask in conn.execute(books):
+                self._book[symbol] = (day, (bid, ask))
 
     def parse(self, raw: bytes, received_at: datetime) -> Parsed:
         """One pushstream frame as trade/quote rows (or a reject, or nothing for control frames)."""
@@ -163,10 +202,12 @@ class SsiIboard(Feed):
             raise ParseError(f"bad board frame: {type(exc).__name__}: {exc}") from None
         symbol, quoted_at = quote["symbol"], quote["quoted_at"]
         parsed = Parsed({"stock_quote": [quote]})
+        day = quoted_at.astimezone(ICT).strftime("%Y%m%d")
+        book = self._book.get(symbol)
+        self._book[symbol] = (day, (quote["bid1_price"], quote["ask1_price"]))
         volume = quote["cumulative_volume"]
         if volume is None:
             return parsed
-        day = quoted_at.astimezone(ICT).strftime("%Y%m%d")
         volume = int(volume)
         previous = self._volume.get(symbol)
         if previous is None or previous[0] != day or volume > previous[1]:
@@ -174,6 +215,7 @@ class SsiIboard(Feed):
         if previous is not None and previous[0] == day and volume > previous[1]:
             if quote["last_price"] is None:
                 raise ParseError("cumulative volume rose without a last price")
+            before = book[1] if book is not None and book[0] == day else None
             parsed.add(
                 "trade_tick",
                 {
@@ -182,7 +224,8 @@ class SsiIboard(Feed):
                     "trade_id": trade_id(day, volume),
                     "price": quote["last_price"],
                     "quantity": Decimal(volume - previous[1]),
-                    "side": quote["last_side"] or NO_AGGRESSOR,
+                    "side": NO_AGGRESSOR,
+                    "inferred_side": inferred_side(quote, before),
                     "traded_at": quoted_at,
                     "received_at": received_at,
                 },

@@ -21,23 +21,21 @@ from ingestion_pipelines_tests.sidecar.helpers import sidecar_thread, wait_until
 
 
 def _expected_trades(frames: list[str]) -> set[tuple]:
-    """Derived independently: a trade wherever a symbol's cumulative volume (field 54) rises."""
+    """Derived independently: a trade wherever a symbol's cumulative volume (field 54) rises;
+    no reported side (the board has none); the side inferred from the previous frame's best bid
+    (field 2) and ask (field 22): buy at or above the ask, sell at or below the bid."""
     previous: dict[str, int] = {}
+    book: dict[str, tuple[int, int]] = {}  # the symbol's previous frame's best bid and ask
     out = set()
     for raw in frames:
         f = raw.split("|")
         symbol, volume = f[1][2:], int(f[54])
         if symbol in previous and volume > previous[symbol]:
-            out.add(
-                (
-                    symbol,
-                    volume - previous[symbol],
-                    int(f[42]),
-                    {"b": "buy", "s": "sell"}[f[66]],
-                    int(f[101]),
-                )
-            )
+            price, (bid, ask) = int(f[42]), book[symbol]
+            inferred = "buy" if price >= ask else "sell" if price <= bid else None
+            out.add((symbol, volume - previous[symbol], price, "none", inferred, int(f[101])))
         previous[symbol] = max(volume, previous.get(symbol, 0))
+        book[symbol] = (int(f[2]), int(f[22]))
     return out
 
 
@@ -76,11 +74,16 @@ def test_recording_replayed_twice_gives_the_same_rows(speed, mariadb_url, monkey
                 int(t["quantity"]),
                 int(t["price"]),
                 t["side"],
+                t["inferred_side"],
                 round(t["traded_at"].timestamp() * 1000),
             )
             for t in trades
         }
         assert got == _expected_trades(frames) and len(trades) == len(got) == 17
+        # no trade carries a side read from field 66 (`s` on every equity frame): the board
+        # reports none; the inferred sides are both buys and sells, flagged as inferred
+        assert {t["side"] for t in trades} == {NO_AGGRESSOR}
+        assert {t["inferred_side"] for t in trades} == {"buy", "sell"}
         for t in trades:  # the id says the ICT trading date and the volume after the trade
             day = t["traded_at"].astimezone(ICT).strftime("%Y%m%d")
             assert t["trade_id"] // 10**11 == int(day)
@@ -128,8 +131,9 @@ def test_97_field_frames_read_the_same_positions_and_take_their_time_from_receip
         same = {k for k in full if k not in ("quoted_at", "time_source", "extra")}
         assert {k: quote[k] for k in same} == {k: full[k] for k in same}
     assert len(trades) == len(full_trades) == 17
-    assert [(t["symbol"], t["quantity"], t["price"], t["side"]) for t in trades] == [
-        (t["symbol"], t["quantity"], t["price"], t["side"]) for t in full_trades
+    keys = ("symbol", "quantity", "price", "side", "inferred_side")
+    assert [tuple(t[k] for k in keys) for t in trades] == [
+        tuple(t[k] for k in keys) for t in full_trades
     ]
 
 
@@ -163,15 +167,17 @@ def test_derivatives_frames_follow_the_published_capture():
         Decimal("1599.2"),
         Decimal("1719.5"),
     )
-    # Fields without a column stay in extra: the expiry date, the underlying index and field 66,
-    # which reads "f" on the derivatives board (every published equity frame has "s" there).
-    extra = json.loads(first["extra"])
-    assert (extra["62"], extra["66"], extra["68"], extra["70"]) == (
-        "21/08/2025",
-        "f",
-        "20250821",
-        "VN30",
+    # Field 66 is the instrument type: "f" (futures) on the derivatives board.
+    assert {q["instrument_type"] for q in quotes} == {"f"}
+    assert (first["high_price"], first["low_price"], first["open_price"]) == (
+        Decimal("1732.2"),
+        Decimal("1710"),
+        Decimal("1722"),
     )
+    # Fields without a column stay in extra: the expiry date, the underlying index.
+    extra = json.loads(first["extra"])
+    assert (extra["62"], extra["68"], extra["70"]) == ("21/08/2025", "20250821", "VN30")
+    assert "66" not in extra
     assert {q["last_side"] for q in quotes} == {None}
     # A trade wherever the cumulative volume rises; no aggressor side is known for them.
     expected = []
@@ -181,6 +187,7 @@ def test_derivatives_frames_follow_the_published_capture():
             expected.append((int(new[54]) - int(old[54]), Decimal(new[42])))
     assert [(int(t["quantity"]), t["price"]) for t in trades] == expected and len(expected) >= 5
     assert {t["side"] for t in trades} == {NO_AGGRESSOR}
+    assert {t["inferred_side"] for t in trades} <= {"buy", "sell", None}
     # Values are quoted in VND: price x contracts x 100,000, in every frame of the fixture.
     for frame in frames:
         f = frame.raw.split("|")
@@ -202,8 +209,8 @@ def test_fields_without_a_column_are_kept_in_extra_by_position():
     (quote,) = SsiIboard().parse(frame.encode(), RECEIVED).rows["stock_quote"]
     extra = json.loads(quote["extra"])
     assert extra["100"] == fields[100]
-    assert extra["44"] == fields[44] and extra["52"] == fields[52] != ""
-    assert "42" not in extra and "101" not in extra
+    assert extra["52"] == fields[52] != "" and extra["96"] == fields[96] != ""
+    assert not {"42", "44", "46", "48", "63", "65", "66", "75", "101"} & set(extra)
     assert all(v != "" for v in extra.values())
 
 
@@ -224,9 +231,12 @@ def test_97_field_frames_reach_stock_quote_and_trade_tick_through_the_sidecar(
     finally:
         engine.dispose()
     _quotes, trades = _stored(mariadb_url)
-    assert sources == ["receipt"] and "100" not in extra and extra["44"]
-    got = {(t["symbol"], int(t["quantity"]), int(t["price"]), t["side"]) for t in trades}
-    assert got == {e[:4] for e in _expected_trades([f.raw for f in RECORDING_102])}
+    assert sources == ["receipt"] and "100" not in extra and extra["52"]
+    got = {
+        (t["symbol"], int(t["quantity"]), int(t["price"]), t["side"], t["inferred_side"])
+        for t in trades
+    }
+    assert got == {e[:5] for e in _expected_trades([f.raw for f in RECORDING_102])}
     assert len(trades) == 17
 
 
@@ -276,3 +286,78 @@ def test_97_field_frames_with_a_kill_in_between_lose_no_traded_volume(mariadb_ur
         traded[t["symbol"]] = traded.get(t["symbol"], 0) + int(t["quantity"])
     assert traded == {s: last[s] - first[s] for s in last if last[s] > first[s]}
     assert sum(traded.values()) > 0
+
+
+def _with_fields(raw: str, **changes: str) -> str:
+    fields = raw.split("|")
+    for position, value in changes.items():
+        fields[int(position.lstrip("f"))] = value
+    return "|".join(fields)
+
+
+def test_field_66_is_the_instrument_type_and_never_a_side():
+    """A bond (`b`) was once stored as a buy, a stock (`s`) as a sell: field 66 is the type."""
+    first = RECORDING_102[0].raw
+    symbol = first.split("|")[1]
+    second = next(f.raw for f in RECORDING_102[1:] if f.raw.split("|")[1] == symbol)
+    for code in ("b", "s", "w", "e"):
+        feed = SsiIboard()
+        feed.parse(_with_fields(first, f66=code).encode(), RECEIVED)
+        rise = str(int(first.split("|")[54]) + 100)
+        parsed = feed.parse(_with_fields(second, f66=code, f54=rise).encode(), RECEIVED)
+        (quote,) = parsed.rows["stock_quote"]
+        (trade,) = parsed.rows["trade_tick"]
+        assert (quote["instrument_type"], quote["last_side"]) == (code, None)
+        assert trade["side"] == NO_AGGRESSOR
+
+
+def test_the_inferred_side_follows_the_previous_frames_best_prices_and_not_auctions():
+    f = RECORDING_102[0].raw.split("|")
+    bid, ask, volume = f[2], f[22], int(f[54])
+    cases = [(ask, "buy"), (bid, "sell"), (str((int(bid) + int(ask)) // 2), None)]
+    if int(ask) - int(bid) < 2:
+        cases.pop()  # no price inside a one-tick spread
+    for session in ("", "LO", "ATC"):
+        for price, side in cases:
+            feed = SsiIboard()
+            feed.parse(RECORDING_102[0].raw.encode(), RECEIVED)
+            later = _with_fields(
+                RECORDING_102[0].raw,
+                f42=price,
+                f54=str(volume + 10),
+                f63=session,
+                f101=str(int(f[101]) + 1000),
+            )
+            (trade,) = feed.parse(later.encode(), RECEIVED).rows["trade_tick"]
+            expected = None if session == "ATC" else side
+            assert (trade["side"], trade["inferred_side"]) == (NO_AGGRESSOR, expected), session
+
+
+def test_restore_resumes_volume_and_book_from_todays_stored_quotes(sqlite_url):
+    """After a restart, the first frame's rise of volume is a trade, and its side is inferred
+    against the book of the last frame stored before the restart."""
+    from ingestion_pipelines.storage.engines import ensure_schema
+
+    engine = ensure_schema(sqlite_url)
+    now = datetime.now(UTC).replace(microsecond=0)
+    f = RECORDING_102[0].raw.split("|")
+    bid, ask, volume = Decimal(f[2]), Decimal(f[22]), Decimal(f[54])
+    stored = {"symbol": f[1][2:], "cumulative_volume": volume, "bid1_price": bid}
+    with engine.begin() as conn:
+        conn.execute(
+            stock_quote.insert(),
+            [
+                {**stored, "quoted_at": now - timedelta(seconds=2), "ask1_price": ask + 1000},
+                {**stored, "quoted_at": now - timedelta(seconds=1), "ask1_price": ask},
+            ],
+        )
+    feed = SsiIboard()
+    feed.restore(engine, SsiIboard.Settings())
+    frame = _with_fields(
+        RECORDING_102[0].raw,
+        f42=f[22],
+        f54=str(int(volume) + 300),
+        f101=str(int(now.timestamp() * 1000)),
+    )
+    (trade,) = feed.parse(frame.encode(), now).rows["trade_tick"]
+    assert (trade["quantity"], trade["side"], trade["inferred_side"]) == (300, "none", "buy")
