@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     sidecar_http_port: int = 8791
     live_host: str = "127.0.0.1"  # where `ingest live` listens (INGEST_LIVE_HOST)
     live_port: int = 8790  # INGEST_LIVE_PORT
+    # crawl redirects to non-public addresses: auto / refuse / allow (url_policy.py)
+    http_private_redirects: str = "auto"
 
     def dagster_home(self) -> Path:
         return Path(os.environ.get("DAGSTER_HOME") or local_data_dir() / "dagster_home")
