@@ -23,6 +23,7 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import orjson
@@ -54,6 +55,7 @@ SSE_HEADERS = [
 ]
 HEARTBEAT_SSE = b": heartbeat\n\n"
 HEARTBEAT_WS = '{"event":"heartbeat"}'
+T = TypeVar("T", bytes, list)
 
 
 def _event_sse(name: str, data: str) -> bytes:
@@ -67,15 +69,16 @@ def _text(item: Message | Gap) -> str:
 async def _relay(
     client: Client,
     heartbeat_s: float,
-    emit: Callable[[list[Message | Gap]], Awaitable[None]],
+    take: Callable[[], T],
+    emit: Callable[[T], Awaitable[None]],
     emit_heartbeat: Callable[[], Awaitable[None]],
 ) -> None:
-    """Send the client what arrives, in batches (one write for everything since the last one),
-    and a heartbeat when nothing was sent for `heartbeat_s`."""
+    """Send the client what arrives, in batches (what `take` gives: everything since the last
+    one), and a heartbeat when nothing was sent for `heartbeat_s`."""
     clock = time.monotonic
     last = clock()
     while True:
-        items = client.take()
+        items = take()
         if items:
             await emit(items)
             last = clock()
@@ -126,7 +129,8 @@ class EventStream:
                 _relay(
                     self.client,
                     self.heartbeat_s,
-                    lambda items: body(b"".join(i.sse for i in items)),
+                    self.client.take_sse,
+                    body,
                     lambda: body(HEARTBEAT_SSE),
                 ),
                 disconnected(),
@@ -255,7 +259,7 @@ async def _serve_websocket(ws: WebSocket, hub: Hub, gate: Gate, heartbeat_s: flo
                 await ws.send_text(_text(item))
 
         await _until_first(
-            _relay(client, heartbeat_s, emit, lambda: ws.send_text(HEARTBEAT_WS)),
+            _relay(client, heartbeat_s, client.take, emit, lambda: ws.send_text(HEARTBEAT_WS)),
             disconnected(),
             client.gone.wait(),
         )

@@ -5,8 +5,8 @@ Tokens are HS256 JWTs signed with INGEST_LIVE_JWT_SECRET, with the claims `sub` 
 A request carries one as `Authorization: Bearer <jwt>`, as the `token` query parameter (a
 browser's EventSource cannot set headers) or as the `ingest_live_token` cookie (set by the page
 when opened with `?token=`). When INGEST_LIVE_JWT_SECRET is set, nothing but `/healthz` is
-served without a valid token; unset, the relay is open (the local demo), every client may read
-every channel and is counted per address.
+served without a valid token; unset, the relay is open (the local demo): every client may read
+every channel, and only the cap on clients in all applies (there are no users to count).
 
 INGEST_LIVE_ORIGINS lists the origins (`https://live.example.com`, comma-separated) whose pages
 may open `/stream` and `/ws`. On those two paths a request's `Host` must be one of theirs, an IP
@@ -47,10 +47,10 @@ class Refused(IngestError):
 
 @dataclass(frozen=True)
 class Identity:
-    """Who a request is for: `user` (the token's `sub`, or `anonymous@<address>`), its role
-    and when its token expires (epoch seconds; None without tokens)."""
+    """Who a request is for: `user` (the token's `sub`; None without tokens), its role and
+    when its token expires (epoch seconds; None without tokens)."""
 
-    user: str
+    user: str | None
     role: str
     expires_at: float | None = None
 
@@ -133,8 +133,8 @@ class LiveAuth:
         address: str | None,
     ) -> Identity:
         """The identity of a request; `Refused` (401/403) without a valid token when asked."""
-        if not self.secret:
-            return Identity(f"anonymous@{address or 'unknown'}", "operator")
+        if not self.secret:  # an open relay: no users, only the cap on clients in all
+            return Identity(None, "operator")
         token = _bearer(headers.get("authorization")) or query.get("token") or cookies.get(COOKIE)
         if not token:
             raise Refused(401, "a token is required (Authorization: Bearer, ?token= or cookie)",

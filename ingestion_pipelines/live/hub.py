@@ -84,10 +84,20 @@ class Feed:
         self.base = 0  # the position of log[0] since the feed began
         self.clients: set[Client] = set()
         self.waiters: list[asyncio.Future[None]] = []
+        self._sse: tuple[int, int, bytes] = (0, 0, b"")  # the last range joined, and its bytes
 
     @property
     def end(self) -> int:
         return self.base + len(self.log)
+
+    def sse_between(self, start: int, end: int) -> bytes:
+        """The SSE bytes of the messages from `start` to `end`: joined once for all the clients
+        taking the same range (they usually do, woken together)."""
+        first, last, chunk = self._sse
+        if (first, last) != (start, end):
+            chunk = b"".join(item.sse for item in self.log[start - self.base : end - self.base])
+            self._sse = (start, end, chunk)
+        return chunk
 
     def wants(self, channel: str) -> bool:
         """Whether the channel is for this feed: its role's kinds, then its patterns."""
@@ -125,7 +135,7 @@ class Feed:
 class Client:
     """One connected browser or program: its feed, its cursor, what it must get first."""
 
-    def __init__(self, feed: Feed, user: str, backlog: list[Message | Gap]):
+    def __init__(self, feed: Feed, user: str | None, backlog: list[Message | Gap]):
         self.feed = feed
         self.user = user
         self.cursor = feed.end
@@ -148,6 +158,16 @@ class Client:
             items = items + feed.log[self.cursor - feed.base :]
             self.cursor = feed.end
         return items
+
+    def take_sse(self) -> bytes:
+        """`take()` as the SSE bytes to write."""
+        first, self.first = self.first, []
+        feed = self.feed
+        chunk = b""
+        if self.cursor < feed.end:
+            chunk = feed.sse_between(self.cursor, feed.end)
+            self.cursor = feed.end
+        return b"".join(item.sse for item in first) + chunk if first else chunk
 
     async def wait(self) -> None:
         """Until the feed has something new or the hub's heartbeat tick."""
@@ -200,11 +220,12 @@ class Hub:
         patterns: list[str],
         last_event_id: str | None = None,
         *,
-        user: str = "anonymous",
+        user: str | None = None,
         kinds: tuple[str, ...] = KINDS,
         expires_at: float | None = None,
     ) -> tuple[Client, Gap | None]:
-        """A new client of `user` reading `patterns` (of the `kinds` its role may read); with
+        """A new client of `user` (None: anonymous, counted in the total only) reading
+        `patterns` (of the `kinds` its role may read); with
         `last_event_id`, it first gets every buffered message after that id (and a `Gap` when
         some are no longer buffered). `EventIdError` for a malformed id, `LimitError` past a
         cap. `expires_at` (epoch seconds): the client is dropped then (its token expires)."""
@@ -217,7 +238,8 @@ class Hub:
         client = Client(feed, user, backlog)
         feed.clients.add(client)
         self.clients.add(client)
-        self.per_user[user] += 1
+        if user is not None:
+            self.per_user[user] += 1
         if expires_at is not None:
             delay = max(0.0, expires_at - time.time())
             client.expiry = asyncio.get_running_loop().call_later(
@@ -225,11 +247,11 @@ class Hub:
             )
         return client, gap
 
-    def _check_limits(self, user: str, patterns: list[str], kinds: tuple[str, ...]) -> None:
+    def _check_limits(self, user: str | None, patterns: list[str], kinds: tuple[str, ...]) -> None:
         limits = self.limits
         if len(self.clients) >= limits.clients:
             self._refuse("clients", 503, f"the relay serves {limits.clients} clients at most")
-        if self.per_user[user] >= limits.per_user:
+        if user is not None and self.per_user[user] >= limits.per_user:
             self._refuse("per_user", 429, f"at most {limits.per_user} connections per user")
         key = (tuple(patterns), frozenset(kinds))
         if key not in self.feeds and len(self.feeds) >= limits.subscriptions:
@@ -266,9 +288,10 @@ class Hub:
         if client not in self.clients:
             return
         self.clients.discard(client)
-        self.per_user[client.user] -= 1
-        if self.per_user[client.user] <= 0:
-            del self.per_user[client.user]
+        if client.user is not None:
+            self.per_user[client.user] -= 1
+            if self.per_user[client.user] <= 0:
+                del self.per_user[client.user]
         if client.expiry is not None:
             client.expiry.cancel()
         feed = client.feed
