@@ -86,6 +86,7 @@ async def _relay(
         if clock() - last >= heartbeat_s:
             await emit_heartbeat()
             last = clock()
+            continue  # something may have come while it was written
         await client.wait()
 
 

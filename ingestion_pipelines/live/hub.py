@@ -151,7 +151,10 @@ class Client:
         return self.feed.patterns
 
     def take(self) -> list[Message | Gap]:
-        """Everything that arrived since the last take, in order."""
+        """Everything that arrived since the last take, in order (nothing once dropped: its
+        place in the feed may be forgotten)."""
+        if self.dropped is not None:
+            return []
         items, self.first = self.first, []
         feed = self.feed
         if self.cursor < feed.end:
@@ -161,6 +164,8 @@ class Client:
 
     def take_sse(self) -> bytes:
         """`take()` as the SSE bytes to write."""
+        if self.dropped is not None:
+            return b""
         first, self.first = self.first, []
         feed = self.feed
         chunk = b""

@@ -386,3 +386,28 @@ def test_dispatch_matches_each_subscription_once_not_each_client_and_pattern(mon
     assert first <= 16 + 1  # one subscription's patterns (and the other's), once
     assert total == first  # the route is cached: no matching per message after that
     assert got == [1001] * 1000 + [0] * 10
+
+
+def test_a_feed_forgets_what_its_clients_have_and_drops_only_the_one_behind():
+    import asyncio
+
+    from ingestion_pipelines.live.hub import Hub
+
+    async def scenario():
+        hub = Hub(None, queue_size=10)
+        fast, _ = hub.subscribe(["ticks:*"])
+        slow, _ = hub.subscribe(["ticks:*"])
+        got, sse = [], b""
+        for n in range(100):
+            hub.dispatch("ticks:binance:BTCUSDT", b"[%d]" % n)
+            if n % 3 == 0:
+                got += [json.loads(m.json)["data"][0] for m in fast.take()]
+        sse = slow.take_sse()
+        return hub, fast, slow, got + [json.loads(m.json)["data"][0] for m in fast.take()], sse
+
+    hub, fast, slow, got, sse = asyncio.run(scenario())
+    assert got == list(range(100))
+    assert slow.dropped and slow.slow and slow.missed > 10 and sse == b""
+    assert len(fast.feed.log) < 20  # what every live client has is forgotten
+    hub.unsubscribe(slow)
+    assert hub.dropped == 1 and hub.dropped_messages == slow.missed
