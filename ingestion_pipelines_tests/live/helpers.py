@@ -94,6 +94,13 @@ def live_in_thread(redis_url: str | None, status_headers=None, **options) -> Ite
         assert not thread.is_alive(), "the relay did not stop"
 
 
+def _healthy(port: int) -> bool:
+    try:
+        return request(port, "/healthz")[0] == 200
+    except OSError:
+        return False
+
+
 @contextmanager
 def live_process(env: dict[str, str], log: Path, port: int) -> Iterator[subprocess.Popen]:
     """`ingest live --port PORT` as a real process; stopped with SIGTERM."""
@@ -105,7 +112,7 @@ def live_process(env: dict[str, str], log: Path, port: int) -> Iterator[subproce
         start_new_session=True,
     )
     try:
-        wait_for(lambda: status_or_none(port) or proc.poll() is not None, 20, "ingest live")
+        wait_for(lambda: _healthy(port) or proc.poll() is not None, 20, "ingest live")
         assert proc.poll() is None, log.read_text()
         yield proc
     finally:
