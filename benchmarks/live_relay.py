@@ -85,14 +85,19 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _publish(url: str, rate: int, stop: asyncio.Event) -> int:
-    """`rate` messages/s in batches every 10 ms until `stop`; returns how many were sent."""
+def _publisher(url: str, rate: int, seconds: float, sent_out) -> None:
+    """In its own process (the clients' reading must not slow the publishing)."""
+    sent_out.value = asyncio.run(_publish(url, rate, seconds))
+
+
+async def _publish(url: str, rate: int, seconds: float) -> int:
+    """`rate` messages/s in batches every 10 ms for `seconds`; returns how many were sent."""
     import redis.asyncio as aioredis
 
     client = aioredis.Redis.from_url(url)
     per_tick, sent, start = max(1, rate // 100), 0, time.monotonic()
     try:
-        while not stop.is_set():
+        while time.monotonic() - start < seconds:
             pipe = client.pipeline(transaction=False)
             for _ in range(per_tick):
                 row = ROW.format(n=sent, t=time.monotonic_ns())
@@ -119,8 +124,15 @@ async def _run(args: argparse.Namespace, port: int, redis_url: str, relay_pid: i
         clients.append(client)
     while _get(port, "/status")["clients"] < args.clients:
         await asyncio.sleep(0.1)
-    stop = asyncio.Event()
-    publisher = asyncio.create_task(_publish(redis_url, args.rate, stop))
+    import multiprocessing
+
+    sent = multiprocessing.get_context("spawn").Value("q", 0)
+    publisher = multiprocessing.get_context("spawn").Process(
+        target=_publisher,
+        args=(redis_url, args.rate, args.warmup + args.seconds + 1, sent),
+        daemon=True,
+    )
+    publisher.start()
     await asyncio.sleep(args.warmup)
     measuring[0] = True
     events_before = sum(c.events for c in clients)
@@ -130,14 +142,14 @@ async def _run(args: argparse.Namespace, port: int, redis_url: str, relay_pid: i
     cpu = (_cpu_seconds(relay_pid) - cpu_before) / elapsed
     delivered = (sum(c.events for c in clients) - events_before) / elapsed
     measuring[0] = False
-    stop.set()
-    sent = await publisher
+    while publisher.is_alive():
+        await asyncio.sleep(0.1)
     status = _get(port, "/status")
     return {
         "latencies": latencies,
         "delivered_per_s": delivered,
         "relay_cpu": cpu,
-        "sent": sent,
+        "sent": sent.value,
         "status": status,
         "refused": sum(1 for c in clients if not c.status.startswith(b"HTTP/1.1 200")),
     }
