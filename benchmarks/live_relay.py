@@ -137,9 +137,11 @@ async def _run(args: argparse.Namespace, port: int, redis_url: str, relay_pid: i
     measuring[0] = True
     events_before = sum(c.events for c in clients)
     cpu_before, started = _cpu_seconds(relay_pid), time.monotonic()
+    own_before = _cpu_seconds(os.getpid())
     await asyncio.sleep(args.seconds)
     elapsed = time.monotonic() - started
     cpu = (_cpu_seconds(relay_pid) - cpu_before) / elapsed
+    own = (_cpu_seconds(os.getpid()) - own_before) / elapsed
     delivered = (sum(c.events for c in clients) - events_before) / elapsed
     measuring[0] = False
     while publisher.is_alive():
@@ -149,6 +151,7 @@ async def _run(args: argparse.Namespace, port: int, redis_url: str, relay_pid: i
         "latencies": latencies,
         "delivered_per_s": delivered,
         "relay_cpu": cpu,
+        "clients_cpu": own,
         "sent": sent.value,
         "status": status,
         "refused": sum(1 for c in clients if not c.status.startswith(b"HTTP/1.1 200")),
@@ -226,7 +229,8 @@ def main() -> int:
     )
     print(
         f"  delivered {result['delivered_per_s']:,.0f} events/s in all "
-        f"(expected {args.clients * args.rate:,}); relay CPU {result['relay_cpu']:.0%} of one core"
+        f"(expected {args.clients * args.rate:,}); relay CPU {result['relay_cpu']:.0%} of one core, "
+        f"the clients' process {result['clients_cpu']:.0%}"
     )
     print(
         f"  dropped clients {status['dropped_clients']}, refused {result['refused']}, "
