@@ -140,6 +140,22 @@ def cmd_live(args) -> int:
     return serve(args.host, args.port, args.heartbeat, args.database_url)
 
 
+def cmd_live_token(args) -> int:
+    from ingestion_pipelines.live.auth import mint_token
+    from ingestion_pipelines.settings import get_settings
+
+    secret = get_settings().live_jwt_secret
+    if not secret:
+        print("ingest: INGEST_LIVE_JWT_SECRET is not set: no token to sign", file=sys.stderr)
+        return 2
+    try:
+        print(mint_token(secret, args.sub, args.role, args.ttl))
+    except ValueError as exc:
+        print(f"ingest: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ingest", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -236,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--database-url", help="where /bars reads trade_bar_1m (default: INGEST_DATABASE_URL)"
     )
     p.set_defaults(func=cmd_live)
+    token = p.add_subparsers(dest="live_command").add_parser(
+        "token", help="print a signed token for the live relay (INGEST_LIVE_JWT_SECRET)"
+    )
+    token.add_argument("--sub", required=True, help="who the token is for")
+    token.add_argument("--role", choices=["viewer", "operator"], default="viewer")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds it is valid (default 3600)")
+    token.set_defaults(func=cmd_live_token)
     return parser
 
 

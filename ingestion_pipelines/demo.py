@@ -13,6 +13,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from ingestion_pipelines.demo_live import LivePage, start_live_page
 from ingestion_pipelines.settings import PROJECT_ROOT, get_settings
 
 # In the demo every schedule ticks every two minutes, so runs and rows show up at once.
@@ -101,12 +102,27 @@ def _settle_config(database_url: str, replay_env: dict[str, str] | None) -> None
         print(f"  config {worker or 'global'}.{key}: {old} -> {new}", flush=True)
 
 
+def _live_line(live: LivePage, env: dict[str, str]) -> str:
+    if live.url is None:
+        return f"No live page: {live.why_not}"
+    if env.get("INGEST_LIVE_JWT_SECRET"):
+        mint = "`ingest live token --sub you --role operator`"
+        return f"Live page at {live.url}?token=<a token from {mint}>"
+    return f"Live page at {live.url}   (trades, bars and run progress as they happen)"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ingestion_pipelines.demo")
     parser.add_argument(
         "--replay", action="store_true", help="serve and use the bundled recordings"
     )
     parser.add_argument("--port", type=int, default=3000)
+    parser.add_argument(
+        "--live-port",
+        type=int,
+        default=None,
+        help="the live page's port (default: INGEST_LIVE_PORT, 8790)",
+    )
     parser.add_argument(
         "--replay-port",
         type=int,
@@ -143,12 +159,14 @@ def main(argv=None) -> int:
         database_url = env.get("INGEST_DATABASE_URL") or settings.database_url
         upgrade(database_url)
         _settle_config(database_url, replay_env)
+        live = start_live_page(stack, env, args.live_port or settings.live_port)
         children = []
         for name, command in _processes(env, args.port):
             children.append((name, subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)))
             print(f"  starting {name} (pid {children[-1][1].pid})", flush=True)
         url = f"http://127.0.0.1:{args.port}"
-        print(f"\n  Dagster UI soon at {url}   (Ctrl-C stops everything)\n", flush=True)
+        print(f"\n  Dagster UI soon at {url}   (Ctrl-C stops everything)", flush=True)
+        print(f"  {_live_line(live, env)}\n", flush=True)
         _say_when_ready(url, stop)
         threading.Thread(target=_first_runs, args=(url, stop), daemon=True).start()
         while not stop.wait(1.0):

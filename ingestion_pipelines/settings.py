@@ -38,6 +38,15 @@ class Settings(BaseSettings):
     sidecar_http_port: int = 8791
     live_host: str = "127.0.0.1"  # where `ingest live` listens (INGEST_LIVE_HOST)
     live_port: int = 8790  # INGEST_LIVE_PORT
+    # `ingest live`: HS256 key of its tokens (unset: no tokens asked), allowed page origins,
+    # caps (live/auth.py, live/hub.py)
+    live_jwt_secret: str | None = Field(default=None, repr=False)
+    live_origins: str = ""
+    live_max_clients: int = 2_000
+    live_max_per_user: int = 16
+    live_max_subscriptions: int = 256
+    # crawl redirects to non-public addresses: auto / refuse / allow (url_policy.py)
+    http_private_redirects: str = "auto"
 
     def dagster_home(self) -> Path:
         return Path(os.environ.get("DAGSTER_HOME") or local_data_dir() / "dagster_home")

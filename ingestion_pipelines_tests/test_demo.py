@@ -20,6 +20,7 @@ from ingestion_pipelines.config import ConfigChain
 from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient
 from ingestion_pipelines.settings import PROJECT_ROOT
 from ingestion_pipelines.sources.base import source_classes
+from ingestion_pipelines_tests.live.helpers import get_json
 from ingestion_pipelines_tests.testbed.base import free_port
 
 # Watched for three minutes at least, and until every scheduled worker has succeeded. How soon
@@ -113,7 +114,8 @@ def demo(tmp_path: Path):
     )
     log = (tmp_path / "demo.log").open("wb")
     command = [sys.executable, "-m", "ingestion_pipelines.demo", "--replay", "--port", str(port)]
-    command += ["--replay-port", str(replay_port)]
+    live_port = free_port()
+    command += ["--replay-port", str(replay_port), "--live-port", str(live_port)]
     process = subprocess.Popen(
         command, env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -163,3 +165,10 @@ def test_demo_is_green_and_silent_from_the_first_minutes(demo):
     value = shell.get("coingecko_markets", "base_url")
     assert value.value == f"http://127.0.0.1:{replay_port}/api/v3"
     assert value.layer == "worker_config row"
+    # The live page is announced next to the UI and relays the sidecar's trades.
+    log = (tmp_path / "demo.log").read_text()
+    [line] = [x.strip() for x in log.splitlines() if "Live page at" in x or "No live page" in x]
+    assert line.startswith("Live page at http://127.0.0.1:"), line
+    live_port = int(line.split("127.0.0.1:")[1].split("/")[0])
+    relayed = get_json(live_port, "/status")
+    assert relayed["redis"] == "connected" and relayed["relayed"] > 0, relayed

@@ -92,6 +92,11 @@ class HttpClientResource(dg.ConfigurableResource):
         default="ratelimit:", description="Prefix of the Redis keys of the rate limiter."
     )
     verify_tls: bool = Field(default=True, description="Verify TLS certificates.")
+    private_redirects: str = Field(
+        default="",
+        description="Redirects to non-public addresses: auto, refuse or allow "
+        "(empty: INGEST_HTTP_PRIVATE_REDIRECTS, default auto).",
+    )
 
     def resolved_redis_url(self) -> str | None:
         """The Redis URL in effect (``None``: no Redis), read at call time, never at import."""
@@ -133,4 +138,5 @@ class HttpClientResource(dg.ConfigurableResource):
             headers=headers,
             user_agent=self.user_agent_fallback,
             verify_tls=self.verify_tls,
+            private_redirects=self.private_redirects or None,
         )

@@ -35,7 +35,11 @@ from ingestion_pipelines.resources.rate_limit import (
 )
 from ingestion_pipelines.resources.redirects import protocol_options, send_following_redirects
 from ingestion_pipelines.retry import full_jitter, is_retryable_status, parse_retry_after
-from ingestion_pipelines.url_policy import PROXY_SCHEMES, check_optional_url
+from ingestion_pipelines.url_policy import (
+    PROXY_SCHEMES,
+    check_optional_url,
+    private_redirect_mode,
+)
 
 DEFAULT_USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "
@@ -106,8 +110,11 @@ class CrawlSession:
         headers: Mapping[str, str] | None = None,
         user_agent: str = DEFAULT_USER_AGENT,
         verify_tls: bool = True,
+        private_redirects: str | None = None,
     ) -> None:
         self.worker_id = worker_id
+        # auto / refuse / allow (None: INGEST_HTTP_PRIVATE_REDIRECTS); see url_policy
+        self.private_redirects = private_redirect_mode(private_redirects)
         self.rate_limiter = rate_limiter
         self.impersonate = impersonate or None
         self.timeout_s = float(timeout_s)
@@ -368,6 +375,7 @@ class CrawlSession:
                 method,  # type: ignore[arg-type]
                 url,
                 on_redirect=body.clear,
+                private_redirects=self.private_redirects,
                 params=dict(params) if params else None,
                 json=json,
                 data=data,

@@ -1,38 +1,53 @@
-"""The relay's core: one Redis pattern subscription, a short replay buffer and bounded queues.
+"""The relay's core: one Redis pattern subscription, a short replay buffer, and feeds.
 
     hub = Hub(redis_url)                     # started by the app (`await hub.run()` in a task)
-    client = hub.subscribe(["ticks:*"], last_event_id="1764490000000-42")
-    message = await client.next(timeout_s=15)     # a Message, or None: time for a heartbeat
+    client, gap = hub.subscribe(["ticks:*"], last_event_id="1764490000000-42", user="alice")
+    items = client.take()                    # what arrived since the last take (may be [])
+    await client.wait()                      # until something arrives (or a heartbeat tick)
 
 Every message received on `ticks:*`, `bars:*` or `progress:*` gets an id `<epoch>-<seq>` (the
-epoch is the hub's start time in ms, so ids from an earlier process are recognised), goes into
-the replay buffer (the newest `replay_size` messages), and is offered to every client whose
-glob patterns match its channel. Offering never waits: a client whose queue is full is dropped
-(`client.gone` is set with the reason), so a slow client never slows the Redis reader, Redis or
-the sidecar that publishes.
+epoch is the hub's start time in ms, so ids from an earlier process are recognised) and goes
+into the replay buffer (the newest `replay_size` messages).
+
+Clients asking for the same channels with the same role share one `Feed`: a message is matched
+against each distinct subscription once (the channel -> feeds routes are cached), appended to
+the feeds it matches, and each client keeps a cursor into its feed's log. Dispatch therefore
+costs one append per matching subscription, not one per client and pattern, and a client takes
+everything that arrived since its last write in one batch. Nothing here waits on a client: one
+more than `queue_size` messages behind is dropped (`client.gone` is set with the reason), so a
+slow client never slows the Redis reader, Redis or the sidecar that publishes.
+
+Caps (`Limits`): clients in all, connections per user, distinct subscriptions; patterns per
+client are capped in `messages.check_patterns`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
-from collections.abc import Iterable
+from collections import Counter, deque
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
-import orjson
 from loguru import logger
 
 from ingestion_pipelines.errors import IngestError
+from ingestion_pipelines.live.messages import (
+    KINDS,
+    REDIS_PATTERNS,
+    Gap,
+    Message,
+    make_message,
+    parse_event_id,
+)
+from ingestion_pipelines.live.messages import PatternError as PatternError  # its old home
 from ingestion_pipelines.redaction import redact, redact_url, register_secret
 from ingestion_pipelines.retry import Backoff
 
-KINDS = ("ticks", "bars", "progress")
-REDIS_PATTERNS = tuple(f"{kind}:*" for kind in KINDS)
 REPLAY_SIZE = 5_000
 CLIENT_QUEUE_SIZE = 1_000
+MAX_ROUTES = 10_000  # cached channel -> feeds routes
 NO_REDIS = (
     "INGEST_REDIS_URL is not set: `ingest live` relays the Redis channels ticks:*, bars:* and "
     "progress:* that the sidecar and the crawls publish; set INGEST_REDIS_URL (the same Redis "
@@ -40,100 +55,141 @@ NO_REDIS = (
 )
 
 
-class PatternError(IngestError, ValueError):
-    """A `channel` pattern that can never match a relayed channel."""
+@dataclass(frozen=True)
+class Limits:
+    """Caps on what clients may hold (INGEST_LIVE_MAX_CLIENTS, _MAX_PER_USER, _MAX_SUBSCRIPTIONS)."""
+
+    clients: int = 2_000
+    per_user: int = 16
+    subscriptions: int = 256
 
 
-def check_patterns(patterns: Iterable[str]) -> list[str]:
-    """The patterns to relay (every relayed channel when none is given); `PatternError` for a
-    pattern outside `ticks:*`, `bars:*`, `progress:*`."""
-    checked = [p.strip() for p in patterns if p.strip()]
-    if not checked:
-        return list(REDIS_PATTERNS)
-    for pattern in checked:
-        head, colon, _ = pattern.partition(":")
-        if pattern != "*" and not (colon and any(fnmatchcase(kind, head) for kind in KINDS)):
-            raise PatternError(
-                f"channel {pattern!r}: relayed channels are {', '.join(REDIS_PATTERNS)} "
-                "(glob patterns, e.g. ticks:binance:* or progress:*)"
-            )
-    return checked
+class LimitError(IngestError):
+    """A connection past one of the caps; `status` is the HTTP status to answer."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
 
 
-def matches(patterns: list[str], channel: str) -> bool:
-    return any(fnmatchcase(channel, p) for p in patterns)
+class Feed:
+    """The clients sharing one subscription: its messages kept once, a cursor per client."""
 
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One relayed message, with its wire forms built once for every client."""
-
-    seq: int
-    channel: str
-    event_id: str
-    json: str  # {"id": ..., "channel": ..., "data": <the published JSON>}
+    def __init__(self, key: tuple, patterns: tuple[str, ...], kinds: frozenset[str]):
+        self.key = key
+        self.patterns = patterns
+        self.kinds = kinds
+        self.log: list[Message | Gap] = []
+        self.base = 0  # the position of log[0] since the feed began
+        self.clients: set[Client] = set()
+        self.waiters: list[asyncio.Future[None]] = []
+        self._sse: tuple[int, int, bytes] = (0, 0, b"")  # the last range joined, and its bytes
 
     @property
-    def sse(self) -> bytes:
-        return f"id: {self.event_id}\ndata: {self.json}\n\n".encode()
+    def end(self) -> int:
+        return self.base + len(self.log)
 
+    def sse_between(self, start: int, end: int) -> bytes:
+        """The SSE bytes of the messages from `start` to `end`: joined once for all the clients
+        taking the same range (they usually do, woken together)."""
+        first, last, chunk = self._sse
+        if (first, last) != (start, end):
+            chunk = b"".join(item.sse for item in self.log[start - self.base : end - self.base])
+            self._sse = (start, end, chunk)
+        return chunk
 
-def _message(epoch: int, seq: int, channel: str, payload: bytes) -> Message:
-    try:
-        orjson.loads(payload)
-        data = payload.decode()
-    except (orjson.JSONDecodeError, UnicodeDecodeError):
-        data = orjson.dumps(payload.decode("utf-8", "replace")).decode()
-    event_id = f"{epoch}-{seq}"
-    head = orjson.dumps({"id": event_id, "channel": channel}).decode()
-    return Message(seq, channel, event_id, f'{head[:-1]},"data":{data}}}')
+    def wants(self, channel: str) -> bool:
+        """Whether the channel is for this feed: its role's kinds, then its patterns."""
+        if channel.partition(":")[0] not in self.kinds:
+            return False
+        return any(fnmatchcase(channel, p) for p in self.patterns)
+
+    def push(self, item: Message | Gap, queue_size: int) -> None:
+        self.log.append(item)
+        if len(self.log) >= 2 * queue_size:
+            self._trim(queue_size)
+        if self.waiters:
+            self.wake()
+
+    def wake(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _trim(self, queue_size: int) -> None:
+        """Drop the clients more than `queue_size` behind, forget what every client has."""
+        end = self.end
+        for client in list(self.clients):
+            if client.dropped is None and client.cursor < end - queue_size:
+                client.drop(
+                    f"too slow: {queue_size} messages waiting; reconnect to resume", slow=True
+                )
+        cursors = [c.cursor for c in self.clients if c.dropped is None]
+        new_base = min(cursors, default=end)
+        del self.log[: new_base - self.base]
+        self.base = new_base
 
 
 class Client:
-    """One connected browser or program: its patterns and its bounded queue."""
+    """One connected browser or program: its feed, its cursor, what it must get first."""
 
-    def __init__(self, patterns: list[str], queue_size: int):
-        self.patterns = patterns
-        self.queue: asyncio.Queue[Message | Gap] = asyncio.Queue(queue_size)
+    def __init__(self, feed: Feed, user: str | None, backlog: list[Message | Gap]):
+        self.feed = feed
+        self.user = user
+        self.cursor = feed.end
+        self.first = backlog  # the resumed messages and gaps, before the feed's
         self.gone = asyncio.Event()
         self.dropped: str | None = None
+        self.missed = 0  # messages it did not get, when dropped
+        self.slow = False  # dropped for not keeping up
+        self.expiry: asyncio.TimerHandle | None = None
 
-    def wants(self, channel: str) -> bool:
-        return matches(self.patterns, channel)
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        return self.feed.patterns
 
-    def offer(self, message: Message | Gap) -> None:
+    def take(self) -> list[Message | Gap]:
+        """Everything that arrived since the last take, in order (nothing once dropped: its
+        place in the feed may be forgotten)."""
         if self.dropped is not None:
-            return
-        try:
-            self.queue.put_nowait(message)
-        except asyncio.QueueFull:
-            self.drop(f"too slow: {self.queue.maxsize} messages waiting; reconnect to resume")
+            return []
+        items, self.first = self.first, []
+        feed = self.feed
+        if self.cursor < feed.end:
+            items = items + feed.log[self.cursor - feed.base :]
+            self.cursor = feed.end
+        return items
 
-    def drop(self, reason: str) -> None:
-        self.dropped = reason
+    def take_sse(self) -> bytes:
+        """`take()` as the SSE bytes to write."""
+        if self.dropped is not None:
+            return b""
+        first, self.first = self.first, []
+        feed = self.feed
+        chunk = b""
+        if self.cursor < feed.end:
+            chunk = feed.sse_between(self.cursor, feed.end)
+            self.cursor = feed.end
+        return b"".join(item.sse for item in first) + chunk if first else chunk
+
+    async def wait(self) -> None:
+        """Until the feed has something new or the hub's heartbeat tick."""
+        waiter = asyncio.get_running_loop().create_future()
+        self.feed.waiters.append(waiter)
+        await waiter
+
+    def drop(self, reason: str, *, slow: bool = False) -> None:
+        if self.dropped is None:
+            self.missed = self.feed.end - self.cursor
+            self.dropped = reason
+            self.slow = slow
         self.gone.set()
-
-    async def next(self, timeout_s: float) -> Message | Gap | None:
-        """The next message, or None when none came within `timeout_s` (send a heartbeat)."""
-        try:
-            return await asyncio.wait_for(self.queue.get(), timeout_s)
-        except TimeoutError:
-            return None
-
-
-@dataclass(frozen=True)
-class Gap:
-    """What a resuming client could not get back: `missed` messages (None: unknown)."""
-
-    missed: int | None
-    reason: str
-
-    def json(self) -> str:
-        return orjson.dumps({"event": "gap", "missed": self.missed, "reason": self.reason}).decode()
 
 
 class Hub:
-    """Reads Redis, keeps the replay buffer, fans out to clients (one event loop, no locks)."""
+    """Reads Redis, keeps the replay buffer, fans out to feeds (one event loop, no locks)."""
 
     def __init__(
         self,
@@ -141,45 +197,92 @@ class Hub:
         *,
         replay_size: int = REPLAY_SIZE,
         queue_size: int = CLIENT_QUEUE_SIZE,
+        heartbeat_s: float = 15.0,
+        limits: Limits | None = None,
     ):
         self.redis_url = redis_url
         if redis_url:
             register_secret(urlsplit(redis_url).password)  # never in a log line or /status
         self.queue_size = queue_size
+        self.heartbeat_s = heartbeat_s
+        self.limits = limits or Limits()
         self.epoch = time.time_ns() // 1_000_000
         self.seq = 0
         self.buffer: deque[Message] = deque(maxlen=replay_size)
         self.clients: set[Client] = set()
+        self.feeds: dict[tuple, Feed] = {}
+        self._routes: dict[str, tuple[Feed, ...]] = {}
+        self.per_user: Counter[str] = Counter()
         self.dropped = 0
+        self.dropped_messages = 0
+        self.refused: Counter[str] = Counter()
         self.status = "not configured" if not redis_url else "connecting"
         self.ready = asyncio.Event()
 
     # ---- clients ------------------------------------------------------------------------------
     def subscribe(
-        self, patterns: list[str], last_event_id: str | None = None
+        self,
+        patterns: list[str],
+        last_event_id: str | None = None,
+        *,
+        user: str | None = None,
+        kinds: tuple[str, ...] = KINDS,
+        expires_at: float | None = None,
     ) -> tuple[Client, Gap | None]:
-        """A new client; with `last_event_id`, its queue starts with every buffered message
-        after that id (and a `Gap` when some are no longer buffered)."""
-        backlog: list[Message] = []
-        gap = None
-        if last_event_id:
-            after, gap = self._resume_point(last_event_id)
-            backlog = [m for m in self.buffer if m.seq > after and matches(patterns, m.channel)]
-        # Room for the backlog on top of the usual bound, so a resume is never dropped at once.
-        client = Client(patterns, self.queue_size + len(backlog))
-        for message in backlog:
-            client.offer(message)
+        """A new client of `user` (None: anonymous, counted in the total only) reading
+        `patterns` (of the `kinds` its role may read); with
+        `last_event_id`, it first gets every buffered message after that id (and a `Gap` when
+        some are no longer buffered). `EventIdError` for a malformed id, `LimitError` past a
+        cap. `expires_at` (epoch seconds): the client is dropped then (its token expires)."""
+        after, gap = self._resume_point(last_event_id) if last_event_id else (None, None)
+        self._check_limits(user, patterns, kinds)
+        feed = self._feed(tuple(patterns), frozenset(kinds))
+        backlog: list[Message | Gap] = []
+        if after is not None:
+            backlog = [m for m in self.buffer if m.seq > after and feed.wants(m.channel)]
+        client = Client(feed, user, backlog)
+        feed.clients.add(client)
         self.clients.add(client)
+        if user is not None:
+            self.per_user[user] += 1
+        if expires_at is not None:
+            delay = max(0.0, expires_at - time.time())
+            client.expiry = asyncio.get_running_loop().call_later(
+                delay, client.drop, "the token expired: reconnect with a new one"
+            )
         return client, gap
 
+    def _check_limits(self, user: str | None, patterns: list[str], kinds: tuple[str, ...]) -> None:
+        limits = self.limits
+        if len(self.clients) >= limits.clients:
+            self._refuse("clients", 503, f"the relay serves {limits.clients} clients at most")
+        if user is not None and self.per_user[user] >= limits.per_user:
+            self._refuse("per_user", 429, f"at most {limits.per_user} connections per user")
+        key = (tuple(patterns), frozenset(kinds))
+        if key not in self.feeds and len(self.feeds) >= limits.subscriptions:
+            self._refuse(
+                "subscriptions", 503, f"at most {limits.subscriptions} distinct subscriptions"
+            )
+
+    def _refuse(self, reason: str, status: int, text: str) -> None:
+        self.refused[reason] += 1
+        raise LimitError(status, text)
+
+    def _feed(self, patterns: tuple[str, ...], kinds: frozenset[str]) -> Feed:
+        key = (patterns, kinds)
+        feed = self.feeds.get(key)
+        if feed is None:
+            feed = self.feeds[key] = Feed(key, patterns, kinds)
+            self._routes.clear()
+        return feed
+
     def _resume_point(self, last_event_id: str) -> tuple[int, Gap | None]:
-        epoch, _, seq = last_event_id.strip().partition("-")
-        if not (epoch.isdigit() and seq.isdigit()) or int(epoch) != self.epoch:
+        epoch, after = parse_event_id(last_event_id)
+        if epoch != self.epoch:
             oldest = self.buffer[0].seq - 1 if self.buffer else self.seq
             return oldest, Gap(
                 None, "the relay restarted since that id: messages in between are lost"
             )
-        after = int(seq)
         oldest = self.buffer[0].seq if self.buffer else self.seq + 1
         if after < oldest - 1:
             missed = oldest - 1 - after
@@ -187,26 +290,57 @@ class Hub:
         return after, None
 
     def unsubscribe(self, client: Client) -> None:
+        if client not in self.clients:
+            return
         self.clients.discard(client)
-        if client.dropped is not None:
+        if client.user is not None:
+            self.per_user[client.user] -= 1
+            if self.per_user[client.user] <= 0:
+                del self.per_user[client.user]
+        if client.expiry is not None:
+            client.expiry.cancel()
+        feed = client.feed
+        feed.clients.discard(client)
+        if not feed.clients:
+            del self.feeds[feed.key]
+            self._routes.clear()
+        if client.slow:
             self.dropped += 1
+            self.dropped_messages += client.missed
+        if client.dropped is not None:
             logger.info("dropped a live client ({})", client.dropped)
 
     # ---- Redis --------------------------------------------------------------------------------
     def dispatch(self, channel: str, payload: bytes) -> Message:
         """Number, buffer and fan out one message (synchronous: never waits on a client)."""
         self.seq += 1
-        message = _message(self.epoch, self.seq, channel, payload)
+        message = make_message(self.epoch, self.seq, channel, payload)
         self.buffer.append(message)
-        for client in self.clients:
-            if client.wants(channel):
-                client.offer(message)
+        feeds = self._routes.get(channel)
+        if feeds is None:
+            feeds = self._route(channel)
+        for feed in feeds:
+            feed.push(message, self.queue_size)
         return message
+
+    def _route(self, channel: str) -> tuple[Feed, ...]:
+        if len(self._routes) >= MAX_ROUTES:
+            self._routes.clear()
+        feeds = self._routes[channel] = tuple(f for f in self.feeds.values() if f.wants(channel))
+        return feeds
 
     def tell_everyone(self, gap: Gap) -> None:
         """A gap every client must know of (not buffered: it concerns this moment)."""
-        for client in self.clients:
-            client.offer(gap)
+        for feed in self.feeds.values():
+            feed.push(gap, self.queue_size)
+
+    async def heartbeats(self) -> None:
+        """Wake every waiting client a few times per heartbeat interval, so an idle one sends
+        its heartbeat (one timer for all, not one per client)."""
+        while True:
+            await asyncio.sleep(self.heartbeat_s / 3)
+            for feed in list(self.feeds.values()):
+                feed.wake()
 
     async def run(self) -> None:
         """Relay until cancelled, reconnecting to Redis with backoff."""
@@ -215,41 +349,51 @@ class Hub:
             return
         import redis.asyncio as aioredis
 
+        ticker = asyncio.create_task(self.heartbeats(), name="live-heartbeats")
         backoff = Backoff(base_s=0.5, cap_s=10.0)
         where = redact_url(self.redis_url)
-        while True:
-            connection = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=5)
-            pubsub = connection.pubsub()
-            try:
-                await pubsub.psubscribe(*REDIS_PATTERNS)
-                if self.status != "connected":
-                    logger.info("relaying {} from Redis at {}", ", ".join(REDIS_PATTERNS), where)
-                self.status = "connected"
-                self.ready.set()
-                backoff.reset()
-                async for item in pubsub.listen():
-                    if item["type"] == "pmessage":
-                        self.dispatch(item["channel"].decode(), item["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - reconnect; the clients stay
-                status = f"Redis at {where} unreachable: {redact(str(exc))[:300]}"
-                if status != self.status:
-                    logger.warning("{} (retrying)", status)
-                    if self.ready.is_set():
-                        self.tell_everyone(Gap(None, f"the relay lost Redis: {status}"))
-                self.status = status
-                await asyncio.sleep(backoff.next())
-            finally:
-                await pubsub.aclose()
-                await connection.aclose()
+        try:
+            while True:
+                connection = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=5)
+                pubsub = connection.pubsub()
+                try:
+                    await pubsub.psubscribe(*REDIS_PATTERNS)
+                    if self.status != "connected":
+                        logger.info(
+                            "relaying {} from Redis at {}", ", ".join(REDIS_PATTERNS), where
+                        )
+                    self.status = "connected"
+                    self.ready.set()
+                    backoff.reset()
+                    async for item in pubsub.listen():
+                        if item["type"] == "pmessage":
+                            self.dispatch(item["channel"].decode(), item["data"])
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - reconnect; the clients stay
+                    self._lost(f"Redis at {where} unreachable: {redact(str(exc))[:300]}")
+                    await asyncio.sleep(backoff.next())
+                finally:
+                    await pubsub.aclose()
+                    await connection.aclose()
+        finally:
+            ticker.cancel()
+
+    def _lost(self, status: str) -> None:
+        if status != self.status:
+            logger.warning("{} (retrying)", status)
+            if self.ready.is_set():
+                self.tell_everyone(Gap(None, f"the relay lost Redis: {status}"))
+        self.status = status
 
     def describe(self) -> dict[str, object]:
         return {
             "redis": self.status,
             "message": NO_REDIS if not self.redis_url else None,
             "clients": len(self.clients),
+            "subscriptions": len(self.feeds),
             "dropped_clients": self.dropped,
+            "dropped_messages": self.dropped_messages,
             "relayed": self.seq,
             "buffered": len(self.buffer),
             "channels": list(REDIS_PATTERNS),

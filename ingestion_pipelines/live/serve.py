@@ -28,14 +28,21 @@ def serve(
     import uvicorn
 
     from ingestion_pipelines.live.app import HEARTBEAT_S, create_app
+    from ingestion_pipelines.live.auth import LiveAuth
 
     settings = get_settings()
     host = host or settings.live_host
     port = port or settings.live_port
+    try:
+        auth = LiveAuth.from_settings()
+    except ValueError as exc:
+        print(f"ingest live: {exc}", file=sys.stderr, flush=True)
+        return 2
     app = create_app(
         settings.redis_url,
         heartbeat_s=heartbeat_s or HEARTBEAT_S,
         bars_database_url=database_url,
+        auth=auth,
     )
     source = f"Redis at {redact_url(settings.redis_url)}" if settings.redis_url else None
     print(
@@ -46,6 +53,12 @@ def serve(
     )
     if source is None:
         print(f"ingest live: {NO_REDIS}", file=sys.stderr, flush=True)
+    access = (
+        "a token is required (INGEST_LIVE_JWT_SECRET is set; `ingest live token` mints one)"
+        if auth.secret
+        else "open to anyone who can reach it (set INGEST_LIVE_JWT_SECRET to require tokens)"
+    )
+    print(f"ingest live: {access}", file=sys.stderr, flush=True)
     config = uvicorn.Config(
         app,
         host=host,

@@ -131,6 +131,18 @@ class FaultRegistry:
 # ---------------------------------------------------------------- server
 
 
+MAX_BODY_BYTES = 1_000_000  # the sources' requests are small JSON documents
+PLAIN = {"Content-Type": "text/plain; charset=utf-8"}
+
+
+class _BadBody(Exception):
+    """A request body refused before it is read: its status and why."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _HTTPServer
@@ -146,12 +158,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         replay = self.server.replay
         url = urlsplit(self.path)
+        try:
+            body = self._read_body()
+        except _BadBody as refused:  # answered and closed: the rest of the body is unread
+            self.close_connection = True
+            self._answer(Response(refused.status, f"{refused}\n".encode(), dict(PLAIN)))
+            return
         request = ReplayRequest(
             method=self.command,
             path=url.path,
             query=dict(parse_qsl(url.query, keep_blank_values=True)),
             headers={name.lower(): value for name, value in self.headers.items()},
-            body=self._read_body(),
+            body=body,
             time=time.time(),
             raw_query=url.query,
         )
@@ -163,17 +181,19 @@ class _Handler(BaseHTTPRequestHandler):
             if replay.latency_s:
                 time.sleep(replay.latency_s)
             response = replay.respond(request)
-        except Exception:  # a bug here must still answer, and say why
+        except Exception as exc:  # a bug here must still answer; the traceback stays here
             traceback.print_exc()
-            response = Response(
-                500, traceback.format_exc().encode(), {"Content-Type": "text/plain"}
-            )
+            text = f"replay server error ({type(exc).__name__}); see the server's log\n"
+            response = Response(500, text.encode(), dict(PLAIN))
         finally:
             with replay._requests_lock:
                 replay.in_flight -= 1
         if response is None:  # a dropped connection
             self.close_connection = True
             return
+        self._answer(response)
+
+    def _answer(self, response: Response) -> None:
         self.send_response(response.status)
         for name, value in response.headers.items():
             self.send_header(name, value)
@@ -184,16 +204,37 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(response.body)
 
     def _read_body(self) -> bytes:
+        """The request body, at most MAX_BODY_BYTES; `_BadBody` (400/413) otherwise."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                pass
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
+            return self._read_chunked()
+        raw = (self.headers.get("Content-Length") or "0").strip()
+        if not raw.isdigit():  # "-1", "1e3", " 12 13": never read as a length
+            raise _BadBody(400, f"bad Content-Length {raw[:40]!r}")
+        length = int(raw)
+        if length > MAX_BODY_BYTES:
+            raise _BadBody(413, f"body of {length} bytes: at most {MAX_BODY_BYTES}")
         return self.rfile.read(length) if length else b""
+
+    def _read_chunked(self) -> bytes:
+        chunks, total = [], 0
+        while True:
+            head = self.rfile.readline(100).split(b";")[0].strip() or b"0"
+            try:
+                size = int(head, 16)
+            except ValueError:
+                raise _BadBody(400, f"bad chunk size {head[:20]!r}") from None
+            if size < 0:
+                raise _BadBody(400, f"bad chunk size {head[:20]!r}")
+            if size == 0:
+                break
+            total += size
+            if total > MAX_BODY_BYTES:
+                raise _BadBody(413, f"chunked body over {MAX_BODY_BYTES} bytes")
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(100)
+        while self.rfile.readline(1000) not in (b"\r\n", b"\n", b""):
+            pass
+        return b"".join(chunks)
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.replay.verbose:

@@ -20,6 +20,7 @@ from ingestion_pipelines.url_policy import (
     CRAWL_SCHEMES,
     CURL_PROTOCOLS,
     UnsafeUrlError,
+    check_redirect_target,
     check_url,
     same_origin,
 )
@@ -45,6 +46,15 @@ def checked(url: str) -> str:
         raise curl_exc.InvalidSchema(str(exc)) from None
 
 
+def checked_redirect(here: str, target: str, private_redirects: str | None) -> str:
+    """`target` when a redirect from `here` may go there (scheme, non-public addresses per
+    `url_policy.check_redirect_target`); else curl_cffi's `InvalidSchema` (fatal)."""
+    try:
+        return check_redirect_target(here, target, private_redirects)
+    except UnsafeUrlError as exc:
+        raise curl_exc.InvalidSchema(str(exc)) from None
+
+
 def cross_origin_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The headers that may go to another origin."""
     return {k: v for k, v in headers.items() if k.lower() in CROSS_ORIGIN_HEADERS}
@@ -61,11 +71,13 @@ def send_following_redirects(
     data: Any = None,
     on_redirect: Callable[[], None] | None = None,
     max_redirects: int = MAX_REDIRECTS,
+    private_redirects: str | None = None,
     **kwargs: Any,
 ) -> Any:
     """`send(method, url, ...)` (a curl_cffi `Session.request`) hop by hop, redirects off.
 
     `on_redirect` is called before each further hop (the caller drops the redirect's body).
+    `private_redirects`: auto/refuse/allow (None: INGEST_HTTP_PRIVATE_REDIRECTS; `url_policy`).
     """
     hop_headers = dict(headers or {})
     for _ in range(max_redirects + 1):
@@ -85,7 +97,7 @@ def send_following_redirects(
         if status not in REDIRECT_STATUSES or not location:
             return response
         here = str(response.url or url)
-        target = checked(urljoin(here, location))
+        target = checked_redirect(here, urljoin(here, location), private_redirects)
         if not same_origin(here, target):
             hop_headers = cross_origin_headers(hop_headers)
         if status == 303 or (status in (301, 302) and method == "POST"):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from operator import itemgetter
 from typing import Any, Literal
@@ -278,6 +278,32 @@ def _decimal_literal(value: Any, name: str) -> str:
 _SHORT_STRING = 32  # characters
 
 
+def _plain_literal(value: Any, name: str, escape) -> str:
+    """A value of a column with no special kind, written only for the types whose literal is
+    known to be safe. Anything else is refused: the driver's generic encoder would quote it
+    with backslashes, which a server in NO_BACKSLASH_ESCAPES mode does not read as escapes."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, str):
+        return escape(str(value))  # quoted per the server's backslash mode
+    if isinstance(value, Decimal):
+        return _decimal_literal(value, name)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:  # a plain DATETIME column holds the time as given
+            return "'" + value.isoformat(" ") + "'"
+        return _time_literal(value, name)
+    if isinstance(value, date):
+        return "'" + value.isoformat() + "'"
+    raise TypeError(
+        f"{name}: a {type(value).__name__} cannot be written by fast_upsert "
+        "(only str, int, Decimal, datetime, date, bool or None)"
+    )
+
+
 def _row_literals(prepared: _Prepared, rows: Sequence[Mapping[str, Any]], driver) -> list[str]:
     """Each row as an SQL row literal "(v1,v2,...)". Strings are escaped by the driver (which
     follows the server's NO_BACKSLASH_ESCAPES mode), times are written in UTC,
@@ -302,7 +328,7 @@ def _row_literals(prepared: _Prepared, rows: Sequence[Mapping[str, Any]], driver
             return _time_literal(value, name)
         if kind == "decimal":
             return _decimal_literal(value, name)
-        return "NULL" if value is None else escape(value)
+        return _plain_literal(value, name, escape)
 
     kinds = prepared.kinds
     out = []

@@ -29,26 +29,39 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.05):
         time.sleep(poll)
 
 
-def get_json(port: int, path: str) -> dict:
+def get_json(port: int, path: str, headers: dict[str, str] | None = None) -> dict:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=headers or {})
         return json.loads(conn.getresponse().read())
     finally:
         conn.close()
 
 
-def status_or_none(port: int) -> dict | None:
+def status_or_none(port: int, headers: dict[str, str] | None = None) -> dict | None:
     try:
-        return get_json(port, "/status")
+        return get_json(port, "/status", headers)
     except OSError:
         return None
 
 
+def request(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:
+    """GET `path`: (status, headers in lower case, body); for a stream, its first bytes."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        streaming = response.getheader("content-type", "").startswith("text/event-stream")
+        body = response.read1(65536) if streaming else response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+    finally:
+        conn.close()
+
+
 @contextmanager
-def live_in_thread(redis_url: str | None, **options) -> Iterator[int]:
+def live_in_thread(redis_url: str | None, status_headers=None, **options) -> Iterator[int]:
     """`create_app(redis_url, **options)` served by uvicorn on a free port; yields the port once
-    the relay is subscribed to Redis."""
+    the relay is subscribed to Redis (`status_headers`: how /status is asked, e.g. a token)."""
     import uvicorn
 
     from ingestion_pipelines.live.app import create_app
@@ -69,12 +82,23 @@ def live_in_thread(redis_url: str | None, **options) -> Iterator[int]:
     thread.start()
     try:
         expected = "connected" if redis_url else "not configured"
-        wait_for(lambda: (status_or_none(port) or {}).get("redis") == expected, 15, "the relay")
+        wait_for(
+            lambda: (status_or_none(port, status_headers) or {}).get("redis") == expected,
+            15,
+            "the relay",
+        )
         yield port
     finally:
         server.should_exit = True
         thread.join(10)
         assert not thread.is_alive(), "the relay did not stop"
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return request(port, "/healthz")[0] == 200
+    except OSError:
+        return False
 
 
 @contextmanager
@@ -88,7 +112,7 @@ def live_process(env: dict[str, str], log: Path, port: int) -> Iterator[subproce
         start_new_session=True,
     )
     try:
-        wait_for(lambda: status_or_none(port) or proc.poll() is not None, 20, "ingest live")
+        wait_for(lambda: _healthy(port) or proc.poll() is not None, 20, "ingest live")
         assert proc.poll() is None, log.read_text()
         yield proc
     finally:
@@ -115,9 +139,16 @@ class Event:
 class SSEReader:
     """GET /stream with optional Last-Event-ID; `next()` parses one event (or a comment)."""
 
-    def __init__(self, port: int, query: str, last_event_id: str | None = None, timeout=10.0):
+    def __init__(
+        self,
+        port: int,
+        query: str,
+        last_event_id: str | None = None,
+        timeout=10.0,
+        headers: dict[str, str] | None = None,
+    ):
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-        headers = {"Accept": "text/event-stream"}
+        headers = {"Accept": "text/event-stream", **(headers or {})}
         if last_event_id:
             headers["Last-Event-ID"] = last_event_id
         self.conn.request("GET", f"/stream?{query}", headers=headers)

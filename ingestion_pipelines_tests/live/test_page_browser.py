@@ -116,3 +116,37 @@ def test_the_page_shows_a_trade_the_sidecar_committed_within_2_s(
             browser.close()
         terminate(sidecar)
         engine.dispose()
+
+
+def test_the_page_signed_in_with_a_token_streams_for_a_viewer(redis_url, tmp_path):
+    """With INGEST_LIVE_JWT_SECRET set, the page opened with `?token=` keeps it as a cookie and
+    its EventSource streams with it; a viewer's page gets ticks, not run progress."""
+    from ingestion_pipelines.live.auth import mint_token
+
+    secret = "s" * 48
+    port = free_port()
+    env = {"INGEST_REDIS_URL": redis_url, "INGEST_LIVE_JWT_SECRET": secret}
+    browser = None
+    try:
+        with live_process(env, tmp_path / "live.log", port):
+            browser = Browser(tmp_path / "chromium.log")
+            browser.navigate(f"http://127.0.0.1:{port}/")  # no token: nothing is served
+            assert "token is required" in browser.evaluate("document.body.textContent")
+            token = mint_token(secret, "vera", "viewer", 300)
+            browser.navigate(f"http://127.0.0.1:{port}/?token={token}")
+            status = "document.getElementById('status')?.textContent"
+            wait_for(lambda: browser.evaluate(status) == "live", 20, "the page's stream")
+            r = redis.Redis.from_url(redis_url)
+            progress = {"worker_id": "fmarket_nav", "done": 1, "total": 2, "percent": 50.0}
+            r.publish("progress:secret-run", orjson.dumps(progress))
+            row = {"source": "binance", "symbol": "BTCUSDT", "trade_id": 4242,
+                   "price": "97000.1", "quantity": "0.5", "side": "buy",
+                   "traded_at": "2026-11-30T08:00:00+00:00",
+                   "received_at": "2026-11-30T08:00:00.1+00:00"}  # fmt: skip
+            r.publish("ticks:binance:BTCUSDT", orjson.dumps([row]))
+            shown = SHOWN.format(id=4242, sym="BTCUSDT")
+            wait_for(lambda: browser.evaluate(shown), 5, "the trade shown")
+            assert browser.evaluate("document.querySelector('#progress .run')") is None
+    finally:
+        if browser is not None:
+            browser.close()

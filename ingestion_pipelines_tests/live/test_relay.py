@@ -13,6 +13,7 @@ import threading
 import time
 
 import orjson
+import pytest
 import redis
 import websocket
 
@@ -159,7 +160,9 @@ def test_a_slow_client_is_dropped_and_never_holds_back_the_others(redis_url):
         slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         slow.connect(("127.0.0.1", port))
-        slow.sendall(b"GET /stream?channel=ticks:* HTTP/1.1\r\nHost: x\r\n\r\n")  # never reads
+        slow.sendall(
+            b"GET /stream?channel=ticks:* HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        )  # never reads
         wait_for(lambda: get_json(port, "/status")["clients"] == 2, 5, "both clients")
 
         started = time.monotonic()
@@ -296,3 +299,115 @@ def test_recent_bars_for_the_chart_from_trade_bar_1m(database_url, redis_url):
     assert [b["trade_count"] for b in got] == [6, 1]  # oldest first; 90 min ago is out
     assert got[1]["open"] == "97000.123456789012345678"  # exact decimals as text
     assert datetime.fromisoformat(got[1]["bar_start"]) == minute
+
+
+# ---------------------------------------------------------------- review findings (issue 22)
+
+
+def test_a_malformed_last_event_id_is_a_400_not_a_500(redis_url):
+    """As found: `Last-Event-ID: ²-1` passed str.isdigit() and int() raised: a 500."""
+    with live_in_thread(redis_url) as port:
+        for bad in ("²-1", "1-²", "１２-3", "-", "1-2-3", "x" * 5000):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.putrequest("GET", "/stream?channel=ticks:*")
+            conn.putheader("Last-Event-ID", bad.encode())
+            conn.endheaders()
+            response = conn.getresponse()
+            assert response.status == 400, bad
+            assert b"Last-Event-ID" in response.read()
+            conn.close()
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(
+                f"ws://127.0.0.1:{port}/ws?last_event_id=%C2%B2-1", timeout=5
+            )
+        assert refused.value.status_code == 400
+        assert get_json(port, "/status")["clients"] == 0
+
+
+def test_cr_and_lf_inside_a_published_json_never_split_a_data_line(redis_url):
+    """As found: valid JSON with raw CR/LF between tokens went out as is, and SSE readers cut
+    the event at each one (a line starting `event:`/`id:` could even be injected)."""
+    r = redis.Redis.from_url(redis_url)
+    payload = b'{"price":\r\n"1.50",\r"qty":\n123456789012345678901234567890.000000000000000001,\r\n"x":"a\\nb"}'
+    injected = b"[1,\n2,\r\nevent: dropped\n]"  # not JSON: relayed as a string
+    with live_in_thread(redis_url) as port:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/stream?channel=ticks:*")
+        response = conn.getresponse()
+        wait_for(lambda: get_json(port, "/status")["clients"] == 1, 5, "the client")
+        r.publish(TICKS, payload)
+        r.publish(TICKS, injected)
+        raw = b""
+        while raw.count(b"\n\nid:") < 1 or not raw.endswith(b"\n\n") or raw.count(b"data:") < 2:
+            raw += response.read1(65536)
+        conn.close()
+    events = [e for e in raw.split(b"\n\n") if b"data:" in e]
+    for event in events:
+        lines = event.split(b"\n")
+        assert [line.split(b":")[0] for line in lines] == [b"id", b"data"], event
+        assert b"\r" not in event
+    first = json.loads(events[0].split(b"\n")[1][6:])
+    assert first["data"]["price"] == "1.50" and first["data"]["x"] == "a\nb"
+    # numbers exactly as published: the document is re-serialised without a float round trip
+    assert b"123456789012345678901234567890.000000000000000001" in events[0]
+    second = json.loads(events[1].split(b"\n")[1][6:])
+    assert second["data"] == injected.decode()
+
+
+def test_dispatch_matches_each_subscription_once_not_each_client_and_pattern(monkeypatch):
+    """As found: every message was matched against every client x pattern, with no caps."""
+    import asyncio
+
+    from ingestion_pipelines.live import hub as hub_module
+
+    calls = 0
+    real = hub_module.fnmatchcase
+
+    def counting(name, pattern):
+        nonlocal calls
+        calls += 1
+        return real(name, pattern)
+
+    monkeypatch.setattr(hub_module, "fnmatchcase", counting)
+
+    async def scenario() -> tuple[int, int, list[int]]:
+        hub = hub_module.Hub(None, limits=hub_module.Limits(clients=5000, per_user=5000))
+        patterns = [f"ticks:s{n}:*" for n in range(15)] + ["ticks:binance:*"]
+        clients = [hub.subscribe(patterns, user=f"u{n % 50}")[0] for n in range(1000)]
+        clients += [hub.subscribe(["bars:*"])[0] for _ in range(10)]
+        hub.dispatch("ticks:binance:BTCUSDT", b"[1]")
+        first = calls
+        for n in range(1000):
+            hub.dispatch("ticks:binance:BTCUSDT", b"[%d]" % n)
+        got = [len(c.take()) for c in clients]
+        return first, calls, got
+
+    first, total, got = asyncio.run(scenario())
+    assert first <= 16 + 1  # one subscription's patterns (and the other's), once
+    assert total == first  # the route is cached: no matching per message after that
+    assert got == [1001] * 1000 + [0] * 10
+
+
+def test_a_feed_forgets_what_its_clients_have_and_drops_only_the_one_behind():
+    import asyncio
+
+    from ingestion_pipelines.live.hub import Hub
+
+    async def scenario():
+        hub = Hub(None, queue_size=10)
+        fast, _ = hub.subscribe(["ticks:*"])
+        slow, _ = hub.subscribe(["ticks:*"])
+        got, sse = [], b""
+        for n in range(100):
+            hub.dispatch("ticks:binance:BTCUSDT", b"[%d]" % n)
+            if n % 3 == 0:
+                got += [json.loads(m.json)["data"][0] for m in fast.take()]
+        sse = slow.take_sse()
+        return hub, fast, slow, got + [json.loads(m.json)["data"][0] for m in fast.take()], sse
+
+    hub, fast, slow, got, sse = asyncio.run(scenario())
+    assert got == list(range(100))
+    assert slow.dropped and slow.slow and slow.missed > 10 and sse == b""
+    assert len(fast.feed.log) < 20  # what every live client has is forgotten
+    hub.unsubscribe(slow)
+    assert hub.dropped == 1 and hub.dropped_messages == slow.missed

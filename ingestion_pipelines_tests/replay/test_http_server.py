@@ -431,3 +431,69 @@ def test_every_family_recording_ships_and_has_a_provenance_line():
                 assert read_data(entry.name) == entry.read_bytes()
                 recordings += 1
     assert recordings == 11
+
+
+# ---------------------------------------------------------------- hostile requests (issue 22)
+
+
+def _raw(server, head: bytes, body: bytes = b"", timeout: float = 5) -> tuple[int, bytes]:
+    """One request over a raw socket: (status, whole answer)."""
+    import socket
+
+    with socket.create_connection((server.host, server.port), timeout=timeout) as sock:
+        sock.sendall(head + body)
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer) < answer.index(b"\r\n\r\n") + 4:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        sock.settimeout(1)
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except TimeoutError:
+            pass
+    return int(answer.split(b" ", 2)[1]), answer
+
+
+@pytest.mark.parametrize("length", [b"-1", b"-100000", b"1e3", b"12, 12"])
+def test_a_bad_content_length_is_a_400_at_once(server, length):
+    """As found: `Content-Length: -1` read the socket until the client closed it."""
+    head = b"POST " + FILTER.encode() + b" HTTP/1.1\r\nHost: x\r\nContent-Length: " + length
+    status, answer = _raw(server, head + b"\r\n\r\n", b'{"page": 1}')
+    assert status == 400, answer
+    assert b"Content-Length" in answer and b"Traceback" not in answer
+
+
+def test_a_body_over_the_bound_is_a_413_unread(server):
+    from ingestion_pipelines.replay.http_server import MAX_BODY_BYTES
+
+    head = f"POST {FILTER} HTTP/1.1\r\nHost: x\r\nContent-Length: {10**12}\r\n\r\n".encode()
+    status, answer = _raw(server, head, b"{")
+    assert status == 413 and b"Traceback" not in answer
+    chunked = f"POST {FILTER} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+    big = (b"%x\r\n" % 65536 + b"x" * 65536 + b"\r\n") * (MAX_BODY_BYTES // 65536 + 2)
+    status, answer = _raw(server, chunked, big)
+    assert status == 413 and b"Traceback" not in answer
+    status, answer = _raw(server, chunked, b"zz\r\n")
+    assert status == 400 and b"chunk size" in answer
+    assert post(server, FILTER, FILTER_BODY).status_code == 200  # and it serves on
+
+
+def test_a_failing_handler_answers_500_without_its_traceback(server, capsys):
+    """As found: the 500's body was the Python traceback (paths, code, values)."""
+    from ingestion_pipelines.replay import routes
+
+    def broken(request, dataset):
+        raise RuntimeError("secret internals at /srv/app.py")
+
+    routes.ROUTES["/broken-for-test"] = {"GET": broken}
+    try:
+        status, headers, body = plain_get(server.url + "/broken-for-test")
+    finally:
+        del routes.ROUTES["/broken-for-test"]
+    assert status == 500
+    assert b"Traceback" not in body and b"secret internals" not in body
+    assert b"RuntimeError" in body
+    assert "secret internals" in capsys.readouterr().err  # the server's own log keeps it

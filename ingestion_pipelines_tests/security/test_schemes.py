@@ -158,3 +158,75 @@ def test_the_sidecar_checks_again_before_connecting(listener):
     with pytest.raises(UnsafeUrlError, match="only http/https"):
         filler._get(f"gopher://127.0.0.1:{listener.port}/_x", 2.0)
     assert listener.connections == 0
+
+
+# ---------------------------------------------------------------- non-public redirects (issue 22)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::ffff:127.0.0.1]", "0.0.0.0"])
+def test_a_redirect_to_a_local_address_is_refusable(listener, monkeypatch, host):
+    """As found: a source answering 302 to http://127.0.0.1:<redis>/ was followed. With
+    INGEST_HTTP_PRIVATE_REDIRECTS=refuse the hop is refused before connecting, for a literal
+    address and for a name resolving to one."""
+    monkeypatch.setenv("INGEST_HTTP_PRIVATE_REDIRECTS", "refuse")
+    target = f"http://{host}:{listener.port}/SET:pwned:1"
+    with HttpOrigin() as origin, HttpClientResource(redis_url="").session("w") as session:
+        origin.set("/hop", Reply(302, headers={"Location": target}))
+        with pytest.raises(HttpFetchError, match="non-public address"):
+            session.get(origin.url("/hop"))
+    assert listener.connections == 0
+
+
+def test_urllib_redirects_to_local_addresses_are_refusable(listener):
+    import urllib.request
+
+    with HttpOrigin() as origin:
+        origin.set("/h", Reply(302, headers={"Location": f"http://127.0.0.1:{listener.port}/"}))
+        opener = urllib.request.build_opener(SafeRedirectHandler("refuse"))
+        with pytest.raises(UnsafeUrlError, match="non-public address"):
+            opener.open(origin.url("/h"), timeout=5)
+    assert listener.connections == 0
+
+
+def test_auto_refuses_only_when_a_public_origin_redirects(monkeypatch):
+    """`auto` (the default): a public source may not send the crawl to a local address (named
+    or literal); a local origin (the replays, these tests) may."""
+    from ingestion_pipelines import url_policy
+
+    real = socket.getaddrinfo
+    fake = {"api.example.com": "93.184.216.34", "rebind.example.com": "10.1.2.3"}
+
+    def resolve(host, *args, **kwargs):
+        if host in fake:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (fake[host], 0))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(url_policy.socket, "getaddrinfo", resolve)
+    check = url_policy.check_redirect_target
+    public = "https://api.example.com/v1/x"
+    for target in (
+        "http://127.0.0.1:6379/",
+        "http://localhost/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/",
+        "http://rebind.example.com/",
+        "http://192.168.1.1/",
+    ):
+        with pytest.raises(UnsafeUrlError, match="non-public"):
+            check(public, target, "auto")
+        assert check(public, target, "allow") == target
+        assert check("http://127.0.0.1:8700/x", target, "auto") == target
+        with pytest.raises(UnsafeUrlError):
+            check("http://127.0.0.1:8700/x", target, "refuse")
+    assert check(public, "https://api.example.com/v2/x", "refuse")  # public stays followed
+    monkeypatch.setenv("INGEST_HTTP_PRIVATE_REDIRECTS", "sometimes")
+    with pytest.raises(UnsafeUrlError, match="one of auto, refuse, allow"):
+        url_policy.private_redirect_mode()
+
+
+def test_the_default_follows_local_redirects_of_a_local_origin():
+    """The replays redirect on 127.0.0.1: the default (auto) keeps following them."""
+    with HttpOrigin() as origin, HttpClientResource(redis_url="").session("w") as session:
+        origin.set("/hop", Reply(302, headers={"Location": origin.url("/landing")}))
+        origin.set("/landing", Reply(200, body=b"ok"))
+        assert session.get(origin.url("/hop")).content == b"ok"

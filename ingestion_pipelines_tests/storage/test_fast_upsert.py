@@ -118,3 +118,63 @@ def test_refuses_what_the_column_types_refuse(mariadb_url, changes, error):
     with pytest.raises(error), engine.begin() as conn:
         fast_upsert(conn, tables.trade_tick, [trade(1), trade(2, **changes)], on_conflict="ignore")
     assert stored(engine) == []  # nothing of the batch
+
+
+class _Sneaky:
+    """Any object the driver does not know: PyMySQL's generic encoder quotes `str(obj)` with
+    backslashes whatever the server's mode."""
+
+    def __str__(self) -> str:
+        return "x\\', 'hacked', 0, 'sell', '2026-01-01 00:00:00', '2026-01-01 00:00:00') -- "
+
+
+def _no_backslash_escapes(conn) -> None:
+    conn.exec_driver_sql("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')")
+    mode = conn.exec_driver_sql("SELECT @@SESSION.sql_mode").scalar_one()
+    assert "NO_BACKSLASH_ESCAPES" in mode
+
+
+def test_unknown_types_are_refused_not_escaped(mariadb_url):
+    """As found in review (issue 22): under NO_BACKSLASH_ESCAPES the generic fallback wrote
+    `'x\\', 'hacked', ...` and the value's text became SQL. Only str, int, Decimal, datetime,
+    date, bool and None are written; anything else is a clear TypeError and nothing is sent."""
+    engine = ensure_schema(mariadb_url)
+    for value in (_Sneaky(), ("a", "b"), {"a": 1}, b"raw", 1.5):
+        with engine.begin() as conn:
+            _no_backslash_escapes(conn)
+            with pytest.raises(TypeError, match=r"symbol: a \w+ cannot be written by fast_upsert"):
+                fast_upsert(conn, tables.trade_tick, [trade(1, symbol=value)], on_conflict="ignore")
+    assert stored(engine) == []
+
+
+def test_strings_round_trip_under_no_backslash_escapes(mariadb_url):
+    """The driver quotes strings per the server's backslash mode, read from the session."""
+    engine = ensure_schema(mariadb_url)
+    hostile = ["x\\", "x\\'", "'\\''", "\\\\' -- ", "a'b\\nc", "%s\\0\x00"]
+    long = "\\' " * 30 + "Việt"  # longer than the short-string cache
+    rows = [trade(i, symbol=s) for i, s in enumerate(hostile, 1)]
+    rows.append(trade(99, side="\\'", symbol=long[-32:]))
+    with engine.begin() as conn:
+        _no_backslash_escapes(conn)
+        assert fast_upsert(conn, tables.trade_tick, rows, on_conflict="ignore") == len(rows)
+    got = {r["trade_id"]: (r["symbol"], r["side"]) for r in stored(engine)}
+    assert got == {row["trade_id"]: (row["symbol"], row["side"]) for row in rows}
+
+
+def test_known_plain_types_are_written(mariadb_url):
+    """bool and str subclasses, and dates (a plain column), under NO_BACKSLASH_ESCAPES too."""
+    from datetime import date
+    from enum import StrEnum
+
+    class Side(StrEnum):
+        BUY = "b'\\"
+
+    engine = ensure_schema(mariadb_url)
+    navs = [{"fund_id": 7, "nav_date": date(2026, 11, 20), "nav": Decimal("10234.56")}]
+    with engine.begin() as conn:
+        _no_backslash_escapes(conn)
+        fast_upsert(conn, tables.trade_tick, [trade(True, side=Side.BUY)])
+        fast_upsert(conn, tables.fund_nav, navs)
+    assert [(r["trade_id"], r["side"]) for r in stored(engine)] == [(1, "b'\\")]
+    got = [(r["fund_id"], r["nav_date"], r["nav"]) for r in stored(engine, tables.fund_nav)]
+    assert got == [(7, date(2026, 11, 20), Decimal("10234.56"))]
