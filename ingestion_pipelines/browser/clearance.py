@@ -73,7 +73,9 @@ class BrowserSolver:
     def clear(self, url: str) -> Clearance:
         page = self.pool.fetch(url, clear_challenge=True, challenge_timeout_s=self.timeout_s)
         if page.status is not None and page.status >= 400:
-            raise ClearanceError(f"{redact_url(url)}: the browser got {page.status} after the challenge")
+            raise ClearanceError(
+                f"{redact_url(url)}: the browser got {page.status} after the challenge"
+            )
         return Clearance(page.cookies, page.user_agent, solver=self.name)
 
 
@@ -116,7 +118,9 @@ class FlareSolverrSolver:
                 f"{str(body.get('message'))[:200]}"
             )
         return Clearance(
-            list(solution.get("cookies") or []), str(solution.get("userAgent") or ""), solver=self.name
+            list(solution.get("cookies") or []),
+            str(solution.get("userAgent") or ""),
+            solver=self.name,
         )
 
 
@@ -138,9 +142,7 @@ class ClearedFetcher:
         retried, up to `MAX_CLEARANCES_PER_REQUEST` times. Other 4xx/5xx raise as usual."""
         for _attempt in range(MAX_CLEARANCES_PER_REQUEST + 1):
             generation = self._generation
-            result = self.session.request(
-                "GET", url, accept_statuses=CHALLENGE_STATUSES, **kwargs
-            )
+            result = self.session.request("GET", url, accept_statuses=CHALLENGE_STATUSES, **kwargs)
             if not is_challenge(result):
                 if result.status in CHALLENGE_STATUSES:
                     return self.session.request("GET", url, **kwargs)  # raise as usual

@@ -242,9 +242,7 @@ def read_field(node: LexborNode | None, spec: FieldSpec) -> Any:
     return _convert(raw, spec)
 
 
-def _read_all(
-    fields: dict[str, FieldSpec], node_for: Any
-) -> tuple[dict[str, Any], list[str]]:
+def _read_all(fields: dict[str, FieldSpec], node_for: Any) -> tuple[dict[str, Any], list[str]]:
     values: dict[str, Any] = {}
     errors: list[str] = []
     for name, spec in fields.items():
@@ -323,9 +321,7 @@ def _text_matches(kind: RowKind, own: list[LexborNode], grid: list[LexborNode]) 
     return re.search(kind.when_pattern, "\n".join(node_lines(cell)), re.M) is not None
 
 
-def _kind_of(
-    own: list[LexborNode], grid: list[LexborNode], kinds: list[RowKind]
-) -> RowKind | None:
+def _kind_of(own: list[LexborNode], grid: list[LexborNode], kinds: list[RowKind]) -> RowKind | None:
     for kind in kinds:
         if len(own) < kind.min_cells or not _text_matches(kind, own, grid):
             continue

@@ -137,7 +137,11 @@ class BrowserPool:
                 f"Chromium at {self.settings.executable_path!r} did not start: {exc}"
             ) from exc
         self.start_s = time.monotonic() - started
-        logger.info("browser started in {:.2f}s ({} contexts at most)", self.start_s, self.settings.pool_size)
+        logger.info(
+            "browser started in {:.2f}s ({} contexts at most)",
+            self.start_s,
+            self.settings.pool_size,
+        )
         return self
 
     async def _launch(self) -> None:
@@ -362,3 +366,40 @@ async def _evidence(page, url: str) -> Evidence:
     except Exception as exc:  # noqa: BLE001
         logger.debug("no HTML of {}: {}", redact_url(url), exc)
     return Evidence(url, screenshot, html)
+
+
+class LazyBrowser:
+    """A `BrowserPool` started at first use (a crawl over HTTP may never need it)."""
+
+    def __init__(self, pool: BrowserPool):
+        self._pool = pool
+        self._lock = threading.Lock()
+        self.started = False
+
+    def get(self) -> BrowserPool:
+        """The started pool."""
+        with self._lock:
+            if not self.started:
+                self._pool.start()
+                self.started = True
+        return self._pool
+
+    def fetch(self, url: str, **kwargs):
+        """`BrowserPool.fetch` on the started pool."""
+        return self.get().fetch(url, **kwargs)
+
+    def render_evidence(self, html: str, url: str):
+        """`BrowserPool.render_evidence` on the started pool."""
+        return self.get().render_evidence(html, url)
+
+    @property
+    def navigations(self) -> int:
+        """Navigations made so far (0 when never started)."""
+        return self._pool.navigations if self.started else 0
+
+    def close(self) -> None:
+        """Close the browser if it was started."""
+        with self._lock:
+            if self.started:
+                self._pool.close()
+                self.started = False

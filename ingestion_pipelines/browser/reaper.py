@@ -12,6 +12,7 @@ importing nothing of the project, so it starts in a few milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -45,15 +46,11 @@ def kill_marked(marker: str) -> int:
             continue
     own_group = os.getpgid(0)
     for group in groups - {own_group}:
-        try:
+        with contextlib.suppress(OSError):
             os.killpg(group, signal.SIGKILL)
-        except OSError:
-            pass
     for pid in marked_processes(marker):
-        try:
+        with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
     return len(pids)
 
 

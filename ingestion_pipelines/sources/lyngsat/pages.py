@@ -80,8 +80,18 @@ SATELLITE_PAGE = PageSpec.model_validate(
                             },
                             "fec": {"column": 6, "line": 0, "pattern": _SR_FEC, "group": 2},
                             "modulation": {"column": 6, "line": 1, "pattern": _MODULATION},
-                            "onid": {"column": 8, "line": 0, "pattern": r"^(\d+)-\d+$", "type": "int"},
-                            "tid": {"column": 8, "line": 0, "pattern": r"^\d+-(\d+)$", "type": "int"},
+                            "onid": {
+                                "column": 8,
+                                "line": 0,
+                                "pattern": r"^(\d+)-\d+$",
+                                "type": "int",
+                            },
+                            "tid": {
+                                "column": 8,
+                                "line": 0,
+                                "pattern": r"^\d+-(\d+)$",
+                                "type": "int",
+                            },
                             "cn_lock": {"column": 8, "css": 'font[color="blue"]'},
                             "source": {"column": 9, "line": 0},
                             # a transponder carrying one channel shows it on its own row
@@ -92,7 +102,11 @@ SATELLITE_PAGE = PageSpec.model_validate(
                                 "type": "int",
                             },
                             "channel_ids": {"column": 6, "line": 1, "pattern": _SID_VPID},
-                            "channel_url": {"column": 3, "css": 'a[href*="channels/"]', "attr": "href"},
+                            "channel_url": {
+                                "column": 3,
+                                "css": 'a[href*="channels/"]',
+                                "attr": "href",
+                            },
                             "system_lines": {"column": 5, "type": "lines"},
                             "onid_lines": {"column": 8, "type": "lines"},
                             "source_date": {

@@ -66,7 +66,7 @@ def region_page(region: str, satellites: list[str]) -> bytes:
     return (
         f"<html><head><title>LyngSat - {region.title()}</title>"
         '<meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1"></head>'
-        f'<body><table width=720 border cellspacing=0 cellpadding=0>{links}</table>'
+        f"<body><table width=720 border cellspacing=0 cellpadding=0>{links}</table>"
         "</body></html>"
     ).encode("latin-1")
 
