@@ -232,9 +232,9 @@ def read_field(node: LexborNode | None, spec: FieldSpec) -> Any:
         return raw
     if raw is not None and spec.pattern is not None:
         match = re.search(spec.pattern, raw, re.M)
-        raw = match.group(spec.group) if match else None
         if match is None and (spec.required or (spec.strict and raw.strip())):
             raise ValueError(f"{raw[:60]!r} does not match {spec.pattern!r}")
+        raw = match.group(spec.group) if match else None
     if raw is None or raw == "":
         if spec.required:
             raise ValueError("missing")

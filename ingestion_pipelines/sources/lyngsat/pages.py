@@ -101,7 +101,7 @@ SATELLITE_PAGE = PageSpec.model_validate(
                                 "pattern": r"^(\d+)$",
                                 "type": "int",
                             },
-                            "channel_ids": {"column": 6, "line": 1, "pattern": _SID_VPID},
+                            "channel_ids": {"column": 6, "line": 1},
                             "channel_url": {
                                 "column": 3,
                                 "css": 'a[href*="channels/"]',
@@ -268,7 +268,7 @@ def _embedded_channel(transponder: dict, values: dict) -> dict[str, Any] | None:
     the provider column, SID - VPID under SR-FEC, audio under ONID-TID and C/N."""
     if values.get("channel_sid") is None and not values.get("channel_url"):
         return None
-    ids = re.match(r"^(\d+)\s*-\s*(\d+)$", values.get("channel_ids") or "")
+    ids = re.match(_SID_VPID, values.get("channel_ids") or "")
     skip = {values.get("cn_lock")}
     audio = [line for line in (values.get("onid_lines") or [])[1:] if line not in skip]
     own = {

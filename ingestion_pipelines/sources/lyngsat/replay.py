@@ -29,7 +29,13 @@ if TYPE_CHECKING:
 
 PREFIX = "/lyngsat"
 CAPTURED = ("Amos-3-7", "Astra-3B")
-REGIONS = {"europe": ["Amos-3-7", "Astra-3B"], "atlantic": ["Amos-3-7"]}
+# The default regions of the worker, each linking to captured pages (Amos 3/7 is at 4.0°W).
+REGIONS = {
+    "asia": ["Astra-3B"],
+    "europe": ["Amos-3-7", "Astra-3B"],
+    "atlantic": ["Amos-3-7"],
+    "america": ["Amos-3-7"],
+}
 HTML = "text/html"
 
 base_path("lyngsat", PREFIX)
