@@ -288,12 +288,13 @@ class BrowserPool:
                 status = await _wait_cleared(page, latest, timeout)
             if wait_for:
                 await page.wait_for_selector(wait_for)
+            html, title, agent = await _settled(page)
             return PageResult(
                 url=page.url,
-                status=status,
-                html=await page.content(),
-                title=await page.title(),
-                user_agent=await page.evaluate("navigator.userAgent"),
+                status=latest["status"] or status,
+                html=html,
+                title=title,
+                user_agent=agent,
                 cookies=await page.context.cookies(),
                 elapsed_s=time.monotonic() - started,
             )
@@ -322,6 +323,23 @@ async def _is_challenge_page(page, status: int | None) -> bool:
     except Exception:  # noqa: BLE001 - the page is navigating: not settled yet
         return True
     return (status in (403, 429, 503)) or any(title.startswith(t) for t in CHALLENGE_TITLES)
+
+
+async def _settled(page, attempts: int = 20) -> tuple[str, str, str]:
+    """The page's HTML, title and User-Agent once it has stopped navigating (a navigation that
+    started meanwhile, e.g. the challenge's reload landing late, is waited for)."""
+    for attempt in range(attempts):
+        try:
+            await page.wait_for_load_state("load")
+            return (
+                await page.content(),
+                await page.title(),
+                await page.evaluate("navigator.userAgent"),
+            )
+        except Exception as exc:  # noqa: BLE001
+            if "navigat" not in str(exc) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _track_navigations(page) -> dict[str, int | None]:

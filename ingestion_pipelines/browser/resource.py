@@ -3,6 +3,7 @@ process, started on first use), its challenge solver and its artifact storage.""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -35,9 +36,10 @@ class BrowserResource(dg.ConfigurableResource):
         default=None,
         description="clear challenges through this FlareSolverr (POST /v1 request.get) instead",
     )
-    artifacts_url: str = Field(
-        default=DEFAULT_ROOT,
-        description="where failed pages' screenshots and HTML go: a folder or an fsspec URL",
+    artifacts_url: str | None = Field(
+        default=None,
+        description="where failed pages' screenshots and HTML go: a folder or an fsspec URL "
+        f"(None: INGEST_ARTIFACTS_URL when set, read when used, else {DEFAULT_ROOT})",
     )
     artifacts_retention_days: float = Field(default=14.0, gt=0, le=3650)
 
@@ -72,12 +74,17 @@ class BrowserResource(dg.ConfigurableResource):
         finally:
             lazy.close()
 
-    def solver(self, browser: LazyBrowser, proxy: str | None = None) -> Solver:
-        """FlareSolverr when `flaresolverr_url` is set, else the run's own browser."""
-        if self.flaresolverr_url:
-            return FlareSolverrSolver(self.flaresolverr_url, self.challenge_timeout_s, proxy)
+    def solver(
+        self, browser: LazyBrowser, proxy: str | None = None, flaresolverr_url: str | None = None
+    ) -> Solver:
+        """FlareSolverr when a `flaresolverr_url` is given (the worker's setting, else this
+        resource's), else the run's own browser."""
+        service = flaresolverr_url or self.flaresolverr_url
+        if service:
+            return FlareSolverrSolver(service, self.challenge_timeout_s, proxy)
         return BrowserSolver(browser, self.challenge_timeout_s)  # type: ignore[arg-type]
 
     def artifacts(self) -> ArtifactStore:
         """The artifact storage for failure evidence."""
-        return ArtifactStore(self.artifacts_url, self.artifacts_retention_days)
+        root = self.artifacts_url or os.environ.get("INGEST_ARTIFACTS_URL") or DEFAULT_ROOT
+        return ArtifactStore(root, self.artifacts_retention_days)

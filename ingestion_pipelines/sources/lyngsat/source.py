@@ -12,8 +12,9 @@ worker, retry policy, run logging and progress on `progress:<run_id>`.
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from ingestion_pipelines import url_policy
 from ingestion_pipelines.workers import ScheduledSettings, WorkerSpec, register
 
 WORKER_ID = "lyngsat"
@@ -37,6 +38,15 @@ class LyngsatSettings(ScheduledSettings):
         default_factory=list,
         description="satellite page paths (Astra-1KR-1L-1M-1N.html); when set, only these",
     )
+    flaresolverr_url: str | None = Field(
+        None, description="clear challenges through this FlareSolverr (POST /v1) instead of Chromium"
+    )
+
+    @field_validator("flaresolverr_url")
+    @classmethod
+    def _service_url(cls, value: str | None) -> str | None:
+        return url_policy.check_optional_url(value, url_policy.CRAWL_SCHEMES, "flaresolverr_url")
+
     concurrency: int = Field(4, ge=1, le=64, description="satellite pages fetched at once")
     rate_limit_per_s: float | None = Field(1.0, gt=0, le=1000, allow_inf_nan=False)
 
@@ -148,7 +158,7 @@ def run_lyngsat(settings, http, browser, database, run_id: str | None, progress=
         session.start_deadline(settings.run_timeout_s)
         crawl = LyngsatCrawl(
             settings,
-            ClearedFetcher(session, browser.solver(lazy, settings.proxy)),
+            ClearedFetcher(session, browser.solver(lazy, settings.proxy, settings.flaresolverr_url)),
             lazy,
             artifacts,
             database.data_engine(settings.database_url),
