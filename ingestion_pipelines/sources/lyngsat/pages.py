@@ -318,12 +318,13 @@ def satellite_links(body: bytes, url: str, content_type: str | None = None) -> l
 
     tree = LexborHTMLParser(decode_html(body, content_type))
     origin = urlsplit(url)
+    folder = origin.path.rsplit("/", 1)[0]  # satellite pages sit next to the region pages
     found: list[str] = []
     for link in tree.css("a[href]"):
         target = urljoin(url, link.attributes.get("href") or "")
         parts = urlsplit(target)
         name = parts.path.rsplit("/", 1)[-1]
-        if parts.netloc != origin.netloc or parts.path.count("/") != 1:
+        if parts.netloc != origin.netloc or parts.path.rsplit("/", 1)[0] != folder:
             continue
         if _SATELLITE_LINK.match(name) and name not in _NOT_SATELLITES and target not in found:
             found.append(target)
