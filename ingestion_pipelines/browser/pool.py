@@ -19,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from loguru import logger
 
@@ -51,6 +52,10 @@ class BrowserSettings:
     proxy: str | None = None
     user_agent: str | None = None
     extra_args: tuple[str, ...] = ()
+    # Abort subresources from other hosts than the page's (ads, analytics, CDNs): faster, and
+    # nothing leaves for hosts the crawl never meant to reach. Off by default: some challenges
+    # load their scripts from another host (Turnstile: challenges.cloudflare.com).
+    block_third_party: bool = False
 
 
 @dataclass
@@ -212,6 +217,8 @@ class BrowserPool:
         if user_agent:
             options["user_agent"] = user_agent
         context = await self._browser.new_context(**options)
+        if self.settings.block_third_party:
+            await context.route("**/*", _same_host_only)
         context.set_default_navigation_timeout(self.settings.navigation_timeout_s * 1000)
         context.set_default_timeout(self.settings.selector_timeout_s * 1000)
         self._open += 1
@@ -325,12 +332,29 @@ async def _is_challenge_page(page, status: int | None) -> bool:
     return (status in (403, 429, 503)) or any(title.startswith(t) for t in CHALLENGE_TITLES)
 
 
+async def _same_host_only(route) -> None:
+    """Let navigations and same-host subresources through; abort the others."""
+    request = route.request
+    try:
+        page_url = request.frame.page.url
+    except Exception:  # noqa: BLE001 - a worker's or a detached frame's request
+        page_url = ""
+    same_host = urlsplit(request.url).netloc == urlsplit(page_url).netloc
+    if request.is_navigation_request() or not page_url.startswith("http") or same_host:
+        await route.continue_()
+    else:
+        await route.abort()
+
+
 async def _settled(page, attempts: int = 20) -> tuple[str, str, str]:
     """The page's HTML, title and User-Agent once it has stopped navigating (a navigation that
     started meanwhile, e.g. the challenge's reload landing late, is waited for)."""
     for attempt in range(attempts):
         try:
             await page.wait_for_load_state("load")
+            # the document being read is the one that finished loading (not a newer one still
+            # streaming in after the challenge's reload)
+            await page.wait_for_function("document.readyState === 'complete'", polling=50)
             return (
                 await page.content(),
                 await page.title(),

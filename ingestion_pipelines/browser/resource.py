@@ -32,6 +32,10 @@ class BrowserResource(dg.ConfigurableResource):
     user_agent: str | None = Field(
         default=None, description="User-Agent of the contexts (None: the desktop Chrome one)"
     )
+    block_third_party: bool = Field(
+        default=False,
+        description="abort subresources from other hosts than the page's (ads, analytics)",
+    )
     flaresolverr_url: str | None = Field(
         default=None,
         description="clear challenges through this FlareSolverr (POST /v1 request.get) instead",
@@ -52,6 +56,7 @@ class BrowserResource(dg.ConfigurableResource):
             selector_timeout_s=self.selector_timeout_s,
             proxy=proxy,
             user_agent=self.user_agent,
+            block_third_party=self.block_third_party,
         )
 
     @contextmanager

@@ -163,7 +163,10 @@ class CrawlSession:
         for cookie in cookies:
             domain = str(cookie.get("domain") or "")
             self._session.cookies.set(
-                str(cookie["name"]), str(cookie["value"]), domain=domain, path=cookie.get("path") or "/"
+                str(cookie["name"]),
+                str(cookie["value"]),
+                domain=domain,
+                path=cookie.get("path") or "/",
             )
         if user_agent:
             self._session.headers["User-Agent"] = user_agent

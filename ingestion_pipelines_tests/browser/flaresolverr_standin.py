@@ -48,16 +48,36 @@ class FlareSolverrStandIn:
     def answer(self, path: str, command: dict) -> tuple[int, dict]:
         started = int(time.time() * 1000)
         if path != "/v1" or command.get("cmd") != "request.get":
-            return 500, {"status": "error", "message": f"Request parameter 'cmd' = '{command.get('cmd')}' is invalid."}
+            return 500, {
+                "status": "error",
+                "message": f"Request parameter 'cmd' = '{command.get('cmd')}' is invalid.",
+            }
         try:
             page = self.pool.fetch(
                 command["url"], challenge_timeout_s=command.get("maxTimeout", 60000) / 1000
             )
         except BrowserPageError as exc:
-            return 500, {"status": "error", "message": f"Error: Error solving the challenge. {exc}",
-                         "startTimestamp": started, "endTimestamp": int(time.time() * 1000), "version": VERSION}
+            return 500, {
+                "status": "error",
+                "message": f"Error: Error solving the challenge. {exc}",
+                "startTimestamp": started,
+                "endTimestamp": int(time.time() * 1000),
+                "version": VERSION,
+            }
         cookies = [
-            {k: c.get(k) for k in ("name", "value", "domain", "path", "expires", "httpOnly", "secure", "sameSite")}
+            {
+                k: c.get(k)
+                for k in (
+                    "name",
+                    "value",
+                    "domain",
+                    "path",
+                    "expires",
+                    "httpOnly",
+                    "secure",
+                    "sameSite",
+                )
+            }
             for c in page.cookies
         ]
         return 200, {

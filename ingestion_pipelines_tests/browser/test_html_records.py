@@ -33,7 +33,12 @@ SPEC = {
                         "group": {"column": 0, "line": 0},
                         "note": {"column": 0, "line": -1},
                         "name": {"column": 1, "required": True},
-                        "close": {"column": 2, "type": "decimal", "strict": True, "pattern": r"^([\d,.]+)$"},
+                        "close": {
+                            "column": 2,
+                            "type": "decimal",
+                            "strict": True,
+                            "pattern": r"^([\d,.]+)$",
+                        },
                         "day": {"column": 3, "type": "date"},
                     },
                 }
@@ -75,8 +80,12 @@ def test_kinds_parents_and_when_patterns():
         "tables": [
             {
                 "kinds": [
-                    {"name": "head", "when_column": 0, "when_pattern": r"^T\d$",
-                     "fields": {"id": {"column": 0}}},
+                    {
+                        "name": "head",
+                        "when_column": 0,
+                        "when_pattern": r"^T\d$",
+                        "fields": {"id": {"column": 0}},
+                    },
                     {"name": "child", "parent": "head", "fields": {"v": {"column": 1}}},
                 ]
             }
@@ -99,12 +108,14 @@ def test_a_selector_the_parser_refuses_is_a_spec_error():
 
 
 def test_legacy_encodings_decode_as_a_browser_does():
-    latin1 = '<meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1">DX Boz\xf3th 42.0\xb0E \x96'.encode("latin-1")
+    latin1 = '<meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1">DX Boz\xf3th 42.0\xb0E \x96'.encode(
+        "latin-1"
+    )
     assert charset_of(latin1) == "iso-8859-1"
     # ISO-8859-1 is decoded as windows-1252 (the WHATWG rule): 0x96 is an en dash
     assert decode_html(latin1).endswith("DX Bozóth 42.0°E –")
     # the header's charset wins over the page's
-    assert decode_html("é".encode("utf-8"), "text/html; charset=utf-8") == "é"
+    assert decode_html("é".encode(), "text/html; charset=utf-8") == "é"
     # no declaration: UTF-8 when it decodes, else windows-1252
     assert decode_html("Kraków".encode()) == "Kraków"
     assert decode_html("Krak\xf3w".encode("latin-1")) == "Kraków"

@@ -17,7 +17,7 @@ from ingestion_pipelines.sources.lyngsat.pages import (
 # A frequency cell as LyngSat writes it: bold "11644&nbsp;H", a link around it or not, and the
 # decimals of a fractional frequency in a smaller font ("12639.<font size=1>7</font>").
 FREQUENCY_CELL = re.compile(
-    rb'<b>(?:<a [^>]*>)?(\d+)(?:\.<font size=1>(\d+)</font>)?&nbsp;([HVLR])(?:</a>)?</b>'
+    rb"<b>(?:<a [^>]*>)?(\d+)(?:\.<font size=1>(\d+)</font>)?&nbsp;([HVLR])(?:</a>)?</b>"
 )
 SR_FEC_CELL = re.compile(rb"colspan=2><font face=\"Verdana\" size=1>(\d+)-(\d+/\d+)<br>")
 
@@ -77,7 +77,9 @@ def test_a_transponder_row_exactly():
             "mux_url": "http://www.lyngsat.com/muxes/Amos-3_Middle-East_10758-V.html",
         },
     }
-    fractional = next(t for t in page("Astra-3B").transponders if t["frequency_mhz"] == Decimal("12639.7"))
+    fractional = next(
+        t for t in page("Astra-3B").transponders if t["frequency_mhz"] == Decimal("12639.7")
+    )
     assert fractional["polarization"] == "V" and fractional["system"] == "DVB-S"
 
 
@@ -85,7 +87,9 @@ def test_channels_under_their_transponder_and_on_a_one_channel_transponder_row()
     amos = page("Amos-3-7")
     shopping = next(c for c in amos.channels if c["name"] == "The Shopping Channel")
     assert (shopping["frequency_mhz"], shopping["polarization"], shopping["beam"]) == (
-        Decimal("10926"), "V", "Middle East",
+        Decimal("10926"),
+        "V",
+        "Middle East",
     )
     assert (shopping["sid"], shopping["video_pid"], shopping["audio_pids"]) == (1202, 513, "661")
     assert shopping["audio_languages"] == "Heb" and shopping["provider"] == "Yes"

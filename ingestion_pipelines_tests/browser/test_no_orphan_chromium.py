@@ -33,7 +33,9 @@ def wait_until(condition, timeout_s: float = 20.0) -> bool:
     return condition()
 
 
-@pytest.mark.parametrize("mode", ["kill", "kill-group", pytest.param("raise", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "mode", ["kill", "kill-group", pytest.param("raise", marks=pytest.mark.slow)]
+)
 def test_no_chromium_is_left_after_the_run_process_ends(mode):
     child = subprocess.Popen(
         [sys.executable, "-m", HELPER, "raise" if mode == "raise" else "wait"],

@@ -39,7 +39,8 @@ class LyngsatSettings(ScheduledSettings):
         description="satellite page paths (Astra-1KR-1L-1M-1N.html); when set, only these",
     )
     flaresolverr_url: str | None = Field(
-        None, description="clear challenges through this FlareSolverr (POST /v1) instead of Chromium"
+        None,
+        description="clear challenges through this FlareSolverr (POST /v1) instead of Chromium",
     )
 
     @field_validator("flaresolverr_url")
@@ -158,7 +159,9 @@ def run_lyngsat(settings, http, browser, database, run_id: str | None, progress=
         session.start_deadline(settings.run_timeout_s)
         crawl = LyngsatCrawl(
             settings,
-            ClearedFetcher(session, browser.solver(lazy, settings.proxy, settings.flaresolverr_url)),
+            ClearedFetcher(
+                session, browser.solver(lazy, settings.proxy, settings.flaresolverr_url)
+            ),
             lazy,
             artifacts,
             database.data_engine(settings.database_url),
@@ -170,9 +173,7 @@ def run_lyngsat(settings, http, browser, database, run_id: str | None, progress=
             return crawl.run()
         except (SourceError, HttpFetchError, ClearanceError) as exc:
             metadata = {"evidence": crawl.result.evidence} if crawl.result.evidence else None
-            raise dg.Failure(
-                str(exc), allow_retries=is_transient(exc), metadata=metadata
-            ) from None
+            raise dg.Failure(str(exc), allow_retries=is_transient(exc), metadata=metadata) from None
         except SQLAlchemyError as exc:
             data_url = settings.database_url or database.control_url()
             raise storage_failure(WORKER_ID, data_url, settings.base_url, exc) from None

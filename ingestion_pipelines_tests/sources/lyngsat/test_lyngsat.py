@@ -41,7 +41,10 @@ def test_every_transponder_row_lands_exactly_and_a_rerun_changes_nothing(crawler
     for k, row in got.items():
         page_row = shown[k]
         assert (row["symbol_rate"], row["fec"], row["system"], row["modulation"]) == (
-            page_row["symbol_rate"], page_row["fec"], page_row["system"], page_row["modulation"]
+            page_row["symbol_rate"],
+            page_row["fec"],
+            page_row["system"],
+            page_row["modulation"],
         )
     satellites = {r["satellite"]: r for r in crawler.rows(tables.satellite)}
     assert satellites["Amos-3-7"]["orbital_position"] == Decimal("-4.0")  # 4.0°W
@@ -55,7 +58,10 @@ def test_every_transponder_row_lands_exactly_and_a_rerun_changes_nothing(crawler
 
     second = crawler.run("lyngsat", run_config=FAST).metadata
     assert second["per_satellite"]["Amos-3-7"] == {
-        "created": 0, "updated": 0, "unchanged": per["Amos-3-7"]["created"], "errors": 0,
+        "created": 0,
+        "updated": 0,
+        "unchanged": per["Amos-3-7"]["created"],
+        "errors": 0,
     }
     assert crawler.rows(tables.satellite_transponder) == stored
 
@@ -73,9 +79,7 @@ def test_an_unreadable_row_is_dead_lettered_with_its_html(crawler, artifacts):
     assert len(crawler.rows(tables.satellite_transponder)) == 47
 
 
-def test_a_page_that_cannot_be_read_leaves_evidence_and_fails_the_run_naming_it(
-    crawler, artifacts
-):
+def test_a_page_that_cannot_be_read_leaves_evidence_and_fails_the_run_naming_it(crawler, artifacts):
     crawler.server.dataset.lyngsat.pages["Astra-3B"] = (
         b"<html><head><title>Service unavailable</title></head><body>maintenance</body></html>"
     )
