@@ -14,6 +14,7 @@ dead letter); the other satellites go on, and the run fails at the end naming ev
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -136,6 +137,7 @@ class LyngsatCrawl:
         self.result = LyngsatResult()
         self.log = logger.bind(worker_id=WORKER_ID)
         self._done = 0
+        self._progress_lock = threading.Lock()
 
     # -- discovery ------------------------------------------------------------------------
     def url_of(self, path: str) -> str:
@@ -220,9 +222,10 @@ class LyngsatCrawl:
             self._tick(total)
 
     def _tick(self, total: int) -> None:
-        self._done += 1
-        if self.progress is not None:
-            self.progress(self._done, total)
+        with self._progress_lock:  # satellites finish on several threads
+            self._done += 1
+            if self.progress is not None:
+                self.progress(self._done, total)
 
     # -- writing --------------------------------------------------------------------------
     def _write(self, page: SatellitePage, count: SatelliteCount, url: str, response) -> None:

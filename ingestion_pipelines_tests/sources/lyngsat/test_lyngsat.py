@@ -94,3 +94,38 @@ def test_a_page_that_cannot_be_read_leaves_evidence_and_fails_the_run_naming_it(
     assert Path(evidence["screenshot"]).read_bytes().startswith(PNG)
     assert Path(evidence["html"]).read_bytes() == crawler.server.dataset.lyngsat.pages["Astra-3B"]
     assert str(artifacts) in evidence["screenshot"]
+
+
+class NoSolver:
+    name = "none"
+
+    def clear(self, url):
+        raise AssertionError(f"no challenge expected at {url}")
+
+
+def test_progress_is_reported_per_satellite(replay, sqlite_url, tmp_path):
+    from ingestion_pipelines.browser.artifacts import ArtifactStore
+    from ingestion_pipelines.browser.clearance import ClearedFetcher
+    from ingestion_pipelines.http_client.resource import HttpClientResource
+    from ingestion_pipelines.sources.lyngsat.crawl import LyngsatCrawl
+    from ingestion_pipelines.sources.lyngsat.source import LyngsatSettings
+    from ingestion_pipelines.storage.engines import ensure_schema
+
+    replay.dataset.lyngsat.gate = None  # no challenge: no browser needed
+    settings = LyngsatSettings(base_url=replay.base_urls()["lyngsat"], regions=["europe"])
+    engine = ensure_schema(sqlite_url)
+    seen = []
+    with HttpClientResource(redis_url="").session("lyngsat") as http:
+        crawl = LyngsatCrawl(
+            settings,
+            ClearedFetcher(http, NoSolver()),
+            None,
+            ArtifactStore(str(tmp_path)),
+            engine,
+            engine,
+            progress=lambda done, total: seen.append((done, total)),
+        )
+        result = crawl.run()
+    assert seen == [(0, 2), (1, 2), (2, 2)]
+    assert set(result.satellites) == {"Amos-3-7", "Astra-3B"} and result.clearances == 0
+    assert result.metadata()["per_satellite"]["Amos-3-7"]["created"] > 48
