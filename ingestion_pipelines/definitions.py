@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ingestion_pipelines.browser.resource import BrowserResource
 from ingestion_pipelines.http_client.resource import HttpClientResource
 from ingestion_pipelines.resources.database import DatabaseResource
 from ingestion_pipelines.resources.redis import RedisResource
@@ -26,6 +27,7 @@ def resources() -> dict[str, dg.ConfigurableResource]:
         "database": DatabaseResource(),
         "redis": RedisResource(),
         "http": HttpClientResource(),
+        "browser": BrowserResource(),
     }
 
 

@@ -163,6 +163,21 @@ class CrawlSession:
     def close(self) -> None:
         self._session.close()
 
+    def adopt_clearance(self, cookies: list[dict[str, Any]], user_agent: str) -> None:
+        """Send from now on the cookies a browser got by passing an anti-bot challenge, with
+        that browser's exact User-Agent (clearances are bound to it): see `browser.clearance`.
+        Cookies are in Playwright's / FlareSolverr's shape (name, value, domain, path)."""
+        for cookie in cookies:
+            domain = str(cookie.get("domain") or "")
+            self._session.cookies.set(
+                str(cookie["name"]),
+                str(cookie["value"]),
+                domain=domain,
+                path=cookie.get("path") or "/",
+            )
+        if user_agent:
+            self._session.headers["User-Agent"] = user_agent
+
     def start_deadline(self, run_timeout_s: float | None) -> None:
         """From now on, no request is sent or waited for past `run_timeout_s` seconds: each
         request's timeout is cut to what is left, and one due later fails with

@@ -30,7 +30,7 @@ def _reachable(url: str, timeout_s: float = 0.5) -> bool:
         return False
 
 
-def crons_at_load(sources: dict[str, type[Source]]) -> dict[str, str]:
+def crons_at_load(sources: dict[str, type[Source] | None]) -> dict[str, str]:
     """The cron of each source from the config chain; where the database cannot be read, the
     code's default applies and a warning says so."""
     url = get_settings().database_url
@@ -61,9 +61,14 @@ def crons_at_load(sources: dict[str, type[Source]]) -> dict[str, str]:
 
 def defs() -> dg.Definitions:
     """The Dagster definitions of every scheduled source."""
+    from ingestion_pipelines.sources.lyngsat.source import WORKER_ID as LYNGSAT
+    from ingestion_pipelines.sources.lyngsat.source import build_lyngsat_defs
+
     sources = source_classes()
-    crons = crons_at_load(sources)
+    crons = crons_at_load({**sources, LYNGSAT: None})
     built = [build_source_defs(cls, crons.get(worker_id)) for worker_id, cls in sources.items()]
+    # Python sources with their own asset (several tables per page, a browser): issue 20.
+    built.append(build_lyngsat_defs(crons.get(LYNGSAT)))
     return dg.Definitions(
         assets=[b.asset for b in built],
         jobs=[b.job for b in built],

@@ -364,10 +364,11 @@ def test_env_points_every_worker_here(server):
     env = server.env()
     assert env["INGEST_COINGECKO_MARKETS__BASE_URL"] == server.url + "/api/v3"
     assert env["INGEST_FMARKET_NAV__BASE_URL"] == server.url
-    from ingestion_pipelines.sources.base import source_classes
+    from ingestion_pipelines.workers import catalogue
 
-    # every scheduled source is served here: none left out
-    assert set(env) == {f"INGEST_{w.upper()}__BASE_URL" for w in source_classes()}
+    # every scheduled worker is served here (the `Source` classes and lyngsat): none left out
+    scheduled = [w for w, spec in catalogue().items() if spec.kind == "scheduled"]
+    assert set(env) == {f"INGEST_{w.upper()}__BASE_URL" for w in scheduled}
     assert json.loads(json.dumps(env)) == env
 
 
@@ -430,7 +431,7 @@ def test_every_family_recording_ships_and_has_a_provenance_line():
                 assert f"- `{entry.name}`" in provenance, (package, entry.name)
                 assert read_data(entry.name) == entry.read_bytes()
                 recordings += 1
-    assert recordings == 11
+    assert recordings == 13  # 11, and the two captured LyngSat pages (issue 20)
 
 
 # ---------------------------------------------------------------- hostile requests (issue 22)
