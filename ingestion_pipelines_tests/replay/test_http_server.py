@@ -431,7 +431,8 @@ def test_every_family_recording_ships_and_has_a_provenance_line():
                 assert f"- `{entry.name}`" in provenance, (package, entry.name)
                 assert read_data(entry.name) == entry.read_bytes()
                 recordings += 1
-    assert recordings == 13  # 11, and the two captured LyngSat pages (issue 20)
+    # 11, the two captured LyngSat pages (issue 20), the depth, OKX and Bybit recordings (issue 21)
+    assert recordings == 20
 
 
 # ---------------------------------------------------------------- hostile requests (issue 22)
