@@ -181,7 +181,9 @@ def test_every_compose_service_has_a_health_check_and_a_restart_policy():
     services = compose()["services"]
     replay = compose("compose.replay.yaml")["services"]["replay"]
     services = {**services, "replay": replay}
-    assert {"codeserver", "webserver", "webserver-operator", "proxy", "daemon"} <= services.keys()
+    assert {"codeserver", "webserver", "webserver-operator", "webserver-internal", "proxy"} <= (
+        services.keys()
+    )
     for name, service in services.items():
         assert service.get("healthcheck", {}).get("test"), f"{name}: no health check"
         assert service.get("restart") in ("unless-stopped", "always"), f"{name}: restart policy"
@@ -193,7 +195,8 @@ def test_compose_topology_promises():
     assert len(sidecars) >= 2
     assert "--read-only" in services["webserver"]["command"]
     assert "--read-only" not in services["webserver-operator"]["command"]
-    assert "ports" not in services["webserver-operator"], "operator UI only through the proxy"
+    for name, service in services.items():
+        assert name == "proxy" or "ports" not in service, f"{name}: published, not via the proxy"
     assert services["codeserver"]["command"][:3] == ["dagster", "code-server", "start"]
     workspace = yaml.safe_load((ROOT / "docker" / "workspace.yaml").read_text())
     (server,) = workspace["load_from"]
@@ -207,7 +210,13 @@ def test_compose_topology_promises():
 def test_compose_takes_every_secret_from_the_env_file():
     text = (ROOT / "docker" / "compose.yaml").read_text()
     example = (ROOT / "docker" / ".env.example").read_text()
-    for secret in ("INGEST_DB_PASSWORD", "DAGSTER_DB_PASSWORD", "OPERATOR_PASSWORD"):
+    for secret in (
+        "INGEST_DB_PASSWORD",
+        "DAGSTER_DB_PASSWORD",
+        "OPERATOR_PASSWORD",
+        "INGEST_REDIS_PASSWORD",
+        "INGEST_PROXY_SECRET",
+    ):
         assert f"${{{secret}:?" in text, f"{secret} must come from docker/.env, no default"
         assert f"{secret}=" in example
     assert "docker/.env" in (ROOT / ".gitignore").read_text().splitlines()
@@ -230,3 +239,82 @@ def test_the_production_stack_uses_the_live_sources_and_the_replay_is_an_overlay
     assert {f"INGEST_{w.upper()}__BASE_URL" for w in scheduled} == set(names)
     for sidecar in ("sidecar-1", "sidecar-2"):
         assert "INGEST_BINANCE_TRADES__BASE_URL" in overlay[sidecar]["environment"]
+
+
+# ---- issue 22 §1: identity, exposure, Redis ----------------------------------------------------
+
+
+def test_only_the_proxy_reaches_the_operator_webserver_and_the_app_uses_the_internal_one():
+    services = compose()["services"]
+    operator = services["webserver-operator"]
+    assert operator["command"][2] == "ingestion_pipelines.control.operator_webserver"
+    assert operator["environment"]["INGEST_PROXY_SECRET"].startswith("${INGEST_PROXY_SECRET:?")
+    assert (
+        services["proxy"]["environment"]["PROXY_SECRET"]
+        == operator["environment"]["INGEST_PROXY_SECRET"]
+    )
+    assert services["proxy"]["networks"] == ["front"], "the proxy sits on the front network only"
+    internal = services["webserver-internal"]
+    assert "--internal" in internal["command"]
+    # every app container (sidecars, runs through the daemon's env) talks to the internal one
+    app_env = services["sidecar-1"]["environment"]
+    assert app_env["INGEST_DAGSTER_URL"] == "http://webserver-internal:3000"
+    assert services["daemon"]["environment"]["INGEST_DAGSTER_URL"] == app_env["INGEST_DAGSTER_URL"]
+    template = (ROOT / "docker" / "infra" / "nginx-operator.conf.template").read_text()
+    assert 'proxy_set_header X-Ingest-Proxy-Secret "@PROXY_SECRET@"' in template
+    assert "proxy_set_header X-Forwarded-User $remote_user" in template
+    assert "X-Requested-With" not in template, "the proxy must not vouch for cross-site requests"
+
+
+def test_the_stack_publishes_on_loopback_unless_told_and_redis_wants_a_password():
+    services = compose()["services"]
+    for port in services["proxy"]["ports"]:
+        assert port.startswith("${INGEST_") and "_BIND:-127.0.0.1}:" in port, port
+    redis = services["redis"]
+    assert redis["environment"]["REDISCLI_AUTH"].startswith("${INGEST_REDIS_PASSWORD:?")
+    url = services["sidecar-1"]["environment"]["INGEST_REDIS_URL"]
+    assert url.startswith("redis://:${INGEST_REDIS_PASSWORD:?")
+    script = (ROOT / "docker" / "infra" / "redis.sh").read_text()
+    assert "--protected-mode yes" in script and "requirepass" in script
+    assert "protected-mode no" not in script
+
+
+def test_a_redis_url_password_never_shows():
+    from ingestion_pipelines.redaction import redact, redact_url
+
+    url = "redis://:Zq8secretRedis@redis:6379/0"
+    assert "Zq8secretRedis" not in redact_url(url)
+    assert "Zq8secretRedis" not in redact(f"cannot connect to {url}: refused")
+
+
+def _stack_up(tmp_path, env_text: str):
+    import subprocess
+
+    (tmp_path / ".env").write_text(env_text)
+    env = {"PATH": "/usr/bin:/bin", "STACK_DIR": str(tmp_path), "STACK_STATE": str(tmp_path)}
+    return subprocess.run(
+        ["bash", str(ROOT / "docker" / "stack.sh"), "up"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_stack_sh_refuses_the_placeholder_passwords_of_env_example(tmp_path):
+    example = (ROOT / "docker" / ".env.example").read_text()
+    done = _stack_up(tmp_path, example)
+    assert done.returncode == 1
+    for name in ("INGEST_DB_PASSWORD", "OPERATOR_PASSWORD", "INGEST_REDIS_PASSWORD"):
+        assert f"stack: {name} in" in done.stderr and "set a real secret" in done.stderr
+
+
+def test_stack_sh_refuses_wide_publication_without_tls(tmp_path):
+    real = re.sub(
+        r"=change-me-[\w-]+", "=Q3mnv8Tr0ngEnough55", (ROOT / "docker" / ".env.example").read_text()
+    )
+    done = _stack_up(tmp_path, real + "INGEST_OPERATOR_BIND=0.0.0.0\n")
+    assert done.returncode == 1
+    assert "INGEST_OPERATOR_BIND=0.0.0.0 publishes beyond this host" in done.stderr
+    assert "set a real secret" not in done.stderr
