@@ -36,6 +36,11 @@ def by_kind(kind: str) -> list[dict]:
     return [doc for doc in manifests() if doc["kind"] == kind]
 
 
+def manifest(kind: str, name: str) -> dict:
+    (doc,) = [d for d in by_kind(kind) if d["metadata"]["name"] == name]
+    return doc
+
+
 def helm_values() -> dict:
     return yaml.safe_load((K8S / "dagster-values.yaml").read_text())
 
@@ -43,32 +48,40 @@ def helm_values() -> dict:
 @pytest.mark.parametrize("version", [K8S_VERSION, kubernetes_validate.utils.latest_version()])
 def test_every_manifest_is_valid_kubernetes_strictly(version):
     docs = manifests()
-    assert {d["kind"] for d in docs} >= {"Deployment", "PodDisruptionBudget", "ConfigMap"}
+    assert {d["kind"] for d in docs} >= {
+        "Deployment",
+        "PodDisruptionBudget",
+        "ConfigMap",
+        "NetworkPolicy",
+        "Ingress",
+        "HorizontalPodAutoscaler",
+    }
     for doc in docs:
         kubernetes_validate.validate(doc, version, strict=True)
 
 
 def test_the_validation_rejects_a_broken_manifest():
-    deployment = copy.deepcopy(by_kind("Deployment")[0])
+    deployment = copy.deepcopy(manifest("Deployment", "ingest-sidecar"))
     deployment["spec"]["replicas"] = "three"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
-    deployment = copy.deepcopy(by_kind("Deployment")[0])
+    deployment = copy.deepcopy(manifest("Deployment", "ingest-sidecar"))
     deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGett"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
 
 
 def test_sidecar_is_replicated_probed_bounded_and_covered_by_a_disruption_budget():
-    (deployment,) = by_kind("Deployment")
+    deployment = manifest("Deployment", "ingest-sidecar")
     (budget,) = by_kind("PodDisruptionBudget")
     (config,) = by_kind("ConfigMap")
     pod = deployment["spec"]["template"]
     (container,) = pod["spec"]["containers"]
 
-    assert deployment["spec"]["replicas"] >= 2
+    replicas = manifest("HorizontalPodAutoscaler", "ingest-sidecar")["spec"]["minReplicas"]
+    assert replicas >= 2
     assert budget["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
-    assert budget["spec"].get("maxUnavailable", 0) < deployment["spec"]["replicas"]
+    assert budget["spec"].get("maxUnavailable", 0) < replicas
 
     port = int(config["data"]["INGEST_SIDECAR_HTTP_PORT"])
     named = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -88,9 +101,10 @@ def test_sidecar_is_replicated_probed_bounded_and_covered_by_a_disruption_budget
 
 def test_secrets_are_only_referenced_never_written():
     assert not by_kind("Secret")
-    (deployment,) = by_kind("Deployment")
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert {"secretRef": {"name": "ingest-secrets"}} in container["envFrom"]
+    for deployment in by_kind("Deployment"):
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            if container["image"].startswith("registry.example.com/ingestion-pipelines:"):
+                assert {"secretRef": {"name": "ingest-secrets"}} in container["envFrom"]
     for path in K8S.glob("*.yaml"):
         text = path.read_text()
         assert not re.search(r"://[^/\s:@]+:[^/\s@]+@", text), f"{path.name}: a URL with a password"
@@ -318,3 +332,91 @@ def test_stack_sh_refuses_wide_publication_without_tls(tmp_path):
     assert done.returncode == 1
     assert "INGEST_OPERATOR_BIND=0.0.0.0 publishes beyond this host" in done.stderr
     assert "set a real secret" not in done.stderr
+
+
+# ---- Kubernetes: the identity layer, network policies, autoscaling, ingress -------------------
+
+WRAPPER = ["python", "-m", "ingestion_pipelines.control.operator_webserver"]
+
+
+def _webserver_containers():
+    for deployment in by_kind("Deployment"):
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            command = container.get("command", [])
+            if command[:3] == WRAPPER or command[:1] == ["dagster-webserver"]:
+                yield deployment["metadata"]["name"], container
+
+
+def _option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_no_writable_webserver_is_reachable_except_through_the_proxy():
+    values = helm_values()["dagsterWebserver"]
+    assert values["replicaCount"] == 0 and not values["enableReadOnly"], "the chart's stock one"
+    roles = {}
+    for name, container in _webserver_containers():
+        command = container["command"]
+        if "--read-only" in command or "--internal" in command:
+            roles[name] = "read-only" if "--read-only" in command else "internal"
+            continue
+        # writable: the wrapper, on loopback, with the shared secret, no port of its own
+        assert command[:3] == WRAPPER, f"{name}: a writable stock webserver"
+        assert _option(command, "-h") == "127.0.0.1" and "ports" not in container
+        env = {e["name"] for e in container["env"]}
+        assert "INGEST_PROXY_SECRET_FILE" in env
+        roles[name] = "operator"
+    assert sorted(roles.values()) == ["internal", "operator", "read-only"]
+    pod = manifest("Deployment", "ingest-webserver-operator")["spec"]["template"]["spec"]
+    proxy = next(c for c in pod["containers"] if c["command"] == ["proxy.sh"])
+    assert {e["name"] for e in proxy["env"]} >= {"PROXY_SECRET", "OPERATOR_PASSWORD"}
+    webserver = next(c for c in pod["containers"] if c["command"][:3] == WRAPPER)
+    upstream = {e["name"]: e.get("value") for e in proxy["env"]}["UPSTREAM"]
+    assert upstream == f"127.0.0.1:{_option(webserver['command'], '-p')}", "the proxy's upstream"
+    # sidecars and runs use the internal endpoint
+    (config,) = by_kind("ConfigMap")
+    internal = manifest("Service", "ingest-dagster-internal")
+    assert config["data"]["INGEST_DAGSTER_URL"] == f"http://{internal['metadata']['name']}:80"
+    assert internal["spec"]["selector"] == {"app.kubernetes.io/name": "ingest-webserver-internal"}
+
+
+def test_network_policies_close_everything_then_open_by_name():
+    policies = {p["metadata"]["name"]: p["spec"] for p in by_kind("NetworkPolicy")}
+    deny = policies["ingest-default-deny-ingress"]
+    assert (
+        deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"] and not deny.get("ingress")
+    )
+    internal = policies["ingest-internal-webserver"]
+    sources = [f["podSelector"]["matchLabels"] for f in internal["ingress"][0]["from"]]
+    assert {"app.kubernetes.io/name": "ingest-sidecar"} in sources
+    assert {"app.kubernetes.io/component": "run_worker"} in sources
+    front = policies["ingest-from-ingress-controller"]
+    opened = {p["port"] for p in front["ingress"][0]["ports"]}
+    operator_pod = manifest("Deployment", "ingest-webserver-operator")["spec"]["template"]["spec"]
+    exposed = {p["containerPort"] for c in operator_pod["containers"] for p in c.get("ports", [])}
+    assert exposed == {8080} and 8080 in opened  # the proxy only
+
+
+def test_the_ingress_routes_to_services_that_exist_and_the_sidecars_autoscale():
+    (ingress,) = by_kind("Ingress")
+    services = {s["metadata"]["name"]: s for s in by_kind("Service")}
+    backends = set()
+    for rule in ingress["spec"]["rules"]:
+        for path in rule["http"]["paths"]:
+            service = path["backend"]["service"]
+            ports = {p["name"] for p in services[service["name"]]["spec"]["ports"]}
+            assert service["port"]["name"] in ports
+            backends.add(service["name"])
+    assert backends == {"ingest-webserver-operator", "ingest-webserver-viewer", "ingest-live"}
+    hosts = {rule["host"] for rule in ingress["spec"]["rules"]}
+    assert hosts <= set(ingress["spec"]["tls"][0]["hosts"]), "every host over TLS"
+    live = manifest("Deployment", "ingest-live")["spec"]["template"]["spec"]["containers"][0]
+    build_parser().parse_args(live["command"][1:])
+
+    hpa = manifest("HorizontalPodAutoscaler", "ingest-sidecar")
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", "ingest-sidecar")
+    assert "replicas" not in manifest("Deployment", "ingest-sidecar")["spec"], "the HPA owns it"
+    assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    sidecar = manifest("Deployment", "ingest-sidecar")["spec"]["template"]["spec"]["containers"][0]
+    assert "cpu" in sidecar["resources"]["requests"], "CPU utilisation needs a CPU request"
