@@ -47,6 +47,7 @@ __all__ = ["IdentityMiddleware", "LaunchRefused", "identity_from", "main"]
 IDENTITY_HEADER = "x-forwarded-user"
 SECRET_HEADER = "x-ingest-proxy-secret"
 MAX_IDENTITY = 128
+MAX_BODY = 16 * 1024 * 1024  # as the proxy's client_max_body_size
 HEALTH_PATHS = ("/server_info",)
 
 Scope = MutableMapping[str, Any]
@@ -163,12 +164,16 @@ def _subscriptions_only(upstream: Receive, send: Send) -> Receive:
 
 
 async def _read_body(receive: Receive) -> bytes:
-    chunks = []
+    chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             break
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise Refused(413, f"a GraphQL request is at most {MAX_BODY} bytes")
+        chunks.append(chunk)
         if not message.get("more_body"):
             break
     return b"".join(chunks)
