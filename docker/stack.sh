@@ -53,6 +53,11 @@ check_env() {
             bad=1
         fi
     done
+    value="$(env_value INGEST_REDIS_PASSWORD)"
+    if [[ -n "$value" && ! "$value" =~ ^[A-Za-z0-9._~-]+$ ]]; then
+        echo "stack: INGEST_REDIS_PASSWORD goes into a URL: use only A-Z a-z 0-9 . _ ~ -" >&2
+        bad=1
+    fi
     local tls_dir
     tls_dir="$(env_value INGEST_TLS_DIR)"
     tls_dir="${tls_dir:-./tls}"
