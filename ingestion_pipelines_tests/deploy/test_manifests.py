@@ -420,3 +420,36 @@ def test_the_ingress_routes_to_services_that_exist_and_the_sidecars_autoscale():
     assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
     sidecar = manifest("Deployment", "ingest-sidecar")["spec"]["template"]["spec"]["containers"][0]
     assert "cpu" in sidecar["resources"]["requests"], "CPU utilisation needs a CPU request"
+
+
+def _proxy_sh(**env: str):
+    """docker/infra/proxy.sh up to its refusals (which come before it writes anything)."""
+    import subprocess
+
+    base = {
+        "PATH": "/usr/bin:/bin",
+        "OPERATOR_USER": "operator",
+        "OPERATOR_PASSWORD": "Q3mnv8Tr0ngEnough55",
+        "PROXY_SECRET": "Zt7bq2Lm9Xw4Kp8Rs3Vd",
+        "UPSTREAM": "webserver-operator:3000",
+        "VIEWER_UPSTREAM": "webserver:3000",
+    }
+    return subprocess.run(
+        ["bash", str(ROOT / "docker" / "infra" / "proxy.sh")],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(Path("/etc/ingest-tls").exists(), reason="a certificate folder is present")
+def test_the_proxy_refuses_placeholders_weak_secrets_and_clear_text_beyond_loopback():
+    done = _proxy_sh(OPERATOR_PASSWORD="change-me-operator")
+    assert done.returncode == 1 and "placeholder" in done.stderr
+    done = _proxy_sh(PROXY_SECRET="short")
+    assert done.returncode == 1 and "at least 16 characters" in done.stderr
+    done = _proxy_sh(PUBLISH_BINDS="127.0.0.1 0.0.0.0")
+    assert done.returncode == 1
+    assert "published on 0.0.0.0 without TLS" in done.stderr
