@@ -274,6 +274,12 @@ def test_only_the_proxy_reaches_the_operator_webserver_and_the_app_uses_the_inte
     app_env = services["sidecar-1"]["environment"]
     assert app_env["INGEST_DAGSTER_URL"] == "http://webserver-internal:3000"
     assert services["daemon"]["environment"]["INGEST_DAGSTER_URL"] == app_env["INGEST_DAGSTER_URL"]
+    assert "DAGSTER_PG_URL" not in app_env, "sidecars never get the instance database"
+    assert {k: v for k, v in app_env.items() if k != "INGEST_SIDECAR_HTTP_PORT"} == {
+        k: v
+        for k, v in services["daemon"]["environment"].items()
+        if k.startswith("INGEST_") and k != "INGEST_DOCKER_NETWORK"
+    }
     template = (ROOT / "docker" / "infra" / "nginx-operator.conf.template").read_text()
     assert 'proxy_set_header X-Ingest-Proxy-Secret "@PROXY_SECRET@"' in template
     assert "proxy_set_header X-Forwarded-User $remote_user" in template
