@@ -456,7 +456,8 @@ def webserver_permissions(stack: Stack) -> None:
             f"operator proxy: no password {no_auth}, wrong {wrong}, right {right}"
         )
     say("operator webserver: 401 without or with a wrong password, 200 with it")
-    # From inside the stack (a sidecar's container), without the proxy: nothing answers.
+    # From inside the stack (a running sidecar's container; one was killed above), without the
+    # proxy: nothing answers.
     probe = (
         "import json, urllib.request, urllib.error\n"
         "body = json.dumps({'query': 'mutation { reloadWorkspace { __typename } }'}).encode()\n"
@@ -466,7 +467,8 @@ def webserver_permissions(stack: Stack) -> None:
         "try:\n    print(urllib.request.urlopen(req, timeout=10).status)\n"
         "except urllib.error.HTTPError as e:\n    print(e.code)\n"
     )
-    direct = stack.podman("exec", stack.container("sidecar-1"), "python3", "-c", probe).strip()
+    sidecar = next(name for name in SIDECARS if stack.running(name))
+    direct = stack.podman("exec", stack.container(sidecar), "python3", "-c", probe).strip()
     if direct != "403":
         raise DeployTestError(f"the operator webserver answered a sidecar directly: {direct}")
     no_password = stack.podman(
