@@ -41,6 +41,45 @@ socket_up() {
     return 1
 }
 
+# Refuse what .env.example ships as placeholders, and publication beyond this host without TLS.
+check_env() {
+    local name value bad=0
+    for name in INGEST_DB_PASSWORD DAGSTER_DB_PASSWORD OPERATOR_PASSWORD INGEST_REDIS_PASSWORD \
+        INGEST_PROXY_SECRET; do
+        value="$(env_value "$name")"
+        if [[ -z "$value" || "$value" == change-me* ]]; then
+            echo "stack: $name in $stack_dir/.env is ${value:-empty}: set a real secret" \
+                "(e.g. \`openssl rand -base64 24 | tr -d '/+='\`)" >&2
+            bad=1
+        fi
+    done
+    value="$(env_value INGEST_REDIS_PASSWORD)"
+    if [[ -n "$value" && ! "$value" =~ ^[A-Za-z0-9._~-]+$ ]]; then
+        echo "stack: INGEST_REDIS_PASSWORD goes into a URL: use only A-Z a-z 0-9 . _ ~ -" >&2
+        bad=1
+    fi
+    local tls_dir
+    tls_dir="$(env_value INGEST_TLS_DIR)"
+    tls_dir="${tls_dir:-./tls}"
+    [[ "$tls_dir" == /* ]] || tls_dir="$stack_dir/$tls_dir"
+    mkdir -p "$tls_dir"
+    for name in INGEST_VIEWER_BIND INGEST_OPERATOR_BIND; do
+        value="$(env_value "$name")"
+        case "${value:-127.0.0.1}" in
+        127.* | localhost | ::1 | '[::1]') ;;
+        *)
+            if [[ ! -s "$tls_dir/tls.crt" || ! -s "$tls_dir/tls.key" ]]; then
+                echo "stack: $name=$value publishes beyond this host: the passwords would cross" \
+                    "the network in clear; put tls.crt and tls.key in $tls_dir (INGEST_TLS_DIR)" \
+                    "or publish on 127.0.0.1" >&2
+                bad=1
+            fi
+            ;;
+        esac
+    done
+    return "$bad"
+}
+
 socket_down() {
     [[ -f "$state/podman-service.pid" ]] || return 0
     kill "$(cat "$state/podman-service.pid")" 2>/dev/null || true
@@ -53,6 +92,7 @@ up)
         echo "stack: no $stack_dir/.env: cp docker/.env.example docker/.env and set the secrets" >&2
         exit 1
     }
+    check_env || exit 1
     socket_up
     "${compose[@]}" up -d >"${STACK_LOG:-/dev/stdout}" 2>&1
     ;;
@@ -66,7 +106,7 @@ down)
         vols=$(podman volume ls -q --filter "label=io.podman.compose.project=$project")
         [[ -z "$vols" ]] || podman volume rm -f $vols >/dev/null
     fi
-    podman network rm -f "$network" >/dev/null 2>&1 || true
+    podman network rm -f "$network" "$network-front" >/dev/null 2>&1 || true
     socket_down
     ;;
 ps) "${compose[@]}" ps ;;

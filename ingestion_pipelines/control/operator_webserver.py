@@ -1,38 +1,54 @@
 """The operator webserver: Dagster's webserver behind an authenticating proxy, with an identity
 the caller cannot choose.
 
-    python -m ingestion_pipelines.control.operator_webserver -h 0.0.0.0 -p 3001 -w workspace.yaml
+    python -m ingestion_pipelines.control.operator_webserver -h 0.0.0.0 -p 3000 -w workspace.yaml
+    python -m ingestion_pipelines.control.operator_webserver --internal -h 0.0.0.0 -p 3000 ...
 
-takes every option of `dagster-webserver` and serves the same app, wrapped so that on every
-GraphQL launch (runs, re-executions, backfills) the run tag `ingest/identity` is the value of
-the proxy's `X-Forwarded-User` header, and is removed when that header is absent; a caller-set
-`ingest/identity` never survives. The `config_change` job records that tag as `updated_by`
-(what the caller says in `requested_by` is kept apart, as a claim). The wrapper also refuses,
-before Dagster stores anything, a launch whose run config holds a literal secret (a secret key
-of `config_change` not given as `{"env": "NAME"}`, or a URL with a password).
+takes every option of `dagster-webserver` and serves the same app, wrapped twice:
 
-The header is only trustworthy when this webserver is reachable through the proxy alone (bind
-it to 127.0.0.1 or a private network; the proxy must overwrite the header): see
-docs/control-plane.md.
+- in the instance (`control/run_guard.py`): every run and backfill this webserver stores gets
+  the run tag `ingest/identity` = the proxy's `X-Forwarded-User` of the request that made it
+  (none without the header), whatever the request says; a run config holding a literal secret
+  is refused before it is stored. The `config_change` job records that tag as `updated_by`.
+- around the app (`control/request_gate.py`): changes only as JSON POSTs from an allowed
+  `Origin` or with a custom header, GraphQL parsed (not searched), subscriptions only over the
+  WebSocket; with a shared secret configured (`INGEST_PROXY_SECRET_FILE`, or
+  `INGEST_PROXY_SECRET`), every request must carry it in `X-Ingest-Proxy-Secret` (the proxy
+  adds it), so a container that reaches this port without the proxy gets nothing.
+
+`--internal`: the endpoint for sidecars and run containers: reads and the asset-report REST
+endpoints, no GraphQL mutation, no run, no backfill, no identity.
+
+Allowed origins besides the page's own host: `INGEST_OPERATOR_ORIGINS` (comma-separated).
+See docs/control-plane.md (*Access*) and docs/deployment.md.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
-import yaml
+from ingestion_pipelines.control import request_gate
+from ingestion_pipelines.control.request_gate import Refused, header
+from ingestion_pipelines.control.run_guard import (
+    INTERNAL,
+    OPERATOR,
+    LaunchRefused,
+    guard_instance,
+    request_identity,
+)
 
-from ingestion_pipelines.config import ConfigError, env_reference, url_with_password
-from ingestion_pipelines.dagster_api.names import IDENTITY_TAG
-from ingestion_pipelines.errors import IngestError
+__all__ = ["IdentityMiddleware", "LaunchRefused", "identity_from", "main"]
 
 IDENTITY_HEADER = "x-forwarded-user"
+SECRET_HEADER = "x-ingest-proxy-secret"
 MAX_IDENTITY = 128
-CONFIG_OP = "apply_config_change"
-_LAUNCH_WORDS = ("launch", "reexecut", "backfill")
-_TAG_LISTS = ("tags", "extraTags")
+MAX_BODY = 16 * 1024 * 1024  # as the proxy's client_max_body_size
+HEALTH_PATHS = ("/server_info",)
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -40,210 +56,124 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class LaunchRefused(IngestError, ValueError):
-    """A launch this webserver will not pass to Dagster (the message says why)."""
-
-
 def identity_from(headers: list[tuple[bytes, bytes]]) -> str | None:
     """The proxy-authenticated user, or None."""
-    for name, value in headers:
-        if name.lower() == IDENTITY_HEADER.encode():
-            text = value.decode("utf-8", "replace").strip()
-            text = "".join(ch for ch in text if ch.isprintable())[:MAX_IDENTITY]
-            return text or None
-    return None
+    text = (header(headers, IDENTITY_HEADER) or "").strip()
+    text = "".join(ch for ch in text if ch.isprintable())[:MAX_IDENTITY]
+    return text or None
 
 
-def _retag(tags: list[Any], identity: str | None) -> list[Any]:
-    kept = [t for t in tags if not (isinstance(t, dict) and t.get("key") == IDENTITY_TAG)]
-    if identity:
-        kept.append({"key": IDENTITY_TAG, "value": identity})
-    return kept
+def proxy_secret(environ: MutableMapping[str, str] | None = None) -> bytes | None:
+    """The shared secret the proxy sends, from `INGEST_PROXY_SECRET_FILE` or
+    `INGEST_PROXY_SECRET`; None when neither is set."""
+    environ = os.environ if environ is None else environ
+    path = environ.get("INGEST_PROXY_SECRET_FILE")
+    value = Path(path).read_text().strip() if path else environ.get("INGEST_PROXY_SECRET", "")
+    if path and not value:
+        raise SystemExit(f"operator_webserver: the proxy secret file {path} is empty")
+    return value.strip().encode() or None
 
 
-def stamp_identity(node: Any, identity: str | None) -> Any:
-    """GraphQL variables with every `tags` / `extraTags` list re-tagged, and the identity added
-    to launches that carry no tags at all."""
-    if isinstance(node, list):
-        return [stamp_identity(item, identity) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out = {
-        key: _retag(value, identity)
-        if key in _TAG_LISTS and isinstance(value, list)
-        else stamp_identity(value, identity)
-        for key, value in node.items()
-    }
-    if identity:
-        params = out.get("executionParams")
-        if isinstance(params, dict):
-            metadata = params.setdefault("executionMetadata", {})
-            if isinstance(metadata, dict):
-                metadata.setdefault("tags", _retag([], identity))
-        reexecution = out.get("reexecutionParams")
-        if isinstance(reexecution, dict):
-            reexecution.setdefault("extraTags", _retag([], identity))
-    return out
-
-
-def _run_configs(node: Any):
-    """Every `runConfigData` in GraphQL variables, decoded (it may be YAML text)."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "runConfigData":
-                yield yaml.safe_load(value) if isinstance(value, str) else value
-            else:
-                yield from _run_configs(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _run_configs(item)
-
-
-def check_run_config(run_config: Any) -> None:
-    """Raise `LaunchRefused` when a run config would store a secret in the instance: a secret
-    key given literally (to a worker's op or to `config_change`), or a URL with a password."""
-    if not isinstance(run_config, dict):
-        return
-    ops = run_config.get("ops")
-    for op_name, op in ops.items() if isinstance(ops, dict) else ():
-        config = op.get("config") if isinstance(op, dict) else None
-        if not isinstance(config, dict):
-            continue
-        if op_name == CONFIG_OP:
-            _check_config_change(config)
-        else:
-            for key in _secret_keys() & set(config):
-                if config[key] is not None and env_reference(config[key]) is None:
-                    raise LaunchRefused(_literal_secret(key))
-    if _holds_url_password(run_config):
-        raise LaunchRefused(
-            "the run config holds a URL with a password: URL passwords are secrets, set them "
-            "in the environment of the workers"
-        )
-
-
-def _secret_keys() -> set[str]:
-    from ingestion_pipelines.workers import catalogue
-
-    return {key for spec in catalogue().values() for key in spec.settings.secret_keys()}
-
-
-def _literal_secret(key: str) -> str:
-    return (
-        f'{key} is a secret: give it as {{"env": "NAME"}} (a variable set where the workers '
-        "run); a literal would be stored in the run's config"
-    )
-
-
-def _check_config_change(change: dict[str, Any]) -> None:
-    if change.get("unset") or change.get("value") is None:
-        return
-    from ingestion_pipelines.control.defs import GLOBAL, secret_key
-
-    worker = change.get("worker_id")
-    worker = None if worker in (None, "", GLOBAL) else worker
-    try:
-        value = json.loads(change["value"])
-    except (TypeError, ValueError):
-        value = change["value"]
-    try:
-        is_secret = secret_key(worker, str(change.get("key")))
-    except KeyError:
-        return  # an unknown worker: the job itself says so
-    if is_secret and env_reference(value) is None:
-        raise LaunchRefused(_literal_secret(str(change.get("key"))))
-
-
-def _holds_url_password(node: Any) -> bool:
-    if isinstance(node, dict):
-        return any(_holds_url_password(v) for v in node.values())
-    if isinstance(node, list):
-        return any(_holds_url_password(v) for v in node)
-    if isinstance(node, str):
-        if url_with_password(node):
-            return True
-        try:  # config_change carries its value as JSON text
-            return "://" in node and _holds_url_password(json.loads(node))
-        except ValueError:
-            return False
-    return False
-
-
-def rewrite_graphql(body: bytes, identity: str | None) -> bytes:
-    """The request body to pass on: launches re-tagged; `LaunchRefused` for what must not pass."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body  # Dagster answers "invalid JSON" itself
-    if not isinstance(data, dict):
-        return body
-    query = str(data.get("query") or "")
-    if IDENTITY_TAG in query:
-        raise LaunchRefused(f"the tag {IDENTITY_TAG} is set by the authenticating proxy only")
-    if not any(word in query.lower() for word in _LAUNCH_WORDS):
-        return body
-    variables = data.get("variables")
-    if isinstance(variables, str):
-        try:
-            variables = json.loads(variables)
-        except ValueError:
-            return body
-    for run_config in _run_configs(variables):
-        try:
-            check_run_config(run_config)
-        except ConfigError as exc:
-            raise LaunchRefused(str(exc)) from None
-    data["variables"] = stamp_identity(variables or {}, identity)
-    return json.dumps(data).encode()
-
-
-def _refusal(message: str) -> tuple[int, bytes]:
-    return 403, json.dumps({"errors": [{"message": message}]}).encode()
+def allowed_origins(environ: MutableMapping[str, str] | None = None) -> frozenset[str]:
+    """`INGEST_OPERATOR_ORIGINS`: origins (scheme://host[:port]) allowed besides the page's."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get("INGEST_OPERATOR_ORIGINS", "")
+    return frozenset(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
 
 
 class IdentityMiddleware:
     """ASGI wrapper of Dagster's webserver app (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, path_prefix: str = "") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        path_prefix: str = "",
+        *,
+        role: str = OPERATOR,
+        secret: bytes | None = None,
+        origins: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
-        self.graphql_path = f"{path_prefix.rstrip('/')}/graphql"
+        self.prefix = path_prefix.rstrip("/")
+        self.role = role
+        self.secret = secret
+        self.origins = origins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].rstrip("/") != self.graphql_path:
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         headers = list(scope.get("headers") or [])
-        content_type = dict(headers).get(b"content-type", b"").decode("latin-1")
-        if scope["method"] != "POST" or "application/json" not in content_type:
-            # GraphiQL's page is fine; a query in the URL or a non-JSON body is read-only here
-            query = scope.get("query_string", b"").decode("latin-1").lower()
-            body = await _read_body(receive) if scope["method"] == "POST" else b""
-            text = query + body.decode("utf-8", "replace").lower()
-            if "mutation" in text:
-                await _answer(send, *_refusal("mutations must be POSTed as JSON"))
-                return
-            await self.app(scope, _replay(body, receive), send)
-            return
-        body = await _read_body(receive)
         try:
-            body = rewrite_graphql(body, identity_from(headers))
-        except LaunchRefused as exc:
-            await _answer(send, *_refusal(str(exc)))
+            body = await self._admit(scope, headers, receive)
+        except Refused as refused:
+            await _refuse(scope, send, refused)
             return
-        scope = dict(scope)
-        scope["headers"] = [(k, v) for k, v in headers if k.lower() != b"content-length"] + [
-            (b"content-length", str(len(body)).encode())
-        ]
-        await self.app(scope, _replay(body, receive), send)
+        if scope["type"] == "websocket":
+            receive = _subscriptions_only(receive, send)
+        elif body is not None:
+            receive = _replay(body, receive)
+        identity = identity_from(headers) if self.role == OPERATOR else None
+        with request_identity(identity):
+            await self.app(scope, receive, send)
+
+    async def _admit(self, scope: Scope, headers, receive: Receive) -> bytes | None:
+        """Raise `Refused` for a request that must not pass; the body when it was read."""
+        path = scope["path"]
+        method = scope.get("method", "GET")
+        if not (method == "GET" and path.rstrip("/") in self._paths(HEALTH_PATHS)):
+            request_gate.check_proxy_secret(headers, self.secret, SECRET_HEADER)
+        websocket = scope["type"] == "websocket"
+        if websocket or method not in request_gate.SAFE_METHODS:
+            request_gate.check_origin(headers, self.origins, websocket=websocket)
+        if websocket or path.rstrip("/") not in self._paths(("/graphql",)):
+            return None
+        query_string = scope.get("query_string", b"")
+        if method in ("GET", "HEAD"):
+            request_gate.check_graphql_get(query_string)
+            return None
+        body = await _read_body(receive)
+        request_gate.check_graphql_post(
+            header(headers, "content-type"),
+            query_string,
+            body,
+            mutations=self.role == OPERATOR,
+        )
+        return body
+
+    def _paths(self, paths: tuple[str, ...]) -> set[str]:
+        return {f"{self.prefix}{p}" for p in paths}
+
+
+def _subscriptions_only(upstream: Receive, send: Send) -> Receive:
+    """The client's WebSocket messages, the connection closed at the first that is not a
+    subscription (the app then sees a disconnect)."""
+
+    async def receive() -> MutableMapping[str, Any]:
+        message = await upstream()
+        if message["type"] != "websocket.receive":
+            return message
+        try:
+            request_gate.check_websocket_message(message.get("text") or message.get("bytes"))
+        except Refused:
+            await send({"type": "websocket.close", "code": 4403})
+            return {"type": "websocket.disconnect", "code": 4403}
+        return message
+
+    return receive
 
 
 async def _read_body(receive: Receive) -> bytes:
-    chunks = []
+    chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             break
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise Refused(413, f"a GraphQL request is at most {MAX_BODY} bytes")
+        chunks.append(chunk)
         if not message.get("more_body"):
             break
     return b"".join(chunks)
@@ -263,11 +193,15 @@ def _replay(body: bytes, upstream: Receive) -> Receive:
     return receive
 
 
-async def _answer(send: Send, status: int, body: bytes) -> None:
+async def _refuse(scope: Scope, send: Send, refused: Refused) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 4403})
+        return
+    body = json.dumps({"errors": [{"message": str(refused)}]}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": status,
+            "status": refused.status,
             "headers": [(b"content-type", b"application/json")],
         }
     )
@@ -275,16 +209,30 @@ async def _answer(send: Send, status: int, body: bytes) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`dagster-webserver`'s command line, serving its app inside `IdentityMiddleware`."""
+    """`dagster-webserver`'s command line (plus `--internal`), serving its app inside
+    `IdentityMiddleware`, its instance guarded by `run_guard`."""
     import dagster_webserver.cli as webserver_cli
 
+    args = list(sys.argv[1:] if argv is None else argv)
+    role = INTERNAL if "--internal" in args else OPERATOR
+    args = [a for a in args if a != "--internal"]
+    secret = proxy_secret() if role == OPERATOR else None
+    if role == OPERATOR and secret is None:
+        print(
+            "operator_webserver: no INGEST_PROXY_SECRET_FILE: X-Forwarded-User is believed from "
+            "whoever reaches this port; bind it to 127.0.0.1 behind the proxy",
+            file=sys.stderr,
+        )
+    origins = allowed_origins()
     create_app = webserver_cli.create_app_from_workspace_process_context
 
-    def wrapped(context, path_prefix, *args, **kwargs):
-        return IdentityMiddleware(create_app(context, path_prefix, *args, **kwargs), path_prefix)
+    def wrapped(context, path_prefix, *more, **kwargs):
+        guard_instance(context.instance, role)
+        app = create_app(context, path_prefix, *more, **kwargs)
+        return IdentityMiddleware(app, path_prefix, role=role, secret=secret, origins=origins)
 
     webserver_cli.create_app_from_workspace_process_context = wrapped
-    webserver_cli.cli.main(args=argv, prog_name="operator_webserver")
+    webserver_cli.cli.main(args=args, prog_name="operator_webserver")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,9 @@ class DagsterHttp:
             "Content-Type": "application/json",
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
+            # Not a browser: the operator webserver's cross-site protection wants a custom
+            # header on every change (control/request_gate.py).
+            "X-Requested-With": "ingestion_pipelines",
         }
         if parts.username or parts.password:
             user = urllib.parse.unquote(parts.username or "")

@@ -135,6 +135,8 @@ def _tail(path: Path, lines: int = 30) -> str:
 class DagsterStack:
     """A `dagster-webserver` (+ optionally `dagster-daemon`) for one workspace.yaml."""
 
+    request_headers: Mapping[str, str] = {}  # sent with every `graphql()` call
+
     def __init__(
         self,
         workspace: Path,
@@ -316,7 +318,7 @@ class DagsterStack:
         request = urllib.request.Request(
             f"{self.url}/graphql",
             data=body,
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", **self.request_headers},
             method="POST",
         )
         try:

@@ -4,6 +4,8 @@ travels only as a reference to an environment variable of the workers (`{"env": 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ingestion_pipelines.config import ConfigChain, ConfigError
@@ -32,24 +34,52 @@ def test_config_set_refuses_a_literal_secret_before_launching(operator, monkeypa
     _no_secret_anywhere(operator)
 
 
+def _refused(status, answer, why: str) -> None:
+    """The instance refused to store the run: an error naming why, never the secret."""
+    assert status in (200, 500), answer  # Dagster answers a PythonError with 500
+    launched = answer["data"]["launchRun"]
+    assert launched["__typename"] == "PythonError" and why in launched["message"], launched
+    assert SECRET not in str(answer)
+
+
 def test_the_launchpad_cannot_store_a_literal_secret(operator):
     before = operator.run_ids()
-    # a crawl's run config: refused by the operator webserver before Dagster sees it
+    # a crawl's run config: refused where the run would be stored
     for proxy in (PROXY, f"socks5h://{SECRET}.example:1080"):
         config = {"ops": {"fear_greed": {"config": {"proxy": proxy}}}}
         status, answer = operator.launch("fear_greed_job", config, user="alice")
-        assert status == 403 and SECRET not in str(answer)
-    # the config job: the operator webserver refuses it before Dagster sees it
+        assert SECRET not in str(answer)
+        if answer["data"]["launchRun"]["__typename"] == "PythonError":
+            _refused(status, answer, "secret")
+        else:  # Dagster's own config check ({env: NAME} typed) answers first
+            assert answer["data"]["launchRun"]["__typename"] == "RunConfigValidationInvalid"
+    # the config job
     change = {"worker_id": "fear_greed", "key": "proxy", "value": f'"{PROXY}"'}
     status, answer = operator.launch(
         "config_change", {"ops": {"apply_config_change": {"config": change}}}, user="alice"
     )
-    assert status == 403 and "secret" in answer["errors"][0]["message"]
-    assert SECRET not in str(answer)
+    _refused(status, answer, "secret")
     # a URL password given under a key that is not a secret key
     config = {"ops": {"fear_greed": {"config": {"base_url": f"https://u:{SECRET}@h.example"}}}}
     status, answer = operator.launch("fear_greed_job", config, user="alice")
-    assert status == 403 and SECRET not in str(answer)
+    _refused(status, answer, "password")
+    assert operator.run_ids() == before
+    _no_secret_anywhere(operator)
+
+
+def test_a_secret_written_inline_in_the_query_is_refused_too(operator):
+    """Issue 22 §1 (low): the literal sat in the query text, not in the variables."""
+    before = operator.run_ids()
+    for key, value in (("proxy", PROXY), ("timeout_s", f"https://u:{SECRET}@h.example")):
+        query = (
+            "mutation { launchRun(executionParams: {selector: {repositoryLocationName: "
+            '"ingestion_pipelines", repositoryName: "__repository__", jobName: "config_change"}, '
+            'runConfigData: {ops: {apply_config_change: {config: {worker_id: "fear_greed", '
+            f'key: "{key}", value: {json.dumps(json.dumps(value))}' + "}}}}}) "
+            "{ __typename ... on PythonError { message } } }"
+        )
+        status, answer = operator.post(query, user="alice")
+        _refused(status, answer, "secret" if key == "proxy" else "password")
     assert operator.run_ids() == before
     _no_secret_anywhere(operator)
 
