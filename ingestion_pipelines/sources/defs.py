@@ -60,8 +60,15 @@ def crons_at_load(sources: dict[str, type[Source]]) -> dict[str, str]:
 
 
 def defs() -> dg.Definitions:
-    """The Dagster definitions of every scheduled source."""
-    sources = source_classes()
+    """The Dagster definitions of every scheduled source written in Python (the declared ones
+    are built by their `RestSource` component, loaded from the defs folder)."""
+    from ingestion_pipelines.sources.declared import DeclaredSource
+
+    sources = {
+        worker_id: cls
+        for worker_id, cls in source_classes().items()
+        if not issubclass(cls, DeclaredSource)
+    }
     crons = crons_at_load(sources)
     built = [build_source_defs(cls, crons.get(worker_id)) for worker_id, cls in sources.items()]
     return dg.Definitions(
