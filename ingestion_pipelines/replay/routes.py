@@ -191,7 +191,9 @@ def family_packages() -> list[str]:
     return found
 
 
-RECORDED_REPLAYS = "ingestion_pipelines.sources.declared_replay"  # the YAML sources' recorded payloads
+RECORDED_REPLAYS = (
+    "ingestion_pipelines.sources.declared_replay"  # the YAML sources' recorded payloads
+)
 
 
 def load_replays() -> list[str]:

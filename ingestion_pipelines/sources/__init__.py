@@ -6,5 +6,8 @@ finds both."""
 from ingestion_pipelines.discovery import import_submodules
 from ingestion_pipelines.sources.declared import load_declared_sources
 
-import_submodules(__name__, skip=("base", "factory", "defs", "testing", "declared", "paginators", "declared_replay"))
+import_submodules(
+    __name__,
+    skip=("base", "factory", "defs", "testing", "declared", "paginators", "declared_replay"),
+)
 load_declared_sources()

@@ -218,7 +218,7 @@ class DeclaredSource(Source):
         paginator = PaginatorSpec.of(self.spec.paginator)
         rendered = {k: render(v, context) for k, v in paginator.arguments.items()}
         self.paginator = paginator.build(**rendered)
-        self.stamped = [str(c) for c in self.table.columns.keys() if self.spec.field(c).value]
+        self.stamped = [c.name for c in self.table.columns if self.spec.field(c.name).value]
 
     def rows_for_each(self) -> list[dict[str, Any] | None]:
         """The rows of the `for_each` table (one request each), or [None] when there is none."""
@@ -239,7 +239,11 @@ class DeclaredSource(Source):
         """The declared request, once (or once per `for_each` row), started by the paginator."""
         spec = self.spec.request
         for row in self.rows_for_each():
-            context = {"settings": self.settings, "window": _window_context(self.window), "row": row}
+            context = {
+                "settings": self.settings,
+                "window": _window_context(self.window),
+                "row": row,
+            }
             query = {k: render(v, context) for k, v in spec.query.items()}
             headers = {k: render(v, context) for k, v in spec.headers.items()}
             family = ",".join(str(v) for v in row.values()) if row else self.worker_id
@@ -322,8 +326,11 @@ def record_model(spec: RestSourceSpec, name: str) -> type[Record]:
         path = (how.path or column.name).split(".")
         bounds = {
             k: v
-            for k, v in how.model_dump(include={"gt", "ge", "lt", "le", "pattern", "min_length"}).items()
-            if v is not None and not (kind in (NonNegativeExact, PositiveExact) and k in ("ge", "gt"))
+            for k, v in how.model_dump(
+                include={"gt", "ge", "lt", "le", "pattern", "min_length"}
+            ).items()
+            if v is not None
+            and not (kind in (NonNegativeExact, PositiveExact) and k in ("ge", "gt"))
         }
         alias = None if how.value else (path[0] if len(path) == 1 else AliasPath(*path))
         field = Field(... if required else None, validation_alias=alias, **bounds)
@@ -338,7 +345,11 @@ def settings_model(spec: RestSourceSpec, name: str) -> type[ScheduledSettings]:
     for key, declared in spec.settings.items():
         setting = declared if isinstance(declared, SettingSpec) else None
         if setting is None:
-            setting = SettingSpec.model_validate(declared) if isinstance(declared, dict) else SettingSpec(default=declared)
+            setting = (
+                SettingSpec.model_validate(declared)
+                if isinstance(declared, dict)
+                else SettingSpec(default=declared)
+            )
         if key in inherited:
             fields[key] = (inherited[key].annotation, setting.default)
             continue
@@ -366,7 +377,8 @@ def source_class(declaration: Declaration) -> type[DeclaredSource]:
         return existing
     camel = "".join(part.title() for part in spec.worker_id.split("_"))
     attributes = {
-        "__doc__": spec.description or f"{spec.worker_id}, declared in {declaration.folder.name}/defs.yaml",
+        "__doc__": spec.description
+        or f"{spec.worker_id}, declared in {declaration.folder.name}/defs.yaml",
         "__module__": __name__,
         "worker_id": spec.worker_id,
         "group": spec.group,

@@ -73,7 +73,7 @@ def check_declared(source):
             read = {(how.path or c.name).split(".")[0] for c, how in columns}
             stamped = {c.name for c in source.table.columns if source.spec.field(c.name).value}
             unread = set(raw) - read - stamped
-            assert set((row["extra"] or {})) >= unread, (source.worker_id, unread)
+            assert set(row["extra"] or {}) >= unread, (source.worker_id, unread)
 
     return check
 

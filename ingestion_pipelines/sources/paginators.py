@@ -67,9 +67,11 @@ class PageNumber(Paginator):
     max_pages: int | None = None
 
     def firsts(self, request, window):
+        """See `Paginator.firsts`."""
         yield _with(request, {self.param: self.start}, page=self.start, received=0)
 
     def follow(self, request, response, body, records):
+        """See `Paginator.follow`."""
         received = request.meta.get("received", 0) + len(records)
         total = at_path(body, self.total) if self.total else None
         page = request.meta["page"] + 1
@@ -90,9 +92,11 @@ class OffsetLimit(Paginator):
     total: str | None = None
 
     def firsts(self, request, window):
+        """See `Paginator.firsts`."""
         yield _with(request, {self.param: 0}, offset=0)
 
     def follow(self, request, response, body, records):
+        """See `Paginator.follow`."""
         offset = request.meta["offset"] + len(records)
         total = at_path(body, self.total) if self.total else None
         if not records or (total is not None and offset >= int(total)):
@@ -110,6 +114,7 @@ class Cursor(Paginator):
     param: str = "cursor"
 
     def follow(self, request, response, body, records):
+        """See `Paginator.follow`."""
         cursor = at_path(body, self.path)
         if cursor in (None, "") or not records:
             return None
@@ -126,6 +131,7 @@ class LinkHeader(Paginator):
     kind: ClassVar[str] = "link_header"
 
     def follow(self, request, response, body, records):
+        """See `Paginator.follow`."""
         match = _NEXT_LINK.search(response.headers.get("link") or "")
         if match is None or not records:
             return None
@@ -143,6 +149,7 @@ class DateWindows(Paginator):
     end_param: str = "to"
 
     def firsts(self, request, window):
+        """See `Paginator.firsts`."""
         if window is None:
             yield request
             return
@@ -176,7 +183,9 @@ class PaginatorSpec:
         known = set(PAGINATORS[kind].__dataclass_fields__)
         unknown = set(declared) - known
         if unknown:
-            raise ValueError(f"paginator {kind}: unknown arguments {sorted(unknown)} ({sorted(known)})")
+            raise ValueError(
+                f"paginator {kind}: unknown arguments {sorted(unknown)} ({sorted(known)})"
+            )
         return cls(kind, declared)
 
     def build(self, **rendered: Any) -> Paginator:

@@ -31,4 +31,3 @@ class Standard:
     bad_payload_path: str
     partition: Callable[[Any], str] | None = None
     rerun: Literal["unchanged", "not_modified", "snapshot"] = "unchanged"
-

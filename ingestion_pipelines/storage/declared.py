@@ -95,7 +95,9 @@ def parse_column(name: str, text: str) -> ColumnSpec:
     type_text, *flags = str(text).split()
     match = _TYPE.match(type_text)
     if not match or match["name"] not in COLUMN_TYPES:
-        raise ValueError(f"column {name}: unknown type {type_text!r} (one of {sorted(COLUMN_TYPES)})")
+        raise ValueError(
+            f"column {name}: unknown type {type_text!r} (one of {sorted(COLUMN_TYPES)})"
+        )
     unknown = set(flags) - {"key", "required"}
     if unknown:
         raise ValueError(f"column {name}: unknown flags {sorted(unknown)} (key, required)")

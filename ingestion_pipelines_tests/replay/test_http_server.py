@@ -255,7 +255,9 @@ def test_coingecko_pages_then_an_empty_list(server):
             break
         coins += batch
         page += 1
-    assert page == 4 and len(coins) == len(server.dataset.recorded["coingecko_markets"].records) == 295
+    assert (
+        page == 4 and len(coins) == len(server.dataset.recorded["coingecko_markets"].records) == 295
+    )
     assert list(coins[0]) == COIN_FIELDS and coins[0]["id"] == "bitcoin"
     assert any(coin["max_supply"] is None for coin in coins)
     assert any(coin["fully_diluted_valuation"] is None for coin in coins)
