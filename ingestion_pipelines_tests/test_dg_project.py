@@ -46,3 +46,14 @@ def test_the_definitions_load_in_under_two_seconds():
     )
     seconds = float(out.stdout.strip().splitlines()[-1])
     assert seconds < 2.0, f"definitions built in {seconds:.2f} s"
+
+
+def test_an_installed_package_without_pyproject_still_loads_the_defs_folder(monkeypatch):
+    """In the image the package is installed (no pyproject.toml above it): the defs module is
+    loaded directly."""
+    from ingestion_pipelines import definitions
+
+    monkeypatch.setattr(definitions, "discover_config_file", lambda _path: None)
+    loaded = definitions.declared_defs()
+    declared = {key.to_user_string() for asset in loaded.assets for key in asset.keys}
+    assert "coingecko_markets" in declared

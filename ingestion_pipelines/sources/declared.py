@@ -218,7 +218,8 @@ class DeclaredSource(Source):
         paginator = PaginatorSpec.of(self.spec.paginator)
         rendered = {k: render(v, context) for k, v in paginator.arguments.items()}
         self.paginator = paginator.build(**rendered)
-        self.stamped = [c.name for c in self.table.columns if self.spec.field(c.name).value]
+        # str(): orjson refuses str subclasses (SQLAlchemy's quoted_name) as keys of a dead letter
+        self.stamped = [str(c.name) for c in self.table.columns if self.spec.field(c.name).value]
 
     def rows_for_each(self) -> list[dict[str, Any] | None]:
         """The rows of the `for_each` table (one request each), or [None] when there is none."""

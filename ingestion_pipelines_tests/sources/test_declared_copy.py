@@ -92,7 +92,7 @@ REVISION = textwrap.dedent(
         ops = produce_migrations(MigrationContext.configure(conn), metadata)
     code = render_python_code(ops.upgrade_ops, migration_context=None)
     Path(migrate.MIGRATIONS_DIR, "versions", "9999_copy.py").write_text(
-        f"import sqlalchemy as sa\\nfrom alembic import op\\n"
+        f"import sqlalchemy as sa\\nfrom ingestion_pipelines.storage.migration_ops import op\\n"
         f"import ingestion_pipelines.storage.types\\n\\n"
         f"revision = '9999'\\ndown_revision = {head!r}\\n\\n\\ndef upgrade():\\n{code}\\n"
     )
