@@ -395,8 +395,13 @@ def check_alerts_sensor(interval_s: int) -> dg.SensorDefinition:
 
 
 def defs() -> dg.Definitions:
+    from ingestion_pipelines.control import retention_defs
+
     interval = alert_interval_s()
-    return dg.Definitions(
-        jobs=[config_change_job],
-        sensors=[run_alerts_sensor(interval), check_alerts_sensor(interval)],
+    return dg.Definitions.merge(
+        dg.Definitions(
+            jobs=[config_change_job],
+            sensors=[run_alerts_sensor(interval), check_alerts_sensor(interval)],
+        ),
+        retention_defs.defs(),
     )

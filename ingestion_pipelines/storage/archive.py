@@ -12,6 +12,7 @@ from a file that passed. `restore_day` puts a day back through `storage.upsert` 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import uuid
@@ -115,6 +116,7 @@ class KeyDigest:
         self._hash = hashlib.sha256()
 
     def update(self, batch: pa.RecordBatch | pa.Table) -> None:
+        """Add the keys of `batch`, each row's key columns as text, each row terminated."""
         if batch.num_rows == 0:
             return
         parts = [pc.cast(batch.column(name), pa.string()) for name in self.key_columns]
@@ -128,6 +130,7 @@ class KeyDigest:
         self.rows += batch.num_rows
 
     def hexdigest(self) -> str:
+        """The checksum of every key added so far."""
         return self._hash.hexdigest()
 
 
@@ -147,6 +150,7 @@ def archive_fs(url: str | None = None) -> tuple[Any, str]:
 
 
 def day_folder(root: str, table: str, day: date) -> str:
+    """The folder of one table-day under the archive root."""
     return f"{root}/{table}/day={day.isoformat()}"
 
 
@@ -165,6 +169,7 @@ class DayWriter:
         self._writer = None
 
     def write(self, rows: list[Any]) -> None:
+        """Append rows (in the table's column order) to the temporary file."""
         batch = rows_to_batch(self.schema, rows)
         if self._writer is None:
             self.fs.makedirs(self.folder, exist_ok=True)
@@ -188,10 +193,8 @@ class DayWriter:
 
     def discard(self) -> None:
         """Drop the temporary file (a failed write or verification leaves nothing behind)."""
-        try:
+        with contextlib.suppress(Exception):  # discarding after a failure being reported
             self._close()
-        except Exception:  # noqa: BLE001 - discarding after a failure already being reported
-            pass
         if self.fs.exists(self.temporary):
             self.fs.rm(self.temporary)
 

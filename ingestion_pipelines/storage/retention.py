@@ -71,10 +71,12 @@ class PassResult:
 
     @property
     def archived(self) -> int:
+        """Rows written to verified archive files."""
         return sum(d.archived for d in self.days)
 
     @property
     def deleted(self) -> int:
+        """Rows deleted after their archive was verified."""
         return sum(d.deleted for d in self.days)
 
 
@@ -114,6 +116,7 @@ def retention_table(name: str) -> tuple[Table, str] | None:
 
 
 def key_columns(table: Table) -> list[str]:
+    """The primary key's column names (the natural key of data tables)."""
     return [c.name for c in table.primary_key.columns]
 
 
@@ -173,10 +176,8 @@ def _delete_archived(engine, table, column, day, archived: ArchivedFile, fs, bat
     window = and_(table.c[column] >= start, table.c[column] < end)
     deleted = 0
     for batch in iter_key_batches(fs, archived.url, names, batch_rows):
-        if len(keys) == 1:
-            match = keys[0].in_([k[0] for k in batch])
-        else:
-            match = tuple_(*keys).in_(batch)
+        single = len(keys) == 1
+        match = keys[0].in_([k[0] for k in batch]) if single else tuple_(*keys).in_(batch)
         with engine.begin() as conn:
             deleted += conn.execute(delete(table).where(window, match)).rowcount
     return deleted
