@@ -139,9 +139,7 @@ def test_value_that_does_not_fit_exactly_is_refused_not_rounded(sqlite_url, tmp_
     row = _ticks()[0] | {"price": Decimal("1.0000000000000000001")}  # 19 decimals
     upsert(engine, trade_tick, [row])
     with pytest.raises(archive.ArchiveError, match="price"):
-        retention.retention_pass(
-            engine, "trade_tick", 30, archive_url=str(tmp_path / "a"), now=NOW
-        )
+        retention.retention_pass(engine, "trade_tick", 30, archive_url=str(tmp_path / "a"), now=NOW)
     with engine.connect() as conn:
         assert conn.execute(select(trade_tick.c.price)).scalar() == row["price"]
 
