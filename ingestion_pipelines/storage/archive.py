@@ -96,8 +96,7 @@ def rows_to_batch(schema: pa.Schema, rows: list[Any]) -> pa.RecordBatch:
     a value that does not fit exactly (e.g. more than 18 decimals) raises."""
     json_columns = _json_columns(schema)
     arrays = []
-    for index, field in enumerate(schema):
-        values = [row[index] for row in rows]
+    for field, values in zip(schema, zip(*rows, strict=True), strict=True):
         if field.name in json_columns:
             values = [None if v is None else json_text(v) for v in values]
         try:
