@@ -25,7 +25,19 @@ import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy import BigInteger, Boolean, Date, Integer, Numeric, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Integer,
+    Numeric,
+    String,
+    Table,
+    Text,
+    select,
+    type_coerce,
+)
 from sqlalchemy.engine import Engine
 
 from ingestion_pipelines.errors import IngestError
@@ -91,10 +103,11 @@ def _json_columns(schema: pa.Schema) -> set[str]:
     return {f.name for f in schema if f.metadata and f.metadata.get(b"json") == b"1"}
 
 
-def rows_to_batch(schema: pa.Schema, rows: list[Any]) -> pa.RecordBatch:
-    """Rows read through the table's types (Decimal, aware datetimes, JSON values) as a batch;
-    a value that does not fit exactly (e.g. more than 18 decimals) raises."""
-    json_columns = _json_columns(schema)
+def rows_to_batch(schema: pa.Schema, rows: list[Any], *, raw_json: bool = False) -> pa.RecordBatch:
+    """Rows (Decimal, UTC datetimes, naive ones taken as UTC, JSON values or, with `raw_json`,
+    the JSON text as stored) as a batch; a value that does not fit exactly (e.g. more than 18
+    decimals) raises."""
+    json_columns = set() if raw_json else _json_columns(schema)
     arrays = []
     for field, values in zip(schema, zip(*rows, strict=True), strict=True):
         if field.name in json_columns:
@@ -104,6 +117,20 @@ def rows_to_batch(schema: pa.Schema, rows: list[Any]) -> pa.RecordBatch:
         except (pa.ArrowException, TypeError, ValueError) as exc:
             raise ArchiveError(f"column {field.name}: {exc}") from None
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def raw_select(table: Table):
+    """SELECT of every column of `table` skipping the costly result types: UTC times as the
+    stored naive UTC values, JSON columns as their stored text (already canonical JSON)."""
+    columns = []
+    for column in table.columns:
+        if isinstance(column.type, (JsonDocument, JsonValue)):
+            columns.append(type_coerce(column, Text()).label(column.name))
+        elif isinstance(column.type, UtcDateTime):
+            columns.append(type_coerce(column, DateTime()).label(column.name))
+        else:
+            columns.append(column)
+    return select(*columns)
 
 
 class KeyDigest:
@@ -168,8 +195,8 @@ class DayWriter:
         self._writer = None
 
     def write(self, rows: list[Any]) -> None:
-        """Append rows (in the table's column order) to the temporary file."""
-        batch = rows_to_batch(self.schema, rows)
+        """Append rows (in the table's column order, read by `raw_select`) to the file."""
+        batch = rows_to_batch(self.schema, rows, raw_json=True)
         if self._writer is None:
             self.fs.makedirs(self.folder, exist_ok=True)
             self._stream = self.fs.open(self.temporary, "wb")

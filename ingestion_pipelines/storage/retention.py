@@ -28,6 +28,7 @@ from ingestion_pipelines.storage.archive import (
     DayWriter,
     archive_fs,
     iter_key_batches,
+    raw_select,
 )
 
 # The time column that dates each row, per table retention may act on. `crawl_checkpoint` holds
@@ -129,6 +130,13 @@ def _after(columns: Sequence, last: tuple):
     return or_(first > last[0], and_(first == last[0], _after(rest, last[1:])))
 
 
+def _as_utc(value):
+    """A key value read raw, fit to bind again: naive (stored UTC) datetimes made aware."""
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
 def _day_bounds(day: date) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time(0), UTC)
     return start, start + timedelta(days=1)
@@ -154,7 +162,7 @@ def _write_day(engine, table, column, day, writer: DayWriter, page_rows: int) ->
     last: tuple | None = None
     written = 0
     while True:
-        query = select(table).where(window).order_by(*keys).limit(page_rows)
+        query = raw_select(table).where(window).order_by(*keys).limit(page_rows)
         if last is not None:
             query = query.where(_after(keys, last))
         with engine.connect() as conn:
@@ -163,7 +171,7 @@ def _write_day(engine, table, column, day, writer: DayWriter, page_rows: int) ->
             return written
         writer.write(rows)
         written += len(rows)
-        last = tuple(rows[-1][i] for i in positions)
+        last = tuple(_as_utc(rows[-1][i]) for i in positions)
         if len(rows) < page_rows:
             return written
 
