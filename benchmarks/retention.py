@@ -111,7 +111,7 @@ def raw_read_rate(url: str, day: datetime) -> tuple[int, float]:
     return count, count / (time.perf_counter() - began)
 
 
-def _retention_process(url: str, archive: str, out) -> None:
+def _retention_process(url: str, archive: str, pause_ratio: float, out) -> None:
     from ingestion_pipelines.storage import retention
     from ingestion_pipelines.storage.engines import ensure_schema
 
@@ -123,7 +123,12 @@ def _retention_process(url: str, archive: str, out) -> None:
 
     began = time.perf_counter()
     result = retention.retention_pass(
-        engine, "trade_tick", 30, archive_url=archive, after_publish=published
+        engine,
+        "trade_tick",
+        30,
+        archive_url=archive,
+        after_publish=published,
+        pause_ratio=pause_ratio,
     )
     ended = time.perf_counter()
     out.send(
@@ -195,6 +200,9 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--rate", type=int, default=1_000, help="sidecar msg/s during the run")
     parser.add_argument("--chunk", type=int, default=5_000, help="trades per latency chunk")
+    parser.add_argument(
+        "--pause-ratio", type=float, default=0.0, help="retention's throttle (0: none)"
+    )
     parser.add_argument("--baseline-chunks", type=int, default=4, help="before and after each")
     args = parser.parse_args()
     os.environ.setdefault("INGEST_LOCAL_DIR", tempfile.mkdtemp(prefix="retention-bench-"))
@@ -226,7 +234,7 @@ def main() -> int:
         before = [x for _ in range(args.baseline_chunks) for x in live.chunk(args.chunk, args.rate)]
         ctx = mp.get_context("spawn")
         receive, send = ctx.Pipe(duplex=False)
-        worker = ctx.Process(target=_retention_process, args=(url, archive, send))
+        worker = ctx.Process(target=_retention_process, args=(url, archive, args.pause_ratio, send))
         worker.start()
         print(f"baseline p99 {_p99(before):,.0f} ms; retention started", flush=True)
         during = []
@@ -249,7 +257,7 @@ def main() -> int:
     print()
     print("| measure | value |")
     print("|---|---:|")
-    print(f"| old `trade_tick` rows | {args.rows:,} |")
+    print(f"| old `trade_tick` rows | {args.rows:,} (pause ratio {args.pause_ratio}) |")
     print(f"| raw read (streaming SELECT, PyMySQL, no type processing) | {raw_rate:,.0f} rows/s |")
     print(
         f"| retention pass: read pages + Parquet + verify + delete "

@@ -12,6 +12,7 @@ transaction. A failed write or verification raises `ArchiveError` before anythin
 from __future__ import annotations
 
 import os
+import time as _time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -130,6 +131,21 @@ def _after(columns: Sequence, last: tuple):
     return or_(first > last[0], and_(first == last[0], _after(rest, last[1:])))
 
 
+class Throttle:
+    """Yields the database and the cores back between steps: after a step that took t seconds,
+    waits `ratio` * t (0: no pause), so a pass uses at most 1 / (1 + ratio) of the time."""
+
+    def __init__(self, ratio: float = 0.0):
+        self.ratio = max(0.0, ratio)
+        self._started = _time.perf_counter()
+
+    def step_done(self) -> None:
+        """Call after each page read or delete batch."""
+        if self.ratio:
+            _time.sleep((_time.perf_counter() - self._started) * self.ratio)
+        self._started = _time.perf_counter()
+
+
 def _as_utc(value):
     """A key value read raw, fit to bind again: naive (stored UTC) datetimes made aware."""
     if isinstance(value, datetime) and value.tzinfo is None:
@@ -153,7 +169,7 @@ def _first_day(engine: Engine, table: Table, column: str, since: datetime | None
     return oldest.astimezone(UTC).date() if oldest is not None else None
 
 
-def _write_day(engine, table, column, day, writer: DayWriter, page_rows: int) -> int:
+def _write_day(engine, table, column, day, writer: DayWriter, page_rows: int, throttle) -> int:
     """Stream the day's rows into `writer`, page by page (one short read each); rows written."""
     keys = [table.c[name] for name in key_columns(table)]
     start, end = _day_bounds(day)
@@ -171,6 +187,7 @@ def _write_day(engine, table, column, day, writer: DayWriter, page_rows: int) ->
             return written
         writer.write(rows)
         written += len(rows)
+        throttle.step_done()
         last = tuple(_as_utc(rows[-1][i]) for i in positions)
         if len(rows) < page_rows:
             return written
@@ -191,7 +208,7 @@ def _key_match(keys: Sequence, batch: list[tuple]):
     return groups[0] if len(groups) == 1 else or_(*groups)
 
 
-def _delete_archived(engine, table, column, day, archived: ArchivedFile, fs, batch_rows) -> int:
+def _delete_archived(engine, table, column, day, archived, fs, batch_rows, throttle) -> int:
     """Delete exactly the keys the published file holds (and still of that day), one short
     transaction per batch."""
     names = key_columns(table)
@@ -202,6 +219,7 @@ def _delete_archived(engine, table, column, day, archived: ArchivedFile, fs, bat
     for batch in iter_key_batches(fs, archived.url, names, batch_rows):
         with engine.begin() as conn:
             deleted += conn.execute(delete(table).where(window, _key_match(keys, batch))).rowcount
+        throttle.step_done()
     return deleted
 
 
@@ -214,14 +232,17 @@ def archive_day(
     archive_url: str | None = None,
     page_rows: int = 20_000,
     delete_rows: int = 2_000,
+    pause_ratio: float = 0.0,
     after_publish: Callable[[ArchivedFile], None] | None = None,
 ) -> DayResult:
-    """Archive one table-day, verify the file, then delete the rows it holds."""
+    """Archive one table-day, verify the file, then delete the rows it holds (`pause_ratio`:
+    see `Throttle`)."""
     fs, root = archive_fs(archive_url)
     result = DayResult(table.name, day)
     writer = DayWriter(fs, root, table, day, key_columns(table))
     try:
-        result.archived = _write_day(engine, table, column, day, writer, page_rows)
+        throttle = Throttle(pause_ratio)
+        result.archived = _write_day(engine, table, column, day, writer, page_rows, throttle)
         if not result.archived:
             writer.discard()
             return result
@@ -231,7 +252,9 @@ def archive_day(
         raise
     if after_publish is not None:
         after_publish(result.file)
-    result.deleted = _delete_archived(engine, table, column, day, result.file, fs, delete_rows)
+    result.deleted = _delete_archived(
+        engine, table, column, day, result.file, fs, delete_rows, throttle
+    )
     logger.info(
         "retention {} {}: {} rows archived to {}, {} deleted",
         table.name,
