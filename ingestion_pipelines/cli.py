@@ -119,7 +119,13 @@ def cmd_retention(args) -> int:
     from ingestion_pipelines.storage.retention import retention_pass
 
     engine = ensure_schema(args.database_url or get_settings().database_url)
-    result = retention_pass(engine, args.table, args.older_than_days, archive_url=args.archive_url)
+    result = retention_pass(
+        engine,
+        args.table,
+        args.older_than_days,
+        archive_url=args.archive_url,
+        pause_ratio=args.pause_ratio,
+    )
     days = [
         {"day": d.day, "archived": d.archived, "deleted": d.deleted, "file": d.file and d.file.url}
         for d in result.days
@@ -173,6 +179,12 @@ def _add_ops_commands(sub) -> None:
     p.add_argument("--older-than-days", type=int, required=True)
     p.add_argument("--archive-url", help="default: INGEST_ARCHIVE_URL (<local dir>/archive)")
     p.add_argument("--database-url", help="default: INGEST_DATABASE_URL")
+    p.add_argument(
+        "--pause-ratio",
+        type=float,
+        default=0.0,
+        help="after each page or delete batch, wait this times its duration (spares live writers)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_retention)
 

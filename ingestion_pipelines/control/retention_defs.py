@@ -33,6 +33,10 @@ class RetentionConfig(dg.Config):
     archive_url: str | None = Field(
         default=None, description="archive folder or fsspec URL (default: INGEST_ARCHIVE_URL)"
     )
+    pause_ratio: float = Field(
+        default=0.0,
+        description="after each page or delete batch wait this times its duration (0: none)",
+    )
 
 
 @dg.op(name="retention_pass")
@@ -49,7 +53,9 @@ def retention_op(
     totals = {}
     for table, days in sorted(policies.items()):
         try:
-            result = retention.retention_pass(engine, table, days, archive_url=config.archive_url)
+            result = retention.retention_pass(
+                engine, table, days, archive_url=config.archive_url, pause_ratio=config.pause_ratio
+            )
         except Exception as exc:  # noqa: BLE001 - reported, the other tables still run
             failures.append(f"{table}: {redact(str(exc))}")
             context.log.error(f"retention of {table} failed, nothing of it deleted: {exc}")
