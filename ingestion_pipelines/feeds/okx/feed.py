@@ -1,6 +1,6 @@
 """OKX public trades: the `trades-all` channel (one trade a push), gaps filled from REST history.
 
-Protocol only (no worker id yet: registering it waits for the sidecar's per-feed table policy).
+The protocol (`OkxTradesProtocol`) and its worker (`OkxTrades`, `okx_trades`).
 What OKX documents (docs-v5, "WS / All trades channel", "WS / Trades channel", the WebSocket
 overview; see `data/PROVENANCE.md`):
 
@@ -37,6 +37,7 @@ from pydantic import Field
 
 from ingestion_pipelines.feeds.base import Feed
 from ingestion_pipelines.feeds.protocol import NOTHING, Parsed, ParseError
+from ingestion_pipelines.table_policy import TRADES
 from ingestion_pipelines.values import positive_exact
 from ingestion_pipelines.workers import FeedSettings
 
@@ -207,3 +208,10 @@ class OkxTradesProtocol(Feed):
 
 def _subscribe(args: list[dict[str, str]]) -> str:
     return orjson.dumps({"op": "subscribe", "args": args}).decode()
+
+
+class OkxTrades(OkxTradesProtocol):
+    """`okx_trades`: the OKX protocol as a sidecar worker writing `trade_tick`."""
+
+    worker_id = "okx_trades"
+    policies = (TRADES,)
