@@ -275,7 +275,6 @@ class FeedEngine:
         parse = self.session.parse if self.session is not None else self.feed.parse
         pump = self.session.pump if self.session is not None else None
         keepalive = self.keepalive_message
-        keepalive_s = self.keepalive_interval_s
         last_keepalive = opened
         max_frame = settings.max_frame_bytes
         OPCODE_CLOSE = websocket.ABNF.OPCODE_CLOSE
@@ -287,15 +286,10 @@ class FeedEngine:
                 return "planned: stopping"
             if self._restart_reason is not None:
                 return f"planned: {self._restart_reason}"
-            if keepalive is not None and time.monotonic() - last_keepalive >= keepalive_s:
-                last_keepalive = time.monotonic()
-                try:
-                    ws.send(keepalive)
-                except Exception as exc:  # noqa: BLE001 - closed, reset
-                    return f"keep-alive not sent: {type(exc).__name__}: {exc}"
-                self.keepalives_sent += 1
-            if pump is not None and (stop_reason := pump()) is not None:
-                return stop_reason
+            if keepalive is not None or pump is not None:
+                last_keepalive, why = self._between_frames(ws, pump, last_keepalive)
+                if why is not None:
+                    return why
             fast = reader.take_frame() if idle() else None
             if fast is not None:
                 opcode, data = fast
@@ -326,6 +320,21 @@ class FeedEngine:
             # After the rows are accepted: a message read is never dropped for a planned close.
             if max_age is not None and time.monotonic() - opened > max_age:
                 return "planned: connection age limit reached"
+
+    def _between_frames(
+        self, ws: Any, pump: Any, last_keepalive: float
+    ) -> tuple[float, str | None]:
+        """The application keep-alive when due, then the feed session's answers and timers;
+        (when the keep-alive was last sent, why the connection must end or None)."""
+        keepalive = self.keepalive_message
+        if keepalive is not None and time.monotonic() - last_keepalive >= self.keepalive_interval_s:
+            last_keepalive = time.monotonic()
+            try:
+                ws.send(keepalive)
+            except Exception as exc:  # noqa: BLE001 - closed, reset
+                return last_keepalive, f"keep-alive not sent: {type(exc).__name__}: {exc}"
+            self.keepalives_sent += 1
+        return last_keepalive, pump() if pump is not None else None
 
     def _take_message(self, data: bytes | str, max_frame: int, parse: Any) -> str | None:
         """Parse one data frame and queue its rows; a bad frame goes to dead_letter. Returns why
@@ -430,6 +439,7 @@ class FeedEngine:
         received_at: datetime,
         context: dict[str, Any] | None = None,
     ) -> None:
+        """Keep `data` raw in dead_letter with `reason` (and the record's key in `context`)."""
         self.dead_letters += 1
         if isinstance(data, bytes):
             try:

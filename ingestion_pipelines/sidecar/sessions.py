@@ -63,7 +63,7 @@ class FeedSession:
 
     def connecting(self, settings: Any) -> None:
         """Before each connection: a new session when the settings changed (new symbols)."""
-        if self.state is None or settings is not self._settings:
+        if self.state is None or settings != self._settings:
             self.state = self.feed.open_session(settings)
             self._settings = settings
 

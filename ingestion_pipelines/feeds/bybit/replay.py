@@ -52,6 +52,7 @@ class BybitServer(RecordedFramesServer):
         self._pong = _documented("docs-pong-spot")
 
     def keepalive_reply(self, message: str) -> str | None:
+        """The answer to a keep-alive (None: not one)."""
         try:
             request = orjson.loads(message)
         except orjson.JSONDecodeError:
@@ -59,6 +60,7 @@ class BybitServer(RecordedFramesServer):
         return self._pong if isinstance(request, dict) and request.get("op") == "ping" else None
 
     def subscribe(self, message: str) -> tuple[list[str], list[str]] | None:
+        """The instruments a subscribe request asks for, and the acknowledgements."""
         try:
             request = orjson.loads(message)
         except orjson.JSONDecodeError:

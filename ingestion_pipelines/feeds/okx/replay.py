@@ -57,9 +57,11 @@ class OkxServer(RecordedFramesServer):
         return self.http_url
 
     def keepalive_reply(self, message: str) -> str | None:
+        """The answer to a keep-alive (None: not one)."""
         return "pong" if message == "ping" else None
 
     def subscribe(self, message: str) -> tuple[list[str], list[str]] | None:
+        """The instruments a subscribe request asks for, and the acknowledgements."""
         try:
             request = orjson.loads(message)
         except orjson.JSONDecodeError:
@@ -74,6 +76,7 @@ class OkxServer(RecordedFramesServer):
         return [arg["instId"] for arg in args], replies
 
     def rest(self, path: str, query: str) -> Response | None:
+        """The trade history page asked for (None: another path)."""
         if path.rstrip("/") != "/api/v5/market/history-trades":
             return None
         params = {k: v[-1] for k, v in parse_qs(query).items()}
