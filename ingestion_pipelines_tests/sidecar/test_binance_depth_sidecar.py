@@ -20,7 +20,7 @@ DEPTH = 20
 
 @pytest.fixture
 def depth(monkeypatch):
-    server = BinanceDepthServer(interval_s=0.05).start()
+    server = BinanceDepthServer(interval_s=0.05, keep_history=True).start()
     monkeypatch.setenv("INGEST_BINANCE_DEPTH__BASE_URL", server.url)
     monkeypatch.setenv("INGEST_BINANCE_DEPTH__REST_BASE_URL", server.rest_url)
     monkeypatch.setenv("INGEST_BINANCE_DEPTH__SYMBOLS", ",".join(s.lower() for s in server.symbols))

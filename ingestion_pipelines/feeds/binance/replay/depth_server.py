@@ -16,7 +16,8 @@ recorded start from a generated book.
 Test controls (any thread): `inject_gap(symbol, n)` applies the next `n` events to the true book
 but never sends them (the client sees ids jump); `inject_stale(symbol)` sends an event that was
 already sent again; `drop_all()` (the base's) cuts every connection. `history(symbol)` is the
-initial book and every event applied, so a test can rebuild the reference book at any update id.
+initial book and every event applied (with `keep_history`; else the last few), so a test can
+rebuild the reference book at any update id.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from ingestion_pipelines.replay.ws_server import (
 DATA = Path(__file__).parent.parent / "data"
 SNAPSHOTS = DATA / "binance-depth-snapshots-2021-10-12.jsonl"
 SESSION = DATA / "binance-depth-session-2021-10-12.jsonl"
+_RECENT = 64  # events kept without `keep_history` (enough to resend stale ones)
 
 
 @dataclass
@@ -171,6 +173,7 @@ class BinanceDepthServer(BackgroundWsServer):
         symbols: list[str] | None = None,
         interval_s: float = 0.1,
         seed: int = 21,
+        keep_history: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(host, port, **kwargs)
@@ -178,6 +181,7 @@ class BinanceDepthServer(BackgroundWsServer):
         self.symbols = [s.upper() for s in (symbols or list(recorded[0]))]
         self.books = {s: _new_book(s, seed, recorded) for s in self.symbols}
         self.interval_s = interval_s
+        self.keep_history = keep_history  # every event (tests); else the last few (stale ones)
         self.snapshot_requests = 0
         self.sent_at: dict[tuple[str, int], float] = {}  # (symbol, u) -> when it was sent
         self.track_sent = False
@@ -271,6 +275,8 @@ class BinanceDepthServer(BackgroundWsServer):
         sent = book.hold == 0
         book.hold = max(0, book.hold - 1)
         book.events.append(DepthEventRecord(first, final, bids, asks, sent))
+        if not self.keep_history and len(book.events) > 2 * _RECENT:
+            del book.events[:-_RECENT]
         out = []
         if sent:
             out.append(self._frame(book.symbol, first, final, bids, asks))
