@@ -10,6 +10,8 @@ snapshots are taken on a timer, and a lost connection resynchronises every book.
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -30,6 +32,7 @@ from ingestion_pipelines.workers import FeedSettings
 
 SOURCE = "binance"
 MAX_RESYNCS_KEPT = 20  # the latest resynchronisations shown in the feed's health
+LATENCY_SAMPLES = 10_000  # the latest diff events' event-to-applied times
 
 
 class BinanceDepthSettings(FeedSettings):
@@ -67,13 +70,19 @@ class DepthSession:
         self.resyncs_by_reason: dict[str, int] = {}
         self.latest_resyncs: list[dict[str, Any]] = []
         self.snapshots_taken = 0
+        # from each diff's `E` (the exchange's clock) to the event applied here (ours): on one
+        # host (the stand-ins) the delivery and apply time; live, clock skew is in it too
+        self.latencies_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
 
     def parse(self, raw: bytes | str, received_at: datetime) -> Parsed:
         """One frame: a diff event for a book, or a control reply."""
         control = _control(raw)
         if control is not None:
             return control
-        return self._step(self.books.on_frame(raw, received_at))
+        step = self.books.on_frame(raw, received_at)
+        if step.event_time_ms is not None:
+            self.latencies_ms.append(time.time() * 1000 - step.event_time_ms)
+        return self._step(step)
 
     def requests(self) -> list[tuple[str, str]]:
         """The REST snapshots to fetch now, by symbol."""
@@ -113,6 +122,7 @@ class DepthSession:
             "resyncs": self.resyncs,
             "resyncs_by_reason": dict(self.resyncs_by_reason),
             "latest_resyncs": list(self.latest_resyncs),
+            **_percentiles(self.latencies_ms),
         }
 
     def _step(self, step: DepthStep) -> Parsed:
@@ -130,6 +140,14 @@ class DepthSession:
         row["at"] = resync.at.isoformat()
         self.latest_resyncs.append(row)
         del self.latest_resyncs[:-MAX_RESYNCS_KEPT]
+
+
+def _percentiles(samples: deque[float]) -> dict[str, float]:
+    if not samples:
+        return {}
+    ordered = sorted(samples)
+    pick = lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)  # noqa: E731
+    return {"book_event_to_applied_ms_p50": pick(0.5), "book_event_to_applied_ms_p99": pick(0.99)}
 
 
 def _control(raw: bytes | str) -> Parsed | None:
