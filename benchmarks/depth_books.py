@@ -223,7 +223,7 @@ def main() -> int:
     parser.add_argument("--database-url")
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--rows", type=int, default=50_000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="writer runs (0: part 1 only)")
     args = parser.parse_args()
     os.environ.setdefault("INGEST_LOCAL_DIR", tempfile.mkdtemp(prefix="depth-bench-"))
     from loguru import logger
@@ -248,7 +248,7 @@ def main() -> int:
     finally:
         if server is not None:
             server.close()
-    ratios = [w / statistics.mean(raws[i : i + 2]) for i, w in enumerate(writes)]
+    ratios = [w / statistics.mean(raws[i : i + 2]) for i, w in enumerate(writes)] or [0.0]
     print()
     print(
         f"20 symbols x 100 ms for {args.seconds:.0f} s: sidecar + writer CPU "

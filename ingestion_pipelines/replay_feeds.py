@@ -28,22 +28,24 @@ def feed_env(binance: BinanceServer, ssi: SsiServer) -> dict[str, str]:
     }
 
 
+# the depth feed's default symbols, and the recorded books (for a client that asks for them)
+DEPTH_SYMBOLS = ["BTCUSDT", "ETHUSDT", "NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR"]
+
+
 def more_feed_env(servers: dict[str, Any]) -> dict[str, str]:
     """The variables that point `okx_trades`, `bybit_trades` and `binance_depth` at their
-    stand-ins (`servers` by worker id)."""
+    stand-ins (`servers` by worker id); the feeds keep their default symbols, which the stand-ins
+    serve (OKX and Bybit: BTC-USDT / BTCUSDT recorded, ETH none; depth: generated books)."""
     env: dict[str, str] = {}
     okx, bybit, depth = (servers.get(k) for k in ("okx_trades", "bybit_trades", "binance_depth"))
     if okx is not None:
         env["INGEST_OKX_TRADES__BASE_URL"] = okx.url
         env["INGEST_OKX_TRADES__REST_BASE_URL"] = okx.rest_url
-        env["INGEST_OKX_TRADES__SYMBOLS"] = ",".join(okx.keys)
     if bybit is not None:
         env["INGEST_BYBIT_TRADES__BASE_URL"] = bybit.url
-        env["INGEST_BYBIT_TRADES__SYMBOLS"] = ",".join(k.split(".", 1)[1] for k in bybit.keys)
     if depth is not None:
         env["INGEST_BINANCE_DEPTH__BASE_URL"] = depth.url
         env["INGEST_BINANCE_DEPTH__REST_BASE_URL"] = depth.rest_url
-        env["INGEST_BINANCE_DEPTH__SYMBOLS"] = ",".join(s.lower() for s in depth.symbols)
     return env
 
 
@@ -54,7 +56,7 @@ def start_more_servers(host: str = "127.0.0.1") -> dict[str, Any]:
         for worker_id, server in (
             ("okx_trades", OkxServer(host)),
             ("bybit_trades", BybitServer(host)),
-            ("binance_depth", BinanceDepthServer(host)),
+            ("binance_depth", BinanceDepthServer(host, symbols=DEPTH_SYMBOLS)),
         ):
             started[worker_id] = server.start()
     except BaseException:

@@ -192,12 +192,9 @@ def test_serve_feeds_prints_the_variables_to_use():
             "INGEST_SSI_IBOARD__BASE_URL": feeds.ssi.url,
             "INGEST_OKX_TRADES__BASE_URL": feeds.more["okx_trades"].url,
             "INGEST_OKX_TRADES__REST_BASE_URL": feeds.more["okx_trades"].rest_url,
-            "INGEST_OKX_TRADES__SYMBOLS": "BTC-USD-220527,UNI-USD-SWAP,BTC-USDT",
             "INGEST_BYBIT_TRADES__BASE_URL": feeds.more["bybit_trades"].url,
-            "INGEST_BYBIT_TRADES__SYMBOLS": "BTCUSDT",
             "INGEST_BINANCE_DEPTH__BASE_URL": feeds.more["binance_depth"].url,
             "INGEST_BINANCE_DEPTH__REST_BASE_URL": feeds.more["binance_depth"].rest_url,
-            "INGEST_BINANCE_DEPTH__SYMBOLS": "nknusdt,blzeth,lrcbtc,runeeur",
         }
         assert feeds.ssi.shift_to_now and feeds.ssi.loop
     assert not feeds.binance.running and not feeds.ssi.running
