@@ -73,6 +73,8 @@ class DepthSession:
         # from each diff's `E` (the exchange's clock) to the event applied here (ours): on one
         # host (the stand-ins) the delivery and apply time; live, clock skew is in it too
         self.latencies_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
+        # from the frame's arrival (taken off the socket by the engine) to the event applied
+        self.arrival_latencies_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
 
     def parse(self, raw: bytes | str, received_at: datetime) -> Parsed:
         """One frame: a diff event for a book, or a control reply."""
@@ -80,8 +82,10 @@ class DepthSession:
         if control is not None:
             return control
         step = self.books.on_frame(raw, received_at)
+        applied_ms = time.time() * 1000
         if step.event_time_ms is not None:
-            self.latencies_ms.append(time.time() * 1000 - step.event_time_ms)
+            self.latencies_ms.append(applied_ms - step.event_time_ms)
+        self.arrival_latencies_ms.append(applied_ms - received_at.timestamp() * 1000)
         return self._step(step)
 
     def requests(self) -> list[tuple[str, str]]:
@@ -122,7 +126,8 @@ class DepthSession:
             "resyncs": self.resyncs,
             "resyncs_by_reason": dict(self.resyncs_by_reason),
             "latest_resyncs": list(self.latest_resyncs),
-            **_percentiles(self.latencies_ms),
+            **_percentiles("book_event_to_applied_ms", self.latencies_ms),
+            **_percentiles("book_arrival_to_applied_ms", self.arrival_latencies_ms),
         }
 
     def _step(self, step: DepthStep) -> Parsed:
@@ -142,12 +147,12 @@ class DepthSession:
         del self.latest_resyncs[:-MAX_RESYNCS_KEPT]
 
 
-def _percentiles(samples: deque[float]) -> dict[str, float]:
+def _percentiles(name: str, samples: deque[float]) -> dict[str, float]:
     if not samples:
         return {}
     ordered = sorted(samples)
-    pick = lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)  # noqa: E731
-    return {"book_event_to_applied_ms_p50": pick(0.5), "book_event_to_applied_ms_p99": pick(0.99)}
+    pick = lambda q: round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)  # noqa: E731
+    return {f"{name}_p50": pick(0.5), f"{name}_p99": pick(0.99)}
 
 
 def _control(raw: bytes | str) -> Parsed | None:
