@@ -13,7 +13,8 @@ A feed that keeps state across frames (`binance_depth`: one local order book per
 
 `FeedSession` runs it on the connection thread (the session is never shared with another
 thread) and fetches the documents on its own thread with the REST retry rules of the gap filler
-(`gaps.rest_get`); answers come back through a queue the connection thread drains (`pump`).
+(`gaps.rest_get`), one at a time and at most `rate_limit_per_s`; answers come back through a
+queue the connection thread drains (`pump`).
 """
 
 from __future__ import annotations
@@ -148,3 +149,6 @@ class FeedSession:
             except Exception as exc:  # noqa: BLE001 - recorded; the session asks again
                 payload, error = None, f"{redact_url(url)}: {exc}"
             self._answers.put((key, payload, error))
+            rate = settings.rate_limit_per_s
+            if rate:  # the source's request budget (Binance: weight per minute per IP)
+                self._stop.wait(1 / rate)

@@ -26,6 +26,7 @@ def depth(monkeypatch):
     monkeypatch.setenv("INGEST_BINANCE_DEPTH__SYMBOLS", ",".join(s.lower() for s in server.symbols))
     monkeypatch.setenv("INGEST_BINANCE_DEPTH__SNAPSHOT_MS", "200")
     monkeypatch.setenv("INGEST_BINANCE_DEPTH__DEPTH", str(DEPTH))
+    monkeypatch.setenv("INGEST_BINANCE_DEPTH__RATE_LIMIT_PER_S", "20")  # snapshots, paced
     yield server
     server.stop()
 

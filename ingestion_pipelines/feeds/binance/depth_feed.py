@@ -44,6 +44,10 @@ class BinanceDepthSettings(FeedSettings):
     snapshot_ms: int = Field(1000, ge=100, le=3_600_000)  # one stored book per symbol this often
     depth: int = Field(20, ge=1, le=1000)  # levels per side in each stored book
     snapshot_limit: int = 1000  # levels per side asked of the REST snapshot
+    # REST snapshots a second: Binance allows 6,000 request weight a minute per IP and a
+    # 1,000-level snapshot weighs 50 (120 a minute); half of that, the rest left to the trades'
+    # gap filling on the same IP
+    rate_limit_per_s: float | None = Field(1.0, gt=0, le=100)
     symbol_pattern: ClassVar[str] = r"[A-Za-z0-9]{5,20}"
 
     @field_validator("snapshot_limit")
