@@ -15,6 +15,12 @@ For feeds with consecutive trade ids it tracks the last id per symbol (seeded fr
 start) and hands every gap to the feed's `GapFiller`. A row is counted as seen only once the writer
 accepted it; when the writer's queue stays full the engine disconnects, waits for room and
 reconnects, and the trades it did not take are fetched back as a gap.
+
+A feed may ask for an application-level keep-alive (`keepalive_message`, sent every
+`keepalive_interval_s`: OKX's `ping`, Bybit's `{"op":"ping"}`), and a feed that keeps state across
+frames declares `open_session` (order books, `sidecar/sessions.py`): the session parses the
+frames, its REST documents are fetched beside the connection, its timers run between frames, and
+it is told of every disconnection.
 """
 
 from __future__ import annotations

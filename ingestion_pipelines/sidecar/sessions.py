@@ -99,7 +99,9 @@ class FeedSession:
         if self.state is None:
             return
         at = datetime.now(UTC)
-        self.engine.store(self.state.on_disconnect(at), None, at)
+        why = self.engine.store(self.state.on_disconnect(at), None, at)
+        if why is not None:  # (the books rebuild all the same; only their record is missing)
+            self.engine.log.error("resynchronisations after a disconnect not stored: {}", why)
 
     def stats(self) -> dict[str, Any]:
         """The session's counters and the fetcher's."""
