@@ -56,6 +56,9 @@ class OkxTradesSettings(FeedSettings):
 
     base_url: str = "wss://ws.okx.com:8443"
     rest_base_url: str = "https://www.okx.com"
+    # gap filling pages: OKX limits `GET /api/v5/market/history-trades` to 20 requests per 2 s
+    # per IP; half of that
+    rate_limit_per_s: float | None = Field(5.0, gt=0, le=100)
     symbols: list[str] = Field(default_factory=lambda: ["BTC-USDT", "ETH-USDT"])
     # An OKX instrument id: upper-case parts joined by dashes (BTC-USDT, BTC-USDT-SWAP).
     symbol_pattern: ClassVar[str] = r"[A-Z0-9]{1,15}(-[A-Z0-9]{1,15}){1,4}"
