@@ -93,11 +93,16 @@ TRADES = TablePolicy(
     trades=True,
 )
 QUOTES = TablePolicy("stock_quote", on_conflict="update", fenced=True)
+# order books (binance_depth): a snapshot at an update id is what the book was then, and a
+# resynchronisation happened once: both immutable; no ids to track for gaps (the book checks
+# its own sequence), nothing derived
+BOOK_SNAPSHOTS = TablePolicy("order_book_snapshot", on_conflict="ignore", fenced=True)
+BOOK_RESYNCS = TablePolicy("order_book_resync", on_conflict="ignore", fenced=True)
 CONTROL = TablePolicy("", on_conflict="ignore")
 
 # Every table a feed may declare, by name: the writer (and its process) reads a batch's policy
 # from its table's name. A new kind of feed table adds its policy here.
-POLICIES = {p.table: p for p in (TRADES, QUOTES)}
+POLICIES = {p.table: p for p in (TRADES, QUOTES, BOOK_SNAPSHOTS, BOOK_RESYNCS)}
 
 
 def policy_of(table: str) -> TablePolicy:

@@ -106,7 +106,23 @@ def status_table(workers: list[dict[str, Any]], now: datetime | None = None) -> 
             if feed.get("last_error") or feed.get("error"):
                 bits.append(f"error: {feed.get('last_error') or feed.get('error')}")
             lines.append(f"  feed      {'; '.join(bits)}")
+            if feed.get("books") is not None:
+                lines.append(f"  books     {book_line(feed)}")
     return "\n".join(lines)
+
+
+def book_line(feed: dict[str, Any]) -> str:
+    """Order books in sync and their resynchronisations (by reason, and the last one)."""
+    line = (
+        f"{feed.get('books_synced', 0)}/{feed['books']} in sync, {feed.get('resyncs', 0)} resyncs"
+    )
+    by_reason = feed.get("resyncs_by_reason") or {}
+    if by_reason:
+        line += " (" + ", ".join(f"{n} {why}" for why, n in sorted(by_reason.items())) + ")"
+    last = feed.get("last_resync")
+    if last:
+        line += f"; last {last.get('symbol')} {last.get('reason')} at {last.get('at')}"
+    return line
 
 
 def switch_result(result: dict[str, Any]) -> str:

@@ -15,6 +15,12 @@ For feeds with consecutive trade ids it tracks the last id per symbol (seeded fr
 start) and hands every gap to the feed's `GapFiller`. A row is counted as seen only once the writer
 accepted it; when the writer's queue stays full the engine disconnects, waits for room and
 reconnects, and the trades it did not take are fetched back as a gap.
+
+A feed may ask for an application-level keep-alive (`keepalive_message`, sent every
+`keepalive_interval_s`: OKX's `ping`, Bybit's `{"op":"ping"}`), and a feed that keeps state across
+frames declares `open_session` (order books, `sidecar/sessions.py`): the session parses the
+frames, its REST documents are fetched beside the connection, its timers run between frames, and
+it is told of every disconnection.
 """
 
 from __future__ import annotations
@@ -30,11 +36,12 @@ from loguru import logger
 from sqlalchemy import func, select
 
 from ingestion_pipelines import url_policy
-from ingestion_pipelines.feeds.protocol import BROWSER_USER_AGENT, ParseError
+from ingestion_pipelines.feeds.protocol import BROWSER_USER_AGENT, Parsed, ParseError
 from ingestion_pipelines.redaction import redact_url
 from ingestion_pipelines.retry import Backoff
 from ingestion_pipelines.sidecar.connection import POLL_S, BufferedRecv, library_idle, proxy_options
 from ingestion_pipelines.sidecar.gaps import FirstSeen, GapFiller, GapTracker
+from ingestion_pipelines.sidecar.sessions import FeedSession
 from ingestion_pipelines.sidecar.shards import worker_of
 from ingestion_pipelines.sidecar.spool import Spool
 from ingestion_pipelines.sidecar.writer import Writer
@@ -73,6 +80,12 @@ class FeedEngine:
         )
         self.consecutive = self.gap_policy is not None
         self.tracker = GapTracker()
+        # application-level keep-alive the server expects (text `ping`, `{"op":"ping"}`)
+        self.keepalive_message: str | None = getattr(feed, "keepalive_message", None)
+        self.keepalive_interval_s: float = getattr(feed, "keepalive_interval_s", 20.0)
+        self.keepalives_sent = 0
+        # a stateful feed (order books): its session reads the frames, asks for REST documents
+        self.session = FeedSession(self, feed) if hasattr(feed, "open_session") else None
         self.first_seen = (
             FirstSeen(writer.spool(feed_id).folder.parent / f"{feed_id}.first_seen.json")
             if self.consecutive
@@ -101,6 +114,8 @@ class FeedEngine:
         """Start the engine's thread (and its gap filler)."""
         if self.filler is not None:
             self.filler.start()
+        if self.session is not None:
+            self.session.start()
         self._thread.start()
         return self
 
@@ -113,6 +128,8 @@ class FeedEngine:
         self._thread.join(timeout_s)
         if self.filler is not None:
             self.filler.stop(max(0.1, timeout_s / 2))
+        if self.session is not None:
+            self.session.stop(max(0.1, timeout_s / 2))
         self.status = "stopped"
 
     def stop(self, timeout_s: float = 2.0) -> None:
@@ -189,6 +206,8 @@ class FeedEngine:
             settings = self.settings
             self._restart_reason = None
             url = self.feed.url(settings)
+            if self.session is not None:
+                self.session.connecting(settings)
             started = time.monotonic()
             try:
                 ws = self._connect(url, settings)
@@ -202,6 +221,8 @@ class FeedEngine:
             if self._stop.is_set():
                 self.log.info("disconnected: shutting down")
                 break
+            if self.session is not None:  # what the connection held is lost (order books)
+                self.session.disconnected()
             self.reconnects += 1
             planned = reason.startswith("planned:")
             if planned or time.monotonic() - started > 30:
@@ -257,7 +278,10 @@ class FeedEngine:
         opened = time.monotonic()
         max_age = self.max_connection_age_s
         last_frame = time.monotonic()
-        parse = self.feed.parse
+        parse = self.session.parse if self.session is not None else self.feed.parse
+        pump = self.session.pump if self.session is not None else None
+        keepalive = self.keepalive_message
+        last_keepalive = opened
         max_frame = settings.max_frame_bytes
         OPCODE_CLOSE = websocket.ABNF.OPCODE_CLOSE
         DATA = (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY)
@@ -268,6 +292,10 @@ class FeedEngine:
                 return "planned: stopping"
             if self._restart_reason is not None:
                 return f"planned: {self._restart_reason}"
+            if keepalive is not None or pump is not None:
+                last_keepalive, why = self._between_frames(ws, pump, last_keepalive)
+                if why is not None:
+                    return why
             fast = reader.take_frame() if idle() else None
             if fast is not None:
                 opcode, data = fast
@@ -299,6 +327,21 @@ class FeedEngine:
             if max_age is not None and time.monotonic() - opened > max_age:
                 return "planned: connection age limit reached"
 
+    def _between_frames(
+        self, ws: Any, pump: Any, last_keepalive: float
+    ) -> tuple[float, str | None]:
+        """The application keep-alive when due, then the feed session's answers and timers;
+        (when the keep-alive was last sent, why the connection must end or None)."""
+        keepalive = self.keepalive_message
+        if keepalive is not None and time.monotonic() - last_keepalive >= self.keepalive_interval_s:
+            last_keepalive = time.monotonic()
+            try:
+                ws.send(keepalive)
+            except Exception as exc:  # noqa: BLE001 - closed, reset
+                return last_keepalive, f"keep-alive not sent: {type(exc).__name__}: {exc}"
+            self.keepalives_sent += 1
+        return last_keepalive, pump() if pump is not None else None
+
     def _take_message(self, data: bytes | str, max_frame: int, parse: Any) -> str | None:
         """Parse one data frame and queue its rows; a bad frame goes to dead_letter. Returns why
         the connection must end (server-announced reconnect, writer full), else None."""
@@ -307,7 +350,7 @@ class FeedEngine:
         received_at = datetime.now(UTC)
         if len(data) > max_frame:
             reason = f"frame of {len(data)} bytes is over max_frame_bytes ({max_frame})"
-            self._dead_letter(data, reason, received_at)
+            self.dead_letter(data, reason, received_at)
             return None
         try:
             parsed = parse(data, received_at)
@@ -316,13 +359,18 @@ class FeedEngine:
             if exc.record_key is not None:
                 url = redact_url(self.feed.url(self.settings))
                 context = {"record_key": exc.record_key, "url": url}
-            self._dead_letter(data, str(exc), received_at, context)
+            self.dead_letter(data, str(exc), received_at, context)
             return None
         except Exception as exc:  # noqa: BLE001 - a bug must not stop the feed either
-            self._dead_letter(data, f"parser error: {type(exc).__name__}: {exc}", received_at)
+            self.dead_letter(data, f"parser error: {type(exc).__name__}: {exc}", received_at)
             return None
         if parsed.reconnect:
             return f"planned: server announced {parsed.reconnect}"
+        return self.store(parsed, data, received_at)
+
+    def store(self, parsed: Parsed, data: bytes | str | None, received_at: datetime) -> str | None:
+        """Queue the rows of `parsed` (from the frame `data`); why the connection must end when
+        the writer is full, else None."""
         for table, rows in parsed.rows.items():
             policy = self.policy(table)
             if policy.refused is not None:
@@ -372,7 +420,7 @@ class FeedEngine:
         for row, why in bad:
             key = {"source": row.get("source"), "symbol": row.get("symbol")}
             key["trade_id"] = row.get("trade_id")
-            self._dead_letter(
+            self.dead_letter(
                 repr(row) if data is None else data,
                 f"{what} {key['symbol']} #{key['trade_id']}: {why}",
                 received_at,
@@ -390,13 +438,14 @@ class FeedEngine:
         sane = self._filled_checked[1]
         return not sane or self.writer.submit(self.feed_id, policy.table, sane, policy.on_conflict)
 
-    def _dead_letter(
+    def dead_letter(
         self,
         data: bytes | str,
         reason: str,
         received_at: datetime,
         context: dict[str, Any] | None = None,
     ) -> None:
+        """Keep `data` raw in dead_letter with `reason` (and the record's key in `context`)."""
         self.dead_letters += 1
         if isinstance(data, bytes):
             try:
@@ -431,4 +480,8 @@ class FeedEngine:
         }
         if self.filler is not None:
             out.update(self.filler.stats.as_dict())
+        if self.keepalive_message is not None:
+            out["keepalives_sent"] = self.keepalives_sent
+        if self.session is not None:
+            out.update(self.session.stats())
         return out

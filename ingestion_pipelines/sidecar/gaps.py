@@ -181,32 +181,47 @@ class GapFiller:
             self.log.info("gap in {} trade ids {}..{} filled", symbol, first, last)
 
     def _get(self, url: str, timeout_s: float, proxy: str | None = None) -> bytes | None:
-        backoff = Backoff(base_s=0.5, cap_s=10.0)
-        handlers = [urllib.request.ProxyHandler({"http": proxy, "https": proxy})] if proxy else []
-        opener = urllib.request.build_opener(*handlers, SafeRedirectHandler())
-        check_url(url, CRAWL_SCHEMES, "REST history URL")
-        for attempt in range(1, self.max_attempts + 1):
-            request = urllib.request.Request(url, headers={"User-Agent": BROWSER_USER_AGENT})
-            try:
-                with opener.open(request, timeout=timeout_s) as response:
-                    return response.read()
-            except urllib.error.HTTPError as exc:
-                if not is_retryable_status(exc.code):
-                    body = exc.read()[:300].decode(errors="replace")
-                    raise RuntimeError(f"HTTP {exc.code} from the REST history: {body}") from None
-                wait = backoff.next(parse_retry_after(exc.headers.get("Retry-After")))
-                self.log.warning(
-                    "REST history answered {} (attempt {}), retrying in {:.1f} s",
-                    exc.code,
-                    attempt,
-                    wait,
-                )
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                wait = backoff.next()
-                self.log.warning("REST history unreachable ({}), retrying in {:.1f} s", exc, wait)
-            if self._stop.wait(wait):
-                return None
-        return None
+        return rest_get(
+            url, timeout_s, proxy, stop=self._stop, max_attempts=self.max_attempts, log=self.log
+        )
+
+
+def rest_get(
+    url: str,
+    timeout_s: float,
+    proxy: str | None,
+    *,
+    stop: threading.Event,
+    max_attempts: int,
+    log: Any,
+    what: str = "REST history",
+) -> bytes | None:
+    """GET `url` (a source's REST document: trade history, depth snapshot) with retries of
+    429/418/5xx and unreachable hosts (backoff, Retry-After honoured); None when the retries are
+    exhausted or `stop` is set; `RuntimeError` for an answer that retrying cannot change."""
+    backoff = Backoff(base_s=0.5, cap_s=10.0)
+    handlers = [urllib.request.ProxyHandler({"http": proxy, "https": proxy})] if proxy else []
+    opener = urllib.request.build_opener(*handlers, SafeRedirectHandler())
+    check_url(url, CRAWL_SCHEMES, f"{what} URL")
+    for attempt in range(1, max_attempts + 1):
+        request = urllib.request.Request(url, headers={"User-Agent": BROWSER_USER_AGENT})
+        try:
+            with opener.open(request, timeout=timeout_s) as response:
+                return response.read()
+        except urllib.error.HTTPError as exc:
+            if not is_retryable_status(exc.code):
+                body = exc.read()[:300].decode(errors="replace")
+                raise RuntimeError(f"HTTP {exc.code} from the {what}: {body}") from None
+            wait = backoff.next(parse_retry_after(exc.headers.get("Retry-After")))
+            log.warning(
+                "{} answered {} (attempt {}), retrying in {:.1f} s", what, exc.code, attempt, wait
+            )
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            wait = backoff.next()
+            log.warning("{} unreachable ({}), retrying in {:.1f} s", what, exc, wait)
+        if stop.wait(wait):
+            return None
+    return None
 
 
 class FirstSeen:

@@ -57,6 +57,12 @@ _SHARD_METRICS = (
     ("ingest_sidecar_reconnects_total", "counter", "Websocket reconnects.", "reconnects"),
     ("ingest_sidecar_gaps_total", "counter", "Gaps found in trade ids.", "gaps_found"),
     (
+        "ingest_sidecar_book_resyncs_total",
+        "counter",
+        "Order books rebuilt from a new snapshot (gap, stale snapshot, reconnect).",
+        "resyncs",
+    ),
+    (
         "ingest_sidecar_gap_trades_missing_total",
         "counter",
         "Trade ids the gaps held.",

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 from loguru import logger
 
+from ingestion_pipelines.workers import MAX_SYMBOLS
+
 REPLICAS_KEY = "ingest:sidecar:replicas"
 
 _BEAT = """
@@ -70,10 +72,24 @@ class ConnectionLimits:
 
 
 # Binance Spot market streams: 1,024 streams per connection; 300 connections per 5 min per IP.
+# OKX (WebSocket overview): "connection limit: 3 requests per second (based on IP)"; no cap on
+# the channels of one connection is documented (a subscribe request's args stay under 64 KB, the
+# feed splits them), so a shard carries the settings' own maximum of symbols.
+# Bybit (v5 "Connect"): Spot takes the args of one public connection up to 21,000 characters in
+# all ("publicTrade." + a symbol of up to 25 characters: 567 topics), and "do not build over 500
+# connections in 5 minutes" per WebSocket domain.
 SOURCE_LIMITS: dict[str, ConnectionLimits] = {
     "binance": ConnectionLimits(
         streams_per_connection=1024, connections_per_window=300, window_s=300
-    )
+    ),
+    "okx": ConnectionLimits(
+        streams_per_connection=MAX_SYMBOLS, connections_per_window=3, window_s=1
+    ),
+    "bybit": ConnectionLimits(
+        streams_per_connection=21_000 // len("publicTrade." + "X" * 25),
+        connections_per_window=500,
+        window_s=300,
+    ),
 }
 
 

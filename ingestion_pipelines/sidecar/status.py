@@ -221,6 +221,7 @@ def engine_counters(engine: FeedEngine) -> dict[str, int]:
         "gaps_found": stats.found if stats else 0,
         "gap_trades_missing": stats.missing if stats else 0,
         "gap_trades_filled": stats.filled if stats else 0,
+        **({"resyncs": engine.session.stats()["resyncs"]} if engine.session is not None else {}),
     }
 
 
@@ -246,7 +247,8 @@ def _merge_states(states: dict[str, tuple[str, str | None, dict[str, Any]]]):
     merged = dict(parts[0])
     for name in _SUMMED:
         merged[name] = sum(d.get(name) or 0 for d in parts)
-    for name in [k for k, v in parts[0].items() if k.startswith("gap") and isinstance(v, int)]:
+    summed = ("gap", "resyncs", "books", "book_", "keepalives")
+    for name in [k for k, v in parts[0].items() if k.startswith(summed) and isinstance(v, int)]:
         merged[name] = sum(d.get(name) or 0 for d in parts)
     merged["lag_s"] = max((d["lag_s"] for d in parts if d.get("lag_s") is not None), default=None)
     merged["database_down"] = any(d.get("database_down") for d in parts)

@@ -397,6 +397,38 @@ crawl_checkpoint = Table(
     Column("committed_at", UtcDateTime, nullable=False),
 )
 
+# ---- order books (issue 21, binance_depth; migration 0013) ---------------------------------------
+# The top `depth` levels of a local order book at one update id, every `snapshot_ms`: levels as
+# JSON arrays of [price, quantity] decimal strings, exact, best first.
+order_book_snapshot = Table(
+    "order_book_snapshot",
+    metadata,
+    Column("source", String(32), primary_key=True),
+    Column("symbol", String(32), primary_key=True),
+    Column("last_update_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("bids", JsonDocument, nullable=False),
+    Column("asks", JsonDocument, nullable=False),
+    extra_column(),
+    Index(None, "symbol", "at"),
+)
+
+# Every time a local book was lost and rebuilt from a new REST snapshot: a gap in the diff
+# stream, a snapshot older than the buffered events, or a reconnect.
+order_book_resync = Table(
+    "order_book_resync",
+    metadata,
+    Column("source", String(32), primary_key=True),
+    Column("symbol", String(32), primary_key=True),
+    Column("at", UtcDateTime, primary_key=True),
+    Column("reason", String(32), primary_key=True),  # gap | snapshot_too_old | reconnect
+    Column("from_update_id", BigInteger),  # the book's last update id (NULL: none yet)
+    Column("to_update_id", BigInteger),  # the first id that could not be applied (NULL: unknown)
+    extra_column(),
+)
+# ---- end of order books ---------------------------------------------------------------------
+
+
 DATA_TABLES = {
     t.name: t
     for t in (
@@ -413,6 +445,8 @@ DATA_TABLES = {
         satellite,
         satellite_transponder,
         satellite_channel,
+        order_book_snapshot,
+        order_book_resync,
     )
 }
 CONTROL_TABLES = {

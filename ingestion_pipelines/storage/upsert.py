@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, Integer, String, Table, select, tuple
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.types import TypeDecorator
 
-from ingestion_pipelines.storage.types import ExactDecimal, UtcDateTime
+from ingestion_pipelines.storage.types import ExactDecimal, JsonDocument, UtcDateTime, json_text
 
 OnConflict = Literal["update", "ignore"]
 
@@ -203,7 +203,7 @@ class _Prepared:
     prefix: str  # "INSERT INTO t (a, b) VALUES "
     postfix: str  # " ON DUPLICATE KEY UPDATE ..."
     values: Any  # itemgetter: row -> tuple in the statement's column order
-    kinds: tuple[str, ...]  # per position: "time", "decimal", "str", "int" or "other"
+    kinds: tuple[str, ...]  # per position: "time", "decimal", "json", "str", "int" or "other"
     names: tuple[str, ...]
 
 
@@ -216,6 +216,8 @@ def _kind(column_type: Any) -> str | None:
         return "time"
     if isinstance(column_type, ExactDecimal):
         return "decimal"
+    if isinstance(column_type, JsonDocument):
+        return "json"  # the text its bind processing would give (`json_text`), escaped
     if isinstance(column_type, TypeDecorator):
         return None  # its bind processing must run (JSON text, ...)
     if isinstance(column_type, String):
@@ -328,6 +330,10 @@ def _row_literals(prepared: _Prepared, rows: Sequence[Mapping[str, Any]], driver
             return _time_literal(value, name)
         if kind == "decimal":
             return _decimal_literal(value, name)
+        if kind == "json":
+            if value is None:
+                return "NULL"
+            return escape(value if type(value) is str else json_text(value))
         return _plain_literal(value, name, escape)
 
     kinds = prepared.kinds

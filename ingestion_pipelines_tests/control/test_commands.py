@@ -264,3 +264,26 @@ def test_a_backfill_range_is_fitted_to_the_partition_keys() -> None:
     assert fit_range(keys, "2024-02-08", "2024-02-18") == ("2024-02-15", "2024-02-16")
     assert fit_range(keys, "2024-02-07", "2024-02-19") == ("2024-02-07", "2024-02-19")
     assert fit_range(keys, "2024-02-08", "2024-02-14") is None
+
+
+def test_status_shows_order_book_resyncs() -> None:
+    now = datetime(2026, 1, 31, 12, tzinfo=UTC)
+    resync = {"symbol": "BTCUSDT", "reason": "gap", "at": "2026-01-31T11:59:00+00:00"}
+    row = {
+        "status": "connected",
+        "heartbeat_at": now.replace(tzinfo=None),
+        "details": {
+            "books": 2,
+            "books_synced": 1,
+            "resyncs": 3,
+            "resyncs_by_reason": {"gap": 1, "reconnect": 2},
+            "latest_resyncs": [{"symbol": "ETHUSDT", "reason": "reconnect"}, resync],
+        },
+    }
+    state = feed_state(row, now)
+    assert state["resyncs"] == 3 and state["last_resync"] == resync
+    line = render.book_line(state)
+    assert line == (
+        "1/2 in sync, 3 resyncs (1 gap, 2 reconnect); last BTCUSDT gap at 2026-01-31T11:59:00+00:00"
+    )
+    assert "resyncs" not in feed_state({"status": "connected", "details": {"lag_s": 1}}, now)

@@ -268,7 +268,8 @@ def test_derived_defs_load_with_a_running_automation_sensor():
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     node = defs.resolve_asset_graph().get(BARS)
     assert node.group_name == "derived"
-    assert {k.path[0] for k in node.parent_keys} == {"binance_trades"}
+    # every non-market feed writing trade_tick (Binance, OKX, Bybit)
+    assert {k.path[0] for k in node.parent_keys} == {"binance_trades", "okx_trades", "bybit_trades"}
     assert node.partitions_def.timezone == "Asia/Ho_Chi_Minh"
     ssi = defs.resolve_asset_graph().get(dg.AssetKey([SSI_WORKER_ID]))
     assert ssi.group_name == "derived"

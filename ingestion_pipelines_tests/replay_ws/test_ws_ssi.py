@@ -190,9 +190,15 @@ def test_serve_feeds_prints_the_variables_to_use():
             "INGEST_BINANCE_TRADES__BASE_URL": feeds.binance.url,
             "INGEST_BINANCE_TRADES__REST_BASE_URL": feeds.binance.rest_url,
             "INGEST_SSI_IBOARD__BASE_URL": feeds.ssi.url,
+            "INGEST_OKX_TRADES__BASE_URL": feeds.more["okx_trades"].url,
+            "INGEST_OKX_TRADES__REST_BASE_URL": feeds.more["okx_trades"].rest_url,
+            "INGEST_BYBIT_TRADES__BASE_URL": feeds.more["bybit_trades"].url,
+            "INGEST_BINANCE_DEPTH__BASE_URL": feeds.more["binance_depth"].url,
+            "INGEST_BINANCE_DEPTH__REST_BASE_URL": feeds.more["binance_depth"].rest_url,
         }
         assert feeds.ssi.shift_to_now and feeds.ssi.loop
     assert not feeds.binance.running and not feeds.ssi.running
+    assert not any(server.running for server in feeds.more.values())
 
 
 def test_replay_all_serves_an_ssi_variant_and_the_behaviours_of_real_servers():

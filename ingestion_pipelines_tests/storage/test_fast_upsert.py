@@ -178,3 +178,22 @@ def test_known_plain_types_are_written(mariadb_url):
     assert [(r["trade_id"], r["side"]) for r in stored(engine)] == [(1, "b'\\")]
     got = [(r["fund_id"], r["nav_date"], r["nav"]) for r in stored(engine, tables.fund_nav)]
     assert got == [(7, date(2026, 11, 20), Decimal("10234.56"))]
+
+
+def test_extra_json_is_written_as_upsert_would(database_url):
+    """OKX and Bybit trades always carry `extra`: the fast path writes the JSON text the column's
+    bind processing gives (`json_text`), hostile text and NULL included."""
+    from sqlalchemy import text
+
+    from ingestion_pipelines.storage.types import json_text
+
+    engine = ensure_schema(database_url)
+    extra = {"seq": 89200463112, "BT": False, "note": 'O\'B \\ "x" %s Việt 📈', "px": "1.10"}
+    rows = [trade(1, extra=extra), trade(2, extra=None), trade(3, extra=json_text({"a": 1}))]
+    with engine.begin() as conn:
+        assert fast_upsert(conn, tables.trade_tick, rows, on_conflict="ignore") == 3
+    got = {r["trade_id"]: r["extra"] for r in stored(engine)}
+    assert got == {1: extra, 2: None, 3: {"a": 1}}
+    with engine.connect() as conn:
+        raw = conn.execute(text("SELECT extra FROM trade_tick WHERE trade_id = 1")).scalar_one()
+    assert raw == json_text(extra)

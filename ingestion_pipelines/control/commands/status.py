@@ -52,10 +52,16 @@ def feed_state(row: dict[str, Any] | None, now: datetime | None = None) -> dict[
         ),
         "last_error": redact(str(row["last_error"]))[:300] if row.get("last_error") else None,
     }
-    for key in ("connected_since", "last_message_at", "messages_per_s", "lag_s"):
+    for key in ("connected_since", "last_message_at", "messages_per_s", "lag_s", *_BOOK_KEYS):
         if key in details:
             result[key] = details[key]
+    if details.get("latest_resyncs"):  # order books: the last resynchronisation
+        result["last_resync"] = details["latest_resyncs"][-1]
     return result
+
+
+# order-book feeds (binance_depth): books in sync and resynchronisations, by reason
+_BOOK_KEYS = ("books", "books_synced", "resyncs", "resyncs_by_reason")
 
 
 class _ConfigSwitches:

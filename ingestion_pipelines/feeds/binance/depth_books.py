@@ -43,6 +43,7 @@ class DepthStep:
 
     resyncs: list[Resync] = field(default_factory=list)
     need_snapshot: list[str] = field(default_factory=list)
+    event_time_ms: int | None = None  # the diff event's `E` (exchange clock), when one was read
 
 
 class DepthBooks:
@@ -78,7 +79,7 @@ class DepthBooks:
         book = self.books.get(event.symbol.upper())
         if book is None:
             raise ParseError(f"depthUpdate for {event.symbol}, not subscribed here")
-        step = DepthStep()
+        step = DepthStep(event_time_ms=event.event_time_ms)
         self._record(step, book.on_event(event, at))
         self._ask_if_needed(step, book)
         return step

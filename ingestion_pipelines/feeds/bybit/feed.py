@@ -1,6 +1,5 @@
-"""Bybit Spot public trades (v5 `publicTrade.{symbol}` on `/v5/public/spot`): protocol only.
-
-No worker id yet: registering it waits for the sidecar's per-feed table policy. What Bybit
+"""Bybit Spot public trades (v5 `publicTrade.{symbol}` on `/v5/public/spot`): the protocol
+(`BybitTradesProtocol`) and its worker (`BybitTrades`, `bybit_trades`). What Bybit
 documents (v5 "WebSocket Stream > Public > Trade" and "Connect"; see `data/PROVENANCE.md`):
 
 - a push holds up to 1024 trades sorted by match time; `S` is the taker's side (`Buy`/`Sell`),
@@ -26,6 +25,7 @@ from pydantic import Field
 
 from ingestion_pipelines.feeds.base import Feed
 from ingestion_pipelines.feeds.protocol import NOTHING, Parsed, ParseError
+from ingestion_pipelines.table_policy import TRADES
 from ingestion_pipelines.values import positive_exact
 from ingestion_pipelines.workers import FeedSettings
 
@@ -153,3 +153,11 @@ class BybitTradesProtocol(Feed):
         if not isinstance(topic, str) or not topic.startswith(f"{TOPIC}."):
             raise ParseError(f"not a publicTrade push (topic {topic!r:.40})")
         return Parsed({"trade_tick": _rows(message.get("data"), received_at)})
+
+
+class BybitTrades(BybitTradesProtocol):
+    """`bybit_trades`: the Bybit protocol as a sidecar worker writing `trade_tick` (no gap
+    tracking: its trade ids are not documented as consecutive)."""
+
+    worker_id = "bybit_trades"
+    policies = (TRADES,)

@@ -1,6 +1,6 @@
 """OKX public trades: the `trades-all` channel (one trade a push), gaps filled from REST history.
 
-Protocol only (no worker id yet: registering it waits for the sidecar's per-feed table policy).
+The protocol (`OkxTradesProtocol`) and its worker (`OkxTrades`, `okx_trades`).
 What OKX documents (docs-v5, "WS / All trades channel", "WS / Trades channel", the WebSocket
 overview; see `data/PROVENANCE.md`):
 
@@ -37,6 +37,7 @@ from pydantic import Field
 
 from ingestion_pipelines.feeds.base import Feed
 from ingestion_pipelines.feeds.protocol import NOTHING, Parsed, ParseError
+from ingestion_pipelines.table_policy import TRADES
 from ingestion_pipelines.values import positive_exact
 from ingestion_pipelines.workers import FeedSettings
 
@@ -55,6 +56,9 @@ class OkxTradesSettings(FeedSettings):
 
     base_url: str = "wss://ws.okx.com:8443"
     rest_base_url: str = "https://www.okx.com"
+    # gap filling pages: OKX limits `GET /api/v5/market/history-trades` to 20 requests per 2 s
+    # per IP; half of that
+    rate_limit_per_s: float | None = Field(5.0, gt=0, le=100)
     symbols: list[str] = Field(default_factory=lambda: ["BTC-USDT", "ETH-USDT"])
     # An OKX instrument id: upper-case parts joined by dashes (BTC-USDT, BTC-USDT-SWAP).
     symbol_pattern: ClassVar[str] = r"[A-Z0-9]{1,15}(-[A-Z0-9]{1,15}){1,4}"
@@ -207,3 +211,10 @@ class OkxTradesProtocol(Feed):
 
 def _subscribe(args: list[dict[str, str]]) -> str:
     return orjson.dumps({"op": "subscribe", "args": args}).decode()
+
+
+class OkxTrades(OkxTradesProtocol):
+    """`okx_trades`: the OKX protocol as a sidecar worker writing `trade_tick`."""
+
+    worker_id = "okx_trades"
+    policies = (TRADES,)
