@@ -1,7 +1,8 @@
 """The staged issue-21 payloads say what their FIELDS.md says they say: interval arithmetic of the
 klines, the block count of `eth_feeHistory`, seconds beside milliseconds in the difficulty
-estimate, decimal strings where decimals are promised. When the files move into
-`ingestion_pipelines/defs/`, this test moves with them."""
+estimate, decimal strings where decimals are promised. The payloads of the sources declared since
+(`binance_tickers`, `coinpaprika_markets`) are read where they moved, their source's
+`ingestion_pipelines/defs/<worker_id>/data/`; the others are still in `staging/`."""
 
 from __future__ import annotations
 
@@ -12,12 +13,26 @@ from pathlib import Path
 
 import pytest
 
+from ingestion_pipelines.storage.declared import DEFS_ROOT
+
 STAGING = Path(__file__).resolve().parents[2] / "staging"
+DECLARED = ("binance_tickers", "coinpaprika_markets")  # moved into defs/<worker_id>/data
 INTERVAL_MS = {"30m": 30 * 60_000, "1d": 86_400_000}
 
 
+def _file(path: str) -> Path:
+    worker = path.split("/")[0]
+    return (DEFS_ROOT if worker in DECLARED else STAGING) / path
+
+
 def _json(path: str):
-    return json.loads((STAGING / path).read_text(encoding="utf-8"), parse_float=Decimal)
+    return json.loads(_file(path).read_text(encoding="utf-8"), parse_float=Decimal)
+
+
+def test_declared_payloads_left_staging():
+    for worker in DECLARED:
+        assert not (STAGING / worker).exists()
+        assert (DEFS_ROOT / worker / "defs.yaml").is_file()
 
 
 @pytest.mark.parametrize(
@@ -55,6 +70,9 @@ def test_ticker_windows_and_trade_counts():
     assert ticker["lastId"] - ticker["firstId"] + 1 == ticker["count"]
     change = Decimal(ticker["lastPrice"]) - Decimal(ticker["openPrice"])
     assert change == Decimal(ticker["priceChange"])  # exact, from the strings
+    (documented,) = _json("binance_tickers/data/ticker_24hr_docs_example.json")
+    served = _json("binance_tickers/data/ticker_24hr_symbols_replay.json")
+    assert served == [documented, ticker]  # the replay's array: both, each verbatim
     rolling = _json("binance_tickers/data/ticker_rolling_BTCUSDT_2024-01-02.json")
     assert (
         "bidPrice" not in rolling and rolling["lastId"] - rolling["firstId"] + 1 == rolling["count"]
