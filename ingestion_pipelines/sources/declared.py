@@ -15,8 +15,10 @@ The declaration (``attributes`` of a ``ingestion_pipelines.components.RestSource
     fields: {coin_id: id, price_usd: {path: current_price, ge: 0}}   # column -> JSON path
 
 Templates (``{settings.<key>}``, ``{window.start}``, ``{window.last_day}``, ``{window.end}``,
-``{row.<column>}``) are rendered per request; a query or header that renders to nothing is not
-sent. `request.for_each` sends the request once per row of another table. Nothing here imports
+``{window.days_back}`` (days from the window's start to today, today included), ``{row.<column>}``)
+are rendered per request; a query or header that renders to nothing is not sent. A query value may
+be a rule on the window: ``{days_back: {more_than: 60, then: 0}}`` sends the day count, or `then`
+when the window starts further back (an API's "0 = the whole history"). `request.for_each` sends the request once per row of another table. Nothing here imports
 Dagster: the catalogue and the replay read the declarations too.
 """
 
@@ -25,12 +27,14 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
     AliasPath,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     create_model,
@@ -92,6 +96,7 @@ class RequestSpec(_Strict):
     path: str
     method: Literal["GET", "POST"] = "GET"
     query: dict[str, Any] = {}
+    body: dict[str, Any] | None = None  # a JSON body (POST), its string values templated
     headers: dict[str, str] = {}
     conditional: bool = False
     for_each: ForEach | None = None
@@ -196,10 +201,53 @@ def _lookup(context: dict[str, Any], scope: str, name: str) -> Any:
     return value.isoformat() if isinstance(value, date) else value
 
 
+def render_body(value: Any, context: dict[str, Any]) -> Any:
+    """A JSON body rendered: every string inside it (lists and mappings walked) as a template."""
+    if isinstance(value, dict):
+        return {k: render_body(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_body(v, context) for v in value]
+    return render(value, context)
+
+
+def render_query(value: Any, context: dict[str, Any]) -> Any:
+    """A query value rendered: a template (`render`) or a window rule (``{days_back: {...}}``)."""
+    if isinstance(value, dict):
+        return WindowRule.model_validate(value).value(context.get("window"))
+    return render(value, context)
+
+
+class DaysBack(_Strict):
+    """The window's day count back from today, or `then` beyond `more_than` days."""
+
+    more_than: int | None = None
+    then: Any = None
+
+
+class WindowRule(_Strict):
+    """A query value computed from the run's window (``{days_back: {more_than: 60, then: 0}}``)."""
+
+    days_back: DaysBack
+
+    def value(self, window: dict[str, Any] | None) -> Any:
+        """The value for this window (a window is needed)."""
+        if window is None:
+            raise SourceError("a days_back query needs a partitioned source")
+        days = window["days_back"]
+        rule = self.days_back
+        return rule.then if rule.more_than is not None and days > rule.more_than else days
+
+
 def _window_context(window) -> dict[str, Any] | None:
     if window is None:
         return None
-    return {"start": window.start, "end": window.end, "last_day": window.last_day}
+    today = datetime.now(ZoneInfo(window.timezone)).date()
+    return {
+        "start": window.start,
+        "end": window.end,
+        "last_day": window.last_day,
+        "days_back": max((today - window.start).days + 1, 1),
+    }
 
 
 # ---- the Source subclass -----------------------------------------------------------------
@@ -245,13 +293,14 @@ class DeclaredSource(Source):
                 "window": _window_context(self.window),
                 "row": row,
             }
-            query = {k: render(v, context) for k, v in spec.query.items()}
+            query = {k: render_query(v, context) for k, v in spec.query.items()}
             headers = {k: render(v, context) for k, v in spec.headers.items()}
             family = ",".join(str(v) for v in row.values()) if row else self.worker_id
             request = Request(
                 render(spec.path, context),
                 method=spec.method,
                 params={k: v for k, v in query.items() if v not in (None, "")},
+                json=None if spec.body is None else render_body(spec.body, context),
                 headers={k: str(v) for k, v in headers.items() if v not in (None, "")} or None,
                 conditional=spec.conditional,
                 meta={"family": family},
@@ -295,6 +344,22 @@ _PYTHON_TYPES: dict[str, Any] = {
 }
 
 
+def _utc_date(value: Any) -> Any:
+    """Epoch seconds (a number or digits) as their UTC calendar date, whatever the time of day;
+    other input unchanged, for the validator to reject."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(int(value), UTC).date()
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"timestamp {value} is out of range") from None
+    return value
+
+
+EpochSecondsDate = Annotated[date, BeforeValidator(_utc_date)]
+
+
 def _field_type(column, spec: FieldSpec) -> Any:
     if column.type == "decimal" and spec.scale is None:
         # The domain's own checks, with their reasons ("must not be negative"), for the usual bounds.
@@ -305,14 +370,12 @@ def _field_type(column, spec: FieldSpec) -> Any:
     if spec.choices:
         return Literal[tuple(spec.choices)]
     if spec.format == "epoch_s":
-        return EpochSeconds
+        return EpochSecondsDate if column.type == "date" else EpochSeconds
     if spec.format == "epoch_ms":
         return EpochMillis
     kind = _PYTHON_TYPES[column.type]
     if spec.scale is not None:
         scale = spec.scale
-        from typing import Annotated
-
         return Annotated[kind, AfterValidator(lambda v: v * scale)]
     return kind
 
