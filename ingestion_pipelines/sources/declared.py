@@ -58,6 +58,7 @@ from ingestion_pipelines.sources.base import (
     UtcTime,
     exact_json,
 )
+from ingestion_pipelines.sources.declared_rules import ordered_validators
 from ingestion_pipelines.sources.paginators import PaginatorSpec, at_path
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.declared import Declaration, declarations, table_columns
@@ -156,6 +157,7 @@ class RestSourceSpec(_Strict):
     table: dict[str, Any]
     key: list[str] | None = None
     fields: dict[str, str | FieldSpec] = {}
+    ordered: list[list[str]] = []  # column chains each record keeps non-decreasing
     replay: dict[str, Any] | None = None  # read by sources/declared_replay.py
     expect: dict[str, Any] | None = None  # read by sources/declared_testing.py
 
@@ -399,7 +401,16 @@ def record_model(spec: RestSourceSpec, name: str) -> type[Record]:
         alias = None if how.value else (path[0] if len(path) == 1 else AliasPath(*path))
         field = Field(... if required else None, validation_alias=alias, **bounds)
         fields[column.name] = (kind if required else kind | None, field)
-    return create_model(name, __base__=Record, __doc__=f"One record of {spec.worker_id}.", **fields)
+    unknown = {c for chain in spec.ordered for c in chain} - set(fields)
+    if unknown:
+        raise ValueError(f"{spec.worker_id}: ordered names unknown columns {sorted(unknown)}")
+    return create_model(
+        name,
+        __base__=Record,
+        __doc__=f"One record of {spec.worker_id}.",
+        __validators__=ordered_validators(spec.ordered),
+        **fields,
+    )
 
 
 def settings_model(spec: RestSourceSpec, name: str) -> type[ScheduledSettings]:

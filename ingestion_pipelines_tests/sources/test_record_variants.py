@@ -279,3 +279,35 @@ def test_unmapped_removes_read_leaves_and_keeps_siblings_verbatim():
     assert unmapped(raw, read) == {"b": {"c": "0.10"}, "h": [1.5]}
     assert unmapped({"a": 1}, path_tree([("a",)])) is None
     assert path_tree([("a",), ("a", "b")]) == path_tree([("a", "b"), ("a",)]) == {"a": None}
+
+
+# ---- rules of a declaration ---------------------------------------------------------------
+
+
+def test_a_declared_order_rejects_a_record_with_its_reason_and_skips_empty_columns():
+    from ingestion_pipelines.sources.declared import RestSourceSpec, record_model
+
+    spec = RestSourceSpec.model_validate(
+        {
+            "worker_id": "ordered_example",
+            "request": {"path": "/prices"},
+            "table": {
+                "name": "ordered_example",
+                "columns": {
+                    "code": "string(16) key",
+                    "low": "decimal required",
+                    "open": "decimal",
+                    "high": "decimal required",
+                },
+            },
+            "ordered": [["low", "open", "high"]],
+        }
+    )
+    model = record_model(spec, "OrderedExample")
+    assert model.model_validate({"code": "VNM", "low": "9.5", "high": "10"}).row()["open"] is None
+    assert model.model_validate({"code": "VNM", "low": "9.5", "open": "10", "high": "10"})
+    with pytest.raises(ValueError, match=r"low <= open <= high does not hold: open 10.5 > high 10"):
+        model.model_validate({"code": "VNM", "low": "9.5", "open": "10.5", "high": "10"})
+    unknown = spec.model_copy(update={"ordered": [["low", "close"]]})
+    with pytest.raises(ValueError, match=r"unknown columns \['close'\]"):
+        record_model(unknown, "Unknown")
