@@ -15,7 +15,8 @@ The declaration (``attributes`` of a ``ingestion_pipelines.components.RestSource
     fields: {coin_id: id, price_usd: {path: current_price, ge: 0}}   # column -> JSON path
 
 Templates (``{settings.<key>}``, ``{window.start}``, ``{window.last_day}``, ``{window.end}``,
-``{window.days_back}`` (days from the window's start to today, today included), ``{row.<column>}``)
+``{window.days}``, ``{window.days_back}`` (days from the window's start to today, today
+included), ``{row.<column>}``)
 are rendered per request; a query or header that renders to nothing is not sent. A query value may
 be a rule on the window: ``{days_back: {more_than: 60, then: 0}}`` sends the day count, or `then`
 when the window starts further back (an API's "0 = the whole history"). `request.for_each` sends the request once per row of another table. Nothing here imports
@@ -40,7 +41,7 @@ from pydantic import (
     create_model,
     field_validator,
 )
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from ingestion_pipelines.sources.base import (
     DailyPartitions,
@@ -85,10 +86,13 @@ class _Strict(BaseModel):
 
 
 class ForEach(_Strict):
-    """One request per distinct row of `table` (its `columns`, as ``{row.<column>}``)."""
+    """One request per distinct row of `table` (its `columns`, as ``{row.<column>}``); with
+    `within: [from_column, to_column]`, only the rows whose span meets the run's window (a stock
+    listed before the window's last day and not delisted before its start; an empty end is open)."""
 
     table: str
     columns: list[str]
+    within: tuple[str, str] | None = None
 
 
 class RequestSpec(_Strict):
@@ -248,6 +252,7 @@ def _window_context(window) -> dict[str, Any] | None:
         "start": window.start,
         "end": window.end,
         "last_day": window.last_day,
+        "days": window.days,
         "days_back": max((today - window.start).days + 1, 1),
     }
 
@@ -281,10 +286,16 @@ class DeclaredSource(Source):
 
         table = tables.metadata.tables[for_each.table]
         columns = [table.c[c] for c in for_each.columns]
+        query = select(*columns).distinct().order_by(*columns)
+        if for_each.within and self.window is not None:
+            first, last = (table.c[c] for c in for_each.within)
+            query = query.where(
+                or_(first.is_(None), first <= self.window.last_day),
+                or_(last.is_(None), last >= self.window.start),
+            )
         url = self.settings.database_url or get_settings().database_url
         with get_engine(url).connect() as conn:
-            rows = conn.execute(select(*columns).distinct().order_by(*columns)).mappings()
-            return [dict(r) for r in rows]
+            return [dict(r) for r in conn.execute(query).mappings()]
 
     def build_requests(self):
         """The declared request, once (or once per `for_each` row), started by the paginator."""
