@@ -8,6 +8,8 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
+from ingestion_pipelines import workers
+from ingestion_pipelines.sources import declared
 from ingestion_pipelines.sources.base import Window
 from ingestion_pipelines.sources.declared import source_class
 from ingestion_pipelines.storage import tables
@@ -22,7 +24,10 @@ STOCKS = [  # symbol, listed_on, delisted_on
 ]
 
 
-def test_one_request_per_row_meeting_the_window(tmp_path: Path):
+def test_one_request_per_row_meeting_the_window(tmp_path: Path, monkeypatch):
+    # the example stays out of the catalogue (the worker list and the declared sources)
+    monkeypatch.setattr(declared, "_MADE", dict(declared._MADE))
+    monkeypatch.setattr(workers, "_registry", dict(workers.catalogue()))
     url = f"sqlite:///{tmp_path / 'for_each.db'}"
     engine = get_engine(url)
     tables.stock.create(engine)
