@@ -15,8 +15,11 @@ The declaration (``attributes`` of a ``ingestion_pipelines.components.RestSource
     fields: {coin_id: id, price_usd: {path: current_price, ge: 0}}   # column -> JSON path
 
 Templates (``{settings.<key>}``, ``{window.start}``, ``{window.last_day}``, ``{window.end}``,
-``{row.<column>}``) are rendered per request; a query or header that renders to nothing is not
-sent. `request.for_each` sends the request once per row of another table. Nothing here imports
+``{window.days}``, ``{window.days_back}`` (days from the window's start to today, today
+included), ``{row.<column>}``)
+are rendered per request; a query or header that renders to nothing is not sent. A query value may
+be a rule on the window: ``{days_back: {more_than: 60, then: 0}}`` sends the day count, or `then`
+when the window starts further back (an API's "0 = the whole history"). `request.for_each` sends the request once per row of another table. Nothing here imports
 Dagster: the catalogue and the replay read the declarations too.
 """
 
@@ -25,18 +28,20 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
     AliasPath,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     create_model,
     field_validator,
 )
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from ingestion_pipelines.sources.base import (
     DailyPartitions,
@@ -54,6 +59,7 @@ from ingestion_pipelines.sources.base import (
     UtcTime,
     exact_json,
 )
+from ingestion_pipelines.sources.declared_rules import ordered_validators
 from ingestion_pipelines.sources.paginators import PaginatorSpec, at_path
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.declared import Declaration, declarations, table_columns
@@ -80,10 +86,13 @@ class _Strict(BaseModel):
 
 
 class ForEach(_Strict):
-    """One request per distinct row of `table` (its `columns`, as ``{row.<column>}``)."""
+    """One request per distinct row of `table` (its `columns`, as ``{row.<column>}``); with
+    `within: [from_column, to_column]`, only the rows whose span meets the run's window (a stock
+    listed before the window's last day and not delisted before its start; an empty end is open)."""
 
     table: str
     columns: list[str]
+    within: tuple[str, str] | None = None
 
 
 class RequestSpec(_Strict):
@@ -92,6 +101,7 @@ class RequestSpec(_Strict):
     path: str
     method: Literal["GET", "POST"] = "GET"
     query: dict[str, Any] = {}
+    body: dict[str, Any] | None = None  # a JSON body (POST), its string values templated
     headers: dict[str, str] = {}
     conditional: bool = False
     for_each: ForEach | None = None
@@ -151,6 +161,7 @@ class RestSourceSpec(_Strict):
     table: dict[str, Any]
     key: list[str] | None = None
     fields: dict[str, str | FieldSpec] = {}
+    ordered: list[list[str]] = []  # column chains each record keeps non-decreasing
     replay: dict[str, Any] | None = None  # read by sources/declared_replay.py
     expect: dict[str, Any] | None = None  # read by sources/declared_testing.py
 
@@ -196,10 +207,54 @@ def _lookup(context: dict[str, Any], scope: str, name: str) -> Any:
     return value.isoformat() if isinstance(value, date) else value
 
 
+def render_body(value: Any, context: dict[str, Any]) -> Any:
+    """A JSON body rendered: every string inside it (lists and mappings walked) as a template."""
+    if isinstance(value, dict):
+        return {k: render_body(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_body(v, context) for v in value]
+    return render(value, context)
+
+
+def render_query(value: Any, context: dict[str, Any]) -> Any:
+    """A query value rendered: a template (`render`) or a window rule (``{days_back: {...}}``)."""
+    if isinstance(value, dict):
+        return WindowRule.model_validate(value).value(context.get("window"))
+    return render(value, context)
+
+
+class DaysBack(_Strict):
+    """The window's day count back from today, or `then` beyond `more_than` days."""
+
+    more_than: int | None = None
+    then: Any = None
+
+
+class WindowRule(_Strict):
+    """A query value computed from the run's window (``{days_back: {more_than: 60, then: 0}}``)."""
+
+    days_back: DaysBack
+
+    def value(self, window: dict[str, Any] | None) -> Any:
+        """The value for this window (a window is needed)."""
+        if window is None:
+            raise SourceError("a days_back query needs a partitioned source")
+        days = window["days_back"]
+        rule = self.days_back
+        return rule.then if rule.more_than is not None and days > rule.more_than else days
+
+
 def _window_context(window) -> dict[str, Any] | None:
     if window is None:
         return None
-    return {"start": window.start, "end": window.end, "last_day": window.last_day}
+    today = datetime.now(ZoneInfo(window.timezone)).date()
+    return {
+        "start": window.start,
+        "end": window.end,
+        "last_day": window.last_day,
+        "days": window.days,
+        "days_back": max((today - window.start).days + 1, 1),
+    }
 
 
 # ---- the Source subclass -----------------------------------------------------------------
@@ -231,10 +286,16 @@ class DeclaredSource(Source):
 
         table = tables.metadata.tables[for_each.table]
         columns = [table.c[c] for c in for_each.columns]
+        query = select(*columns).distinct().order_by(*columns)
+        if for_each.within and self.window is not None:
+            first, last = (table.c[c] for c in for_each.within)
+            query = query.where(
+                or_(first.is_(None), first <= self.window.last_day),
+                or_(last.is_(None), last >= self.window.start),
+            )
         url = self.settings.database_url or get_settings().database_url
         with get_engine(url).connect() as conn:
-            rows = conn.execute(select(*columns).distinct().order_by(*columns)).mappings()
-            return [dict(r) for r in rows]
+            return [dict(r) for r in conn.execute(query).mappings()]
 
     def build_requests(self):
         """The declared request, once (or once per `for_each` row), started by the paginator."""
@@ -245,13 +306,14 @@ class DeclaredSource(Source):
                 "window": _window_context(self.window),
                 "row": row,
             }
-            query = {k: render(v, context) for k, v in spec.query.items()}
+            query = {k: render_query(v, context) for k, v in spec.query.items()}
             headers = {k: render(v, context) for k, v in spec.headers.items()}
             family = ",".join(str(v) for v in row.values()) if row else self.worker_id
             request = Request(
                 render(spec.path, context),
                 method=spec.method,
                 params={k: v for k, v in query.items() if v not in (None, "")},
+                json=None if spec.body is None else render_body(spec.body, context),
                 headers={k: str(v) for k, v in headers.items() if v not in (None, "")} or None,
                 conditional=spec.conditional,
                 meta={"family": family},
@@ -295,6 +357,22 @@ _PYTHON_TYPES: dict[str, Any] = {
 }
 
 
+def _utc_date(value: Any) -> Any:
+    """Epoch seconds (a number or digits) as their UTC calendar date, whatever the time of day;
+    other input unchanged, for the validator to reject."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(int(value), UTC).date()
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"timestamp {value} is out of range") from None
+    return value
+
+
+EpochSecondsDate = Annotated[date, BeforeValidator(_utc_date)]
+
+
 def _field_type(column, spec: FieldSpec) -> Any:
     if column.type == "decimal" and spec.scale is None:
         # The domain's own checks, with their reasons ("must not be negative"), for the usual bounds.
@@ -305,14 +383,12 @@ def _field_type(column, spec: FieldSpec) -> Any:
     if spec.choices:
         return Literal[tuple(spec.choices)]
     if spec.format == "epoch_s":
-        return EpochSeconds
+        return EpochSecondsDate if column.type == "date" else EpochSeconds
     if spec.format == "epoch_ms":
         return EpochMillis
     kind = _PYTHON_TYPES[column.type]
     if spec.scale is not None:
         scale = spec.scale
-        from typing import Annotated
-
         return Annotated[kind, AfterValidator(lambda v: v * scale)]
     return kind
 
@@ -336,7 +412,16 @@ def record_model(spec: RestSourceSpec, name: str) -> type[Record]:
         alias = None if how.value else (path[0] if len(path) == 1 else AliasPath(*path))
         field = Field(... if required else None, validation_alias=alias, **bounds)
         fields[column.name] = (kind if required else kind | None, field)
-    return create_model(name, __base__=Record, __doc__=f"One record of {spec.worker_id}.", **fields)
+    unknown = {c for chain in spec.ordered for c in chain} - set(fields)
+    if unknown:
+        raise ValueError(f"{spec.worker_id}: ordered names unknown columns {sorted(unknown)}")
+    return create_model(
+        name,
+        __base__=Record,
+        __doc__=f"One record of {spec.worker_id}.",
+        __validators__=ordered_validators(spec.ordered),
+        **fields,
+    )
 
 
 def settings_model(spec: RestSourceSpec, name: str) -> type[ScheduledSettings]:

@@ -5,7 +5,8 @@ The declaration's ``replay`` says where and how (``defs/<worker_id>/defs.yaml``)
     replay:
       base_path: /api/v3                 # INGEST_<WORKER>__BASE_URL = server root + base_path
       file: coingecko_coins_markets.json # in the folder's data/ (its line in data/PROVENANCE.md)
-      page_size: per_page                # the query parameter asking a page size (paged sources)
+      page_size: per_page                # the parameter asking a page size (paged sources; in
+                                         # the JSON body when the paginator pages `where: body`)
       require: {vs_currency: usd}        # a request without these answers 400, as the service does
       rate_limited: coingecko            # a per-minute budget name (--coingecko-rate-limit)
       throttle_body: {...}               # what a 429 there carries
@@ -106,8 +107,12 @@ def _handler(source: type[DeclaredSource]):
             if request.query.get(name, "").lower() != str(value).lower():
                 return Response.json({"error": f"invalid or missing parameter {name}"}, 400)
         payload = dataset.recorded[worker_id]
+        paging = request.query
+        if PaginatorSpec.of(source.spec.paginator).arguments.get("where") == "body":
+            sent = request.json() if request.body else {}
+            paging = {k: str(v) for k, v in sent.items()} if isinstance(sent, dict) else {}
         try:
-            page = page_of(source, payload, request.query)
+            page = page_of(source, payload, paging)
         except ValueError:
             return Response.json({"error": "invalid page parameters"}, 400)
         return Response.json(_with_records(payload.body, payload.records_path, page))

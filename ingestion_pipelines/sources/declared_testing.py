@@ -6,10 +6,12 @@
       records: 295                              # the recorded payload holds this many records
       rerun: snapshot                           # unchanged (default) | not_modified | snapshot
       bad_record: {index: 3, set: {current_price: -1}}   # makes one served record invalid
+      partition: "2019-02-26"                   # a partitioned source: the day its recording holds
 
 The check compares every stored row with the record served for it, column by column, from the raw
 JSON (not through the record model): decimals exactly, times and dates as the source wrote them;
-the fields no column reads are in ``extra``.
+the fields no column reads are in ``extra``. A partitioned source's check compares the served
+records of the partition's day only (the others are out of the run's window).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def served_value(kind: str, raw: Any, fmt: str | None, scale: Decimal | None) ->
     if raw is None:
         return None
     if fmt in ("epoch_s", "epoch_ms"):
-        return datetime.fromtimestamp(int(raw) / (1000 if fmt == "epoch_ms" else 1), UTC)
+        moment = datetime.fromtimestamp(int(raw) / (1000 if fmt == "epoch_ms" else 1), UTC)
+        return moment.date() if kind == "date" else moment
     if kind == "decimal":
         value = Decimal(repr(raw)) if isinstance(raw, float) else Decimal(str(raw))
         return value * scale if scale is not None else value
@@ -58,18 +61,30 @@ def check_declared(source):
     def key_of(values: dict[str, Any]) -> tuple:
         return tuple(str(values[c.name]) for c in key)
 
-    def check(crawler, _partition) -> None:
-        served = crawler.server.dataset.recorded[source.worker_id].records
+    def values_of(raw: Any) -> dict[str, Any]:
+        """What each read column must hold for a served record."""
+        return {
+            c.name: served_value(c.type, at_path(raw, how.path or c.name), how.format, how.scale)
+            for c, how in columns
+        }
+
+    def in_partition(raw: Any, partition: str | None) -> bool:
+        if partition is None or source.date_column is None:
+            return True
+        return str(values_of(raw)[source.date_column])[:10] == partition
+
+    def check(crawler, partition) -> None:
+        recorded = crawler.server.dataset.recorded[source.worker_id].records
         stored = {key_of(row): row for row in crawler.rows(source.table)}
         if expected_count is not None:
-            assert len(served) == expected_count
-        assert len(stored) == len(served)
+            assert len(recorded) == expected_count
+        served = [raw for raw in recorded if in_partition(raw, partition)]
+        assert served and len(stored) == len(served)
         for raw in served:
-            raw_values = {c.name: at_path(raw, how.path or c.name) for c, how in columns}
-            row = stored[key_of(raw_values)]
-            for column, how in columns:
-                want = served_value(column.type, raw_values[column.name], how.format, how.scale)
-                assert row[column.name] == want, (source.worker_id, column.name, raw)
+            wanted = values_of(raw)
+            row = stored[key_of(wanted)]
+            for column, _how in columns:
+                assert row[column.name] == wanted[column.name], (source.worker_id, column.name, raw)
             read = {(how.path or c.name).split(".")[0] for c, how in columns}
             stamped = {c.name for c in source.table.columns if source.spec.field(c.name).value}
             unread = set(raw) - read - stamped
@@ -102,4 +117,5 @@ def standard_of(source) -> Standard | None:
         bad_record=break_declared(source),
         bad_payload_path=path,
         rerun=expect.get("rerun", "unchanged"),
+        partition=(lambda _dataset: expect["partition"]) if "partition" in expect else None,
     )

@@ -1,6 +1,7 @@
 """How a declared source walks a paged API: small classes chosen by name in its defs.yaml.
 
-    paginator: {kind: page_number, param: page, size_param: size, total: totalElements}
+    paginator: {kind: page_number, param: page, total: totalElements}
+    paginator: {kind: page_number, param: page, total: data.total, where: body}   # a POST body
 
 Every paginator follows pages by what the server really returned (the records it counted, the
 cursor or link it sent), never by the page size asked for: a server that caps `size` below what
@@ -34,17 +35,24 @@ def at_path(body: Any, path: str | None) -> Any:
     return value
 
 
-def _with(request: Request, params: dict[str, Any], **meta: Any) -> Request:
-    return replace(
-        request, params={**(request.params or {}), **params}, meta={**request.meta, **meta}
-    )
-
-
 @dataclass(frozen=True)
 class Paginator:
-    """One request per run, no pages (``kind: none``)."""
+    """One request per run, no pages (``kind: none``). `where` the paging parameters go: the
+    query (default) or the JSON body (an API paged by its POST body)."""
 
     kind: ClassVar[str] = "none"
+    where: str = "query"
+
+    def __post_init__(self) -> None:
+        if self.where not in ("query", "body"):
+            raise ValueError(f"paginator where: {self.where!r} (query or body)")
+
+    def _with(self, request: Request, params: dict[str, Any], **meta: Any) -> Request:
+        """`request` with the paging `params` set (in the query or the body) and `meta` noted."""
+        meta = {**request.meta, **meta}
+        if self.where == "body":
+            return replace(request, json={**(request.json or {}), **params}, meta=meta)
+        return replace(request, params={**(request.params or {}), **params}, meta=meta)
 
     def firsts(self, request: Request, window: Window | None) -> Iterator[Request]:
         """The requests a first request starts as."""
@@ -68,7 +76,7 @@ class PageNumber(Paginator):
 
     def firsts(self, request, window):
         """See `Paginator.firsts`."""
-        yield _with(request, {self.param: self.start}, page=self.start, received=0)
+        yield self._with(request, {self.param: self.start}, page=self.start, received=0)
 
     def follow(self, request, response, body, records):
         """See `Paginator.follow`."""
@@ -79,7 +87,7 @@ class PageNumber(Paginator):
             return None
         if self.max_pages is not None and page - self.start >= int(self.max_pages):
             return None
-        return _with(request, {self.param: page}, page=page, received=received)
+        return self._with(request, {self.param: page}, page=page, received=received)
 
 
 @dataclass(frozen=True)
@@ -93,7 +101,7 @@ class OffsetLimit(Paginator):
 
     def firsts(self, request, window):
         """See `Paginator.firsts`."""
-        yield _with(request, {self.param: 0}, offset=0)
+        yield self._with(request, {self.param: 0}, offset=0)
 
     def follow(self, request, response, body, records):
         """See `Paginator.follow`."""
@@ -101,7 +109,7 @@ class OffsetLimit(Paginator):
         total = at_path(body, self.total) if self.total else None
         if not records or (total is not None and offset >= int(total)):
             return None
-        return _with(request, {self.param: offset}, offset=offset)
+        return self._with(request, {self.param: offset}, offset=offset)
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,7 @@ class Cursor(Paginator):
         cursor = at_path(body, self.path)
         if cursor in (None, "") or not records:
             return None
-        return _with(request, {self.param: cursor})
+        return self._with(request, {self.param: cursor})
 
 
 _NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
@@ -157,7 +165,7 @@ class DateWindows(Paginator):
         while start < window.end:
             end = min(start + timedelta(days=self.days), window.end)
             last = (end - timedelta(days=1)).isoformat()
-            yield _with(request, {self.start_param: start.isoformat(), self.end_param: last})
+            yield self._with(request, {self.start_param: start.isoformat(), self.end_param: last})
             start = end
 
 

@@ -127,15 +127,6 @@ news_article = Table(
     Index(None, "source", "published_at"),
 )
 
-fear_greed_index = Table(
-    "fear_greed_index",
-    metadata,
-    Column("index_date", Date, primary_key=True),
-    Column("value", Integer, nullable=False),
-    Column("classification", String(64), nullable=False),
-    extra_column(),
-)
-
 trade_tick = Table(
     "trade_tick",
     metadata,
@@ -435,7 +426,6 @@ DATA_TABLES = {
         fund,
         fund_nav,
         news_article,
-        fear_greed_index,
         trade_tick,
         stock_quote,
         trade_bar_1m,

@@ -1,12 +1,13 @@
 """The "add a source" recipe, followed literally in a copy of the code: a YAML source's folder
 copied under a new name, its worker id and table renamed inside, and nothing else touched, is a
-working source: in the catalogue (`ingest workers`), served by the replay, given its table, and
-passing the standard tests."""
+working source: in the catalogue (`ingest workers`), served by the replay, given its table and its
+migration (`ingest db revision`), and passing the standard tests."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -74,38 +75,18 @@ def test_the_copy_is_in_the_catalogue_the_tables_and_the_replay(copied):
     assert [coin["id"] for coin in json.loads(page)][:2] == ["bitcoin", "ethereum"]
 
 
-# What `ingest db revision -m "..."` does (Alembic's autogenerate against the one metadata);
-# written here with Alembic's API until that command lands, so the copy gets its migration.
-REVISION = textwrap.dedent(
-    """
-    import tempfile
-    from pathlib import Path
-    from alembic.autogenerate import produce_migrations, render_python_code
-    from alembic.migration import MigrationContext
-    from ingestion_pipelines.storage import migrate
-    from ingestion_pipelines.storage.pool import get_engine
-    from ingestion_pipelines.storage.tables import metadata
-
-    url = f"sqlite:///{tempfile.mkdtemp()}/head.db"
-    head = migrate.upgrade(url)
-    with get_engine(url).connect() as conn:
-        ops = produce_migrations(MigrationContext.configure(conn), metadata)
-    code = render_python_code(ops.upgrade_ops, migration_context=None)
-    Path(migrate.MIGRATIONS_DIR, "versions", "9999_copy.py").write_text(
-        f"import sqlalchemy as sa\\nfrom ingestion_pipelines.storage.migration_ops import op\\n"
-        f"import ingestion_pipelines.storage.types\\n\\n"
-        f"revision = '9999'\\ndown_revision = {head!r}\\n\\n\\ndef upgrade():\\n{code}\\n"
-    )
-    print(code)
-    """
-)
+REVISION = ("db", "revision", "-m", "the copied source")  # `ingest db revision -m ...`
 
 
 @pytest.mark.slow
 def test_the_copy_passes_the_standard_tests(copied):
-    revision = run(copied, sys.executable, "-c", REVISION)
+    revision = run(copied, sys.executable, "-m", "ingestion_pipelines.cli", *REVISION)
     assert revision.returncode == 0, revision.stderr[-3000:]
-    assert f"op.create_table('{COPY_TABLE}'" in revision.stdout
+    generated = Path(revision.stdout.split()[1].rstrip(":"))
+    assert generated.parent == copied / "ingestion_pipelines/storage/migrations/versions"
+    code = generated.read_text()
+    assert re.search(rf"op\.create_table\(\s*[\"']{COPY_TABLE}[\"']", code), code
+    assert TABLE not in code.replace(COPY_TABLE, "")  # only the copy's table is new
     tests = copied / "ingestion_pipelines_tests" / "sources" / "test_standard.py"
     out = run(
         copied,

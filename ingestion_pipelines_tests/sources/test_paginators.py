@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date
 from types import SimpleNamespace
 
+import pytest
+
 from ingestion_pipelines.sources.base import Request, Window
 from ingestion_pipelines.sources.paginators import PaginatorSpec
 
@@ -78,3 +80,21 @@ def test_a_recorded_replay_capping_its_pages_is_still_read_to_the_end(crawler):
     crawl = crawler.run("coingecko_markets")
     assert crawl.metadata["records_fetched"] == 295
     assert len(crawler.server.requests_for("/api/v3/coins/markets")) == 4  # 100+100+95, then []
+
+
+def test_a_post_body_is_paged_in_the_body_by_the_records_received():
+    paginator = PaginatorSpec.of({"kind": "page_number", "total": "data.total", "where": "body"})
+    paginator = paginator.build()
+    request = Request("/filter", method="POST", json={"types": ["A"], "pageSize": 100})
+    (first_page,) = paginator.firsts(request, None)
+    assert first_page.json == {"types": ["A"], "pageSize": 100, "page": 1}
+    assert first_page.params is None and request.json == {"types": ["A"], "pageSize": 100}
+    # the server applied 40 a page, not the 100 asked: the body asks page 2, the rest unchanged
+    second = paginator.follow(first_page, NO_HEADERS, {"data": {"total": 50}}, [{}] * 40)
+    assert second.json == {"types": ["A"], "pageSize": 100, "page": 2}
+    assert paginator.follow(second, NO_HEADERS, {"data": {"total": 50}}, [{}] * 10) is None
+
+
+def test_paging_parameters_go_to_the_query_or_the_body_only():
+    with pytest.raises(ValueError, match="query or body"):
+        PaginatorSpec.of({"kind": "page_number", "where": "header"}).build()

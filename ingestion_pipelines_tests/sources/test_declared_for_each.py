@@ -1,0 +1,78 @@
+"""`request.for_each`: one request per row of another table, only the rows whose span meets the
+run's window when `within` says so (a stock listed and not yet delisted), on a real SQLite file."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy import insert
+
+from ingestion_pipelines import workers
+from ingestion_pipelines.sources import declared
+from ingestion_pipelines.sources.base import Window
+from ingestion_pipelines.sources.declared import source_class
+from ingestion_pipelines.storage import tables
+from ingestion_pipelines.storage.declared import Declaration
+from ingestion_pipelines.storage.engines import get_engine
+
+STOCKS = [  # symbol, listed_on, delisted_on
+    ("AAA", date(2010, 1, 4), None),
+    ("BBB", date(2024, 3, 4), None),  # listed after the window
+    ("CCC", date(2012, 5, 2), date(2024, 2, 1)),  # delisted before it
+    ("DDD", None, date(2024, 3, 1)),  # delisted on its last day
+]
+
+
+def test_one_request_per_row_meeting_the_window(tmp_path: Path, monkeypatch):
+    # the example stays out of the catalogue (the worker list and the declared sources)
+    monkeypatch.setattr(declared, "_MADE", dict(declared._MADE))
+    monkeypatch.setattr(workers, "_registry", dict(workers.catalogue()))
+    url = f"sqlite:///{tmp_path / 'for_each.db'}"
+    engine = get_engine(url)
+    tables.stock.create(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(tables.stock),
+            [
+                {
+                    "symbol": s,
+                    "exchange": "HOSE",
+                    "name": s,
+                    "type": "STOCK",
+                    "status": "listed",
+                    "listed_on": first,
+                    "delisted_on": last,
+                }
+                for s, first, last in STOCKS
+            ],
+        )
+    attributes = {
+        "worker_id": "for_each_example",
+        "settings": {"base_url": "https://finfo-api.vndirect.com.vn"},
+        "request": {
+            "path": "/v4/stock_prices",
+            "query": {
+                "q": "code:{row.symbol}~date:gte:{window.start}~date:lte:{window.last_day}",
+                "size": "{window.days}",
+            },
+            "for_each": {
+                "table": "stock",
+                "columns": ["symbol"],
+                "within": ["listed_on", "delisted_on"],
+            },
+        },
+        "paginator": {"kind": "page_number", "total": "totalElements"},
+        "records": "data",
+        "table": {"name": "stock_eod", "columns": {}},
+    }
+    source = source_class(Declaration(tmp_path, attributes))
+    window = Window(date(2024, 2, 26), date(2024, 3, 2), "Asia/Ho_Chi_Minh")
+    settings = source.Settings(database_url=url)
+    requests = list(source(settings, window).build_requests())
+    assert [r.params["q"] for r in requests] == [
+        f"code:{s}~date:gte:2024-02-26~date:lte:2024-03-01" for s in ("AAA", "DDD")
+    ]
+    assert {r.params["size"] for r in requests} == {5} and requests[0].params["page"] == 1
+    assert [r.meta["family"] for r in requests] == ["AAA", "DDD"]
+    engine.dispose()
