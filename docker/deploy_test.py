@@ -8,10 +8,15 @@ Proves, through Dagster's GraphQL API and SQL on the stack's MariaDB:
      consecutive per symbol) and another replica takes the feed over within 15 s;
   4. restarting the code-location container leaves the daemon and the webservers running, and
      runs succeed afterwards;
-  5. the read-only webserver refuses a mutation; the operator webserver answers only with the
+  5. the live page, through the proxy: 401 without a token and with a forged or expired one,
+     403 from a foreign Origin and to a viewer asking for run progress, the sidecar's ticks to a
+     valid viewer token; Prometheus has every target up (sidecars, live relay);
+  6. the `lyngsat` worker runs Chromium in its own run container against the replay's challenge
+     and writes every transponder row; no process outlives that container;
+  7. the read-only webserver refuses a mutation; the operator webserver answers only with the
      password, through the proxy (a container going to it directly gets 403); Redis wants its
      password;
-  6. the stack comes down clean (no container, run container, network or volume left).
+  8. the stack comes down clean (no container, run container, network or volume left).
 Prints a timing table. Runs a private copy of docker/compose.yaml (own project name, network,
 ports, socket and random secrets), so it never touches a stack started with docker/stack.sh.
 Time-bounded (DEPLOY_TEST_TIMEOUT_S, default 1500 s) and it always cleans up.
@@ -26,7 +31,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,7 +38,6 @@ import time
 import urllib.error
 import urllib.request
 from base64 import b64encode
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,11 @@ from zoneinfo import ZoneInfo
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+import deploy_checks  # noqa: E402
+from deploy_support import DeployTestError, free_port, say, sh  # noqa: E402
+from deploy_support import wait_until as _wait_until  # noqa: E402
 
 from ingestion_pipelines.control.commands.launch import trigger  # noqa: E402
 from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient  # noqa: E402
@@ -64,6 +72,8 @@ HEALTHY_SERVICES = (
     "webserver-internal",
     "proxy",
     "daemon",
+    "live",
+    "prometheus",
 )
 SIDECARS = ("sidecar-1", "sidecar-2")
 # Sidecars serve /healthz (their compose health check) from ingestion_pipelines.sidecar.health.
@@ -71,45 +81,9 @@ SIDECARS_HAVE_HEALTH = importlib.util.find_spec("ingestion_pipelines.sidecar.hea
 FEED = "binance_trades"
 
 
-class DeployTestError(AssertionError):
-    """A promise of the deployment did not hold."""
-
-
-def say(message: str) -> None:
-    print(f"[deploy-test {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def sh(*args: str, check: bool = True, timeout: float = 600, env=None) -> str:
-    """Run a command; its stdout. Raises with its stderr when it fails and `check`."""
-    done = subprocess.run(
-        args, capture_output=True, text=True, timeout=timeout, env=env, check=False
-    )
-    if check and done.returncode != 0:
-        raise DeployTestError(
-            f"{' '.join(args[:4])}... exited {done.returncode}: {done.stderr.strip()[-2000:]}"
-        )
-    return done.stdout
-
-
-def wait_until(what: str, probe: Callable[[], Any], timeout_s: float, interval_s: float = 1.0):
-    """Call `probe` until it returns something truthy; that value. Raises after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = probe()
-            if value:
-                return value
-        except (DeployTestError, ControlError, OSError, subprocess.SubprocessError) as exc:
-            last_error = exc
-        time.sleep(interval_s)
-    raise DeployTestError(f"{what}: not within {timeout_s:.0f} s (last error: {last_error})")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def wait_until(what: str, probe, timeout_s: float, interval_s: float = 1.0):
+    """deploy_support.wait_until, a refused GraphQL call (ControlError) meaning "not yet"."""
+    return _wait_until(what, probe, timeout_s, interval_s, errors=(ControlError,))
 
 
 class Stack:
@@ -122,6 +96,9 @@ class Stack:
         self.network = f"ingestdt{suffix}"
         self.viewer_port = free_port()
         self.operator_port = free_port()
+        self.live_port = free_port()
+        self.prometheus_port = free_port()
+        self.live_secret = secrets.token_hex(32)
         self.operator_user = "operator"
         self.operator_password = secrets.token_urlsafe(16)
         self.db_password = secrets.token_urlsafe(16)
@@ -136,6 +113,7 @@ class Stack:
         }
         for name in ("compose.yaml", "compose.replay.yaml"):
             shutil.copy(HERE / name, workdir / name)
+        deploy_checks.point_lyngsat_at_replay(workdir / "compose.replay.yaml")
         image = os.environ.get("INGEST_IMAGE", "localhost/ingestion-pipelines:latest")
         values = {
             "INGEST_DB_PASSWORD": self.db_password,
@@ -148,6 +126,11 @@ class Stack:
             "INGEST_VIEWER_PORT": str(self.viewer_port),
             "INGEST_OPERATOR_BIND": "127.0.0.1",
             "INGEST_OPERATOR_PORT": str(self.operator_port),
+            "INGEST_LIVE_JWT_SECRET": self.live_secret,
+            "INGEST_LIVE_BIND": "127.0.0.1",
+            "INGEST_LIVE_PORT": str(self.live_port),
+            "INGEST_PROMETHEUS_PORT": str(self.prometheus_port),
+            "INGEST_SCRAPE_INTERVAL": deploy_checks.scrape_interval(),
             "DOCKER_SOCKET": str(workdir / "podman.sock"),
             "COMPOSE_NETWORK": self.network,
             "INGEST_IMAGE": image,
@@ -248,6 +231,9 @@ class Stack:
                 "volume", "ls", "-q", "--filter", f"label=io.podman.compose.project={self.project}"
             ).split()
         ]
+        artifacts = f"{self.network}-artifacts"  # made by the runs' launches, not by compose
+        if artifacts in self.podman("volume", "ls", "-q").split():
+            found.append(f"volume {artifacts}")
         if self.network in self.podman("network", "ls", "--format", "{{.Name}}").split():
             found.append(f"network {self.network}")
         return sorted(set(found))
@@ -283,16 +269,17 @@ def http_status(url: str, auth: tuple[str, str] | None = None) -> int:
 # -- checks ---------------------------------------------------------------------------------
 
 
-def scheduled_workers() -> dict[str, type]:
-    """Every scheduled worker and its source class."""
+def scheduled_workers() -> dict[str, type | None]:
+    """Every scheduled worker and its source class (None: a Python source with its own asset,
+    lyngsat: checked by deploy_checks)."""
     sources = source_classes()
-    return {w: sources[w] for w, spec in catalogue().items() if spec.kind == "scheduled"}
+    return {w: sources.get(w) for w, spec in catalogue().items() if spec.kind == "scheduled"}
 
 
-def last_weekday_partition(source: type) -> str | None:
+def last_weekday_partition(source: type | None) -> str | None:
     """For a partitioned source, the newest complete weekday in its timezone (weekends may have
     no data by design: expected silence); None when unpartitioned."""
-    if source.partitions is None:
+    if source is None or source.partitions is None:
         return None
     today = datetime.now(ZoneInfo(source.partitions.timezone)).date()
     if isinstance(source.partitions, TradingDayPartitions):  # partitions only on trading days
@@ -326,6 +313,8 @@ def run_every_scheduled_worker(stack: Stack, timings: dict[str, float], t_up: fl
             if run["status"] == "SUCCESS":
                 timings.setdefault("first run success", time.monotonic() - t_up)
                 check_run_container(stack, run)
+                if worker == deploy_checks.LYNGSAT:
+                    deploy_checks.lyngsat_checks(stack, run)
                 del pending[worker]
                 say(f"{worker}: SUCCESS in its own container")
             elif run["status"] in ("FAILURE", "CANCELED"):
@@ -334,6 +323,8 @@ def run_every_scheduled_worker(stack: Stack, timings: dict[str, float], t_up: fl
                 raise DeployTestError(f"{worker}: run {run_id} {run['status']}: {errors}")
         time.sleep(2)
     for worker, source in workers.items():
+        if source is None:
+            continue
         table = source.table.name
         logged = stack.sql(
             f"SELECT COUNT(*) FROM execution_log WHERE run_id = '{launched[worker]}'"
@@ -519,6 +510,8 @@ def main() -> int:
         timings["stack up (healthy)"] = time.monotonic() - t_up
         say("every service healthy")
 
+        deploy_checks.live_page(stack.live_port, stack.live_secret)
+        deploy_checks.prometheus_targets(stack.prometheus_port, {"sidecar", "live"})
         run_every_scheduled_worker(stack, timings, t_up)
         sidecar_failover(stack, timings)
         webserver_permissions(stack)
