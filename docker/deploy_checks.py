@@ -8,11 +8,16 @@ import json
 import os
 import secrets
 import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
 from pathlib import Path
 from typing import Any
 
 from deploy_support import DeployTestError, say, wait_until
 
+from ingestion_pipelines.control.commands.launch import trigger
+from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient
 from ingestion_pipelines.live.auth import mint_token
 
 LYNGSAT = "lyngsat"
@@ -38,6 +43,71 @@ def point_lyngsat_at_replay(replay_file: Path) -> None:
     text = text.replace(anchor, f"{anchor}  {LYNGSAT_REPLAY_ENV}: {LYNGSAT_REPLAY_URL}\n", 1)
     text = text.replace(context, f'{context}"{LYNGSAT_REPLAY_ENV}", ', 1)
     replay_file.write_text(text)
+
+
+# -- webservers and Redis ------------------------------------------------------------------------
+
+
+def http_status(url: str, auth: tuple[str, str] | None = None) -> int:
+    request = urllib.request.Request(url)
+    if auth:
+        token = b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def webserver_permissions(stack: Any, sidecars: tuple[str, ...]) -> None:
+    """The read-only webserver refuses a launch; the operator webserver wants the password and
+    answers nobody but the proxy; Redis wants its password."""
+    viewer = DagsterClient(stack.viewer_url)
+    try:
+        trigger(viewer, "fear_greed")
+    except ControlError as exc:
+        say(f"read-only webserver refused the launch: {str(exc)[:120]}")
+    else:
+        raise DeployTestError("the read-only webserver accepted a launchRun mutation")
+    no_auth = http_status(f"{stack.operator_url}/server_info")
+    wrong = http_status(f"{stack.operator_url}/server_info", (stack.operator_user, "wrong"))
+    right = http_status(
+        f"{stack.operator_url}/server_info", (stack.operator_user, stack.operator_password)
+    )
+    if (no_auth, wrong, right) != (401, 401, 200):
+        raise DeployTestError(
+            f"operator proxy: no password {no_auth}, wrong {wrong}, right {right}"
+        )
+    say("operator webserver: 401 without or with a wrong password, 200 with it")
+    # From inside the stack (a running sidecar's container; one was killed above), without the
+    # proxy: nothing answers.
+    probe = (
+        "import json, urllib.request, urllib.error\n"
+        "body = json.dumps({'query': 'mutation { reloadWorkspace { __typename } }'}).encode()\n"
+        "req = urllib.request.Request('http://webserver-operator:3000/graphql', data=body,\n"
+        "    headers={'Content-Type': 'application/json', 'X-Forwarded-User': 'alice',\n"
+        "             'X-Requested-With': 'x'}, method='POST')\n"
+        "try:\n    print(urllib.request.urlopen(req, timeout=10).status)\n"
+        "except urllib.error.HTTPError as e:\n    print(e.code)\n"
+    )
+    sidecar = next(name for name in sidecars if stack.running(name))
+    direct = stack.podman("exec", stack.container(sidecar), "python3", "-c", probe).strip()
+    if direct != "403":
+        raise DeployTestError(f"the operator webserver answered a sidecar directly: {direct}")
+    no_password = stack.podman(
+        "exec",
+        stack.container("redis"),
+        "env",
+        "-u",
+        "REDISCLI_AUTH",
+        "redis-cli",
+        "ping",
+        check=False,
+    )
+    if "NOAUTH" not in no_password:
+        raise DeployTestError(f"Redis answered without its password: {no_password.strip()}")
+    say("operator webserver: 403 to a container that bypasses the proxy; Redis wants a password")
 
 
 # -- the live page ------------------------------------------------------------------------------

@@ -35,9 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from base64 import b64encode
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -254,18 +251,6 @@ class Stack:
         )
 
 
-def http_status(url: str, auth: tuple[str, str] | None = None) -> int:
-    request = urllib.request.Request(url)
-    if auth:
-        token = b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
 # -- checks ---------------------------------------------------------------------------------
 
 
@@ -414,7 +399,7 @@ def code_location_restart(stack: Stack) -> None:
     for service in ("daemon", "webserver", "webserver-operator"):
         if not stack.running(service):
             raise DeployTestError(f"{service} stopped when the code location restarted")
-    if http_status(f"{stack.viewer_url}/server_info") != 200:
+    if deploy_checks.http_status(f"{stack.viewer_url}/server_info") != 200:
         raise DeployTestError("the read-only webserver stopped answering during the restart")
     wait_until("code server healthy again", lambda: stack.healthy("codeserver"), 120, 2)
     if stack.started_at("daemon") != daemon_started or stack.started_at("webserver") != web_started:
@@ -427,54 +412,6 @@ def code_location_restart(stack: Stack) -> None:
 
     wait_until("a run after the code-location restart", run_after_restart, 2 * RUN_TIMEOUT_S, 5)
     say("code location restarted under a running daemon and webservers; runs continue")
-
-
-def webserver_permissions(stack: Stack) -> None:
-    viewer = DagsterClient(stack.viewer_url)
-    try:
-        trigger(viewer, "fear_greed")
-    except ControlError as exc:
-        say(f"read-only webserver refused the launch: {str(exc)[:120]}")
-    else:
-        raise DeployTestError("the read-only webserver accepted a launchRun mutation")
-    no_auth = http_status(f"{stack.operator_url}/server_info")
-    wrong = http_status(f"{stack.operator_url}/server_info", (stack.operator_user, "wrong"))
-    right = http_status(
-        f"{stack.operator_url}/server_info", (stack.operator_user, stack.operator_password)
-    )
-    if (no_auth, wrong, right) != (401, 401, 200):
-        raise DeployTestError(
-            f"operator proxy: no password {no_auth}, wrong {wrong}, right {right}"
-        )
-    say("operator webserver: 401 without or with a wrong password, 200 with it")
-    # From inside the stack (a running sidecar's container; one was killed above), without the
-    # proxy: nothing answers.
-    probe = (
-        "import json, urllib.request, urllib.error\n"
-        "body = json.dumps({'query': 'mutation { reloadWorkspace { __typename } }'}).encode()\n"
-        "req = urllib.request.Request('http://webserver-operator:3000/graphql', data=body,\n"
-        "    headers={'Content-Type': 'application/json', 'X-Forwarded-User': 'alice',\n"
-        "             'X-Requested-With': 'x'}, method='POST')\n"
-        "try:\n    print(urllib.request.urlopen(req, timeout=10).status)\n"
-        "except urllib.error.HTTPError as e:\n    print(e.code)\n"
-    )
-    sidecar = next(name for name in SIDECARS if stack.running(name))
-    direct = stack.podman("exec", stack.container(sidecar), "python3", "-c", probe).strip()
-    if direct != "403":
-        raise DeployTestError(f"the operator webserver answered a sidecar directly: {direct}")
-    no_password = stack.podman(
-        "exec",
-        stack.container("redis"),
-        "env",
-        "-u",
-        "REDISCLI_AUTH",
-        "redis-cli",
-        "ping",
-        check=False,
-    )
-    if "NOAUTH" not in no_password:
-        raise DeployTestError(f"Redis answered without its password: {no_password.strip()}")
-    say("operator webserver: 403 to a container that bypasses the proxy; Redis wants a password")
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -514,7 +451,7 @@ def main() -> int:
         deploy_checks.prometheus_targets(stack.prometheus_port, {"sidecar", "live"})
         run_every_scheduled_worker(stack, timings, t_up)
         sidecar_failover(stack, timings)
-        webserver_permissions(stack)
+        deploy_checks.webserver_permissions(stack, SIDECARS)
         code_location_restart(stack)
 
         t_down = time.monotonic()
