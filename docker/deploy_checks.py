@@ -141,7 +141,7 @@ def _first_tick(port: int, token: str, timeout_s: float) -> dict[str, Any]:
             raise DeployTestError(f"live /stream with a viewer token: {response.status}")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            line = response.fp.readline().decode()
+            line = response.readline().decode()
             if not line:
                 raise DeployTestError("live /stream ended before a tick")
             if line.startswith("data:") and '"ticks:' in line:
