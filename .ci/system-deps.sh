@@ -31,6 +31,7 @@ have redis-server || missing+=(redis-server)
 have_postgres || missing+=(postgresql)
 have make || missing+=(make)
 have chromium || missing+=(chromium) # the live page's headless-browser test
+have promtool || missing+=(prometheus) # `promtool check rules/config` in the monitoring tests
 if ! have "$PYTHON"; then
     missing+=(python3 python3-venv)
 elif ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
@@ -47,7 +48,7 @@ if [[ "${1:-}" == --deploy ]]; then
 fi
 
 if ((${#missing[@]} == 0)); then
-    echo "system-deps: mariadb-server, postgresql, redis-server, make, python3-venv, chromium: present"
+    echo "system-deps: mariadb-server, postgresql, redis-server, make, python3-venv, chromium, promtool: present"
     exit 0
 fi
 
@@ -86,6 +87,7 @@ for pkg in "${missing[@]}"; do
     mariadb-server) services+=(mariadb) ;;
     redis-server) services+=(redis-server) ;;
     postgresql) services+=(postgresql) ;;
+    prometheus) services+=(prometheus prometheus-node-exporter) ;;
     esac
 done
 for service in "${services[@]}"; do
@@ -101,4 +103,5 @@ done
 have redis-server || { echo "system-deps: redis-server still missing" >&2; exit 1; }
 have_postgres || { echo "system-deps: postgres still missing" >&2; exit 1; }
 have chromium || { echo "system-deps: chromium still missing" >&2; exit 1; }
+have promtool || { echo "system-deps: promtool still missing" >&2; exit 1; }
 echo "system-deps: done"

@@ -156,6 +156,98 @@ def cmd_live_token(args) -> int:
     return 0
 
 
+def cmd_retention(args) -> int:
+    from ingestion_pipelines.settings import get_settings
+    from ingestion_pipelines.storage.engines import ensure_schema
+    from ingestion_pipelines.storage.retention import retention_pass
+
+    engine = ensure_schema(args.database_url or get_settings().database_url)
+    result = retention_pass(
+        engine,
+        args.table,
+        args.older_than_days,
+        archive_url=args.archive_url,
+        pause_ratio=args.pause_ratio,
+    )
+    days = [
+        {"day": d.day, "archived": d.archived, "deleted": d.deleted, "file": d.file and d.file.url}
+        for d in result.days
+    ]
+    if args.json:
+        _print_json({"table": args.table, "before": result.cutoff, "days": days})
+        return 0
+    for day in days:
+        print(
+            f"{args.table} {day['day']}: {day['archived']} archived to {day['file']}, "
+            f"{day['deleted']} deleted"
+        )
+    print(
+        f"{args.table}: {result.archived} rows older than {result.cutoff:%Y-%m-%d} archived, "
+        f"{result.deleted} deleted"
+    )
+    return 0
+
+
+def cmd_archive_restore(args) -> int:
+    from datetime import date
+
+    from ingestion_pipelines.settings import get_settings
+    from ingestion_pipelines.storage.archive import restore_day
+    from ingestion_pipelines.storage.engines import ensure_schema
+    from ingestion_pipelines.storage.retention import retention_table
+
+    found = retention_table(args.table)
+    if found is None:
+        print(f"ingest: no table {args.table} in this schema", file=sys.stderr)
+        return 2
+    engine = ensure_schema(args.database_url or get_settings().database_url)
+    result = restore_day(engine, found[0], date.fromisoformat(args.day), args.archive_url)
+    print(
+        f"{args.table} {args.day}: {result.inserted} restored, {result.updated} updated, "
+        f"{result.unchanged} already there"
+    )
+    return 0
+
+
+def cmd_metrics(args) -> int:
+    from ingestion_pipelines.control.metrics import serve
+
+    return serve(args.host, args.port, args.dagster_url)
+
+
+def _add_ops_commands(sub) -> None:
+    """`ingest retention`, `ingest archive restore`, `ingest metrics` (issue 22)."""
+    p = sub.add_parser("retention", help="one retention pass now: archive old rows, then delete")
+    p.add_argument("--table", required=True, help="execution_log, dead_letter, trade_tick, ...")
+    p.add_argument("--older-than-days", type=int, required=True)
+    p.add_argument("--archive-url", help="default: INGEST_ARCHIVE_URL (<local dir>/archive)")
+    p.add_argument("--database-url", help="default: INGEST_DATABASE_URL")
+    p.add_argument(
+        "--pause-ratio",
+        type=float,
+        default=0.0,
+        help="after each page or delete batch, wait this times its duration (spares live writers)",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_retention)
+
+    archive = sub.add_parser("archive", help="retention archives").add_subparsers(
+        dest="archive_command", required=True
+    )
+    p = archive.add_parser("restore", help="put an archived day back (idempotent upsert)")
+    p.add_argument("--table", required=True)
+    p.add_argument("--day", required=True, help="UTC day, YYYY-MM-DD")
+    p.add_argument("--archive-url", help="default: INGEST_ARCHIVE_URL (<local dir>/archive)")
+    p.add_argument("--database-url", help="default: INGEST_DATABASE_URL")
+    p.set_defaults(func=cmd_archive_restore)
+
+    p = sub.add_parser("metrics", help="serve the crawls' Prometheus metrics at /metrics")
+    p.add_argument("--host", help="default: INGEST_METRICS_HOST (127.0.0.1)")
+    p.add_argument("--port", type=int, help="default: INGEST_METRICS_PORT (8792)")
+    p.add_argument("--dagster-url", help="default: INGEST_DAGSTER_URL")
+    p.set_defaults(func=cmd_metrics)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ingest", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -259,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--role", choices=["viewer", "operator"], default="viewer")
     token.add_argument("--ttl", type=int, default=3600, help="seconds it is valid (default 3600)")
     token.set_defaults(func=cmd_live_token)
+    _add_ops_commands(sub)
     return parser
 
 
@@ -267,10 +360,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ingestion_pipelines.config import ConfigError
     from ingestion_pipelines.logs import ensure_logging
     from ingestion_pipelines.redaction import redact
+    from ingestion_pipelines.storage.archive import ArchiveError
 
     ensure_logging("ingest-cli", to_database=False)
     try:
         return args.func(args)
+    except ArchiveError as exc:
+        print(f"ingest: {redact(str(exc))}", file=sys.stderr)
+        return 1
     except (ConfigError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"ingest: {redact(str(message))}", file=sys.stderr)

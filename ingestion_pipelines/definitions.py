@@ -9,7 +9,11 @@ when the database cannot be reached). The sidecar is never imported.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
+from dagster.components.core.component_tree import ComponentTree
+from dagster_shared.utils.config import discover_config_file
 
 from ingestion_pipelines.browser.resource import BrowserResource
 from ingestion_pipelines.http_client.resource import HttpClientResource
@@ -31,6 +35,18 @@ def resources() -> dict[str, dg.ConfigurableResource]:
     }
 
 
+def declared_defs() -> dg.Definitions:
+    """The components of the defs folder (``ingestion_pipelines/defs/<worker_id>/defs.yaml``):
+    through the project's ``[tool.dg]`` when this is a checkout, else (an installed package, as
+    in the image) from the defs module itself."""
+    package = Path(__file__).resolve().parent
+    if discover_config_file(package) is not None:
+        return dg.load_from_defs_folder(path_within_project=package)
+    import ingestion_pipelines.defs as defs_module
+
+    return ComponentTree.from_module(defs_module, project_root=package.parent).build_defs()
+
+
 def build_definitions() -> dg.Definitions:
     """Every area's definitions merged with the shared resources (tests call it directly)."""
     from ingestion_pipelines.control import defs as control_defs
@@ -38,7 +54,13 @@ def build_definitions() -> dg.Definitions:
     from ingestion_pipelines.feeds import defs as feed_defs
     from ingestion_pipelines.sources import defs as source_defs
 
-    areas = [source_defs.defs(), feed_defs.defs(), derived_defs.defs(), control_defs.defs()]
+    areas = [
+        source_defs.defs(),
+        declared_defs(),
+        feed_defs.defs(),
+        derived_defs.defs(),
+        control_defs.defs(),
+    ]
     return dg.Definitions.merge(*areas, dg.Definitions(resources=resources()))
 
 

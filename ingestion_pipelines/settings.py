@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     live_max_subscriptions: int = 256
     # crawl redirects to non-public addresses: auto / refuse / allow (url_policy.py)
     http_private_redirects: str = "auto"
+    # ---- issue 22 (ops): crawl metrics and retention archives ----
+    metrics_host: str = "127.0.0.1"  # where `ingest metrics` listens (INGEST_METRICS_HOST)
+    metrics_port: int = 8792  # INGEST_METRICS_PORT
+    archive_url: str | None = None  # INGEST_ARCHIVE_URL: folder or fsspec URL of the archives
 
     def dagster_home(self) -> Path:
         return Path(os.environ.get("DAGSTER_HOME") or local_data_dir() / "dagster_home")

@@ -85,7 +85,10 @@ class WorkerSettings(BaseModel):
     @field_validator("rest_base_url", "alert_webhook", check_fields=False)
     @classmethod
     def _http_url(cls, value: str | None, info: Any) -> str | None:
-        # `slack+https://...` asks for Slack's payload format (control/alerts.py)
+        # `slack+https://...` asks for Slack's payload format, `mailto:` for e-mail
+        # (control/alerts.py, control/alert_email.py)
+        if value and info.field_name == "alert_webhook" and value.lower().startswith("mailto:"):
+            return value
         target = value.removeprefix("slack+") if value else value
         url_policy.check_optional_url(target, url_policy.CRAWL_SCHEMES, info.field_name)
         return value

@@ -6,7 +6,8 @@ sensor's cursor: an incident opens on its first failing signal (one alert), furt
 signals for the same key only count occurrences (no repeated alert), and the first healthy
 signal closes it (one recovery message). Deliveries that fail are retried on later ticks.
 
-Routing: the webhook is the worker's `alert_webhook` setting (config chain: worker row, global
+Routing: the webhook (or, written `mailto:...`, the e-mail addresses: `control/alert_email.py`)
+is the worker's `alert_webhook` setting (config chain: worker row, global
 row, `INGEST_<WORKER>__ALERT_WEBHOOK`, `INGEST_ALERT_WEBHOOK`). Payload: generic JSON, or a
 Slack-compatible `{"text": ...}` when the URL's host is `hooks.slack.com` or the URL is written
 `slack+https://...`. Webhook URLs are secrets: they are registered with the redactor and only
@@ -28,6 +29,7 @@ from typing import Any
 from loguru import logger
 
 from ingestion_pipelines.config import ConfigError, env_reference
+from ingestion_pipelines.control import alert_email
 from ingestion_pipelines.redaction import redact, register_secret
 from ingestion_pipelines.url_policy import CRAWL_SCHEMES, UnsafeUrlError, check_url
 
@@ -277,6 +279,22 @@ def post_alert(url: str, alert: Alert, *, dagster_url: str | None = None, timeou
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise RuntimeError(redact(f"{where} unreachable: {reason}")) from None
+
+
+def deliver_alert(route: str, alert: Alert, *, dagster_url: str | None = None) -> None:
+    """Deliver `alert` to its route: e-mail for `mailto:...` (control/alert_email.py), else the
+    webhook (generic JSON or Slack); raises `RuntimeError` with a safe message on failure."""
+    if alert_email.is_email_route(route):
+        alert_email.send_email(route, alert, generic_payload(alert, dagster_url))
+    else:
+        post_alert(route, alert, dagster_url=dagster_url)
+
+
+def describe_route(route: str) -> str:
+    """What may be shown of a route (never the secret parts)."""
+    if alert_email.is_email_route(route):
+        return alert_email.describe_route(route)
+    return describe_webhook(route)
 
 
 # ---- routing --------------------------------------------------------------------------------

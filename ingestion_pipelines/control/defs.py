@@ -28,8 +28,8 @@ from ingestion_pipelines.config import ConfigChain, ConfigError, display_value
 from ingestion_pipelines.control.alerts import (
     AlertBook,
     Signal,
-    describe_webhook,
-    post_alert,
+    deliver_alert,
+    describe_route,
     webhook_for,
 )
 from ingestion_pipelines.dagster_api.names import (
@@ -204,8 +204,8 @@ def _send_all(context, book: AlertBook, chain: ConfigChain) -> None:
         if not url:
             context.log.warning(f"alert (no alert_webhook configured): {alert.summary()}")
             return
-        post_alert(url, alert, dagster_url=dagster_url)
-        context.log.info(f"alert sent to {describe_webhook(url)}: {alert.summary()}")
+        deliver_alert(url, alert, dagster_url=dagster_url)
+        context.log.info(f"alert sent to {describe_route(url)}: {alert.summary()}")
 
     book.deliver(send, context.log)
 
@@ -395,8 +395,13 @@ def check_alerts_sensor(interval_s: int) -> dg.SensorDefinition:
 
 
 def defs() -> dg.Definitions:
+    from ingestion_pipelines.control import retention_defs
+
     interval = alert_interval_s()
-    return dg.Definitions(
-        jobs=[config_change_job],
-        sensors=[run_alerts_sensor(interval), check_alerts_sensor(interval)],
+    return dg.Definitions.merge(
+        dg.Definitions(
+            jobs=[config_change_job],
+            sensors=[run_alerts_sensor(interval), check_alerts_sensor(interval)],
+        ),
+        retention_defs.defs(),
     )

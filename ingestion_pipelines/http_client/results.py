@@ -43,6 +43,13 @@ class HttpResult:
         return orjson.loads(self.content)
 
 
+LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, float("inf"))
+
+
+def _bound(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
+
+
 @dataclass
 class HttpStats:
     """Counters of one ``CrawlSession``; ``as_metadata()`` gives JSON-ready values."""
@@ -54,6 +61,19 @@ class HttpStats:
     requests_by_status: dict[str, int] = field(default_factory=dict)  # "200", "503", "error"
     rate_limit_wait_s: float = 0.0
     backoff_wait_s: float = 0.0
+    # request latency (each attempt, send to last byte): counts per bucket, cumulative as in
+    # Prometheus histograms, keyed by the bucket's upper bound in seconds ("+Inf" last)
+    latency_le: dict[str, int] = field(default_factory=dict)
+    latency_sum_s: float = 0.0
+
+    def observe_latency(self, seconds: float) -> None:
+        """Count one attempt's latency in the cumulative buckets `LATENCY_BUCKETS_S`."""
+        if not self.latency_le:
+            self.latency_le = {_bound(b): 0 for b in LATENCY_BUCKETS_S}
+        for bound in LATENCY_BUCKETS_S:
+            if seconds <= bound:
+                self.latency_le[_bound(bound)] += 1
+        self.latency_sum_s += seconds
 
     def as_metadata(self) -> dict[str, Any]:
         return {
@@ -64,4 +84,6 @@ class HttpStats:
             "http_requests_by_status": dict(sorted(self.requests_by_status.items())),
             "http_rate_limit_wait_s": round(self.rate_limit_wait_s, 3),
             "http_backoff_wait_s": round(self.backoff_wait_s, 3),
+            "http_latency_le": dict(self.latency_le),
+            "http_latency_sum_s": round(self.latency_sum_s, 6),
         }

@@ -239,6 +239,7 @@ class CrawlSession:
                 with self._stats_lock:
                     self.stats.rate_limit_wait_s += waited
             left = self._time_left(method, shown_url, attempt - 1)
+            sent_at = time.perf_counter()
             try:
                 result = self._attempt(
                     method,
@@ -252,10 +253,12 @@ class CrawlSession:
                     timeout_s=self.timeout_s if left is None else min(self.timeout_s, left),
                 )
             except FatalAttempt as fatal:
+                self._observe_latency(sent_at)
                 raise self._failure(
                     method, shown_url, attempt, fatal.cause, fatal.status, transient=False
                 ) from None
             except RetryableAttempt as retryable:
+                self._observe_latency(sent_at)
                 if attempt >= total:
                     raise self._failure(
                         method,
@@ -267,9 +270,14 @@ class CrawlSession:
                     ) from None
                 self._wait_before_retry(method, shown_url, host, attempt, retryable)
                 continue
+            self._observe_latency(sent_at)
             self._remember(result, store, shown_url)
             return result
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _observe_latency(self, sent_at: float) -> None:
+        with self._stats_lock:
+            self.stats.observe_latency(time.perf_counter() - sent_at)
 
     def _failure(
         self,

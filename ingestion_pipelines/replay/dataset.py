@@ -4,7 +4,7 @@
     dataset.nav(23, date(2026, 11, 20))        # the NAV get-nav-history serves for that day
     dataset.funds[0]["nav"] = "n/a"            # a malformed row in the fund list
     dataset.nav_overrides[(23, date(2026, 11, 20))] = {"nav": None}  # a malformed NAV row
-    dataset.coins = dataset.coins[:5]          # a different set of coins
+    dataset.recorded["coingecko_markets"].records = [...]  # a YAML source's served records
     dataset.set_feed("/rss/kinh-doanh.rss", "<rss ...>")
     dataset.fng_overrides[date(2026, 11, 22)] = None  # a missing index day
 
@@ -27,7 +27,7 @@ class ReplayDataset:
     """The recorded and generated data every HTTP source family serves, in one object.
 
     Each family registers its part (`routes.dataset_part`): a plain value is an attribute
-    (`dataset.coins`); an exposed part's attributes read and write through the dataset
+    (`dataset.recorded`); an exposed part's attributes read and write through the dataset
     (`dataset.funds` is `dataset.fmarket.funds`)."""
 
     def __init__(self, *, now: datetime | None = None) -> None:

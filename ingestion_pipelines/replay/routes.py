@@ -1,7 +1,8 @@
 """The route-registration API of the HTTP replay server.
 
-A source family's ``replay.py`` (``sources/<family>/replay.py``) registers what it serves when
-the server loads it, so adding a source touches its folder only:
+A source declared in YAML is served from its recorded payload (``sources/declared_replay.py``, from its
+defs.yaml's ``replay``). A Python source family's ``replay.py`` (``sources/<family>/replay.py``)
+registers what it serves when the server loads it, so adding a source touches its folder only:
 
     from ingestion_pipelines.replay.routes import Response, base_path, route
 
@@ -30,6 +31,8 @@ from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from ingestion_pipelines.storage.declared import DEFS_ROOT
 
 if TYPE_CHECKING:
     from ingestion_pipelines.replay.dataset import ReplayDataset
@@ -188,9 +191,15 @@ def family_packages() -> list[str]:
     return found
 
 
+RECORDED_REPLAYS = (
+    "ingestion_pipelines.sources.declared_replay"  # the YAML sources' recorded payloads
+)
+
+
 def load_replays() -> list[str]:
-    """Import the ``replay`` module of every family (they register their routes); their names."""
-    loaded = []
+    """Import the ``replay`` module of every family (they register their routes) and the
+    recorded replays of the sources declared in YAML; the modules' names."""
+    loaded = [importlib.import_module(RECORDED_REPLAYS).__name__]
     for package in family_packages():
         if resources.files(package).joinpath("replay.py").is_file():
             loaded.append(importlib.import_module(f"{package}.replay").__name__)
@@ -198,12 +207,15 @@ def load_replays() -> list[str]:
 
 
 def data_file(name: str) -> Traversable:
-    """The recorded file ``name`` from the ``data/`` folder of the family that holds it."""
+    """The recorded file ``name`` from the ``data/`` folder of the family (or of the YAML
+    source's folder, ``defs/<worker_id>/data/``) that holds it."""
     for package in family_packages():
         candidate = resources.files(package).joinpath("data", name)
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"no family's data/ folder holds {name!r}")
+    for candidate in DEFS_ROOT.glob(f"*/data/{name}"):
+        return candidate
+    raise FileNotFoundError(f"no family's or defs folder's data/ holds {name!r}")
 
 
 def read_data(name: str) -> bytes:

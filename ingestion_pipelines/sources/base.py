@@ -228,6 +228,9 @@ class Source:
     fresh_within: ClassVar[timedelta] = timedelta(hours=26)
     date_column: ClassVar[str | None] = None  # the table's date column partitions map to
     headers: ClassVar[Mapping[str, str]] = {}
+    # Whether `parse` yields the source's own totals (`Expected`): only then has the asset a
+    # `complete` check (a source that says nothing about its size gets no green check for it).
+    totals: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

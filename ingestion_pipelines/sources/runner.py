@@ -107,11 +107,7 @@ class CrawlResult:
         if self.records_expected is not None:
             data["records_expected"] = self.records_expected
         if self.http is not None:
-            data["http_requests_by_status"] = dict(self.http.requests_by_status)
-            data["http_requests"] = self.http.requests
-            data["http_retries"] = self.http.retries
-            data["http_bytes"] = self.http.bytes
-            data["http_not_modified"] = self.http.not_modified
+            data.update(self.http.as_metadata())  # requests, statuses, waits, latency buckets
         return data
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from ingestion_pipelines.storage.declared import add_declared_tables
 from ingestion_pipelines.storage.types import (
     ExactDecimal,
     JsonDocument,
@@ -43,7 +44,8 @@ metadata = MetaData(
     }
 )
 
-# Typed columns added by migration 0004 (kept here once: the table and the migration use them).
+# Typed columns added by migration 0004 (the migration reads them here; `fund` uses the periods,
+# `crypto_market_snapshot` is declared in defs/coingecko_markets/defs.yaml).
 FUND_RETURN_PERIODS = ("1m", "3m", "6m", "12m", "36m", "since_inception", "to_last_year")
 COINGECKO_COLUMNS = (
     ("high_24h", ExactDecimal),
@@ -123,26 +125,6 @@ news_article = Table(
     Column("categories", JsonValue),
     extra_column(),
     Index(None, "source", "published_at"),
-)
-
-crypto_market_snapshot = Table(
-    "crypto_market_snapshot",
-    metadata,
-    Column("coin_id", String(128), primary_key=True),
-    Column("captured_at", UtcDateTime, primary_key=True),
-    Column("symbol", String(64), nullable=False),
-    Column("name", String(256)),
-    Column("price_usd", ExactDecimal),
-    Column("market_cap_usd", ExactDecimal),
-    Column("market_cap_rank", Integer),
-    Column("volume_24h_usd", ExactDecimal),
-    Column("price_change_pct_24h", ExactDecimal),
-    Column("circulating_supply", ExactDecimal),
-    Column("total_supply", ExactDecimal),
-    Column("max_supply", ExactDecimal),
-    Column("last_updated", UtcDateTime),
-    *(Column(name, kind) for name, kind in COINGECKO_COLUMNS),
-    extra_column(),
 )
 
 fear_greed_index = Table(
@@ -421,7 +403,6 @@ DATA_TABLES = {
         fund,
         fund_nav,
         news_article,
-        crypto_market_snapshot,
         fear_greed_index,
         trade_tick,
         stock_quote,
@@ -457,6 +438,26 @@ def _utf8mb4_everywhere() -> None:
 
 
 _utf8mb4_everywhere()
+
+
+# ---- tables declared by the YAML sources (defs/<worker_id>/defs.yaml) -------------------------
+# They join this metadata and DATA_TABLES here, so every user of this module (migrations, the
+# sidecar, the catalogue) sees them; they read as this module's attributes too
+# (`tables.crypto_market_snapshot`).
+
+_DECLARED = add_declared_tables(metadata, DATA_TABLES, extra_column)
+
+
+def load_declared_tables() -> list[str]:
+    """The names of the tables the YAML sources declare, all in `metadata` and `DATA_TABLES`
+    (added when this module was imported: calling it again changes nothing). No Dagster."""
+    return list(_DECLARED)
+
+
+def __getattr__(name: str) -> Table:
+    if name in _DECLARED:
+        return metadata.tables[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def full_metadata() -> MetaData:

@@ -48,11 +48,12 @@ def test_the_guide_names_every_operation() -> None:
 
 
 def test_definitions_load() -> None:
-    merged = dg.Definitions.merge(
-        defs(), dg.Definitions(resources={"worker_config": WorkerConfigResource()})
-    )
+    from ingestion_pipelines.resources.database import DatabaseResource
+
+    resources = {"worker_config": WorkerConfigResource(), "database": DatabaseResource()}
+    merged = dg.Definitions.merge(defs(), dg.Definitions(resources=resources))
     repo = merged.get_repository_def()
-    assert repo.get_job("config_change")
+    assert repo.get_job("config_change") and repo.get_job("retention")
     assert {s.name for s in repo.sensor_defs} == {"ingest_run_alerts", "ingest_check_alerts"}
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in repo.sensor_defs)
 

@@ -255,7 +255,9 @@ def test_coingecko_pages_then_an_empty_list(server):
             break
         coins += batch
         page += 1
-    assert page == 4 and len(coins) == len(server.dataset.coins) == 295
+    assert (
+        page == 4 and len(coins) == len(server.dataset.recorded["coingecko_markets"].records) == 295
+    )
     assert list(coins[0]) == COIN_FIELDS and coins[0]["id"] == "bitcoin"
     assert any(coin["max_supply"] is None for coin in coins)
     assert any(coin["fully_diluted_valuation"] is None for coin in coins)
@@ -415,20 +417,23 @@ def test_the_command_line_sets_the_behaviours(monkeypatch):
 
 
 def test_every_family_recording_ships_and_has_a_provenance_line():
-    """Each family's data/ is package data, and PROVENANCE.md says where each file comes from."""
+    """Each family's (and each YAML source folder's) data/ is package data, and PROVENANCE.md
+    says where each file comes from."""
     from importlib import resources
 
     from ingestion_pipelines.replay.routes import family_packages, read_data
+    from ingestion_pipelines.storage.declared import DEFS_ROOT
 
     recordings = 0
-    for package in family_packages():
-        data = resources.files(package).joinpath("data")
+    folders = [resources.files(package).joinpath("data") for package in family_packages()]
+    folders += sorted(DEFS_ROOT.glob("*/data"))
+    for data in folders:
         if not data.is_dir():
             continue
         provenance = data.joinpath("PROVENANCE.md").read_text(encoding="utf-8")
         for entry in data.iterdir():
             if entry.name != "PROVENANCE.md":
-                assert f"- `{entry.name}`" in provenance, (package, entry.name)
+                assert f"- `{entry.name}`" in provenance, (data, entry.name)
                 assert read_data(entry.name) == entry.read_bytes()
                 recordings += 1
     # 11, the two captured LyngSat pages (issue 20), the depth, OKX and Bybit recordings (issue 21)

@@ -15,7 +15,7 @@ from ingestion_pipelines.feeds.binance.feed import BinanceTrades
 from ingestion_pipelines.feeds.protocol import ParseError
 from ingestion_pipelines.feeds.ssi.feed import SsiIboard
 from ingestion_pipelines.http_client.resource import HttpClientResource
-from ingestion_pipelines.sources.coingecko.markets import CoingeckoMarkets, CoingeckoSettings
+from ingestion_pipelines.sources.base import source_classes
 from ingestion_pipelines.sources.runner import crawl
 from ingestion_pipelines.storage.engines import dispose_all, ensure_schema
 from ingestion_pipelines.storage.tables import crypto_market_snapshot, dead_letter
@@ -57,7 +57,8 @@ def _page() -> bytes:
 def test_impossible_coin_values_are_dead_lettered_per_record(database_url, sqlite_url):
     with HttpOrigin() as origin:
         origin.set("/coins/markets", Reply(200, body=_page()))
-        settings = CoingeckoSettings(base_url=origin.url(""), max_pages=1)
+        CoingeckoMarkets = source_classes()["coingecko_markets"]  # declared in its defs.yaml
+        settings = CoingeckoMarkets.Settings(base_url=origin.url(""), max_pages=1)
         source = CoingeckoMarkets(settings)
         client = HttpClientResource(redis_url="")
         with client.session("coingecko_markets", max_retries=0) as session:

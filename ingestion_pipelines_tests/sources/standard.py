@@ -1,11 +1,14 @@
 """The collector of the standard tests: the worker catalogue, each worker's replay route and its
-expected values (``STANDARD`` in its family's ``testing.py``), and what is missing."""
+expected values (``expect`` in a YAML source's defs.yaml, ``STANDARD`` in a Python family's
+``testing.py``), and what is missing."""
 
 from __future__ import annotations
 
 import importlib
 
 from ingestion_pipelines.replay import routes
+from ingestion_pipelines.sources.declared import DeclaredSource
+from ingestion_pipelines.sources.declared_testing import standard_of
 from ingestion_pipelines.sources.testing import Standard
 
 
@@ -15,6 +18,9 @@ def family_of(cls: type) -> str:
 
 
 def _expected_values(cls: type) -> dict[str, Standard]:
+    if issubclass(cls, DeclaredSource):
+        standard = standard_of(cls)
+        return {cls.worker_id: standard} if standard else {}
     name = f"{family_of(cls)}.testing"
     try:
         module = importlib.import_module(name)
@@ -37,7 +43,12 @@ def collect(classes: dict[str, type]) -> tuple[dict[str, Standard], list[str]]:
                 f"base_path({worker_id!r}) and its routes)"
             )
         standard = _expected_values(cls).get(worker_id)
-        if standard is None:
+        if standard is None and issubclass(cls, DeclaredSource):
+            problems.append(
+                f"{worker_id}: no expected values (`expect` with `bad_record` and a `replay` in "
+                f"{cls.folder}/defs.yaml)"
+            )
+        elif standard is None:
             problems.append(
                 f"{worker_id}: no expected values (STANDARD[{worker_id!r}] in "
                 f"{family_of(cls)}.testing)"

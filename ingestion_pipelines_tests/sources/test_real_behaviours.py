@@ -73,7 +73,9 @@ def test_the_documented_fear_greed_example_is_stored(crawler):
 
 
 def test_a_stale_coin_with_last_updated_null_is_stored_in_the_runs_snapshot(crawler):
-    crawler.server.dataset.coins = read_variant("coingecko_stale_coin.json")
+    crawler.server.dataset.recorded["coingecko_markets"].records = read_variant(
+        "coingecko_stale_coin.json"
+    )
     crawl = crawler.run("coingecko_markets")
     assert crawl.metadata["records_rejected"] == 0
     rows = {r["coin_id"]: r for r in crawler.rows(tables.crypto_market_snapshot)}

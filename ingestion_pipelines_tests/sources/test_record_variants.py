@@ -11,8 +11,7 @@ from decimal import Decimal
 import pytest
 
 from ingestion_pipelines.replay.dataset import ReplayDataset, read_data, read_variant
-from ingestion_pipelines.sources.base import Expected, Request, path_tree, unmapped
-from ingestion_pipelines.sources.coingecko.markets import CoingeckoMarkets, MarketSnapshot
+from ingestion_pipelines.sources.base import Expected, Request, path_tree, source_classes, unmapped
 from ingestion_pipelines.sources.fear_greed.index import FearGreed, FearGreedValue
 from ingestion_pipelines.sources.fmarket.funds import Fund, fund_list_request, fund_pages
 from ingestion_pipelines.sources.fmarket.nav import FundNav
@@ -141,6 +140,9 @@ def test_an_empty_page_ends_the_list_even_short_of_the_total():
 # ---- CoinGecko --------------------------------------------------------------------------
 
 COINGECKO_VARIANTS = ["coingecko_coins_markets.json", "coingecko_stale_coin.json"]
+# Declared in defs/coingecko_markets/defs.yaml: its class and record model, as the catalogue made them.
+CoingeckoMarkets = source_classes()["coingecko_markets"]
+MarketSnapshot = CoingeckoMarkets.record
 TYPED = {
     "high_24h": "high_24h",
     "low_24h": "low_24h",
@@ -170,7 +172,7 @@ def test_every_coin_is_stored_with_every_field_and_one_capture_time_per_run(vari
     items = [i for i in source.parse(Body(read_data(variant)), request) if isinstance(i, dict)]
     rows = [MarketSnapshot.model_validate(item).row() for item in items]
     assert len(rows) == len(coins)
-    assert {r["captured_at"] for r in rows} == {source.captured_at}
+    assert {r["captured_at"] for r in rows} == {source.started_at}
     for coin, row in zip(exact(coins), rows, strict=True):
         for field, column in TYPED.items():
             assert row[column] == (dec(coin[field]) if coin[field] is not None else None), field

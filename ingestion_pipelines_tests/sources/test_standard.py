@@ -59,7 +59,9 @@ def test_stores_exactly_what_the_replay_served_and_a_rerun_changes_nothing(crawl
     elif standard.rerun == "unchanged":
         assert second["records_unchanged"] == inserted
     checks = {c.check_name: c.passed for c in first.result.get_asset_check_evaluations()}
-    assert checks == {"rejects_within_threshold": True, "rows_present": True, "complete": True}
+    # `complete` only where the source says its own totals: no green check for saying nothing
+    totals = {"complete": True} if CATALOGUE[worker_id].totals else {}
+    assert checks == {"rejects_within_threshold": True, "rows_present": True, **totals}
 
 
 @pytest.mark.parametrize("worker_id", sorted(CATALOGUE))

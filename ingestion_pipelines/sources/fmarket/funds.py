@@ -125,6 +125,7 @@ class FmarketFunds(Source):
     """Open-ended funds listed on fmarket.vn, with their latest NAV."""
 
     worker_id = "fmarket_funds"
+    totals = True
     group = "vn_funds"
     table = fund
     record = Fund

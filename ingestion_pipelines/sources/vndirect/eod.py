@@ -71,6 +71,7 @@ class VnStockEod(Source):
     """Daily OHLCV of every stock on HOSE, HNX and UPCoM (ICT trading days), in thousands of VND."""
 
     worker_id = "vn_stock_eod"
+    totals = True
     group = "vn_stocks"
     table = stock_eod
     record = StockEod

@@ -103,6 +103,7 @@ class VnStocks(Source):
     """Every stock listed on HOSE, HNX and UPCoM, from VNDIRECT's public listing."""
 
     worker_id = "vn_stocks"
+    totals = True
     group = "vn_stocks"
     table = stock
     record = Stock

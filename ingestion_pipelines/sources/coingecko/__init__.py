@@ -1,1 +1,0 @@
-"""CoinGecko: the crypto market snapshot (`coingecko_markets`); its replay, data and expected values."""

@@ -1,0 +1,151 @@
+"""The replay of a source declared in YAML: its recorded payload served at its real path.
+
+The declaration's ``replay`` says where and how (``defs/<worker_id>/defs.yaml``)::
+
+    replay:
+      base_path: /api/v3                 # INGEST_<WORKER>__BASE_URL = server root + base_path
+      file: coingecko_coins_markets.json # in the folder's data/ (its line in data/PROVENANCE.md)
+      page_size: per_page                # the query parameter asking a page size (paged sources)
+      require: {vs_currency: usd}        # a request without these answers 400, as the service does
+      rate_limited: coingecko            # a per-minute budget name (--coingecko-rate-limit)
+      throttle_body: {...}               # what a 429 there carries
+
+The recorded file is one body as the service sends it (the record list at the declaration's
+``records`` path); pages are cut from its records by the declared paginator's parameters. Tests
+and `ingest replay` switch real servers' behaviours per worker on
+``dataset.recorded[worker_id]``: ``page_cap`` (a page size the server applies whatever was
+asked) and ``over_return`` (records of the page before served again at the start of a page, as
+servers whose pages overlap do); the server's ``latency_s`` applies to every answer.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ingestion_pipelines.replay.routes import (
+    ROUTES,
+    ReplayRequest,
+    Response,
+    base_path,
+    dataset_part,
+    rate_limited,
+    route,
+    throttle_body,
+)
+from ingestion_pipelines.sources.declared import DeclaredSource, load_declared_sources
+from ingestion_pipelines.sources.paginators import OffsetLimit, PageNumber, PaginatorSpec, at_path
+
+if TYPE_CHECKING:
+    from ingestion_pipelines.replay.dataset import ReplayDataset
+
+DEFAULT_PAGE_SIZE = 100  # what a paged replay applies when no size is asked
+
+
+@dataclass
+class RecordedPayload:
+    """What one declared source's replay serves; tests change `records` or the switches."""
+
+    body: Any  # the recorded body (its record list is replaced by a page)
+    records_path: str
+    records: list[Any]
+    page_cap: int | None = None
+    over_return: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def recorded_payload(source: type[DeclaredSource]) -> RecordedPayload:
+    """The recorded body of a declared source, read from its folder's data/."""
+    replay = source.spec.replay or {}
+    body = json.loads((source.folder / "data" / replay["file"]).read_bytes())
+    records = at_path(body, source.spec.records)
+    if not isinstance(records, list):
+        raise ValueError(f"{source.worker_id}: no record list at {source.spec.records!r}")
+    return RecordedPayload(body, source.spec.records, records)
+
+
+def _with_records(body: Any, path: str, records: list[Any]) -> Any:
+    if not path:
+        return records
+    body = copy.copy(body)
+    node = body
+    *parents, last = path.split(".")
+    for part in parents:
+        node[part] = copy.copy(node[part])
+        node = node[part]
+    node[last] = records
+    return body
+
+
+def page_of(source: type[DeclaredSource], payload: RecordedPayload, query: dict[str, str]) -> list:
+    """The records a request asks for, cut as the paginator's parameters say."""
+    replay = source.spec.replay or {}
+    paginator = PaginatorSpec.of(source.spec.paginator).build()
+    records = payload.records
+    if not isinstance(paginator, PageNumber | OffsetLimit):
+        return records
+    size_param = replay.get("page_size")
+    size = int(query.get(size_param) or DEFAULT_PAGE_SIZE) if size_param else len(records)
+    size = max(1, min(size, payload.page_cap or size))
+    if isinstance(paginator, PageNumber):
+        start = (int(query.get(paginator.param) or paginator.start) - paginator.start) * size
+    else:
+        start = int(query.get(paginator.param) or 0)
+    first = max(0, start - payload.over_return) if start else 0
+    return records[first : start + size]
+
+
+def _handler(source: type[DeclaredSource]):
+    worker_id = source.worker_id
+    required = (source.spec.replay or {}).get("require") or {}
+
+    def serve(request: ReplayRequest, dataset: ReplayDataset) -> Response:
+        for name, value in required.items():
+            if request.query.get(name, "").lower() != str(value).lower():
+                return Response.json({"error": f"invalid or missing parameter {name}"}, 400)
+        payload = dataset.recorded[worker_id]
+        try:
+            page = page_of(source, payload, request.query)
+        except ValueError:
+            return Response.json({"error": "invalid page parameters"}, 400)
+        return Response.json(_with_records(payload.body, payload.records_path, page))
+
+    serve.__name__ = f"serve_{worker_id}"
+    return serve
+
+
+def register_declared() -> list[str]:
+    """Register the replay of every declared source that has one; their worker ids."""
+    served = []
+    for worker_id, source in load_declared_sources().items():
+        replay = source.spec.replay
+        if not replay:
+            continue
+        prefix = replay.get("base_path", "")
+        if prefix + source.spec.request.path in ROUTES:
+            # Another source serves that real path already (a copied folder, before its path is
+            # changed): this one is served under its worker id, whole real path after it.
+            prefix = f"/{worker_id}{prefix}"
+        base_path(worker_id, prefix)
+        route(prefix + source.spec.request.path, source.spec.request.method)(_handler(source))
+        if replay.get("throttle_body") is not None:
+            throttle_body(prefix + "/", replay["throttle_body"])
+        if replay.get("rate_limited"):
+            rate_limited(replay["rate_limited"], prefix + "/")
+        served.append(worker_id)
+    return served
+
+
+@dataset_part("recorded")
+def recorded_payloads(_dataset: ReplayDataset) -> dict[str, RecordedPayload]:
+    """Each declared source's recorded payload, by worker id."""
+    return {
+        worker_id: recorded_payload(source)
+        for worker_id, source in load_declared_sources().items()
+        if source.spec.replay
+    }
+
+
+register_declared()  # importing this module serves them (`routes.load_replays` imports it)

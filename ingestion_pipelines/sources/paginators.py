@@ -1,0 +1,193 @@
+"""How a declared source walks a paged API: small classes chosen by name in its defs.yaml.
+
+    paginator: {kind: page_number, param: page, size_param: size, total: totalElements}
+
+Every paginator follows pages by what the server really returned (the records it counted, the
+cursor or link it sent), never by the page size asked for: a server that caps `size` below what
+was asked is still read to the end. `firsts()` turns a run's first request into the requests
+that start it (one, or one per date window); `follow()` says the next page, or None.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from ingestion_pipelines.sources.base import Request, Window
+
+
+def at_path(body: Any, path: str | None) -> Any:
+    """The value at a dotted path (``data.items``; ``""`` or None: the body itself)."""
+    if not path:
+        return body
+    value = body
+    for part in path.split("."):
+        if isinstance(value, Mapping):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+def _with(request: Request, params: dict[str, Any], **meta: Any) -> Request:
+    return replace(
+        request, params={**(request.params or {}), **params}, meta={**request.meta, **meta}
+    )
+
+
+@dataclass(frozen=True)
+class Paginator:
+    """One request per run, no pages (``kind: none``)."""
+
+    kind: ClassVar[str] = "none"
+
+    def firsts(self, request: Request, window: Window | None) -> Iterator[Request]:
+        """The requests a first request starts as."""
+        yield request
+
+    def follow(self, request: Request, response, body: Any, records: list) -> Request | None:
+        """The next page after `request`, or None when the source is read to its end."""
+        return None
+
+
+@dataclass(frozen=True)
+class PageNumber(Paginator):
+    """``page=1, 2, ...`` until an empty page, the source's `total` records counted, or
+    `max_pages` pages (``kind: page_number``)."""
+
+    kind: ClassVar[str] = "page_number"
+    param: str = "page"
+    start: int = 1
+    total: str | None = None  # dotted path of the source's total record count
+    max_pages: int | None = None
+
+    def firsts(self, request, window):
+        """See `Paginator.firsts`."""
+        yield _with(request, {self.param: self.start}, page=self.start, received=0)
+
+    def follow(self, request, response, body, records):
+        """See `Paginator.follow`."""
+        received = request.meta.get("received", 0) + len(records)
+        total = at_path(body, self.total) if self.total else None
+        page = request.meta["page"] + 1
+        if not records or (total is not None and received >= int(total)):
+            return None
+        if self.max_pages is not None and page - self.start >= int(self.max_pages):
+            return None
+        return _with(request, {self.param: page}, page=page, received=received)
+
+
+@dataclass(frozen=True)
+class OffsetLimit(Paginator):
+    """``offset=0, then offset + the records received`` until an empty page or the source's
+    `total` (``kind: offset``)."""
+
+    kind: ClassVar[str] = "offset"
+    param: str = "offset"
+    total: str | None = None
+
+    def firsts(self, request, window):
+        """See `Paginator.firsts`."""
+        yield _with(request, {self.param: 0}, offset=0)
+
+    def follow(self, request, response, body, records):
+        """See `Paginator.follow`."""
+        offset = request.meta["offset"] + len(records)
+        total = at_path(body, self.total) if self.total else None
+        if not records or (total is not None and offset >= int(total)):
+            return None
+        return _with(request, {self.param: offset}, offset=offset)
+
+
+@dataclass(frozen=True)
+class Cursor(Paginator):
+    """The cursor the body carries at `path`, sent back as `param`, until there is none
+    (``kind: cursor``)."""
+
+    kind: ClassVar[str] = "cursor"
+    path: str = "next_cursor"
+    param: str = "cursor"
+
+    def follow(self, request, response, body, records):
+        """See `Paginator.follow`."""
+        cursor = at_path(body, self.path)
+        if cursor in (None, "") or not records:
+            return None
+        return _with(request, {self.param: cursor})
+
+
+_NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+
+
+@dataclass(frozen=True)
+class LinkHeader(Paginator):
+    """The ``Link: <url>; rel="next"`` header the server sends (``kind: link_header``)."""
+
+    kind: ClassVar[str] = "link_header"
+
+    def follow(self, request, response, body, records):
+        """See `Paginator.follow`."""
+        match = _NEXT_LINK.search(response.headers.get("link") or "")
+        if match is None or not records:
+            return None
+        return replace(request, path=match.group(1), params=None)
+
+
+@dataclass(frozen=True)
+class DateWindows(Paginator):
+    """The run's window cut into windows of `days` days, one request each, `start_param` and
+    `end_param` (inclusive last day) in ISO form (``kind: date_windows``)."""
+
+    kind: ClassVar[str] = "date_windows"
+    days: int = 30
+    start_param: str = "from"
+    end_param: str = "to"
+
+    def firsts(self, request, window):
+        """See `Paginator.firsts`."""
+        if window is None:
+            yield request
+            return
+        start = window.start
+        while start < window.end:
+            end = min(start + timedelta(days=self.days), window.end)
+            last = (end - timedelta(days=1)).isoformat()
+            yield _with(request, {self.start_param: start.isoformat(), self.end_param: last})
+            start = end
+
+
+PAGINATORS: dict[str, type[Paginator]] = {
+    cls.kind: cls for cls in (Paginator, PageNumber, OffsetLimit, Cursor, LinkHeader, DateWindows)
+}
+
+
+@dataclass(frozen=True)
+class PaginatorSpec:
+    """A paginator as declared: its kind and its arguments (templates not yet rendered)."""
+
+    kind: str = "none"
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, declared: Mapping[str, Any] | None) -> PaginatorSpec:
+        """From the defs.yaml mapping (``{kind: ..., <arguments>}``); checks kind and names."""
+        declared = dict(declared or {})
+        kind = declared.pop("kind", "none")
+        if kind not in PAGINATORS:
+            raise ValueError(f"unknown paginator {kind!r} (one of {sorted(PAGINATORS)})")
+        known = set(PAGINATORS[kind].__dataclass_fields__)
+        unknown = set(declared) - known
+        if unknown:
+            raise ValueError(
+                f"paginator {kind}: unknown arguments {sorted(unknown)} ({sorted(known)})"
+            )
+        return cls(kind, declared)
+
+    def build(self, **rendered: Any) -> Paginator:
+        """The paginator with its arguments rendered (`rendered` replaces templated ones)."""
+        return PAGINATORS[self.kind](**{**self.arguments, **rendered})
