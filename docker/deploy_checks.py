@@ -232,16 +232,23 @@ def lyngsat_checks(stack: Any, run: dict[str, Any]) -> None:
 # -- Prometheus ------------------------------------------------------------------------------------
 
 
+PROMETHEUS_JOBS = {"ingest-sidecar", "ingest-live", "ingest-crawls", "prometheus"}
+
+
+def _json(port: int, path: str) -> Any:
+    conn, response = _get(port, path, {})
+    try:
+        return json.loads(response.read())
+    finally:
+        conn.close()
+
+
 def prometheus_targets(port: int, jobs: set[str]) -> None:
-    """Every scrape target of Prometheus is up, and every job in `jobs` has one."""
+    """Every scrape target of Prometheus is up, every job in `jobs` has one, and the rules of
+    deploy/prometheus/rules.yml are loaded."""
 
     def all_up() -> list[dict[str, Any]] | None:
-        conn, response = _get(port, "/api/v1/targets?state=active", {})
-        try:
-            body = json.loads(response.read())
-        finally:
-            conn.close()
-        targets = body["data"]["activeTargets"]
+        targets = _json(port, "/api/v1/targets?state=active")["data"]["activeTargets"]
         seen = {t["labels"]["job"] for t in targets}
         down = [t for t in targets if t["health"] != "up"]
         if not jobs <= seen or down:
@@ -253,6 +260,11 @@ def prometheus_targets(port: int, jobs: set[str]) -> None:
 
     targets = wait_until("every Prometheus target up", all_up, 120, 3)
     say(f"prometheus: {len(targets)} targets up: {sorted(t['scrapeUrl'] for t in targets)}")
+    groups = _json(port, "/api/v1/rules")["data"]["groups"]
+    rules = sum(len(g["rules"]) for g in groups)
+    if not rules:
+        raise DeployTestError("prometheus: no rule loaded from deploy/prometheus/rules.yml")
+    say(f"prometheus: {rules} rules in {len(groups)} groups loaded")
 
 
 def scrape_interval() -> str:

@@ -8,11 +8,8 @@ Proves, through Dagster's GraphQL API and SQL on the stack's MariaDB:
      consecutive per symbol) and another replica takes the feed over within 15 s;
   4. restarting the code-location container leaves the daemon and the webservers running, and
      runs succeed afterwards;
-  5. the live page, through the proxy: 401 without a token and with a forged or expired one,
-     403 from a foreign Origin and to a viewer asking for run progress, the sidecar's ticks to a
-     valid viewer token; Prometheus has every target up (sidecars, live relay);
-  6. the `lyngsat` worker runs Chromium in its own run container against the replay's challenge
-     and writes every transponder row; no process outlives that container;
+  5. the live page through the proxy, and Prometheus with every target up (docker/deploy_checks.py);
+  6. `lyngsat` runs Chromium in its own run container: every transponder row, no process left;
   7. the read-only webserver refuses a mutation; the operator webserver answers only with the
      password, through the proxy (a container going to it directly gets 403); Redis wants its
      password;
@@ -70,6 +67,7 @@ HEALTHY_SERVICES = (
     "proxy",
     "daemon",
     "live",
+    "metrics",
     "prometheus",
 )
 SIDECARS = ("sidecar-1", "sidecar-2")
@@ -128,6 +126,7 @@ class Stack:
             "INGEST_LIVE_PORT": str(self.live_port),
             "INGEST_PROMETHEUS_PORT": str(self.prometheus_port),
             "INGEST_SCRAPE_INTERVAL": deploy_checks.scrape_interval(),
+            "INGEST_PROMETHEUS_RULES": str(ROOT / "deploy" / "prometheus" / "rules.yml"),
             "DOCKER_SOCKET": str(workdir / "podman.sock"),
             "COMPOSE_NETWORK": self.network,
             "INGEST_IMAGE": image,
@@ -448,7 +447,7 @@ def main() -> int:
         say("every service healthy")
 
         deploy_checks.live_page(stack.live_port, stack.live_secret)
-        deploy_checks.prometheus_targets(stack.prometheus_port, {"sidecar", "live"})
+        deploy_checks.prometheus_targets(stack.prometheus_port, deploy_checks.PROMETHEUS_JOBS)
         run_every_scheduled_worker(stack, timings, t_up)
         sidecar_failover(stack, timings)
         deploy_checks.webserver_permissions(stack, SIDECARS)

@@ -1,10 +1,13 @@
 #!/bin/bash
 # Prometheus scraping the stack (not published beyond 127.0.0.1; docs/deployment.md):
-#   sidecar     SIDECAR_TARGETS (host:port, space-separated), their /metrics
-#   live        LIVE_TARGET's /metrics, with a viewer token it signs itself from LIVE_JWT_SECRET
-#               (HS256, `sub` prometheus, 24 h, signed again every 12 h into a file only it reads)
-#   ingest      METRICS_TARGETS: `ingest metrics`, the crawls' metrics (when set)
-# Rule files: every *.yml under /etc/prometheus/rules (mounted from deploy/prometheus when there).
+#   ingest-sidecar  SIDECAR_TARGETS (host:port, space-separated), their /metrics
+#   ingest-live     LIVE_TARGET's /metrics, with a viewer token it signs itself from
+#                   LIVE_JWT_SECRET (HS256, `sub` prometheus, 24 h, signed again every 12 h into a
+#                   file only it reads)
+#   ingest-crawls   METRICS_TARGETS: `ingest metrics`, the crawls' metrics (when set)
+#   prometheus      itself
+# Job names and `component` labels as in deploy/prometheus/prometheus.yml, which its rules use.
+# Rule files: every *.yml under /etc/prometheus/rules (compose mounts deploy/prometheus/rules.yml).
 set -euo pipefail
 : "${SIDECAR_TARGETS:?}" "${LIVE_TARGET:?}" "${LIVE_JWT_SECRET:?the secret of the live relay, INGEST_LIVE_JWT_SECRET}"
 state=/var/lib/prometheus/stack
@@ -30,18 +33,21 @@ yaml_list() { local t out=""; for t in $1; do out+="'$t', "; done; printf '[%s]'
 global:
   scrape_interval: ${SCRAPE_INTERVAL:-15s}
   evaluation_interval: ${SCRAPE_INTERVAL:-15s}
+  external_labels: {platform: ingestion_pipelines}
 rule_files: ['/etc/prometheus/rules/*.yml']
 scrape_configs:
-  - job_name: sidecar
-    static_configs: [{targets: $(yaml_list "$SIDECAR_TARGETS")}]
-  - job_name: live
+  - job_name: ingest-sidecar
+    static_configs: [{targets: $(yaml_list "$SIDECAR_TARGETS"), labels: {component: sidecar}}]
+  - job_name: ingest-live
     authorization: {credentials_file: $state/live.jwt}
-    static_configs: [{targets: $(yaml_list "$LIVE_TARGET")}]
+    static_configs: [{targets: $(yaml_list "$LIVE_TARGET"), labels: {component: live}}]
+  - job_name: prometheus
+    static_configs: [{targets: ['localhost:9090'], labels: {component: prometheus}}]
 YAML
     if [[ -n "${METRICS_TARGETS:-}" ]]; then
         cat <<YAML
-  - job_name: ingest
-    static_configs: [{targets: $(yaml_list "$METRICS_TARGETS")}]
+  - job_name: ingest-crawls
+    static_configs: [{targets: $(yaml_list "$METRICS_TARGETS"), labels: {component: crawls}}]
 YAML
     fi
 } >"$state/prometheus.yml"
