@@ -235,23 +235,29 @@ def lyngsat_checks(stack: Any, run: dict[str, Any]) -> None:
 PROMETHEUS_JOBS = {"ingest-sidecar", "ingest-live", "ingest-crawls", "prometheus"}
 
 
-def _json(port: int, path: str) -> Any:
-    conn, response = _get(port, path, {})
-    try:
-        return json.loads(response.read())
-    finally:
-        conn.close()
+def prometheus_targets(port: int, auth: tuple[str, str]) -> None:
+    """Through the proxy's operator port (/prometheus/, behind the operator password): every
+    scrape target is up, every job of PROMETHEUS_JOBS has one, the rules of
+    deploy/prometheus/rules.yml are loaded; and without the password, 401."""
+    api = "/prometheus/api/v1"
+    if _status(port, f"{api}/targets", {}) != 401:
+        raise DeployTestError("prometheus answered through the proxy without the password")
+    basic = {"Authorization": "Basic " + b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()}
 
-
-def prometheus_targets(port: int, jobs: set[str]) -> None:
-    """Every scrape target of Prometheus is up, every job in `jobs` has one, and the rules of
-    deploy/prometheus/rules.yml are loaded."""
+    def _json(path: str) -> Any:
+        conn, response = _get(port, path, basic)
+        try:
+            if response.status != 200:
+                raise DeployTestError(f"prometheus {path}: HTTP {response.status}")
+            return json.loads(response.read())
+        finally:
+            conn.close()
 
     def all_up() -> list[dict[str, Any]] | None:
-        targets = _json(port, "/api/v1/targets?state=active")["data"]["activeTargets"]
+        targets = _json(f"{api}/targets?state=active")["data"]["activeTargets"]
         seen = {t["labels"]["job"] for t in targets}
         down = [t for t in targets if t["health"] != "up"]
-        if not jobs <= seen or down:
+        if not seen >= PROMETHEUS_JOBS or down:
             raise DeployTestError(
                 f"jobs {sorted(seen)}; not up: "
                 f"{[(t['scrapeUrl'], t['health'], t.get('lastError')) for t in down]}"
@@ -260,7 +266,7 @@ def prometheus_targets(port: int, jobs: set[str]) -> None:
 
     targets = wait_until("every Prometheus target up", all_up, 120, 3)
     say(f"prometheus: {len(targets)} targets up: {sorted(t['scrapeUrl'] for t in targets)}")
-    groups = _json(port, "/api/v1/rules")["data"]["groups"]
+    groups = _json(f"{api}/rules")["data"]["groups"]
     rules = sum(len(g["rules"]) for g in groups)
     if not rules:
         raise DeployTestError("prometheus: no rule loaded from deploy/prometheus/rules.yml")

@@ -92,7 +92,6 @@ class Stack:
         self.viewer_port = free_port()
         self.operator_port = free_port()
         self.live_port = free_port()
-        self.prometheus_port = free_port()
         self.live_secret = secrets.token_hex(32)
         self.operator_user = "operator"
         self.operator_password = secrets.token_urlsafe(16)
@@ -124,7 +123,6 @@ class Stack:
             "INGEST_LIVE_JWT_SECRET": self.live_secret,
             "INGEST_LIVE_BIND": "127.0.0.1",
             "INGEST_LIVE_PORT": str(self.live_port),
-            "INGEST_PROMETHEUS_PORT": str(self.prometheus_port),
             "INGEST_SCRAPE_INTERVAL": deploy_checks.scrape_interval(),
             "INGEST_PROMETHEUS_RULES": str(ROOT / "deploy" / "prometheus" / "rules.yml"),
             "DOCKER_SOCKET": str(workdir / "podman.sock"),
@@ -447,7 +445,9 @@ def main() -> int:
         say("every service healthy")
 
         deploy_checks.live_page(stack.live_port, stack.live_secret)
-        deploy_checks.prometheus_targets(stack.prometheus_port, deploy_checks.PROMETHEUS_JOBS)
+        deploy_checks.prometheus_targets(
+            stack.operator_port, (stack.operator_user, stack.operator_password)
+        )
         run_every_scheduled_worker(stack, timings, t_up)
         sidecar_failover(stack, timings)
         deploy_checks.webserver_permissions(stack, SIDECARS)

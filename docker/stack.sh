@@ -60,15 +60,6 @@ check_env() {
             "(e.g. \`openssl rand -hex 32\`)" >&2
         bad=1
     fi
-    value="$(env_value INGEST_PROMETHEUS_BIND)"
-    case "${value:-127.0.0.1}" in
-    127.* | localhost | ::1 | '[::1]') ;;
-    *)
-        echo "stack: INGEST_PROMETHEUS_BIND=$value: Prometheus has no sign-in; publish it on" \
-            "127.0.0.1 and put your own authenticating proxy in front" >&2
-        bad=1
-        ;;
-    esac
     value="$(env_value INGEST_REDIS_PASSWORD)"
     if [[ -n "$value" && ! "$value" =~ ^[A-Za-z0-9._~-]+$ ]]; then
         echo "stack: INGEST_REDIS_PASSWORD goes into a URL: use only A-Z a-z 0-9 . _ ~ -" >&2

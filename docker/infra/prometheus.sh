@@ -1,5 +1,6 @@
 #!/bin/bash
-# Prometheus scraping the stack (not published beyond 127.0.0.1; docs/deployment.md):
+# Prometheus scraping the stack, served under /prometheus/ (the proxy puts it behind the operator
+# password; docs/deployment.md):
 #   ingest-sidecar  SIDECAR_TARGETS (host:port, space-separated), their /metrics
 #   ingest-live     LIVE_TARGET's /metrics, with a viewer token it signs itself from
 #                   LIVE_JWT_SECRET (HS256, `sub` prometheus, 24 h, signed again every 12 h into a
@@ -42,6 +43,7 @@ scrape_configs:
     authorization: {credentials_file: $state/live.jwt}
     static_configs: [{targets: $(yaml_list "$LIVE_TARGET"), labels: {component: live}}]
   - job_name: prometheus
+    metrics_path: /prometheus/metrics
     static_configs: [{targets: ['localhost:9090'], labels: {component: prometheus}}]
 YAML
     if [[ -n "${METRICS_TARGETS:-}" ]]; then
@@ -54,4 +56,5 @@ YAML
 mkdir -p /etc/prometheus/rules
 exec setpriv --reuid=prometheus --regid=prometheus --init-groups /usr/bin/prometheus \
     --config.file="$state/prometheus.yml" --storage.tsdb.path=/var/lib/prometheus/data \
-    --storage.tsdb.retention.time="${RETENTION:-15d}" --web.listen-address=0.0.0.0:9090
+    --storage.tsdb.retention.time="${RETENTION:-15d}" --web.listen-address=0.0.0.0:9090 \
+    --web.external-url=/prometheus/ --web.route-prefix=/prometheus
