@@ -445,9 +445,7 @@ def main() -> int:
         say("every service healthy")
 
         deploy_checks.live_page(stack.live_port, stack.live_secret)
-        deploy_checks.prometheus_targets(
-            stack.operator_port, (stack.operator_user, stack.operator_password)
-        )
+        deploy_checks.prometheus_targets(stack)
         run_every_scheduled_worker(stack, timings, t_up)
         sidecar_failover(stack, timings)
         deploy_checks.webserver_permissions(stack, SIDECARS)

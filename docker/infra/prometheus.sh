@@ -1,6 +1,5 @@
 #!/bin/bash
-# Prometheus scraping the stack, served under /prometheus/ (the proxy puts it behind the operator
-# password; docs/deployment.md):
+# Prometheus scraping the stack, served under /prometheus/, not published (docs/deployment.md):
 #   ingest-sidecar  SIDECAR_TARGETS (host:port, space-separated), their /metrics
 #   ingest-live     LIVE_TARGET's /metrics, with a viewer token it signs itself from
 #                   LIVE_JWT_SECRET (HS256, `sub` prometheus, 24 h, signed again every 12 h into a

@@ -1,6 +1,6 @@
 #!/bin/bash
 # nginx in front of the webservers, the stack's only published service:
-#   :8080 -> UPSTREAM (the operator webserver), and /prometheus/ -> PROMETHEUS_UPSTREAM: HTTP basic auth against a password file written
+#   :8080 -> UPSTREAM (the operator webserver): HTTP basic auth against a password file written
 #            at start from OPERATOR_USER / OPERATOR_PASSWORD (bcrypt); the user passed on as
 #            X-Forwarded-User with the shared secret PROXY_SECRET (X-Ingest-Proxy-Secret);
 #   :8081 -> VIEWER_UPSTREAM (the read-only webserver);
@@ -36,7 +36,6 @@ resolver=$(awk '/^nameserver/ {print $2; exit}' /etc/resolv.conf)
 install -m 640 -g www-data /dev/null /etc/nginx/conf.d/operator.conf
 sed -e "s|@UPSTREAM@|$UPSTREAM|g" -e "s|@VIEWER_UPSTREAM@|$VIEWER_UPSTREAM|g" \
     -e "s|@LIVE_UPSTREAM@|${LIVE_UPSTREAM:-live:8790}|g" \
-    -e "s|@PROMETHEUS_UPSTREAM@|${PROMETHEUS_UPSTREAM:-prometheus:9090}|g" \
     -e "s|@RESOLVER@|${resolver:-127.0.0.11}|g" -e "s|@LISTEN_OPTS@|$listen_opts|g" \
     -e "s|@TLS@|$tls_lines|g" -e "s|@PROXY_SECRET@|$PROXY_SECRET|g" \
     /etc/nginx/operator.conf.template >/etc/nginx/conf.d/operator.conf
