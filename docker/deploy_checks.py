@@ -243,7 +243,8 @@ def prometheus_targets(stack: Any) -> None:
     def _json(path: str) -> Any:
         request = f"exec 3<>/dev/tcp/127.0.0.1/9090; printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3"
         answer = stack.podman("exec", stack.container("prometheus"), "bash", "-c", request)
-        head, _, body = answer.partition("\r\n\r\n")
+        # (text mode: the CRLFs of the HTTP head arrive as LFs)
+        head, _, body = answer.replace("\r\n", "\n").partition("\n\n")
         if " 200 " not in head.splitlines()[0]:
             raise DeployTestError(f"prometheus {path}: {head.splitlines()[0]}")
         return json.loads(body)
