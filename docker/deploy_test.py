@@ -8,10 +8,12 @@ Proves, through Dagster's GraphQL API and SQL on the stack's MariaDB:
      consecutive per symbol) and another replica takes the feed over within 15 s;
   4. restarting the code-location container leaves the daemon and the webservers running, and
      runs succeed afterwards;
-  5. the read-only webserver refuses a mutation; the operator webserver answers only with the
+  5. the live page through the proxy, and Prometheus with every target up (docker/deploy_checks.py);
+  6. `lyngsat` runs Chromium in its own run container: every transponder row, no process left;
+  7. the read-only webserver refuses a mutation; the operator webserver answers only with the
      password, through the proxy (a container going to it directly gets 403); Redis wants its
      password;
-  6. the stack comes down clean (no container, run container, network or volume left).
+  8. the stack comes down clean (no container, run container, network or volume left).
 Prints a timing table. Runs a private copy of docker/compose.yaml (own project name, network,
 ports, socket and random secrets), so it never touches a stack started with docker/stack.sh.
 Time-bounded (DEPLOY_TEST_TIMEOUT_S, default 1500 s) and it always cleans up.
@@ -26,15 +28,10 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from base64 import b64encode
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,6 +40,11 @@ from zoneinfo import ZoneInfo
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+import deploy_checks  # noqa: E402
+from deploy_support import DeployTestError, free_port, say, sh  # noqa: E402
+from deploy_support import wait_until as _wait_until  # noqa: E402
 
 from ingestion_pipelines.control.commands.launch import trigger  # noqa: E402
 from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient  # noqa: E402
@@ -64,6 +66,9 @@ HEALTHY_SERVICES = (
     "webserver-internal",
     "proxy",
     "daemon",
+    "live",
+    "metrics",
+    "prometheus",
 )
 SIDECARS = ("sidecar-1", "sidecar-2")
 # Sidecars serve /healthz (their compose health check) from ingestion_pipelines.sidecar.health.
@@ -71,45 +76,9 @@ SIDECARS_HAVE_HEALTH = importlib.util.find_spec("ingestion_pipelines.sidecar.hea
 FEED = "binance_trades"
 
 
-class DeployTestError(AssertionError):
-    """A promise of the deployment did not hold."""
-
-
-def say(message: str) -> None:
-    print(f"[deploy-test {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def sh(*args: str, check: bool = True, timeout: float = 600, env=None) -> str:
-    """Run a command; its stdout. Raises with its stderr when it fails and `check`."""
-    done = subprocess.run(
-        args, capture_output=True, text=True, timeout=timeout, env=env, check=False
-    )
-    if check and done.returncode != 0:
-        raise DeployTestError(
-            f"{' '.join(args[:4])}... exited {done.returncode}: {done.stderr.strip()[-2000:]}"
-        )
-    return done.stdout
-
-
-def wait_until(what: str, probe: Callable[[], Any], timeout_s: float, interval_s: float = 1.0):
-    """Call `probe` until it returns something truthy; that value. Raises after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = probe()
-            if value:
-                return value
-        except (DeployTestError, ControlError, OSError, subprocess.SubprocessError) as exc:
-            last_error = exc
-        time.sleep(interval_s)
-    raise DeployTestError(f"{what}: not within {timeout_s:.0f} s (last error: {last_error})")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def wait_until(what: str, probe, timeout_s: float, interval_s: float = 1.0):
+    """deploy_support.wait_until, a refused GraphQL call (ControlError) meaning "not yet"."""
+    return _wait_until(what, probe, timeout_s, interval_s, errors=(ControlError,))
 
 
 class Stack:
@@ -122,6 +91,8 @@ class Stack:
         self.network = f"ingestdt{suffix}"
         self.viewer_port = free_port()
         self.operator_port = free_port()
+        self.live_port = free_port()
+        self.live_secret = secrets.token_hex(32)
         self.operator_user = "operator"
         self.operator_password = secrets.token_urlsafe(16)
         self.db_password = secrets.token_urlsafe(16)
@@ -136,6 +107,7 @@ class Stack:
         }
         for name in ("compose.yaml", "compose.replay.yaml"):
             shutil.copy(HERE / name, workdir / name)
+        deploy_checks.point_lyngsat_at_replay(workdir / "compose.replay.yaml")
         image = os.environ.get("INGEST_IMAGE", "localhost/ingestion-pipelines:latest")
         values = {
             "INGEST_DB_PASSWORD": self.db_password,
@@ -148,6 +120,11 @@ class Stack:
             "INGEST_VIEWER_PORT": str(self.viewer_port),
             "INGEST_OPERATOR_BIND": "127.0.0.1",
             "INGEST_OPERATOR_PORT": str(self.operator_port),
+            "INGEST_LIVE_JWT_SECRET": self.live_secret,
+            "INGEST_LIVE_BIND": "127.0.0.1",
+            "INGEST_LIVE_PORT": str(self.live_port),
+            "INGEST_SCRAPE_INTERVAL": deploy_checks.scrape_interval(),
+            "INGEST_PROMETHEUS_RULES": str(ROOT / "deploy" / "prometheus" / "rules.yml"),
             "DOCKER_SOCKET": str(workdir / "podman.sock"),
             "COMPOSE_NETWORK": self.network,
             "INGEST_IMAGE": image,
@@ -248,6 +225,9 @@ class Stack:
                 "volume", "ls", "-q", "--filter", f"label=io.podman.compose.project={self.project}"
             ).split()
         ]
+        artifacts = f"{self.network}-artifacts"  # made by the runs' launches, not by compose
+        if artifacts in self.podman("volume", "ls", "-q").split():
+            found.append(f"volume {artifacts}")
         if self.network in self.podman("network", "ls", "--format", "{{.Name}}").split():
             found.append(f"network {self.network}")
         return sorted(set(found))
@@ -268,31 +248,20 @@ class Stack:
         )
 
 
-def http_status(url: str, auth: tuple[str, str] | None = None) -> int:
-    request = urllib.request.Request(url)
-    if auth:
-        token = b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-        request.add_header("Authorization", f"Basic {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
 # -- checks ---------------------------------------------------------------------------------
 
 
-def scheduled_workers() -> dict[str, type]:
-    """Every scheduled worker and its source class."""
+def scheduled_workers() -> dict[str, type | None]:
+    """Every scheduled worker and its source class (None: a Python source with its own asset,
+    lyngsat: checked by deploy_checks)."""
     sources = source_classes()
-    return {w: sources[w] for w, spec in catalogue().items() if spec.kind == "scheduled"}
+    return {w: sources.get(w) for w, spec in catalogue().items() if spec.kind == "scheduled"}
 
 
-def last_weekday_partition(source: type) -> str | None:
+def last_weekday_partition(source: type | None) -> str | None:
     """For a partitioned source, the newest complete weekday in its timezone (weekends may have
     no data by design: expected silence); None when unpartitioned."""
-    if source.partitions is None:
+    if source is None or source.partitions is None:
         return None
     today = datetime.now(ZoneInfo(source.partitions.timezone)).date()
     if isinstance(source.partitions, TradingDayPartitions):  # partitions only on trading days
@@ -326,6 +295,8 @@ def run_every_scheduled_worker(stack: Stack, timings: dict[str, float], t_up: fl
             if run["status"] == "SUCCESS":
                 timings.setdefault("first run success", time.monotonic() - t_up)
                 check_run_container(stack, run)
+                if worker == deploy_checks.LYNGSAT:
+                    deploy_checks.lyngsat_checks(stack, run)
                 del pending[worker]
                 say(f"{worker}: SUCCESS in its own container")
             elif run["status"] in ("FAILURE", "CANCELED"):
@@ -334,6 +305,8 @@ def run_every_scheduled_worker(stack: Stack, timings: dict[str, float], t_up: fl
                 raise DeployTestError(f"{worker}: run {run_id} {run['status']}: {errors}")
         time.sleep(2)
     for worker, source in workers.items():
+        if source is None:
+            continue
         table = source.table.name
         logged = stack.sql(
             f"SELECT COUNT(*) FROM execution_log WHERE run_id = '{launched[worker]}'"
@@ -423,7 +396,7 @@ def code_location_restart(stack: Stack) -> None:
     for service in ("daemon", "webserver", "webserver-operator"):
         if not stack.running(service):
             raise DeployTestError(f"{service} stopped when the code location restarted")
-    if http_status(f"{stack.viewer_url}/server_info") != 200:
+    if deploy_checks.http_status(f"{stack.viewer_url}/server_info") != 200:
         raise DeployTestError("the read-only webserver stopped answering during the restart")
     wait_until("code server healthy again", lambda: stack.healthy("codeserver"), 120, 2)
     if stack.started_at("daemon") != daemon_started or stack.started_at("webserver") != web_started:
@@ -436,54 +409,6 @@ def code_location_restart(stack: Stack) -> None:
 
     wait_until("a run after the code-location restart", run_after_restart, 2 * RUN_TIMEOUT_S, 5)
     say("code location restarted under a running daemon and webservers; runs continue")
-
-
-def webserver_permissions(stack: Stack) -> None:
-    viewer = DagsterClient(stack.viewer_url)
-    try:
-        trigger(viewer, "fear_greed")
-    except ControlError as exc:
-        say(f"read-only webserver refused the launch: {str(exc)[:120]}")
-    else:
-        raise DeployTestError("the read-only webserver accepted a launchRun mutation")
-    no_auth = http_status(f"{stack.operator_url}/server_info")
-    wrong = http_status(f"{stack.operator_url}/server_info", (stack.operator_user, "wrong"))
-    right = http_status(
-        f"{stack.operator_url}/server_info", (stack.operator_user, stack.operator_password)
-    )
-    if (no_auth, wrong, right) != (401, 401, 200):
-        raise DeployTestError(
-            f"operator proxy: no password {no_auth}, wrong {wrong}, right {right}"
-        )
-    say("operator webserver: 401 without or with a wrong password, 200 with it")
-    # From inside the stack (a running sidecar's container; one was killed above), without the
-    # proxy: nothing answers.
-    probe = (
-        "import json, urllib.request, urllib.error\n"
-        "body = json.dumps({'query': 'mutation { reloadWorkspace { __typename } }'}).encode()\n"
-        "req = urllib.request.Request('http://webserver-operator:3000/graphql', data=body,\n"
-        "    headers={'Content-Type': 'application/json', 'X-Forwarded-User': 'alice',\n"
-        "             'X-Requested-With': 'x'}, method='POST')\n"
-        "try:\n    print(urllib.request.urlopen(req, timeout=10).status)\n"
-        "except urllib.error.HTTPError as e:\n    print(e.code)\n"
-    )
-    sidecar = next(name for name in SIDECARS if stack.running(name))
-    direct = stack.podman("exec", stack.container(sidecar), "python3", "-c", probe).strip()
-    if direct != "403":
-        raise DeployTestError(f"the operator webserver answered a sidecar directly: {direct}")
-    no_password = stack.podman(
-        "exec",
-        stack.container("redis"),
-        "env",
-        "-u",
-        "REDISCLI_AUTH",
-        "redis-cli",
-        "ping",
-        check=False,
-    )
-    if "NOAUTH" not in no_password:
-        raise DeployTestError(f"Redis answered without its password: {no_password.strip()}")
-    say("operator webserver: 403 to a container that bypasses the proxy; Redis wants a password")
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -519,9 +444,11 @@ def main() -> int:
         timings["stack up (healthy)"] = time.monotonic() - t_up
         say("every service healthy")
 
+        deploy_checks.live_page(stack.live_port, stack.live_secret)
+        deploy_checks.prometheus_targets(stack)
         run_every_scheduled_worker(stack, timings, t_up)
         sidecar_failover(stack, timings)
-        webserver_permissions(stack)
+        deploy_checks.webserver_permissions(stack, SIDECARS)
         code_location_restart(stack)
 
         t_down = time.monotonic()

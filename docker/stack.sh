@@ -45,7 +45,7 @@ socket_up() {
 check_env() {
     local name value bad=0
     for name in INGEST_DB_PASSWORD DAGSTER_DB_PASSWORD OPERATOR_PASSWORD INGEST_REDIS_PASSWORD \
-        INGEST_PROXY_SECRET; do
+        INGEST_PROXY_SECRET INGEST_LIVE_JWT_SECRET; do
         value="$(env_value "$name")"
         if [[ -z "$value" || "$value" == change-me* ]]; then
             echo "stack: $name in $stack_dir/.env is ${value:-empty}: set a real secret" \
@@ -53,6 +53,13 @@ check_env() {
             bad=1
         fi
     done
+    # HS256: a key shorter than the hash is guessable offline (the live relay refuses it too).
+    value="$(env_value INGEST_LIVE_JWT_SECRET)"
+    if [[ -n "$value" && ${#value} -lt 32 ]]; then
+        echo "stack: INGEST_LIVE_JWT_SECRET has ${#value} characters: at least 32" \
+            "(e.g. \`openssl rand -hex 32\`)" >&2
+        bad=1
+    fi
     value="$(env_value INGEST_REDIS_PASSWORD)"
     if [[ -n "$value" && ! "$value" =~ ^[A-Za-z0-9._~-]+$ ]]; then
         echo "stack: INGEST_REDIS_PASSWORD goes into a URL: use only A-Z a-z 0-9 . _ ~ -" >&2
@@ -63,7 +70,7 @@ check_env() {
     tls_dir="${tls_dir:-./tls}"
     [[ "$tls_dir" == /* ]] || tls_dir="$stack_dir/$tls_dir"
     mkdir -p "$tls_dir"
-    for name in INGEST_VIEWER_BIND INGEST_OPERATOR_BIND; do
+    for name in INGEST_VIEWER_BIND INGEST_OPERATOR_BIND INGEST_LIVE_BIND; do
         value="$(env_value "$name")"
         case "${value:-127.0.0.1}" in
         127.* | localhost | ::1 | '[::1]') ;;
@@ -106,6 +113,8 @@ down)
         vols=$(podman volume ls -q --filter "label=io.podman.compose.project=$project")
         [[ -z "$vols" ]] || podman volume rm -f $vols >/dev/null
     fi
+    # The runs' artifacts volume is made by the daemon's launches, not by compose.
+    [[ "${2:-}" == -v ]] && { podman volume rm -f "$network-artifacts" >/dev/null 2>&1 || true; }
     podman network rm -f "$network" "$network-front" >/dev/null 2>&1 || true
     socket_down
     ;;

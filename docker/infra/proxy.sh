@@ -3,8 +3,9 @@
 #   :8080 -> UPSTREAM (the operator webserver): HTTP basic auth against a password file written
 #            at start from OPERATOR_USER / OPERATOR_PASSWORD (bcrypt); the user passed on as
 #            X-Forwarded-User with the shared secret PROXY_SECRET (X-Ingest-Proxy-Secret);
-#   :8081 -> VIEWER_UPSTREAM (the read-only webserver).
-# TLS on both when /etc/ingest-tls holds tls.crt and tls.key; without them, only loopback
+#   :8081 -> VIEWER_UPSTREAM (the read-only webserver);
+#   :8082 -> LIVE_UPSTREAM (the live relay, which asks for its own tokens).
+# TLS on all when /etc/ingest-tls holds tls.crt and tls.key; without them, only loopback
 # publication is allowed (PUBLISH_BINDS: the host addresses the ports are published on).
 set -euo pipefail
 : "${OPERATOR_USER:?}" "${OPERATOR_PASSWORD:?}" "${UPSTREAM:?}" "${VIEWER_UPSTREAM:?}"
@@ -34,6 +35,7 @@ htpasswd -iB /etc/nginx/operator.htpasswd "$OPERATOR_USER" <<<"$OPERATOR_PASSWOR
 resolver=$(awk '/^nameserver/ {print $2; exit}' /etc/resolv.conf)
 install -m 640 -g www-data /dev/null /etc/nginx/conf.d/operator.conf
 sed -e "s|@UPSTREAM@|$UPSTREAM|g" -e "s|@VIEWER_UPSTREAM@|$VIEWER_UPSTREAM|g" \
+    -e "s|@LIVE_UPSTREAM@|${LIVE_UPSTREAM:-live:8790}|g" \
     -e "s|@RESOLVER@|${resolver:-127.0.0.11}|g" -e "s|@LISTEN_OPTS@|$listen_opts|g" \
     -e "s|@TLS@|$tls_lines|g" -e "s|@PROXY_SECRET@|$PROXY_SECRET|g" \
     /etc/nginx/operator.conf.template >/etc/nginx/conf.d/operator.conf

@@ -275,7 +275,8 @@ def test_only_the_proxy_reaches_the_operator_webserver_and_the_app_uses_the_inte
     assert app_env["INGEST_DAGSTER_URL"] == "http://webserver-internal:3000"
     assert services["daemon"]["environment"]["INGEST_DAGSTER_URL"] == app_env["INGEST_DAGSTER_URL"]
     assert "DAGSTER_PG_URL" not in app_env, "sidecars never get the instance database"
-    assert {k: v for k, v in app_env.items() if k != "INGEST_SIDECAR_HTTP_PORT"} == {
+    sidecar_only = {"INGEST_SIDECAR_HTTP_PORT", "INGEST_SIDECAR_HTTP_HOST"}
+    assert {k: v for k, v in app_env.items() if k not in sidecar_only} == {
         k: v
         for k, v in services["daemon"]["environment"].items()
         if k.startswith("INGEST_") and k != "INGEST_DOCKER_NETWORK"
