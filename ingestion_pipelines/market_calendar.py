@@ -338,6 +338,13 @@ DEADLINES: dict[str, Deadline] = {
     "vn_stock_eod": Deadline(
         "vn_stock_eod", 0, time(17, 0), "a day's prices are final by 17:00 ICT that day"
     ),
+    # Issue 19, declared in YAML (defs/<worker_id>/): VNDIRECT's end-of-day update, as for prices.
+    "vn_indices": Deadline(
+        "vn_indices", 0, time(17, 0), "a day's index levels are final by 17:00 ICT that day"
+    ),
+    "vn_foreign_flows": Deadline(
+        "vn_foreign_flows", 0, time(17, 0), "a day's foreign trading is final by 17:00 ICT that day"
+    ),
 }
 
 

@@ -4,6 +4,7 @@ expected values (``expect`` in a YAML source's defs.yaml, ``STANDARD`` in a Pyth
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
 from ingestion_pipelines.replay import routes
@@ -20,7 +21,7 @@ def family_of(cls: type) -> str:
 def _expected_values(cls: type) -> dict[str, Standard]:
     if issubclass(cls, DeclaredSource):
         standard = standard_of(cls)
-        return {cls.worker_id: standard} if standard else {}
+        return {cls.worker_id: _with_partition(cls, standard)} if standard else {}
     name = f"{family_of(cls)}.testing"
     try:
         module = importlib.import_module(name)
@@ -29,6 +30,15 @@ def _expected_values(cls: type) -> dict[str, Standard]:
             raise
         return {}
     return getattr(module, "STANDARD", {})
+
+
+def _with_partition(cls: type[DeclaredSource], standard: Standard) -> Standard:
+    """A partitioned declared source's Standard runs the partition its ``expect.partition`` names
+    (the day its recording holds); `declared_testing.standard_of` does not set one yet."""
+    day = (cls.spec.expect or {}).get("partition")
+    if cls.partitions is None or standard.partition is not None or day is None:
+        return standard
+    return dataclasses.replace(standard, partition=lambda _dataset: str(day))
 
 
 def collect(classes: dict[str, type]) -> tuple[dict[str, Standard], list[str]]:

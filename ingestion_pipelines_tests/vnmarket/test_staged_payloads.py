@@ -1,6 +1,7 @@
 """The staged payloads (`staging/<worker_id>/data`, see each PROVENANCE.md) read as their
 FIELDS.md says: units land in VND exactly, and the two providers' files agree where they should.
-When the files move into `ingestion_pipelines/defs/`, this test moves with them."""
+The payloads of the datasets already declared in YAML are read from their folder
+(`ingestion_pipelines/defs/<worker_id>/data`, where the standard tests serve them too)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from ingestion_pipelines.storage.declared import DEFS_ROOT
 from ingestion_pipelines.vnmarket.price_steps import reconcile
 from ingestion_pipelines.vnmarket.units import (
     bank_rate,
@@ -26,10 +28,12 @@ from ingestion_pipelines.vnmarket.units import (
 )
 
 STAGING = Path(__file__).resolve().parents[2] / "staging"
+DECLARED = ("vn_indices", "vn_foreign_flows", "vn_financial_ratios")  # moved to defs/<worker_id>/
 
 
 def _json(path: str):
-    return json.loads((STAGING / path).read_text(encoding="utf-8"), parse_float=Decimal)
+    root = DEFS_ROOT if path.split("/", 1)[0] in DECLARED else STAGING
+    return json.loads((root / path).read_text(encoding="utf-8"), parse_float=Decimal)
 
 
 def _xml(path: str) -> ET.Element:
