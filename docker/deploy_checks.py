@@ -24,26 +24,6 @@ LYNGSAT = "lyngsat"
 # The replay's two LyngSat satellite pages (ingestion_pipelines/sources/lyngsat/data): every
 # transponder row of both.
 LYNGSAT_ROWS = {"satellite": 2, "satellite_transponder": 168}
-# Until docker/compose.replay.yaml (generated from the catalogue) points lyngsat at the replay,
-# the deploy test's private copy gets these lines.
-LYNGSAT_REPLAY_ENV = "INGEST_LYNGSAT__BASE_URL"
-LYNGSAT_REPLAY_URL = "http://replay:8700/lyngsat"
-
-
-def point_lyngsat_at_replay(replay_file: Path) -> None:
-    """Add lyngsat's replay URL to a copy of compose.replay.yaml that lacks it: for the code
-    location and the daemon, and in the container context the runs get."""
-    text = replay_file.read_text()
-    if LYNGSAT_REPLAY_ENV in text:
-        return
-    anchor = "x-replay-env: &replay-env\n"
-    context = '{"docker": {"env_vars": ['
-    if anchor not in text or context not in text:
-        raise DeployTestError(f"{replay_file.name}: no replay-env anchor or container context")
-    text = text.replace(anchor, f"{anchor}  {LYNGSAT_REPLAY_ENV}: {LYNGSAT_REPLAY_URL}\n", 1)
-    text = text.replace(context, f'{context}"{LYNGSAT_REPLAY_ENV}", ', 1)
-    replay_file.write_text(text)
-
 
 # -- webservers and Redis ------------------------------------------------------------------------
 

@@ -107,7 +107,6 @@ class Stack:
         }
         for name in ("compose.yaml", "compose.replay.yaml"):
             shutil.copy(HERE / name, workdir / name)
-        deploy_checks.point_lyngsat_at_replay(workdir / "compose.replay.yaml")
         image = os.environ.get("INGEST_IMAGE", "localhost/ingestion-pipelines:latest")
         values = {
             "INGEST_DB_PASSWORD": self.db_password,

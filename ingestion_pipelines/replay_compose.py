@@ -56,26 +56,30 @@ services:
 
 
 def scheduled_env() -> dict[str, str]:
-    """INGEST_<WORKER>__BASE_URL of every scheduled source served by the HTTP replay."""
+    """INGEST_<WORKER>__BASE_URL of every scheduled worker served by the HTTP replay (each
+    registered its base path: the sources of the catalogue and lyngsat's own asset alike)."""
     from ingestion_pipelines.replay import routes
-    from ingestion_pipelines.sources.base import source_classes
 
     routes.load_replays()
     root = f"http://{HOST}:{HTTP_PORT}"
     return {
-        f"INGEST_{worker_id.upper()}__BASE_URL": root + routes.WORKER_BASE_PATHS[worker_id]
-        for worker_id in source_classes()
+        f"INGEST_{worker_id.upper()}__BASE_URL": root + path
+        for worker_id, path in routes.WORKER_BASE_PATHS.items()
     }
 
 
 def feeds_env() -> dict[str, str]:
     """The feed workers' variables, as `ingest replay` prints them, for the replay service."""
-    from ingestion_pipelines.replay_feeds import feed_env
+    from ingestion_pipelines.replay_feeds import MORE_PORTS, feed_env, more_feed_env
 
-    binance = SimpleNamespace(
-        url=f"ws://{HOST}:{BINANCE_PORT}", rest_url=f"http://{HOST}:{BINANCE_PORT}"
-    )
-    return feed_env(binance, SimpleNamespace(url=f"ws://{HOST}:{SSI_PORT}"))
+    def server(port: int) -> SimpleNamespace:
+        return SimpleNamespace(url=f"ws://{HOST}:{port}", rest_url=f"http://{HOST}:{port}")
+
+    more = {worker_id: server(port) for worker_id, port in MORE_PORTS.items()}
+    return {
+        **feed_env(server(BINANCE_PORT), server(SSI_PORT)),
+        **more_feed_env(more),
+    }
 
 
 def overlay() -> str:

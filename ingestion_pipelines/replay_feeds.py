@@ -49,14 +49,25 @@ def more_feed_env(servers: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def start_more_servers(host: str = "127.0.0.1") -> dict[str, Any]:
-    """The stand-ins of `okx_trades`, `bybit_trades` and `binance_depth`, started on free ports."""
+# Where `ingest replay` serves them (the container stack's replay overlay points the feeds here).
+MORE_PORTS = {"okx_trades": 8703, "bybit_trades": 8704, "binance_depth": 8705}
+
+
+def start_more_servers(
+    host: str = "127.0.0.1", ports: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """The stand-ins of `okx_trades`, `bybit_trades` and `binance_depth`, on `ports` (by worker
+    id; free ports when not given)."""
+    ports = ports or {}
     started: dict[str, Any] = {}
     try:
         for worker_id, server in (
-            ("okx_trades", OkxServer(host)),
-            ("bybit_trades", BybitServer(host)),
-            ("binance_depth", BinanceDepthServer(host, symbols=DEPTH_SYMBOLS)),
+            ("okx_trades", OkxServer(host, ports.get("okx_trades", 0))),
+            ("bybit_trades", BybitServer(host, ports.get("bybit_trades", 0))),
+            (
+                "binance_depth",
+                BinanceDepthServer(host, ports.get("binance_depth", 0), symbols=DEPTH_SYMBOLS),
+            ),
         ):
             started[worker_id] = server.start()
     except BaseException:
@@ -116,6 +127,7 @@ def serve_feeds(
     ssi_recording: str | None = None,
     out: TextIO | None = sys.stdout,
     block: bool = False,
+    more_ports: dict[str, int] | None = None,
 ) -> FeedServers:
     """Start the Binance and SSI servers for the demo and print the variables to use.
 
@@ -131,7 +143,7 @@ def serve_feeds(
         ssi = SsiServer(
             host, port_ssi, speed=ssi_speed, loop=ssi_loop, shift_to_now=True, recording=recording
         ).start()
-        more = start_more_servers(host)
+        more = start_more_servers(host, more_ports)
     except BaseException:
         binance.stop()
         if ssi is not None:

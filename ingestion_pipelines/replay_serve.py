@@ -8,7 +8,7 @@ import threading
 from contextlib import contextmanager
 
 from ingestion_pipelines.replay.http_server import ReplayServer
-from ingestion_pipelines.replay_feeds import serve_feeds
+from ingestion_pipelines.replay_feeds import MORE_PORTS, serve_feeds
 
 
 @contextmanager
@@ -22,6 +22,7 @@ def replay_all(
     *,
     behaviours: dict | None = None,
     ssi_recording: str | None = None,
+    more_ports: dict[str, int] | None = None,
 ):
     """Start the HTTP replay and both websocket servers; yields the `INGEST_*` variables that
     point every worker at them. `behaviours`: `ReplayDataset` attributes of real servers
@@ -33,7 +34,13 @@ def replay_all(
     http.start()
     try:
         feeds = serve_feeds(
-            host, binance_port, ssi_port, binance_rate=rate, ssi_recording=ssi_recording, out=None
+            host,
+            binance_port,
+            ssi_port,
+            binance_rate=rate,
+            ssi_recording=ssi_recording,
+            out=None,
+            more_ports=more_ports,
         )
     except BaseException:
         http.stop()
@@ -73,6 +80,7 @@ def main(args) -> int:
         args.rate,
         behaviours=behaviours,
         ssi_recording=getattr(args, "ssi_recording", None),
+        more_ports=MORE_PORTS,
     ):
         stop.wait()
     return 0

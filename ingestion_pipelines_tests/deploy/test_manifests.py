@@ -16,7 +16,7 @@ import yaml
 
 from ingestion_pipelines.cli import build_parser
 from ingestion_pipelines.dagster_api.client import LOCATION
-from ingestion_pipelines.sources.base import source_classes
+from ingestion_pipelines.workers import catalogue
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -249,7 +249,8 @@ def test_the_production_stack_uses_the_live_sources_and_the_replay_is_an_overlay
     context = json.loads(overlay["codeserver"]["environment"]["DAGSTER_CONTAINER_CONTEXT"])
     names = context["docker"]["env_vars"]
     assert names and set(names) <= overlay["daemon"]["environment"].keys()
-    scheduled = set(source_classes())  # the real sources (tests may register others)
+    # every scheduled worker of the catalogue (the sources and lyngsat's own asset)
+    scheduled = {w for w, spec in catalogue().items() if spec.kind == "scheduled"}
     assert {f"INGEST_{w.upper()}__BASE_URL" for w in scheduled} == set(names)
     for sidecar in ("sidecar-1", "sidecar-2"):
         assert "INGEST_BINANCE_TRADES__BASE_URL" in overlay[sidecar]["environment"]
