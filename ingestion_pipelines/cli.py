@@ -322,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="fmarket: get-nav-history also returns this many days before fromDate",
     )
     p.add_argument(
+        "--fng-stamp-hour", type=int, help="alternative.me: stamp each day at this UTC hour"
+    )
+    p.add_argument(
         "--ssi-recording",
         help="SSI: serve a recorded variant instead of the session (97-fields, derivatives)",
     )

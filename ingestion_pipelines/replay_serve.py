@@ -26,7 +26,7 @@ def replay_all(
 ):
     """Start the HTTP replay and both websocket servers; yields the `INGEST_*` variables that
     point every worker at them. `behaviours`: `ReplayDataset` attributes of real servers
-    (`fmarket_page_cap`, `nav_history_days_before`); `ssi_recording`: an SSI
+    (`fmarket_page_cap`, `nav_history_days_before`, `fng_stamp_hour`); `ssi_recording`: an SSI
     variant ("97-fields", "derivatives") instead of the 102-field session."""
     http = ReplayServer(host, http_port)
     for name, value in (behaviours or {}).items():
@@ -69,7 +69,7 @@ def main(args) -> int:
     # Options of real servers' behaviours, when the command line offers them.
     behaviours = {
         name: getattr(args, name)
-        for name in ("fmarket_page_cap", "nav_history_days_before")
+        for name in ("fmarket_page_cap", "nav_history_days_before", "fng_stamp_hour")
         if getattr(args, name, None) is not None
     }
     with replay_all(

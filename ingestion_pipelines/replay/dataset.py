@@ -6,6 +6,7 @@
     dataset.nav_overrides[(23, date(2026, 11, 20))] = {"nav": None}  # a malformed NAV row
     dataset.recorded["coingecko_markets"].records = [...]  # a YAML source's served records
     dataset.set_feed("/rss/kinh-doanh.rss", "<rss ...>")
+    dataset.fng_overrides[date(2026, 11, 22)] = None  # a missing index day
 
 The dataset is shared by the server's threads; change it between requests, not during one.
 """

@@ -389,7 +389,7 @@ def serve(
     behaviours: dict[str, Any] | None = None,
 ) -> None:
     """Serve in the foreground until SIGINT or SIGTERM. `behaviours`: `ReplayDataset` attributes
-    set before serving (`fmarket_page_cap`, `nav_history_days_before`)."""
+    set before serving (`fmarket_page_cap`, `nav_history_days_before`, `fng_stamp_hour`)."""
     server = ReplayServer(host, port, coingecko_rate_limit=coingecko_rate_limit, verbose=verbose)
     for name, value in (behaviours or {}).items():
         setattr(server.dataset, name, value)
@@ -435,6 +435,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DAYS",
         help="get-nav-history also returns this many days before fromDate",
     )
+    parser.add_argument(
+        "--fng-stamp-hour",
+        type=int,
+        default=0,
+        metavar="HOUR",
+        help="stamp Fear & Greed values at this UTC hour (the API's documented example: 5)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
     serve(
@@ -445,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         behaviours={
             "fmarket_page_cap": args.fmarket_page_cap,
             "nav_history_days_before": args.nav_history_days_before,
+            "fng_stamp_hour": args.fng_stamp_hour,
         },
     )
     return 0

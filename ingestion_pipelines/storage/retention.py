@@ -40,7 +40,7 @@ TIME_COLUMNS = {
     "trade_tick": "traded_at",
     "stock_quote": "quoted_at",
     "crawl_checkpoint": "committed_at",
-    "order_book_snapshot": ("captured_at", "snapshot_at", "received_at"),
+    "order_book_snapshot": "at",  # the book's time at its update id (binance_depth)
 }
 # Days kept by the scheduled `retention` job unless INGEST_RETENTION_POLICIES says otherwise.
 DEFAULT_POLICIES = {
@@ -104,18 +104,17 @@ def policies_from_env(text: str | None = None) -> dict[str, int]:
 
 
 def retention_table(name: str) -> tuple[Table, str] | None:
-    """(table, time column) for a table retention may act on; None when it does not exist yet
-    (e.g. `order_book_snapshot` before its migration)."""
+    """(table, time column) for a table retention may act on; None when this schema has no such
+    table."""
     if name not in TIME_COLUMNS:
         raise ArchiveError(f"no retention policy can apply to table {name!r}")
     table = tables.metadata.tables.get(name)
     if table is None:
         return None
-    candidates = TIME_COLUMNS[name]
-    for column in (candidates,) if isinstance(candidates, str) else candidates:
-        if column in table.c:
-            return table, column
-    raise ArchiveError(f"{name}: none of the time columns {candidates} exists")
+    column = TIME_COLUMNS[name]
+    if column not in table.c:
+        raise ArchiveError(f"{name}: its time column {column} does not exist")
+    return table, column
 
 
 def key_columns(table: Table) -> list[str]:

@@ -13,7 +13,7 @@ import feedparser
 import pytest
 from curl_cffi import requests as cffi
 
-from ingestion_pipelines.replay.dataset import ReplayDataset, read_variant
+from ingestion_pipelines.replay.dataset import ReplayDataset
 from ingestion_pipelines.replay.http_server import ReplayServer
 from ingestion_pipelines.sources.news.replay import CAFEF_PATH, VNEXPRESS_PATH
 
@@ -294,10 +294,31 @@ def test_coingecko_rejects_a_missing_currency(server):
 # ---------------------------------------------------------------- Fear & Greed
 
 
-def test_fng_serves_its_recording_the_documented_example(server):
+def test_fng_limit_zero_is_the_whole_history_newest_first(server):
     body = get(server, "/fng/?limit=0&format=json").json()
-    assert body == read_variant("fng_documented_example.json")
-    assert body["data"][0]["timestamp"] == "1551157200"  # 2019-02-26 05:00 UTC
+    data = body["data"]
+    assert body["name"] == "Fear and Greed Index" and body["metadata"] == {"error": None}
+    assert len(data) == (date(2026, 11, 23) - date(2018, 2, 1)).days + 1
+    stamps = [int(entry["timestamp"]) for entry in data]
+    assert stamps == sorted(stamps, reverse=True) and all(s % 86400 == 0 for s in stamps)
+    assert datetime.fromtimestamp(stamps[-1], UTC).date() == date(2018, 2, 1)
+    assert "time_until_update" in data[0]
+    assert all("time_until_update" not in entry for entry in data[1:])
+    assert all(isinstance(entry["value"], str) for entry in data)
+    assert data[1]["value"] == str(server.dataset.fng(date(2026, 11, 22)))
+
+
+def test_fng_defaults_to_one_entry_and_formats_dates(server):
+    [entry] = get(server, "/fng/").json()["data"]
+    assert entry["timestamp"] == str(int(datetime(2026, 11, 23, tzinfo=UTC).timestamp()))
+    assert entry["time_until_update"] == str(12 * 3600)
+    data = get(server, "/fng/?limit=2&date_format=world").json()["data"]
+    assert [e["timestamp"] for e in data] == ["23-11-2026", "22-11-2026"]
+
+
+def test_fng_reports_bad_parameters_in_metadata(server):
+    body = get(server, "/fng/?limit=abc").json()
+    assert body["data"] == [] and body["metadata"]["error"]
 
 
 def test_fng_faults_fail_then_replace_the_body(server):
@@ -347,8 +368,13 @@ def test_env_points_every_worker_here(server):
     assert env["INGEST_FMARKET_NAV__BASE_URL"] == server.url
     from ingestion_pipelines.workers import catalogue
 
-    # every scheduled worker is served here (the `Source` classes and lyngsat): none left out
-    scheduled = [w for w, spec in catalogue().items() if spec.kind == "scheduled"]
+    # every scheduled worker of the project is served here (the `Source` classes and lyngsat):
+    # none left out; tests register workers of their own (test_config's chain_test)
+    scheduled = [
+        w
+        for w, spec in catalogue().items()
+        if spec.kind == "scheduled" and spec.settings.__module__.startswith("ingestion_pipelines.")
+    ]
     assert set(env) == {f"INGEST_{w.upper()}__BASE_URL" for w in scheduled}
     assert json.loads(json.dumps(env)) == env
 
@@ -378,14 +404,21 @@ def test_nav_history_can_over_return_days_before_from_date(server):
     assert days - exact_days == {f"2026-11-{d:02}" for d in range(9, 14)}  # weekdays before
 
 
+def test_fng_can_stamp_values_at_the_hour_of_the_documented_example(server):
+    server.dataset.fng_stamp_hour = 5
+    (entry,) = get(server, "/fng/").json()["data"]
+    stamp = datetime.fromtimestamp(int(entry["timestamp"]), UTC)
+    assert (stamp.date(), stamp.hour, stamp.minute) == (NOW.date(), 5, 0)
+
+
 def test_the_command_line_sets_the_behaviours(monkeypatch):
     from ingestion_pipelines.replay import http_server
 
     seen = {}
     monkeypatch.setattr(http_server, "serve", lambda *a, **kw: seen.update(kw["behaviours"]))
-    argv = ["--fmarket-page-cap", "5", "--nav-history-days-before", "3"]
+    argv = ["--fmarket-page-cap", "5", "--nav-history-days-before", "3", "--fng-stamp-hour", "5"]
     assert http_server.main(argv) == 0
-    assert seen == {"fmarket_page_cap": 5, "nav_history_days_before": 3}
+    assert seen == {"fmarket_page_cap": 5, "nav_history_days_before": 3, "fng_stamp_hour": 5}
 
 
 def test_every_family_recording_ships_and_has_a_provenance_line():

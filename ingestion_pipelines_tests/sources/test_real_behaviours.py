@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from ingestion_pipelines.replay.dataset import read_data, read_variant
@@ -46,6 +46,15 @@ def test_a_history_endpoint_over_returning_writes_only_the_runs_days(crawler):
     stored = crawler.rows(tables.fund_nav)
     assert stored and {r["nav_date"] for r in stored} == {day}
     assert crawl.metadata["records_out_of_window"] > 0
+
+
+def test_fear_greed_values_stamped_at_five_utc_are_stored_for_their_utc_day(crawler):
+    crawler.server.dataset.fng_stamp_hour = 5  # as in alternative.me's documented example
+    day = datetime.now(UTC).date() - timedelta(days=1)
+    crawl = crawler.run("fear_greed", day.isoformat())
+    (row,) = crawler.rows(tables.fear_greed_index)
+    assert crawl.metadata["records_rejected"] == 0
+    assert row["index_date"] == day and row["value"] == crawler.server.dataset.fng(day)
 
 
 def test_the_documented_fear_greed_example_is_stored(crawler):

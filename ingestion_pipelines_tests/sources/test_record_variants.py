@@ -12,6 +12,7 @@ import pytest
 
 from ingestion_pipelines.replay.dataset import ReplayDataset, read_data, read_variant
 from ingestion_pipelines.sources.base import Expected, Request, path_tree, source_classes, unmapped
+from ingestion_pipelines.sources.fear_greed.index import FearGreed, FearGreedValue
 from ingestion_pipelines.sources.fmarket.funds import Fund, fund_list_request, fund_pages
 from ingestion_pipelines.sources.fmarket.nav import FundNav
 from ingestion_pipelines.sources.news.rss import Article
@@ -194,16 +195,9 @@ def test_a_stale_coin_with_last_updated_null_is_stored():
 # ---- alternative.me -----------------------------------------------------------------------
 
 
-def fear_greed_value():
-    """The record model of `fear_greed` (declared in defs/fear_greed/defs.yaml)."""
-    from ingestion_pipelines.sources.declared import declared_sources
-
-    return declared_sources()["fear_greed"].record
-
-
 def test_the_documented_example_stamped_at_five_utc_is_its_utc_day():
     (item,) = read_variant("fng_documented_example.json")["data"]
-    row = fear_greed_value().model_validate(item).row()
+    row = FearGreedValue.model_validate(item).row()
     assert row == {
         "index_date": date(2019, 2, 26),
         "value": 40,
@@ -214,33 +208,23 @@ def test_the_documented_example_stamped_at_five_utc_is_its_utc_day():
 
 @pytest.mark.parametrize("hour", [0, 5, 23])
 def test_fear_greed_values_at_any_hour_of_the_day_keep_their_utc_day(hour):
-    stamp = int(datetime(2026, 11, 22, hour, 59, tzinfo=UTC).timestamp())
-    item = {"value": "40", "value_classification": "Fear", "timestamp": str(stamp)}
-    assert fear_greed_value().model_validate(item).row()["index_date"] == date(2026, 11, 22)
+    from ingestion_pipelines.sources.fear_greed import replay as fear_greed
+
+    body = fear_greed.index({"limit": "10"}, NOW, fear_greed.value_for, stamp_hour=hour)
+    source = FearGreed(FearGreed.Settings(), window=None)
+    source.window = type("W", (), {"contains": staticmethod(lambda day: True)})()
+    items = list(source.parse(Body(json.dumps(body).encode()), Request("/fng/")))
+    days = [FearGreedValue.model_validate(i).row()["index_date"] for i in items]
+    assert days == [NOW.date() - timedelta(days=n) for n in range(10)]
 
 
 def test_an_unreadable_stamp_is_rejected_with_its_field():
-    model = fear_greed_value()
     with pytest.raises(ValueError, match="index_date|timestamp"):
-        model.model_validate({"value": "1", "value_classification": "x", "timestamp": "x"})
+        FearGreedValue.model_validate({"value": "1", "value_classification": "x", "timestamp": "x"})
     with pytest.raises(ValueError, match="out of range"):
-        model.model_validate({"value": "1", "value_classification": "x", "timestamp": "9" * 30})
-
-
-def test_a_days_back_rule_sends_the_day_count_or_the_whole_history():
-    from ingestion_pipelines.sources.base import Window
-    from ingestion_pipelines.sources.declared import declared_sources
-
-    source = declared_sources()["fear_greed"]
-    today = datetime.now(UTC).date()
-
-    def limit(start: date) -> int:
-        window = Window(start, start + timedelta(days=1), "UTC")
-        (request,) = source(source.Settings(), window).build_requests()
-        return request.params["limit"]
-
-    assert limit(today - timedelta(days=1)) == 2 and limit(today - timedelta(days=59)) == 60
-    assert limit(today - timedelta(days=60)) == 0  # 61 days back: the whole history
+        FearGreedValue.model_validate(
+            {"value": "1", "value_classification": "x", "timestamp": "9" * 30}
+        )
 
 
 # ---- RSS ----------------------------------------------------------------------------------

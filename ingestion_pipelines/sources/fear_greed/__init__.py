@@ -1,0 +1,1 @@
+"""alternative.me's Crypto Fear & Greed Index (`fear_greed`); its replay, data and expected values."""
