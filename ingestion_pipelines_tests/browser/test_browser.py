@@ -44,7 +44,7 @@ LIMITER = RecordingLimiter()
 def pool():
     # the captured pages' ads and CDN scripts are unreachable here: not waited for
     settings = BrowserSettings(
-        pool_size=2, navigation_timeout_s=20, selector_timeout_s=1.5, block_third_party=True
+        pool_size=2, navigation_timeout_s=20, selector_timeout_s=6, block_third_party=True
     )
     with BrowserPool(settings, rate_limiter=LIMITER, rate_limit_per_s=50) as started:
         yield started
