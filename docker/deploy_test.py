@@ -48,6 +48,7 @@ from deploy_support import wait_until as _wait_until  # noqa: E402
 
 from ingestion_pipelines.control.commands.launch import trigger  # noqa: E402
 from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient  # noqa: E402
+from ingestion_pipelines.demo import recorded_partitions  # noqa: E402
 from ingestion_pipelines.market_calendar import previous_trading_day  # noqa: E402
 from ingestion_pipelines.sources.base import TradingDayPartitions, source_classes  # noqa: E402
 from ingestion_pipelines.workers import catalogue  # noqa: E402
@@ -274,9 +275,11 @@ def last_weekday_partition(source: type | None) -> str | None:
 def run_every_scheduled_worker(stack: Stack, timings: dict[str, float], t_up: float) -> None:
     client = stack.operator_client()
     workers = scheduled_workers()
+    # a partitioned YAML source's replay holds one recorded day: run that day (as the demo does)
+    recorded = recorded_partitions()
     launched = {}
     for worker, source in workers.items():
-        partition = last_weekday_partition(source)
+        partition = recorded.get(worker) or last_weekday_partition(source)
         launched[worker] = wait_until(
             f"launch {worker}",
             lambda w=worker, p=partition: trigger(client, w, partition=p)["run_id"],

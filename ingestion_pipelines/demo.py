@@ -82,7 +82,7 @@ def _first_partition(worker_id: str) -> str | None:
 
     from ingestion_pipelines import market_calendar
 
-    recorded = _recorded_partitions().get(worker_id)
+    recorded = recorded_partitions().get(worker_id)
     if recorded is not None:
         return recorded
     if market_calendar.deadline(worker_id) is None:
@@ -90,7 +90,7 @@ def _first_partition(worker_id: str) -> str | None:
     return market_calendar.latest_due_day(worker_id, datetime.now(UTC)).isoformat()
 
 
-def _recorded_partitions() -> dict[str, str]:
+def recorded_partitions() -> dict[str, str]:
     """Partitioned YAML sources and the day their recorded payload holds (`expect.partition`):
     their replay serves that day's recording whatever window is asked, so the demo runs that
     day and leaves their schedule at its own cron (a tick today would find no rows)."""
@@ -120,7 +120,7 @@ def _settle_config(database_url: str, replay_env: dict[str, str] | None) -> None
             print(f"  removed {removed} worker_config row(s) left by the demo", flush=True)
         return
     demo_env = {**replay_env, "INGEST_CRON": os.environ.get("INGEST_CRON", DEMO_CRON)}
-    for worker_id in _recorded_partitions():  # their own cron, not the demo's (see there)
+    for worker_id in recorded_partitions():  # their own cron, not the demo's (see there)
         demo_env.setdefault(f"INGEST_{worker_id.upper()}__CRON", _own_cron(worker_id))
     for worker, key, old, new in write_demo_config(database_url, demo_env):
         print(f"  config {worker or 'global'}.{key}: {old} -> {new}", flush=True)
