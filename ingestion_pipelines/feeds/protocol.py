@@ -16,6 +16,7 @@ A feed (a `ingestion_pipelines.feeds.base.Feed` subclass) describes its protocol
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,3 +50,25 @@ class Parsed:
 
 
 NOTHING = Parsed()
+
+
+def trade_rows(
+    trades: Any, row: Callable[[dict[str, Any]], dict[str, Any]], key: Callable[[dict], dict]
+) -> list[dict[str, Any]]:
+    """The `trade_tick` rows of a push's trade list, each made by `row`; the first unreadable
+    trade fails the frame with a `ParseError` naming it by `key` (its source, symbol, trade id)."""
+    if not isinstance(trades, list) or not trades:
+        raise ParseError("a push without a data list")
+    rows = []
+    for trade in trades:
+        if not isinstance(trade, dict):
+            raise ParseError(f"a trade that is not an object: {str(trade)[:60]}")
+        try:
+            rows.append(row(trade))
+        except (ValueError, ArithmeticError, TypeError) as exc:
+            record_key = key(trade)
+            raise ParseError(
+                f"trade {record_key['symbol']} #{record_key['trade_id']}: {exc}",
+                record_key=record_key,
+            ) from None
+    return rows

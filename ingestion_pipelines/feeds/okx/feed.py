@@ -36,7 +36,7 @@ import orjson
 from pydantic import Field
 
 from ingestion_pipelines.feeds.base import Feed
-from ingestion_pipelines.feeds.protocol import NOTHING, Parsed, ParseError
+from ingestion_pipelines.feeds.protocol import NOTHING, Parsed, ParseError, trade_rows
 from ingestion_pipelines.table_policy import TRADES
 from ingestion_pipelines.values import positive_exact
 from ingestion_pipelines.workers import FeedSettings
@@ -105,24 +105,15 @@ def trade_row(trade: dict[str, Any], received_at: datetime) -> dict[str, Any]:
 
 
 def _rows(trades: Any, received_at: datetime) -> list[dict[str, Any]]:
-    if not isinstance(trades, list) or not trades:
-        raise ParseError("a push without a data list")
-    rows = []
-    for trade in trades:
-        if not isinstance(trade, dict):
-            raise ParseError(f"a trade that is not an object: {str(trade)[:60]}")
-        try:
-            rows.append(trade_row(trade, received_at))
-        except (ValueError, ArithmeticError, TypeError) as exc:
-            key = {
-                "source": SOURCE,
-                "symbol": trade.get("instId"),
-                "trade_id": trade.get("tradeId"),
-            }
-            raise ParseError(
-                f"trade {key['symbol']} #{key['trade_id']}: {exc}", record_key=key
-            ) from None
-    return rows
+    return trade_rows(
+        trades,
+        lambda trade: trade_row(trade, received_at),
+        lambda trade: {
+            "source": SOURCE,
+            "symbol": trade.get("instId"),
+            "trade_id": trade.get("tradeId"),
+        },
+    )
 
 
 def _event(message: dict[str, Any]) -> Parsed:
