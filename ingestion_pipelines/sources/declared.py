@@ -25,239 +25,32 @@ Dagster: the catalogue and the replay read the declarations too.
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Literal
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 
-from pydantic import (
-    AfterValidator,
-    AliasPath,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    create_model,
-    field_validator,
-)
 from sqlalchemy import or_, select
 
 from ingestion_pipelines.sources.base import (
     DailyPartitions,
-    EpochMillis,
-    EpochSeconds,
-    Exact,
     Expected,
-    NonNegativeExact,
-    PositiveExact,
-    Record,
     Request,
     Source,
     SourceError,
     TradingDayPartitions,
-    UtcTime,
     exact_json,
 )
-from ingestion_pipelines.sources.declared_rules import ordered_validators
+from ingestion_pipelines.sources.declared_models import record_model, settings_model
+from ingestion_pipelines.sources.declared_render import (
+    _window_context,
+    render,
+    render_body,
+    render_query,
+)
+from ingestion_pipelines.sources.declared_spec import RestSourceSpec, duration
 from ingestion_pipelines.sources.paginators import PaginatorSpec, at_path
 from ingestion_pipelines.storage import tables
-from ingestion_pipelines.storage.declared import Declaration, declarations, table_columns
-from ingestion_pipelines.timezones import ICT_NAME
-from ingestion_pipelines.workers import ScheduledSettings, catalogue, secret
-
-_PLACEHOLDER = re.compile(r"\{(settings|window|row)\.([A-Za-z_][A-Za-z0-9_]*)\}")
-_DURATION = re.compile(r"^(\d+)\s*([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def duration(text: str | int) -> timedelta:
-    """``"20m"``, ``"26h"``, ``"2d"`` (or seconds) as a timedelta."""
-    if isinstance(text, int):
-        return timedelta(seconds=text)
-    match = _DURATION.match(str(text).strip())
-    if match is None:
-        raise ValueError(f"not a duration: {text!r} (e.g. 20m, 26h, 2d)")
-    return timedelta(**{_UNITS[match[2]]: int(match[1])})
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ForEach(_Strict):
-    """One request per distinct row of `table` (its `columns`, as ``{row.<column>}``); with
-    `within: [from_column, to_column]`, only the rows whose span meets the run's window (a stock
-    listed before the window's last day and not delisted before its start; an empty end is open)."""
-
-    table: str
-    columns: list[str]
-    within: tuple[str, str] | None = None
-
-
-class RequestSpec(_Strict):
-    """The first request of a run (before pagination), its parts templated."""
-
-    path: str
-    method: Literal["GET", "POST"] = "GET"
-    query: dict[str, Any] = {}
-    body: dict[str, Any] | None = None  # a JSON body (POST), its string values templated
-    headers: dict[str, str] = {}
-    conditional: bool = False
-    for_each: ForEach | None = None
-
-
-class PartitionSpec(_Strict):
-    """Daily partitions, or one per trading day of the market calendar; `date_column` is the
-    table's column the window filters on."""
-
-    kind: Literal["daily", "trading_days"]
-    start: str
-    timezone: str = ICT_NAME
-    date_column: str
-
-
-class FieldSpec(_Strict):
-    """How one column is read: its JSON path, format, scale and bounds."""
-
-    path: str | None = None  # dotted; default: the column's name
-    value: Literal["run_started_at"] | None = None  # not read: set by the run
-    format: Literal["epoch_s", "epoch_ms"] | None = None
-    scale: Decimal | None = None  # the stored value is the sent one times `scale`
-    gt: Decimal | None = None
-    ge: Decimal | None = None
-    lt: Decimal | None = None
-    le: Decimal | None = None
-    pattern: str | None = None
-    min_length: int | None = None
-    choices: list[str] | None = None
-
-
-class SettingSpec(_Strict):
-    """A setting of the worker (beyond ScheduledSettings): default, bounds, secrecy."""
-
-    default: Any = None
-    ge: float | None = None
-    le: float | None = None
-    secret: bool = False
-    description: str | None = None
-
-
-class RestSourceSpec(_Strict):
-    """The declaration of a REST JSON source: the attributes of its defs.yaml."""
-
-    worker_id: str = Field(pattern=r"^[a-z][a-z0-9_]{1,62}$")
-    group: str = "crawl"
-    description: str = ""
-    fresh_within: str = "26h"
-    settings: dict[str, Any] = {}
-    headers: dict[str, str] = {}
-    request: RequestSpec
-    paginator: dict[str, Any] = {}
-    records: str = ""
-    error: str | None = None  # dotted path: a non-empty value there fails the run
-    totals: str | None = None
-    partitions: PartitionSpec | None = None
-    table: dict[str, Any]
-    key: list[str] | None = None
-    fields: dict[str, str | FieldSpec] = {}
-    ordered: list[list[str]] = []  # column chains each record keeps non-decreasing
-    replay: dict[str, Any] | None = None  # read by sources/declared_replay.py
-    expect: dict[str, Any] | None = None  # read by sources/declared_testing.py
-
-    @field_validator("fresh_within")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        duration(value)
-        return value
-
-    @field_validator("paginator")
-    @classmethod
-    def _paginator(cls, value: dict[str, Any]) -> dict[str, Any]:
-        PaginatorSpec.of(value)
-        return value
-
-    def field(self, column: str) -> FieldSpec:
-        """How `column` is read (a bare string is its path)."""
-        declared = self.fields.get(column)
-        if isinstance(declared, str):
-            return FieldSpec(path=declared)
-        return declared or FieldSpec()
-
-
-# ---- rendering -------------------------------------------------------------------------------
-
-
-def render(value: Any, context: dict[str, Any]) -> Any:
-    """A template rendered: a string that is one placeholder gives its value as is (None stays
-    None), placeholders inside text are formatted; other values are returned unchanged."""
-    if not isinstance(value, str) or "{" not in value:
-        return value
-    whole = _PLACEHOLDER.fullmatch(value)
-    if whole:
-        return _lookup(context, whole[1], whole[2])
-    return _PLACEHOLDER.sub(lambda m: str(_lookup(context, m[1], m[2])), value)
-
-
-def _lookup(context: dict[str, Any], scope: str, name: str) -> Any:
-    holder = context.get(scope)
-    if holder is None:
-        raise SourceError(f"template {{{scope}.{name}}}: no {scope} here")
-    value = holder.get(name) if isinstance(holder, dict) else getattr(holder, name)
-    return value.isoformat() if isinstance(value, date) else value
-
-
-def render_body(value: Any, context: dict[str, Any]) -> Any:
-    """A JSON body rendered: every string inside it (lists and mappings walked) as a template."""
-    if isinstance(value, dict):
-        return {k: render_body(v, context) for k, v in value.items()}
-    if isinstance(value, list):
-        return [render_body(v, context) for v in value]
-    return render(value, context)
-
-
-def render_query(value: Any, context: dict[str, Any]) -> Any:
-    """A query value rendered: a template (`render`) or a window rule (``{days_back: {...}}``)."""
-    if isinstance(value, dict):
-        return WindowRule.model_validate(value).value(context.get("window"))
-    return render(value, context)
-
-
-class DaysBack(_Strict):
-    """The window's day count back from today, or `then` beyond `more_than` days."""
-
-    more_than: int | None = None
-    then: Any = None
-
-
-class WindowRule(_Strict):
-    """A query value computed from the run's window (``{days_back: {more_than: 60, then: 0}}``)."""
-
-    days_back: DaysBack
-
-    def value(self, window: dict[str, Any] | None) -> Any:
-        """The value for this window (a window is needed)."""
-        if window is None:
-            raise SourceError("a days_back query needs a partitioned source")
-        days = window["days_back"]
-        rule = self.days_back
-        return rule.then if rule.more_than is not None and days > rule.more_than else days
-
-
-def _window_context(window) -> dict[str, Any] | None:
-    if window is None:
-        return None
-    today = datetime.now(ZoneInfo(window.timezone)).date()
-    return {
-        "start": window.start,
-        "end": window.end,
-        "last_day": window.last_day,
-        "days": window.days,
-        "days_back": max((today - window.start).days + 1, 1),
-    }
-
-
-# ---- the Source subclass -----------------------------------------------------------------
+from ingestion_pipelines.storage.declared import Declaration, declarations
+from ingestion_pipelines.workers import catalogue
 
 
 class DeclaredSource(Source):
@@ -341,111 +134,6 @@ class DeclaredSource(Source):
         following = self.paginator.follow(request, response, body, records)
         if following is not None:
             yield following
-
-
-_PYTHON_TYPES: dict[str, Any] = {
-    "string": str,
-    "text": str,
-    "long_text": str,
-    "integer": int,
-    "bigint": int,
-    "boolean": bool,
-    "decimal": Exact,
-    "date": date,
-    "utc_datetime": UtcTime,
-    "json": Any,
-}
-
-
-def _utc_date(value: Any) -> Any:
-    """Epoch seconds (a number or digits) as their UTC calendar date, whatever the time of day;
-    other input unchanged, for the validator to reject."""
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value)
-    if isinstance(value, int | Decimal) and not isinstance(value, bool):
-        try:
-            return datetime.fromtimestamp(int(value), UTC).date()
-        except (OverflowError, OSError, ValueError):
-            raise ValueError(f"timestamp {value} is out of range") from None
-    return value
-
-
-EpochSecondsDate = Annotated[date, BeforeValidator(_utc_date)]
-
-
-def _field_type(column, spec: FieldSpec) -> Any:
-    if column.type == "decimal" and spec.scale is None:
-        # The domain's own checks, with their reasons ("must not be negative"), for the usual bounds.
-        if spec.ge == 0 and spec.gt is None:
-            return NonNegativeExact
-        if spec.gt == 0 and spec.ge is None:
-            return PositiveExact
-    if spec.choices:
-        return Literal[tuple(spec.choices)]
-    if spec.format == "epoch_s":
-        return EpochSecondsDate if column.type == "date" else EpochSeconds
-    if spec.format == "epoch_ms":
-        return EpochMillis
-    kind = _PYTHON_TYPES[column.type]
-    if spec.scale is not None:
-        scale = spec.scale
-        return Annotated[kind, AfterValidator(lambda v: v * scale)]
-    return kind
-
-
-def record_model(spec: RestSourceSpec, name: str) -> type[Record]:
-    """The record model of a declaration: one field per declared column."""
-    fields: dict[str, Any] = {}
-    for column in table_columns(spec.model_dump()):
-        how = spec.field(column.name)
-        kind = _field_type(column, how)
-        required = column.key or column.required
-        path = (how.path or column.name).split(".")
-        bounds = {
-            k: v
-            for k, v in how.model_dump(
-                include={"gt", "ge", "lt", "le", "pattern", "min_length"}
-            ).items()
-            if v is not None
-            and not (kind in (NonNegativeExact, PositiveExact) and k in ("ge", "gt"))
-        }
-        alias = None if how.value else (path[0] if len(path) == 1 else AliasPath(*path))
-        field = Field(... if required else None, validation_alias=alias, **bounds)
-        fields[column.name] = (kind if required else kind | None, field)
-    unknown = {c for chain in spec.ordered for c in chain} - set(fields)
-    if unknown:
-        raise ValueError(f"{spec.worker_id}: ordered names unknown columns {sorted(unknown)}")
-    return create_model(
-        name,
-        __base__=Record,
-        __doc__=f"One record of {spec.worker_id}.",
-        __validators__=ordered_validators(spec.ordered),
-        **fields,
-    )
-
-
-def settings_model(spec: RestSourceSpec, name: str) -> type[ScheduledSettings]:
-    """The worker's settings: ScheduledSettings plus what the declaration adds or defaults."""
-    fields: dict[str, Any] = {}
-    inherited = ScheduledSettings.model_fields
-    for key, declared in spec.settings.items():
-        setting = declared if isinstance(declared, SettingSpec) else None
-        if setting is None:
-            setting = (
-                SettingSpec.model_validate(declared)
-                if isinstance(declared, dict)
-                else SettingSpec(default=declared)
-            )
-        if key in inherited:
-            fields[key] = (inherited[key].annotation, setting.default)
-            continue
-        kind = type(setting.default) if setting.default is not None else str
-        bounds = {k: v for k, v in (("ge", setting.ge), ("le", setting.le)) if v is not None}
-        if setting.secret:
-            fields[key] = (kind | None, secret(setting.default, description=setting.description))
-        else:
-            fields[key] = (kind, Field(setting.default, description=setting.description, **bounds))
-    return create_model(name, __base__=ScheduledSettings, **fields)
 
 
 def _partitions(spec: RestSourceSpec):

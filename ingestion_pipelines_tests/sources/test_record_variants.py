@@ -269,7 +269,8 @@ def test_unmapped_removes_read_leaves_and_keeps_siblings_verbatim():
 
 
 def test_a_declared_order_rejects_a_record_with_its_reason_and_skips_empty_columns():
-    from ingestion_pipelines.sources.declared import RestSourceSpec, record_model
+    from ingestion_pipelines.sources.declared_models import record_model
+    from ingestion_pipelines.sources.declared_spec import RestSourceSpec
 
     spec = RestSourceSpec.model_validate(
         {
