@@ -40,11 +40,11 @@ clean:
 
 # The whole stack on embedded defaults (SQLite, no Redis) against the bundled replay.
 demo: install
-	$(BIN)/python -m ingestion_pipelines.demo --replay
+	$(BIN)/python -m ingestion_pipelines.demo.run --replay
 
 # The same stack against the live sources.
 up: install
-	$(BIN)/python -m ingestion_pipelines.demo
+	$(BIN)/python -m ingestion_pipelines.demo.run
 
 # Re-pin constraints.txt after changing pyproject.toml's dependencies.
 lock: install

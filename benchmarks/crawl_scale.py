@@ -54,7 +54,7 @@ def list_stocks(server, count: int) -> list[str]:
 
 def served_rows(server, first: date, last: date) -> int:
     """Rows the replay serves for `first..last` (every listed stock on its trading days)."""
-    from ingestion_pipelines.market_calendar import trading_days
+    from ingestion_pipelines.vnmarket.calendar import trading_days
 
     days = list(trading_days(first, last + timedelta(days=1)))
     return sum(spec.trades_on(d) for spec in server.dataset.vn_stocks.specs.values() for d in days)
@@ -62,7 +62,7 @@ def served_rows(server, first: date, last: date) -> int:
 
 def trading_day_after(day: date, count: int) -> date:
     """The trading day `count` trading days after `day`."""
-    from ingestion_pipelines.market_calendar import next_trading_day
+    from ingestion_pipelines.vnmarket.calendar import next_trading_day
 
     for _ in range(count):
         day = next_trading_day(day)

@@ -197,7 +197,7 @@ def raw_ceiling(url: str, n: int, first_id: int) -> float:
 
 def writer_rate(url: str, n: int, first_id: int) -> float:
     """The sidecar's writer: rows submitted as the feed submits them, to the last commit."""
-    from ingestion_pipelines.settings import local_data_dir
+    from ingestion_pipelines.core.settings import local_data_dir
     from ingestion_pipelines.sidecar.spool import Spool
     from ingestion_pipelines.sidecar.writer import Writer
 

@@ -31,7 +31,7 @@ def main() -> int:
     from loguru import logger
     from sqlalchemy import func, select
 
-    from ingestion_pipelines import logs
+    from ingestion_pipelines.storage import logs
     from ingestion_pipelines.storage.engines import ensure_schema
     from ingestion_pipelines.storage.tables import execution_log
 

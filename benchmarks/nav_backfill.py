@@ -228,7 +228,7 @@ def main() -> int:
         assert result.unchanged == n
 
         # 2. The crawl without Dagster.
-        from ingestion_pipelines.workers import get_worker
+        from ingestion_pipelines.config.workers import get_worker
 
         settings = get_worker("fmarket_nav").settings(base_url=replay.url, page_size=100)
         http = HttpClientResource(redis_url="")
@@ -320,7 +320,7 @@ def main() -> int:
         direct_runs = sorted(direct(one_day)[1] for _ in range(5))
         dagster_runs = sorted(through_dagster(day, day)[1] for _ in range(5))
         overhead = dagster_runs[2] - direct_runs[2]
-        from ingestion_pipelines.logs import shutdown_logging
+        from ingestion_pipelines.storage.logs import shutdown_logging
 
         shutdown_logging()  # while the database is still up
 

@@ -48,10 +48,10 @@ from deploy_support import wait_until as _wait_until  # noqa: E402
 
 from ingestion_pipelines.control.commands.launch import trigger  # noqa: E402
 from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient  # noqa: E402
-from ingestion_pipelines.demo import recorded_partitions  # noqa: E402
-from ingestion_pipelines.market_calendar import previous_trading_day  # noqa: E402
+from ingestion_pipelines.demo.run import recorded_partitions  # noqa: E402
+from ingestion_pipelines.vnmarket.calendar import previous_trading_day  # noqa: E402
 from ingestion_pipelines.sources.base import TradingDayPartitions, source_classes  # noqa: E402
-from ingestion_pipelines.workers import catalogue  # noqa: E402
+from ingestion_pipelines.config.workers import catalogue  # noqa: E402
 
 TAKEOVER_LIMIT_S = 15.0
 # Per batch of runs; a loaded machine (2 shared cores) may need more: DEPLOY_TEST_RUN_TIMEOUT_S.

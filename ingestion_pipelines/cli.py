@@ -13,8 +13,8 @@ def _print_json(data) -> None:
 
 
 def cmd_db_upgrade(args) -> int:
-    from ingestion_pipelines.redaction import redact_url
-    from ingestion_pipelines.settings import get_settings
+    from ingestion_pipelines.core.redaction import redact_url
+    from ingestion_pipelines.core.settings import get_settings
     from ingestion_pipelines.storage.migrate import upgrade
 
     url = args.database_url or get_settings().database_url
@@ -24,8 +24,8 @@ def cmd_db_upgrade(args) -> int:
 
 
 def cmd_db_current(args) -> int:
-    from ingestion_pipelines.redaction import redact_url
-    from ingestion_pipelines.settings import get_settings
+    from ingestion_pipelines.core.redaction import redact_url
+    from ingestion_pipelines.core.settings import get_settings
     from ingestion_pipelines.storage.migrate import current_revision, head_revision
 
     url = args.database_url or get_settings().database_url
@@ -49,8 +49,8 @@ def cmd_db_revision(args) -> int:
 
 
 def cmd_db_check(args) -> int:
-    from ingestion_pipelines.redaction import redact_url
-    from ingestion_pipelines.settings import get_settings
+    from ingestion_pipelines.core.redaction import redact_url
+    from ingestion_pipelines.core.settings import get_settings
     from ingestion_pipelines.storage.schema_drift import schema_drift
 
     url = args.database_url or get_settings().database_url
@@ -73,7 +73,7 @@ def _run_config(pairs: Sequence[str] | None) -> dict:
 
 
 def cmd_config_get(args) -> int:
-    from ingestion_pipelines.config import ConfigChain
+    from ingestion_pipelines.config.chain import ConfigChain
 
     value = ConfigChain(dereference=False).get(args.worker, args.key, _run_config(args.run_config))
     if args.json:
@@ -91,7 +91,7 @@ def cmd_config_get(args) -> int:
 
 
 def cmd_config_list(args) -> int:
-    from ingestion_pipelines.config import ConfigChain
+    from ingestion_pipelines.config.chain import ConfigChain
 
     resolved = ConfigChain(dereference=False).resolve(args.worker, _run_config(args.run_config))
     if args.json:
@@ -111,7 +111,7 @@ def cmd_config_list(args) -> int:
 
 
 def cmd_workers(args) -> int:
-    from ingestion_pipelines.workers import catalogue
+    from ingestion_pipelines.config.workers import catalogue
 
     workers = catalogue()
     if args.json:
@@ -123,7 +123,7 @@ def cmd_workers(args) -> int:
 
 
 def cmd_replay(args) -> int:
-    from ingestion_pipelines.replay_serve import main as replay_main
+    from ingestion_pipelines.standins.serve import main as replay_main
 
     return replay_main(args)
 
@@ -141,8 +141,8 @@ def cmd_live(args) -> int:
 
 
 def cmd_live_token(args) -> int:
+    from ingestion_pipelines.core.settings import get_settings
     from ingestion_pipelines.live.auth import mint_token
-    from ingestion_pipelines.settings import get_settings
 
     secret = get_settings().live_jwt_secret
     if not secret:
@@ -157,7 +157,7 @@ def cmd_live_token(args) -> int:
 
 
 def cmd_retention(args) -> int:
-    from ingestion_pipelines.settings import get_settings
+    from ingestion_pipelines.core.settings import get_settings
     from ingestion_pipelines.storage.engines import ensure_schema
     from ingestion_pipelines.storage.retention import retention_pass
 
@@ -191,7 +191,7 @@ def cmd_retention(args) -> int:
 def cmd_archive_restore(args) -> int:
     from datetime import date
 
-    from ingestion_pipelines.settings import get_settings
+    from ingestion_pipelines.core.settings import get_settings
     from ingestion_pipelines.storage.archive import restore_day
     from ingestion_pipelines.storage.engines import ensure_schema
     from ingestion_pipelines.storage.retention import retention_table
@@ -357,10 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ingestion_pipelines.config import ConfigError
-    from ingestion_pipelines.logs import ensure_logging
-    from ingestion_pipelines.redaction import redact
+    from ingestion_pipelines.config.chain import ConfigError
+    from ingestion_pipelines.core.redaction import redact
     from ingestion_pipelines.storage.archive import ArchiveError
+    from ingestion_pipelines.storage.logs import ensure_logging
 
     ensure_logging("ingest-cli", to_database=False)
     try:

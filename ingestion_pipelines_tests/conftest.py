@@ -119,7 +119,7 @@ def _stop_execution_log_writer() -> Iterator[None]:
     """A writer started by a test (often inside a Dagster run) writes to that test's database:
     stop it with the test, so the next test starts its own."""
     yield
-    from ingestion_pipelines import logs
+    from ingestion_pipelines.storage import logs
 
     if logs._writer is not None:
         logs.shutdown_logging(timeout_s=1)

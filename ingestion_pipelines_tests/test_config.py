@@ -4,10 +4,10 @@ import dagster as dg
 import pytest
 
 from ingestion_pipelines.cli import main as ingest
-from ingestion_pipelines.config import ConfigChain, ConfigError
+from ingestion_pipelines.config.chain import ConfigChain, ConfigError
+from ingestion_pipelines.config.workers import FeedSettings, ScheduledSettings, WorkerSpec, register
 from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines.storage.engines import dispose_all
-from ingestion_pipelines.workers import FeedSettings, ScheduledSettings, WorkerSpec, register
 
 
 class ChainTestSettings(ScheduledSettings):

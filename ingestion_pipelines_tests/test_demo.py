@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from ingestion_pipelines.config import ConfigChain
+from ingestion_pipelines.config.chain import ConfigChain
+from ingestion_pipelines.core.settings import PROJECT_ROOT
 from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient
-from ingestion_pipelines.settings import PROJECT_ROOT
 from ingestion_pipelines.sources.base import source_classes
 from ingestion_pipelines_tests.live.helpers import get_json
 from ingestion_pipelines_tests.testbed.base import free_port
@@ -113,7 +113,14 @@ def demo(tmp_path: Path):
         PYTHONPATH=os.environ.get("PYTHONPATH", str(PROJECT_ROOT)),
     )
     log = (tmp_path / "demo.log").open("wb")
-    command = [sys.executable, "-m", "ingestion_pipelines.demo", "--replay", "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "ingestion_pipelines.demo.run",
+        "--replay",
+        "--port",
+        str(port),
+    ]
     live_port = free_port()
     command += ["--replay-port", str(replay_port), "--live-port", str(live_port)]
     process = subprocess.Popen(

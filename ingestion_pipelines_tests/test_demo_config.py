@@ -1,8 +1,8 @@
 """The demo's settings live in the config chain: written once as signed rows, visible to
 `ingest config get` in any shell, and removed again for the live sources."""
 
-from ingestion_pipelines.config import ConfigChain
-from ingestion_pipelines.demo_config import (
+from ingestion_pipelines.config.chain import ConfigChain
+from ingestion_pipelines.demo.config import (
     DEMO_AUTHOR,
     clear_demo_config,
     demo_settings,

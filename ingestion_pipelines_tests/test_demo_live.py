@@ -10,7 +10,8 @@ from contextlib import ExitStack
 
 import redis
 
-from ingestion_pipelines import demo, demo_live
+from ingestion_pipelines.demo import live as demo_live
+from ingestion_pipelines.demo import run as demo
 from ingestion_pipelines_tests.live.helpers import SSEReader, status_or_none, wait_for
 from ingestion_pipelines_tests.testbed.base import free_port
 

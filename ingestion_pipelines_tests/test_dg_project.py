@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ingestion_pipelines.workers import catalogue
+from ingestion_pipelines.config.workers import catalogue
 
 ROOT = Path(__file__).resolve().parents[1]
 DG = Path(sys.executable).parent / "dg"

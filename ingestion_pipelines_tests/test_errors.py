@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import pytest
 
-from ingestion_pipelines.config import ConfigError
+from ingestion_pipelines.config.chain import ConfigError
 from ingestion_pipelines.control.operator_webserver import LaunchRefused
+from ingestion_pipelines.core.errors import IngestError, is_transient
+from ingestion_pipelines.core.url_policy import UnsafeUrlError
 from ingestion_pipelines.dagster_api.client import ControlError
 from ingestion_pipelines.dagster_api.feed_switches import FeedControlError
 from ingestion_pipelines.dagster_api.http import DagsterHttpError
-from ingestion_pipelines.errors import IngestError, is_transient
-from ingestion_pipelines.failures import StorageError
 from ingestion_pipelines.feeds.protocol import ParseError
 from ingestion_pipelines.live.hub import PatternError
 from ingestion_pipelines.sidecar.committer import Fenced
 from ingestion_pipelines.sidecar.spool import SpoolFull
 from ingestion_pipelines.sources.base import SourceError
+from ingestion_pipelines.sources.failures import StorageError
 from ingestion_pipelines.sources.runner import RejectThresholdError
-from ingestion_pipelines.url_policy import UnsafeUrlError
 
 # (class, the builtin base callers catch, transient by default)
 ERRORS = [

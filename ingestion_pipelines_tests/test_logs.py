@@ -7,8 +7,8 @@ import pytest
 from loguru import logger
 from sqlalchemy import func, select
 
-from ingestion_pipelines import logs
-from ingestion_pipelines.redaction import register_secret
+from ingestion_pipelines.core.redaction import register_secret
+from ingestion_pipelines.storage import logs
 from ingestion_pipelines.storage.engines import dispose_all, ensure_schema
 from ingestion_pipelines.storage.tables import execution_log
 
@@ -90,7 +90,7 @@ def test_a_clean_exit_flushes_everything(sqlite_url, isolated_env):
     ensure_schema(sqlite_url)
     code = (
         "from loguru import logger\n"
-        "from ingestion_pipelines.logs import setup_logging\n"
+        "from ingestion_pipelines.storage.logs import setup_logging\n"
         f"setup_logging('child', database_url={sqlite_url!r})\n"
         "for i in range(20000): logger.bind(run_id='child').info('line {}', i)\n"
     )

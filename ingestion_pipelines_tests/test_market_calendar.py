@@ -5,8 +5,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from ingestion_pipelines import market_calendar as mc
-from ingestion_pipelines.market_calendar import ICT, Exchange
+from ingestion_pipelines.vnmarket import calendar as mc
+from ingestion_pipelines.vnmarket.calendar import ICT, Exchange
 
 
 def ict(text: str) -> datetime:
@@ -213,7 +213,7 @@ def test_expectation_of_a_window():
 def test_the_package_ships_the_table():
     from importlib import resources
 
-    assert resources.files("ingestion_pipelines").joinpath(mc.OVERRIDES_FILE).is_file()
+    assert resources.files("ingestion_pipelines.vnmarket").joinpath(mc.OVERRIDES_FILE).is_file()
     assert timedelta(days=mc._SEARCH_LIMIT_DAYS) > timedelta(days=11)
 
 

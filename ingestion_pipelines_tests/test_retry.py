@@ -5,8 +5,13 @@ from email.utils import formatdate
 
 import pytest
 
-from ingestion_pipelines.errors import IngestError, is_transient
-from ingestion_pipelines.retry import Backoff, full_jitter, is_retryable_status, parse_retry_after
+from ingestion_pipelines.core.errors import IngestError, is_transient
+from ingestion_pipelines.core.retry import (
+    Backoff,
+    full_jitter,
+    is_retryable_status,
+    parse_retry_after,
+)
 
 
 def test_full_jitter_spans_zero_to_the_exponential_ceiling():

@@ -18,7 +18,7 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from ingestion_pipelines.settings import get_settings, local_data_dir
+from ingestion_pipelines.core.settings import get_settings, local_data_dir
 from ingestion_pipelines_tests.testbed import base as testbed
 from ingestion_pipelines_tests.testbed.base import MissingBinaryError
 from ingestion_pipelines_tests.testbed.mariadb import MariaDBServer

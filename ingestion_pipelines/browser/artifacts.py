@@ -15,7 +15,7 @@ from pathlib import Path
 import fsspec
 from loguru import logger
 
-from ingestion_pipelines.redaction import redact_url
+from ingestion_pipelines.core.redaction import redact_url
 
 DEFAULT_ROOT = ".local/artifacts"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

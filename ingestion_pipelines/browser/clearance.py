@@ -19,10 +19,10 @@ from curl_cffi import requests as curl_requests
 from loguru import logger
 
 from ingestion_pipelines.browser.pool import CHALLENGE_TITLES, BrowserPool
-from ingestion_pipelines.errors import IngestError
+from ingestion_pipelines.core.errors import IngestError
+from ingestion_pipelines.core.redaction import redact_url
 from ingestion_pipelines.http_client.results import HttpResult
 from ingestion_pipelines.http_client.session import CrawlSession
-from ingestion_pipelines.redaction import redact_url
 
 CHALLENGE_STATUSES = (403, 429, 503)
 MAX_CLEARANCES_PER_REQUEST = 3

@@ -32,7 +32,7 @@ from ingestion_pipelines.browser.process import (
     new_marker,
     start_reaper,
 )
-from ingestion_pipelines.redaction import redact_url
+from ingestion_pipelines.core.redaction import redact_url
 from ingestion_pipelines.resources.rate_limit import RateLimiter, rate_limit_host
 
 T = TypeVar("T")

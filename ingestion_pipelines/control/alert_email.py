@@ -26,7 +26,7 @@ import urllib.parse
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from ingestion_pipelines.redaction import redact, register_secret
+from ingestion_pipelines.core.redaction import redact, register_secret
 
 MAILTO = "mailto:"
 

@@ -28,10 +28,10 @@ from typing import Any
 
 from loguru import logger
 
-from ingestion_pipelines.config import ConfigError, env_reference
+from ingestion_pipelines.config.chain import ConfigError, env_reference
 from ingestion_pipelines.control import alert_email
-from ingestion_pipelines.redaction import redact, register_secret
-from ingestion_pipelines.url_policy import CRAWL_SCHEMES, UnsafeUrlError, check_url
+from ingestion_pipelines.core.redaction import redact, register_secret
+from ingestion_pipelines.core.url_policy import CRAWL_SCHEMES, UnsafeUrlError, check_url
 
 SOURCE = "ingestion_pipelines"
 MAX_DETAIL = 600

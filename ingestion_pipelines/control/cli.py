@@ -33,10 +33,10 @@ def _client(args):
 
 def _guard(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        from ingestion_pipelines.config import ConfigError
+        from ingestion_pipelines.config.chain import ConfigError
         from ingestion_pipelines.control.commands.common import UsageError
+        from ingestion_pipelines.core.redaction import redact
         from ingestion_pipelines.dagster_api.client import ControlError
-        from ingestion_pipelines.redaction import redact
 
         try:
             return func(args)

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from ingestion_pipelines.config import ConfigChain, ConfigError, display_value
+from ingestion_pipelines.config.chain import ConfigChain, ConfigError, display_value
 from ingestion_pipelines.control.alerts import (
     AlertBook,
     Signal,
@@ -32,6 +32,8 @@ from ingestion_pipelines.control.alerts import (
     describe_route,
     webhook_for,
 )
+from ingestion_pipelines.core.redaction import redact
+from ingestion_pipelines.core.settings import get_settings
 from ingestion_pipelines.dagster_api.names import (
     CONFIG_KEY_TAG,
     IDENTITY_TAG,
@@ -42,10 +44,8 @@ from ingestion_pipelines.dagster_api.names import (
     WILL_RETRY_TAG,
     WORKER_TAG,
 )
-from ingestion_pipelines.failures import error_text
-from ingestion_pipelines.redaction import redact
 from ingestion_pipelines.resources.worker_config import WorkerConfigResource
-from ingestion_pipelines.settings import get_settings
+from ingestion_pipelines.sources.failures import error_text
 
 UNVERIFIED = "unverified claim"
 CONFIG_JOB = "config_change"
@@ -86,7 +86,7 @@ class ConfigChangeConfig(dg.Config):
 
 
 def secret_key(worker_id: str | None, key: str) -> bool:
-    from ingestion_pipelines.workers import catalogue, get_worker
+    from ingestion_pipelines.config.workers import catalogue, get_worker
 
     specs = [get_worker(worker_id)] if worker_id else catalogue().values()
     return any(key in spec.settings.secret_keys() for spec in specs)
@@ -94,7 +94,7 @@ def secret_key(worker_id: str | None, key: str) -> bool:
 
 def check_key(worker_id: str | None, key: str) -> None:
     """Raise `ConfigError` unless `key` is a setting of `worker_id` (of some worker: global)."""
-    from ingestion_pipelines.workers import catalogue, get_worker
+    from ingestion_pipelines.config.workers import catalogue, get_worker
 
     specs = [get_worker(worker_id)] if worker_id else list(catalogue().values())
     if not any(key in spec.settings.model_fields for spec in specs):

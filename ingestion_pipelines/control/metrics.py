@@ -35,10 +35,10 @@ from prometheus_client.core import (
 )
 
 from ingestion_pipelines.control.commands.common import CONFIG_JOB, metadata_values, records_of
+from ingestion_pipelines.core.redaction import redact
+from ingestion_pipelines.core.settings import get_settings
 from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient, expect
 from ingestion_pipelines.dagster_api.names import WORKER_TAG
-from ingestion_pipelines.redaction import redact
-from ingestion_pipelines.settings import get_settings
 
 TERMINAL = {"SUCCESS": "success", "FAILURE": "failure", "CANCELED": "canceled"}
 ROW_KINDS = ("fetched", "inserted", "updated", "unchanged", "rejected")

@@ -171,7 +171,7 @@ class WaitProgress:
         if self.tty is None:
             self.tty = self.stream.isatty()
         if self.redis_url is None:
-            from ingestion_pipelines.settings import get_settings
+            from ingestion_pipelines.core.settings import get_settings
 
             self.redis_url = get_settings().redis_url
         self.feed = ProgressFeed(self.client, self.redis_url)

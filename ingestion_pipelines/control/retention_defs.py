@@ -13,11 +13,11 @@ import os
 import dagster as dg
 from pydantic import Field
 
+from ingestion_pipelines.core.redaction import redact
+from ingestion_pipelines.core.timezones import ICT_NAME
 from ingestion_pipelines.dagster_api.names import KIND_TAG, MAX_RETRIES_TAG
-from ingestion_pipelines.redaction import redact
 from ingestion_pipelines.resources.database import DatabaseResource
 from ingestion_pipelines.storage import retention
-from ingestion_pipelines.timezones import ICT_NAME
 
 RETENTION_JOB = "retention"
 RETENTION_SCHEDULE = "retention_schedule"

@@ -27,9 +27,9 @@ from typing import Any
 
 import yaml
 
-from ingestion_pipelines.config import ConfigError, env_reference, url_with_password
+from ingestion_pipelines.config.chain import ConfigError, env_reference, url_with_password
+from ingestion_pipelines.core.errors import IngestError
 from ingestion_pipelines.dagster_api.names import IDENTITY_TAG
-from ingestion_pipelines.errors import IngestError
 
 CONFIG_OP = "apply_config_change"
 OPERATOR, INTERNAL = "operator", "internal"
@@ -112,7 +112,7 @@ def _check_ops(ops: Any) -> None:
 
 
 def _secret_keys() -> set[str]:
-    from ingestion_pipelines.workers import catalogue
+    from ingestion_pipelines.config.workers import catalogue
 
     return {key for spec in catalogue().values() for key in spec.settings.secret_keys()}
 

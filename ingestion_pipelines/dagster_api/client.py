@@ -17,11 +17,11 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from ingestion_pipelines.core.errors import IngestError
+from ingestion_pipelines.core.redaction import redact, redact_url
+from ingestion_pipelines.core.settings import get_settings
 from ingestion_pipelines.dagster_api.http import DagsterHttp, DagsterHttpError
 from ingestion_pipelines.dagster_api.names import LOCATION, REPOSITORY
-from ingestion_pipelines.errors import IngestError
-from ingestion_pipelines.redaction import redact, redact_url
-from ingestion_pipelines.settings import get_settings
 
 TERMINAL_RUN_STATUSES = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
 TERMINAL_BACKFILL_STATUSES = frozenset(

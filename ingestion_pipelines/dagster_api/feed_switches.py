@@ -18,6 +18,7 @@ from typing import Any
 
 from loguru import logger
 
+from ingestion_pipelines.core.errors import IngestError
 from ingestion_pipelines.dagster_api.client import operation
 from ingestion_pipelines.dagster_api.http import DagsterHttp, DagsterHttpError
 from ingestion_pipelines.dagster_api.names import (
@@ -26,7 +27,6 @@ from ingestion_pipelines.dagster_api.names import (
     REPOSITORY,
     feed_sensor_name,
 )
-from ingestion_pipelines.errors import IngestError
 
 _RUNNING = {"RUNNING", "DECLARED_IN_CODE"}
 

@@ -13,9 +13,9 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-from ingestion_pipelines.errors import IngestError
-from ingestion_pipelines.redaction import redact, redact_url, register_secret
-from ingestion_pipelines.retry import is_retryable_status
+from ingestion_pipelines.core.errors import IngestError
+from ingestion_pipelines.core.redaction import redact, redact_url, register_secret
+from ingestion_pipelines.core.retry import is_retryable_status
 
 USER_AGENT = "ingestion_pipelines-sidecar"
 

@@ -15,12 +15,12 @@ from typing import Any
 import dagster as dg
 from sqlalchemy import Engine, select
 
-from ingestion_pipelines import market_calendar
 from ingestion_pipelines.derived.ssi_bars import SSI_WORKER_ID
 from ingestion_pipelines.derived.trade_bars import market_sources
 from ingestion_pipelines.resources.database import DatabaseResource
 from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines.storage.tables import trade_bar_1m
+from ingestion_pipelines.vnmarket import calendar as market_calendar
 
 CHECK_NAME = "market_calendar"
 LOOKBACK_DAYS = 7

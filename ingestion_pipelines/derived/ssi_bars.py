@@ -17,7 +17,8 @@ from datetime import date, datetime, timedelta
 
 import dagster as dg
 
-from ingestion_pipelines import market_calendar
+from ingestion_pipelines.config.workers import WorkerSpec, register
+from ingestion_pipelines.core.timezones import ICT, ICT_NAME
 from ingestion_pipelines.derived.trade_bars import (
     START_DATE,
     BarsAsset,
@@ -27,8 +28,7 @@ from ingestion_pipelines.derived.trade_bars import (
     market_sources,
     upstream_feeds,
 )
-from ingestion_pipelines.timezones import ICT, ICT_NAME
-from ingestion_pipelines.workers import WorkerSpec, register
+from ingestion_pipelines.vnmarket import calendar as market_calendar
 
 SSI_WORKER_ID = "ssi_trade_bars_1m"
 WEEKENDS = ("0 0 * * 6", "0 0 * * 0")

@@ -31,15 +31,15 @@ import dagster as dg
 from pydantic import Field, PositiveInt
 from sqlalchemy import ColumnElement, Engine, select, tuple_
 
+from ingestion_pipelines.config.workers import WorkerSettings, WorkerSpec, register
+from ingestion_pipelines.core.timezones import ICT_NAME
 from ingestion_pipelines.dagster_api.names import WORKER_TAG
-from ingestion_pipelines.dagster_warnings import quiet_backfill_policy_beta
-from ingestion_pipelines.logs import run_logging
 from ingestion_pipelines.resources.database import DatabaseResource
 from ingestion_pipelines.resources.worker_config import WorkerConfigResource
+from ingestion_pipelines.sources.dagster_warnings import quiet_backfill_policy_beta
+from ingestion_pipelines.storage.logs import run_logging
 from ingestion_pipelines.storage.tables import trade_bar_1m, trade_tick
 from ingestion_pipelines.storage.upsert import UpsertResult, upsert
-from ingestion_pipelines.timezones import ICT_NAME
-from ingestion_pipelines.workers import WorkerSettings, WorkerSpec, register
 
 WORKER_ID = "trade_bars_1m"
 GROUP = "derived"
@@ -81,8 +81,8 @@ def bars_partitions_def() -> dg.DailyPartitionsDefinition:
 def market_sources() -> frozenset[str]:
     """`trade_tick.source` of every feed of the Vietnamese market (`market_calendar`): their bars
     are `ssi_trade_bars_1m`'s, on trading days."""
-    from ingestion_pipelines import market_calendar
     from ingestion_pipelines.feeds.base import feed_classes
+    from ingestion_pipelines.vnmarket import calendar as market_calendar
 
     feeds = feed_classes()
     return frozenset(feeds[w].source for w in market_calendar.FEED_EXCHANGES if w in feeds)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ingestion_pipelines.discovery import declared_subclasses
-from ingestion_pipelines.table_policy import POLICIES, TablePolicy
-from ingestion_pipelines.workers import FeedSettings, WorkerSpec, register
+from ingestion_pipelines.config.workers import FeedSettings, WorkerSpec, register
+from ingestion_pipelines.core.discovery import declared_subclasses
+from ingestion_pipelines.storage.table_policy import POLICIES, TablePolicy
 
 
 class Feed:

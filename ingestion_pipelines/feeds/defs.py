@@ -30,14 +30,14 @@ from typing import Any
 import dagster as dg
 from sqlalchemy import Engine, select
 
-from ingestion_pipelines import market_calendar
+from ingestion_pipelines.core.redaction import redact
+from ingestion_pipelines.core.timezones import ICT_NAME
 from ingestion_pipelines.dagster_api.names import KIND_TAG
 from ingestion_pipelines.dagster_api.names import feed_sensor_name as sensor_name
 from ingestion_pipelines.feeds.base import Feed, feed_classes
-from ingestion_pipelines.redaction import redact
 from ingestion_pipelines.resources.database import DatabaseResource
 from ingestion_pipelines.storage.tables import worker_state
-from ingestion_pipelines.timezones import ICT_NAME
+from ingestion_pipelines.vnmarket import calendar as market_calendar
 
 ICT_TIMEZONE = ICT_NAME
 FEED_START_DATE = "2025-01-01"

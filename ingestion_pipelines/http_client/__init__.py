@@ -7,7 +7,7 @@
 - `errors`: `HttpFetchError`, `RunDeadlineExceeded`
 - `validators`: `ValidatorStore`, `MemoryValidatorStore`
 
-Backoff, `Retry-After` and which statuses are worth retrying come from `ingestion_pipelines.retry`.
+Backoff, `Retry-After` and which statuses are worth retrying come from `ingestion_pipelines.core.retry`.
 Nothing here reads configuration at import time, and no exception, log line or statistic contains
-a proxy password or other registered secret (see `ingestion_pipelines.redaction`).
+a proxy password or other registered secret (see `ingestion_pipelines.core.redaction`).
 """

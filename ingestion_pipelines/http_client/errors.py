@@ -8,9 +8,9 @@ from http import HTTPStatus
 
 from curl_cffi.requests import exceptions as curl_exc
 
-from ingestion_pipelines.errors import IngestError
-from ingestion_pipelines.redaction import redact, redact_url
-from ingestion_pipelines.retry import is_retryable_status
+from ingestion_pipelines.core.errors import IngestError
+from ingestion_pipelines.core.redaction import redact, redact_url
+from ingestion_pipelines.core.retry import is_retryable_status
 
 _CURL_HINT = re.compile(r"\s*See https://curl\.se/libcurl/c/libcurl-errors\.html.*$", re.S)
 

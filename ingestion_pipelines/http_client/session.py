@@ -1,5 +1,5 @@
 """`CrawlSession`: one `curl_cffi` session for one worker with browser impersonation, a per-host
-rate limit, retries through `ingestion_pipelines.retry` (full jitter, `Retry-After`), conditional
+rate limit, retries through `ingestion_pipelines.core.retry` (full jitter, `Retry-After`), conditional
 GETs, a response size cap, proxies, a run deadline and request statistics."""
 
 from __future__ import annotations
@@ -16,6 +16,13 @@ from curl_cffi.curl import CURL_WRITEFUNC_ERROR
 from curl_cffi.requests import exceptions as curl_exc
 from loguru import logger
 
+from ingestion_pipelines.core.redaction import redact, redact_url, register_secret
+from ingestion_pipelines.core.retry import full_jitter, is_retryable_status, parse_retry_after
+from ingestion_pipelines.core.url_policy import (
+    PROXY_SCHEMES,
+    check_optional_url,
+    private_redirect_mode,
+)
 from ingestion_pipelines.http_client.errors import (
     FATAL_CURL_ERRORS,
     FatalAttempt,
@@ -28,18 +35,11 @@ from ingestion_pipelines.http_client.errors import (
 )
 from ingestion_pipelines.http_client.results import HttpResult, HttpStats
 from ingestion_pipelines.http_client.validators import ValidatorStore
-from ingestion_pipelines.redaction import redact, redact_url, register_secret
 from ingestion_pipelines.resources.rate_limit import (
     RateLimiter,
     rate_limit_host,
 )
 from ingestion_pipelines.resources.redirects import protocol_options, send_following_redirects
-from ingestion_pipelines.retry import full_jitter, is_retryable_status, parse_retry_after
-from ingestion_pipelines.url_policy import (
-    PROXY_SCHEMES,
-    check_optional_url,
-    private_redirect_mode,
-)
 
 DEFAULT_USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 "

@@ -35,6 +35,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from ingestion_pipelines.core.redaction import redact, register_secret
 from ingestion_pipelines.live.auth import COOKIE, Identity, LiveAuth, Refused
 from ingestion_pipelines.live.hub import NO_REDIS, Client, Hub, LimitError, Limits
 from ingestion_pipelines.live.messages import (
@@ -44,7 +45,6 @@ from ingestion_pipelines.live.messages import (
     PatternError,
     check_patterns,
 )
-from ingestion_pipelines.redaction import redact, register_secret
 
 HEARTBEAT_S = 15.0
 FAREWELL_S = 1.0  # how long a dropped client's last words may wait on its socket
@@ -274,7 +274,7 @@ async def _serve_websocket(ws: WebSocket, hub: Hub, gate: Gate, heartbeat_s: flo
 
 
 def _limits_from_settings() -> Limits:
-    from ingestion_pipelines.settings import get_settings
+    from ingestion_pipelines.core.settings import get_settings
 
     s = get_settings()
     return Limits(s.live_max_clients, s.live_max_per_user, s.live_max_subscriptions)
@@ -332,7 +332,7 @@ class _Endpoints:
         return Response(render(self.hub), media_type=CONTENT_TYPE)
 
     async def bars(self, request: Request, identity: Identity) -> Response:
-        from ingestion_pipelines.settings import get_settings
+        from ingestion_pipelines.core.settings import get_settings
 
         return await _bars(request, self.bars_database_url or get_settings().database_url)
 

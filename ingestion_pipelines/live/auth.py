@@ -24,9 +24,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ingestion_pipelines.errors import IngestError
+from ingestion_pipelines.core.errors import IngestError
+from ingestion_pipelines.core.redaction import register_secret
 from ingestion_pipelines.live.messages import KINDS
-from ingestion_pipelines.redaction import register_secret
 
 ALGORITHM = "HS256"
 COOKIE = "ingest_live_token"
@@ -118,7 +118,7 @@ class LiveAuth:
 
     @classmethod
     def from_settings(cls) -> LiveAuth:
-        from ingestion_pipelines.settings import get_settings
+        from ingestion_pipelines.core.settings import get_settings
 
         settings = get_settings()
         origins = [o for o in settings.live_origins.replace(",", " ").split() if o]

@@ -32,7 +32,9 @@ from urllib.parse import urlsplit
 
 from loguru import logger
 
-from ingestion_pipelines.errors import IngestError
+from ingestion_pipelines.core.errors import IngestError
+from ingestion_pipelines.core.redaction import redact, redact_url, register_secret
+from ingestion_pipelines.core.retry import Backoff
 from ingestion_pipelines.live.messages import (
     KINDS,
     REDIS_PATTERNS,
@@ -42,8 +44,6 @@ from ingestion_pipelines.live.messages import (
     parse_event_id,
 )
 from ingestion_pipelines.live.messages import PatternError as PatternError  # its old home
-from ingestion_pipelines.redaction import redact, redact_url, register_secret
-from ingestion_pipelines.retry import Backoff
 
 REPLAY_SIZE = 5_000
 CLIENT_QUEUE_SIZE = 1_000

@@ -10,7 +10,7 @@ from fnmatch import fnmatchcase
 
 import orjson
 
-from ingestion_pipelines.errors import IngestError
+from ingestion_pipelines.core.errors import IngestError
 
 KINDS = ("ticks", "bars", "progress")
 REDIS_PATTERNS = tuple(f"{kind}:*" for kind in KINDS)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 
+from ingestion_pipelines.core.redaction import redact_url
+from ingestion_pipelines.core.settings import get_settings
 from ingestion_pipelines.live.hub import NO_REDIS
-from ingestion_pipelines.redaction import redact_url
-from ingestion_pipelines.settings import get_settings
 
 
 class _DropNoise(logging.Filter):

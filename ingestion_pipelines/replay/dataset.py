@@ -16,9 +16,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
+from ingestion_pipelines.core.timezones import ICT
 from ingestion_pipelines.replay import routes
 from ingestion_pipelines.replay.routes import read_data, read_variant
-from ingestion_pipelines.timezones import ICT
 
 __all__ = ["ReplayDataset", "read_data", "read_variant"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from sqlalchemy import Engine
 
-from ingestion_pipelines.settings import get_settings
+from ingestion_pipelines.core.settings import get_settings
 from ingestion_pipelines.storage.engines import ensure_schema
 
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from loguru import logger
 
-from ingestion_pipelines.redaction import redact
+from ingestion_pipelines.core.redaction import redact
 
 __all__ = [
     "LocalRateLimiter",

@@ -16,7 +16,7 @@ from urllib.parse import urljoin
 from curl_cffi.const import CurlOpt
 from curl_cffi.requests import exceptions as curl_exc
 
-from ingestion_pipelines.url_policy import (
+from ingestion_pipelines.core.url_policy import (
     CRAWL_SCHEMES,
     CURL_PROTOCOLS,
     UnsafeUrlError,

@@ -1,4 +1,4 @@
-"""Redis as a Dagster resource; the client itself is `ingestion_pipelines.redis_client`."""
+"""Redis as a Dagster resource; the client itself is `ingestion_pipelines.core.redis_client`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import dagster as dg
 import redis
 
 # say_no_redis is re-exported for callers that still import it from here.
-from ingestion_pipelines.redis_client import get_redis, say_no_redis  # noqa: F401
+from ingestion_pipelines.core.redis_client import get_redis, say_no_redis  # noqa: F401
 
 
 class RedisResource(dg.ConfigurableResource):

@@ -8,7 +8,7 @@ from typing import Any
 
 import dagster as dg
 
-from ingestion_pipelines.config import ConfigChain, ResolvedConfig
+from ingestion_pipelines.config.chain import ConfigChain, ResolvedConfig
 
 
 class WorkerConfigResource(dg.ConfigurableResource):

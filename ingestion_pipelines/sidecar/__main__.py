@@ -11,10 +11,10 @@ import threading
 
 from loguru import logger
 
-from ingestion_pipelines.logs import setup_logging, shutdown_logging
-from ingestion_pipelines.settings import get_settings
+from ingestion_pipelines.core.settings import get_settings
 from ingestion_pipelines.sidecar.runner import Sidecar, SidecarOptions
 from ingestion_pipelines.sidecar.spool import DEFAULT_MAX_BYTES
+from ingestion_pipelines.storage.logs import setup_logging, shutdown_logging
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -43,16 +43,16 @@ from sqlalchemy.exc import (
     ProgrammingError,
 )
 
-from ingestion_pipelines.errors import IngestError
+from ingestion_pipelines.core.errors import IngestError
 from ingestion_pipelines.sidecar.bars import LiveBars, bar_message
 from ingestion_pipelines.sidecar.shards import worker_of
 from ingestion_pipelines.sidecar.spool import Spool, SpoolFull
 from ingestion_pipelines.sidecar.write_metrics import WriteMetrics, account
 from ingestion_pipelines.storage.dead_letters import dead_letter_row, insert_dead_letters
 from ingestion_pipelines.storage.engines import ensure_schema
+from ingestion_pipelines.storage.table_policy import policy_of
 from ingestion_pipelines.storage.tables import CONTROL_TABLES, DATA_TABLES, feed_fence
 from ingestion_pipelines.storage.upsert import fast_upsert
-from ingestion_pipelines.table_policy import policy_of
 
 _TABLES = {**DATA_TABLES, **CONTROL_TABLES}
 # (feed id, table, on_conflict, rows)

@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit
 
 import websocket
 
-from ingestion_pipelines.redaction import register_secret
+from ingestion_pipelines.core.redaction import register_secret
 
 
 def proxy_options(proxy: str | None) -> dict[str, Any]:

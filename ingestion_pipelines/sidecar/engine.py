@@ -35,10 +35,10 @@ import websocket
 from loguru import logger
 from sqlalchemy import func, select
 
-from ingestion_pipelines import url_policy
+from ingestion_pipelines.core import url_policy
+from ingestion_pipelines.core.redaction import redact_url
+from ingestion_pipelines.core.retry import Backoff
 from ingestion_pipelines.feeds.protocol import BROWSER_USER_AGENT, Parsed, ParseError
-from ingestion_pipelines.redaction import redact_url
-from ingestion_pipelines.retry import Backoff
 from ingestion_pipelines.sidecar.connection import POLL_S, BufferedRecv, library_idle, proxy_options
 from ingestion_pipelines.sidecar.gaps import FirstSeen, GapFiller, GapTracker
 from ingestion_pipelines.sidecar.sessions import FeedSession
@@ -46,8 +46,8 @@ from ingestion_pipelines.sidecar.shards import worker_of
 from ingestion_pipelines.sidecar.spool import Spool
 from ingestion_pipelines.sidecar.writer import Writer
 from ingestion_pipelines.storage.dead_letters import PAYLOAD_HEAD_BYTES, dead_letter_row
+from ingestion_pipelines.storage.table_policy import TablePolicy, policy_of
 from ingestion_pipelines.storage.tables import DATA_TABLES
-from ingestion_pipelines.table_policy import TablePolicy, policy_of
 
 
 class FeedEngine:

@@ -24,9 +24,9 @@ from typing import Any
 import orjson
 from loguru import logger
 
+from ingestion_pipelines.core.retry import Backoff, is_retryable_status, parse_retry_after
+from ingestion_pipelines.core.url_policy import CRAWL_SCHEMES, SafeRedirectHandler, check_url
 from ingestion_pipelines.feeds.protocol import BROWSER_USER_AGENT
-from ingestion_pipelines.retry import Backoff, is_retryable_status, parse_retry_after
-from ingestion_pipelines.url_policy import CRAWL_SCHEMES, SafeRedirectHandler, check_url
 
 MAX_UNFILLED_KEPT = 50
 

@@ -24,7 +24,7 @@ from typing import Any
 from loguru import logger
 from sqlalchemy import text
 
-from ingestion_pipelines.redaction import redact
+from ingestion_pipelines.core.redaction import redact
 from ingestion_pipelines.sidecar.ownership import LocalOwnership
 from ingestion_pipelines.sidecar.shards import worker_of
 from ingestion_pipelines.storage.engines import get_engine

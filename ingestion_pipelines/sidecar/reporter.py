@@ -42,9 +42,9 @@ from typing import Any
 
 from loguru import logger
 
+from ingestion_pipelines.core.redaction import redact
+from ingestion_pipelines.core.retry import Backoff
 from ingestion_pipelines.dagster_api.http import DagsterHttp, DagsterHttpError
-from ingestion_pipelines.redaction import redact
-from ingestion_pipelines.retry import Backoff
 
 # ---- metadata -----------------------------------------------------------------------------
 

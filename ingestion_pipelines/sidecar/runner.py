@@ -32,10 +32,10 @@ from typing import Any
 
 from loguru import logger
 
-from ingestion_pipelines.config import ConfigChain
+from ingestion_pipelines.config.chain import ConfigChain
+from ingestion_pipelines.core.redis_client import get_redis
+from ingestion_pipelines.core.settings import local_data_dir
 from ingestion_pipelines.feeds.base import feed_classes
-from ingestion_pipelines.redis_client import get_redis
-from ingestion_pipelines.settings import local_data_dir
 from ingestion_pipelines.sidecar.engine import FeedEngine
 from ingestion_pipelines.sidecar.health import HealthServer
 from ingestion_pipelines.sidecar.ownership import LocalOwnership, RedisOwnership

@@ -25,8 +25,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from ingestion_pipelines.core.redaction import redact_url
 from ingestion_pipelines.feeds.protocol import Parsed, ParseError
-from ingestion_pipelines.redaction import redact_url
 from ingestion_pipelines.sidecar.gaps import rest_get
 
 PUMP_INTERVAL_S = 0.01  # how often the connection thread looks at answers and the snapshot timer

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from loguru import logger
 
-from ingestion_pipelines.workers import MAX_SYMBOLS
+from ingestion_pipelines.config.workers import MAX_SYMBOLS
 
 REPLICAS_KEY = "ingest:sidecar:replicas"
 

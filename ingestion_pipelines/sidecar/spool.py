@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 from loguru import logger
 
-from ingestion_pipelines.errors import IngestError
+from ingestion_pipelines.core.errors import IngestError
 from ingestion_pipelines.storage.tables import CONTROL_TABLES, DATA_TABLES
 from ingestion_pipelines.storage.types import ExactDecimal, UtcDateTime
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from ingestion_pipelines.table_policy import policy_of
-from ingestion_pipelines.timezones import ICT_UTC_OFFSET_S
+from ingestion_pipelines.core.timezones import ICT_UTC_OFFSET_S
+from ingestion_pipelines.storage.table_policy import policy_of
 
 
 @functools.cache

@@ -67,7 +67,7 @@ class _Child:
     """The writer process: a `BatchCommitter` fed from the parent's socket, in this one thread."""
 
     def __init__(self, conn: Connection, config: dict[str, Any]):
-        from ingestion_pipelines.redis_client import get_redis
+        from ingestion_pipelines.core.redis_client import get_redis
 
         self.conn = conn
         self.ownership: dict[str, tuple[bool, int | None]] = {}
@@ -189,7 +189,7 @@ class _Child:
 
 def child_main(fd: int) -> int:
     """The writer process's entry point: its settings come first on the socket `fd`."""
-    from ingestion_pipelines.redaction import register_secret
+    from ingestion_pipelines.core.redaction import register_secret
 
     # Ctrl-C in a terminal signals the whole process group: the sidecar decides when its writer
     # ends (after the last flush), and the child also ends when the sidecar's socket closes.
@@ -200,7 +200,7 @@ def child_main(fd: int) -> int:
     for secret in config["secrets"]:
         register_secret(secret)
     if config["logging"]:
-        from ingestion_pipelines.logs import setup_logging
+        from ingestion_pipelines.storage.logs import setup_logging
 
         setup_logging(
             "sidecar-writer",

@@ -45,8 +45,8 @@ from typing import Any
 from loguru import logger
 
 import ingestion_pipelines
-from ingestion_pipelines.errors import IngestError
-from ingestion_pipelines.retry import Backoff
+from ingestion_pipelines.core.errors import IngestError
+from ingestion_pipelines.core.retry import Backoff
 from ingestion_pipelines.sidecar.committer import Item
 from ingestion_pipelines.sidecar.spool import DEFAULT_MAX_BYTES, Spool
 from ingestion_pipelines.sidecar.write_metrics import WriteMetrics
@@ -267,7 +267,8 @@ class ProcessWriter:
         )
         theirs.close()
         self._conn = Connection(ours.detach())
-        from ingestion_pipelines import logs, redaction
+        from ingestion_pipelines.core import redaction
+        from ingestion_pipelines.storage import logs
 
         self._conn.send(
             {

@@ -3,7 +3,7 @@ made by `sources.declared`) and one folder per Python source family (its sources
 expected values and recordings), turned into Dagster assets by `sources.factory`; discovery
 finds both."""
 
-from ingestion_pipelines.discovery import import_submodules
+from ingestion_pipelines.core.discovery import import_submodules
 from ingestion_pipelines.sources.declared import load_declared_sources
 
 import_submodules(

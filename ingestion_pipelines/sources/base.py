@@ -30,11 +30,11 @@ from pydantic import (
 )
 from sqlalchemy import Table
 
-from ingestion_pipelines import values
-from ingestion_pipelines.discovery import declared_subclasses
-from ingestion_pipelines.errors import IngestError
-from ingestion_pipelines.timezones import ICT_NAME
-from ingestion_pipelines.workers import ScheduledSettings, WorkerSpec, catalogue, register
+from ingestion_pipelines.config.workers import ScheduledSettings, WorkerSpec, catalogue, register
+from ingestion_pipelines.core import values
+from ingestion_pipelines.core.discovery import declared_subclasses
+from ingestion_pipelines.core.errors import IngestError
+from ingestion_pipelines.core.timezones import ICT_NAME
 
 
 class SourceError(IngestError, RuntimeError):
@@ -298,7 +298,7 @@ EpochSeconds = Annotated[
 ]
 UtcTime = Annotated[datetime, AfterValidator(_to_utc)]
 # Exact decimals: never floats, finite and within DECIMAL(38,18); positive variants where the
-# domain says so (see `ingestion_pipelines.values`).
+# domain says so (see `ingestion_pipelines.core.values`).
 Exact = values.Exact
 PositiveExact = values.PositiveExact
 NonNegativeExact = values.NonNegativeExact

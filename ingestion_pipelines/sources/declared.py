@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import or_, select
 
+from ingestion_pipelines.config.workers import catalogue
 from ingestion_pipelines.sources.base import (
     DailyPartitions,
     Expected,
@@ -50,7 +51,6 @@ from ingestion_pipelines.sources.declared_spec import RestSourceSpec, duration
 from ingestion_pipelines.sources.paginators import PaginatorSpec, at_path
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.declared import Declaration, declarations
-from ingestion_pipelines.workers import catalogue
 
 
 class DeclaredSource(Source):
@@ -74,7 +74,7 @@ class DeclaredSource(Source):
         for_each = self.spec.request.for_each
         if for_each is None:
             return [None]
-        from ingestion_pipelines.settings import get_settings
+        from ingestion_pipelines.core.settings import get_settings
         from ingestion_pipelines.storage.engines import get_engine
 
         table = tables.metadata.tables[for_each.table]

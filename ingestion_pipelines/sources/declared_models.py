@@ -15,6 +15,7 @@ from pydantic import (
     create_model,
 )
 
+from ingestion_pipelines.config.workers import ScheduledSettings, secret
 from ingestion_pipelines.sources.base import (
     EpochMillis,
     EpochSeconds,
@@ -27,7 +28,6 @@ from ingestion_pipelines.sources.base import (
 from ingestion_pipelines.sources.declared_rules import ordered_validators
 from ingestion_pipelines.sources.declared_spec import FieldSpec, RestSourceSpec, SettingSpec
 from ingestion_pipelines.storage.declared import table_columns
-from ingestion_pipelines.workers import ScheduledSettings, secret
 
 _PYTHON_TYPES: dict[str, Any] = {
     "string": str,

@@ -15,8 +15,8 @@ from pydantic import (
     field_validator,
 )
 
+from ingestion_pipelines.core.timezones import ICT_NAME
 from ingestion_pipelines.sources.paginators import PaginatorSpec
-from ingestion_pipelines.timezones import ICT_NAME
 
 _DURATION = re.compile(r"^(\d+)\s*([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}

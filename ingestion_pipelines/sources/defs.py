@@ -9,9 +9,9 @@ from loguru import logger
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
-from ingestion_pipelines.config import ConfigChain, ConfigError
-from ingestion_pipelines.redaction import redact_url
-from ingestion_pipelines.settings import get_settings
+from ingestion_pipelines.config.chain import ConfigChain, ConfigError
+from ingestion_pipelines.core.redaction import redact_url
+from ingestion_pipelines.core.settings import get_settings
 from ingestion_pipelines.sources.base import Source, source_classes
 from ingestion_pipelines.sources.factory import build_source_defs
 from ingestion_pipelines.storage.engines import get_engine

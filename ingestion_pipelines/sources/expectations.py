@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ingestion_pipelines import market_calendar
 from ingestion_pipelines.sources.base import Window
+from ingestion_pipelines.vnmarket import calendar as market_calendar
 
 
 @dataclass(frozen=True)

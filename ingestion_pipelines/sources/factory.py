@@ -12,23 +12,23 @@ from loguru import logger
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from ingestion_pipelines import market_calendar
+from ingestion_pipelines.core.errors import is_transient
+from ingestion_pipelines.core.timezones import ICT_NAME
 from ingestion_pipelines.dagster_api.names import WORKER_TAG
-from ingestion_pipelines.dagster_warnings import quiet_backfill_policy_beta
-from ingestion_pipelines.errors import is_transient
-from ingestion_pipelines.failures import storage_failure
 from ingestion_pipelines.http_client.errors import HttpFetchError
 from ingestion_pipelines.http_client.resource import HttpClientResource
-from ingestion_pipelines.launch_config import RunOverrides
-from ingestion_pipelines.logs import run_logging
 from ingestion_pipelines.resources.database import DatabaseResource
 from ingestion_pipelines.resources.redis import RedisResource
 from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines.sources.base import Source, SourceError, TradingDayPartitions, Window
+from ingestion_pipelines.sources.dagster_warnings import quiet_backfill_policy_beta
 from ingestion_pipelines.sources.expectations import judge_rows, scheduled_partition
+from ingestion_pipelines.sources.failures import storage_failure
+from ingestion_pipelines.sources.launch import RunOverrides
 from ingestion_pipelines.sources.runner import CrawlResult, crawl
+from ingestion_pipelines.storage.logs import run_logging
 from ingestion_pipelines.storage.validators import PersistentValidators
-from ingestion_pipelines.timezones import ICT_NAME
+from ingestion_pipelines.vnmarket import calendar as market_calendar
 
 TIMEZONE = ICT_NAME
 

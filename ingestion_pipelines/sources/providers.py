@@ -39,12 +39,12 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from ingestion_pipelines import market_calendar
-from ingestion_pipelines.market_calendar import Deadline
-from ingestion_pipelines.redaction import redact
+from ingestion_pipelines.config.workers import ScheduledSettings
+from ingestion_pipelines.core.redaction import redact
+from ingestion_pipelines.core.timezones import ICT
 from ingestion_pipelines.sources.base import SourceError
-from ingestion_pipelines.timezones import ICT
-from ingestion_pipelines.workers import ScheduledSettings
+from ingestion_pipelines.vnmarket import calendar as market_calendar
+from ingestion_pipelines.vnmarket.calendar import Deadline
 
 BLOCK_STATUSES = frozenset({401, 403, 451})
 # EOD data of a trading day is final by 17:00 ICT that day (`market_calendar.DEADLINES`).

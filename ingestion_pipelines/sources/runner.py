@@ -32,9 +32,9 @@ from loguru import logger
 from pydantic import ValidationError
 from sqlalchemy import Engine
 
+from ingestion_pipelines.core.redaction import redact_url
 from ingestion_pipelines.http_client.results import HttpResult, HttpStats
 from ingestion_pipelines.http_client.session import CrawlSession
-from ingestion_pipelines.redaction import redact_url
 from ingestion_pipelines.sources.base import Expected, Request, Source, SourceError
 from ingestion_pipelines.sources.checkpoints import (
     DEFAULT_TTL_S,

@@ -40,8 +40,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 
-from ingestion_pipelines.errors import IngestError
-from ingestion_pipelines.redaction import redact_url
+from ingestion_pipelines.core.errors import IngestError
+from ingestion_pipelines.core.redaction import redact_url
 from ingestion_pipelines.storage.types import (
     ExactDecimal,
     JsonDocument,
@@ -64,7 +64,7 @@ class ArchiveError(IngestError):
 
 def default_archive_url() -> str:
     """`INGEST_ARCHIVE_URL`, else the `archive` folder of the local data folder."""
-    from ingestion_pipelines.settings import get_settings, local_data_dir
+    from ingestion_pipelines.core.settings import get_settings, local_data_dir
 
     return get_settings().archive_url or str(local_data_dir() / "archive")
 

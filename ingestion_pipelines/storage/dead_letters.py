@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine
 
-from ingestion_pipelines.redaction import redact
+from ingestion_pipelines.core.redaction import redact
 from ingestion_pipelines.storage.tables import dead_letter
 from ingestion_pipelines.storage.upsert import upsert
 

@@ -10,7 +10,7 @@ from alembic.script import ScriptDirectory
 from loguru import logger
 from sqlalchemy import text
 
-from ingestion_pipelines.redaction import redact_url
+from ingestion_pipelines.core.redaction import redact_url
 from ingestion_pipelines.storage.migration_ops import bound_to
 from ingestion_pipelines.storage.pool import get_engine
 

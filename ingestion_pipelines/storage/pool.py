@@ -7,7 +7,7 @@ import threading
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from ingestion_pipelines.redaction import register_secret
+from ingestion_pipelines.core.redaction import register_secret
 
 _engines: dict[str, Engine] = {}
 migrated_urls: set[str] = set()  # URLs migrated by this process (storage.engines.ensure_schema)

@@ -29,7 +29,7 @@ from alembic.util import CommandError
 from sqlalchemy import Column, MetaData
 from sqlalchemy.types import TypeEngine
 
-from ingestion_pipelines.errors import IngestError
+from ingestion_pipelines.core.errors import IngestError
 from ingestion_pipelines.storage.migrate import script_config, upgrade
 from ingestion_pipelines.storage.pool import get_engine
 from ingestion_pipelines.storage.schema_rules import autogenerate_options, portable_type

@@ -1,3 +1,3 @@
 """Pure rules of the Vietnamese market shared by its sources: unit normalisation (`units`), the
 exchanges' price steps (`price_steps`) and backward price adjustment for corporate events
-(`adjustment`). Nothing here does I/O or imports Dagster."""
+(`adjustment`). The trading calendar (`calendar`, with its reviewed CSVs) too. Nothing here imports Dagster."""

@@ -37,7 +37,7 @@ from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from enum import StrEnum
 
-from ingestion_pipelines.errors import IngestError
+from ingestion_pipelines.core.errors import IngestError
 
 PRECISION = 40
 PRICE_PLACES = Decimal("0.000001")

@@ -28,7 +28,7 @@ from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 
-from ingestion_pipelines.errors import IngestError
+from ingestion_pipelines.core.errors import IngestError
 
 
 class Board(StrEnum):

@@ -31,8 +31,8 @@ import re
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
-from ingestion_pipelines.errors import IngestError
-from ingestion_pipelines.timezones import ICT
+from ingestion_pipelines.core.errors import IngestError
+from ingestion_pipelines.core.timezones import ICT
 
 THOUSAND = Decimal(1000)
 CHI_PER_TAEL = Decimal(10)  # 1 lượng (tael, 37.5 g) = 10 chỉ

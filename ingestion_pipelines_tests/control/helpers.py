@@ -45,7 +45,7 @@ class Outcome:
 
 def ingest(*argv: str) -> Outcome:
     """Run `ingest ARGV...` in this process; exit code and captured output."""
-    from ingestion_pipelines.config import ConfigError
+    from ingestion_pipelines.config.chain import ConfigError
 
     args = ingest_parser().parse_args(list(argv))
     out, err = io.StringIO(), io.StringIO()

@@ -195,7 +195,7 @@ def test_password_must_be_an_env_reference(monkeypatch):
 
 
 def test_mailto_routes_like_webhooks(sqlite_url, monkeypatch):
-    from ingestion_pipelines.config import ConfigChain
+    from ingestion_pipelines.config.chain import ConfigChain
 
     chain = ConfigChain(sqlite_url)
     chain.set(None, "alert_webhook", "https://global.example/hook")

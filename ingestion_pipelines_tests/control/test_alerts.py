@@ -14,7 +14,7 @@ from ingestion_pipelines.control.alerts import (
     webhook_for,
     webhook_target,
 )
-from ingestion_pipelines.redaction import redact
+from ingestion_pipelines.core.redaction import redact
 from ingestion_pipelines_tests.control.helpers import WebhookServer
 
 SECRET = "T0KEN-b5e8c1"
@@ -79,7 +79,7 @@ def test_failed_deliveries_are_retried_then_dropped() -> None:
 
         error = warning
 
-    from ingestion_pipelines.redaction import register_secret
+    from ingestion_pipelines.core.redaction import register_secret
 
     register_secret(SECRET)
     log = Log()
@@ -157,7 +157,7 @@ def test_unreachable_webhook_error_has_no_secret() -> None:
 
 
 def test_webhook_routing(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ingestion_pipelines.config import ConfigChain
+    from ingestion_pipelines.config.chain import ConfigChain
 
     chain = ConfigChain(sqlite_url)
     assert webhook_for("fear_greed", chain) is None

@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 from graphql import OperationDefinitionNode, parse, validate
 
-from ingestion_pipelines.config import ConfigChain
+from ingestion_pipelines.config.chain import ConfigChain
 from ingestion_pipelines.control import render
 from ingestion_pipelines.control.commands.common import metadata_values
 from ingestion_pipelines.control.commands.launch import fit_range

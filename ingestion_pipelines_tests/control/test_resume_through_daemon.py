@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from ingestion_pipelines.market_calendar import next_trading_day
 from ingestion_pipelines.replay.http_server import ReplayServer
 from ingestion_pipelines.replay.routes import read_data
 from ingestion_pipelines.sources.base import Window
@@ -26,6 +25,7 @@ from ingestion_pipelines.sources.vndirect.stocks import trades_within
 from ingestion_pipelines.sources.vndirect.testing import served_prices
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.engines import dispose_all, ensure_schema
+from ingestion_pipelines.vnmarket.calendar import next_trading_day
 from ingestion_pipelines_tests.control.helpers import ProjectStack, ingest, project_workspace
 from ingestion_pipelines_tests.fakes.dagster_stack import wait_until
 from ingestion_pipelines_tests.sources import crawl_process

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import delete, func, select
 
+from ingestion_pipelines.config.workers import catalogue
 from ingestion_pipelines.replay.http_server import ReplayServer
 from ingestion_pipelines.storage.engines import dispose_all, ensure_schema
 from ingestion_pipelines.storage.tables import (
@@ -23,7 +24,6 @@ from ingestion_pipelines.storage.tables import (
     worker_config,
     worker_state,
 )
-from ingestion_pipelines.workers import catalogue
 from ingestion_pipelines_tests.control.helpers import (
     ProjectStack,
     WebhookServer,

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from ingestion_pipelines.cli import build_parser
+from ingestion_pipelines.config.workers import catalogue
 from ingestion_pipelines.dagster_api.client import LOCATION
-from ingestion_pipelines.workers import catalogue
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -307,7 +307,7 @@ def test_the_stack_publishes_on_loopback_unless_told_and_redis_wants_a_password(
 
 
 def test_a_redis_url_password_never_shows():
-    from ingestion_pipelines.redaction import redact, redact_url
+    from ingestion_pipelines.core.redaction import redact, redact_url
 
     url = "redis://:Zq8secretRedis@redis:6379/0"
     assert "Zq8secretRedis" not in redact_url(url)

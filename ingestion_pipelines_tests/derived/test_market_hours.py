@@ -6,7 +6,6 @@ from decimal import Decimal
 
 import dagster as dg
 
-from ingestion_pipelines import market_calendar
 from ingestion_pipelines.derived.market_hours import (
     CHECK_NAME,
     judge_market_bars,
@@ -18,6 +17,7 @@ from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines.storage.tables import trade_bar_1m
 from ingestion_pipelines.storage.upsert import upsert
+from ingestion_pipelines.vnmarket import calendar as market_calendar
 
 ICT = market_calendar.ICT
 

@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 from sqlalchemy import select
 
-from ingestion_pipelines import market_calendar
+from ingestion_pipelines.config.workers import catalogue
 from ingestion_pipelines.derived import defs as derived_defs
 from ingestion_pipelines.derived.ssi_bars import (
     SSI_WORKER_ID,
@@ -26,7 +26,7 @@ from ingestion_pipelines.sources.factory import trading_day_partitions_def as eo
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines.storage.tables import trade_bar_1m, trade_tick
 from ingestion_pipelines.storage.upsert import upsert
-from ingestion_pipelines.workers import catalogue
+from ingestion_pipelines.vnmarket import calendar as market_calendar
 
 ICT = market_calendar.ICT
 SSI_BARS = dg.AssetKey([SSI_WORKER_ID])

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 from sqlalchemy import select
 
+from ingestion_pipelines.config.workers import catalogue
 from ingestion_pipelines.derived import defs as derived_defs
 from ingestion_pipelines.derived.ssi_bars import SSI_WORKER_ID, ssi_trade_bars_asset
 from ingestion_pipelines.derived.trade_bars import WORKER_ID, trade_bars_asset
@@ -17,7 +18,6 @@ from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines.storage.tables import trade_bar_1m, trade_tick
 from ingestion_pipelines.storage.upsert import upsert
-from ingestion_pipelines.workers import catalogue
 
 ICT = ZoneInfo("Asia/Ho_Chi_Minh")
 BARS = dg.AssetKey([WORKER_ID])

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
+from ingestion_pipelines.config.workers import catalogue
 from ingestion_pipelines.feeds.base import feed_classes
 from ingestion_pipelines.feeds.binance.depth_feed import BinanceDepth
 from ingestion_pipelines.feeds.bybit.feed import BybitTrades, BybitTradesProtocol
 from ingestion_pipelines.feeds.okx.feed import OkxTrades, OkxTradesProtocol
-from ingestion_pipelines.table_policy import BOOK_RESYNCS, BOOK_SNAPSHOTS, TRADES
-from ingestion_pipelines.workers import catalogue
+from ingestion_pipelines.storage.table_policy import BOOK_RESYNCS, BOOK_SNAPSHOTS, TRADES
 
 
 def test_protocols_are_workers():

@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 
 from ingestion_pipelines.feeds import defs as feed_defs
-from ingestion_pipelines.market_calendar import ICT
+from ingestion_pipelines.vnmarket.calendar import ICT
 
 SSI = "ssi_iboard"
 

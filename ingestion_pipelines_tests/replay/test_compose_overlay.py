@@ -1,12 +1,12 @@
-"""docker/compose.replay.yaml is what `ingestion_pipelines.replay_compose` generates from the
+"""docker/compose.replay.yaml is what `ingestion_pipelines.standins.compose` generates from the
 catalogue: no hand-kept worker list."""
 
 from pathlib import Path
 
 import yaml
 
-from ingestion_pipelines.replay_compose import overlay
 from ingestion_pipelines.sources.base import source_classes
+from ingestion_pipelines.standins.compose import overlay
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -15,7 +15,7 @@ def test_the_committed_overlay_is_the_generated_one():
     committed = (ROOT / "docker" / "compose.replay.yaml").read_text()
     assert committed == overlay(), (
         "docker/compose.replay.yaml is stale: "
-        "python -m ingestion_pipelines.replay_compose > docker/compose.replay.yaml"
+        "python -m ingestion_pipelines.standins.compose > docker/compose.replay.yaml"
     )
 
 

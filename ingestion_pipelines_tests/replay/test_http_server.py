@@ -366,7 +366,7 @@ def test_env_points_every_worker_here(server):
     env = server.env()
     assert env["INGEST_COINGECKO_MARKETS__BASE_URL"] == server.url + "/api/v3"
     assert env["INGEST_FMARKET_NAV__BASE_URL"] == server.url
-    from ingestion_pipelines.workers import catalogue
+    from ingestion_pipelines.config.workers import catalogue
 
     # every scheduled worker of the project is served here (the `Source` classes and lyngsat):
     # none left out; tests register workers of their own (test_config's chain_test)

@@ -18,7 +18,7 @@ from ingestion_pipelines.feeds.ssi.replay import (
     recording_path,
     shift_frame,
 )
-from ingestion_pipelines.replay_feeds import serve_feeds
+from ingestion_pipelines.standins.feeds import serve_feeds
 from ingestion_pipelines_tests.replay_ws.wsclient import WsReader
 
 SHARED_RECORDING = Path("/work/shared/recordings/ssi-iboard-session-2026-04-14.jsonl")
@@ -204,7 +204,7 @@ def test_serve_feeds_prints_the_variables_to_use():
 def test_replay_all_serves_an_ssi_variant_and_the_behaviours_of_real_servers():
     from curl_cffi import requests as cffi
 
-    from ingestion_pipelines.replay_serve import replay_all
+    from ingestion_pipelines.standins.serve import replay_all
 
     with replay_all(
         "127.0.0.1",

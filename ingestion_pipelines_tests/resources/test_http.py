@@ -16,8 +16,8 @@ import orjson
 import pytest
 from loguru import logger
 
-from ingestion_pipelines import redis_client as redis_module
-from ingestion_pipelines.errors import IngestError, is_transient
+from ingestion_pipelines.core import redis_client as redis_module
+from ingestion_pipelines.core.errors import IngestError, is_transient
 from ingestion_pipelines.http_client import resource as http_module
 from ingestion_pipelines.http_client.errors import HttpFetchError
 from ingestion_pipelines.http_client.resource import HttpClientResource

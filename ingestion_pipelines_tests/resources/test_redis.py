@@ -1,6 +1,6 @@
 from loguru import logger
 
-from ingestion_pipelines import redis_client
+from ingestion_pipelines.core import redis_client
 from ingestion_pipelines.resources.redis import RedisResource
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from ingestion_pipelines.config import ConfigChain
+from ingestion_pipelines.config.chain import ConfigChain
 from ingestion_pipelines.control.defs import config_change_job
 from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 

@@ -16,8 +16,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from ingestion_pipelines.control.commands.common import run_error
 from ingestion_pipelines.control.defs import _run_error, run_signals
 from ingestion_pipelines.dagster_api.client import operation
-from ingestion_pipelines.failures import StorageError, storage_failure
 from ingestion_pipelines.replay.http_server import ReplayServer
+from ingestion_pipelines.sources.failures import StorageError, storage_failure
 from ingestion_pipelines.storage.engines import dispose_all, ensure_schema, get_engine
 from ingestion_pipelines_tests.testbed.base import free_port
 

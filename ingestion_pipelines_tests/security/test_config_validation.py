@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 from sqlalchemy import insert, literal
 
-from ingestion_pipelines.config import ConfigChain, ConfigError
+from ingestion_pipelines.config.chain import ConfigChain, ConfigError
 from ingestion_pipelines.control.defs import config_change_job
 from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines.storage.engines import dispose_all, ensure_schema

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from sqlalchemy import create_engine, text
 
-from ingestion_pipelines.settings import PROJECT_ROOT
+from ingestion_pipelines.core.settings import PROJECT_ROOT
 
 SCRIPT = PROJECT_ROOT / "docker" / "infra" / "mariadb.sh"
 HOSTILE = [

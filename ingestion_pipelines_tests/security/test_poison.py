@@ -27,8 +27,8 @@ from ingestion_pipelines.sidecar.spool import Spool
 from ingestion_pipelines.sidecar.writer import Writer
 from ingestion_pipelines.storage.dead_letters import PAYLOAD_HEAD_BYTES, cap_payload
 from ingestion_pipelines.storage.engines import dispose_all, ensure_schema
+from ingestion_pipelines.storage.table_policy import trade_value_error
 from ingestion_pipelines.storage.tables import dead_letter, trade_tick
-from ingestion_pipelines.table_policy import trade_value_error
 from ingestion_pipelines_tests.sidecar.helpers import (
     assert_exactly_once,
     sidecar_thread,

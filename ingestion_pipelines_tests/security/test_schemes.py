@@ -8,10 +8,10 @@ import threading
 
 import pytest
 
-from ingestion_pipelines.config import ConfigChain, ConfigError
+from ingestion_pipelines.config.chain import ConfigChain, ConfigError
+from ingestion_pipelines.core.url_policy import SafeRedirectHandler, UnsafeUrlError
 from ingestion_pipelines.http_client.errors import HttpFetchError
 from ingestion_pipelines.http_client.resource import HttpClientResource
-from ingestion_pipelines.url_policy import SafeRedirectHandler, UnsafeUrlError
 from ingestion_pipelines_tests.fakes.http_origin import HttpOrigin, Reply
 
 HOSTILE = [
@@ -191,7 +191,7 @@ def test_urllib_redirects_to_local_addresses_are_refusable(listener):
 def test_auto_refuses_only_when_a_public_origin_redirects(monkeypatch):
     """`auto` (the default): a public source may not send the crawl to a local address (named
     or literal); a local origin (the replays, these tests) may."""
-    from ingestion_pipelines import url_policy
+    from ingestion_pipelines.core import url_policy
 
     real = socket.getaddrinfo
     fake = {"api.example.com": "93.184.216.34", "rebind.example.com": "10.1.2.3"}

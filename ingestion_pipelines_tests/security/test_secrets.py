@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ingestion_pipelines.config import ConfigChain, ConfigError
+from ingestion_pipelines.config.chain import ConfigChain, ConfigError
 from ingestion_pipelines_tests.control.helpers import ingest
 
 SECRET = "Pr0xyPa55-zz91"
@@ -131,8 +131,8 @@ def test_the_chain_resolves_references_where_used_and_refuses_literals_in_run_co
 
 
 def test_every_secret_key_of_every_worker_is_a_reference_in_run_config():
-    from ingestion_pipelines.launch_config import RunOverrides
-    from ingestion_pipelines.workers import catalogue
+    from ingestion_pipelines.config.workers import catalogue
+    from ingestion_pipelines.sources.launch import RunOverrides
 
     secret_keys = {k for spec in catalogue().values() for k in spec.settings.secret_keys()}
     assert secret_keys and secret_keys <= set(RunOverrides.model_fields)

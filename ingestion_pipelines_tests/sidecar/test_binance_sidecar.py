@@ -11,7 +11,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy import create_engine, select
 
-from ingestion_pipelines.config import ConfigChain
+from ingestion_pipelines.config.chain import ConfigChain
 from ingestion_pipelines.feeds.binance.replay import BinanceServer
 from ingestion_pipelines.feeds.ssi.feed import ICT
 from ingestion_pipelines.storage.tables import dead_letter, worker_state

@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from ingestion_pipelines.core.settings import PROJECT_ROOT
 from ingestion_pipelines.dagster_api.feed_switches import FeedControl
 from ingestion_pipelines.feeds.binance.replay import BinanceServer
-from ingestion_pipelines.settings import PROJECT_ROOT
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines.storage.tables import worker_state
 from ingestion_pipelines_tests.fakes.dagster_stack import DagsterStack

@@ -3,8 +3,8 @@ resumes from the first trade it had seen, not from what the stream sends after t
 
 import orjson
 
+from ingestion_pipelines.core.settings import local_data_dir
 from ingestion_pipelines.feeds.binance.replay import BinanceServer
-from ingestion_pipelines.settings import local_data_dir
 from ingestion_pipelines.sidecar.gaps import FirstSeen
 from ingestion_pipelines_tests.sidecar.helpers import (
     assert_exactly_once,

@@ -48,5 +48,7 @@ def test_the_sidecar_process_imports_no_dagster_module() -> None:
     # The entry point really ran (its --help) and the runner loaded: an empty list means something.
     assert "usage:" in output
     assert "ingestion_pipelines.sidecar.runner" in modules["ours"]
-    assert "ingestion_pipelines.config" in modules["ours"]  # the config chain, without Dagster
+    assert (
+        "ingestion_pipelines.config.chain" in modules["ours"]
+    )  # the config chain, without Dagster
     assert modules["dagster"] == []

@@ -11,7 +11,7 @@ import pytest
 
 import ingestion_pipelines.sidecar as sidecar_package
 from ingestion_pipelines.feeds.base import Feed, feed_classes
-from ingestion_pipelines.table_policy import (
+from ingestion_pipelines.storage.table_policy import (
     CONTROL,
     POLICIES,
     QUOTES,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
-from ingestion_pipelines import workers
+from ingestion_pipelines.config import workers
 from ingestion_pipelines.sources import declared
 from ingestion_pipelines.sources.base import Window
 from ingestion_pipelines.sources.declared import source_class

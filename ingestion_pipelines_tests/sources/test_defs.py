@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from ingestion_pipelines.config import ConfigChain
+from ingestion_pipelines.config.chain import ConfigChain
+from ingestion_pipelines.core.settings import PROJECT_ROOT
 from ingestion_pipelines.definitions import build_definitions
-from ingestion_pipelines.settings import PROJECT_ROOT
 from ingestion_pipelines.storage.engines import dispose_all
 
 ICT = ZoneInfo("Asia/Ho_Chi_Minh")

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from pydantic import ValidationError
 
+from ingestion_pipelines.core.timezones import ICT
 from ingestion_pipelines.http_client.errors import HttpFetchError
 from ingestion_pipelines.http_client.session import CrawlSession
 from ingestion_pipelines.resources.rate_limit import LocalRateLimiter
@@ -27,7 +28,6 @@ from ingestion_pipelines.sources.providers import (
     provider_order,
     trading_day_lag,
 )
-from ingestion_pipelines.timezones import ICT
 
 # A 403 as Vietcap's WAF sends it: an HTML page, not JSON (vnstock issue #223).
 BLOCKED_BODY = b"<html><head><title>403 Forbidden</title></head><body><center><h1>403 Forbidden</h1></center></body></html>"  # noqa: E501

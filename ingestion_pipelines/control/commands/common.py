@@ -9,11 +9,11 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from ingestion_pipelines.config.workers import WorkerSpec, catalogue, get_worker
+from ingestion_pipelines.core.errors import IngestError
+from ingestion_pipelines.core.redaction import redact, redact_url
 from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient, expect
-from ingestion_pipelines.errors import IngestError
-from ingestion_pipelines.failures import graphql_error_text
-from ingestion_pipelines.redaction import redact, redact_url
-from ingestion_pipelines.workers import WorkerSpec, catalogue, get_worker
+from ingestion_pipelines.sources.failures import graphql_error_text
 
 CONFIG_JOB = "config_change"
 CONFIG_OP = "apply_config_change"
@@ -83,7 +83,7 @@ def workers_of(worker: str | None) -> dict[str, WorkerSpec]:
 
 
 def requested_by() -> str:
-    from ingestion_pipelines.config import _who
+    from ingestion_pipelines.config.chain import _who
 
     return _who()
 

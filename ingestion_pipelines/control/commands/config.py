@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ingestion_pipelines.config import ConfigChain
+from ingestion_pipelines.config.chain import ConfigChain
+from ingestion_pipelines.config.workers import get_worker
 from ingestion_pipelines.control.commands.common import (
     CONFIG_JOB,
     CONFIG_OP,
@@ -18,7 +19,6 @@ from ingestion_pipelines.control.commands.common import (
 )
 from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient
 from ingestion_pipelines.dagster_api.names import CONFIG_KEY_TAG, REQUESTED_BY_TAG, WORKER_TAG
-from ingestion_pipelines.workers import get_worker
 
 
 def parse_cli_value(text: str) -> Any:

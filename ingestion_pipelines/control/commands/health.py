@@ -8,9 +8,9 @@ from typing import Any
 from ingestion_pipelines.control.commands.common import (
     worker_states,
 )
+from ingestion_pipelines.core.redaction import redact, redact_url
+from ingestion_pipelines.core.settings import get_settings
 from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient, expect
-from ingestion_pipelines.redaction import redact, redact_url
-from ingestion_pipelines.settings import get_settings
 
 
 def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:

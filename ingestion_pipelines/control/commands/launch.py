@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
+from ingestion_pipelines.config.workers import get_worker
 from ingestion_pipelines.control.commands.common import (
     UsageError,
     iso_time,
@@ -24,7 +25,6 @@ from ingestion_pipelines.dagster_api.names import (
     REQUESTED_BY_TAG,
     WORKER_TAG,
 )
-from ingestion_pipelines.workers import get_worker
 
 
 def _asset_node(client: DagsterClient, worker: str) -> dict[str, Any]:

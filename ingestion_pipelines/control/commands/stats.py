@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ingestion_pipelines.config.workers import get_worker
 from ingestion_pipelines.control.commands.common import (
     CONFIG_JOB,
     UsageError,
@@ -19,7 +20,6 @@ from ingestion_pipelines.control.commands.common import (
 )
 from ingestion_pipelines.dagster_api.client import DagsterClient, expect
 from ingestion_pipelines.dagster_api.names import WORKER_TAG
-from ingestion_pipelines.workers import get_worker
 
 _SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 

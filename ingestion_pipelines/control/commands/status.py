@@ -6,8 +6,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from ingestion_pipelines import market_calendar
-from ingestion_pipelines.config import ConfigChain, ConfigError
+from ingestion_pipelines.config.chain import ConfigChain, ConfigError
+from ingestion_pipelines.config.workers import WorkerSpec
 from ingestion_pipelines.control.commands.common import (
     iso_time,
     metadata_values,
@@ -17,10 +17,10 @@ from ingestion_pipelines.control.commands.common import (
     worker_states,
     workers_of,
 )
+from ingestion_pipelines.core.redaction import redact
+from ingestion_pipelines.core.settings import get_settings
 from ingestion_pipelines.dagster_api.client import DagsterClient, expect
-from ingestion_pipelines.redaction import redact
-from ingestion_pipelines.settings import get_settings
-from ingestion_pipelines.workers import WorkerSpec
+from ingestion_pipelines.vnmarket import calendar as market_calendar
 
 
 def _aware(value):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ingestion_pipelines.config.workers import get_worker
 from ingestion_pipelines.control.commands.common import (
     switch_of,
 )
 from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient, expect
-from ingestion_pipelines.workers import get_worker
 
 
 def set_switch(client: DagsterClient, worker: str, on: bool) -> dict[str, Any]:

@@ -39,8 +39,8 @@ from urllib.parse import urlencode
 
 import orjson
 
+from ingestion_pipelines.core.values import non_negative_exact, positive_exact
 from ingestion_pipelines.feeds.protocol import ParseError
-from ingestion_pipelines.values import non_negative_exact, positive_exact
 
 SOURCE = "binance"
 SNAPSHOT_LIMITS = (5, 10, 20, 50, 100, 500, 1000, 5000)  # REST `limit`; weight 5/25/50/250

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import orjson
 from pydantic import Field, field_validator
 
+from ingestion_pipelines.config.workers import FeedSettings
 from ingestion_pipelines.feeds.base import Feed
 from ingestion_pipelines.feeds.binance.depth import (
     SNAPSHOT_LIMITS,
@@ -27,8 +28,7 @@ from ingestion_pipelines.feeds.binance.depth import (
 )
 from ingestion_pipelines.feeds.binance.depth_books import DepthBooks, DepthStep, stream_url
 from ingestion_pipelines.feeds.protocol import NOTHING, Parsed
-from ingestion_pipelines.table_policy import BOOK_RESYNCS, BOOK_SNAPSHOTS
-from ingestion_pipelines.workers import FeedSettings
+from ingestion_pipelines.storage.table_policy import BOOK_RESYNCS, BOOK_SNAPSHOTS
 
 SOURCE = "binance"
 MAX_RESYNCS_KEPT = 20  # the latest resynchronisations shown in the feed's health

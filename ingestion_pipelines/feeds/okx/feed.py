@@ -35,11 +35,11 @@ from urllib.parse import urlencode
 import orjson
 from pydantic import Field
 
+from ingestion_pipelines.config.workers import FeedSettings
+from ingestion_pipelines.core.values import positive_exact
 from ingestion_pipelines.feeds.base import Feed
 from ingestion_pipelines.feeds.protocol import NOTHING, Parsed, ParseError, trade_rows
-from ingestion_pipelines.table_policy import TRADES
-from ingestion_pipelines.values import positive_exact
-from ingestion_pipelines.workers import FeedSettings
+from ingestion_pipelines.storage.table_policy import TRADES
 
 SOURCE = "okx"
 CHANNEL = "trades-all"

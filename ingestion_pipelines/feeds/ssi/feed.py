@@ -11,15 +11,15 @@ import orjson
 from pydantic import Field
 from sqlalchemy import func, select
 
+from ingestion_pipelines.config.workers import FeedSettings
+from ingestion_pipelines.core.timezones import ICT
+from ingestion_pipelines.core.values import non_negative_exact, quote_rule_side
 from ingestion_pipelines.feeds.base import Feed
 from ingestion_pipelines.feeds.protocol import NOTHING, Parsed, ParseError
 from ingestion_pipelines.storage import types as column_types
+from ingestion_pipelines.storage.table_policy import QUOTES, TRADES
 from ingestion_pipelines.storage.tables import SSI_QUOTE_COLUMNS, stock_quote
 from ingestion_pipelines.storage.types import ExactDecimal
-from ingestion_pipelines.table_policy import QUOTES, TRADES
-from ingestion_pipelines.timezones import ICT
-from ingestion_pipelines.values import non_negative_exact, quote_rule_side
-from ingestion_pipelines.workers import FeedSettings
 
 SOURCE = "ssi"
 TOPIC = "stockRealtimeBySymbolsAndBoards"

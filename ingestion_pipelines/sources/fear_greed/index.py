@@ -12,6 +12,7 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, Field
 
+from ingestion_pipelines.config.workers import ScheduledSettings
 from ingestion_pipelines.sources.base import (
     DailyPartitions,
     Record,
@@ -21,7 +22,6 @@ from ingestion_pipelines.sources.base import (
     exact_json,
 )
 from ingestion_pipelines.storage.tables import fear_greed_index
-from ingestion_pipelines.workers import ScheduledSettings
 
 HISTORY_AFTER_DAYS = 60  # further back than this, one request with limit=0 fetches everything
 

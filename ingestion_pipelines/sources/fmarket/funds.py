@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from pydantic import AliasPath, Field
 
+from ingestion_pipelines.config.workers import ScheduledSettings
 from ingestion_pipelines.sources.base import (
     EpochMillis,
     Exact,
@@ -18,7 +19,6 @@ from ingestion_pipelines.sources.base import (
     exact_json,
 )
 from ingestion_pipelines.storage.tables import fund
-from ingestion_pipelines.workers import ScheduledSettings
 
 # The body fmarket.vn's own site sends; the API filters and pages on it.
 FUND_FILTER = {

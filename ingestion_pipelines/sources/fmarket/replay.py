@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from ingestion_pipelines.core.timezones import ICT
 from ingestion_pipelines.replay.determinism import unit_hash
 from ingestion_pipelines.replay.routes import (
     ReplayRequest,
@@ -29,7 +30,6 @@ from ingestion_pipelines.replay.routes import (
     read_data,
     route,
 )
-from ingestion_pipelines.timezones import ICT
 
 if TYPE_CHECKING:
     from ingestion_pipelines.replay.dataset import ReplayDataset

@@ -28,8 +28,8 @@ from ingestion_pipelines.browser.artifacts import ArtifactStore, SavedEvidence
 from ingestion_pipelines.browser.clearance import ClearanceError, ClearedFetcher
 from ingestion_pipelines.browser.html_records import decode_html
 from ingestion_pipelines.browser.pool import BrowserPageError, Evidence, LazyBrowser
+from ingestion_pipelines.core.redaction import redact_url
 from ingestion_pipelines.http_client.errors import HttpFetchError
-from ingestion_pipelines.redaction import redact_url
 from ingestion_pipelines.sources.base import SourceError
 from ingestion_pipelines.sources.lyngsat.pages import (
     SatellitePage,

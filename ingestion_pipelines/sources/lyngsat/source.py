@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from ingestion_pipelines import url_policy
-from ingestion_pipelines.workers import ScheduledSettings, WorkerSpec, register
+from ingestion_pipelines.config.workers import ScheduledSettings, WorkerSpec, register
+from ingestion_pipelines.core import url_policy
 
 WORKER_ID = "lyngsat"
 DESCRIPTION = (
@@ -97,7 +97,7 @@ def build_lyngsat_defs(cron: str | None = None) -> Any:
         redis: RedisResource,
         browser: BrowserResource,
     ) -> dg.MaterializeResult:
-        from ingestion_pipelines.logs import run_logging
+        from ingestion_pipelines.storage.logs import run_logging
 
         with run_logging(context, WORKER_ID):
             settings = worker_config.resolve_for_run(WORKER_ID, config).settings
@@ -134,10 +134,10 @@ def run_lyngsat(settings, http, browser, database, run_id: str | None, progress=
     from sqlalchemy.exc import SQLAlchemyError
 
     from ingestion_pipelines.browser.clearance import ClearanceError, ClearedFetcher
-    from ingestion_pipelines.errors import is_transient
-    from ingestion_pipelines.failures import storage_failure
+    from ingestion_pipelines.core.errors import is_transient
     from ingestion_pipelines.http_client.errors import HttpFetchError
     from ingestion_pipelines.sources.base import SourceError
+    from ingestion_pipelines.sources.failures import storage_failure
     from ingestion_pipelines.sources.lyngsat.crawl import LyngsatCrawl
 
     artifacts = browser.artifacts()

@@ -9,9 +9,9 @@ from html.parser import HTMLParser
 import feedparser
 from pydantic import Field, field_validator
 
+from ingestion_pipelines.config.workers import ScheduledSettings
 from ingestion_pipelines.sources.base import Record, Request, Source, SourceError, UtcTime
 from ingestion_pipelines.storage.tables import news_article
-from ingestion_pipelines.workers import ScheduledSettings
 
 
 class RssSettings(ScheduledSettings):

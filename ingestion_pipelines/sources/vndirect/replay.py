@@ -22,7 +22,6 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
-from ingestion_pipelines.market_calendar import is_trading_day
 from ingestion_pipelines.replay.determinism import unit_hash
 from ingestion_pipelines.replay.routes import (
     ReplayRequest,
@@ -32,6 +31,7 @@ from ingestion_pipelines.replay.routes import (
     read_data,
     route,
 )
+from ingestion_pipelines.vnmarket.calendar import is_trading_day
 
 if TYPE_CHECKING:
     from ingestion_pipelines.replay.dataset import ReplayDataset

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ingestion_pipelines.config.workers import ScheduledSettings
 from ingestion_pipelines.sources.base import (
     Expected,
     Record,
@@ -23,7 +24,6 @@ from ingestion_pipelines.sources.base import (
     exact_json,
 )
 from ingestion_pipelines.storage.tables import stock
-from ingestion_pipelines.workers import ScheduledSettings
 
 STOCKS_PATH = "/v4/stocks"
 LISTING_QUERY = "type:STOCK~floor:HOSE,HNX,UPCOM"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import date, timedelta
 from decimal import Decimal
 
-from ingestion_pipelines.market_calendar import previous_trading_day
 from ingestion_pipelines.sources.testing import Standard
 from ingestion_pipelines.sources.vndirect import replay as vndirect
 from ingestion_pipelines.storage import tables
+from ingestion_pipelines.vnmarket.calendar import previous_trading_day
 
 PRICE_COLUMNS = {
     "open": "open",

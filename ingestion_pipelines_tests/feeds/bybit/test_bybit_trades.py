@@ -9,10 +9,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from ingestion_pipelines.config.workers import MAX_SYMBOLS
 from ingestion_pipelines.feeds.bybit import feed
 from ingestion_pipelines.feeds.bybit.feed import BybitTradesProtocol, BybitTradesSettings
 from ingestion_pipelines.feeds.protocol import ParseError
-from ingestion_pipelines.workers import MAX_SYMBOLS
 
 DATA = Path(feed.__file__).parent / "data"
 NOW = datetime(2026, 12, 6, tzinfo=UTC)

@@ -11,10 +11,10 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 
+from ingestion_pipelines.config.workers import MAX_SYMBOLS
 from ingestion_pipelines.feeds.okx import feed
 from ingestion_pipelines.feeds.okx.feed import OkxTradesProtocol, OkxTradesSettings
 from ingestion_pipelines.feeds.protocol import ParseError
-from ingestion_pipelines.workers import MAX_SYMBOLS
 
 DATA = Path(feed.__file__).parent / "data"
 NOW = datetime(2026, 12, 6, tzinfo=UTC)

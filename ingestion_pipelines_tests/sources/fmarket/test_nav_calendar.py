@@ -4,7 +4,7 @@ latest day whose NAV is due."""
 
 from datetime import UTC, date, datetime, timedelta
 
-from ingestion_pipelines import market_calendar
+from ingestion_pipelines.vnmarket import calendar as market_calendar
 from ingestion_pipelines_tests.sources.test_sources import nav_day
 
 

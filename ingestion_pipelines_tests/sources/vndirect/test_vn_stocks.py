@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from ingestion_pipelines.market_calendar import trading_days
 from ingestion_pipelines.sources.vndirect import replay as vndirect
 from ingestion_pipelines.sources.vndirect.testing import (
     last_weekday,
@@ -12,6 +11,7 @@ from ingestion_pipelines.sources.vndirect.testing import (
     trading_days_before,
 )
 from ingestion_pipelines.storage import tables
+from ingestion_pipelines.vnmarket.calendar import trading_days
 
 
 def test_a_backfill_is_one_run_with_one_price_request_per_listed_stock(crawler):

@@ -30,11 +30,11 @@ from typing import Any
 import sqlalchemy as sa
 from loguru import logger
 
+from ingestion_pipelines.core.timezones import ICT
+from ingestion_pipelines.core.values import quote_rule_side
 from ingestion_pipelines.storage.migration_ops import op
 from ingestion_pipelines.storage.tables import SSI_QUOTE_COLUMNS
 from ingestion_pipelines.storage.types import ExactDecimal, JsonDocument, UtcDateTime, json_text
-from ingestion_pipelines.timezones import ICT
-from ingestion_pipelines.values import quote_rule_side
 
 revision = "0009"
 down_revision = "0008"

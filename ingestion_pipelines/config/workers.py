@@ -17,7 +17,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
-from ingestion_pipelines import url_policy
+from ingestion_pipelines.core import url_policy
 
 WorkerKind = Literal["scheduled", "feed", "derived"]
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from ingestion_pipelines.values import COLUMN_LIMIT, positive_exact
+from ingestion_pipelines.core.values import COLUMN_LIMIT, positive_exact
 
 Row = dict[str, Any]
 _ZERO = Decimal(0)  # (a Decimal compares faster with a Decimal than with an int)

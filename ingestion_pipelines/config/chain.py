@@ -28,12 +28,12 @@ from loguru import logger
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Text, or_, select, type_coerce
 
-from ingestion_pipelines.errors import IngestError
-from ingestion_pipelines.redaction import MASK, redact, redact_url, register_secret
-from ingestion_pipelines.settings import get_settings
+from ingestion_pipelines.config.workers import WorkerSettings, WorkerSpec, get_worker
+from ingestion_pipelines.core.errors import IngestError
+from ingestion_pipelines.core.redaction import MASK, redact, redact_url, register_secret
+from ingestion_pipelines.core.settings import get_settings
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines.storage.tables import worker_config
-from ingestion_pipelines.workers import WorkerSettings, WorkerSpec, get_worker
 
 S = TypeVar("S", bound=WorkerSettings)
 
@@ -344,7 +344,7 @@ class ConfigChain:
 
     @staticmethod
     def _having(worker_id: str | None, key: str) -> list[WorkerSpec]:
-        from ingestion_pipelines.workers import catalogue
+        from ingestion_pipelines.config.workers import catalogue
 
         specs = [get_worker(worker_id)] if worker_id else list(catalogue().values())
         having = [s for s in specs if key in s.settings.model_fields]

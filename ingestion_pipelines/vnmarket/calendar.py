@@ -33,7 +33,7 @@ from importlib import resources
 
 import holidays
 
-from ingestion_pipelines.timezones import ICT
+from ingestion_pipelines.core.timezones import ICT
 
 REVIEWED_YEARS = range(2015, 2028)
 OVERRIDES_FILE = "market_calendar.csv"
@@ -125,7 +125,7 @@ class Override:
 @functools.cache
 def overrides() -> dict[date, Override]:
     """The reviewed exchange-only closures and openings, by date."""
-    text = resources.files("ingestion_pipelines").joinpath(OVERRIDES_FILE).read_text("utf-8")
+    text = resources.files(__package__).joinpath(OVERRIDES_FILE).read_text("utf-8")
     rows = {}
     for row in csv.DictReader(text.splitlines()):
         if row["status"] not in ("open", "closed"):
@@ -150,7 +150,7 @@ class Review:
 @functools.cache
 def reviews() -> dict[int, Review]:
     """The review of each year of the calendar, by year."""
-    text = resources.files("ingestion_pipelines").joinpath(REVIEW_FILE).read_text("utf-8")
+    text = resources.files(__package__).joinpath(REVIEW_FILE).read_text("utf-8")
     found = {}
     for row in csv.DictReader(text.splitlines()):
         if row["verdict"] not in REVIEW_VERDICTS:

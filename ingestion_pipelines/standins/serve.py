@@ -8,7 +8,7 @@ import threading
 from contextlib import contextmanager
 
 from ingestion_pipelines.replay.http_server import ReplayServer
-from ingestion_pipelines.replay_feeds import MORE_PORTS, serve_feeds
+from ingestion_pipelines.standins.feeds import MORE_PORTS, serve_feeds
 
 
 @contextmanager

@@ -13,8 +13,8 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from ingestion_pipelines.demo_live import LivePage, start_live_page
-from ingestion_pipelines.settings import PROJECT_ROOT, get_settings
+from ingestion_pipelines.core.settings import PROJECT_ROOT, get_settings
+from ingestion_pipelines.demo.live import LivePage, start_live_page
 
 # In the demo every schedule ticks every two minutes, so runs and rows show up at once.
 DEMO_CRON = "*/2 * * * *"
@@ -43,9 +43,9 @@ def _processes(env: dict[str, str], port: int) -> list[tuple[str, list[str]]]:
 
 def _first_runs(dagster_url: str, stop: threading.Event) -> None:
     """Once the webserver answers, run every scheduled worker once, without waiting for ticks."""
+    from ingestion_pipelines.config.workers import catalogue
     from ingestion_pipelines.control.commands.launch import trigger
     from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient
-    from ingestion_pipelines.workers import catalogue
 
     client = DagsterClient(dagster_url)
     give_up_at = time.monotonic() + 120
@@ -80,7 +80,7 @@ def _first_partition(worker_id: str) -> str | None:
     the latest day already published; otherwise the newest partition (None)."""
     from datetime import UTC, datetime
 
-    from ingestion_pipelines import market_calendar
+    from ingestion_pipelines.vnmarket import calendar as market_calendar
 
     recorded = recorded_partitions().get(worker_id)
     if recorded is not None:
@@ -104,7 +104,7 @@ def recorded_partitions() -> dict[str, str]:
 
 
 def _own_cron(worker_id: str) -> str:
-    from ingestion_pipelines.workers import catalogue
+    from ingestion_pipelines.config.workers import catalogue
 
     return catalogue()[worker_id].settings.model_fields["cron"].default
 
@@ -112,7 +112,7 @@ def _own_cron(worker_id: str) -> str:
 def _settle_config(database_url: str, replay_env: dict[str, str] | None) -> None:
     """The demo's settings into the config chain (signed rows, so `ingest config get` in any
     shell tells the truth); against the live sources, the demo's rows removed."""
-    from ingestion_pipelines.demo_config import clear_demo_config, write_demo_config
+    from ingestion_pipelines.demo.config import clear_demo_config, write_demo_config
 
     if replay_env is None:
         removed = clear_demo_config(database_url)
@@ -136,7 +136,7 @@ def _live_line(live: LivePage, env: dict[str, str]) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ingestion_pipelines.demo")
+    parser = argparse.ArgumentParser(prog="python -m ingestion_pipelines.demo.run")
     parser.add_argument(
         "--replay", action="store_true", help="serve and use the bundled recordings"
     )
@@ -172,7 +172,7 @@ def main(argv=None) -> int:
     replay_env: dict[str, str] | None = None
     with ExitStack() as stack:
         if args.replay:
-            from ingestion_pipelines.replay_serve import replay_all
+            from ingestion_pipelines.standins.serve import replay_all
 
             base = args.replay_port
             replay_env = stack.enter_context(

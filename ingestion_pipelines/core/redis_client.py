@@ -9,8 +9,8 @@ import threading
 import redis
 from loguru import logger
 
-from ingestion_pipelines.redaction import register_secret
-from ingestion_pipelines.settings import get_settings
+from ingestion_pipelines.core.redaction import register_secret
+from ingestion_pipelines.core.settings import get_settings
 
 _clients: dict[str, redis.Redis] = {}
 _lock = threading.Lock()

@@ -13,18 +13,18 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from ingestion_pipelines.config import ConfigChain
+from ingestion_pipelines.config.chain import ConfigChain
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines.storage.tables import worker_config
 
-DEMO_AUTHOR = "make demo (python -m ingestion_pipelines.demo --replay)"
+DEMO_AUTHOR = "make demo (python -m ingestion_pipelines.demo.run --replay)"
 _PREFIX = "INGEST_"
 
 
 def demo_settings(env: Mapping[str, str]) -> list[tuple[str | None, str, str]]:
     """(worker or None for a global row, key, value) for every `INGEST_<WORKER>__<KEY>` and
     `INGEST_<KEY>` of `env` naming a setting a worker has."""
-    from ingestion_pipelines.workers import catalogue
+    from ingestion_pipelines.config.workers import catalogue
 
     specs = catalogue()
     global_keys = {key for spec in specs.values() for key in spec.settings.model_fields}

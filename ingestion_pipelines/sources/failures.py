@@ -14,8 +14,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ingestion_pipelines.errors import IngestError
-from ingestion_pipelines.redaction import redact, redact_url
+from ingestion_pipelines.core.errors import IngestError
+from ingestion_pipelines.core.redaction import redact, redact_url
 
 CAUSE_SEPARATOR = " <- cause: "
 MAX_TEXT = 1000

@@ -29,8 +29,8 @@ from typing import Any
 
 from loguru import logger
 
-from ingestion_pipelines.redaction import redact
-from ingestion_pipelines.settings import get_settings, local_data_dir
+from ingestion_pipelines.core.redaction import redact
+from ingestion_pipelines.core.settings import get_settings, local_data_dir
 
 _STDERR_FORMAT = (
     "<green>{time:YYYY-MM-DD HH:mm:ss.SSS}</green> | <level>{level: <7}</level> | "
@@ -63,16 +63,19 @@ class BufferedStderr:
         self._thread.start()
 
     def append(self, entry: tuple, level_no: int) -> None:
+        """Queue one log line; a warning or worse is written at once."""
         self._records.append(entry)
         if level_no >= 30:
             self.flush()
 
     @staticmethod
     def format(entry: tuple) -> str:
+        """One log line as text: time, level, worker, message."""
         logged_at, worker, level, message, _run_id = entry
         return f"{logged_at.isoformat(' ', 'milliseconds')[:23]} | {level: <7} | {worker or '-'} | {message}\n"
 
     def flush(self) -> None:
+        """Write every queued line to stderr now."""
         with self._lock:
             records = self._records
             if not records:
@@ -139,6 +142,7 @@ class ExecutionLogWriter:
 
     @property
     def pending(self) -> int:
+        """Lines queued, not yet written."""
         return len(self._queue)
 
     def _take(self) -> list[tuple]:

@@ -26,8 +26,8 @@ import socket
 import urllib.request
 from urllib.parse import urlsplit
 
-from ingestion_pipelines.errors import IngestError
-from ingestion_pipelines.redaction import redact_url
+from ingestion_pipelines.core.errors import IngestError
+from ingestion_pipelines.core.redaction import redact_url
 
 CRAWL_SCHEMES = frozenset({"http", "https"})  # crawls, REST gap fill, alert webhooks
 FEED_SCHEMES = frozenset({"ws", "wss"})
@@ -133,7 +133,7 @@ def private_address(host: str | None) -> str | None:
 def private_redirect_mode(mode: str | None = None) -> str:
     """`mode`, or INGEST_HTTP_PRIVATE_REDIRECTS (default `auto`), checked."""
     if mode is None:
-        from ingestion_pipelines.settings import get_settings
+        from ingestion_pipelines.core.settings import get_settings
 
         mode = get_settings().http_private_redirects or "auto"
     mode = mode.strip().lower()

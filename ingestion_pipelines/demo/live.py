@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingestion_pipelines.settings import PROJECT_ROOT, local_data_dir
+from ingestion_pipelines.core.settings import PROJECT_ROOT, local_data_dir
 
 SEARCH_DIRS = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
 READY_S = 15.0
@@ -107,7 +107,7 @@ def private_redis(stack: ExitStack, binary: str, folder: Path) -> str:
     )
     stack.callback(_stop, process)
     url = f"redis://:{password}@127.0.0.1:{port}/0"
-    from ingestion_pipelines.redaction import register_secret
+    from ingestion_pipelines.core.redaction import register_secret
 
     register_secret(password)
     _wait_until_answers(url, process)
