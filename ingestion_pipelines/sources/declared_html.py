@@ -160,3 +160,25 @@ def recorded_html(spec: RestSourceSpec, body: bytes) -> list[dict[str, Any]]:
     standard tests."""
     page = read_page(spec.html, body, None)
     return [r for r in page_records(spec.html, page) if UNREADABLE not in r]
+
+
+def break_page(payload: Any, bad: dict[str, Any]) -> None:
+    """Makes one row of a recorded page unreadable for the standard tests: `bad["replace"]` is
+    ``[old, new]``, text of the page replaced once (written as the page's own bytes, Latin-1
+    pages included: what is replaced is what the page holds)."""
+    old, new = bad["replace"]
+    encoding = (
+        "latin-1" if isinstance(payload.body, bytes) and not _is_utf8(payload.body) else "utf-8"
+    )
+    before, after = old.encode(encoding), new.encode(encoding)
+    if before not in payload.body:
+        raise ValueError(f"bad_record.replace: {old!r} is not in the recorded page")
+    payload.body = payload.body.replace(before, after, 1)
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import orjson
 import pytest
@@ -19,6 +20,8 @@ from ingestion_pipelines.http_client.resource import HttpClientResource
 from ingestion_pipelines.replay.routes import ReplayRequest
 from ingestion_pipelines.sources import declared
 from ingestion_pipelines.sources.declared import source_class
+from ingestion_pipelines.sources.declared_replay import _handler, recorded_payload
+from ingestion_pipelines.sources.declared_testing import break_declared, check_declared
 from ingestion_pipelines.sources.lyngsat.pages import parse_satellite_page
 from ingestion_pipelines.sources.runner import crawl
 from ingestion_pipelines.storage import tables
@@ -70,6 +73,9 @@ fields:
   frequency_mhz: {{gt: 0}}
   polarization: {{choices: [H, V, L, R]}}
 replay: {{file: Amos-3-7.html}}
+expect:
+  records: 48
+  bad_record: {{replace: ["size=1>30000-2/3<br>8PSK", "size=1>3OOOO-2/3<br>8PSK"]}}
 """
 
 
@@ -136,13 +142,41 @@ def test_the_declared_rows_are_the_python_parsers_rows(html_source, sqlite_url):
     assert any(r["frequency_mhz"] == Decimal("12639.7") for r in rows)
 
 
-def test_an_unreadable_row_is_a_dead_letter_with_its_reason_and_html(html_source, sqlite_url):
-    body = (DATA / "Amos-3-7.html").read_bytes()
-    broken = body.replace(b"size=1>30000-2/3<br>8PSK", b"size=1>3OOOO-2/3<br>8PSK", 1)
-    assert broken != body
+class Served:
+    """What the standard tests read of a crawl: the replay's dataset and the stored rows."""
+
+    def __init__(self, source, url: str):
+        self.server = SimpleNamespace(
+            dataset=SimpleNamespace(recorded={source.worker_id: recorded_payload(source)})
+        )
+        self.url = url
+
+    def rows(self, table):
+        with ensure_schema(self.url).connect() as conn:
+            return [dict(r) for r in conn.execute(select(table)).mappings()]
+
+
+def crawl_served(source, served: Served):
+    """Serve what the replay answers at the page's path, and crawl it."""
+    dataset = served.server.dataset
+    answer = _handler(source)(ReplayRequest("GET", "/Amos-3-7.html", {}, {}, b"", 0), dataset)
+    assert answer.body == dataset.recorded[source.worker_id].body
     with HttpOrigin() as origin:
-        origin.set("/Amos-3-7.html", Reply(200, broken, {"Content-Type": "text/html"}))
-        result = run(html_source, origin, "Amos-3-7.html", sqlite_url)
+        origin.set("/Amos-3-7.html", Reply(answer.status, answer.body, answer.headers))
+        return run(source, origin, "Amos-3-7.html", served.url)
+
+
+def test_the_standard_check_holds_for_the_recorded_page(html_source, sqlite_url):
+    served = Served(html_source, sqlite_url)
+    result = crawl_served(html_source, served)
+    assert (result.fetched, result.rejected) == (48, 0)
+    check_declared(html_source)(served, None)  # every stored row is its served record
+
+
+def test_an_unreadable_row_is_a_dead_letter_with_its_reason_and_html(html_source, sqlite_url):
+    served = Served(html_source, sqlite_url)
+    break_declared(html_source)(served.server.dataset, None)  # the expect's bad_record
+    result = crawl_served(html_source, served)
     assert (result.fetched, result.rejected) == (48, 1)
     assert len(stored(html_source, sqlite_url)) == 47
     with ensure_schema(sqlite_url).connect() as conn:
@@ -167,18 +201,13 @@ def test_the_charset_comes_from_the_header_then_the_page_then_the_declaration():
 
 
 def test_the_replay_serves_the_recorded_page_as_html(html_source):
-    from ingestion_pipelines.sources.declared_replay import _handler, recorded_payload
-
     payload = recorded_payload(html_source)
     assert payload.body == (DATA / "Amos-3-7.html").read_bytes()
     assert len(payload.records) == 48 and payload.records[0]["frequency_mhz"] == "10722"
-
-    class Dataset:
-        recorded = {"html_example": payload}
-
-    answer = _handler(html_source)(ReplayRequest("GET", "/Amos-3-7.html", {}, {}, b"", 0.0), Dataset())
+    dataset = SimpleNamespace(recorded={"html_example": payload})
+    answer = _handler(html_source)(ReplayRequest("GET", "/Amos-3-7.html", {}, {}, b"", 0), dataset)
     assert answer.status == 200 and answer.body == payload.body
-    assert answer.headers["Content-Type"] == "text/html"
+    assert answer.headers["Content-Type"] == "text/html"  # the page's <meta> names its charset
 
 
 def test_a_list_declared_by_rows_becomes_records(tmp_path: Path, monkeypatch):
