@@ -19,6 +19,7 @@ The declaration's ``html`` block (what `HtmlBody` validates)::
         close: {column: 3, pattern: '^([\\d.,]+)'}
       page:                      # read once from the page, added to every record
         updated: {css: "td.updated", pattern: 'updated (\\S+)'}
+      wait_for: "table.prices td"  # with `fetch: browser`: what JavaScript must have built
 
 Cells are read as text by default: the table's column types make them exact decimals, integers
 or dates (a `type` on a cell converts earlier). Keys not named by `fields` are the cells' own
@@ -76,6 +77,7 @@ class HtmlBody(BaseModel):
     min_cells: int | None = Field(None, ge=0)
     cells: dict[str, FieldSpec]
     page: dict[str, FieldSpec] = {}
+    wait_for: str | None = None  # fetch: browser: css the rendered page must show first
 
     def page_spec(self) -> PageSpec:
         """The `html_records` spec: the page fields, one table spec of one row kind."""

@@ -111,6 +111,7 @@ class RestSourceSpec(Strict):
     paginator: dict[str, Any] = {}
     format: Literal["json", "html"] = "json"  # the body's format
     html: HtmlBody | None = None  # format html: how rows become records (sources/declared_html.py)
+    fetch: Literal["http", "browser"] = "http"  # browser: pages rendered in Chromium (html only)
     records: str = ""
     error: str | None = None  # dotted path: a non-empty value there fails the run
     totals: str | None = None
@@ -138,6 +139,8 @@ class RestSourceSpec(Strict):
     def _body_format(self) -> RestSourceSpec:
         if (self.format == "html") != (self.html is not None):
             raise ValueError("`format: html` and an `html` block go together")
+        if self.fetch == "browser" and self.format != "html":
+            raise ValueError("`fetch: browser` renders HTML pages: it needs `format: html`")
         return self
 
     def field(self, column: str) -> FieldSpec:
