@@ -169,9 +169,7 @@ def break_page(payload: Any, bad: dict[str, Any]) -> None:
     ``[old, new]``, text of the page replaced once (written as the page's own bytes, Latin-1
     pages included: what is replaced is what the page holds)."""
     old, new = bad["replace"]
-    encoding = (
-        "latin-1" if isinstance(payload.body, bytes) and not _is_utf8(payload.body) else "utf-8"
-    )
+    encoding = "utf-8" if _is_utf8(payload.body) else "cp1252"  # else: a legacy 8-bit page
     before, after = old.encode(encoding), new.encode(encoding)
     if before not in payload.body:
         raise ValueError(f"bad_record.replace: {old!r} is not in the recorded page")

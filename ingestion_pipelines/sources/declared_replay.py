@@ -111,7 +111,7 @@ def _handler(source: type[DeclaredSource]):
             if request.query.get(name, "").lower() != str(value).lower():
                 return Response.json({"error": f"invalid or missing parameter {name}"}, 400)
         payload = dataset.recorded[worker_id]
-        if isinstance(payload.body, bytes):  # an HTML page (`format: html`), whole
+        if source.spec.format == "html":  # the recorded page, whole
             return Response(200, payload.body, {"Content-Type": HTML_CONTENT_TYPE})
         paging = request.query
         if PaginatorSpec.of(source.spec.paginator).arguments.get("where") == "body":

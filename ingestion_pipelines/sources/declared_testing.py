@@ -101,7 +101,7 @@ def break_declared(source):
 
     def bad_record(dataset, _partition) -> None:
         payload = dataset.recorded[source.worker_id]
-        if isinstance(payload.body, bytes):  # an HTML page: `bad_record: {replace: [old, new]}`
+        if source.spec.format == "html":  # a page: `bad_record: {replace: [old, new]}`
             break_page(payload, bad)
             return
         payload.records = copy.deepcopy(payload.records)
