@@ -115,14 +115,14 @@ def stored(source, url: str) -> list[dict]:
         return [dict(r) for r in conn.execute(select(source.table)).mappings()]
 
 
-def test_the_declared_rows_are_the_python_parsers_rows(html_source, sqlite_url):
+def test_the_declared_rows_are_the_python_parsers_rows(html_source, database_url):
     with HttpOrigin() as origin:
         for name in PAGES:  # served as LyngSat serves them: no charset in the header
             body = (DATA / name).read_bytes()
             origin.set(f"/{name}", Reply(200, body, {"Content-Type": "text/html"}))
-            result = run(html_source, origin, name, sqlite_url)
+            result = run(html_source, origin, name, database_url)
             assert result.rejected == 0 and result.fetched == len(python_rows(name, body))
-    rows = stored(html_source, sqlite_url)
+    rows = stored(html_source, database_url)
     for name in PAGES:
         satellite = "Amos 3/7" if name.startswith("Amos") else "Astra 3B"
         read = {
@@ -231,3 +231,21 @@ def test_a_list_declared_by_rows_becomes_records(tmp_path: Path, monkeypatch):
     records = page_records(html, read_page(html, body, "text/html; charset=utf-8"))
     assert records[0] == {"symbol": "BTC", "price": "97000.5", "link": "/btc"}
     assert records[1]["__unreadable_row__"]["errors"] == ["symbol: missing"]
+
+
+@pytest.mark.parametrize(
+    ("change", "refused"),
+    [
+        ({"html": None}, "`format: html` and an `html` block go together"),
+        ({"format": "json"}, "`format: html` and an `html` block go together"),
+        ({"format": "json", "html": None, "fetch": "browser"}, "it needs `format: html`"),
+    ],
+)
+def test_a_declaration_mixing_formats_is_refused(change, refused):
+    from pydantic import ValidationError
+
+    from ingestion_pipelines.sources.declared_spec import RestSourceSpec
+
+    attributes = {**yaml.safe_load(DECLARATION), **change}
+    with pytest.raises(ValidationError, match=refused):
+        RestSourceSpec.model_validate({k: v for k, v in attributes.items() if v is not None})
