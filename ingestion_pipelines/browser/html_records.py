@@ -77,11 +77,14 @@ class RowKind(BaseModel):
 
 
 class TableSpec(BaseModel):
-    """The tables matching `tables` (css), their rows read by `kinds` in order."""
+    """The tables matching `tables` (css), their rows read by `kinds` in order. With `rows` (css),
+    the containers matching `tables` are lists: each element matching `rows` inside one is a
+    row, its element children its cells (a `<ul>`'s `<li>`, a card's `<div>`s)."""
 
     model_config = ConfigDict(extra="forbid")
 
     tables: str = "table"
+    rows: str | None = None
     skip: str | None = None
     kinds: list[RowKind]
 
@@ -150,12 +153,13 @@ def charset_of(body: bytes, content_type: str | None = None) -> str | None:
     return None
 
 
-def decode_html(body: bytes, content_type: str | None = None) -> str:
-    """Decode a page as a browser would: the declared charset (ISO-8859-1 read as
-    windows-1252), else UTF-8, else windows-1252."""
+def decode_html(body: bytes, content_type: str | None = None, default: str | None = None) -> str:
+    """Decode a page as a browser would: the declared charset (the header's, else the
+    `<meta>`'s), else `default` (what the source is known to send), else UTF-8, else
+    windows-1252; ISO-8859-1 is read as windows-1252."""
     if body.startswith(b"\xef\xbb\xbf"):
         return body[3:].decode("utf-8", errors="replace")
-    declared = charset_of(body, content_type)
+    declared = charset_of(body, content_type) or (default.lower() if default else None)
     if declared:
         encoding = "cp1252" if declared in _AS_WINDOWS_1252 else declared
         try:
@@ -330,10 +334,24 @@ def _kind_of(own: list[LexborNode], grid: list[LexborNode], kinds: list[RowKind]
     return None
 
 
+def list_grid(container: LexborNode, rows: str) -> list[tuple[LexborNode, list, list]]:
+    """Each element matching `rows` inside `container`, its element children as its cells."""
+    try:
+        found = container.css(rows)
+    except Exception as exc:  # noqa: BLE001 - lexbor raises plain exceptions for bad selectors
+        raise HtmlSpecError(f"selector {rows!r}: {exc}") from None
+    laid_out = []
+    for row in found:
+        cells = [child for child in row.iter() if child.tag and not child.tag.startswith("-")]
+        laid_out.append((row, cells, cells))
+    return laid_out
+
+
 def _read_table(table: LexborNode, spec: TableSpec, page: ExtractedPage) -> None:
     latest: dict[str, int] = {}
-    for row, own, grid in table_grid(table):
-        if not own or (spec.skip and _select(row, spec.skip) is not None):
+    grid_rows = list_grid(table, spec.rows) if spec.rows else table_grid(table)
+    for row, own, grid in grid_rows:
+        if (not own and not spec.rows) or (spec.skip and _select(row, spec.skip) is not None):
             continue
         kind = _kind_of(own, grid, spec.kinds)
         if kind is None:

@@ -40,6 +40,7 @@ from ingestion_pipelines.sources.base import (
     TradingDayPartitions,
     exact_json,
 )
+from ingestion_pipelines.sources.declared_html import parse_html, record_for_format
 from ingestion_pipelines.sources.declared_models import record_model, settings_model
 from ingestion_pipelines.sources.declared_render import (
     _window_context,
@@ -115,6 +116,9 @@ class DeclaredSource(Source):
 
     def parse(self, response, request):
         """The records of one page, the source's total, then the next page."""
+        if self.spec.format == "html":
+            yield from parse_html(self, response, request)
+            return
         body = exact_json(response)
         if self.spec.error and at_path(body, self.spec.error):
             raise SourceError(f"{self.spec.error}: {at_path(body, self.spec.error)}")
@@ -159,7 +163,7 @@ def source_class(declaration: Declaration) -> type[DeclaredSource]:
         "description": spec.description,
         "table": tables.metadata.tables[spec.table["name"]],
         "key": tuple(spec.key) if spec.key else None,
-        "record": record_model(spec, f"{camel}Record"),
+        "record": record_for_format(spec, record_model(spec, f"{camel}Record")),
         "Settings": settings_model(spec, f"{camel}Settings"),
         "partitions": _partitions(spec),
         "fresh_within": duration(spec.fresh_within),

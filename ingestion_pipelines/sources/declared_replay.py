@@ -37,6 +37,7 @@ from ingestion_pipelines.replay.routes import (
     throttle_body,
 )
 from ingestion_pipelines.sources.declared import DeclaredSource, load_declared_sources
+from ingestion_pipelines.sources.declared_html import HTML_CONTENT_TYPE, recorded_html
 from ingestion_pipelines.sources.paginators import OffsetLimit, PageNumber, PaginatorSpec, at_path
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ DEFAULT_PAGE_SIZE = 100  # what a paged replay applies when no size is asked
 class RecordedPayload:
     """What one declared source's replay serves; tests change `records` or the switches."""
 
-    body: Any  # the recorded body (its record list is replaced by a page)
+    body: Any  # the recorded body (its record list is replaced by a page); bytes: an HTML page
     records_path: str
     records: list[Any]
     page_cap: int | None = None
@@ -60,6 +61,9 @@ class RecordedPayload:
 def recorded_payload(source: type[DeclaredSource]) -> RecordedPayload:
     """The recorded body of a declared source, read from its folder's data/."""
     replay = source.spec.replay or {}
+    if source.spec.format == "html":  # served as recorded; its records are the readable rows
+        page = (source.folder / "data" / replay["file"]).read_bytes()
+        return RecordedPayload(page, "", recorded_html(source.spec, page))
     body = json.loads((source.folder / "data" / replay["file"]).read_bytes())
     records = at_path(body, source.spec.records)
     if not isinstance(records, list):
@@ -107,6 +111,8 @@ def _handler(source: type[DeclaredSource]):
             if request.query.get(name, "").lower() != str(value).lower():
                 return Response.json({"error": f"invalid or missing parameter {name}"}, 400)
         payload = dataset.recorded[worker_id]
+        if source.spec.format == "html":  # the recorded page, whole
+            return Response(200, payload.body, {"Content-Type": HTML_CONTENT_TYPE})
         paging = request.query
         if PaginatorSpec.of(source.spec.paginator).arguments.get("where") == "body":
             sent = request.json() if request.body else {}

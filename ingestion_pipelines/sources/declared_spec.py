@@ -13,9 +13,11 @@ from pydantic import (
     ConfigDict,
     Field,
     field_validator,
+    model_validator,
 )
 
 from ingestion_pipelines.core.timezones import ICT_NAME
+from ingestion_pipelines.sources.declared_html import HtmlBody
 from ingestion_pipelines.sources.paginators import PaginatorSpec
 
 _DURATION = re.compile(r"^(\d+)\s*([smhd])$")
@@ -107,6 +109,9 @@ class RestSourceSpec(Strict):
     headers: dict[str, str] = {}
     request: RequestSpec
     paginator: dict[str, Any] = {}
+    format: Literal["json", "html"] = "json"  # the body's format
+    html: HtmlBody | None = None  # format html: how rows become records (sources/declared_html.py)
+    fetch: Literal["http", "browser"] = "http"  # browser: pages rendered in Chromium (html only)
     records: str = ""
     error: str | None = None  # dotted path: a non-empty value there fails the run
     totals: str | None = None
@@ -129,6 +134,14 @@ class RestSourceSpec(Strict):
     def _paginator(cls, value: dict[str, Any]) -> dict[str, Any]:
         PaginatorSpec.of(value)
         return value
+
+    @model_validator(mode="after")
+    def _body_format(self) -> RestSourceSpec:
+        if (self.format == "html") != (self.html is not None):
+            raise ValueError("`format: html` and an `html` block go together")
+        if self.fetch == "browser" and self.format != "html":
+            raise ValueError("`fetch: browser` renders HTML pages: it needs `format: html`")
+        return self
 
     def field(self, column: str) -> FieldSpec:
         """How `column` is read (a bare string is its path)."""

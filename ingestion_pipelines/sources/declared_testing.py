@@ -6,6 +6,7 @@
       records: 295                              # the recorded payload holds this many records
       rerun: snapshot                           # unchanged (default) | not_modified | snapshot
       bad_record: {index: 3, set: {current_price: -1}}   # makes one served record invalid
+                                                # (an HTML page: {replace: [old, new]}, once)
       partition: "2019-02-26"                   # a partitioned source: the day its recording holds
 
 The check compares every stored row with the record served for it, column by column, from the raw
@@ -22,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from ingestion_pipelines.replay import routes
+from ingestion_pipelines.sources.declared_html import break_page
 from ingestion_pipelines.sources.paginators import at_path
 from ingestion_pipelines.sources.testing import Standard
 from ingestion_pipelines.storage.declared import table_columns
@@ -99,6 +101,9 @@ def break_declared(source):
 
     def bad_record(dataset, _partition) -> None:
         payload = dataset.recorded[source.worker_id]
+        if source.spec.format == "html":  # a page: `bad_record: {replace: [old, new]}`
+            break_page(payload, bad)
+            return
         payload.records = copy.deepcopy(payload.records)
         payload.records[bad["index"]].update(bad["set"])
 

@@ -12,6 +12,7 @@ from loguru import logger
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from ingestion_pipelines.browser.resource import BrowserResource
 from ingestion_pipelines.core.errors import is_transient
 from ingestion_pipelines.core.timezones import ICT_NAME
 from ingestion_pipelines.dagster_api.names import WORKER_TAG
@@ -22,6 +23,7 @@ from ingestion_pipelines.resources.redis import RedisResource
 from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines.sources.base import Source, SourceError, TradingDayPartitions, Window
 from ingestion_pipelines.sources.dagster_warnings import quiet_backfill_policy_beta
+from ingestion_pipelines.sources.declared_browser import fetch_session
 from ingestion_pipelines.sources.expectations import judge_rows, scheduled_partition
 from ingestion_pipelines.sources.failures import storage_failure
 from ingestion_pipelines.sources.launch import RunOverrides
@@ -250,6 +252,7 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
         database: DatabaseResource,
         http: HttpClientResource,
         redis: RedisResource,
+        browser: BrowserResource,  # started only by a `fetch: browser` declaration's first page
     ) -> dg.MaterializeResult:
         with run_logging(context, worker_id) as log:
             resolved = worker_config.resolve_for_run(worker_id, config)
@@ -270,16 +273,20 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
                 proxy=settings.proxy,
                 rate_limit_per_s=settings.rate_limit_per_s,
                 validator_store=validators,
-            ) as session:
+            ) as http_session:
                 try:
-                    result = crawl(
-                        instance,
-                        session=session,
-                        data_engine=database.data_engine(settings.database_url),
-                        control_engine=database.engine(),
-                        run_id=context.run_id,
-                        progress=progress,
+                    fetching = fetch_session(
+                        instance, http_session, browser, context.run_id, http.rate_limiter()
                     )
+                    with fetching as session:
+                        result = crawl(
+                            instance,
+                            session=session,
+                            data_engine=database.data_engine(settings.database_url),
+                            control_engine=database.engine(),
+                            run_id=context.run_id,
+                            progress=progress,
+                        )
                 except (SourceError, HttpFetchError) as exc:
                     # The error says whether a later run may succeed: a bad payload, a 404 or the
                     # run's deadline never; a 5xx or a 429 yes (the client retried it already).
