@@ -17,8 +17,8 @@ from ingestion_pipelines.live.hub import PatternError
 from ingestion_pipelines.sidecar.committer import Fenced
 from ingestion_pipelines.sidecar.spool import SpoolFull
 from ingestion_pipelines.sources.base import SourceError
+from ingestion_pipelines.sources.crawl_result import RejectThresholdError
 from ingestion_pipelines.sources.failures import StorageError
-from ingestion_pipelines.sources.runner import RejectThresholdError
 
 # (class, the builtin base callers catch, transient by default)
 ERRORS = [

@@ -22,12 +22,13 @@ from ingestion_pipelines.resources.database import DatabaseResource
 from ingestion_pipelines.resources.redis import RedisResource
 from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines.sources.base import Source, SourceError, TradingDayPartitions, Window
+from ingestion_pipelines.sources.crawl_result import CrawlResult
 from ingestion_pipelines.sources.dagster_warnings import quiet_backfill_policy_beta
 from ingestion_pipelines.sources.declared_browser import fetch_session
 from ingestion_pipelines.sources.expectations import judge_rows, scheduled_partition
 from ingestion_pipelines.sources.failures import storage_failure
 from ingestion_pipelines.sources.launch import RunOverrides
-from ingestion_pipelines.sources.runner import CrawlResult, crawl
+from ingestion_pipelines.sources.runner import crawl
 from ingestion_pipelines.storage.logs import run_logging
 from ingestion_pipelines.storage.validators import PersistentValidators
 from ingestion_pipelines.vnmarket import calendar as market_calendar

@@ -20,8 +20,8 @@ from sqlalchemy import func, select
 from ingestion_pipelines.http_client.errors import RunDeadlineExceeded
 from ingestion_pipelines.replay.http_server import ReplayServer
 from ingestion_pipelines.sources.checkpoints import request_key
+from ingestion_pipelines.sources.crawl_result import CrawlResult, RejectThresholdError
 from ingestion_pipelines.sources.factory import complete_check
-from ingestion_pipelines.sources.runner import CrawlResult, RejectThresholdError
 from ingestion_pipelines.sources.vndirect import replay as vndirect
 from ingestion_pipelines.sources.vndirect.eod import VnStockEod
 from ingestion_pipelines.storage import tables
