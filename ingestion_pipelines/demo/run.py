@@ -41,6 +41,19 @@ def _processes(env: dict[str, str], port: int) -> list[tuple[str, list[str]]]:
     ]
 
 
+def _prepare_instance(env: dict[str, str]) -> None:
+    """Create (or migrate) the Dagster instance's SQLite storage before its processes start: the
+    webserver and the daemon would otherwise race to create it in a fresh DAGSTER_HOME."""
+    dagster = Path(sys.executable).parent / "dagster"
+    subprocess.run(
+        [str(dagster), "instance", "migrate"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
 def _first_runs(dagster_url: str, stop: threading.Event) -> None:
     """Once the webserver answers, run every scheduled worker once, without waiting for ticks."""
     from ingestion_pipelines.config.workers import catalogue
@@ -184,6 +197,7 @@ def main(argv=None) -> int:
         upgrade(database_url)
         _settle_config(database_url, replay_env)
         live = start_live_page(stack, env, args.live_port or settings.live_port)
+        _prepare_instance(env)
         children = []
         for name, command in _processes(env, args.port):
             children.append((name, subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)))
