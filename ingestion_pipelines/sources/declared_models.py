@@ -26,6 +26,7 @@ from ingestion_pipelines.sources.base import (
 )
 from ingestion_pipelines.sources.declared_rules import ordered_validators
 from ingestion_pipelines.sources.declared_spec import FieldSpec, RestSourceSpec, SettingSpec
+from ingestion_pipelines.sources.declared_values import with_conversions
 from ingestion_pipelines.storage.declared import table_columns
 from ingestion_pipelines.workers import ScheduledSettings, secret
 
@@ -97,7 +98,8 @@ def record_model(spec: RestSourceSpec, name: str) -> type[Record]:
         }
         alias = None if how.value else (path[0] if len(path) == 1 else AliasPath(*path))
         field = Field(... if required else None, validation_alias=alias, **bounds)
-        fields[column.name] = (kind if required else kind | None, field)
+        annotation = with_conversions(kind if required else kind | None, how)
+        fields[column.name] = (annotation, field)
     unknown = {c for chain in spec.ordered for c in chain} - set(fields)
     if unknown:
         raise ValueError(f"{spec.worker_id}: ordered names unknown columns {sorted(unknown)}")

@@ -37,6 +37,12 @@ from ingestion_pipelines.replay.routes import (
     throttle_body,
 )
 from ingestion_pipelines.sources.declared import DeclaredSource, load_declared_sources
+from ingestion_pipelines.sources.declared_body import (
+    decode_body,
+    found_records,
+    served_whole,
+    xml_bytes,
+)
 from ingestion_pipelines.sources.paginators import OffsetLimit, PageNumber, PaginatorSpec, at_path
 
 if TYPE_CHECKING:
@@ -55,16 +61,35 @@ class RecordedPayload:
     page_cap: int | None = None
     over_return: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    raw: bytes | None = None  # the recorded file, served as it is while no test changed it
 
 
 def recorded_payload(source: type[DeclaredSource]) -> RecordedPayload:
     """The recorded body of a declared source, read from its folder's data/."""
     replay = source.spec.replay or {}
-    body = json.loads((source.folder / "data" / replay["file"]).read_bytes())
-    records = at_path(body, source.spec.records)
+    raw = (source.folder / "data" / replay["file"]).read_bytes()
+    if served_whole(source.spec):
+        body = decode_body(raw, source.spec.format)
+        records = [
+            f.item for f in found_records(body, source.spec.records_spec(), source.spec.format)
+        ]
+        return RecordedPayload(body, source.spec.records_spec().path, records, raw=raw)
+    body = json.loads(raw)
+    records = at_path(body, source.spec.records_spec().path)
     if not isinstance(records, list):
         raise ValueError(f"{source.worker_id}: no record list at {source.spec.records!r}")
-    return RecordedPayload(body, source.spec.records, records)
+    return RecordedPayload(body, source.spec.records_spec().path, records)
+
+
+def _whole_body(source: type[DeclaredSource], payload: RecordedPayload) -> Response:
+    """The recorded body (records nested, in lists or XML: served whole, never paged)."""
+    xml = source.spec.format == "xml"
+    content_type = "text/xml; charset=utf-8" if xml else "application/json"
+    if payload.raw is not None:
+        return Response(200, payload.raw, {"Content-Type": content_type})
+    if xml:
+        return Response(200, xml_bytes(payload.body), {"Content-Type": content_type})
+    return Response.json(payload.body)
 
 
 def _with_records(body: Any, path: str, records: list[Any]) -> Any:
@@ -107,6 +132,8 @@ def _handler(source: type[DeclaredSource]):
             if request.query.get(name, "").lower() != str(value).lower():
                 return Response.json({"error": f"invalid or missing parameter {name}"}, 400)
         payload = dataset.recorded[worker_id]
+        if served_whole(source.spec):
+            return _whole_body(source, payload)
         paging = request.query
         if PaginatorSpec.of(source.spec.paginator).arguments.get("where") == "body":
             sent = request.json() if request.body else {}

@@ -13,8 +13,10 @@ from pydantic import (
     ConfigDict,
     Field,
     field_validator,
+    model_validator,
 )
 
+from ingestion_pipelines.sources.declared_units import UNITS
 from ingestion_pipelines.sources.paginators import PaginatorSpec
 from ingestion_pipelines.timezones import ICT_NAME
 
@@ -71,11 +73,14 @@ class PartitionSpec(Strict):
 
 
 class FieldSpec(Strict):
-    """How one column is read: its JSON path, format, scale and bounds."""
+    """How one column is read: its JSON path, format, scale and bounds (`value`, `map`, `unit`:
+    sources/declared_values.py)."""
 
     path: str | None = None  # dotted; default: the column's name
-    value: Literal["run_started_at"] | None = None  # not read: set by the run
-    format: Literal["epoch_s", "epoch_ms"] | None = None
+    value: str | None = None  # not read: "run_started_at", a constant or a template
+    map: dict[str, str] | None = None  # the sent value -> the stored one (others unchanged)
+    unit: str | None = None  # a converter of vnmarket.units (declared_values.UNITS)
+    format: Literal["epoch_s", "epoch_ms", "yyyymmdd"] | None = None
     scale: Decimal | None = None  # the stored value is the sent one times `scale`
     gt: Decimal | None = None
     ge: Decimal | None = None
@@ -84,6 +89,31 @@ class FieldSpec(Strict):
     pattern: str | None = None
     min_length: int | None = None
     choices: list[str] | None = None
+
+    @field_validator("unit")
+    @classmethod
+    def _unit(cls, value: str | None) -> str | None:
+        if value is not None and value not in UNITS:
+            raise ValueError(f"unknown unit {value!r} (one of {sorted(UNITS)})")
+        return value
+
+
+class RecordsSpec(Strict):
+    """Where a body's records are, when not one list at a dotted path (``records: data``):
+    `path` may walk every element of a list with ``*`` (``ratelist.city.*.item``); `one: true`
+    takes the object there as one record (a single-object body); `lists` names several record
+    lists of one body (``{stock: data.topHoldings, industry: data.industries}``), the name of a
+    record's list being ``{list.name}`` in a `value:` template."""
+
+    path: str = ""
+    one: bool = False
+    lists: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _one_way(self) -> RecordsSpec:
+        if self.lists and (self.path or self.one):
+            raise ValueError("records: `lists` or `path`/`one`, not both")
+        return self
 
 
 class SettingSpec(Strict):
@@ -107,7 +137,9 @@ class RestSourceSpec(Strict):
     headers: dict[str, str] = {}
     request: RequestSpec
     paginator: dict[str, Any] = {}
-    records: str = ""
+    format: Literal["json", "xml"] = "json"  # how the body is decoded (declared_body.py)
+    records: str | RecordsSpec = ""
+    require: dict[str, str] = {}  # dotted path -> the value the body must hold there
     error: str | None = None  # dotted path: a non-empty value there fails the run
     totals: str | None = None
     partitions: PartitionSpec | None = None
@@ -129,6 +161,12 @@ class RestSourceSpec(Strict):
     def _paginator(cls, value: dict[str, Any]) -> dict[str, Any]:
         PaginatorSpec.of(value)
         return value
+
+    def records_spec(self) -> RecordsSpec:
+        """Where the records are (a bare string is their list's path)."""
+        if isinstance(self.records, str):
+            return RecordsSpec(path=self.records)
+        return self.records
 
     def field(self, column: str) -> FieldSpec:
         """How `column` is read (a bare string is its path)."""

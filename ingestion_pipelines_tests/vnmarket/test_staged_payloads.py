@@ -28,16 +28,25 @@ from ingestion_pipelines.vnmarket.units import (
 )
 
 STAGING = Path(__file__).resolve().parents[2] / "staging"
-DECLARED = ("vn_indices", "vn_foreign_flows", "vn_financial_ratios")  # moved to defs/<worker_id>/
+DECLARED = (  # moved to defs/<worker_id>/
+    "vn_indices",
+    "vn_foreign_flows",
+    "vn_financial_ratios",
+    "vn_gold_prices",
+    "vn_fx_rates",
+)
+
+
+def _root(path: str) -> Path:
+    return DEFS_ROOT if path.split("/", 1)[0] in DECLARED else STAGING
 
 
 def _json(path: str):
-    root = DEFS_ROOT if path.split("/", 1)[0] in DECLARED else STAGING
-    return json.loads((root / path).read_text(encoding="utf-8"), parse_float=Decimal)
+    return json.loads((_root(path) / path).read_text(encoding="utf-8"), parse_float=Decimal)
 
 
 def _xml(path: str) -> ET.Element:
-    text = (STAGING / path).read_text(encoding="utf-8")
+    text = (_root(path) / path).read_text(encoding="utf-8")
     return ET.fromstring(text.split("-->", 1)[1] if text.startswith("<!--") else text)
 
 
