@@ -52,7 +52,12 @@ from ingestion_pipelines.sources.declared_render import (
     render_query,
 )
 from ingestion_pipelines.sources.declared_spec import RestSourceSpec, duration
-from ingestion_pipelines.sources.declared_values import json_safe, set_value
+from ingestion_pipelines.sources.declared_values import (
+    classified,
+    json_safe,
+    run_context,
+    set_value,
+)
 from ingestion_pipelines.sources.paginators import PaginatorSpec, at_path
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.declared import Declaration, declarations
@@ -73,7 +78,7 @@ class DeclaredSource(Source):
         rendered = {k: render(v, context) for k, v in paginator.arguments.items()}
         self.paginator = paginator.build(**rendered)
         # str(): orjson refuses str subclasses (SQLAlchemy's quoted_name) as keys of a dead letter
-        self.stamped = [str(c.name) for c in self.table.columns if self.spec.field(c.name).value]
+        self.stamped = [str(c.name) for c in self.table.columns if self.spec.field(c.name).is_set]
 
     def rows_for_each(self) -> list[dict[str, Any] | None]:
         """The rows of the `for_each` table (one request each), or [None] when there is none."""
@@ -104,6 +109,7 @@ class DeclaredSource(Source):
                 "settings": self.settings,
                 "window": _window_context(self.window),
                 "row": row,
+                "run": run_context(self.started_at),
             }
             query = {k: render_query(v, context) for k, v in spec.query.items()}
             headers = {k: render(v, context) for k, v in spec.headers.items()}
@@ -151,8 +157,12 @@ class DeclaredSource(Source):
             "parent": found.parent,
             "body": body,
         }
-        values = {c: set_value(self.spec.field(c).value, context) for c in self.stamped}
+        values = {c: self._set(self.spec.field(c), context, found.item) for c in self.stamped}
         return {**found.item, **values}
+
+    @staticmethod
+    def _set(how, context, item):
+        return classified(how.rules, item) if how.rules else set_value(how.value, context)
 
 
 def _partitions(spec: RestSourceSpec):

@@ -96,7 +96,7 @@ def record_model(spec: RestSourceSpec, name: str) -> type[Record]:
             if v is not None
             and not (kind in (NonNegativeExact, PositiveExact) and k in ("ge", "gt"))
         }
-        alias = None if how.value else (path[0] if len(path) == 1 else AliasPath(*path))
+        alias = None if how.is_set else (path[0] if len(path) == 1 else AliasPath(*path))
         field = Field(... if required else None, validation_alias=alias, **bounds)
         annotation = with_conversions(kind if required else kind | None, how)
         fields[column.name] = (annotation, field)

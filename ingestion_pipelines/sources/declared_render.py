@@ -1,5 +1,6 @@
 """Templates of a declaration rendered per request: ``{settings.<key>}``, ``{window.<name>}``,
-``{row.<column>}``, and window rules (``{days_back: {...}}``)."""
+``{row.<column>}``, ``{run.day}`` (the ICT day the run started), and window rules
+(``{days_back: {...}}``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from ingestion_pipelines.sources.base import SourceError
 from ingestion_pipelines.sources.declared_spec import Strict
 
 # ``{window.start}``; a date may name its format after a colon: ``{window.start:%Y%m%d}``
-_PLACEHOLDER = re.compile(r"\{(settings|window|row)\.([A-Za-z_][A-Za-z0-9_]*)(?::([^{}]+))?\}")
+_PLACEHOLDER = re.compile(r"\{(settings|window|row|run)\.([A-Za-z_][A-Za-z0-9_]*)(?::([^{}]+))?\}")
 
 # ---- rendering -------------------------------------------------------------------------------
 

@@ -72,12 +72,21 @@ class PartitionSpec(Strict):
     date_column: str
 
 
+class RuleSpec(Strict):
+    """One rule of a classified column: `then` when every path's value (as text) matches its
+    regular expression (searched; an absent value never matches); no `when`: the fallback."""
+
+    when: dict[str, str] = {}
+    then: str
+
+
 class FieldSpec(Strict):
     """How one column is read: its JSON path, format, scale and bounds (`value`, `map`, `unit`:
     sources/declared_values.py)."""
 
     path: str | None = None  # dotted; default: the column's name
     value: str | None = None  # not read: "run_started_at", a constant or a template
+    rules: list[RuleSpec] | None = None  # not read: classified from the record, first rule wins
     map: dict[str, str] | None = None  # the sent value -> the stored one (others unchanged)
     unit: str | None = None  # a converter of vnmarket.units (declared_values.UNITS)
     format: Literal["epoch_s", "epoch_ms", "yyyymmdd"] | None = None
@@ -96,6 +105,11 @@ class FieldSpec(Strict):
         if value is not None and value not in UNITS:
             raise ValueError(f"unknown unit {value!r} (one of {sorted(UNITS)})")
         return value
+
+    @property
+    def is_set(self) -> bool:
+        """Whether the column is set (`value`, `rules`) rather than read from a path."""
+        return self.value is not None or self.rules is not None
 
 
 class RecordsSpec(Strict):

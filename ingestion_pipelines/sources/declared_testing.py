@@ -23,9 +23,16 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from ingestion_pipelines.replay import routes
 from ingestion_pipelines.sources.declared_body import Found, found_records, served_whole
-from ingestion_pipelines.sources.declared_values import converted, set_value, template_scopes
+from ingestion_pipelines.sources.declared_values import (
+    classified,
+    converted,
+    set_value,
+    template_scopes,
+)
 from ingestion_pipelines.sources.paginators import at_path
 from ingestion_pipelines.sources.testing import Standard
 from ingestion_pipelines.storage.declared import table_columns
@@ -43,6 +50,8 @@ def served_value(kind: str, raw: Any, fmt: str | None, scale: Decimal | None) ->
         return value * scale if scale is not None else value
     if kind in ("integer", "bigint"):
         return int(raw)
+    if kind == "boolean":  # "true", 1, True: as the record model reads a boolean
+        return TypeAdapter(bool).validate_python(raw)
     if kind == "utc_datetime":
         return datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
     if kind == "date":
@@ -73,7 +82,9 @@ def _served_records(source, payload) -> list[Found]:
 
 def _wanted(column, how, found: Found, body: Any) -> Any:
     """What a checked column must hold for a served record."""
-    if how.value is not None:
+    if how.rules is not None:
+        raw = classified(how.rules, found.item)
+    elif how.value is not None:
         context = {"list": found.list_name, "parent": found.parent, "body": body}
         raw = set_value(how.value, context)
     else:
@@ -89,7 +100,7 @@ def check_declared(source):
     key = [c for c, how in columns if c.key]
     expect = source.spec.expect or {}
     expected_count = expect.get("records")
-    stamped = {c.name for c in source.table.columns if source.spec.field(c.name).value}
+    stamped = {c.name for c in source.table.columns if source.spec.field(c.name).is_set}
 
     def key_of(values: dict[str, Any]) -> tuple:
         return tuple(str(values[c.name]) for c in key)
@@ -121,7 +132,7 @@ def check_declared(source):
                     column.name,
                     found.item,
                 )
-            read = {(how.path or c.name).split(".")[0] for c, how in columns if how.value is None}
+            read = {(how.path or c.name).split(".")[0] for c, how in columns if not how.is_set}
             unread = set(found.item) - read - stamped
             assert set(row["extra"] or {}) >= unread, (source.worker_id, unread)
         check_rows(source, list(stored.values()), expect.get("rows") or [])

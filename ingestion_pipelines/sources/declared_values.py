@@ -4,7 +4,8 @@ read), ``map:`` (a sent value renamed), ``unit:`` (a converter of `vnmarket.unit
 
     fields:
       provider: {value: SJC}                          # a constant
-      fetched_at: {value: run_started_at}             # when the run started
+      fetched_at: {value: run_started_at}             # when the run started (= {run.started_at})
+      as_of: {value: "{run.day}"}                     # the ICT calendar day the run started
       exchange: {value: "{settings.exchange}"}        # a setting, or {row.<column>} of for_each
       as_of: {value: "{window.start}"}                # the window (a date may take a format:
                                                       #   "{window.start:%Y%m%d}")
@@ -14,6 +15,10 @@ read), ``map:`` (a sent value renamed), ``unit:`` (a converter of `vnmarket.unit
       index_code: {path: floor, map: {HNX: HNXINDEX}} # unmapped values stay as sent
       buy: {path: "@buy", unit: sjc_xml_price}        # "40.720" -> 40720000 (VND per tael)
       ex_date: {path: exrightDate, format: yyyymmdd}  # "20240315" -> 2024-03-15
+      type:                                           # classified: the first rule met wins
+        rules:
+          - {when: {eventCode: "^DIV$", valuePerShare: "."}, then: cash_dividend}
+          - {then: other}                             # no `when`: the fallback
 
 A set value goes through the column's checks as a read one does (its map, unit and bounds).
 """
@@ -30,11 +35,13 @@ from ingestion_pipelines.sources.base import SourceError
 from ingestion_pipelines.sources.declared_render import _lookup
 from ingestion_pipelines.sources.declared_units import UNITS
 from ingestion_pipelines.sources.paginators import at_path
+from ingestion_pipelines.timezones import ICT
 
 RUN_STARTED_AT = "run_started_at"
 
-_TEMPLATE = re.compile(r"\{(settings|window|row|list|parent|body)\.([^{}:]+?)(?::([^{}]+))?\}")
+_TEMPLATE = re.compile(r"\{(settings|window|row|run|list|parent|body)\.([^{}:]+?)(?::([^{}]+))?\}")
 _RECORD_SCOPES = ("list", "parent", "body")
+_RUN = ("started_at", "day")
 
 
 # ---- value: templates ------------------------------------------------------------------------
@@ -56,6 +63,11 @@ def set_value(template: str, context: dict[str, Any]) -> Any:
 
 def _placeholder(context: dict[str, Any], match: re.Match) -> Any:
     scope, name, fmt = match[1], match[2], match[3]
+    if scope == "run":
+        if name not in _RUN:
+            raise SourceError(f"{match[0]}: the run has {', '.join(_RUN)}")
+        value = run_context(context["started_at"])[name]
+        return value.strftime(fmt) if fmt else value
     if scope not in _RECORD_SCOPES:
         return _lookup(context, scope, name, fmt)
     if scope == "list":
@@ -69,12 +81,24 @@ def _placeholder(context: dict[str, Any], match: re.Match) -> Any:
 
 
 def template_scopes(template: str | None) -> set[str]:
-    """The scopes a `value:` declaration reads (``run_started_at`` counts as ``run``)."""
+    """The scopes a `value:` declaration reads (``run_started_at`` is ``run``'s)."""
     if template is None:
         return set()
     if template == RUN_STARTED_AT:
         return {"run"}
     return {m[1] for m in _TEMPLATE.finditer(template)}
+
+
+def classified(rules: list[Any], item: Any) -> str | None:
+    """The `then` of the first rule `item` meets (`RuleSpec`), or None when none does."""
+    for rule in rules:
+        if all(_matches(at_path(item, path), pattern) for path, pattern in rule.when.items()):
+            return rule.then
+    return None
+
+
+def _matches(value: Any, pattern: str) -> bool:
+    return value is not None and re.search(pattern, str(value)) is not None
 
 
 # ---- map, unit, format -----------------------------------------------------------------------
@@ -118,3 +142,8 @@ def json_safe(row: dict[str, Any] | None) -> dict[str, Any] | None:
     if row is None:
         return None
     return {k: v.isoformat() if isinstance(v, date) else v for k, v in row.items()}
+
+
+def run_context(started_at: datetime) -> dict[str, Any]:
+    """What ``{run.<name>}`` reads: `started_at` (UTC) and `day`, its ICT calendar day."""
+    return {"started_at": started_at, "day": started_at.astimezone(ICT).date()}

@@ -22,8 +22,8 @@ from ingestion_pipelines.sources.declared_body import (
 )
 from ingestion_pipelines.sources.declared_models import record_model
 from ingestion_pipelines.sources.declared_render import render
-from ingestion_pipelines.sources.declared_spec import RecordsSpec, RestSourceSpec
-from ingestion_pipelines.sources.declared_values import converted, set_value
+from ingestion_pipelines.sources.declared_spec import RecordsSpec, RestSourceSpec, RuleSpec
+from ingestion_pipelines.sources.declared_values import classified, converted, set_value
 
 STARTED = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 SJC = (
@@ -123,6 +123,10 @@ def test_value_sets_a_constant_the_run_time_or_a_template_of_the_run_or_the_reco
     assert set_value("{parent.n}", context) == 3  # a whole placeholder keeps its type
     assert set_value("{body.root.@updated}", context) == "08:58:32 AM 22/05/2013"
     assert set_value("{row.symbol}-{list.name}", context) == "FPT-stock"
+    assert set_value("{run.started_at}", context) == STARTED
+    late = {**context, "started_at": datetime(2026, 12, 6, 18, 0, tzinfo=UTC)}
+    assert set_value("{run.day}", late) == date(2026, 12, 7)  # 01:00 ICT the next day
+    assert set_value("{run.day:%Y%m%d}", late) == "20261207"
     with pytest.raises(SourceError, match="list.name"):
         set_value("{list.name}", {**context, "list": None})
 
@@ -189,7 +193,8 @@ def _parsed(worker_id: str, file: str) -> list:
     (request,) = crawl.build_requests()
     response = SimpleNamespace(content=(source.folder / "data" / file).read_bytes())
     crawl.started_at = STARTED
-    return [source.record.model_validate(item).row() for item in crawl.parse(response, request)]
+    items = [item for item in crawl.parse(response, request) if isinstance(item, dict)]
+    return [source.record.model_validate(item).row() for item in items]  # the next page left out
 
 
 def test_the_2017_sjc_board_lands_in_vnd_per_tael_per_branch_at_its_ict_time():
@@ -222,3 +227,32 @@ def test_the_2017_vietcombank_board_keeps_unquoted_cash_rates_null():
     assert (dkk["cash_buy"], dkk["transfer_buy"]) == (None, Decimal("3179.04"))  # "0": not quoted
     assert usd["at"] == datetime(2017, 4, 11, 1, 55, 51, tzinfo=UTC)  # month first, ICT
     assert usd["extra"] == {"@CurrencyName": "US DOLLAR"}
+
+
+def test_rules_classify_a_column_from_the_record_first_rule_met_wins():
+    rules = [
+        RuleSpec(when={"code": "^ISS$", "title": "CBCNV|ESOP"}, then="other"),
+        RuleSpec(when={"code": "^ISS$", "title": "(?i)cổ phiếu thưởng"}, then="bonus_shares"),
+        RuleSpec(when={"code": "^DIV$", "value": "."}, then="cash_dividend"),
+        RuleSpec(then="other"),
+    ]
+    assert classified(rules, {"code": "ISS", "title": "Cổ phiếu thưởng 20%"}) == "bonus_shares"
+    assert classified(rules, {"code": "ISS", "title": "Cổ phiếu thưởng CBCNV"}) == "other"
+    assert classified(rules, {"code": "DIV", "value": 1500}) == "cash_dividend"
+    assert classified(rules, {"code": "DIV", "value": None}) == "other"  # absent: no match
+    assert classified(rules[:2], {"code": "AGME"}) is None
+
+
+def test_the_vietcap_events_are_typed_by_their_rules_and_asked_up_to_the_run_day():
+    source = load_declared_sources()["vn_corporate_events"]
+    crawl = source(source.Settings())
+    crawl.started_at = datetime(2026, 12, 6, 18, 30, tzinfo=UTC)  # 01:30 ICT on the 7th
+    (request,) = crawl.build_requests()
+    assert request.params["toDate"] == "20261207" and request.params["fromDate"] == "20100101"
+    rows = _parsed("vn_corporate_events", "vietcap_events_SSI_2026.json")
+    assert [(r["type"], r["ratio"], r["ex_date"]) for r in rows] == [
+        ("other", Decimal("0.0033"), None),  # ESOP: no price adjustment
+        ("bonus_shares", Decimal("0.2"), None),  # announced, ex-date not known yet
+        ("other", None, date(2026, 3, 16)),  # the AGM
+    ]
+    assert rows[1]["extra"]["eventCode"] == "ISS" and rows[1]["type_classified"] is True
