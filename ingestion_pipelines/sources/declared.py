@@ -146,8 +146,9 @@ class DeclaredSource(Source):
 
     def with_set_values(self, found: Found, body, request):
         """A record with the columns its declaration sets (`value:`) filled in."""
-        if not self.stamped or not isinstance(found.item, dict):
-            return found.item
+        item = found.relabelled()
+        if not self.stamped or not isinstance(item, dict):
+            return item
         context = {
             "settings": self.settings,
             "window": _window_context(self.window),
@@ -157,8 +158,8 @@ class DeclaredSource(Source):
             "parent": found.parent,
             "body": body,
         }
-        values = {c: self._set(self.spec.field(c), context, found.item) for c in self.stamped}
-        return {**found.item, **values}
+        values = {c: self._set(self.spec.field(c), context, item) for c in self.stamped}
+        return {**item, **values}
 
     @staticmethod
     def _set(how, context, item):

@@ -14,6 +14,7 @@ reference is refused (`SourceError`), never expanded.
     records: {path: root.ratelist.city.*.item}      # every `item` of every `city`
     records: {path: data, one: true}               # the object there is one record
     records: {lists: {stock: data.topHoldings, industry: data.industries}}   # named lists
+    records: {lists: {industry: {path: data.industries, fields: {name: industry}}}}
 
 A record's `parent` is the object holding its list (the ``city`` above; ``ExrateList`` for
 ``ExrateList.Exrate``), its `list` the name its list has under ``lists``.
@@ -43,6 +44,17 @@ class Found:
     item: Any
     parent: Any = None
     list_name: str | None = None
+    fields: Mapping[str, str] | None = None  # column -> path, where its list names it its way
+
+    def relabelled(self) -> Any:
+        """The record with its list's own fields moved to the columns they fill (a top-level
+        field moved is no longer in the record; a nested one stays, for `extra`)."""
+        if not self.fields or not isinstance(self.item, Mapping):
+            return self.item
+        moved = {path for path in self.fields.values() if "." not in path}
+        item = {k: v for k, v in self.item.items() if k not in moved}
+        item.update({column: at_path(self.item, path) for column, path in self.fields.items()})
+        return item
 
 
 # ---- decoding --------------------------------------------------------------------------------
@@ -117,15 +129,19 @@ def _fill(element: Element, node: Any) -> None:
 def found_records(body: Any, spec: RecordsSpec, fmt: str = "json") -> list[Found]:
     """Every record of `body` as `spec` says where they are; `SourceError` when one is missing."""
     if spec.lists:
-        return [
-            found
-            for name, path in spec.lists.items()
-            for found in _walk(body, path, fmt, one=False, name=name)
-        ]
+        found: list[Found] = []
+        for name, listed in spec.lists.items():
+            path, fields = (
+                (listed, None) if isinstance(listed, str) else (listed.path, listed.fields)
+            )
+            if at_path(body, path) is None:
+                continue  # an absent list: none of these records published
+            found += _walk(body, path, fmt, one=False, name=name, fields=fields)
+        return found
     return _walk(body, spec.path, fmt, one=spec.one, name=None)
 
 
-def _walk(body: Any, path: str, fmt: str, one: bool, name: str | None) -> list[Found]:
+def _walk(body: Any, path: str, fmt: str, one: bool, name: str | None, fields=None) -> list[Found]:
     *through, last = path.split(".*.") if path else [""]
     holders = [body]
     for step in through:
@@ -143,7 +159,7 @@ def _walk(body: Any, path: str, fmt: str, one: bool, name: str | None) -> list[F
         else:
             items = _listed(value, fmt, where=path)
         parent = at_path(holder, parent_path) if parent_path else holder
-        found.extend(Found(item, parent, name) for item in items)
+        found.extend(Found(item, parent, name, fields) for item in items)
     return found
 
 

@@ -112,16 +112,25 @@ class FieldSpec(Strict):
         return self.value is not None or self.rules is not None
 
 
+class ListSpec(Strict):
+    """One named record list: its `path`, and the `fields` its records name their own way
+    (column -> path in this list's records, e.g. ``{name: stockCode}``)."""
+
+    path: str
+    fields: dict[str, str] = {}
+
+
 class RecordsSpec(Strict):
     """Where a body's records are, when not one list at a dotted path (``records: data``):
     `path` may walk every element of a list with ``*`` (``ratelist.city.*.item``); `one: true`
     takes the object there as one record (a single-object body); `lists` names several record
-    lists of one body (``{stock: data.topHoldings, industry: data.industries}``), the name of a
-    record's list being ``{list.name}`` in a `value:` template."""
+    lists of one body (``{stock: data.topHoldings, industry: {path: data.industries, fields:
+    {name: industry}}}``; an absent list holds no records), the name of a record's list being
+    ``{list.name}`` in a `value:` template."""
 
     path: str = ""
     one: bool = False
-    lists: dict[str, str] = {}
+    lists: dict[str, str | ListSpec] = {}
 
     @model_validator(mode="after")
     def _one_way(self) -> RecordsSpec:
@@ -181,6 +190,11 @@ class RestSourceSpec(Strict):
         if isinstance(self.records, str):
             return RecordsSpec(path=self.records)
         return self.records
+
+    def replayed_path(self) -> str:
+        """The real path the recording answers at: the request's, or ``replay.path`` where the
+        request's path is a template (``/res/products/{settings.fund_id}`` recorded for one)."""
+        return (self.replay or {}).get("path") or self.request.path
 
     def field(self, column: str) -> FieldSpec:
         """How `column` is read (a bare string is its path)."""

@@ -82,13 +82,14 @@ def _served_records(source, payload) -> list[Found]:
 
 def _wanted(column, how, found: Found, body: Any) -> Any:
     """What a checked column must hold for a served record."""
+    item = found.relabelled()
     if how.rules is not None:
-        raw = classified(how.rules, found.item)
+        raw = classified(how.rules, item)
     elif how.value is not None:
         context = {"list": found.list_name, "parent": found.parent, "body": body}
         raw = set_value(how.value, context)
     else:
-        raw = at_path(found.item, how.path or column.name)
+        raw = at_path(item, how.path or column.name)
     epoch = how.format if how.format in ("epoch_s", "epoch_ms") else None
     return served_value(column.type, converted(how, raw), epoch, how.scale)
 
@@ -133,7 +134,7 @@ def check_declared(source):
                     found.item,
                 )
             read = {(how.path or c.name).split(".")[0] for c, how in columns if not how.is_set}
-            unread = set(found.item) - read - stamped
+            unread = set(found.relabelled()) - read - stamped
             assert set(row["extra"] or {}) >= unread, (source.worker_id, unread)
         check_rows(source, list(stored.values()), expect.get("rows") or [])
 
@@ -176,7 +177,7 @@ def standard_of(source) -> Standard | None:
     if not expect or not source.spec.replay or "bad_record" not in expect:
         return None
     routes.load_replays()
-    path = routes.WORKER_BASE_PATHS[source.worker_id] + source.spec.request.path
+    path = routes.WORKER_BASE_PATHS[source.worker_id] + source.spec.replayed_path()
     return Standard(
         check=check_declared(source),
         bad_record=break_declared(source),

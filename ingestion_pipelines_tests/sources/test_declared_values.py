@@ -256,3 +256,21 @@ def test_the_vietcap_events_are_typed_by_their_rules_and_asked_up_to_the_run_day
         ("other", None, date(2026, 3, 16)),  # the AGM
     ]
     assert rows[1]["extra"]["eventCode"] == "ISS" and rows[1]["type_classified"] is True
+
+
+def test_three_lists_of_one_body_each_with_its_own_field_names_and_its_kind():
+    rows = _parsed("fmarket_fund_holdings", "fmarket_product_detail_VEOF_shape.json")
+    assert [(r["kind"], r["name"], r["weight_pct"]) for r in rows] == [
+        ("stock", "MBB", Decimal("7.99")),
+        ("industry", "Ngân hàng", Decimal("33.36")),  # its key is assetPercent
+        ("asset_class", "STOCK", Decimal("97.44")),  # no bond list published: none written
+    ]
+    assert {(r["fund_id"], r["fund_code"], r["as_of"]) for r in rows} == {
+        (20, "VEOF", date(2026, 12, 6))  # the ICT day of STARTED
+    }
+    assert rows[0]["extra"] == {
+        "industry": "Ngân hàng",
+        "price": "25.2",
+        "type": "STOCK",
+    }  # exact text
+    assert rows[2]["extra"] == {"assetType": {"code": "STOCK"}}
