@@ -274,3 +274,9 @@ def test_three_lists_of_one_body_each_with_its_own_field_names_and_its_kind():
         "type": "STOCK",
     }  # exact text
     assert rows[2]["extra"] == {"assetType": {"code": "STOCK"}}
+
+
+def test_the_two_gold_houses_declare_the_one_gold_price_table_identically():
+    sources = load_declared_sources()
+    sjc, pnj = (sources[w].spec.table for w in ("vn_gold_prices", "vn_gold_prices_pnj"))
+    assert sjc == pnj

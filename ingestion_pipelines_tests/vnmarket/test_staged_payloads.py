@@ -33,6 +33,7 @@ DECLARED = (  # moved to defs/<worker_id>/
     "vn_foreign_flows",
     "vn_financial_ratios",
     "vn_gold_prices",
+    "vn_gold_prices_pnj",
     "vn_fx_rates",
 )
 
@@ -101,7 +102,7 @@ def test_sjc_json_text_agrees_with_its_values():
 def test_pnj_and_the_sjc_bar_price_of_the_same_day():
     rows = {
         r["masp"]: r
-        for r in _json("vn_gold_prices/data/pnj_get_gold_price_2026-06-17.json")["data"]
+        for r in _json("vn_gold_prices_pnj/data/pnj_get_gold_price_2026-06-17.json")["data"]
     }
     bar = rows["SJC"]
     # 17/06/2026: BTMC and webgia quoted the SJC bar 14,880,000 / 15,130,000 VND per chỉ

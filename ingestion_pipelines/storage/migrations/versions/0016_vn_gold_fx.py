@@ -39,6 +39,7 @@ def upgrade() -> None:
         sa.Column("at", ingestion_pipelines.storage.types.UtcDateTime(), nullable=False),
         sa.Column("buy", ingestion_pipelines.storage.types.ExactDecimal(), nullable=True),
         sa.Column("sell", ingestion_pipelines.storage.types.ExactDecimal(), nullable=True),
+        sa.Column("at_inferred", sa.Boolean(), nullable=True),
         sa.Column("extra", ingestion_pipelines.storage.types.JsonDocument(), nullable=True),
         sa.PrimaryKeyConstraint("provider", "product", "branch", "at", name=op.f("pk_gold_price")),
         mysql_charset="utf8mb4",
