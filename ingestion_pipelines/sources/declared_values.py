@@ -138,10 +138,17 @@ def with_conversions(annotation: Any, how: Any) -> Any:
 
 
 def json_safe(row: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A `for_each` row as a request's meta holds it (JSON values: dates as ISO text)."""
+    """A `for_each` row as a request's meta holds it (JSON values, resumable from a checkpoint:
+    dates as ISO text, decimals and anything else as their text)."""
     if row is None:
         return None
-    return {k: v.isoformat() if isinstance(v, date) else v for k, v in row.items()}
+    return {k: _json_value(v) for k, v in row.items()}
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return value.isoformat() if isinstance(value, date) else str(value)
 
 
 def run_context(started_at: datetime) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from ingestion_pipelines.sources.declared_body import (
 from ingestion_pipelines.sources.declared_models import record_model
 from ingestion_pipelines.sources.declared_render import render
 from ingestion_pipelines.sources.declared_spec import RecordsSpec, RestSourceSpec, RuleSpec
-from ingestion_pipelines.sources.declared_values import classified, converted, set_value
+from ingestion_pipelines.sources.declared_values import classified, converted, json_safe, set_value
 
 STARTED = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 SJC = (
@@ -280,3 +280,9 @@ def test_the_two_gold_houses_declare_the_one_gold_price_table_identically():
     sources = load_declared_sources()
     sjc, pnj = (sources[w].spec.table for w in ("vn_gold_prices", "vn_gold_prices_pnj"))
     assert sjc == pnj
+
+
+def test_a_for_each_row_is_kept_in_a_request_as_json_values():
+    row = {"symbol": "FPT", "listed_on": date(2006, 12, 13), "id": 7, "cap": Decimal("1.50")}
+    assert json_safe(row) == {"symbol": "FPT", "listed_on": "2006-12-13", "id": 7, "cap": "1.50"}
+    assert json_safe(None) is None
