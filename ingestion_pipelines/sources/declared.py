@@ -38,7 +38,12 @@ from ingestion_pipelines.sources.base import (
     Source,
     SourceError,
     TradingDayPartitions,
-    exact_json,
+)
+from ingestion_pipelines.sources.declared_body import (
+    Found,
+    check_required,
+    decode_body,
+    found_records,
 )
 from ingestion_pipelines.sources.declared_html import parse_html, record_for_format
 from ingestion_pipelines.sources.declared_models import record_model, settings_model
@@ -49,6 +54,12 @@ from ingestion_pipelines.sources.declared_render import (
     render_query,
 )
 from ingestion_pipelines.sources.declared_spec import RestSourceSpec, duration
+from ingestion_pipelines.sources.declared_values import (
+    classified,
+    json_safe,
+    run_context,
+    set_value,
+)
 from ingestion_pipelines.sources.paginators import PaginatorSpec, at_path
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.declared import Declaration, declarations
@@ -68,7 +79,7 @@ class DeclaredSource(Source):
         rendered = {k: render(v, context) for k, v in paginator.arguments.items()}
         self.paginator = paginator.build(**rendered)
         # str(): orjson refuses str subclasses (SQLAlchemy's quoted_name) as keys of a dead letter
-        self.stamped = [str(c.name) for c in self.table.columns if self.spec.field(c.name).value]
+        self.stamped = [str(c.name) for c in self.table.columns if self.spec.field(c.name).is_set]
 
     def rows_for_each(self) -> list[dict[str, Any] | None]:
         """The rows of the `for_each` table (one request each), or [None] when there is none."""
@@ -99,6 +110,7 @@ class DeclaredSource(Source):
                 "settings": self.settings,
                 "window": _window_context(self.window),
                 "row": row,
+                "run": run_context(self.started_at),
             }
             query = {k: render_query(v, context) for k, v in spec.query.items()}
             headers = {k: render(v, context) for k, v in spec.headers.items()}
@@ -110,7 +122,7 @@ class DeclaredSource(Source):
                 json=None if spec.body is None else render_body(spec.body, context),
                 headers={k: str(v) for k, v in headers.items() if v not in (None, "")} or None,
                 conditional=spec.conditional,
-                meta={"family": family},
+                meta={"family": family, "row": json_safe(row)},
             )
             yield from self.paginator.firsts(request, self.window)
 
@@ -119,25 +131,43 @@ class DeclaredSource(Source):
         if self.spec.format == "html":
             yield from parse_html(self, response, request)
             return
-        body = exact_json(response)
+        body = decode_body(response.content, self.spec.format)
         if self.spec.error and at_path(body, self.spec.error):
             raise SourceError(f"{self.spec.error}: {at_path(body, self.spec.error)}")
-        records = at_path(body, self.spec.records)
-        if not isinstance(records, list):
-            where = self.spec.records or "the body"
-            raise SourceError(f"expected a list of records at {where}: {str(body)[:200]}")
+        check_required(body, self.spec.require)
+        found = found_records(body, self.spec.records_spec(), self.spec.format)
+        records = [each.item for each in found]
         if self.spec.totals:
             total = at_path(body, self.spec.totals)
             if total is None:
                 raise SourceError(f"the body has no total at {self.spec.totals}")
             yield Expected(request.meta.get("family", self.worker_id), int(total))
-        for item in records:
-            if self.stamped and isinstance(item, dict):
-                item = {**item, **dict.fromkeys(self.stamped, self.started_at)}
-            yield item
+        for each in found:
+            yield self.with_set_values(each, body, request)
         following = self.paginator.follow(request, response, body, records)
         if following is not None:
             yield following
+
+    def with_set_values(self, found: Found, body, request):
+        """A record with the columns its declaration sets (`value:`) filled in."""
+        item = found.relabelled()
+        if not self.stamped or not isinstance(item, dict):
+            return item
+        context = {
+            "settings": self.settings,
+            "window": _window_context(self.window),
+            "row": request.meta.get("row"),
+            "started_at": self.started_at,
+            "list": found.list_name,
+            "parent": found.parent,
+            "body": body,
+        }
+        values = {c: self._set(self.spec.field(c), context, item) for c in self.stamped}
+        return {**item, **values}
+
+    @staticmethod
+    def _set(how, context, item):
+        return classified(how.rules, item) if how.rules else set_value(how.value, context)
 
 
 def _partitions(spec: RestSourceSpec):

@@ -27,6 +27,7 @@ from ingestion_pipelines.sources.base import (
 )
 from ingestion_pipelines.sources.declared_rules import ordered_validators
 from ingestion_pipelines.sources.declared_spec import FieldSpec, RestSourceSpec, SettingSpec
+from ingestion_pipelines.sources.declared_values import with_conversions
 from ingestion_pipelines.storage.declared import table_columns
 
 _PYTHON_TYPES: dict[str, Any] = {
@@ -95,9 +96,10 @@ def record_model(spec: RestSourceSpec, name: str) -> type[Record]:
             if v is not None
             and not (kind in (NonNegativeExact, PositiveExact) and k in ("ge", "gt"))
         }
-        alias = None if how.value else (path[0] if len(path) == 1 else AliasPath(*path))
+        alias = None if how.is_set else (path[0] if len(path) == 1 else AliasPath(*path))
         field = Field(... if required else None, validation_alias=alias, **bounds)
-        fields[column.name] = (kind if required else kind | None, field)
+        annotation = with_conversions(kind if required else kind | None, how)
+        fields[column.name] = (annotation, field)
     unknown = {c for chain in spec.ordered for c in chain} - set(fields)
     if unknown:
         raise ValueError(f"{spec.worker_id}: ordered names unknown columns {sorted(unknown)}")

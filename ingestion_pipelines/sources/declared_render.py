@@ -1,5 +1,6 @@
 """Templates of a declaration rendered per request: ``{settings.<key>}``, ``{window.<name>}``,
-``{row.<column>}``, and window rules (``{days_back: {...}}``)."""
+``{row.<column>}``, ``{run.day}`` (the ICT day the run started), and window rules
+(``{days_back: {...}}``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from zoneinfo import ZoneInfo
 from ingestion_pipelines.sources.base import SourceError
 from ingestion_pipelines.sources.declared_spec import Strict
 
-_PLACEHOLDER = re.compile(r"\{(settings|window|row)\.([A-Za-z_][A-Za-z0-9_]*)\}")
+# ``{window.start}``; a date may name its format after a colon: ``{window.start:%Y%m%d}``
+_PLACEHOLDER = re.compile(r"\{(settings|window|row|run)\.([A-Za-z_][A-Za-z0-9_]*)(?::([^{}]+))?\}")
 
 # ---- rendering -------------------------------------------------------------------------------
 
@@ -23,16 +25,20 @@ def render(value: Any, context: dict[str, Any]) -> Any:
         return value
     whole = _PLACEHOLDER.fullmatch(value)
     if whole:
-        return _lookup(context, whole[1], whole[2])
-    return _PLACEHOLDER.sub(lambda m: str(_lookup(context, m[1], m[2])), value)
+        return _lookup(context, whole[1], whole[2], whole[3])
+    return _PLACEHOLDER.sub(lambda m: str(_lookup(context, m[1], m[2], m[3])), value)
 
 
-def _lookup(context: dict[str, Any], scope: str, name: str) -> Any:
+def _lookup(context: dict[str, Any], scope: str, name: str, fmt: str | None = None) -> Any:
     holder = context.get(scope)
     if holder is None:
         raise SourceError(f"template {{{scope}.{name}}}: no {scope} here")
     value = holder.get(name) if isinstance(holder, dict) else getattr(holder, name)
-    return value.isoformat() if isinstance(value, date) else value
+    if isinstance(value, date):
+        return value.strftime(fmt) if fmt else value.isoformat()
+    if fmt:
+        raise SourceError(f"template {{{scope}.{name}:{fmt}}}: a format applies to dates only")
+    return value
 
 
 def render_body(value: Any, context: dict[str, Any]) -> Any:

@@ -5,6 +5,7 @@ The declaration's ``replay`` says where and how (``defs/<worker_id>/defs.yaml``)
     replay:
       base_path: /api/v3                 # INGEST_<WORKER>__BASE_URL = server root + base_path
       file: coingecko_coins_markets.json # in the folder's data/ (its line in data/PROVENANCE.md)
+      path: /res/products/20             # where a templated request path was recorded
       page_size: per_page                # the parameter asking a page size (paged sources; in
                                          # the JSON body when the paginator pages `where: body`)
       require: {vs_currency: usd}        # a request without these answers 400, as the service does
@@ -37,6 +38,12 @@ from ingestion_pipelines.replay.routes import (
     throttle_body,
 )
 from ingestion_pipelines.sources.declared import DeclaredSource, load_declared_sources
+from ingestion_pipelines.sources.declared_body import (
+    decode_body,
+    found_records,
+    served_whole,
+    xml_bytes,
+)
 from ingestion_pipelines.sources.declared_html import HTML_CONTENT_TYPE, recorded_html
 from ingestion_pipelines.sources.paginators import OffsetLimit, PageNumber, PaginatorSpec, at_path
 
@@ -56,6 +63,7 @@ class RecordedPayload:
     page_cap: int | None = None
     over_return: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    raw: bytes | None = None  # the recorded file, served as it is while no test changed it
 
 
 def recorded_payload(source: type[DeclaredSource]) -> RecordedPayload:
@@ -64,11 +72,31 @@ def recorded_payload(source: type[DeclaredSource]) -> RecordedPayload:
     if source.spec.format == "html":  # served as recorded; its records are the readable rows
         page = (source.folder / "data" / replay["file"]).read_bytes()
         return RecordedPayload(page, "", recorded_html(source.spec, page))
-    body = json.loads((source.folder / "data" / replay["file"]).read_bytes())
-    records = at_path(body, source.spec.records)
+    raw = (source.folder / "data" / replay["file"]).read_bytes()
+    if served_whole(source.spec):
+        # JSON as floats: what Response.json writes back once a test changed a record
+        xml = source.spec.format == "xml"
+        body = decode_body(raw, source.spec.format) if xml else json.loads(raw)
+        records = [
+            f.item for f in found_records(body, source.spec.records_spec(), source.spec.format)
+        ]
+        return RecordedPayload(body, source.spec.records_spec().path, records, raw=raw)
+    body = json.loads(raw)
+    records = at_path(body, source.spec.records_spec().path)
     if not isinstance(records, list):
         raise ValueError(f"{source.worker_id}: no record list at {source.spec.records!r}")
-    return RecordedPayload(body, source.spec.records, records)
+    return RecordedPayload(body, source.spec.records_spec().path, records)
+
+
+def _whole_body(source: type[DeclaredSource], payload: RecordedPayload) -> Response:
+    """The recorded body (records nested, in lists or XML: served whole, never paged)."""
+    xml = source.spec.format == "xml"
+    content_type = "text/xml; charset=utf-8" if xml else "application/json"
+    if payload.raw is not None:
+        return Response(200, payload.raw, {"Content-Type": content_type})
+    if xml:
+        return Response(200, xml_bytes(payload.body), {"Content-Type": content_type})
+    return Response.json(payload.body)
 
 
 def _with_records(body: Any, path: str, records: list[Any]) -> Any:
@@ -113,6 +141,8 @@ def _handler(source: type[DeclaredSource]):
         payload = dataset.recorded[worker_id]
         if source.spec.format == "html":  # the recorded page, whole
             return Response(200, payload.body, {"Content-Type": HTML_CONTENT_TYPE})
+        if served_whole(source.spec):
+            return _whole_body(source, payload)
         paging = request.query
         if PaginatorSpec.of(source.spec.paginator).arguments.get("where") == "body":
             sent = request.json() if request.body else {}
@@ -135,12 +165,13 @@ def register_declared() -> list[str]:
         if not replay:
             continue
         prefix = replay.get("base_path", "")
-        if prefix + source.spec.request.path in ROUTES:
+        served_path = source.spec.replayed_path()
+        if prefix + served_path in ROUTES:
             # Another source serves that real path already (a copied folder, before its path is
             # changed): this one is served under its worker id, whole real path after it.
             prefix = f"/{worker_id}{prefix}"
         base_path(worker_id, prefix)
-        route(prefix + source.spec.request.path, source.spec.request.method)(_handler(source))
+        route(prefix + served_path, source.spec.request.method)(_handler(source))
         if replay.get("throttle_body") is not None:
             throttle_body(prefix + "/", replay["throttle_body"])
         if replay.get("rate_limited"):

@@ -18,6 +18,7 @@ from pydantic import (
 
 from ingestion_pipelines.core.timezones import ICT_NAME
 from ingestion_pipelines.sources.declared_html import HtmlBody
+from ingestion_pipelines.sources.declared_units import UNITS
 from ingestion_pipelines.sources.paginators import PaginatorSpec
 
 _DURATION = re.compile(r"^(\d+)\s*([smhd])$")
@@ -72,12 +73,24 @@ class PartitionSpec(Strict):
     date_column: str
 
 
+class RuleSpec(Strict):
+    """One rule of a classified column: `then` when every path's value (as text) matches its
+    regular expression (searched; an absent value never matches); no `when`: the fallback."""
+
+    when: dict[str, str] = {}
+    then: str
+
+
 class FieldSpec(Strict):
-    """How one column is read: its JSON path, format, scale and bounds."""
+    """How one column is read: its JSON path, format, scale and bounds (`value`, `map`, `unit`:
+    sources/declared_values.py)."""
 
     path: str | None = None  # dotted; default: the column's name
-    value: Literal["run_started_at"] | None = None  # not read: set by the run
-    format: Literal["epoch_s", "epoch_ms"] | None = None
+    value: str | None = None  # not read: "run_started_at", a constant or a template
+    rules: list[RuleSpec] | None = None  # not read: classified from the record, first rule wins
+    map: dict[str, str] | None = None  # the sent value -> the stored one (others unchanged)
+    unit: str | None = None  # a converter of vnmarket.units (declared_values.UNITS)
+    format: Literal["epoch_s", "epoch_ms", "yyyymmdd"] | None = None
     scale: Decimal | None = None  # the stored value is the sent one times `scale`
     gt: Decimal | None = None
     ge: Decimal | None = None
@@ -86,6 +99,45 @@ class FieldSpec(Strict):
     pattern: str | None = None
     min_length: int | None = None
     choices: list[str] | None = None
+
+    @field_validator("unit")
+    @classmethod
+    def _unit(cls, value: str | None) -> str | None:
+        if value is not None and value not in UNITS:
+            raise ValueError(f"unknown unit {value!r} (one of {sorted(UNITS)})")
+        return value
+
+    @property
+    def is_set(self) -> bool:
+        """Whether the column is set (`value`, `rules`) rather than read from a path."""
+        return self.value is not None or self.rules is not None
+
+
+class ListSpec(Strict):
+    """One named record list: its `path`, and the `fields` its records name their own way
+    (column -> path in this list's records, e.g. ``{name: stockCode}``)."""
+
+    path: str
+    fields: dict[str, str] = {}
+
+
+class RecordsSpec(Strict):
+    """Where a body's records are, when not one list at a dotted path (``records: data``):
+    `path` may walk every element of a list with ``*`` (``ratelist.city.*.item``); `one: true`
+    takes the object there as one record (a single-object body); `lists` names several record
+    lists of one body (``{stock: data.topHoldings, industry: {path: data.industries, fields:
+    {name: industry}}}``; an absent list holds no records), the name of a record's list being
+    ``{list.name}`` in a `value:` template."""
+
+    path: str = ""
+    one: bool = False
+    lists: dict[str, str | ListSpec] = {}
+
+    @model_validator(mode="after")
+    def _one_way(self) -> RecordsSpec:
+        if self.lists and (self.path or self.one):
+            raise ValueError("records: `lists` or `path`/`one`, not both")
+        return self
 
 
 class SettingSpec(Strict):
@@ -109,10 +161,12 @@ class RestSourceSpec(Strict):
     headers: dict[str, str] = {}
     request: RequestSpec
     paginator: dict[str, Any] = {}
-    format: Literal["json", "html"] = "json"  # the body's format
+    # how the body is decoded: json and xml by declared_body.py, html by declared_html.py
+    format: Literal["json", "xml", "html"] = "json"
     html: HtmlBody | None = None  # format html: how rows become records (sources/declared_html.py)
     fetch: Literal["http", "browser"] = "http"  # browser: pages rendered in Chromium (html only)
-    records: str = ""
+    records: str | RecordsSpec = ""
+    require: dict[str, str] = {}  # dotted path -> the value the body must hold there
     error: str | None = None  # dotted path: a non-empty value there fails the run
     totals: str | None = None
     partitions: PartitionSpec | None = None
@@ -142,6 +196,17 @@ class RestSourceSpec(Strict):
         if self.fetch == "browser" and self.format != "html":
             raise ValueError("`fetch: browser` renders HTML pages: it needs `format: html`")
         return self
+
+    def records_spec(self) -> RecordsSpec:
+        """Where the records are (a bare string is their list's path)."""
+        if isinstance(self.records, str):
+            return RecordsSpec(path=self.records)
+        return self.records
+
+    def replayed_path(self) -> str:
+        """The real path the recording answers at: the request's, or ``replay.path`` where the
+        request's path is a template (``/res/products/{settings.fund_id}`` recorded for one)."""
+        return (self.replay or {}).get("path") or self.request.path
 
     def field(self, column: str) -> FieldSpec:
         """How `column` is read (a bare string is its path)."""

@@ -14,6 +14,7 @@ instead (a type difference only MariaDB shows, such as a DATETIME losing its mic
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 import tempfile
@@ -35,14 +36,17 @@ from ingestion_pipelines.storage.pool import get_engine
 from ingestion_pipelines.storage.schema_rules import autogenerate_options, portable_type
 from ingestion_pipelines.storage.tables import full_metadata
 
+_NUMBER = re.compile(r"\d+")
+
 
 class RevisionError(IngestError):
     """A migration could not be generated (database not at head, several heads, no change)."""
 
 
 def next_revision_id(script: ScriptDirectory) -> str:
-    """The number after the highest numbered revision, four digits (`0008` -> `0009`)."""
-    numbers = [int(rev.revision) for rev in script.walk_revisions() if rev.revision.isdigit()]
+    """The number after the highest numbered revision, four digits (`0008` -> `0009`; a named
+    one such as `0016_vn_gold_fx` counts as 16)."""
+    numbers = [int(m[0]) for rev in script.walk_revisions() if (m := _NUMBER.match(rev.revision))]
     return f"{max(numbers, default=0) + 1:04d}"
 
 

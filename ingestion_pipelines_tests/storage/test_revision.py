@@ -24,7 +24,8 @@ from ingestion_pipelines.storage.types import ExactDecimal, UtcDateTime
 from ingestion_pipelines_tests.storage.schema_helpers import metadata_copy, migrations_copy
 
 HEAD = head_revision()
-NEXT = f"{int(HEAD) + 1:04d}"
+HEAD_NUMBER = int(re.match(r"\d+", HEAD)[0])  # a named head (0016_vn_gold_fx) is 16
+NEXT = f"{HEAD_NUMBER + 1:04d}"
 
 
 def _with_new_columns() -> MetaData:

@@ -28,16 +28,26 @@ from ingestion_pipelines.vnmarket.units import (
 )
 
 STAGING = Path(__file__).resolve().parents[2] / "staging"
-DECLARED = ("vn_indices", "vn_foreign_flows", "vn_financial_ratios")  # moved to defs/<worker_id>/
+DECLARED = (  # moved to defs/<worker_id>/
+    "vn_indices",
+    "vn_foreign_flows",
+    "vn_financial_ratios",
+    "vn_gold_prices",
+    "vn_gold_prices_pnj",
+    "vn_fx_rates",
+)
+
+
+def _root(path: str) -> Path:
+    return DEFS_ROOT if path.split("/", 1)[0] in DECLARED else STAGING
 
 
 def _json(path: str):
-    root = DEFS_ROOT if path.split("/", 1)[0] in DECLARED else STAGING
-    return json.loads((root / path).read_text(encoding="utf-8"), parse_float=Decimal)
+    return json.loads((_root(path) / path).read_text(encoding="utf-8"), parse_float=Decimal)
 
 
 def _xml(path: str) -> ET.Element:
-    text = (STAGING / path).read_text(encoding="utf-8")
+    text = (_root(path) / path).read_text(encoding="utf-8")
     return ET.fromstring(text.split("-->", 1)[1] if text.startswith("<!--") else text)
 
 
@@ -92,7 +102,7 @@ def test_sjc_json_text_agrees_with_its_values():
 def test_pnj_and_the_sjc_bar_price_of_the_same_day():
     rows = {
         r["masp"]: r
-        for r in _json("vn_gold_prices/data/pnj_get_gold_price_2026-06-17.json")["data"]
+        for r in _json("vn_gold_prices_pnj/data/pnj_get_gold_price_2026-06-17.json")["data"]
     }
     bar = rows["SJC"]
     # 17/06/2026: BTMC and webgia quoted the SJC bar 14,880,000 / 15,130,000 VND per chỉ

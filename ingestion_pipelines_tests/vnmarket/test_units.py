@@ -24,8 +24,8 @@ from ingestion_pipelines.vnmarket.units import (
     vcb_datetime,
 )
 
-# SJC tygiavang.xml of 22/05/2013 08:58:32, published verbatim in a PHP comment (staging
-# vn_gold_prices/PROVENANCE.md); trimmed to two cities.
+# SJC tygiavang.xml of 22/05/2013 08:58:32, published verbatim in a PHP comment (defs/
+# vn_gold_prices/data/PROVENANCE.md); trimmed to two cities.
 SJC_XML_2013 = (
     "<root><title>Cong ty TNHH MTV Vang bac da quy Sai gon : Bang Ty gia vang SJC</title>"
     "<url>http://www.sjc.com.vn/</url>"
