@@ -39,6 +39,7 @@ from ingestion_pipelines.sources.base import (
     TradingDayPartitions,
     exact_json,
 )
+from ingestion_pipelines.sources.declared_each import as_mapping, settings_rows, with_values
 from ingestion_pipelines.sources.declared_models import record_model, settings_model
 from ingestion_pipelines.sources.declared_render import (
     _window_context,
@@ -74,6 +75,8 @@ class DeclaredSource(Source):
         for_each = self.spec.request.for_each
         if for_each is None:
             return [None]
+        if for_each.settings is not None:
+            return settings_rows(for_each, self.settings, self.window)
         from ingestion_pipelines.settings import get_settings
         from ingestion_pipelines.storage.engines import get_engine
 
@@ -109,9 +112,14 @@ class DeclaredSource(Source):
                 json=None if spec.body is None else render_body(spec.body, context),
                 headers={k: str(v) for k, v in headers.items() if v not in (None, "")} or None,
                 conditional=spec.conditional,
-                meta={"family": family},
+                meta={"family": family, **self._record_values(context)},
             )
             yield from self.paginator.firsts(request, self.window)
+
+    def _record_values(self, context: dict[str, Any]) -> dict[str, Any]:
+        """The request's `record_values` rendered, as its meta (nothing when none is declared)."""
+        values = {k: render(v, context) for k, v in self.spec.record_values.items()}
+        return {"record_values": values} if values else {}
 
     def parse(self, response, request):
         """The records of one page, the source's total, then the next page."""
@@ -128,6 +136,7 @@ class DeclaredSource(Source):
                 raise SourceError(f"the body has no total at {self.spec.totals}")
             yield Expected(request.meta.get("family", self.worker_id), int(total))
         for item in records:
+            item = with_values(as_mapping(item), request.meta.get("record_values"))
             if self.stamped and isinstance(item, dict):
                 item = {**item, **dict.fromkeys(self.stamped, self.started_at)}
             yield item

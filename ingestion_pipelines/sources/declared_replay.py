@@ -37,6 +37,7 @@ from ingestion_pipelines.replay.routes import (
     throttle_body,
 )
 from ingestion_pipelines.sources.declared import DeclaredSource, load_declared_sources
+from ingestion_pipelines.sources.declared_time_replay import time_range_page
 from ingestion_pipelines.sources.paginators import OffsetLimit, PageNumber, PaginatorSpec, at_path
 
 if TYPE_CHECKING:
@@ -83,6 +84,8 @@ def _with_records(body: Any, path: str, records: list[Any]) -> Any:
 def page_of(source: type[DeclaredSource], payload: RecordedPayload, query: dict[str, str]) -> list:
     """The records a request asks for, cut as the paginator's parameters say."""
     replay = source.spec.replay or {}
+    if "time_range" in replay:  # read by time (sources/declared_time_replay.py)
+        return time_range_page(replay, payload, query)
     paginator = PaginatorSpec.of(source.spec.paginator).build()
     records = payload.records
     if not isinstance(paginator, PageNumber | OffsetLimit):

@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from ingestion_pipelines.replay import routes
+from ingestion_pipelines.sources.declared_each import as_mapping
 from ingestion_pipelines.sources.paginators import at_path
 from ingestion_pipelines.sources.testing import Standard
 from ingestion_pipelines.storage.declared import table_columns
@@ -49,7 +50,11 @@ def served_value(kind: str, raw: Any, fmt: str | None, scale: Decimal | None) ->
 def _read_columns(source) -> list[tuple[Any, Any]]:
     spec = source.spec
     columns = table_columns(spec.model_dump())
-    return [(c, spec.field(c.name)) for c in columns if not spec.field(c.name).value]
+    return [
+        (c, spec.field(c.name))
+        for c in columns
+        if not spec.field(c.name).value and c.name not in spec.record_values
+    ]
 
 
 def check_declared(source):
@@ -87,7 +92,7 @@ def check_declared(source):
                 assert row[column.name] == wanted[column.name], (source.worker_id, column.name, raw)
             read = {(how.path or c.name).split(".")[0] for c, how in columns}
             stamped = {c.name for c in source.table.columns if source.spec.field(c.name).value}
-            unread = set(raw) - read - stamped
+            unread = set(as_mapping(raw)) - read - stamped
             assert set(row["extra"] or {}) >= unread, (source.worker_id, unread)
 
     return check
@@ -100,7 +105,9 @@ def break_declared(source):
     def bad_record(dataset, _partition) -> None:
         payload = dataset.recorded[source.worker_id]
         payload.records = copy.deepcopy(payload.records)
-        payload.records[bad["index"]].update(bad["set"])
+        record = payload.records[bad["index"]]
+        for name, value in bad["set"].items():  # an array record's fields are its indexes
+            record[int(name) if isinstance(record, list) else name] = value
 
     return bad_record
 

@@ -27,6 +27,7 @@ from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines.sources.base import Source, SourceError, TradingDayPartitions, Window
 from ingestion_pipelines.sources.expectations import judge_rows, scheduled_partition
 from ingestion_pipelines.sources.runner import CrawlResult, crawl
+from ingestion_pipelines.storage.types import UtcDateTime
 from ingestion_pipelines.storage.validators import PersistentValidators
 from ingestion_pipelines.timezones import ICT_NAME
 
@@ -132,7 +133,11 @@ def _rows_in_window(database: DatabaseResource, source: type[Source], settings, 
     date_column = getattr(source, "date_column", None)
     if window is not None and date_column is not None:
         column = table.c[date_column]
-        query = query.where(column >= window.start, column < window.end)
+        start, end = window.start, window.end
+        if isinstance(column.type, UtcDateTime):  # a time column: the window's midnights
+            zone = ZoneInfo(window.timezone)
+            start, end = (datetime.combine(d, datetime.min.time(), zone) for d in (start, end))
+        query = query.where(column >= start, column < end)
     with database.data_engine(settings.database_url).connect() as conn:
         return conn.execute(query).scalar_one()
 
