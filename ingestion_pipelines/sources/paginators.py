@@ -14,8 +14,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 from ingestion_pipelines.sources.base import Request, Window
 
@@ -172,7 +173,8 @@ class DateWindows(Paginator):
 @dataclass(frozen=True)
 class TimeCursor(Paginator):
     """Time-ordered records read from a start time on (``kind: time_cursor``; Binance's klines:
-    ``startTime``/``endTime``/``limit``): the next request starts at the time of the last record
+    ``startTime``/``endTime``/``limit``), with `days`: one such request per `days` of the run's
+    window (the bounds its own, in epoch ms, whatever the query templated): the next request starts at the time of the last record
     actually returned (at `path` in it) plus `step`, until an empty answer or a start past the
     request's own `end_param`. A server capping `limit` below what was asked is still read to
     the end; one that does not move forward fails the run rather than loop."""
@@ -182,6 +184,23 @@ class TimeCursor(Paginator):
     end_param: str | None = "endTime"
     path: str = "0"  # where a record holds its time (epoch units as sent)
     step: int = 1  # the least a next record's time can be after the last one's
+    days: int | None = None  # a run's window cut into windows of this many days (epoch ms)
+
+    def firsts(self, request, window):
+        """One request per `days` of the window (its bounds in epoch ms, the end inclusive), so
+        that a long backfill's windows run side by side and resume one by one; else as is."""
+        if window is None or self.days is None or self.end_param is None:
+            yield request
+            return
+        zone = ZoneInfo(window.timezone)
+        start = window.start
+        while start < window.end:
+            end = min(start + timedelta(days=int(self.days)), window.end)
+            first, stop = (
+                int(datetime.combine(d, time(0), zone).timestamp() * 1000) for d in (start, end)
+            )
+            yield self._with(request, {self.param: first, self.end_param: stop - 1})
+            start = end
 
     def follow(self, request, response, body, records):
         """See `Paginator.follow`."""

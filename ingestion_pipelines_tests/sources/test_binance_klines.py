@@ -77,6 +77,15 @@ def test_time_cursor_follows_the_last_open_time_returned():
     assert cursor.follow(_cursor_request(D2024_03_01, end), None, [], []) is None
 
 
+def test_a_range_run_sends_each_day_on_its_own():
+    settings = KLINES.Settings(symbols=[{"symbol": "BTCUSDT", "listed": "2017-08-17"}])
+    window = Window(date(2024, 3, 1), date(2024, 3, 4), "UTC")
+    requests = list(KLINES(settings, window).build_requests())
+    assert [(r.params["startTime"], r.params["endTime"]) for r in requests] == [
+        (D2024_03_01 + i * DAY_MS, D2024_03_01 + (i + 1) * DAY_MS - 1) for i in range(3)
+    ]
+
+
 def test_time_cursor_fails_when_the_server_does_not_move_forward():
     stale = KlineSeries(1, 0)(D2024_03_01, None, 3)
     request = _cursor_request(D2024_03_01 + DAY_MS, D2024_03_01 + 2 * DAY_MS)
@@ -129,3 +138,25 @@ def test_klines_served_by_the_stand_in_land_exactly(crawler):
 def test_the_recorded_payloads_moved_from_staging():
     data = DEFS_ROOT / "binance_klines" / "data"
     assert (data / "PROVENANCE.md").is_file() and (data / KLINES.spec.replay["file"]).is_file()
+
+
+def test_for_each_takes_a_table_or_a_setting():
+    from pydantic import ValidationError
+
+    from ingestion_pipelines.sources.declared_spec import ForEach
+
+    with pytest.raises(ValidationError, match="either `table`"):
+        ForEach(table="stock", columns=["symbol"], settings="symbols")
+    with pytest.raises(ValidationError, match="either `table`"):
+        ForEach()
+    assert ForEach(settings="symbols").table is None
+
+
+def test_the_stand_in_refuses_a_limit_over_1000_as_binance_does(replay):
+    from curl_cffi import requests as http
+
+    url = f"{replay.url}/api/v3/klines"
+    query = {"symbol": "BTCUSDT", "interval": "1m", "limit": 1001}
+    assert http.get(url, params=query).status_code == 400
+    served = http.get(url, params={**query, "limit": 3, "startTime": 1554991260000}).json()
+    assert [row[0] for row in served] == [1554991260000 + i * 60_000 for i in range(3)]
