@@ -39,6 +39,7 @@ from ingestion_pipelines.sources.base import (
     TradingDayPartitions,
     exact_json,
 )
+from ingestion_pipelines.sources.declared_columns import rows_from_columns
 from ingestion_pipelines.sources.declared_each import as_mapping, settings_rows, with_values
 from ingestion_pipelines.sources.declared_models import record_model, settings_model
 from ingestion_pipelines.sources.declared_render import (
@@ -127,6 +128,8 @@ class DeclaredSource(Source):
         if self.spec.error and at_path(body, self.spec.error):
             raise SourceError(f"{self.spec.error}: {at_path(body, self.spec.error)}")
         records = at_path(body, self.spec.records)
+        if self.spec.rows_from_columns:  # one object of arrays (sources/declared_columns.py)
+            records = rows_from_columns(records, self.spec.rows_from_columns)
         if not isinstance(records, list):
             where = self.spec.records or "the body"
             raise SourceError(f"expected a list of records at {where}: {str(body)[:200]}")

@@ -122,6 +122,7 @@ class RestSourceSpec(Strict):
     # values every record of a request carries, rendered per request (``{row.symbol}``): what
     # the request says and the record does not (a kline row names no symbol)
     record_values: dict[str, Any] = {}
+    rows_from_columns: dict[str, Any] | None = None  # see sources.declared_columns
     error: str | None = None  # dotted path: a non-empty value there fails the run
     totals: str | None = None
     partitions: PartitionSpec | None = None

@@ -104,6 +104,11 @@ def break_declared(source):
 
     def bad_record(dataset, _partition) -> None:
         payload = dataset.recorded[source.worker_id]
+        if source.spec.rows_from_columns:  # the served arrays' element `index`
+            payload.body = copy.deepcopy(payload.body)
+            for name, value in bad["set"].items():
+                at_path(payload.body, source.spec.records)[name][bad["index"]] = value
+            return
         payload.records = copy.deepcopy(payload.records)
         record = payload.records[bad["index"]]
         for name, value in bad["set"].items():  # an array record's fields are its indexes

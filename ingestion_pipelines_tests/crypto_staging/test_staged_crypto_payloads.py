@@ -20,6 +20,7 @@ DECLARED = (
     "binance_tickers",
     "coinpaprika_markets",
     "binance_klines",
+    "eth_gas",
 )  # moved into defs/<worker_id>/data
 INTERVAL_MS = {"1m": 60_000, "30m": 30 * 60_000, "1d": 86_400_000}
 
@@ -94,7 +95,7 @@ def test_ticker_windows_and_trade_counts():
 def test_fee_history_has_one_base_fee_more_than_blocks():
     request, response = (
         json.loads(line[3:])
-        for line in (STAGING / "eth_gas/data/eth_feeHistory_testchain.io").read_text().splitlines()
+        for line in _file("eth_gas/data/eth_feeHistory_testchain.io").read_text().splitlines()
     )
     blocks = int(request["params"][0], 16)
     result = response["result"]
