@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from ingestion_pipelines.derived.kline_check import kline_bars_check
 from ingestion_pipelines.derived.market_hours import market_bars_check
 from ingestion_pipelines.derived.ssi_bars import ssi_trade_bars_asset
 from ingestion_pipelines.derived.trade_bars import GROUP, trade_bars_asset
@@ -18,7 +19,7 @@ def defs() -> dg.Definitions:
     """
     return dg.Definitions(
         assets=[trade_bars_asset(), ssi_trade_bars_asset()],
-        asset_checks=[market_bars_check()],
+        asset_checks=[market_bars_check(), kline_bars_check()],
         sensors=[
             dg.AutomationConditionSensorDefinition(
                 AUTOMATION_SENSOR,

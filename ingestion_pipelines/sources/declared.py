@@ -45,6 +45,8 @@ from ingestion_pipelines.sources.declared_body import (
     decode_body,
     found_records,
 )
+from ingestion_pipelines.sources.declared_columns import rows_from_columns
+from ingestion_pipelines.sources.declared_each import as_mapping, settings_rows
 from ingestion_pipelines.sources.declared_html import parse_html, record_for_format
 from ingestion_pipelines.sources.declared_models import record_model, settings_model
 from ingestion_pipelines.sources.declared_render import (
@@ -86,6 +88,8 @@ class DeclaredSource(Source):
         for_each = self.spec.request.for_each
         if for_each is None:
             return [None]
+        if for_each.settings is not None:
+            return settings_rows(for_each, self.settings, self.window)
         from ingestion_pipelines.core.settings import get_settings
         from ingestion_pipelines.storage.engines import get_engine
 
@@ -126,6 +130,14 @@ class DeclaredSource(Source):
             )
             yield from self.paginator.firsts(request, self.window)
 
+    def _found(self, body) -> list[Found]:
+        """The records of a body and where each was."""
+        if self.spec.rows_from_columns:  # one object of arrays (sources/declared_columns.py)
+            columns = at_path(body, self.spec.records_spec().path)
+            rows = rows_from_columns(columns, self.spec.rows_from_columns)
+            return [Found(row, body) for row in rows]
+        return found_records(body, self.spec.records_spec(), self.spec.format)
+
     def parse(self, response, request):
         """The records of one page, the source's total, then the next page."""
         if self.spec.format == "html":
@@ -135,7 +147,7 @@ class DeclaredSource(Source):
         if self.spec.error and at_path(body, self.spec.error):
             raise SourceError(f"{self.spec.error}: {at_path(body, self.spec.error)}")
         check_required(body, self.spec.require)
-        found = found_records(body, self.spec.records_spec(), self.spec.format)
+        found = self._found(body)
         records = [each.item for each in found]
         if self.spec.totals:
             total = at_path(body, self.spec.totals)
@@ -149,8 +161,9 @@ class DeclaredSource(Source):
             yield following
 
     def with_set_values(self, found: Found, body, request):
-        """A record with the columns its declaration sets (`value:`) filled in."""
-        item = found.relabelled()
+        """A record with the columns its declaration sets (`value:`) filled in; a JSON-array
+        record read as the mapping of its indexes."""
+        item = as_mapping(found.relabelled())
         if not self.stamped or not isinstance(item, dict):
             return item
         context = {

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -88,4 +88,14 @@ def _window_context(window) -> dict[str, Any] | None:
         "last_day": window.last_day,
         "days": window.days,
         "days_back": max((today - window.start).days + 1, 1),
+        **_epoch_ms(window),
     }
+
+
+def _epoch_ms(window) -> dict[str, int]:
+    """The window in epoch milliseconds: `start_ms` (its first day's midnight in its timezone),
+    `end_ms` (exclusive, as `end`) and `last_ms` (its last millisecond, for inclusive ends)."""
+    zone = ZoneInfo(window.timezone)
+    start = int(datetime.combine(window.start, time(0), zone).timestamp() * 1000)
+    end = int(datetime.combine(window.end, time(0), zone).timestamp() * 1000)
+    return {"start_ms": start, "end_ms": end, "last_ms": end - 1}

@@ -44,7 +44,9 @@ from ingestion_pipelines.sources.declared_body import (
     served_whole,
     xml_bytes,
 )
+from ingestion_pipelines.sources.declared_columns import rows_from_columns
 from ingestion_pipelines.sources.declared_html import HTML_CONTENT_TYPE, recorded_html
+from ingestion_pipelines.sources.declared_time_replay import time_range_page
 from ingestion_pipelines.sources.paginators import OffsetLimit, PageNumber, PaginatorSpec, at_path
 
 if TYPE_CHECKING:
@@ -83,6 +85,8 @@ def recorded_payload(source: type[DeclaredSource]) -> RecordedPayload:
         return RecordedPayload(body, source.spec.records_spec().path, records, raw=raw)
     body = json.loads(raw)
     records = at_path(body, source.spec.records_spec().path)
+    if source.spec.rows_from_columns:  # served as recorded; its rows are what the checks read
+        records = rows_from_columns(records, source.spec.rows_from_columns)
     if not isinstance(records, list):
         raise ValueError(f"{source.worker_id}: no record list at {source.spec.records!r}")
     return RecordedPayload(body, source.spec.records_spec().path, records)
@@ -115,6 +119,8 @@ def _with_records(body: Any, path: str, records: list[Any]) -> Any:
 def page_of(source: type[DeclaredSource], payload: RecordedPayload, query: dict[str, str]) -> list:
     """The records a request asks for, cut as the paginator's parameters say."""
     replay = source.spec.replay or {}
+    if "time_range" in replay:  # read by time (sources/declared_time_replay.py)
+        return time_range_page(replay, payload, query)
     paginator = PaginatorSpec.of(source.spec.paginator).build()
     records = payload.records
     if not isinstance(paginator, PageNumber | OffsetLimit):
@@ -143,6 +149,8 @@ def _handler(source: type[DeclaredSource]):
             return Response(200, payload.body, {"Content-Type": HTML_CONTENT_TYPE})
         if served_whole(source.spec):
             return _whole_body(source, payload)
+        if source.spec.rows_from_columns:  # one object of arrays: the body as recorded
+            return Response.json(payload.body)
         paging = request.query
         if PaginatorSpec.of(source.spec.paginator).arguments.get("where") == "body":
             sent = request.json() if request.body else {}

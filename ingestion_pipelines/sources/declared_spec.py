@@ -42,13 +42,23 @@ class Strict(BaseModel):
 
 
 class ForEach(Strict):
-    """One request per distinct row of `table` (its `columns`, as ``{row.<column>}``); with
+    """One request per distinct row of `table` (its `columns`, as ``{row.<column>}``), or per item
+    of the list setting `settings` (each a mapping, its keys as ``{row.<key>}``); with
     `within: [from_column, to_column]`, only the rows whose span meets the run's window (a stock
     listed before the window's last day and not delisted before its start; an empty end is open)."""
 
-    table: str
-    columns: list[str]
+    table: str | None = None
+    columns: list[str] = []
+    settings: str | None = None  # see sources.declared_each
     within: tuple[str, str] | None = None
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> ForEach:
+        if (self.table is None) == (self.settings is None):
+            raise ValueError("for_each takes either `table` (with `columns`) or `settings`")
+        if self.table is not None and not self.columns:
+            raise ValueError("for_each over a table needs `columns`")
+        return self
 
 
 class RequestSpec(Strict):
@@ -167,6 +177,7 @@ class RestSourceSpec(Strict):
     fetch: Literal["http", "browser"] = "http"  # browser: pages rendered in Chromium (html only)
     records: str | RecordsSpec = ""
     require: dict[str, str] = {}  # dotted path -> the value the body must hold there
+    rows_from_columns: dict[str, Any] | None = None  # see sources.declared_columns
     error: str | None = None  # dotted path: a non-empty value there fails the run
     totals: str | None = None
     partitions: PartitionSpec | None = None

@@ -28,6 +28,7 @@ from pydantic import TypeAdapter
 
 from ingestion_pipelines.replay import routes
 from ingestion_pipelines.sources.declared_body import Found, found_records, served_whole
+from ingestion_pipelines.sources.declared_each import as_mapping
 from ingestion_pipelines.sources.declared_html import break_page
 from ingestion_pipelines.sources.declared_values import (
     classified,
@@ -138,7 +139,7 @@ def check_declared(source):
                     found.item,
                 )
             read = {(how.path or c.name).split(".")[0] for c, how in columns if not how.is_set}
-            unread = set(found.relabelled()) - read - stamped
+            unread = set(as_mapping(found.relabelled())) - read - stamped
             assert set(row["extra"] or {}) >= unread, (source.worker_id, unread)
         check_rows(source, list(stored.values()), expect.get("rows") or [])
 
@@ -166,6 +167,11 @@ def break_declared(source):
         if source.spec.format == "html":  # a page: `bad_record: {replace: [old, new]}`
             break_page(payload, bad)
             return
+        if source.spec.rows_from_columns:  # the served arrays' element `index`
+            payload.body = copy.deepcopy(payload.body)
+            for name, value in bad["set"].items():
+                at_path(payload.body, source.spec.records_spec().path)[name][bad["index"]] = value
+            return
         if served_whole(source.spec):  # the records live inside the body served whole
             payload.body, payload.raw = copy.deepcopy(payload.body), None
             spec = source.spec
@@ -173,7 +179,9 @@ def break_declared(source):
             payload.records = [each.item for each in found]
         else:
             payload.records = copy.deepcopy(payload.records)
-        payload.records[bad["index"]].update(bad["set"])
+        record = payload.records[bad["index"]]
+        for name, value in bad["set"].items():  # an array record's fields are its indexes
+            record[int(name) if isinstance(record, list) else name] = value
 
     return bad_record
 

@@ -30,6 +30,7 @@ from ingestion_pipelines.sources.failures import storage_failure
 from ingestion_pipelines.sources.launch import RunOverrides
 from ingestion_pipelines.sources.runner import crawl
 from ingestion_pipelines.storage.logs import run_logging
+from ingestion_pipelines.storage.types import UtcDateTime
 from ingestion_pipelines.storage.validators import PersistentValidators
 from ingestion_pipelines.vnmarket import calendar as market_calendar
 
@@ -135,7 +136,11 @@ def _rows_in_window(database: DatabaseResource, source: type[Source], settings, 
     date_column = getattr(source, "date_column", None)
     if window is not None and date_column is not None:
         column = table.c[date_column]
-        query = query.where(column >= window.start, column < window.end)
+        start, end = window.start, window.end
+        if isinstance(column.type, UtcDateTime):  # a time column: the window's midnights
+            zone = ZoneInfo(window.timezone)
+            start, end = (datetime.combine(d, datetime.min.time(), zone) for d in (start, end))
+        query = query.where(column >= start, column < end)
     with database.data_engine(settings.database_url).connect() as conn:
         return conn.execute(query).scalar_one()
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from typing import Any, ClassVar
+from zoneinfo import ZoneInfo
 
 from ingestion_pipelines.sources.base import Request, Window
 
@@ -169,8 +170,62 @@ class DateWindows(Paginator):
             start = end
 
 
+@dataclass(frozen=True)
+class TimeCursor(Paginator):
+    """Time-ordered records read from a start time on (``kind: time_cursor``; Binance's klines:
+    ``startTime``/``endTime``/``limit``), with `days`: one such request per `days` of the run's
+    window (the bounds its own, in epoch ms, whatever the query templated): the next request starts at the time of the last record
+    actually returned (at `path` in it) plus `step`, until an empty answer or a start past the
+    request's own `end_param`. A server capping `limit` below what was asked is still read to
+    the end; one that does not move forward fails the run rather than loop."""
+
+    kind: ClassVar[str] = "time_cursor"
+    param: str = "startTime"
+    end_param: str | None = "endTime"
+    path: str = "0"  # where a record holds its time (epoch units as sent)
+    step: int = 1  # the least a next record's time can be after the last one's
+    days: int | None = None  # a run's window cut into windows of this many days (epoch ms)
+
+    def firsts(self, request, window):
+        """One request per `days` of the window (its bounds in epoch ms, the end inclusive), so
+        that a long backfill's windows run side by side and resume one by one; else as is."""
+        if window is None or self.days is None or self.end_param is None:
+            yield request
+            return
+        zone = ZoneInfo(window.timezone)
+        start = window.start
+        while start < window.end:
+            end = min(start + timedelta(days=int(self.days)), window.end)
+            first, stop = (
+                int(datetime.combine(d, time(0), zone).timestamp() * 1000) for d in (start, end)
+            )
+            yield self._with(request, {self.param: first, self.end_param: stop - 1})
+            start = end
+
+    def follow(self, request, response, body, records):
+        """See `Paginator.follow`."""
+        if not records:
+            return None
+        last = at_path(records[-1], self.path)
+        if last is None or isinstance(last, bool) or not str(last).lstrip("-").isdigit():
+            raise ValueError(f"time_cursor: the last record has no time at {self.path!r}")
+        following = int(last) + int(self.step)
+        params = request.params or {}
+        end = params.get(self.end_param) if self.end_param else None
+        if end not in (None, "") and following > int(end):
+            return None
+        sent = params.get(self.param)
+        if sent not in (None, "") and following <= int(sent):
+            raise ValueError(
+                f"time_cursor: the answer did not move past {self.param}={sent} "
+                f"(last record at {last})"
+            )
+        return self._with(request, {self.param: following})
+
+
 PAGINATORS: dict[str, type[Paginator]] = {
-    cls.kind: cls for cls in (Paginator, PageNumber, OffsetLimit, Cursor, LinkHeader, DateWindows)
+    cls.kind: cls
+    for cls in (Paginator, PageNumber, OffsetLimit, Cursor, LinkHeader, DateWindows, TimeCursor)
 }
 
 

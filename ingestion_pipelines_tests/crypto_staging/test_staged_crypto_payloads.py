@@ -1,7 +1,7 @@
 """The staged issue-21 payloads say what their FIELDS.md says they say: interval arithmetic of the
 klines, the block count of `eth_feeHistory`, seconds beside milliseconds in the difficulty
 estimate, decimal strings where decimals are promised. The payloads of the sources declared since
-(`binance_tickers`, `coinpaprika_markets`) are read where they moved, their source's
+(`binance_tickers`, `coinpaprika_markets`, `binance_klines`) are read where they moved, their source's
 `ingestion_pipelines/defs/<worker_id>/data/`; the others are still in `staging/`."""
 
 from __future__ import annotations
@@ -16,8 +16,13 @@ import pytest
 from ingestion_pipelines.storage.declared import DEFS_ROOT
 
 STAGING = Path(__file__).resolve().parents[2] / "staging"
-DECLARED = ("binance_tickers", "coinpaprika_markets")  # moved into defs/<worker_id>/data
-INTERVAL_MS = {"30m": 30 * 60_000, "1d": 86_400_000}
+DECLARED = (
+    "binance_tickers",
+    "coinpaprika_markets",
+    "binance_klines",
+    "eth_gas",
+)  # moved into defs/<worker_id>/data
+INTERVAL_MS = {"1m": 60_000, "30m": 30 * 60_000, "1d": 86_400_000}
 
 
 def _file(path: str) -> Path:
@@ -40,6 +45,7 @@ def test_declared_payloads_left_staging():
     [
         ("binance_klines/data/klines_BTCUSDT_30m_2019-04-11.json", "30m"),
         ("binance_klines/data/klines_BTCUSDT_1d_testnet_2026-06-03.json", "1d"),
+        ("binance_klines/data/klines_BTCUSDT_1m_replay.json", "1m"),
     ],
 )
 def test_kline_rows_close_one_millisecond_before_the_next_open(path, interval):
@@ -57,8 +63,15 @@ def test_kline_rows_close_one_millisecond_before_the_next_open(path, interval):
     ]
 
 
+def test_the_1m_replay_is_the_30m_capture_with_only_its_times_changed():
+    served = _json("binance_klines/data/klines_BTCUSDT_1m_replay.json")
+    captured = _json("binance_klines/data/klines_BTCUSDT_30m_2019-04-11.json")
+    assert [r[1:6] + r[7:] for r in served] == [r[1:6] + r[7:] for r in captured]
+    assert served[0][0] == captured[0][0]
+
+
 def test_the_1m_websocket_bar_spans_one_minute():
-    lines = (STAGING / "binance_klines/data/kline_1m_ws_session_2021-10-12.jsonl").read_text()
+    lines = _file("binance_klines/data/kline_1m_ws_session_2021-10-12.jsonl").read_text()
     for line in lines.splitlines():
         k = json.loads(json.loads(line)["raw"])["data"]["k"]
         assert (k["i"], k["T"] - k["t"]) == ("1m", 59_999)
@@ -82,7 +95,7 @@ def test_ticker_windows_and_trade_counts():
 def test_fee_history_has_one_base_fee_more_than_blocks():
     request, response = (
         json.loads(line[3:])
-        for line in (STAGING / "eth_gas/data/eth_feeHistory_testchain.io").read_text().splitlines()
+        for line in _file("eth_gas/data/eth_feeHistory_testchain.io").read_text().splitlines()
     )
     blocks = int(request["params"][0], 16)
     result = response["result"]
