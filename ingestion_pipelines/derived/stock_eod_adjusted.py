@@ -29,7 +29,6 @@ worker reads one ticker today), which the check points at, and our rows are stil
 adjustment for the events we hold.
 """
 
-
 import functools
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -258,7 +257,9 @@ class AdjustedResult:
         return {
             "symbols": self.symbols,
             "symbols_with_events": self.symbols_with_events,
-            "symbols_skipped": dg.MetadataValue.json(dict(list(self.skipped.items())[:_LISTED_MAX])),
+            "symbols_skipped": dg.MetadataValue.json(
+                dict(list(self.skipped.items())[:_LISTED_MAX])
+            ),
             "rows": self.rows.total,
             "rows_inserted": self.rows.inserted,
             "rows_updated": self.rows.updated,
@@ -378,4 +379,3 @@ def adjusted_eod_asset() -> dg.AssetsDefinition:
             )
 
     return _adjusted
-

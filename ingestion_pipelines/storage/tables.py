@@ -384,6 +384,7 @@ stock_eod_adjusted = Table(
     Column("factor", ExactDecimal, nullable=False),
     Column("share_factor", ExactDecimal, nullable=False),
     Column("provider_adjusted_close", ExactDecimal),
+    extra_column(),
     Index(None, "trade_date"),
 )
 # ---- end of adjusted prices ---------------------------------------------------------------------

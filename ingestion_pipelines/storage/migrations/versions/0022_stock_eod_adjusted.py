@@ -37,6 +37,7 @@ def upgrade() -> None:
             ingestion_pipelines.storage.types.ExactDecimal(),
             nullable=True,
         ),
+        sa.Column("extra", ingestion_pipelines.storage.types.JsonDocument(), nullable=True),
         sa.PrimaryKeyConstraint("symbol", "trade_date", name=op.f("pk_stock_eod_adjusted")),
         mysql_charset="utf8mb4",
     )
