@@ -299,13 +299,11 @@ def build_adjusted(
 
 
 def automation_condition() -> dg.AutomationCondition:
-    """Run when `vn_stock_eod` or `vn_corporate_events` wrote something (or never ran), once
-    neither is still running."""
+    """Run when `vn_stock_eod` or `vn_corporate_events` wrote something, once neither is still
+    running (a first run without news upstream is launched by hand: nothing would change)."""
     ac = dg.AutomationCondition
     return (
-        (ac.missing() | ac.any_deps_updated()).since_last_handled()
-        & ~ac.any_deps_in_progress()
-        & ~ac.in_progress()
+        ac.any_deps_updated().since_last_handled() & ~ac.any_deps_in_progress() & ~ac.in_progress()
     ).with_label("after new prices or events")
 
 

@@ -223,3 +223,55 @@ def test_a_symbol_whose_events_cannot_be_applied_is_named_and_not_derived(sqlite
     skipped = mat.metadata["symbols_skipped"].value
     assert list(skipped) == ["FPT"] and "subscription price" in skipped["FPT"]
     assert {symbol for symbol, _ in _stored(sqlite_url)} == {"ABB"}
+
+
+# ---- automation -----------------------------------------------------------------------------
+
+ADJUSTED = dg.AssetKey([WORKER_ID])
+
+
+def test_its_upstreams_are_the_real_price_and_event_assets():
+    from ingestion_pipelines import definitions
+
+    graph = definitions.build_definitions().resolve_asset_graph()
+    for key in (dg.AssetKey(["vn_stock_eod"]), dg.AssetKey(["vn_corporate_events"])):
+        assert graph.get(key).is_materializable, key
+        assert ADJUSTED in graph.get(key).child_keys
+
+
+def test_requested_when_prices_or_events_arrive_and_only_then():
+    defs = dg.Definitions.merge(
+        derived_defs.defs(),
+        dg.Definitions(
+            resources={
+                "worker_config": WorkerConfigResource(database_url="sqlite://"),
+                "database": DatabaseResource(url="sqlite://"),
+            }
+        ),
+    )
+    instance = dg.DagsterInstance.ephemeral()
+    cursor = None
+
+    def tick() -> bool:
+        nonlocal cursor
+        result = dg.evaluate_automation_conditions(
+            defs=defs,
+            instance=instance,
+            asset_selection=dg.AssetSelection.assets(ADJUSTED),
+            cursor=cursor,
+        )
+        cursor = result.cursor
+        return result.total_requested == 1
+
+    assert not tick()  # nothing arrived upstream
+    assert not tick()
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(dg.AssetKey(["vn_stock_eod"]), partition="2026-09-21")
+    )
+    assert tick()  # a day of prices
+    instance.report_runless_asset_event(dg.AssetMaterialization(ADJUSTED))
+    assert not tick()
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(dg.AssetKey(["vn_corporate_events"]))
+    )
+    assert tick()  # new events
