@@ -75,7 +75,10 @@ class AdjustedEodSettings(WorkerSettings):
     """Settings of `vn_stock_eod_adjusted`. `database_url` is where `stock_eod`,
     `corporate_event` (read) and `stock_eod_adjusted` (written) live."""
 
-    batch_size: PositiveInt = Field(5000, description="rows per upsert transaction")
+    batch_size: PositiveInt = Field(
+        5000,
+        description="rows per upsert transaction, whole symbols (a history is never split)",
+    )
     symbols: list[str] = Field(
         default_factory=list, description="derive only these symbols (empty: every symbol)"
     )

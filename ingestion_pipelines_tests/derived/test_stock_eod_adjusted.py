@@ -95,13 +95,14 @@ def _seed(url: str) -> None:
     upsert(engine, tables.corporate_event, [FPT_EVENT, FPT_ESOP])
 
 
-def _materialize(url: str) -> dg.ExecuteInProcessResult:
+def _materialize(url: str, **settings) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [adjusted_eod_asset()],
         resources={
             "worker_config": WorkerConfigResource(database_url=url),
             "database": DatabaseResource(url=url),
         },
+        run_config={"ops": {WORKER_ID: {"config": settings}}} if settings else None,
     )
 
 
@@ -275,3 +276,17 @@ def test_requested_when_prices_or_events_arrive_and_only_then():
         dg.AssetMaterialization(dg.AssetKey(["vn_corporate_events"]))
     )
     assert tick()  # new events
+
+
+def test_small_batches_and_a_symbol_list_give_the_same_rows(sqlite_url, tmp_path):
+    _seed(sqlite_url)
+    assert _materialize(sqlite_url).success
+    whole = _stored(sqlite_url)
+    other = f"sqlite:///{tmp_path / 'batched.db'}"
+    _seed(other)
+    result = _materialize(other, batch_size=3, symbols=["FPT"])
+    mat = result.asset_materializations_for_node(WORKER_ID)[0]
+    assert mat.metadata["symbols"].value == 1
+    batched = _stored(other)
+    assert set(batched) == {k for k in whole if k[0] == "FPT"}
+    assert all(batched[k] == whole[k] for k in batched)
