@@ -364,6 +364,31 @@ order_book_resync = Table(
 )
 # ---- end of order books ---------------------------------------------------------------------
 
+# ---- adjusted prices (issue 19 item 7, vn_stock_eod_adjusted; migration 0022) -------------------
+# `stock_eod` adjusted backward for `corporate_event` (derived.stock_eod_adjusted): prices in VND
+# (not thousands), volume in adjusted shares; `factor`/`share_factor` the backward factors applied
+# (rounded to 18 places); `provider` the provider of the raw prices; `provider_adjusted_close` the
+# provider's own adjusted close in VND, for the reconciliation. Never written into `stock_eod`.
+stock_eod_adjusted = Table(
+    "stock_eod_adjusted",
+    metadata,
+    Column("symbol", String(32), primary_key=True),
+    Column("trade_date", Date, primary_key=True),  # ICT trading day
+    Column("provider", String(16), nullable=False),
+    Column("exchange", String(16)),
+    Column("open", ExactDecimal, nullable=False),
+    Column("high", ExactDecimal, nullable=False),
+    Column("low", ExactDecimal, nullable=False),
+    Column("close", ExactDecimal, nullable=False),
+    Column("volume", ExactDecimal, nullable=False),
+    Column("factor", ExactDecimal, nullable=False),
+    Column("share_factor", ExactDecimal, nullable=False),
+    Column("provider_adjusted_close", ExactDecimal),
+    extra_column(),
+    Index(None, "trade_date"),
+)
+# ---- end of adjusted prices ---------------------------------------------------------------------
+
 
 DATA_TABLES = {
     t.name: t
@@ -383,6 +408,8 @@ DATA_TABLES = {
         satellite_channel,
         order_book_snapshot,
         order_book_resync,
+        # adjusted prices (issue 19 item 7)
+        stock_eod_adjusted,
     )
 }
 CONTROL_TABLES = {

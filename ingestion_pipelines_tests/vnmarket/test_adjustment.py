@@ -22,7 +22,8 @@ from ingestion_pipelines.vnmarket.price_steps import reconcile
 from ingestion_pipelines.vnmarket.units import thousands_to_vnd
 
 # VNDIRECT GET /v4/stock_prices for FPT, "real VNDIRECT response recorded 2026-09-23, trimmed to
-# the fields read" by its publisher (staging vn_stock_eod_adjusted/PROVENANCE.md). Thousands of VND.
+# the fields read" by its publisher (ingestion_pipelines_tests/derived/data/vn_stock_eod_adjusted/
+# PROVENANCE.md). Thousands of VND.
 FPT_CAPTURE = [
     {"code": "FPT", "date": "2026-09-23", "open": "66.6", "close": "66.2", "adOpen": "66.6", "adClose": "66.2"},
     {"code": "FPT", "date": "2026-09-22", "open": "66.6", "close": "66.6", "adOpen": "66.6", "adClose": "66.6"},

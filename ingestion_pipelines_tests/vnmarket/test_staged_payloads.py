@@ -36,10 +36,15 @@ DECLARED = (  # moved to defs/<worker_id>/
     "vn_gold_prices_pnj",
     "vn_fx_rates",
 )
+# moved next to the tests of the derived worker that uses them
+TEST_DATA = {"vn_stock_eod_adjusted": Path(__file__).resolve().parents[1] / "derived" / "data"}
 
 
 def _root(path: str) -> Path:
-    return DEFS_ROOT if path.split("/", 1)[0] in DECLARED else STAGING
+    top = path.split("/", 1)[0]
+    if top in TEST_DATA:
+        return TEST_DATA[top]
+    return DEFS_ROOT if top in DECLARED else STAGING
 
 
 def _json(path: str):
