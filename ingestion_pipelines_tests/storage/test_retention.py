@@ -106,6 +106,37 @@ def test_archive_then_delete_then_restore_exactly(engine, tmp_path):
     assert _stored(engine, trade_tick, ORDER) == before
 
 
+def test_row_written_into_an_archived_key_range_stays(engine, tmp_path):
+    """Deletes go by key ranges; a row written into a range after its archive was published
+    (a late trade of that day) is not in the file, so it must stay: the range's count differs
+    and that batch is deleted by its exact keys instead."""
+    late = _ticks()[8]  # BTCUSDT on OLD_DAYS[0], between ids 4 and 10 of that day
+    assert late["traded_at"].date() == OLD_DAYS[0] and late["symbol"] == "BTCUSDT"
+    with engine.begin() as conn:  # not there when the day is archived
+        conn.execute(trade_tick.delete().where(trade_tick.c.trade_id == late["trade_id"]))
+    published = []
+
+    def write_late(file) -> None:
+        if not published:
+            upsert(engine, trade_tick, [late])
+        published.append(file)
+
+    result = retention.retention_pass(
+        engine,
+        "trade_tick",
+        30,
+        archive_url=str(tmp_path / "archive"),
+        now=NOW,
+        after_publish=write_late,
+    )
+    assert result.archived == result.deleted == 19
+    left = _stored(engine, trade_tick, ORDER)
+    assert [r["trade_id"] for r in left if r["traded_at"] < NOW - timedelta(days=30)] == [
+        late["trade_id"]
+    ]
+    assert len(left) == 11
+
+
 def test_failed_verification_deletes_nothing(engine, tmp_path, monkeypatch):
     url = str(tmp_path / "archive")
     real = archive.verify_file
