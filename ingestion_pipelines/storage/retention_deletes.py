@@ -9,7 +9,8 @@ row written into a range since it was archived makes the count differ: the trans
 back and that batch is deleted by its exact keys instead (`prefix = ... AND last IN (...)`).
 Ranges cost the database one index range per run and Python nothing per row; exact keys cost a
 bound parameter per row (and MariaDB plans a row-value `IN` list at about 1 ms a key, hence the
-prefix form).
+prefix form). On MariaDB the deletes run at READ COMMITTED, which locks the rows deleted and no
+gaps between keys (see `delete_key_batch`), so inserts next to an archived range never wait.
 """
 
 from __future__ import annotations
@@ -77,6 +78,11 @@ def delete_key_batch(engine: Engine, table: Table, window, batch: pa.RecordBatch
     keys = [table.c[name] for name in names]
     expected = batch.num_rows
     with engine.connect() as conn:
+        if conn.dialect.name in ("mysql", "mariadb"):
+            # InnoDB's REPEATABLE READ locks the gap before each key a range delete scans: the gap
+            # before an old run's first key is where the previous key's newest rows are inserted
+            # (the sidecar's next trade ids), so writers would wait. READ COMMITTED locks rows only.
+            conn = conn.execution_options(isolation_level="READ COMMITTED")
         with conn.begin() as transaction:
             deleted = conn.execute(
                 delete(table).where(window, _ranges(keys, key_runs(batch, names)))
