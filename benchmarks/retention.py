@@ -238,9 +238,12 @@ def _retention_under_load(live, url, archive, day, options, args):
     receive, send = ctx.Pipe(duplex=False)
     worker = ctx.Process(target=_retention_process, args=(url, archive, day, options, send))
     worker.start()
-    during, off, stops = [], [], []
+    during, off, stops, chunks = [], [], [], []
     while worker.is_alive() and not receive.poll():
-        during += live.chunk(args.chunk, args.rate)
+        began = time.perf_counter()
+        latencies = live.chunk(args.chunk, args.rate)
+        during += latencies
+        chunks.append((began, time.perf_counter(), latencies))
         if args.paired and worker.is_alive() and not receive.poll():
             os.kill(worker.pid, signal.SIGSTOP)
             stopped = time.perf_counter()
@@ -251,6 +254,9 @@ def _retention_under_load(live, url, archive, day, options, args):
     worker.join(30)
     result["seconds"] = _running(result["began"], result["ended"], stops)
     result["archive_seconds"] = _running(result["began"], result["published"], stops)
+    # the running chunks that fell wholly in the archive part, and wholly in the deletes
+    result["archiving"] = [x for a, b, c in chunks if b <= result["published"] for x in c]
+    result["deleting"] = [x for a, b, c in chunks if a >= result["published"] for x in c]
     return result, during, off
 
 
@@ -327,7 +333,9 @@ def main() -> int:
             print(
                 f"{setting}: raw {raw_rate:,.0f} rows/s, text {text_rate:,.0f}; pass "
                 f"{result['seconds']:,.1f} s ({result['archived'] / result['seconds'] / raw_rate:.2f}x"
-                f" raw), p99 during {_p99(during):,.0f} ms, stopped {_p99(off):,.0f} ms ({run['load']})",
+                f" raw), p99 during {_p99(during):,.0f} ms (archiving {_p99(result['archiving']):,.0f}, "
+                f"deleting {_p99(result['deleting']):,.0f}), stopped {_p99(off):,.0f} ms "
+                f"({run['load']})",
                 flush=True,
             )
         after = [x for _ in range(args.baseline_chunks) for x in live.chunk(args.chunk, args.rate)]
