@@ -146,6 +146,27 @@ class Throttle:
         self._started = _time.perf_counter()
 
 
+def lower_priority(niceness: int) -> int:
+    """Raise this process's niceness to `niceness` (never lowers it: an unprivileged process
+    could not go back); the niceness now. The pass's Python share of the cores then yields to
+    live writers on the same machine (within one container or cgroup; the database's own work
+    for the pass is not affected)."""
+    current = os.nice(0)
+    return os.nice(niceness - current) if niceness > current else current
+
+
+def throttle_defaults(pause_ratio: float | None, nice: int | None) -> tuple[float, int]:
+    """(pause ratio, niceness): the given values, else INGEST_RETENTION_PAUSE_RATIO and
+    INGEST_RETENTION_NICE."""
+    from ingestion_pipelines.settings import get_settings
+
+    settings = get_settings()
+    return (
+        settings.retention_pause_ratio if pause_ratio is None else pause_ratio,
+        settings.retention_nice if nice is None else nice,
+    )
+
+
 def _day_bounds(day: date) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time(0), UTC)
     return start, start + timedelta(days=1)

@@ -4,6 +4,8 @@ restore brings them back exactly (and again changes nothing)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -212,3 +214,14 @@ def test_policies_from_env():
     assert policies["trade_tick"] == 7 and "execution_log" not in policies
     with pytest.raises(archive.ArchiveError, match="fund"):
         retention.policies_from_env("fund=3")
+
+
+def test_lower_priority_raises_niceness_and_never_lowers_it():
+    """The pass's process yields the cores to live writers (in a child: niceness is for good)."""
+    code = (
+        "import os; from ingestion_pipelines.storage.retention import lower_priority as p; "
+        "n = os.nice(0); print(n, p(n + 3), p(0), os.nice(0))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    start, raised, kept, now = map(int, out.stdout.split())
+    assert raised == kept == now == min(start + 3, 19)
