@@ -103,8 +103,8 @@ def _json_columns(schema: pa.Schema) -> set[str]:
 
 
 def raw_select(table: Table):
-    """SELECT of every column of `table` skipping the costly result types: UTC times as the
-    stored naive UTC values, JSON columns as their stored text (already canonical JSON)."""
+    """SELECT of every column of `table`, in its order, typed as stored: UTC times as the stored
+    naive UTC values, JSON columns as their stored text (already canonical JSON)."""
     columns = []
     for column in table.columns:
         if isinstance(column.type, (JsonDocument, JsonValue)):
