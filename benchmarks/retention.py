@@ -207,6 +207,23 @@ class LiveSidecar:
         self.server.close()
 
 
+def _size_server(url: str, buffer_pool_mb: int, redo_log_mb: int) -> None:
+    """Resize the throw-away server's buffer pool and redo log (both dynamic in MariaDB 10.11)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        if buffer_pool_mb:
+            conn.execute(text(f"SET GLOBAL innodb_buffer_pool_size = {buffer_pool_mb << 20}"))
+        if redo_log_mb:
+            conn.execute(text(f"SET GLOBAL innodb_log_file_size = {redo_log_mb << 20}"))
+        sizes = conn.execute(
+            text("SELECT @@innodb_buffer_pool_size >> 20, @@innodb_log_file_size >> 20")
+        ).one()
+    engine.dispose()
+    print(f"MariaDB: buffer pool {sizes[0]} MB, redo log {sizes[1]} MB", flush=True)
+
+
 def _p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[int(len(ordered) * 0.99)] * 1000 if ordered else float("nan")
@@ -281,6 +298,18 @@ def main() -> int:
         default=True,
         help="stop the pass every other chunk: latencies with and without it side by side",
     )
+    parser.add_argument(
+        "--buffer-pool-mb",
+        type=int,
+        default=0,
+        help="throw-away server: InnoDB buffer pool (default: the test bed's 64 MB)",
+    )
+    parser.add_argument(
+        "--redo-log-mb",
+        type=int,
+        default=0,
+        help="throw-away server: InnoDB redo log (default: the test bed's 32 MB)",
+    )
     parser.add_argument("--baseline-chunks", type=int, default=4, help="before and after each")
     args = parser.parse_args()
     os.environ.setdefault("INGEST_LOCAL_DIR", tempfile.mkdtemp(prefix="retention-bench-"))
@@ -298,6 +327,7 @@ def main() -> int:
 
         server = MariaDBServer().start()
         url = server.url(server.create_database("retention_bench"))
+        _size_server(url, args.buffer_pool_mb, args.redo_log_mb)
     from ingestion_pipelines.storage.engines import ensure_schema
 
     ensure_schema(url)
@@ -317,6 +347,7 @@ def main() -> int:
             read_rows, raw_rate = raw_read_rate(url, day)
             assert read_rows == args.rows, read_rows
             _, text_rate = raw_read_rate(url, day, as_text=True)
+            live.chunk(args.rate // 5, args.rate)  # not measured: wakes a feed silent meanwhile
             load_before = _load()
             options = {**setting, **sizes}
             result, during, off = _retention_under_load(live, url, archive, day, options, args)
