@@ -1,23 +1,26 @@
 """Retention throughput, and what it costs the sidecar: N old `trade_tick` rows on MariaDB are
 archived to Parquet, verified and deleted while the sidecar commits live trades.
 
-    .venv/bin/python benchmarks/retention.py [--rows 10000000] [--database-url mysql+pymysql://...]
+    .venv/bin/python benchmarks/retention.py [--rows 10000000] [--pause-ratios 0,1]
+        [--database-url mysql+pymysql://...]
 
 Without `--database-url` a throw-away MariaDB is started (the test bed's `MariaDBServer`).
+Each throttle setting of `--pause-ratios` gets its own UTC day of N rows (40, 41, ... days back).
 Measured in the same run, in this order:
 
-1. load N trades dated 40 days ago (one UTC day, 10 symbols) with plain `executemany`;
-2. the raw read rate of the same rows: one streaming `SELECT *` of that day through PyMySQL,
-   no type processing (the yardstick: goal retention >= 0.5x this);
-3. the sidecar (the real `Sidecar`, writer process on, as `ingest sidecar` runs it) committing
+1. load N trades per day (10 symbols) with plain `executemany`;
+2. the sidecar (the real `Sidecar`, writer process on, as `ingest sidecar` runs it) committing
    trades paced at `--rate` msg/s from a Binance-protocol server in its own process, in chunks,
-   with no retention running: p99 send->commit latency (baseline);
-4. `ingest retention --table trade_tick --older-than-days 30` in its own process (as the scheduled
-   job would run it), while the sidecar goes on committing: rows/s of the whole pass (read pages,
-   Parquet write, read-back verification, batched deletes) and of its archive part alone, and the
-   sidecar's p99 during the pass;
-5. the sidecar again after the pass (second half of the baseline).
+   with no retention running: p99 send->commit latency (baseline, before and after);
+3. per setting, side by side on that day's rows: the raw read rate (one streaming `SELECT *`
+   through PyMySQL, once with its usual conversions (Decimal, datetime: the yardstick, goal
+   retention >= 0.5x this) and once with decimals and times left as text (the driver's own
+   ceiling, which the archive's read uses)); then the retention pass of that day
+   (`retention.archive_day`, as `ingest retention` runs it, in its own process) while the
+   sidecar goes on committing: rows/s of the whole pass (read pages, Parquet write, read-back
+   verification, batched deletes) and of its archive part alone, and the sidecar's p99 during it.
 
+The load average is printed with every phase: the machines this runs on are shared.
 Goals (issue 22): retention rows/s >= 0.5x the raw read rate; sidecar p99 during retention within
 20 % of the baseline's.
 """
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -43,8 +47,9 @@ from sidecar_throughput import SYMBOL, RemoteServer  # noqa: E402
 OLD_SYMBOLS = [f"OLD{n}USDT" for n in range(10)]
 
 
-def load_old_rows(url: str, rows: int, day: datetime) -> float:
-    """Insert `rows` trades of `day` (plain executemany, 10,000 a batch); seconds taken."""
+def load_old_rows(url: str, rows: int, day: datetime, first_id: int = 0) -> float:
+    """Insert `rows` trades of `day`, ids from `first_id` (plain executemany, 10,000 a batch);
+    seconds taken."""
     import pymysql
     from sqlalchemy.engine import make_url
 
@@ -68,7 +73,7 @@ def load_old_rows(url: str, rows: int, day: datetime) -> float:
                     (
                         "binance",
                         OLD_SYMBOLS[n % 10],
-                        n,
+                        first_id + n,
                         f"{60000 + (n % 5000) / 100:.2f}",
                         f"0.{n % 100000:05d}123",
                         "buy" if n % 2 else "sell",
@@ -83,13 +88,18 @@ def load_old_rows(url: str, rows: int, day: datetime) -> float:
     return time.perf_counter() - started
 
 
-def raw_read_rate(url: str, day: datetime) -> tuple[int, float]:
-    """(rows, rows/s) of one streaming SELECT of the day's rows, no type processing."""
+def raw_read_rate(url: str, day: datetime, *, as_text: bool = False) -> tuple[int, float]:
+    """(rows, rows/s) of one streaming SELECT of the day's rows through PyMySQL, no SQLAlchemy;
+    `as_text`: decimals and times left as the server's text (no Python parsing)."""
     import pymysql
     import pymysql.cursors
+    from pymysql.converters import conversions, through
     from sqlalchemy.engine import make_url
 
+    from ingestion_pipelines.storage.archive_pages import _TEXT_FIELD_TYPES
+
     u = make_url(url)
+    conv = {**conversions, **dict.fromkeys(_TEXT_FIELD_TYPES, through)} if as_text else None
     conn = pymysql.connect(
         host=u.host,
         port=u.port,
@@ -97,6 +107,7 @@ def raw_read_rate(url: str, day: datetime) -> tuple[int, float]:
         password=u.password or "",
         database=u.database,
         cursorclass=pymysql.cursors.SSCursor,
+        conv=conv,
     )
     start, end = day.replace(tzinfo=None), (day + timedelta(days=1)).replace(tzinfo=None)
     began = time.perf_counter()
@@ -111,33 +122,42 @@ def raw_read_rate(url: str, day: datetime) -> tuple[int, float]:
     return count, count / (time.perf_counter() - began)
 
 
-def _retention_process(url: str, archive: str, pause_ratio: float, out) -> None:
+def _retention_process(url: str, archive: str, day, options: dict, out) -> None:
+    from loguru import logger
+
     from ingestion_pipelines.storage import retention
     from ingestion_pipelines.storage.engines import ensure_schema
+    from ingestion_pipelines.storage.tables import trade_tick
 
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+    if options.pop("nice", False):
+        os.nice(10)
     engine = ensure_schema(url)
     marks = {}
 
     def published(_file) -> None:
         marks["published"] = time.perf_counter()
 
-    began = time.perf_counter()
-    result = retention.retention_pass(
+    began = time.perf_counter()  # CLOCK_MONOTONIC: comparable with the parent's stamps
+    result = retention.archive_day(
         engine,
-        "trade_tick",
-        30,
+        trade_tick,
+        "traded_at",
+        day.date(),
         archive_url=archive,
         after_publish=published,
-        pause_ratio=pause_ratio,
+        **options,
     )
     ended = time.perf_counter()
     out.send(
         {
             "archived": result.archived,
             "deleted": result.deleted,
-            "seconds": ended - began,
-            "archive_seconds": marks.get("published", ended) - began,
-            "files": [d.file.url for d in result.days if d.file],
+            "began": began,
+            "published": marks.get("published", ended),
+            "ended": ended,
+            "file": result.file.url if result.file else None,
         }
     )
 
@@ -187,9 +207,74 @@ class LiveSidecar:
         self.server.close()
 
 
+def _size_server(url: str, buffer_pool_mb: int, redo_log_mb: int) -> None:
+    """Resize the throw-away server's buffer pool and redo log (both dynamic in MariaDB 10.11)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        if buffer_pool_mb:
+            conn.execute(text(f"SET GLOBAL innodb_buffer_pool_size = {buffer_pool_mb << 20}"))
+        if redo_log_mb:
+            conn.execute(text(f"SET GLOBAL innodb_log_file_size = {redo_log_mb << 20}"))
+        sizes = conn.execute(
+            text("SELECT @@innodb_buffer_pool_size >> 20, @@innodb_log_file_size >> 20")
+        ).one()
+    engine.dispose()
+    print(f"MariaDB: buffer pool {sizes[0]} MB, redo log {sizes[1]} MB", flush=True)
+
+
 def _p99(values: list[float]) -> float:
     ordered = sorted(values)
-    return ordered[int(len(ordered) * 0.99)] * 1000
+    return ordered[int(len(ordered) * 0.99)] * 1000 if ordered else float("nan")
+
+
+def _load() -> str:
+    return "load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
+
+
+def _settings(text: str) -> list[dict]:
+    """`0,1,1n`: pause ratios, `n` = the retention process also at nice 10."""
+    out = []
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        out.append({"pause_ratio": float(item.rstrip("n")), "nice": item.endswith("n")})
+    return out
+
+
+def _running(start: float, end: float, stops: list[tuple[float, float]]) -> float:
+    """Seconds of [start, end] outside the stopped intervals."""
+    stopped = sum(max(0.0, min(end, b) - max(start, a)) for a, b in stops)
+    return end - start - stopped
+
+
+def _retention_under_load(live, url, archive, day, options, args):
+    """One day's pass in its own process while the sidecar commits. Paired (`--paired`): the
+    pass is stopped (SIGSTOP) every other chunk, so chunks with and without retention alternate
+    under the same background load; its rows/s count only the time it was let run."""
+    ctx = mp.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    worker = ctx.Process(target=_retention_process, args=(url, archive, day, options, send))
+    worker.start()
+    during, off, stops, chunks = [], [], [], []
+    while worker.is_alive() and not receive.poll():
+        began = time.perf_counter()
+        latencies = live.chunk(args.chunk, args.rate)
+        during += latencies
+        chunks.append((began, time.perf_counter(), latencies))
+        if args.paired and worker.is_alive() and not receive.poll():
+            os.kill(worker.pid, signal.SIGSTOP)
+            stopped = time.perf_counter()
+            off += live.chunk(args.chunk, args.rate)
+            stops.append((stopped, time.perf_counter()))
+            os.kill(worker.pid, signal.SIGCONT)
+    result = receive.recv()
+    worker.join(30)
+    result["seconds"] = _running(result["began"], result["ended"], stops)
+    result["archive_seconds"] = _running(result["began"], result["published"], stops)
+    # the running chunks that fell wholly in the archive part, and wholly in the deletes
+    result["archiving"] = [x for a, b, c in chunks if b <= result["published"] for x in c]
+    result["deleting"] = [x for a, b, c in chunks if a >= result["published"] for x in c]
+    return result, during, off
 
 
 def main() -> int:
@@ -197,11 +282,33 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--database-url")
-    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--rows", type=int, default=10_000_000, help="old rows per setting")
     parser.add_argument("--rate", type=int, default=1_000, help="sidecar msg/s during the run")
     parser.add_argument("--chunk", type=int, default=5_000, help="trades per latency chunk")
     parser.add_argument(
-        "--pause-ratio", type=float, default=0.0, help="retention's throttle (0: none)"
+        "--pause-ratios",
+        default="0",
+        help="throttle settings, one day each: pause ratios, `n` suffix = also nice 10 (0,1,1n)",
+    )
+    parser.add_argument("--page-rows", type=int, default=None, help="default: archive_day's")
+    parser.add_argument("--delete-rows", type=int, default=None, help="default: archive_day's")
+    parser.add_argument(
+        "--paired",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="stop the pass every other chunk: latencies with and without it side by side",
+    )
+    parser.add_argument(
+        "--buffer-pool-mb",
+        type=int,
+        default=0,
+        help="throw-away server: InnoDB buffer pool (default: the test bed's 64 MB)",
+    )
+    parser.add_argument(
+        "--redo-log-mb",
+        type=int,
+        default=0,
+        help="throw-away server: InnoDB redo log (default: the test bed's 32 MB)",
     )
     parser.add_argument("--baseline-chunks", type=int, default=4, help="before and after each")
     args = parser.parse_args()
@@ -210,6 +317,9 @@ def main() -> int:
 
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
+    settings = _settings(args.pause_ratios)
+    sizes = {"page_rows": args.page_rows, "delete_rows": args.delete_rows}
+    sizes = {k: v for k, v in sizes.items() if v}
     server = None
     url = args.database_url
     if url is None:
@@ -217,73 +327,93 @@ def main() -> int:
 
         server = MariaDBServer().start()
         url = server.url(server.create_database("retention_bench"))
+        _size_server(url, args.buffer_pool_mb, args.redo_log_mb)
     from ingestion_pipelines.storage.engines import ensure_schema
 
     ensure_schema(url)
-    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=40)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    days = [today - timedelta(days=40 + n) for n in range(len(settings))]
     archive = tempfile.mkdtemp(prefix="retention-archive-")
+    runs = []
     try:
-        load_s = load_old_rows(url, args.rows, day)
-        print(f"loaded {args.rows:,} rows in {load_s:,.0f} s", flush=True)
-        read_rows, raw_rate = raw_read_rate(url, day)
-        assert read_rows == args.rows, read_rows
-        print(f"raw read: {raw_rate:,.0f} rows/s", flush=True)
-
+        for n, day in enumerate(days):
+            load_s = load_old_rows(url, args.rows, day, n * args.rows)
+            print(f"loaded {args.rows:,} rows of {day:%Y-%m-%d} in {load_s:,.0f} s", flush=True)
         live = LiveSidecar(url)
-        print("sidecar up; baseline chunks", flush=True)
+        print(f"sidecar up; baseline chunks ({_load()})", flush=True)
         before = [x for _ in range(args.baseline_chunks) for x in live.chunk(args.chunk, args.rate)]
-        ctx = mp.get_context("spawn")
-        receive, send = ctx.Pipe(duplex=False)
-        worker = ctx.Process(target=_retention_process, args=(url, archive, args.pause_ratio, send))
-        worker.start()
-        print(f"baseline p99 {_p99(before):,.0f} ms; retention started", flush=True)
-        during = []
-        while worker.is_alive() and not receive.poll():
-            during += live.chunk(args.chunk, args.rate)
-        result = receive.recv()
-        worker.join(30)
-        print(f"retention done: {result}", flush=True)
+        print(f"baseline p99 {_p99(before):,.0f} ms ({_load()})", flush=True)
+        for day, setting in zip(days, settings, strict=True):
+            read_rows, raw_rate = raw_read_rate(url, day)
+            assert read_rows == args.rows, read_rows
+            _, text_rate = raw_read_rate(url, day, as_text=True)
+            live.chunk(args.rate // 5, args.rate)  # not measured: wakes a feed silent meanwhile
+            load_before = _load()
+            options = {**setting, **sizes}
+            result, during, off = _retention_under_load(live, url, archive, day, options, args)
+            run = {
+                **setting,
+                **result,
+                "raw": raw_rate,
+                "text": text_rate,
+                "during": during,
+                "off": off,
+                "load": f"{load_before[5:]} / {_load()[5:]}",
+            }
+            runs.append(run)
+            print(
+                f"{setting}: raw {raw_rate:,.0f} rows/s, text {text_rate:,.0f}; pass "
+                f"{result['seconds']:,.1f} s ({result['archived'] / result['seconds'] / raw_rate:.2f}x"
+                f" raw), p99 during {_p99(during):,.0f} ms (archiving {_p99(result['archiving']):,.0f}, "
+                f"deleting {_p99(result['deleting']):,.0f}), stopped {_p99(off):,.0f} ms "
+                f"({run['load']})",
+                flush=True,
+            )
         after = [x for _ in range(args.baseline_chunks) for x in live.chunk(args.chunk, args.rate)]
+        print(f"baseline after p99 {_p99(after):,.0f} ms ({_load()})", flush=True)
         live.close()
     finally:
         if server is not None:
             server.close()
-    assert result["archived"] == result["deleted"] == args.rows, result
-    rate = result["archived"] / result["seconds"]
-    archive_rate = result["archived"] / result["archive_seconds"]
-    baseline = _p99(before + after)
-    under = _p99(during) if during else float("nan")
-    size = sum(Path(f).stat().st_size for f in result["files"])
-    print()
-    print("| measure | value |")
-    print("|---|---:|")
-    print(f"| old `trade_tick` rows | {args.rows:,} (pause ratio {args.pause_ratio}) |")
-    print(f"| raw read (streaming SELECT, PyMySQL, no type processing) | {raw_rate:,.0f} rows/s |")
-    print(
-        f"| retention pass: read pages + Parquet + verify + delete "
-        f"({result['seconds']:,.0f} s) | {rate:,.0f} rows/s ({rate / raw_rate:.2f}x raw) |"
-    )
-    print(
-        f"| of which archive (read + Parquet + verify, {result['archive_seconds']:,.0f} s) "
-        f"| {archive_rate:,.0f} rows/s ({archive_rate / raw_rate:.2f}x raw) |"
-    )
-    print(f"| Parquet size | {size / 1e6:,.1f} MB ({size / args.rows:.1f} B/row) |")
-    print(
-        f"| sidecar p99 send->commit at {args.rate:,} msg/s, no retention "
-        f"({len(before) + len(after):,} trades) | {baseline:,.0f} ms |"
-    )
-    print(
-        f"| sidecar p99 send->commit during retention ({len(during):,} trades) "
-        f"| {under:,.0f} ms ({under / baseline - 1:+.0%}) |"
-    )
-    print()
-    print(
-        f"retention / raw read: {rate / raw_rate:.2f}x (goal >= 0.5); sidecar p99 during "
-        f"retention vs without: {under / baseline - 1:+.0%} (goal within +20 %); "
-        f"median send->commit {statistics.median(during or [0]) * 1000:,.0f} ms during, "
-        f"{statistics.median(before + after) * 1000:,.0f} ms without"
-    )
+    _report(args, runs, before, after)
     return 0
+
+
+def _report(args, runs: list[dict], before: list[float], after: list[float]) -> None:
+    baseline = _p99(before + after)
+    print()
+    print(
+        f"{args.rows:,} old `trade_tick` rows per setting; sidecar at {args.rate:,} msg/s; p99 "
+        f"send->commit without retention {baseline:,.0f} ms ({len(before) + len(after):,} trades; "
+        f"before {_p99(before):,.0f} ms, after {_p99(after):,.0f} ms), median "
+        f"{statistics.median(before + after) * 1000:,.0f} ms"
+    )
+    print()
+    print(
+        "| pause ratio | raw read rows/s (as text) | whole pass rows/s (x raw; x text) "
+        "| archive part rows/s (x raw) | deletes rows/s | sidecar p99: running / stopped "
+        "(paired) | vs before+after | medians running / stopped | load avg before / after |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for run in runs:
+        assert run["archived"] == run["deleted"] == args.rows, run
+        rate = run["archived"] / run["seconds"]
+        archive_rate = run["archived"] / run["archive_seconds"]
+        delete_rate = run["deleted"] / (run["seconds"] - run["archive_seconds"])
+        under, off = _p99(run["during"]), _p99(run["off"])
+        label = f"{run['pause_ratio']:g}" + (" + nice 10" if run["nice"] else "")
+        print(
+            f"| {label} | {run['raw']:,.0f} ({run['text']:,.0f}) | {rate:,.0f} "
+            f"({rate / run['raw']:.2f}x; {rate / run['text']:.2f}x) "
+            f"| {archive_rate:,.0f} ({archive_rate / run['raw']:.2f}x) | {delete_rate:,.0f} "
+            f"| {under:,.0f} / {off:,.0f} ms (**{under / off - 1:+.0%}**; "
+            f"{len(run['during']):,} / {len(run['off']):,} trades) "
+            f"| {under / baseline - 1:+.0%} "
+            f"| {statistics.median(run['during'] or [0]) * 1000:,.0f} / "
+            f"{statistics.median(run['off'] or [0]) * 1000:,.0f} ms | {run['load']} |"
+        )
+    size = sum(Path(run["file"]).stat().st_size for run in runs) / len(runs)
+    print(f"\nParquet (zstd): {size / 1e6:,.1f} MB a day, {size / args.rows:.1f} B/row")
 
 
 if __name__ == "__main__":

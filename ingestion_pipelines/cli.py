@@ -159,15 +159,21 @@ def cmd_live_token(args) -> int:
 def cmd_retention(args) -> int:
     from ingestion_pipelines.core.settings import get_settings
     from ingestion_pipelines.storage.engines import ensure_schema
-    from ingestion_pipelines.storage.retention import retention_pass
+    from ingestion_pipelines.storage.retention import (
+        lower_priority,
+        retention_pass,
+        throttle_defaults,
+    )
 
+    pause_ratio, nice = throttle_defaults(args.pause_ratio, args.nice)
+    lower_priority(nice)
     engine = ensure_schema(args.database_url or get_settings().database_url)
     result = retention_pass(
         engine,
         args.table,
         args.older_than_days,
         archive_url=args.archive_url,
-        pause_ratio=args.pause_ratio,
+        pause_ratio=pause_ratio,
     )
     days = [
         {"day": d.day, "archived": d.archived, "deleted": d.deleted, "file": d.file and d.file.url}
@@ -225,8 +231,13 @@ def _add_ops_commands(sub) -> None:
     p.add_argument(
         "--pause-ratio",
         type=float,
-        default=0.0,
-        help="after each page or delete batch, wait this times its duration (spares live writers)",
+        help="after each page or delete batch, wait this times its duration (spares live "
+        "writers; default INGEST_RETENTION_PAUSE_RATIO, 1)",
+    )
+    p.add_argument(
+        "--nice",
+        type=int,
+        help="run at this niceness at least (default INGEST_RETENTION_NICE, 10; 0: as started)",
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_retention)

@@ -33,9 +33,14 @@ class RetentionConfig(dg.Config):
     archive_url: str | None = Field(
         default=None, description="archive folder or fsspec URL (default: INGEST_ARCHIVE_URL)"
     )
-    pause_ratio: float = Field(
-        default=0.0,
-        description="after each page or delete batch wait this times its duration (0: none)",
+    pause_ratio: float | None = Field(
+        default=None,
+        description="after each page or delete batch wait this times its duration (0: none; "
+        "default INGEST_RETENTION_PAUSE_RATIO)",
+    )
+    nice: int | None = Field(
+        default=None,
+        description="the run's process at this niceness at least (default INGEST_RETENTION_NICE)",
     )
 
 
@@ -48,13 +53,15 @@ def retention_op(
     policies = retention.policies_from_env()
     if config.policies is not None:
         policies = {t: d for t, d in config.policies.items() if d}
+    pause_ratio, nice = retention.throttle_defaults(config.pause_ratio, config.nice)
+    retention.lower_priority(nice)
     engine = database.engine()
     failures = []
     totals = {}
     for table, days in sorted(policies.items()):
         try:
             result = retention.retention_pass(
-                engine, table, days, archive_url=config.archive_url, pause_ratio=config.pause_ratio
+                engine, table, days, archive_url=config.archive_url, pause_ratio=pause_ratio
             )
         except Exception as exc:  # noqa: BLE001 - reported, the other tables still run
             failures.append(f"{table}: {redact(str(exc))}")

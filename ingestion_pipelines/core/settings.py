@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"  # where `ingest metrics` listens (INGEST_METRICS_HOST)
     metrics_port: int = 8792  # INGEST_METRICS_PORT
     archive_url: str | None = None  # INGEST_ARCHIVE_URL: folder or fsspec URL of the archives
+    # retention's throttle (storage/retention.py): pause after each step, ratio of its duration;
+    # niceness the pass's process takes (never lowered; 0: as started)
+    retention_pause_ratio: float = 1.0  # INGEST_RETENTION_PAUSE_RATIO (benchmarks/retention.py)
+    retention_nice: int = 10  # INGEST_RETENTION_NICE
 
     def dagster_home(self) -> Path:
         return Path(os.environ.get("DAGSTER_HOME") or local_data_dir() / "dagster_home")

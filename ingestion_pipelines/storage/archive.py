@@ -48,7 +48,6 @@ from ingestion_pipelines.storage.types import (
     JsonValue,
     LongText,
     UtcDateTime,
-    json_text,
 )
 from ingestion_pipelines.storage.upsert import UpsertResult, upsert
 
@@ -103,25 +102,9 @@ def _json_columns(schema: pa.Schema) -> set[str]:
     return {f.name for f in schema if f.metadata and f.metadata.get(b"json") == b"1"}
 
 
-def rows_to_batch(schema: pa.Schema, rows: list[Any], *, raw_json: bool = False) -> pa.RecordBatch:
-    """Rows (Decimal, UTC datetimes, naive ones taken as UTC, JSON values or, with `raw_json`,
-    the JSON text as stored) as a batch; a value that does not fit exactly (e.g. more than 18
-    decimals) raises."""
-    json_columns = set() if raw_json else _json_columns(schema)
-    arrays = []
-    for field, values in zip(schema, zip(*rows, strict=True), strict=True):
-        if field.name in json_columns:
-            values = [None if v is None else json_text(v) for v in values]
-        try:
-            arrays.append(pa.array(values, type=field.type))
-        except (pa.ArrowException, TypeError, ValueError) as exc:
-            raise ArchiveError(f"column {field.name}: {exc}") from None
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-
 def raw_select(table: Table):
-    """SELECT of every column of `table` skipping the costly result types: UTC times as the
-    stored naive UTC values, JSON columns as their stored text (already canonical JSON)."""
+    """SELECT of every column of `table`, in its order, typed as stored: UTC times as the stored
+    naive UTC values, JSON columns as their stored text (already canonical JSON)."""
     columns = []
     for column in table.columns:
         if isinstance(column.type, (JsonDocument, JsonValue)):
@@ -194,9 +177,8 @@ class DayWriter:
         self._stream = None
         self._writer = None
 
-    def write(self, rows: list[Any]) -> None:
-        """Append rows (in the table's column order, read by `raw_select`) to the file."""
-        batch = rows_to_batch(self.schema, rows, raw_json=True)
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Append a batch of `self.schema` (a page read by `archive_pages.read_page`)."""
         if self._writer is None:
             self.fs.makedirs(self.folder, exist_ok=True)
             self._stream = self.fs.open(self.temporary, "wb")
@@ -248,13 +230,11 @@ def verify_file(fs, path: str, key_columns: list[str]) -> tuple[int, str]:
 
 def iter_key_batches(
     fs, path: str, key_columns: list[str], batch_rows: int
-) -> Iterator[list[tuple]]:
-    """The keys held by an archive file, `batch_rows` at a time, as Python tuples."""
+) -> Iterator[pa.RecordBatch]:
+    """The keys held by an archive file (in the order written), `batch_rows` at a time."""
     with fs.open(path, "rb") as stream:
         parquet = pq.ParquetFile(stream)
-        for batch in parquet.iter_batches(batch_size=batch_rows, columns=key_columns):
-            columns = [batch.column(name).to_pylist() for name in key_columns]
-            yield list(zip(*columns, strict=True))
+        yield from parquet.iter_batches(batch_size=batch_rows, columns=key_columns)
 
 
 def day_files(fs, root: str, table: str, day: date) -> list[str]:

@@ -16,10 +16,9 @@ import time as _time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from itertools import groupby
 
 from loguru import logger
-from sqlalchemy import Table, and_, delete, func, or_, select
+from sqlalchemy import Table, and_, func, or_, select
 from sqlalchemy.engine import Engine
 
 from ingestion_pipelines.storage import tables
@@ -31,6 +30,8 @@ from ingestion_pipelines.storage.archive import (
     iter_key_batches,
     raw_select,
 )
+from ingestion_pipelines.storage.archive_pages import PageError, read_page
+from ingestion_pipelines.storage.retention_deletes import delete_key_batch
 
 # The time column that dates each row, per table retention may act on. `crawl_checkpoint` holds
 # the run artifacts: checkpoints of crawls that never completed their range.
@@ -145,11 +146,25 @@ class Throttle:
         self._started = _time.perf_counter()
 
 
-def _as_utc(value):
-    """A key value read raw, fit to bind again: naive (stored UTC) datetimes made aware."""
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+def lower_priority(niceness: int) -> int:
+    """Raise this process's niceness to `niceness` (never lowers it: an unprivileged process
+    could not go back); the niceness now. The pass's Python share of the cores then yields to
+    live writers on the same machine (within one container or cgroup; the database's own work
+    for the pass is not affected)."""
+    current = os.nice(0)
+    return os.nice(niceness - current) if niceness > current else current
+
+
+def throttle_defaults(pause_ratio: float | None, nice: int | None) -> tuple[float, int]:
+    """(pause ratio, niceness): the given values, else INGEST_RETENTION_PAUSE_RATIO and
+    INGEST_RETENTION_NICE."""
+    from ingestion_pipelines.settings import get_settings
+
+    settings = get_settings()
+    return (
+        settings.retention_pause_ratio if pause_ratio is None else pause_ratio,
+        settings.retention_nice if nice is None else nice,
+    )
 
 
 def _day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -169,11 +184,12 @@ def _first_day(engine: Engine, table: Table, column: str, since: datetime | None
 
 
 def _write_day(engine, table, column, day, writer: DayWriter, page_rows: int, throttle) -> int:
-    """Stream the day's rows into `writer`, page by page (one short read each); rows written."""
-    keys = [table.c[name] for name in key_columns(table)]
+    """Stream the day's rows into `writer`, page by page (one short read each, straight into
+    Arrow columns); rows written."""
+    names = key_columns(table)
+    keys = [table.c[name] for name in names]
     start, end = _day_bounds(day)
     window = and_(table.c[column] >= start, table.c[column] < end)
-    positions = [list(table.c.keys()).index(k.name) for k in keys]
     last: tuple | None = None
     written = 0
     while True:
@@ -181,43 +197,28 @@ def _write_day(engine, table, column, day, writer: DayWriter, page_rows: int, th
         if last is not None:
             query = query.where(_after(keys, last))
         with engine.connect() as conn:
-            rows = conn.execute(query).all()
-        if not rows:
+            try:
+                batch = read_page(conn, query, writer.schema)
+            except PageError as exc:
+                raise ArchiveError(f"{table.name} {day}: {exc}") from None
+        if not batch.num_rows:
             return written
-        writer.write(rows)
-        written += len(rows)
+        writer.write(batch)
+        written += batch.num_rows
         throttle.step_done()
-        last = tuple(_as_utc(rows[-1][i]) for i in positions)
-        if len(rows) < page_rows:
+        last = tuple(batch.column(name)[-1].as_py() for name in names)
+        if batch.num_rows < page_rows:
             return written
-
-
-def _key_match(keys: Sequence, batch: list[tuple]):
-    """Rows whose key is one of `batch` (sorted by key): for each run of keys sharing all but
-    the last column, `prefix = ... AND last IN (...)`. Every database turns that into key
-    ranges; a row-value IN list (`(a, b, c) IN (...)`) is planned far worse by MariaDB
-    (~1 ms a key)."""
-    *prefix, last = keys
-    if not prefix:
-        return last.in_([k[0] for k in batch])
-    groups = [
-        and_(*(c == v for c, v in zip(prefix, head, strict=True)), last.in_([k[-1] for k in run]))
-        for head, run in ((h, list(r)) for h, r in groupby(batch, key=lambda k: k[:-1]))
-    ]
-    return groups[0] if len(groups) == 1 else or_(*groups)
 
 
 def _delete_archived(engine, table, column, day, archived, fs, batch_rows, throttle) -> int:
     """Delete exactly the keys the published file holds (and still of that day), one short
-    transaction per batch."""
-    names = key_columns(table)
-    keys = [table.c[name] for name in names]
+    transaction per batch (`retention_deletes`)."""
     start, end = _day_bounds(day)
     window = and_(table.c[column] >= start, table.c[column] < end)
     deleted = 0
-    for batch in iter_key_batches(fs, archived.url, names, batch_rows):
-        with engine.begin() as conn:
-            deleted += conn.execute(delete(table).where(window, _key_match(keys, batch))).rowcount
+    for batch in iter_key_batches(fs, archived.url, key_columns(table), batch_rows):
+        deleted += delete_key_batch(engine, table, window, batch)
         throttle.step_done()
     return deleted
 

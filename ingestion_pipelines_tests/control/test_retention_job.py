@@ -52,7 +52,8 @@ def test_cli_retention_then_restore(sqlite_url, tmp_path, capsys):
     old = _seed(sqlite_url)
     archive = str(tmp_path / "archive")
     args = ["--database-url", sqlite_url, "--archive-url", archive]
-    assert main(["retention", "--table", "trade_tick", "--older-than-days", "30", *args]) == 0
+    once = ["retention", "--table", "trade_tick", "--older-than-days", "30", "--nice", "0"]
+    assert main([*once, *args]) == 0
     assert "5 rows older than" in capsys.readouterr().out
     assert _count(sqlite_url, trade_tick) == 3
     day = old.date().isoformat()
@@ -71,6 +72,7 @@ def test_scheduled_job_applies_every_policy(sqlite_url, tmp_path, monkeypatch):
     _seed(sqlite_url)
     monkeypatch.setenv("INGEST_ARCHIVE_URL", str(tmp_path / "archive"))
     monkeypatch.setenv("INGEST_RETENTION_POLICIES", "trade_tick=30,execution_log=35")
+    monkeypatch.setenv("INGEST_RETENTION_NICE", "0")  # in process: leave pytest's niceness be
     result = retention_job.execute_in_process(
         resources={"database": DatabaseResource(url=sqlite_url)}
     )

@@ -4,6 +4,8 @@ restore brings them back exactly (and again changes nothing)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -106,6 +108,37 @@ def test_archive_then_delete_then_restore_exactly(engine, tmp_path):
     assert _stored(engine, trade_tick, ORDER) == before
 
 
+def test_row_written_into_an_archived_key_range_stays(engine, tmp_path):
+    """Deletes go by key ranges; a row written into a range after its archive was published
+    (a late trade of that day) is not in the file, so it must stay: the range's count differs
+    and that batch is deleted by its exact keys instead."""
+    late = _ticks()[8]  # BTCUSDT on OLD_DAYS[0], between ids 4 and 10 of that day
+    assert late["traded_at"].date() == OLD_DAYS[0] and late["symbol"] == "BTCUSDT"
+    with engine.begin() as conn:  # not there when the day is archived
+        conn.execute(trade_tick.delete().where(trade_tick.c.trade_id == late["trade_id"]))
+    published = []
+
+    def write_late(file) -> None:
+        if not published:
+            upsert(engine, trade_tick, [late])
+        published.append(file)
+
+    result = retention.retention_pass(
+        engine,
+        "trade_tick",
+        30,
+        archive_url=str(tmp_path / "archive"),
+        now=NOW,
+        after_publish=write_late,
+    )
+    assert result.archived == result.deleted == 19
+    left = _stored(engine, trade_tick, ORDER)
+    assert [r["trade_id"] for r in left if r["traded_at"] < NOW - timedelta(days=30)] == [
+        late["trade_id"]
+    ]
+    assert len(left) == 11
+
+
 def test_failed_verification_deletes_nothing(engine, tmp_path, monkeypatch):
     url = str(tmp_path / "archive")
     real = archive.verify_file
@@ -181,3 +214,14 @@ def test_policies_from_env():
     assert policies["trade_tick"] == 7 and "execution_log" not in policies
     with pytest.raises(archive.ArchiveError, match="fund"):
         retention.policies_from_env("fund=3")
+
+
+def test_lower_priority_raises_niceness_and_never_lowers_it():
+    """The pass's process yields the cores to live writers (in a child: niceness is for good)."""
+    code = (
+        "import os; from ingestion_pipelines.storage.retention import lower_priority as p; "
+        "n = os.nice(0); print(n, p(n + 3), p(0), os.nice(0))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    start, raised, kept, now = map(int, out.stdout.split())
+    assert raised == kept == now == min(start + 3, 19)
