@@ -158,7 +158,7 @@ def lower_priority(niceness: int) -> int:
 def throttle_defaults(pause_ratio: float | None, nice: int | None) -> tuple[float, int]:
     """(pause ratio, niceness): the given values, else INGEST_RETENTION_PAUSE_RATIO and
     INGEST_RETENTION_NICE."""
-    from ingestion_pipelines.settings import get_settings
+    from ingestion_pipelines.core.settings import get_settings
 
     settings = get_settings()
     return (
