@@ -389,6 +389,34 @@ stock_eod_adjusted = Table(
 )
 # ---- end of adjusted prices ---------------------------------------------------------------------
 
+# ---- Bitcoin chain statistics (issue 21 §4, btc_chain; migration 0023_btc_chain) ------------
+# One row per poll of a mempool.space-compatible API (fees, mempool, tip height, difficulty
+# estimate): `captured_at` is our fetch time (the endpoints carry none); fees in sat/vB, exact.
+btc_chain_stat = Table(
+    "btc_chain_stat",
+    metadata,
+    Column("provider", String(64), primary_key=True),
+    Column("captured_at", UtcDateTime, primary_key=True),
+    Column("fee_fastest", ExactDecimal),
+    Column("fee_half_hour", ExactDecimal),
+    Column("fee_hour", ExactDecimal),
+    Column("fee_economy", ExactDecimal),
+    Column("fee_minimum", ExactDecimal),
+    Column("mempool_tx_count", BigInteger),
+    Column("mempool_vsize", BigInteger),
+    Column("mempool_total_fee_sat", BigInteger),
+    Column("tip_height", BigInteger, nullable=False),
+    Column("difficulty_progress_pct", ExactDecimal),
+    Column("difficulty_change_pct", ExactDecimal),
+    Column("previous_retarget_pct", ExactDecimal),
+    Column("estimated_retarget_at", UtcDateTime),
+    Column("previous_retarget_at", UtcDateTime),
+    Column("remaining_blocks", BigInteger),
+    Column("next_retarget_height", BigInteger),
+    extra_column(),
+)
+# ---- end of Bitcoin chain statistics ------------------------------------------------------
+
 
 DATA_TABLES = {
     t.name: t
@@ -410,6 +438,7 @@ DATA_TABLES = {
         order_book_resync,
         # adjusted prices (issue 19 item 7)
         stock_eod_adjusted,
+        btc_chain_stat,  # issue 21 §4
     )
 }
 CONTROL_TABLES = {

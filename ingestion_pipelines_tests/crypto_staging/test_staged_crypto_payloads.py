@@ -2,7 +2,8 @@
 klines, the block count of `eth_feeHistory`, seconds beside milliseconds in the difficulty
 estimate, decimal strings where decimals are promised. The payloads of the sources declared since
 (`binance_tickers`, `coinpaprika_markets`, `binance_klines`) are read where they moved, their source's
-`ingestion_pipelines/defs/<worker_id>/data/`; the others are still in `staging/`."""
+`ingestion_pipelines/defs/<worker_id>/data/`; those of `btc_chain` in its Python family's
+`ingestion_pipelines/sources/mempool/data/`."""
 
 from __future__ import annotations
 
@@ -22,11 +23,15 @@ DECLARED = (
     "binance_klines",
     "eth_gas",
 )  # moved into defs/<worker_id>/data
+# moved into a Python family's folder: worker -> the family package's folder
+FAMILY = {"btc_chain": Path(__file__).resolve().parents[2] / "ingestion_pipelines/sources/mempool"}
 INTERVAL_MS = {"1m": 60_000, "30m": 30 * 60_000, "1d": 86_400_000}
 
 
 def _file(path: str) -> Path:
-    worker = path.split("/")[0]
+    worker, _, rest = path.partition("/")
+    if worker in FAMILY:
+        return FAMILY[worker] / rest
     return (DEFS_ROOT if worker in DECLARED else STAGING) / path
 
 
@@ -38,6 +43,9 @@ def test_declared_payloads_left_staging():
     for worker in DECLARED:
         assert not (STAGING / worker).exists()
         assert (DEFS_ROOT / worker / "defs.yaml").is_file()
+    for worker, family in FAMILY.items():
+        assert not (STAGING / worker).exists()
+        assert (family / "replay.py").is_file() and (family / "data/PROVENANCE.md").is_file()
 
 
 @pytest.mark.parametrize(
@@ -132,7 +140,7 @@ def test_mempool_and_difficulty_units():
     assert diff["remainingBlocks"] == 2016 - round(diff["progressPercent"] * Decimal("20.16"))
     fees = _json("btc_chain/data/v1_fees_recommended.json")
     assert fees["fastestFee"] >= fees["halfHourFee"] >= fees["hourFee"] >= fees["minimumFee"]
-    assert (STAGING / "btc_chain/data/blocks_tip_height_2025-01.txt").read_text().isdigit()
+    assert _file("btc_chain/data/blocks_tip_height_2025-01.txt").read_text().isdigit()
 
 
 @pytest.mark.parametrize(

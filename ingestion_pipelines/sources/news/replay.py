@@ -1,4 +1,4 @@
-"""RSS feeds (VnExpress, CafeF): recorded documents served with conditional GET.
+"""RSS feeds (VnExpress, CafeF, the crypto sites): recorded documents served with conditional GET.
 
 A feed is served byte for byte from its recording. ``ETag`` is a hash of the bytes and
 ``Last-Modified`` the channel's ``lastBuildDate`` (or ``pubDate``), so a client that sends
@@ -33,6 +33,11 @@ _NOT_BROWSER = re.compile(r"python|curl|wget|httpx|aiohttp|okhttp|go-http|java|b
 
 VNEXPRESS_PATH = "/rss/kinh-doanh.rss"
 CAFEF_PATH = "/thi-truong-chung-khoan.rss"
+# crypto_news reads its feeds from a mirror at <base_url>/<host><path> (sources/news/crypto.py)
+CRYPTO_BASE = "/crypto_news"
+COINTELEGRAPH_PATH = CRYPTO_BASE + "/cointelegraph.com/rss"
+COINDESK_PATH = CRYPTO_BASE + "/www.coindesk.com/arc/outboundfeeds/rss/"
+DECRYPT_PATH = CRYPTO_BASE + "/decrypt.co/feed"
 CONTENT_TYPE = "text/xml; charset=utf-8"
 BLOCKED_BODY = (
     b"<html><head><title>503 Service Temporarily Unavailable</title></head>"
@@ -95,6 +100,7 @@ def _channel_date(body: bytes) -> datetime:
 
 base_path("vnexpress_news")
 base_path("cafef_news")
+base_path("crypto_news", CRYPTO_BASE)
 
 
 class FeedShelf:
@@ -104,6 +110,9 @@ class FeedShelf:
         self.feeds: dict[str, Feed] = {
             VNEXPRESS_PATH: Feed(read_data("vnexpress_kinh_doanh.rss")),
             CAFEF_PATH: Feed(read_data("cafef_thi_truong_chung_khoan.rss"), browser_only=True),
+            COINTELEGRAPH_PATH: Feed(read_data("cointelegraph_rss_2026-08-28.xml")),
+            COINDESK_PATH: Feed(read_data("coindesk_rss_channel_only.xml")),
+            DECRYPT_PATH: Feed(read_data("decrypt_feed_channel_only.xml")),
         }
 
     def set_feed(self, path: str, document: str | bytes, *, browser_only: bool = False) -> Feed:

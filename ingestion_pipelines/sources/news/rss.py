@@ -130,17 +130,26 @@ class RssSource(Source):
             enclosure = next(
                 (e.get("href") for e in entry.get("enclosures", []) if e.get("href")), None
             )
-            yield {
-                **unmapped_entry_fields(entry),
-                "url": entry.get("link") or entry.get("id"),
-                "source": self.worker_id,
-                "feed_url": feed_url,
-                "title": entry.get("title"),
-                "summary": summary or None,
-                "image_url": image or enclosure,
-                "published_at": published(entry),
-                "guid": entry.get("id"),
-                "categories": [t["term"] for t in entry.get("tags", []) if t.get("term")] or None,
-                "pub_date": entry.get("published"),
-                "description_html": html,
-            }
+            yield self.article(
+                {
+                    **unmapped_entry_fields(entry),
+                    "url": entry.get("link") or entry.get("id"),
+                    "source": self.worker_id,
+                    "feed_url": feed_url,
+                    "title": entry.get("title"),
+                    "summary": summary or None,
+                    "image_url": image or enclosure,
+                    "published_at": published(entry),
+                    "guid": entry.get("id"),
+                    "categories": [t["term"] for t in entry.get("tags", []) if t.get("term")]
+                    or None,
+                    "pub_date": entry.get("published"),
+                    "description_html": html,
+                },
+                entry,
+                request,
+            )
+
+    def article(self, article: dict, entry, request) -> dict:
+        """Hook: a worker's own normalisations of one item (as read above) before validation."""
+        return article

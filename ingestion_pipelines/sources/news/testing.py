@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from ingestion_pipelines.sources.news.replay import CAFEF_PATH, VNEXPRESS_PATH
+from ingestion_pipelines.sources.news.replay import CAFEF_PATH, COINTELEGRAPH_PATH, VNEXPRESS_PATH
 from ingestion_pipelines.sources.testing import Standard
 from ingestion_pipelines.storage import tables
 
@@ -39,6 +39,24 @@ def break_item(path: str):
     return break_
 
 
+def check_crypto(crawler, _partition) -> None:
+    """Cointelegraph's items stored under their links without `utm_*`, the link as sent in
+    `extra`, one in full (the channel-only CoinDesk and Decrypt documents add nothing)."""
+    body = crawler.server.dataset.feeds[COINTELEGRAPH_PATH].body.decode()
+    links = re.findall(r"<link><!\[CDATA\[(.*?)\]\]></link>", body)
+    stored = {r["url"]: r for r in crawler.rows(tables.news_article)}
+    assert set(stored) == {link.split("?")[0] for link in links} and len(links) == 2
+    first = stored["https://cointelegraph.com/news/what-happened-in-crypto-today"]
+    assert first["source"] == "cointelegraph"
+    assert first["feed_url"] == "https://cointelegraph.com/rss"
+    assert first["published_at"] == datetime(2026, 8, 28, 20, 42, 54, tzinfo=UTC)
+    assert first["image_url"] == "https://s3-images.ctmedia.io/x.jpg"
+    assert first["summary"].startswith("Need to know what happened in crypto today?")
+    assert first["categories"] == ["Latest News"]
+    assert first["extra"]["link"] == links[0]
+    assert first["extra"]["author"] == "Cointelegraph by Zoltan Vardai"
+
+
 STANDARD = {
     "vnexpress_news": Standard(
         check_feed(
@@ -60,6 +78,12 @@ STANDARD = {
         ),
         break_item(CAFEF_PATH),
         CAFEF_PATH,
+        rerun="not_modified",
+    ),
+    "crypto_news": Standard(
+        check_crypto,
+        break_item(COINTELEGRAPH_PATH),
+        COINTELEGRAPH_PATH,
         rerun="not_modified",
     ),
 }
