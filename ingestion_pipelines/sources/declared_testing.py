@@ -7,6 +7,8 @@
       rerun: snapshot                           # unchanged (default) | not_modified | snapshot
       bad_record: {index: 3, set: {current_price: -1}}   # makes one served record invalid
       partition: "2019-02-26"                   # a partitioned source: the day its recording holds
+      seed: {stock: [{symbol: ABB, ...}]}       # rows its for_each table holds before it runs
+      seed: {worker: vn_stocks}                 # ... or the worker filling it, run first
 
 The check compares every stored row with the record served for it, column by column, from the raw
 JSON (not through the record model): decimals exactly, times and dates as the source wrote them;
@@ -22,6 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from ingestion_pipelines.replay import routes
+from ingestion_pipelines.sources.declared_seed import seed_of
 from ingestion_pipelines.sources.paginators import at_path
 from ingestion_pipelines.sources.testing import Standard
 from ingestion_pipelines.storage.declared import table_columns
@@ -118,4 +121,5 @@ def standard_of(source) -> Standard | None:
         bad_payload_path=path,
         rerun=expect.get("rerun", "unchanged"),
         partition=(lambda _dataset: expect["partition"]) if "partition" in expect else None,
+        seed=seed_of(source),
     )
