@@ -5,58 +5,23 @@ stock's rows of its window each) by the recorded replay."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
-import pytest
-from sqlalchemy import select
-
-from ingestion_pipelines.http_client.resource import HttpClientResource
 from ingestion_pipelines.replay import routes
-from ingestion_pipelines.replay.http_server import ReplayServer
-from ingestion_pipelines.sources.base import Window
 from ingestion_pipelines.sources.declared_replay import _handler, recorded_payload
 from ingestion_pipelines.sources.declared_seed import seed_rows
 from ingestion_pipelines.sources.declared_testing import break_declared, check_declared
-from ingestion_pipelines.sources.runner import crawl
 from ingestion_pipelines.sources.vndirect import replay as vndirect
 from ingestion_pipelines.sources.vndirect.eod import VnStockEod
 from ingestion_pipelines.sources.vndirect.stocks import VnStocks
 from ingestion_pipelines.storage import tables
-from ingestion_pipelines.storage.engines import dispose_all, ensure_schema
+from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines_tests.sources.staged import staged_class
+from ingestion_pipelines_tests.sources.vndirect.side_by_side import rows, run
 
 STAGED = staged_class("vn_stock_eod")
 START, END = date(2024, 3, 4), date(2024, 3, 8)  # Monday to Friday, five trading days
 RECORDED_DAY = date(2021, 12, 3)  # the day the recording holds (ABB)
-
-
-@pytest.fixture
-def server():
-    with ReplayServer() as replay:
-        yield replay
-    dispose_all()
-
-
-def run(source_class, url: str, base_url: str, first: date | None, last: date | None, **more):
-    """One crawl of `source_class` over first..last (None: unpartitioned) into `url`."""
-    engine = ensure_schema(url)
-    settings = source_class.Settings(base_url=base_url, database_url=url, concurrency=4, **more)
-    window = None
-    if first is not None:
-        window = Window(first, last + timedelta(days=1), source_class.partitions.timezone)
-    with HttpClientResource(redis_url="").session(
-        source_class.worker_id, impersonate=None
-    ) as session:
-        return crawl(
-            source_class(settings, window), session=session, data_engine=engine,
-            control_engine=engine,
-        )  # fmt: skip
-
-
-def rows(url: str, table) -> list[dict]:
-    with ensure_schema(url).connect() as conn:
-        query = select(table).order_by(*table.primary_key)
-        return [dict(r) for r in conn.execute(query).mappings()]
 
 
 def break_vnm(book: vndirect.StockBook) -> None:
