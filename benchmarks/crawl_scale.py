@@ -47,12 +47,12 @@ DAY = date(2024, 3, 1)  # a Friday, a trading day
 def list_stocks(server, count: int) -> list[str]:
     """Make the replay list `count` stocks (the recorded ones, then generated); their symbols."""
     from ingestion_pipelines.replay.routes import read_data
-    from ingestion_pipelines.sources.vndirect.replay import StockBook
+    from ingestion_pipelines.sources.vndirect.replay import StockBook, use_book
 
     book = StockBook.recorded(read_data("vndirect_stocks.json"), grow_to=count)
     book.rows = book.rows[:count]
     book.specs = {row["code"]: book.specs[row["code"]] for row in book.rows}
-    server.dataset.vn_stocks = book
+    use_book(server.dataset, book)
     return [row["code"] for row in book.rows]
 
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 from datetime import date
 
 from ingestion_pipelines.replay import routes
+from ingestion_pipelines.sources.base import source_classes
 from ingestion_pipelines.sources.declared_replay import _handler, recorded_payload
 from ingestion_pipelines.sources.declared_seed import seed_rows
 from ingestion_pipelines.sources.declared_testing import break_declared, check_declared
 from ingestion_pipelines.sources.vndirect import replay as vndirect
 from ingestion_pipelines.sources.vndirect.eod import VnStockEod
-from ingestion_pipelines.sources.vndirect.stocks import VnStocks
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines_tests.sources.staged import staged_class
@@ -40,7 +40,8 @@ def test_the_declaration_stores_and_rejects_what_the_python_worker_does(server, 
     python_url, yaml_url = (f"sqlite:///{tmp_path / n}.db" for n in ("python", "yaml"))
     break_vnm(server.dataset.vn_stocks)
     python = run(VnStockEod, python_url, server.url, START, END)
-    run(VnStocks, yaml_url, server.url, None, None)  # the listing the declaration walks
+    listing = source_classes()["vn_stocks"]  # declared in YAML: the listing the declaration walks
+    run(listing, yaml_url, server.url, None, None)
     declared = run(STAGED, yaml_url, server.url, START, END)
 
     stored = rows(python_url, tables.stock_eod)
@@ -78,7 +79,7 @@ def test_on_its_recording_each_stock_is_served_its_rows_as_the_python_worker_sto
     serve_recording(server, monkeypatch, vndirect.PRICES_PATH)
     seed = STAGED.spec.expect["seed"]
     python_url, yaml_url = (f"sqlite:///{tmp_path / n}.db" for n in ("python", "yaml"))
-    server.dataset.vn_stocks.rows = [  # the Python worker's listing: the same two stocks
+    server.dataset.recorded["vn_stocks"].records = [  # the Python listing: the seed's stocks
         {"code": s["symbol"], "floor": s["exchange"], "type": "STOCK", "status": "listed",
          "listedDate": s.get("listed_on") and s["listed_on"].isoformat()}
         for s in seed["stock"]
