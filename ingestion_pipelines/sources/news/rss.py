@@ -10,6 +10,7 @@ import feedparser
 from pydantic import Field, field_validator
 
 from ingestion_pipelines.sources.base import Record, Request, Source, SourceError, UtcTime
+from ingestion_pipelines.sources.declared import DeclaredSource
 from ingestion_pipelines.storage.tables import news_article
 from ingestion_pipelines.workers import ScheduledSettings
 
@@ -144,3 +145,13 @@ class RssSource(Source):
                 "pub_date": entry.get("published"),
                 "description_html": html,
             }
+
+
+class RssFeeds(DeclaredSource):
+    """The code of an RSS source declared in YAML (``hook: ingestion_pipelines.sources.news.rss:
+    RssFeeds`` in its defs.yaml, whose settings name the `feeds`): one conditional GET per feed,
+    its items read by feedparser, as `RssSource` does."""
+
+    record = Article
+    build_requests = RssSource.build_requests
+    parse = RssSource.parse
