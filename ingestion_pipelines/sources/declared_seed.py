@@ -29,8 +29,10 @@ def seed_rows(engine, rows_by_table: dict[str, list[dict[str, Any]]]) -> None:
             table = tables.metadata.tables.get(name)
             if table is None:
                 raise ValueError(f"expect.seed: no table {name!r}")
+            # one set of columns for all rows: an executemany takes the first row's keys
+            names = {name for row in rows for name in row}
             if rows:
-                conn.execute(insert(table), [dict(r) for r in rows])
+                conn.execute(insert(table), [{n: row.get(n) for n in names} for row in rows])
 
 
 def seed_of(source) -> Callable[[Any], None] | None:
