@@ -46,7 +46,7 @@ def make(tmp_path: Path, hook: str | None, **more):
     [
         ("ingestion_pipelines.sources.news.missing:Feeds", "No module named"),
         ("ingestion_pipelines.sources.news.rss:Nothing", "has no attribute 'Nothing'"),
-        ("ingestion_pipelines.sources.news.rss:RssSource", "is not a DeclaredSource subclass"),
+        ("ingestion_pipelines.sources.base:Source", "is not a DeclaredSource subclass"),
     ],
 )
 def test_a_hook_that_is_no_declared_source_class_is_refused_by_name(tmp_path, isolated, hook, says):
