@@ -10,13 +10,17 @@ whole process, with interpreter start and schema check):
    number of requests the server saw in flight;
 3. the peak RSS of a crawl of `--rows` rows (a separate process, as in production);
 4. a backfill killed with kill -9 half-way and resumed, against a full restart;
-5. the Dagster backfill ratio of `benchmarks/nav_backfill.py` (unless `--no-dagster`).
+5. the Dagster backfill ratio of `benchmarks/nav_backfill.py` (unless `--no-dagster`);
+6. `vn_stock_eod` declared in YAML (``staging/vn_stock_eod/defs.yaml``: one request per row of
+   the `stock` table, filled first by `vn_stocks`, untimed) against the Python worker, `--requests`
+   stocks × 1 day at concurrency 8, in alternating order, the same replay: rows/s of each crawl.
 
 Goals (issue 11): at 150 ms and concurrency 8, ≥ 6× the sequential rate; ≤ 10 req/s at the server
-under a 10 req/s limit; RSS < 300 MB for a million rows; resumed ≤ 0.6× a full restart.
+under a 10 req/s limit; RSS < 300 MB for a million rows; resumed ≤ 0.6× a full restart. Issue 18:
+the YAML `vn_stock_eod` at ≥ 0.95× the Python worker's rate.
 
 Usage: .venv/bin/python benchmarks/crawl_scale.py [--requests 1600] [--latency-ms 150]
-       [--rows 1000000] [--no-dagster]
+       [--rows 1000000] [--no-dagster] [--declared-only] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -43,12 +47,12 @@ DAY = date(2024, 3, 1)  # a Friday, a trading day
 def list_stocks(server, count: int) -> list[str]:
     """Make the replay list `count` stocks (the recorded ones, then generated); their symbols."""
     from ingestion_pipelines.replay.routes import read_data
-    from ingestion_pipelines.sources.vndirect.replay import StockBook
+    from ingestion_pipelines.sources.vndirect.replay import StockBook, use_book
 
     book = StockBook.recorded(read_data("vndirect_stocks.json"), grow_to=count)
     book.rows = book.rows[:count]
     book.specs = {row["code"]: book.specs[row["code"]] for row in book.rows}
-    server.dataset.vn_stocks = book
+    use_book(server.dataset, book)
     return [row["code"] for row in book.rows]
 
 
@@ -182,12 +186,33 @@ def resume_vs_restart(server, url_for, n: int, days: int):
     return full, resumed, result["requests_resumed"]
 
 
+def declared_vs_python(server, url_for, repeats: int) -> dict[str, list[float]]:
+    """Rows/s of the Python `vn_stock_eod` and of its YAML declaration, `repeats` crawls each of
+    one trading day of every listed stock, alternating which goes first."""
+    rates: dict[str, list[float]] = {"python": [], "yaml": []}
+    for i in range(repeats):
+        day = trading_day_after(DAY, i)
+        for kind in ("python", "yaml") if i % 2 == 0 else ("yaml", "python"):
+            url = url_for(f"declared_{kind}_{i}")
+            args = ["--database-url", url, "--base-url", server.url, "--concurrency", "8"]
+            args += ["--start", str(day), "--end", str(day)]
+            if kind == "yaml":
+                run_child([*args, "--worker", "vn_stocks"])  # the listing it walks (not timed)
+                args.append("--staged")
+            result = run_child(args)
+            assert result["records_inserted"] == served_rows(server, day, day), result
+            rates[kind].append(result["records_inserted"] / result["duration_s"])
+    return rates
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=1600)
     parser.add_argument("--latency-ms", type=float, default=150)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--no-dagster", action="store_true")
+    parser.add_argument("--declared-only", action="store_true", help="section 6 only")
+    parser.add_argument("--repeats", type=int, default=3, help="crawls of each in section 6")
     args = parser.parse_args()
     os.environ.setdefault("INGEST_LOCAL_DIR", tempfile.mkdtemp(prefix="bench-scale-"))
     from loguru import logger
@@ -212,6 +237,9 @@ def main() -> int:
         latency = args.latency_ms / 1000
         server.latency_s = latency
         say(f"Crawl scale, replay latency {args.latency_ms:.0f} ms, into MariaDB (test bed)")
+        if args.declared_only:
+            declared_section(server, url_for, args, say)
+            return 0
 
         # 1. async vs threads
         symbols = list_stocks(server, max(args.requests, 400))
@@ -287,6 +315,8 @@ def main() -> int:
             f"{resumed[1] / full[1]:.2f}x ({skipped} of {stocks + 1} requests not sent again)"
         )
 
+        declared_section(server, url_for, args, say)
+
     # 5. the Dagster backfill ratio
     if not args.no_dagster:
         say("\n5. Dagster backfill (benchmarks/nav_backfill.py, 60 funds x 10 years)")
@@ -309,6 +339,22 @@ def main() -> int:
             if line.strip():
                 say("   " + line)
     return 0
+
+
+def declared_section(server, url_for, args, say) -> None:
+    """Section 6: the YAML `vn_stock_eod` against the Python worker, side by side."""
+    from statistics import median
+
+    stocks = len(list_stocks(server, args.requests))
+    rates = declared_vs_python(server, url_for, args.repeats)
+    python, yaml = median(rates["python"]), median(rates["yaml"])
+    say(
+        f"\n6. vn_stock_eod declared in YAML vs the Python worker, {stocks} stocks x 1 day, "
+        f"concurrency 8, {args.repeats} crawls each (median rows/s):\n   Python {python:.1f}, "
+        f"YAML {yaml:.1f} = {yaml / python:.2f}x  (each: "
+        + ", ".join(f"{k} {' '.join(f'{r:.1f}' for r in v)}" for k, v in rates.items())
+        + ")"
+    )
 
 
 if __name__ == "__main__":

@@ -216,7 +216,13 @@ def source_class(declaration: Declaration) -> type[DeclaredSource]:
         "spec": spec,
         "folder": declaration.folder,
     }
-    cls = _MADE[spec.worker_id] = type(camel, (DeclaredSource,), attributes)
+    base: type[DeclaredSource] = DeclaredSource
+    if spec.hook:  # code the declaration cannot say (sources/declared_hooks.py)
+        from ingestion_pipelines.sources.declared_hooks import hooked, load_hook
+
+        base = load_hook(spec.hook, DeclaredSource)
+        attributes = hooked(base, DeclaredSource, attributes)
+    cls = _MADE[spec.worker_id] = type(camel, (base,), attributes)
     return cls
 
 

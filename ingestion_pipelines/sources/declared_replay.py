@@ -11,6 +11,7 @@ The declaration's ``replay`` says where and how (``defs/<worker_id>/defs.yaml``)
       require: {vs_currency: usd}        # a request without these answers 400, as the service does
       rate_limited: coingecko            # a per-minute budget name (--coingecko-rate-limit)
       throttle_body: {...}               # what a 429 there carries
+      select: {q: {clauses: "~"}}        # the records each request asks for (declared_select)
 
 The recorded file is one body as the service sends it (the record list at the declaration's
 ``records`` path); pages are cut from its records by the declared paginator's parameters. Tests
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +48,12 @@ from ingestion_pipelines.sources.declared_body import (
 )
 from ingestion_pipelines.sources.declared_columns import rows_from_columns
 from ingestion_pipelines.sources.declared_html import HTML_CONTENT_TYPE, recorded_html
+from ingestion_pipelines.sources.declared_select import (
+    request_params,
+    selected,
+    total_paths,
+    with_totals,
+)
 from ingestion_pipelines.sources.declared_time_replay import time_range_page
 from ingestion_pipelines.sources.paginators import OffsetLimit, PageNumber, PaginatorSpec, at_path
 
@@ -66,6 +74,15 @@ class RecordedPayload:
     over_return: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     raw: bytes | None = None  # the recorded file, served as it is while no test changed it
+    # the records one request asks for (params, rules); default: `replay.select`'s rules over
+    # `records`. A test or benchmark may put a simulator here (records made per request).
+    selector: Callable[[dict[str, Any], dict[str, Any]], list] | None = None
+
+    def select(self, params: dict[str, Any], rules: dict[str, Any]) -> list:
+        """The records a request with `params` asks for."""
+        if self.selector is not None:
+            return self.selector(params, rules)
+        return selected(self.records, rules, params) if rules else self.records
 
 
 def recorded_payload(source: type[DeclaredSource]) -> RecordedPayload:
@@ -116,13 +133,19 @@ def _with_records(body: Any, path: str, records: list[Any]) -> Any:
     return body
 
 
-def page_of(source: type[DeclaredSource], payload: RecordedPayload, query: dict[str, str]) -> list:
-    """The records a request asks for, cut as the paginator's parameters say."""
+def page_of(
+    source: type[DeclaredSource],
+    payload: RecordedPayload,
+    query: dict[str, str],
+    records: list | None = None,
+) -> list:
+    """The records a request asks for (`records`: those it selects; default: all), cut as the
+    paginator's parameters say."""
     replay = source.spec.replay or {}
     if "time_range" in replay:  # read by time (sources/declared_time_replay.py)
         return time_range_page(replay, payload, query)
     paginator = PaginatorSpec.of(source.spec.paginator).build()
-    records = payload.records
+    records = payload.records if records is None else records
     if not isinstance(paginator, PageNumber | OffsetLimit):
         return records
     size_param = replay.get("page_size")
@@ -139,6 +162,8 @@ def page_of(source: type[DeclaredSource], payload: RecordedPayload, query: dict[
 def _handler(source: type[DeclaredSource]):
     worker_id = source.worker_id
     required = (source.spec.replay or {}).get("require") or {}
+    select = (source.spec.replay or {}).get("select") or {}
+    totals = total_paths(source)
 
     def serve(request: ReplayRequest, dataset: ReplayDataset) -> Response:
         for name, value in required.items():
@@ -152,14 +177,17 @@ def _handler(source: type[DeclaredSource]):
         if source.spec.rows_from_columns:  # one object of arrays: the body as recorded
             return Response.json(payload.body)
         paging = request.query
+        sent = request.json() if request.body else None
         if PaginatorSpec.of(source.spec.paginator).arguments.get("where") == "body":
-            sent = request.json() if request.body else {}
             paging = {k: str(v) for k, v in sent.items()} if isinstance(sent, dict) else {}
         try:
-            page = page_of(source, payload, paging)
-        except ValueError:
-            return Response.json({"error": "invalid page parameters"}, 400)
-        return Response.json(_with_records(payload.body, payload.records_path, page))
+            records = payload.select(request_params(request.query, sent), select)
+            page = page_of(source, payload, paging, records)
+        except ValueError as exc:
+            return Response.json({"error": f"invalid parameters: {exc}"}, 400)
+        body = _with_records(payload.body, payload.records_path, page)
+        selecting = select or payload.selector is not None
+        return Response.json(with_totals(body, totals, len(records)) if selecting else body)
 
     serve.__name__ = f"serve_{worker_id}"
     return serve

@@ -169,7 +169,8 @@ class RestSourceSpec(Strict):
     fresh_within: str = "26h"
     settings: dict[str, Any] = {}
     headers: dict[str, str] = {}
-    request: RequestSpec
+    hook: str | None = Field(None, pattern=r"^[\w.]+:\w+$")  # module:Class (declared_hooks)
+    request: RequestSpec | None = None  # required unless a hook makes the requests
     paginator: dict[str, Any] = {}
     # how the body is decoded: json and xml by declared_body.py, html by declared_html.py
     format: Literal["json", "xml", "html"] = "json"
@@ -187,6 +188,12 @@ class RestSourceSpec(Strict):
     ordered: list[list[str]] = []  # column chains each record keeps non-decreasing
     replay: dict[str, Any] | None = None  # read by sources/declared_replay.py
     expect: dict[str, Any] | None = None  # read by sources/declared_testing.py
+
+    @model_validator(mode="after")
+    def _request_or_hook(self) -> RestSourceSpec:
+        if self.request is None and self.hook is None:
+            raise ValueError("`request` is required (unless a `hook` makes the requests)")
+        return self
 
     @field_validator("fresh_within")
     @classmethod

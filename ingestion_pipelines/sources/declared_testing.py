@@ -8,6 +8,8 @@
       bad_record: {index: 3, set: {current_price: -1}}   # makes one served record invalid
                                                 # (an HTML page: {replace: [old, new]}, once)
       partition: "2019-02-26"                   # a partitioned source: the day its recording holds
+      seed: {stock: [{symbol: ABB, ...}]}       # rows its for_each table holds before it runs
+      seed: {worker: vn_stocks}                 # ... or the worker filling it, run first
 
       rows: [{product: Vàng SJC, branch: Hà Nội, buy: "40720000"}]   # values stored exactly
 
@@ -30,6 +32,7 @@ from ingestion_pipelines.replay import routes
 from ingestion_pipelines.sources.declared_body import Found, found_records, served_whole
 from ingestion_pipelines.sources.declared_each import as_mapping
 from ingestion_pipelines.sources.declared_html import break_page
+from ingestion_pipelines.sources.declared_seed import seed_of
 from ingestion_pipelines.sources.declared_values import (
     classified,
     converted,
@@ -199,4 +202,5 @@ def standard_of(source) -> Standard | None:
         bad_payload_path=path,
         rerun=expect.get("rerun", "unchanged"),
         partition=(lambda _dataset: expect["partition"]) if "partition" in expect else None,
+        seed=seed_of(source),
     )

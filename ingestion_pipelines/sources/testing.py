@@ -24,10 +24,12 @@ class Standard:
     a second run of the same partition does: ``unchanged`` (every record seen, none written),
     ``not_modified`` (a conditional GET answered 304) or ``snapshot`` (a new snapshot, all new
     rows); ``bad_record(dataset, partition)`` makes exactly one served record invalid;
-    ``bad_payload_path`` is where an unparseable body must fail the run."""
+    ``bad_payload_path`` is where an unparseable body must fail the run; ``seed(crawler)``, when
+    set, fills what the worker reads before it runs (the table its `for_each` walks)."""
 
     check: Check
     bad_record: Callable[[Any, str | None], None]
     bad_payload_path: str
     partition: Callable[[Any], str] | None = None
     rerun: Literal["unchanged", "not_modified", "snapshot"] = "unchanged"
+    seed: Callable[[Any], None] | None = None

@@ -192,22 +192,7 @@ trade_bar_1m = Table(
 
 # ---- control tables ------------------------------------------------------------------------
 
-stock = Table(
-    "stock",
-    metadata,
-    Column("symbol", String(32), primary_key=True),
-    Column("exchange", String(16), nullable=False),  # HOSE / HNX / UPCOM
-    Column("name", String(512), nullable=False),
-    Column("name_en", String(512)),
-    Column("short_name", String(256)),
-    Column("type", String(32), nullable=False),  # STOCK (the source's own type code)
-    Column("status", String(32), nullable=False),  # listed / delisted ...
-    Column("listed_on", Date),
-    Column("delisted_on", Date),
-    Column("isin", String(32)),
-    Column("company_id", String(64)),
-    extra_column(),
-)
+# `stock` (the listing vn_stock_eod walks) is declared in defs/vn_stocks/defs.yaml.
 
 # Prices in the source's unit: thousands of VND (close 68.7 = 68,700 VND); volumes in shares.
 stock_eod = Table(
@@ -428,7 +413,6 @@ DATA_TABLES = {
         trade_tick,
         stock_quote,
         trade_bar_1m,
-        stock,
         stock_eod,
         # LyngSat (issue 20)
         satellite,

@@ -20,8 +20,7 @@ from ingestion_pipelines.replay.routes import read_data
 from ingestion_pipelines.sources.base import Window
 from ingestion_pipelines.sources.checkpoints import request_key
 from ingestion_pipelines.sources.vndirect import replay as vndirect
-from ingestion_pipelines.sources.vndirect.eod import VnStockEod, VnStockEodSettings
-from ingestion_pipelines.sources.vndirect.stocks import trades_within
+from ingestion_pipelines.sources.vndirect.eod import VnStockEod, VnStockEodSettings, trades_within
 from ingestion_pipelines.sources.vndirect.testing import served_prices
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.engines import dispose_all, ensure_schema
@@ -126,7 +125,7 @@ def stored(url: str) -> list[tuple]:
 def replay():
     server = ReplayServer().start()
     book = vndirect.StockBook.recorded(read_data("vndirect_stocks.json"), grow_to=STOCKS)
-    server.dataset.vn_stocks = book
+    vndirect.use_book(server.dataset, book)
     try:
         yield server
     finally:

@@ -21,11 +21,25 @@ import orjson
 WORKER = "vn_stock_eod"
 
 
-def window_of(worker_id: str, start: date, end: date):
-    """The window of a range run of partitions `start..end` (inclusive)."""
-    from ingestion_pipelines.sources.base import Window, source_classes
+def source_of(worker_id: str, staged: bool = False):
+    """The worker's source class, or (`staged`) its declaration in ``staging/`` (`staged.py`)."""
+    from ingestion_pipelines.sources.base import source_classes
 
-    source = source_classes()[worker_id]
+    if staged:
+        from ingestion_pipelines_tests.sources.staged import staged_class
+
+        return staged_class(worker_id)
+    return source_classes()[worker_id]
+
+
+def window_of(worker_id: str, start: date, end: date, staged: bool = False):
+    """The window of a range run of partitions `start..end` (inclusive); None when the worker has
+    no partitions."""
+    from ingestion_pipelines.sources.base import Window
+
+    source = source_of(worker_id, staged)
+    if source.partitions is None:
+        return None
     return Window(start, end + timedelta(days=1), source.partitions.timezone)
 
 
@@ -42,27 +56,30 @@ def run(
     resume: bool = True,
     run_timeout_s: float = 3600.0,
     batch_rows: int | None = None,
+    staged: bool = False,
 ):
-    """One crawl of `worker_id` over `start..end` (inclusive); returns the `CrawlResult`."""
+    """One crawl of `worker_id` over `start..end` (inclusive); returns the `CrawlResult`. With
+    `staged`, the worker's declaration in ``staging/`` is crawled (under ``<worker_id>_staged``);
+    a `for_each` source reads its rows from `database_url`."""
     from ingestion_pipelines.http_client.resource import HttpClientResource
-    from ingestion_pipelines.sources.base import source_classes
     from ingestion_pipelines.sources.runner import crawl
     from ingestion_pipelines.storage.engines import ensure_schema
 
-    source = source_classes()[worker_id]
+    source = source_of(worker_id, staged)
     engine = ensure_schema(database_url)
     settings = source.Settings(
         base_url=base_url,
+        database_url=database_url,
         concurrency=concurrency,
         rate_limit_per_s=rate_limit_per_s,
         run_timeout_s=run_timeout_s,
     )
     http = HttpClientResource(redis_url=redis_url)
     with http.session(
-        worker_id, impersonate=None, rate_limit_per_s=settings.rate_limit_per_s
+        source.worker_id, impersonate=None, rate_limit_per_s=settings.rate_limit_per_s
     ) as session:
         return crawl(
-            source(settings, window_of(worker_id, start, end)),
+            source(settings, window_of(worker_id, start, end, staged)),
             session=session,
             data_engine=engine,
             control_engine=engine,
@@ -82,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float)
     parser.add_argument("--redis-url", default="")
     parser.add_argument("--batch-rows", type=int)
+    parser.add_argument("--staged", action="store_true", help="its declaration in staging/")
     args = parser.parse_args(argv)
     from loguru import logger
 
@@ -97,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         rate_limit_per_s=args.rate,
         redis_url=args.redis_url,
         batch_rows=args.batch_rows,
+        staged=args.staged,
     )
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(orjson.dumps({**result.metadata(), "peak_rss_mb": peak_rss_mb}, default=str).decode())

@@ -16,8 +16,7 @@ from ingestion_pipelines.sources.checkpoints import (
     scope_of,
 )
 from ingestion_pipelines.sources.vndirect import replay as vndirect
-from ingestion_pipelines.sources.vndirect.eod import VnStockEodSettings
-from ingestion_pipelines.sources.vndirect.stocks import listing_request
+from ingestion_pipelines.sources.vndirect.eod import VnStockEodSettings, listing_request
 from ingestion_pipelines.sources.vndirect.testing import served_prices
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.engines import dispose_all, ensure_schema

@@ -53,8 +53,8 @@ def stored(url: str) -> list[tuple]:
 
 def list_stocks(replay: ReplayServer, count: int) -> list[str]:
     """Make the replay list `count` stocks, every one trading since before DAY; their symbols."""
-    replay.dataset.vn_stocks = vndirect.StockBook(vndirect.generated_rows(count))
-    return list(replay.dataset.vn_stocks.specs)
+    book = vndirect.use_book(replay.dataset, vndirect.StockBook(vndirect.generated_rows(count)))
+    return list(book.specs)
 
 
 def symbols_requested(replay: ReplayServer) -> list[str]:

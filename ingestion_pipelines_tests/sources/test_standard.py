@@ -28,6 +28,9 @@ def standard_of(worker_id: str):
 
 
 def partition_of(standard, crawler) -> str | None:
+    """The partition the worker runs, after its seed (the rows its `for_each` reads) is in."""
+    if standard.seed is not None:
+        standard.seed(crawler)
     return standard.partition(crawler.server.dataset) if standard.partition else None
 
 

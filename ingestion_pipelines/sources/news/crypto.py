@@ -1,4 +1,5 @@
-"""Crypto news (`crypto_news`): the public RSS 2.0 feeds of major crypto news sites (CoinDesk,
+"""Crypto news (`crypto_news`, declared in defs/crypto_news/defs.yaml with this module's
+`CryptoNews` as its hook): the public RSS 2.0 feeds of major crypto news sites (CoinDesk,
 Cointelegraph, Decrypt by default), every 15 minutes, with conditional GETs.
 
 The feeds are full URLs on several hosts. Each row's `source` is the site the configured feed
@@ -20,26 +21,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field
-
 from ingestion_pipelines.sources.base import Request
-from ingestion_pipelines.sources.news.rss import RssSettings, RssSource
-
-DEFAULT_FEEDS = [
-    "https://www.coindesk.com/arc/outboundfeeds/rss/",
-    "https://cointelegraph.com/rss",
-    "https://decrypt.co/feed",
-]
-
-
-class CryptoNewsSettings(RssSettings):
-    """The crypto news feeds (full URLs) and an optional mirror serving them all."""
-
-    cron: str = "*/15 * * * *"
-    base_url: str = Field(
-        "", description="a mirror serving each feed at /<host><path>; empty: the sites"
-    )
-    feeds: list[str] = Field(default_factory=lambda: list(DEFAULT_FEEDS), description="feed URLs")
+from ingestion_pipelines.sources.news.rss import RssFeeds
 
 
 def site_name(feed_url: str) -> str:
@@ -60,12 +43,8 @@ def without_tracking(link: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-class CryptoNews(RssSource):
-    """Crypto news from the configured sites' RSS feeds, every 15 minutes."""
-
-    worker_id = "crypto_news"
-    group = "crypto"
-    Settings = CryptoNewsSettings
+class CryptoNews(RssFeeds):
+    """The code of `crypto_news`: feeds on several sites, read from a mirror when one is set."""
 
     def build_requests(self):
         """One conditional GET per feed: at the site, or at the mirror when `base_url` is set."""

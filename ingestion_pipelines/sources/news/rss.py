@@ -1,24 +1,17 @@
-"""What the RSS news sources share: feedparser for RSS 2.0, HTML descriptions made plain text."""
+"""The RSS news sources' code, the hook of their declarations (defs/vnexpress_news/,
+defs/cafef_news/): feedparser for RSS 2.0, HTML descriptions made plain text."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 
 import feedparser
 from pydantic import Field, field_validator
 
-from ingestion_pipelines.config.workers import ScheduledSettings
-from ingestion_pipelines.sources.base import Record, Request, Source, SourceError, UtcTime
-from ingestion_pipelines.storage.tables import news_article
-
-
-class RssSettings(ScheduledSettings):
-    """Where and how an RSS worker crawls: the feed paths under its base URL."""
-
-    cron: str = "5 * * * *"
-    feeds: list[str] = Field(default_factory=list, description="feed paths (or full URLs)")
+from ingestion_pipelines.sources.base import Record, Request, SourceError, UtcTime
+from ingestion_pipelines.sources.declared import DeclaredSource
 
 
 class Article(Record):
@@ -102,14 +95,12 @@ def unmapped_entry_fields(entry) -> dict:
     return fields
 
 
-class RssSource(Source):
-    """An RSS 2.0 news site: each configured feed is fetched with a conditional GET."""
+class RssFeeds(DeclaredSource):
+    """The code of an RSS 2.0 news source declared in YAML (``hook: ingestion_pipelines.sources.
+    news.rss:RssFeeds`` in its defs.yaml, whose settings name the `feeds`): each configured feed
+    fetched with a conditional GET, its items read by feedparser."""
 
-    group = "news"
-    table = news_article
     record = Article
-    Settings = RssSettings
-    fresh_within = timedelta(hours=3)
 
     def build_requests(self):
         """One conditional GET per feed."""

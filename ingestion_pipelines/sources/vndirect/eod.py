@@ -2,31 +2,86 @@
 (`GET /v4/stock_prices`).
 
 One request per stock for the whole window (`q=code:VNM~date:gte:…~date:lte:…`, pages followed
-when the server caps `size`), after the listing (`sources.vndirect.stocks`) says which stocks traded in
-it. Prices are in the source's unit, thousands of VND (`close` 68.7 is 68,700 VND), kept exact;
+when the server caps `size`), after the listing (`GET /v4/stocks`, declared for `vn_stocks` in
+defs/vn_stocks/defs.yaml) says which stocks traded in it. Prices are in the source's unit, thousands of VND (`close` 68.7 is 68,700 VND), kept exact;
 `volume` is order-matched shares (`nmVolume`), `value` order-matched VND (`nmValue`),
 put-through (negotiated) trades apart. `date` is the ICT trading day.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 from pydantic import Field, model_validator
 
-from ingestion_pipelines.sources.base import Exact, Record, Request, Source, TradingDayPartitions
-from ingestion_pipelines.sources.vndirect.stocks import (
-    SYMBOL_PATTERN,
-    VndirectSettings,
-    listing_request,
-    paged_rows,
-    trades_within,
+from ingestion_pipelines.config.workers import ScheduledSettings
+from ingestion_pipelines.sources.base import (
+    Exact,
+    Expected,
+    Record,
+    Request,
+    Source,
+    SourceError,
+    TradingDayPartitions,
+    exact_json,
 )
 from ingestion_pipelines.storage.tables import stock_eod
 
+STOCKS_PATH = "/v4/stocks"
+LISTING_QUERY = "type:STOCK~floor:HOSE,HNX,UPCOM"
 PRICES_PATH = "/v4/stock_prices"
+SYMBOL_PATTERN = r"^[A-Z0-9]{3,12}$"
 ZERO = Decimal(0)
+
+
+class VndirectSettings(ScheduledSettings):
+    """Settings of the VNDIRECT workers written in Python."""
+
+    base_url: str = "https://finfo-api.vndirect.com.vn"
+    page_size: int = Field(1000, ge=1, le=10_000)
+
+
+def listing_request(page: int, page_size: int) -> Request:
+    """One page of the listing of every stock."""
+    return Request(
+        STOCKS_PATH,
+        params={"q": LISTING_QUERY, "size": page_size, "page": page},
+        meta={"kind": "listing", "page": page},
+    )
+
+
+def paged_rows(response, request: Request, family: str) -> Iterator[dict | Request | Expected]:
+    """The rows of one page, the source's own total, then the next page while rows remain."""
+    body = exact_json(response)
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise SourceError(f"unexpected body (no data list): {str(body)[:200]}")
+    rows = body["data"]
+    total = int(body.get("totalElements") or 0)
+    yield Expected(family, total)
+    yield from rows
+    # Count what really came: a server may apply a smaller page size than `size` asked for.
+    received = request.meta.get("received", 0) + len(rows)
+    if rows and received < total:
+        page = int(request.params["page"]) + 1
+        yield Request(
+            request.path,
+            params={**request.params, "page": page},
+            meta={**request.meta, "page": page, "received": received},
+        )
+
+
+def trades_within(row: Mapping[str, Any], start: date, end: date) -> bool:
+    """Whether a listing row's stock was listed at some point of [start, end]."""
+    try:
+        listed = date.fromisoformat(str(row.get("listedDate") or "1900-01-01"))
+        delisted = row.get("delistedDate")
+        gone = date.fromisoformat(str(delisted)) if delisted else date.max - timedelta(days=1)
+    except ValueError:
+        return True  # let the price request say what there is
+    return listed <= end and gone >= start
 
 
 class VnStockEodSettings(VndirectSettings):

@@ -1,5 +1,6 @@
-"""VNDIRECT's public finfo API: ``GET /v4/stocks`` (the listing) and ``GET /v4/stock_prices``
-(daily prices), as the live service answers them.
+"""VNDIRECT's public finfo API: ``GET /v4/stock_prices`` (daily prices) as the live service
+answers them, generated for every stock of the listing (``GET /v4/stocks``, served from its
+recording by `vn_stocks`' declaration, defs/vn_stocks/).
 
 Both take a ``q`` filter of ``field:value`` clauses joined by ``~`` (``code:VNM~date:gte:2024-01-02``;
 several values for one field are comma separated), ``size`` and a 1-based ``page``, and answer
@@ -7,9 +8,10 @@ several values for one field are comma separated), ``size`` and a 1-based ``page
 of VND with up to two decimals (``68.7`` is 68,700 VND); volumes are shares, sent as JSON numbers
 with a fraction (``2345600.0``). Price rows come newest first with ``sort=date``.
 
-The listing is the recorded rows in ``data/vndirect_stocks.json`` (real companies, real fields),
-optionally grown with generated companies for scale tests; prices are a deterministic function of
-(symbol, day) on the trading days of the market calendar from the listing date, on the exchange's price steps.
+The listing is the recorded rows of ``defs/vn_stocks/data/vndirect_stocks.json`` (real
+companies, real fields), optionally grown with generated companies for scale tests (`use_book`
+serves a book's listing and prices together); prices are a deterministic function of (symbol, day)
+on the trading days of the market calendar from the listing date, on the exchange's price steps.
 """
 
 from __future__ import annotations
@@ -202,16 +204,12 @@ class StockBook:
 
     @classmethod
     def recorded(cls, raw: bytes, *, grow_to: int = 0) -> StockBook:
-        """The recorded listing, plus generated companies up to `grow_to` rows (scale tests)."""
-        rows = json.loads(raw)
+        """The recorded listing (its body, or its rows), plus generated companies up to
+        `grow_to` rows (scale tests)."""
+        body = json.loads(raw)
+        rows = body["data"] if isinstance(body, dict) else body
         rows.extend(generated_rows(grow_to - len(rows), {r["code"] for r in rows}))
         return cls(rows)
-
-    def listing(self, query: dict[str, str]) -> dict[str, Any]:
-        """One page of the listing for `query`."""
-        q = parse_q(query.get("q", ""))
-        rows = [r for r in self.rows if _matches(r, q)]
-        return paged(rows, query, self.page_cap)
 
     def prices(self, query: dict[str, str]) -> dict[str, Any]:
         """One page of daily prices for `query`."""
@@ -252,10 +250,6 @@ def _date_clause(q: dict[str, list[str]], name: str) -> date | None:
         return date.fromisoformat(values[0])
     except ValueError:
         raise QueryError(f"Invalid date: {values[0]}") from None
-
-
-def _matches(row: dict[str, Any], q: dict[str, list[str]]) -> bool:
-    return all(str(row.get(name)) in values for name, values in q.items() if ":" not in name)
 
 
 def generated_rows(count: int, taken: set[str] = frozenset()) -> list[dict[str, Any]]:
@@ -299,24 +293,20 @@ def _generated_codes(taken: set[str]):
 
 # ---------------------------------------------------------------- routes
 
-base_path("vn_stocks")
 base_path("vn_stock_eod")
 
 
 @dataset_part("vn_stocks")
 def recorded_book(_dataset: ReplayDataset) -> StockBook:
-    """The listing and prices served: the recorded companies."""
+    """The prices served: those of the recorded companies (the listing `vn_stocks` serves)."""
     return StockBook.recorded(read_data("vndirect_stocks.json"))
 
 
-@route(STOCKS_PATH, "GET")
-def vndirect_stocks(request: ReplayRequest, dataset: ReplayDataset) -> Response:
-    """The stock listing."""
-    time.sleep(dataset.vn_stocks.latency_s)
-    try:
-        return Response.json(dataset.vn_stocks.listing(request.query))
-    except QueryError as exc:
-        return Response.json({"error": str(exc)}, 400)
+def use_book(dataset: ReplayDataset, book: StockBook) -> StockBook:
+    """Serve `book`: its companies as the listing (`vn_stocks`' replay), its prices."""
+    dataset.vn_stocks = book
+    dataset.recorded["vn_stocks"].records = book.rows
+    return book
 
 
 @route(PRICES_PATH, "GET")

@@ -1,11 +1,13 @@
 """crypto_news: sites from the configured feeds, tracking parameters out of links, the mirror."""
 
 from ingestion_pipelines.replay.routes import read_data
-from ingestion_pipelines.sources.news.crypto import CryptoNews, site_name, without_tracking
+from ingestion_pipelines.sources.declared import load_declared_sources
+from ingestion_pipelines.sources.news.crypto import site_name, without_tracking
 from ingestion_pipelines.sources.news.replay import COINTELEGRAPH_PATH
 from ingestion_pipelines.storage import tables
 
 STORY = "https://cointelegraph.com/news/what-happened-in-crypto-today"
+CryptoNews = load_declared_sources()["crypto_news"]  # defs/crypto_news, hook news.crypto
 
 
 def test_site_names_and_tracking_parameters():

@@ -32,7 +32,7 @@ def test_a_backfill_is_one_run_with_one_price_request_per_listed_stock(crawler):
 
 def test_pages_capped_by_the_server_are_all_fetched(crawler):
     book = crawler.server.dataset.vn_stocks
-    book.page_cap = 7  # whatever `size` asks for
+    crawler.server.dataset.recorded["vn_stocks"].page_cap = 7  # whatever `size` asks for
     crawler.run("vn_stocks")
     assert len(crawler.rows(tables.stock)) == 26
     assert len(crawler.server.requests_for(vndirect.STOCKS_PATH)) == 4  # 7 + 7 + 7 + 5
