@@ -364,6 +364,52 @@ order_book_resync = Table(
 )
 # ---- end of order books ---------------------------------------------------------------------
 
+# ---- financial statements (issue 19 item 4, vn_financial_statements; migration 0021) -----------
+# Long form: one row per line item per period, so a new line item is a new row, never a
+# migration. `value` is whole VND as the provider sends it (exact; NULL where it sends null).
+# `fiscal_quarter` is 1-4 for a quarter and 0 for a year (a key column cannot hold NULL);
+# `fiscal_date` is the period's end as sent; `modified_date` the provider's own modifiedDate, verbatim.
+financial_statement = Table(
+    "financial_statement",
+    metadata,
+    Column("symbol", String(32), primary_key=True),
+    Column("statement", String(16), primary_key=True),  # income / balance_sheet / cash_flow
+    Column("period_type", String(8), primary_key=True),  # quarter / year
+    Column("fiscal_year", Integer, primary_key=True, autoincrement=False),
+    Column("fiscal_quarter", Integer, primary_key=True, autoincrement=False),  # 0: the year
+    Column("item_code", String(32), primary_key=True),
+    Column("provider", String(16), primary_key=True),
+    Column("fiscal_date", Date, nullable=False),
+    Column("item_name_vi", String(512)),
+    Column("item_name_en", String(512)),
+    Column("value", ExactDecimal),
+    Column("modified_date", String(32)),
+    extra_column(),
+)
+
+# The value a restatement replaced (storage.upsert's `History`): the row's key, its value and
+# modified_date before the update, when and by which run it was replaced.
+financial_statement_history = Table(
+    "financial_statement_history",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("symbol", String(32), nullable=False),
+    Column("statement", String(16), nullable=False),
+    Column("period_type", String(8), nullable=False),
+    Column("fiscal_year", Integer, nullable=False),
+    Column("fiscal_quarter", Integer, nullable=False),
+    Column("item_code", String(32), nullable=False),
+    Column("provider", String(16), nullable=False),
+    Column("value", ExactDecimal),
+    Column("modified_date", String(32)),
+    Column("replaced_at", UtcDateTime, nullable=False),
+    Column("run_id", String(64)),
+    Index(None, "symbol", "statement", "fiscal_year", "item_code"),
+)
+# ---- end of financial statements ----------------------------------------------------------
+
 
 DATA_TABLES = {
     t.name: t
@@ -383,6 +429,9 @@ DATA_TABLES = {
         satellite_channel,
         order_book_snapshot,
         order_book_resync,
+        # financial statements (issue 19 item 4)
+        financial_statement,
+        financial_statement_history,
     )
 }
 CONTROL_TABLES = {

@@ -327,3 +327,7 @@ def vndirect_prices(request: ReplayRequest, dataset: ReplayDataset) -> Response:
         return Response.json(dataset.vn_stocks.prices(request.query))
     except QueryError as exc:
         return Response.json({"error": str(exc)}, 400)
+
+
+# The financial statements' routes (their own module: registered with these)
+from ingestion_pipelines.sources.vndirect import replay_statements  # noqa: E402, F401
