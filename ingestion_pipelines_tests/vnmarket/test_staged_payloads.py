@@ -167,7 +167,8 @@ def test_foreign_flow_and_statement_values_are_whole_vnd():
     flow = _json("vn_foreign_flows/data/vndirect_foreigns_HPG_2018-08-30.json")["data"][0]
     assert flow["netVal"] == flow["buyVal"] - flow["sellVal"]
     assert flow["netVol"] == flow["buyVol"] - flow["sellVol"]
-    row = _json(
-        "vn_financial_statements/data/vndirect_financial_statements_FPT_QUARTER_model1_excerpt.json"
-    )["data"][0]
+    from ingestion_pipelines.replay.routes import read_data  # moved to sources/vndirect/data/
+
+    name = "vndirect_financial_statements_FPT_QUARTER_model1_excerpt.json"
+    row = json.loads(read_data(name), parse_float=Decimal)["data"][0]
     assert row["numericValue"] == Decimal(1576181989047)  # "1.576181989047E12", read exactly

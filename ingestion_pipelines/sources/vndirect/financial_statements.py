@@ -69,6 +69,9 @@ class VnFinancialStatementsSettings(VndirectSettings):
     cron: str = "0 20 * * 6"  # weekly: statements are quarterly, restatements rare
     page_size: int = Field(2000, ge=1, le=10_000)
     report_types: list[Literal["QUARTER", "ANNUAL"]] = ["QUARTER", "ANNUAL"]
+    # A keyless public API: 10 req/s is polite; every listed stock (~1,600 × 2 report types × its
+    # listing's statement models) then takes about half an hour once a week.
+    rate_limit_per_s: float | None = Field(10.0, gt=0, le=1000, allow_inf_nan=False)
 
 
 def _integral_code(value: Any) -> Any:
