@@ -387,8 +387,8 @@ financial_statement = Table(
     extra_column(),
 )
 
-# The value a restatement replaced (storage.upsert's `History`): the row's key, its value and
-# modified_date before the update, when and by which run it was replaced.
+# The value a restatement replaced (storage.upsert's `History`): the row's key, its value,
+# modified_date and extra before the update, when and by which run it was replaced.
 financial_statement_history = Table(
     "financial_statement_history",
     metadata,
@@ -406,6 +406,7 @@ financial_statement_history = Table(
     Column("modified_date", String(32)),
     Column("replaced_at", UtcDateTime, nullable=False),
     Column("run_id", String(64)),
+    extra_column(),  # the replaced version's extra
     Index(None, "symbol", "statement", "fiscal_year", "item_code"),
 )
 # ---- end of financial statements ----------------------------------------------------------

@@ -64,6 +64,7 @@ def upgrade() -> None:
         sa.Column("modified_date", sa.String(length=32), nullable=True),
         sa.Column("replaced_at", ingestion_pipelines.storage.types.UtcDateTime(), nullable=False),
         sa.Column("run_id", sa.String(length=64), nullable=True),
+        sa.Column("extra", ingestion_pipelines.storage.types.JsonDocument(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_financial_statement_history")),
         mysql_charset="utf8mb4",
     )
