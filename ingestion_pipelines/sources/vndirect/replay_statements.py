@@ -9,30 +9,19 @@ records for model types 1 and 102 (`modelTypeName` as their rows suggest, no ite
 capture gives them). Every other family is empty unless a scale run grows the book with
 generated stocks (`grow`): three non-finance statement models of `items` line items each,
 quarterly and annual rows over `years`, values whole VND sent as JSON floats like the capture's.
+The routes (paging, the `q` filter) are in `replay.py`, with the other finfo routes.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ingestion_pipelines.replay.determinism import unit_hash
-from ingestion_pipelines.replay.routes import (
-    ReplayRequest,
-    Response,
-    base_path,
-    dataset_part,
-    read_data,
-    route,
-)
-from ingestion_pipelines.sources.vndirect.replay import QueryError, paged, parse_q
-
-if TYPE_CHECKING:
-    from ingestion_pipelines.replay.dataset import ReplayDataset
+from ingestion_pipelines.replay.routes import read_data
 
 STATEMENTS_PATH = "/v4/financial_statements"
 MODELS_PATH = "/v4/financial_models"
@@ -149,44 +138,3 @@ class StatementBook:
                 rows[n] = {**row, "numericValue": float(value), "modifiedDate": modified}
                 return
         raise KeyError((family, fiscal, item))
-
-    def statements(self, query: dict[str, str]) -> dict[str, Any]:
-        """One page of one family (the query must name code, reportType and modelType)."""
-        q = parse_q(query.get("q", ""))
-        try:
-            (code,), (report_type,), (model_type,) = q["code"], q["reportType"], q["modelType"]
-            family = (code, report_type, int(float(model_type)))
-        except (KeyError, ValueError):
-            raise QueryError(f"Invalid query: {query.get('q')}") from None
-        return paged(self.rows(family), query)
-
-
-base_path("vn_financial_statements")
-
-
-@dataset_part("vn_financial_statements")
-def recorded_statements(_dataset: ReplayDataset) -> StatementBook:
-    """The statements served: the recordings."""
-    return StatementBook.recorded()
-
-
-@route(MODELS_PATH, "GET")
-def vndirect_financial_models(request: ReplayRequest, dataset: ReplayDataset) -> Response:
-    """The chart of line items (every statement and note model)."""
-    book = dataset.vn_financial_statements
-    time.sleep(book.latency_s)
-    try:
-        return Response.json(paged(book.models, request.query))
-    except QueryError as exc:
-        return Response.json({"error": str(exc)}, 400)
-
-
-@route(STATEMENTS_PATH, "GET")
-def vndirect_financial_statements(request: ReplayRequest, dataset: ReplayDataset) -> Response:
-    """One family's statement rows."""
-    book = dataset.vn_financial_statements
-    time.sleep(book.latency_s)
-    try:
-        return Response.json(book.statements(request.query))
-    except QueryError as exc:
-        return Response.json({"error": str(exc)}, 400)
