@@ -246,19 +246,26 @@ class VnFinancialStatements(Source):
         """One first request per stock × report type × statement model type."""
         for symbol in symbols:
             for report_type in self.settings.report_types:
-                for model_type in sorted(self.statement_models, key=int):
+                for model_type in sorted(self.statement_models, key=lambda t: (len(t), t)):
                     yield self.statements_request(symbol, report_type, model_type)
 
     def parse_statements(self, response, request):
         """One page's rows with their model's names, the family's total, the next page."""
+        skipped: Counter[str] = Counter()
         for item in paged_rows(response, request, request.meta["family"]):
             if not isinstance(item, dict):
                 yield item  # the family's total (Expected) or its next page
-                continue
-            if item.get("reportType") not in PERIODS:
-                self.skipped[f"reportType {item.get('reportType')}"] += 1
-                continue
-            yield self.joined(item)
+            elif item.get("reportType") not in PERIODS:
+                skipped[f"reportType {item.get('reportType')}"] += 1
+            else:
+                yield self.joined(item)
+        if skipped:
+            self.skipped.update(skipped)
+            logger.bind(worker_id=self.worker_id).info(
+                "{}: rows not of a reported statement skipped: {}",
+                request.meta["family"],
+                dict(skipped),
+            )
 
     def joined(self, row: dict[str, Any]) -> dict[str, Any]:
         """A statement row with its model's names and kind (`modelTypeName` as a statement)."""
