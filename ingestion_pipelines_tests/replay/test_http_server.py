@@ -443,8 +443,9 @@ def test_every_family_recording_ships_and_has_a_provenance_line():
                 recordings += 1
     # 11, the two captured LyngSat pages (issue 20), the depth, OKX and Bybit recordings (issue 21),
     # the binance_tickers (4) and coinpaprika_markets (3) payloads (issue 21), and the 6 of
-    # vn_indices, vn_foreign_flows and vn_financial_ratios (issue 19)
-    assert recordings == 33
+    # vn_indices, vn_foreign_flows and vn_financial_ratios (issue 19), and the 3 of
+    # vn_financial_statements (issue 19, sources/vndirect/data/)
+    assert recordings == 36
 
 
 # ---------------------------------------------------------------- hostile requests (issue 22)
