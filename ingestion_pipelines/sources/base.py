@@ -35,6 +35,7 @@ from ingestion_pipelines.core import values
 from ingestion_pipelines.core.discovery import declared_subclasses
 from ingestion_pipelines.core.errors import IngestError
 from ingestion_pipelines.core.timezones import ICT_NAME
+from ingestion_pipelines.storage.upsert import History
 
 
 class SourceError(IngestError, RuntimeError):
@@ -231,6 +232,9 @@ class Source:
     # Whether `parse` yields the source's own totals (`Expected`): only then has the asset a
     # `complete` check (a source that says nothing about its size gets no green check for it).
     totals: ClassVar[bool] = False
+    # Whether an unpartitioned crawl checkpoints its requests as a partitioned one does (a long
+    # full-history crawl that must resume after a crash without fetching its done requests again).
+    resumable: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -240,6 +244,11 @@ class Source:
     def __init__(self, settings: ScheduledSettings, window: Window | None = None):
         self.settings = settings
         self.window = window
+
+    def history(self, run_id: str | None) -> History | None:
+        """Where the versions of the rows a batch updates are kept (`storage.upsert.History`);
+        None (the default): an update replaces the row and nothing else is kept."""
+        return None
 
     def build_requests(self) -> Iterable[Request]:
         """The requests of one run. The default: one GET of the base URL."""

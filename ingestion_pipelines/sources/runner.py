@@ -48,6 +48,7 @@ from ingestion_pipelines.storage.dead_letters import DeadLetter, write_dead_lett
 from ingestion_pipelines.storage.upsert import UpsertResult, upsert
 
 ProgressCallback = Callable[[int, int], None]
+FULL_SCOPE = "full"  # the checkpoint scope of a resumable unpartitioned crawl
 BATCH_ROWS = 2000  # rows per upsert transaction while a crawl streams
 NAMED_IN_LOG = 5  # how many out-of-window records the log names
 
@@ -236,7 +237,8 @@ class _Crawl:
                     self.result.expected[item.family] = item.total
                 else:
                     self.take(item, url, state)
-        self.parsed.append((request_key(request), state))
+        if request.meta.get("checkpoint", True):  # False: asked again by every run
+            self.parsed.append((request_key(request), state))
         if self.progress is not None:
             self.progress(self.result.requests_done + self.result.requests_resumed, self.total)
 
@@ -325,18 +327,22 @@ class _Crawl:
         if self.data_engine.url == self.control_engine.url:
             with self.data_engine.begin() as conn:
                 if rows:
-                    written = upsert(conn, source.table, rows, key=source.key)
+                    written = upsert(conn, source.table, rows, **self.upsert_options())
                 write_dead_letters(conn, letters, self.run_id)
                 if self.checkpoints is not None:
                     self.checkpoints.save(conn, parsed)
         else:
             if rows:
-                written = upsert(self.data_engine, source.table, rows, key=source.key)
+                written = upsert(self.data_engine, source.table, rows, **self.upsert_options())
             with self.control_engine.begin() as conn:
                 write_dead_letters(conn, letters, self.run_id)
                 if self.checkpoints is not None:
                     self.checkpoints.save(conn, parsed)
         return written
+
+    def upsert_options(self) -> dict[str, Any]:
+        """The source's key and, if it keeps one, its history of replaced rows."""
+        return {"key": self.source.key, "history": self.source.history(self.run_id)}
 
     def drain(self) -> None:
         """Wait until every batch handed to the writer has committed (raising its failure)."""
@@ -424,11 +430,11 @@ def crawl(
     settings = source.settings
     session.start_deadline(getattr(settings, "run_timeout_s", None))
     checkpoints = None
-    if resume and source.window is not None:
+    if resume and (source.window is not None or source.resumable):
         checkpoints = Checkpoints(
             control_engine,
             source.worker_id,
-            scope_of(source.window),
+            scope_of(source.window) if source.window is not None else FULL_SCOPE,
             getattr(settings, "checkpoint_ttl_s", DEFAULT_TTL_S),
         )
     job = _Crawl(

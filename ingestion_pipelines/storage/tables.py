@@ -20,6 +20,12 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from ingestion_pipelines.storage.dataset_tables import (
+    btc_chain_stat,
+    financial_statement,
+    financial_statement_history,
+    stock_eod_adjusted,
+)
 from ingestion_pipelines.storage.declared import add_declared_tables
 from ingestion_pipelines.storage.satellite_tables import (
     satellite,
@@ -349,59 +355,6 @@ order_book_resync = Table(
 )
 # ---- end of order books ---------------------------------------------------------------------
 
-# ---- adjusted prices (issue 19 item 7, vn_stock_eod_adjusted; migration 0022) -------------------
-# `stock_eod` adjusted backward for `corporate_event` (derived.stock_eod_adjusted): prices in VND
-# (not thousands), volume in adjusted shares; `factor`/`share_factor` the backward factors applied
-# (rounded to 18 places); `provider` the provider of the raw prices; `provider_adjusted_close` the
-# provider's own adjusted close in VND, for the reconciliation. Never written into `stock_eod`.
-stock_eod_adjusted = Table(
-    "stock_eod_adjusted",
-    metadata,
-    Column("symbol", String(32), primary_key=True),
-    Column("trade_date", Date, primary_key=True),  # ICT trading day
-    Column("provider", String(16), nullable=False),
-    Column("exchange", String(16)),
-    Column("open", ExactDecimal, nullable=False),
-    Column("high", ExactDecimal, nullable=False),
-    Column("low", ExactDecimal, nullable=False),
-    Column("close", ExactDecimal, nullable=False),
-    Column("volume", ExactDecimal, nullable=False),
-    Column("factor", ExactDecimal, nullable=False),
-    Column("share_factor", ExactDecimal, nullable=False),
-    Column("provider_adjusted_close", ExactDecimal),
-    extra_column(),
-    Index(None, "trade_date"),
-)
-# ---- end of adjusted prices ---------------------------------------------------------------------
-
-# ---- Bitcoin chain statistics (issue 21 §4, btc_chain; migration 0023_btc_chain) ------------
-# One row per poll of a mempool.space-compatible API (fees, mempool, tip height, difficulty
-# estimate): `captured_at` is our fetch time (the endpoints carry none); fees in sat/vB, exact.
-btc_chain_stat = Table(
-    "btc_chain_stat",
-    metadata,
-    Column("provider", String(64), primary_key=True),
-    Column("captured_at", UtcDateTime, primary_key=True),
-    Column("fee_fastest", ExactDecimal),
-    Column("fee_half_hour", ExactDecimal),
-    Column("fee_hour", ExactDecimal),
-    Column("fee_economy", ExactDecimal),
-    Column("fee_minimum", ExactDecimal),
-    Column("mempool_tx_count", BigInteger),
-    Column("mempool_vsize", BigInteger),
-    Column("mempool_total_fee_sat", BigInteger),
-    Column("tip_height", BigInteger, nullable=False),
-    Column("difficulty_progress_pct", ExactDecimal),
-    Column("difficulty_change_pct", ExactDecimal),
-    Column("previous_retarget_pct", ExactDecimal),
-    Column("estimated_retarget_at", UtcDateTime),
-    Column("previous_retarget_at", UtcDateTime),
-    Column("remaining_blocks", BigInteger),
-    Column("next_retarget_height", BigInteger),
-    extra_column(),
-)
-# ---- end of Bitcoin chain statistics ------------------------------------------------------
-
 
 DATA_TABLES = {
     t.name: t
@@ -423,6 +376,9 @@ DATA_TABLES = {
         # adjusted prices (issue 19 item 7)
         stock_eod_adjusted,
         btc_chain_stat,  # issue 21 §4
+        # financial statements (issue 19 item 4)
+        financial_statement,
+        financial_statement_history,
     )
 }
 CONTROL_TABLES = {

@@ -57,6 +57,24 @@ class UpsertResult:
         return {"inserted": self.inserted, "updated": self.updated, "unchanged": self.unchanged}
 
 
+@dataclass(frozen=True)
+class History:
+    """Where an upsert keeps the version of each row it replaces: before an updated row is
+    written, its stored values of the columns `table` shares with the upserted table go to
+    `table` with `values` (constants such as the run id and the time), in the same transaction.
+    A restated figure thus updates its row and the figure it replaced stays readable."""
+
+    table: Table
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def rows(self, stored: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The history rows of the stored versions about to be replaced."""
+        if not stored:
+            return []
+        shared = [c for c in stored[0] if c in self.table.c and c not in self.values]
+        return [{**{c: row[c] for c in shared}, **self.values} for row in stored]
+
+
 def _normalize(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
@@ -118,7 +136,9 @@ def _existing(
     return found
 
 
-def _upsert_batch(conn, table, key, columns, batch, on_conflict, classify) -> UpsertResult:
+def _upsert_batch(
+    conn, table, key, columns, batch, on_conflict, classify, history=None
+) -> UpsertResult:
     result = UpsertResult()
     if not classify:
         conn.execute(_statement(conn, table, key, columns, on_conflict), batch)
@@ -127,6 +147,7 @@ def _upsert_batch(conn, table, key, columns, batch, on_conflict, classify) -> Up
     keys = [tuple(_normalize(row[k]) for k in key) for row in batch]
     existing = _existing(conn, table, key, columns, keys)
     to_write = []
+    replaced = []
     for row_key, row in zip(keys, batch, strict=True):
         stored = existing.get(row_key)
         if stored is None:
@@ -137,6 +158,9 @@ def _upsert_batch(conn, table, key, columns, batch, on_conflict, classify) -> Up
         else:
             result.updated += 1
             to_write.append(row)
+            replaced.append(stored)
+    if history is not None and replaced:
+        conn.execute(history.table.insert(), history.rows(replaced))
     if to_write:
         conn.execute(_statement(conn, table, key, columns, on_conflict), to_write)
         result.written = len(to_write)
@@ -152,15 +176,20 @@ def upsert(
     batch_size: int = 1000,
     on_conflict: OnConflict = "update",
     classify: bool = True,
+    history: History | None = None,
 ) -> UpsertResult:
     """Insert or update `rows` into `table` by natural key (default: its primary key).
 
     - `on_conflict="ignore"` keeps existing rows as they are (immutable facts such as trades).
     - `classify=False` skips the read that counts inserted/updated/unchanged (hot paths); the
       result then only has `written`.
+    - `history` keeps the stored version of every updated row in its table (`History`), in the
+      same transaction; it needs the classification.
     All rows must carry the same columns. Given an Engine, the call is one transaction: an error
     leaves nothing of it. Given a Connection, it joins the caller's transaction.
     """
+    if history is not None and not classify:
+        raise ValueError(f"{table.name}: a history table needs classify=True")
     key = list(key or (c.name for c in table.primary_key.columns))
     deduped: dict[tuple, Mapping[str, Any]] = {}
     count = 0
@@ -185,7 +214,9 @@ def upsert(
         total = result
         for start in range(0, len(batch_rows), batch_size):
             batch = [dict(r) for r in batch_rows[start : start + batch_size]]
-            total = total + _upsert_batch(conn, table, key, columns, batch, on_conflict, classify)
+            total = total + _upsert_batch(
+                conn, table, key, columns, batch, on_conflict, classify, history
+            )
         return total
 
     if isinstance(target, Engine):

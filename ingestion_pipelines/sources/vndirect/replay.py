@@ -33,6 +33,11 @@ from ingestion_pipelines.replay.routes import (
     read_data,
     route,
 )
+from ingestion_pipelines.sources.vndirect.replay_statements import (
+    MODELS_PATH,
+    STATEMENTS_PATH,
+    StatementBook,
+)
 from ingestion_pipelines.vnmarket.calendar import is_trading_day
 
 if TYPE_CHECKING:
@@ -317,3 +322,38 @@ def vndirect_prices(request: ReplayRequest, dataset: ReplayDataset) -> Response:
         return Response.json(dataset.vn_stocks.prices(request.query))
     except QueryError as exc:
         return Response.json({"error": str(exc)}, 400)
+
+
+# ---------------------------------------------------------------- financial statements
+
+base_path("vn_financial_statements")
+
+
+@dataset_part("vn_financial_statements")
+def recorded_statements(_dataset: ReplayDataset) -> StatementBook:
+    """The statements served: the recordings (`replay_statements`)."""
+    return StatementBook.recorded()
+
+
+@route(MODELS_PATH, "GET")
+def vndirect_financial_models(request: ReplayRequest, dataset: ReplayDataset) -> Response:
+    """The chart of line items (every statement and note model)."""
+    time.sleep(dataset.vn_financial_statements.latency_s)
+    try:
+        return Response.json(paged(dataset.vn_financial_statements.models, request.query))
+    except QueryError as exc:
+        return Response.json({"error": str(exc)}, 400)
+
+
+@route(STATEMENTS_PATH, "GET")
+def vndirect_financial_statements(request: ReplayRequest, dataset: ReplayDataset) -> Response:
+    """One family's statement rows: the query names its code, reportType and modelType."""
+    book = dataset.vn_financial_statements
+    time.sleep(book.latency_s)
+    try:
+        q = parse_q(request.query.get("q", ""))
+        (code,), (report_type,), (model_type,) = q["code"], q["reportType"], q["modelType"]
+        family = (code, report_type, int(float(model_type)))
+        return Response.json(paged(book.rows(family), request.query))
+    except (KeyError, ValueError) as exc:  # QueryError too
+        return Response.json({"error": f"Invalid query: {exc}"}, 400)

@@ -87,8 +87,40 @@ def break_price(dataset, _partition) -> None:
     book.specs["VNM"] = Broken(spec.symbol, spec.floor, spec.listed, spec.delisted)
 
 
+def check_vn_financial_statements(crawler, _partition) -> None:
+    """The two recorded rows, exactly, with their model's kind and the period of their date."""
+    stored = {(r["symbol"], r["item_code"]): r for r in crawler.rows(tables.financial_statement)}
+    assert set(stored) == {("FPT", "14310"), ("VCB", "421601")}
+    fpt, vcb = stored["FPT", "14310"], stored["VCB", "421601"]
+    assert (fpt["statement"], fpt["period_type"], fpt["fiscal_year"], fpt["fiscal_quarter"]) == (
+        "balance_sheet",
+        "quarter",
+        2026,
+        1,
+    )
+    assert fpt["value"] == Decimal("1576181989047") and fpt["provider"] == "vndirect"
+    assert (vcb["statement"], vcb["period_type"], vcb["fiscal_year"], vcb["fiscal_quarter"]) == (
+        "income",
+        "year",
+        2025,
+        0,
+    )
+    assert vcb["value"] == Decimal("5269108000000") and vcb["fiscal_date"] == date(2025, 12, 31)
+    assert vcb["extra"]["modelType"] == "102.0" and vcb["extra"]["companyForm"] == "BANK"
+    assert crawler.rows(tables.financial_statement_history) == []
+
+
+def break_statement(dataset, _partition) -> None:
+    """FPT's recorded row with an item code that is not a whole number."""
+    family = dataset.vn_financial_statements.families[("FPT", "QUARTER", 1)]
+    family[0] = {**family[0], "itemCode": 14310.5}
+
+
 STANDARD = {
     "vn_stock_eod": Standard(
         check_vn_stock_eod, break_price, vndirect.PRICES_PATH, partition=last_trading_day
+    ),
+    "vn_financial_statements": Standard(
+        check_vn_financial_statements, break_statement, "/v4/financial_statements"
     ),
 }
