@@ -61,7 +61,9 @@ def text_decimal_select(table: Table):
 def render_sql(engine: Engine, query) -> str:
     """`query` as SQL text for connectorx. Safe only because every value in a page query is one
     the code produced (day bounds, the previous page's last key, the page size), rendered by the
-    dialect's literal rendering of its typed value: quoted and escaped as a literal, never SQL."""
+    dialect's literal rendering of its typed value: quoted and escaped as a literal, never SQL.
+    (MySQL's escaping of backslashes follows the server's NO_BACKSLASH_ESCAPES mode as the
+    engine read it on connecting; connectorx's session starts in the same server default.)"""
     return str(query.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
 
 
