@@ -14,8 +14,8 @@ Measured in the same run, in this order:
    with no retention running: p99 send->commit latency (baseline, before and after);
 3. per setting, side by side on that day's rows: the raw read rate (one streaming `SELECT *`
    through PyMySQL, once with its usual conversions (Decimal, datetime: the yardstick, goal
-   retention >= 0.5x this) and once with decimals and times left as text (the driver's own
-   ceiling, which the archive's read uses)); then the retention pass of that day
+   retention >= 0.5x this) and once with decimals and times left as text (PyMySQL's own
+   ceiling; the archive reads its pages with connectorx)); then the retention pass of that day
    (`retention.archive_day`, as `ingest retention` runs it, in its own process) while the
    sidecar goes on committing: rows/s of the whole pass (read pages, Parquet write, read-back
    verification, batched deletes) and of its archive part alone, and the sidecar's p99 during it.

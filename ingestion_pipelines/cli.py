@@ -232,7 +232,7 @@ def _add_ops_commands(sub) -> None:
         "--pause-ratio",
         type=float,
         help="after each page or delete batch, wait this times its duration (spares live "
-        "writers; default INGEST_RETENTION_PAUSE_RATIO, 1)",
+        "writers; default INGEST_RETENTION_PAUSE_RATIO, 0.5)",
     )
     p.add_argument(
         "--nice",

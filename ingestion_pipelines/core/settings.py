@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     archive_url: str | None = None  # INGEST_ARCHIVE_URL: folder or fsspec URL of the archives
     # retention's throttle (storage/retention.py): pause after each step, ratio of its duration;
     # niceness the pass's process takes (never lowered; 0: as started)
-    retention_pause_ratio: float = 1.0  # INGEST_RETENTION_PAUSE_RATIO (benchmarks/retention.py)
+    retention_pause_ratio: float = 0.5  # INGEST_RETENTION_PAUSE_RATIO (benchmarks/retention.py)
     retention_nice: int = 10  # INGEST_RETENTION_NICE
 
     def dagster_home(self) -> Path:

@@ -30,6 +30,12 @@ from ingestion_pipelines.storage.archive import (
     iter_key_batches,
     raw_select,
 )
+from ingestion_pipelines.storage.archive_cx import (
+    connectorx_url,
+    read_page_cx,
+    render_sql,
+    text_decimal_select,
+)
 from ingestion_pipelines.storage.archive_pages import PageError, read_page
 from ingestion_pipelines.storage.retention_deletes import delete_key_batch
 
@@ -192,15 +198,16 @@ def _write_day(engine, table, column, day, writer: DayWriter, page_rows: int, th
     window = and_(table.c[column] >= start, table.c[column] < end)
     last: tuple | None = None
     written = 0
+    cx_url = connectorx_url(engine.url)  # None: the driver's cursor (SQLite, unknown options)
+    columns = text_decimal_select(table) if cx_url else raw_select(table)
     while True:
-        query = raw_select(table).where(window).order_by(*keys).limit(page_rows)
+        query = columns.where(window).order_by(*keys).limit(page_rows)
         if last is not None:
             query = query.where(_after(keys, last))
-        with engine.connect() as conn:
-            try:
-                batch = read_page(conn, query, writer.schema)
-            except PageError as exc:
-                raise ArchiveError(f"{table.name} {day}: {exc}") from None
+        try:
+            batch = _read_page(engine, cx_url, query, writer.schema)
+        except PageError as exc:
+            raise ArchiveError(f"{table.name} {day}: {exc}") from None
         if not batch.num_rows:
             return written
         writer.write(batch)
@@ -209,6 +216,14 @@ def _write_day(engine, table, column, day, writer: DayWriter, page_rows: int, th
         last = tuple(batch.column(name)[-1].as_py() for name in names)
         if batch.num_rows < page_rows:
             return written
+
+
+def _read_page(engine: Engine, cx_url: str | None, query, schema):
+    """One page: through connectorx when it reads this database, else the driver's cursor."""
+    if cx_url is not None:
+        return read_page_cx(cx_url, render_sql(engine, query), schema)
+    with engine.connect() as conn:
+        return read_page(conn, query, schema)
 
 
 def _delete_archived(engine, table, column, day, archived, fs, batch_rows, throttle) -> int:
