@@ -112,3 +112,28 @@ def test_the_dockerfile_takes_its_base_as_a_build_argument_and_runs_as_a_user():
     assert users and users[-1] not in ("root", "0")
     # Dependencies (constraints) are installed before the code is copied: separate layers.
     assert text.index("constraints.txt") < text.index("COPY ingestion_pipelines")
+
+
+def test_every_recording_ships_as_package_data():
+    # The image installs the package, not the checkout: a recording whose suffix no
+    # package-data pattern names is missing there (btc_chain's `.txt` tip height once was).
+    from fnmatch import fnmatch
+
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]
+    everywhere, declared = package_data["*"], package_data["ingestion_pipelines.defs"]
+    recordings = [
+        p for p in PACKAGE.rglob("data/*") if p.is_file() and "__pycache__" not in p.parts
+    ]
+    assert len(recordings) > 50  # the walk found the recordings
+    missing = [
+        str(p.relative_to(PACKAGE))
+        for p in recordings
+        if not any(fnmatch(p.name, pattern) for pattern in everywhere)
+        and not (
+            p.is_relative_to(PACKAGE / "defs")
+            and any(fnmatch(str(p.relative_to(PACKAGE / "defs")), pat) for pat in declared)
+        )
+    ]
+    assert missing == [], f"not shipped (add their suffix to package-data): {missing}"
