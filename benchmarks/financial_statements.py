@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-CHILD = "ingestion_pipelines_tests.sources.vndirect.statements_process"
+CHILD = "ingestion_pipelines_tests.sources.crawl_process"
 STATEMENTS = "/v4/financial_statements"
 
 
@@ -69,6 +69,10 @@ def child(url: str, base_url: str, args) -> list[str]:
         sys.executable,
         "-m",
         CHILD,
+        "--worker",
+        "vn_financial_statements",
+        "--run-timeout",
+        "7200",
         "--database-url",
         url,
         "--base-url",

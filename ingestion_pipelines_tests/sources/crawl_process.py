@@ -1,9 +1,10 @@
-"""One crawl of a partitioned worker (by default `vn_stock_eod`) over a range of days, outside
-Dagster, as `crawl()` runs it in a Dagster run: the engine's tests and `benchmarks/crawl_scale.py`
-run it as a separate process (to kill it with kill -9, to measure its peak memory).
+"""One crawl of a worker (by default `vn_stock_eod`, over a range of days; an unpartitioned one
+such as `vn_financial_statements` whole), outside Dagster, as `crawl()` runs it in a Dagster run:
+the engine's tests and the benchmarks (`crawl_scale.py`, `financial_statements.py`) run it as a
+separate process (to kill it with kill -9, to measure its peak memory).
 
     python -m ingestion_pipelines_tests.sources.crawl_process --database-url URL \
-        --base-url http://127.0.0.1:PORT --start 2024-03-01 --end 2024-03-29
+        --base-url http://127.0.0.1:PORT [--worker ID] [--start 2024-03-01 --end 2024-03-29]
 
 prints the run's metadata and `peak_rss_mb` as one JSON line. What is crawled is what the server
 serves (for `vn_stock_eod`, every stock of the replay's listing).
@@ -32,13 +33,13 @@ def source_of(worker_id: str, staged: bool = False):
     return source_classes()[worker_id]
 
 
-def window_of(worker_id: str, start: date, end: date, staged: bool = False):
+def window_of(worker_id: str, start: date | None, end: date | None, staged: bool = False):
     """The window of a range run of partitions `start..end` (inclusive); None when the worker has
-    no partitions."""
+    no partitions (or no range is given)."""
     from ingestion_pipelines.sources.base import Window
 
     source = source_of(worker_id, staged)
-    if source.partitions is None:
+    if source.partitions is None or start is None or end is None:
         return None
     return Window(start, end + timedelta(days=1), source.partitions.timezone)
 
@@ -46,8 +47,8 @@ def window_of(worker_id: str, start: date, end: date, staged: bool = False):
 def run(
     database_url: str,
     base_url: str,
-    start: date,
-    end: date,
+    start: date | None = None,
+    end: date | None = None,
     *,
     worker_id: str = WORKER,
     concurrency: int = 8,
@@ -57,6 +58,7 @@ def run(
     run_timeout_s: float = 3600.0,
     batch_rows: int | None = None,
     staged: bool = False,
+    run_id: str | None = None,
 ):
     """One crawl of `worker_id` over `start..end` (inclusive); returns the `CrawlResult`. With
     `staged`, the worker's declaration in ``staging/`` is crawled (under ``<worker_id>_staged``);
@@ -83,6 +85,7 @@ def run(
             session=session,
             data_engine=engine,
             control_engine=engine,
+            run_id=run_id,
             resume=resume,
             **({"batch_rows": batch_rows} if batch_rows else {}),
         )
@@ -93,12 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", default=WORKER)
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--base-url", required=True)
-    parser.add_argument("--start", type=date.fromisoformat, required=True)
-    parser.add_argument("--end", type=date.fromisoformat, required=True)
+    parser.add_argument("--start", type=date.fromisoformat)
+    parser.add_argument("--end", type=date.fromisoformat)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rate", type=float)
     parser.add_argument("--redis-url", default="")
     parser.add_argument("--batch-rows", type=int)
+    parser.add_argument("--run-timeout", type=float, default=3600.0)
     parser.add_argument("--staged", action="store_true", help="its declaration in staging/")
     args = parser.parse_args(argv)
     from loguru import logger
@@ -116,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         redis_url=args.redis_url,
         batch_rows=args.batch_rows,
         staged=args.staged,
+        run_timeout_s=args.run_timeout,
     )
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(orjson.dumps({**result.metadata(), "peak_rss_mb": peak_rss_mb}, default=str).decode())

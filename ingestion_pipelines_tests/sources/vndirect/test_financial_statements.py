@@ -29,9 +29,10 @@ from ingestion_pipelines.sources.vndirect.replay import generated_rows
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.engines import dispose_all, ensure_schema
 from ingestion_pipelines.storage.upsert import upsert
-from ingestion_pipelines_tests.sources.vndirect import statements_process
+from ingestion_pipelines_tests.sources import crawl_process
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
+WORKER = "vn_financial_statements"
 MODELS = 6  # model types of the served listing: 1, 102, 203 (recorded) and 3 generated
 
 
@@ -92,7 +93,9 @@ def test_every_family_of_the_stock_table_joined_with_its_items_and_a_restatement
 ):
     codes = grown(server, 2)
     seed_stocks(sqlite_url, ["FPT", "VCB", *codes])
-    first = statements_process.run(sqlite_url, server.url, concurrency=4, run_id="run-1")
+    first = crawl_process.run(
+        sqlite_url, server.url, worker_id=WORKER, concurrency=4, run_id="run-1"
+    )
 
     asked = families_asked(server)
     assert len(asked) == len(set(asked)) == 4 * 2 * MODELS
@@ -109,7 +112,9 @@ def test_every_family_of_the_stock_table_joined_with_its_items_and_a_restatement
 
     book = server.dataset.vn_financial_statements
     book.restate(("FPT", "QUARTER", 1), "2026-03-31", 14310, Decimal("1576181990000"), "2026-05-02")
-    second = statements_process.run(sqlite_url, server.url, concurrency=4, run_id="run-2")
+    second = crawl_process.run(
+        sqlite_url, server.url, worker_id=WORKER, concurrency=4, run_id="run-2"
+    )
     assert (second.written.inserted, second.written.updated) == (0, 1)
     assert second.written.unchanged == 1 + generated
     with ensure_schema(sqlite_url).connect() as conn:
@@ -176,7 +181,9 @@ def test_a_crawl_killed_with_kill_9_resumes_without_fetching_finished_families(
     command = [
         sys.executable,
         "-m",
-        "ingestion_pipelines_tests.sources.vndirect.statements_process",
+        "ingestion_pipelines_tests.sources.crawl_process",
+        "--worker",
+        "vn_financial_statements",
         "--database-url",
         mariadb_url,
         "--base-url",
@@ -207,7 +214,7 @@ def test_a_crawl_killed_with_kill_9_resumes_without_fetching_finished_families(
     assert 60 <= len(done) < len(family_of)
     server.requests.clear()
 
-    resumed = statements_process.run(mariadb_url, server.url, concurrency=4)
+    resumed = crawl_process.run(mariadb_url, server.url, worker_id=WORKER, concurrency=4)
 
     again = [
         q.replace("code:", "").replace("~reportType:", ":").replace("~modelType:", ":")
@@ -217,6 +224,6 @@ def test_a_crawl_killed_with_kill_9_resumes_without_fetching_finished_families(
     assert set(again) == set(family_of.values()) - done  # only what had not committed
     assert resumed.requests_resumed == len(committed)
     assert count(mariadb_url, tables.crawl_checkpoint) == 0  # the crawl completed
-    statements_process.run(sqlite_url, server.url, concurrency=4)
+    crawl_process.run(sqlite_url, server.url, worker_id=WORKER, concurrency=4)
     assert stored(mariadb_url) == stored(sqlite_url)
     assert len(stored(sqlite_url)) == 40 * 90
