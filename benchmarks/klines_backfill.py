@@ -65,12 +65,9 @@ def main() -> int:
     with ExitStack() as stack:
         url = args.database_url
         if url is None:
-            from ingestion_pipelines_tests.testbed.mariadb import MariaDBServer
+            from ingestion_pipelines_tests.testbed.mariadb import throwaway_database
 
-            server = stack.enter_context(MariaDBServer())
-            server.start()
-            server.create_database("bench")
-            url = server.url("bench")
+            url = throwaway_database(stack)
         os.environ["INGEST_DATABASE_URL"] = url
         engine = ensure_schema(url)
 

@@ -40,12 +40,9 @@ def main() -> int:
     with ExitStack() as stack:
         urls = args.database_url
         if not urls:
-            from ingestion_pipelines_tests.testbed.mariadb import MariaDBServer
+            from ingestion_pipelines_tests.testbed.mariadb import throwaway_database
 
-            server = stack.enter_context(MariaDBServer())
-            server.start()
-            server.create_database("bench")
-            urls = [f"sqlite:///{local}/bench.db", server.url("bench")]
+            urls = [f"sqlite:///{local}/bench.db", throwaway_database(stack)]
         devnull = open(os.devnull, "w")  # noqa: SIM115
         stack.callback(devnull.close)
         for url in urls:

@@ -136,4 +136,12 @@ class MariaDBServer(Server):
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 
+def throwaway_database(stack: contextlib.ExitStack, name: str = "bench") -> str:
+    """The URL of database `name` on a MariaDB started for a benchmark, stopped with `stack`."""
+    server = stack.enter_context(MariaDBServer())
+    server.start()
+    server.create_database(name)
+    return server.url(name)
+
+
 # ----------------------------------------------------------------------------- PostgreSQL
