@@ -34,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson  # noqa: E402
+from ceilings import raw_executemany_rate  # noqa: E402  (benchmarks/ceilings.py)
 from sqlalchemy import create_engine, select, text  # noqa: E402
 
 from ingestion_pipelines.feeds.binance.replay.depth_server import BinanceDepthServer  # noqa: E402
@@ -156,10 +157,6 @@ def snapshot_rows(n: int, first_id: int) -> list[dict]:
 
 def raw_ceiling(url: str, n: int, first_id: int) -> float:
     """Raw PyMySQL executemany of ready-made tuples, 1,000 a batch and a COMMIT."""
-    import pymysql
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
     rows = snapshot_rows(n, first_id)
     tuples = [
         (
@@ -176,23 +173,7 @@ def raw_ceiling(url: str, n: int, first_id: int) -> float:
         "INSERT INTO order_book_snapshot (source, symbol, last_update_id, at, bids, asks) "
         "VALUES (%s, %s, %s, %s, %s, %s)"
     )
-    conn = pymysql.connect(
-        host=parsed.host,
-        port=parsed.port or 3306,
-        user=parsed.username,
-        password=parsed.password,
-        database=parsed.database,
-        charset="utf8mb4",
-    )
-    try:
-        start = time.perf_counter()
-        with conn.cursor() as cursor:
-            for i in range(0, n, 1000):
-                cursor.executemany(sql, tuples[i : i + 1000])
-                conn.commit()
-        return n / (time.perf_counter() - start)
-    finally:
-        conn.close()
+    return raw_executemany_rate(url, sql, tuples)
 
 
 def writer_rate(url: str, n: int, first_id: int) -> float:

@@ -37,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import websocket  # noqa: E402
+from ceilings import raw_executemany_rate  # noqa: E402  (benchmarks/ceilings.py)
 from sqlalchemy import create_engine, insert, text  # noqa: E402
 
 from ingestion_pipelines.feeds.binance.feed import BinanceTrades  # noqa: E402
@@ -133,11 +134,7 @@ def _rows(first: int, n: int) -> list[dict]:
 
 def ceiling_raw_executemany(url: str, n: int, first_id: int = 30_000_000) -> float:
     """One PyMySQL connection, `executemany` of plain tuples, a COMMIT per 1,000 rows."""
-    import pymysql
-    from sqlalchemy.engine import make_url
-
     ensure_schema(url).dispose()
-    parsed = make_url(url)
     rows = _rows(first_id, n)
     columns = list(rows[0])
     tuples = [
@@ -150,23 +147,7 @@ def ceiling_raw_executemany(url: str, n: int, first_id: int = 30_000_000) -> flo
     sql = (
         f"INSERT INTO trade_tick ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
     )
-    conn = pymysql.connect(
-        host=parsed.host,
-        port=parsed.port or 3306,
-        user=parsed.username,
-        password=parsed.password,
-        database=parsed.database,
-        charset="utf8mb4",
-    )
-    try:
-        start = time.perf_counter()
-        with conn.cursor() as cursor:
-            for i in range(0, n, 1000):
-                cursor.executemany(sql, tuples[i : i + 1000])
-                conn.commit()
-        return n / (time.perf_counter() - start)
-    finally:
-        conn.close()
+    return raw_executemany_rate(url, sql, tuples)
 
 
 def ceiling_batched_upsert(url: str, n: int) -> float:
