@@ -76,12 +76,14 @@ class DeclaredSource(Source):
     def __init__(self, settings, window=None):
         super().__init__(settings, window)
         self.started_at = datetime.now(UTC)
-        context = {"settings": settings, "window": _window_context(window)}
+        self.window_context = _window_context(window)  # once a run, not once a record
+        context = {"settings": settings, "window": self.window_context}
         paginator = PaginatorSpec.of(self.spec.paginator)
         rendered = {k: render(v, context) for k, v in paginator.arguments.items()}
         self.paginator = paginator.build(**rendered)
         # str(): orjson refuses str subclasses (SQLAlchemy's quoted_name) as keys of a dead letter
         self.stamped = [str(c.name) for c in self.table.columns if self.spec.field(c.name).is_set]
+        self.setters = [(column, self.spec.field(column)) for column in self.stamped]
 
     def rows_for_each(self) -> list[dict[str, Any] | None]:
         """The rows of the `for_each` table (one request each), or [None] when there is none."""
@@ -112,7 +114,7 @@ class DeclaredSource(Source):
         for row in self.rows_for_each():
             context = {
                 "settings": self.settings,
-                "window": _window_context(self.window),
+                "window": self.window_context,
                 "row": row,
                 "run": run_context(self.started_at),
             }
@@ -168,14 +170,14 @@ class DeclaredSource(Source):
             return item
         context = {
             "settings": self.settings,
-            "window": _window_context(self.window),
+            "window": self.window_context,
             "row": request.meta.get("row"),
             "started_at": self.started_at,
             "list": found.list_name,
             "parent": found.parent,
             "body": body,
         }
-        values = {c: self._set(self.spec.field(c), context, item) for c in self.stamped}
+        values = {column: self._set(how, context, item) for column, how in self.setters}
         return {**item, **values}
 
     @staticmethod
