@@ -56,6 +56,7 @@ from ingestion_pipelines.sources.declared_render import (
     render_query,
 )
 from ingestion_pipelines.sources.declared_spec import RestSourceSpec, duration
+from ingestion_pipelines.sources.declared_subset import subset_clauses
 from ingestion_pipelines.sources.declared_values import (
     classified,
     json_safe,
@@ -98,6 +99,7 @@ class DeclaredSource(Source):
         table = tables.metadata.tables[for_each.table]
         columns = [table.c[c] for c in for_each.columns]
         query = select(*columns).distinct().order_by(*columns)
+        query = query.where(*subset_clauses(for_each, table, self.settings))
         if for_each.within and self.window is not None:
             first, last = (table.c[c] for c in for_each.within)
             query = query.where(
