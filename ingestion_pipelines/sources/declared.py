@@ -66,6 +66,7 @@ from ingestion_pipelines.sources.declared_values import (
 from ingestion_pipelines.sources.paginators import PaginatorSpec, at_path
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.declared import Declaration, declarations
+from ingestion_pipelines.vnmarket.business_hours import BusinessHours
 
 
 class DeclaredSource(Source):
@@ -214,6 +215,7 @@ def source_class(declaration: Declaration) -> type[DeclaredSource]:
         "Settings": settings_model(spec, f"{camel}Settings"),
         "partitions": _partitions(spec),
         "fresh_within": duration(spec.fresh_within),
+        "business_hours": BusinessHours.of(spec.business_hours) if spec.business_hours else None,
         "date_column": spec.partitions.date_column if spec.partitions else None,
         "headers": spec.headers,
         "totals": spec.totals is not None,

@@ -172,6 +172,7 @@ class RestSourceSpec(Strict):
     group: str = "crawl"
     description: str = ""
     fresh_within: str = "26h"
+    business_hours: dict[str, Any] | None = None  # calendar-aware freshness (business_freshness)
     settings: dict[str, Any] = {}
     headers: dict[str, str] = {}
     hook: str | None = Field(None, pattern=r"^[\w.]+:\w+$")  # module:Class (declared_hooks)
@@ -199,6 +200,15 @@ class RestSourceSpec(Strict):
         if self.request is None and self.hook is None:
             raise ValueError("`request` is required (unless a `hook` makes the requests)")
         return self
+
+    @field_validator("business_hours")
+    @classmethod
+    def _business_hours(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        from ingestion_pipelines.vnmarket.business_hours import BusinessHours
+
+        if value is not None:
+            BusinessHours.of(value)
+        return value
 
     @field_validator("fresh_within")
     @classmethod

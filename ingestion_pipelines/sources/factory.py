@@ -249,7 +249,9 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
             "natural_key": ", ".join(key),
             "dagster/table_name": source.table.name,
         },
-        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=source.fresh_within),
+        freshness_policy=None  # judged by the business-hours check (sources/business_freshness)
+        if getattr(source, "business_hours", None)
+        else dg.FreshnessPolicy.time_window(fail_window=source.fresh_within),
     )
     def crawl_asset(
         context: dg.AssetExecutionContext,

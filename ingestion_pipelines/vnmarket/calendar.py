@@ -165,6 +165,11 @@ def _public_holidays(year: int) -> dict[date, str]:
     return dict(holidays.VN(years=year, language="en_US").items())
 
 
+def public_holiday(day: date) -> str | None:
+    """The public holiday (or compensatory day off) of the Labour Code on `day`, or None."""
+    return _public_holidays(day.year).get(day)
+
+
 def closure(day: date) -> str | None:
     """Why the exchanges are closed on `day` (e.g. "Saturday", "Lunar New Year"), or None when
     it is a trading day."""
