@@ -102,6 +102,11 @@ def trading_day_partitions_def(declared: TradingDayPartitions) -> dg.TimeWindowP
     """Weekday partitions without the market's closed weekdays (`market_calendar`, reviewed up to
     its last year): a partition's window runs to the next weekday, so a Friday's covers the
     weekend, when nothing trades."""
+    if date.fromisoformat(declared.start) < market_calendar.history_start():
+        raise ValueError(
+            f"trading-day partitions cannot start on {declared.start}, before the market's first "
+            f"session ({market_calendar.history_start()})"
+        )
     tz = ZoneInfo(declared.timezone)
     closed = [
         datetime.combine(day, datetime.min.time(), tz)
