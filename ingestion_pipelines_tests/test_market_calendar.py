@@ -15,6 +15,11 @@ def ict(text: str) -> datetime:
 
 # Closed weekdays as the exchanges announced them (SSC / HOSE / HNX / VSD notices).
 ANNOUNCED_CLOSURES = {
+    # HOSE 2014 notice of 2013-12-20: Tết Tue 28 January to Wed 5 February, 9 Apr, 30 Apr-2 May,
+    # 1-2 September.
+    2014: ["2014-01-01", "2014-01-28", "2014-01-29", "2014-01-30", "2014-01-31", "2014-02-03",
+           "2014-02-04", "2014-02-05", "2014-04-09", "2014-04-30", "2014-05-01", "2014-05-02",
+           "2014-09-01", "2014-09-02"],
     # HOSE/HNX 2015: Tết from Wed 18 to Tue 24 February (23 and 24 compensate the weekend).
     2015: ["2015-01-01", "2015-02-18", "2015-02-19", "2015-02-20", "2015-02-23", "2015-02-24",
            "2015-04-28", "2015-04-30", "2015-05-01", "2015-09-02"],
@@ -43,6 +48,14 @@ ANNOUNCED_CLOSURES = {
 # Single dates of the years whose full schedule was not found (see market_calendar_review.csv):
 # what was confirmed, and the Labour Code's days the library gives where nothing was found.
 SPOT_CHECKS = [
+    ("2000-07-27", False, "before HOSTC's first session"),
+    ("2000-07-28", True, "HOSTC's first session, VN-Index 100"),
+    ("2010-02-19", False, "SSC letter 1624/UBCK-PTTT: the 6th day of Tết closed"),
+    ("2010-09-03", True, "the same letter: the Friday after National Day refused"),
+    ("2011-01-31", False, "SSC notice: Tết 2011 closure from Monday 31 January"),
+    ("2011-02-01", False, "the same notice (a civil-service swap day)"),
+    ("2011-02-07", False, "the same notice: to Monday 7 February"),
+    ("2011-02-08", True, "the same notice: trading resumes"),
     ("2016-02-08", False, "HNX/HOSE: Tết closure Monday 8 to Friday 12 February 2016"),
     ("2016-02-12", False, "the same notice"),
     ("2016-02-15", True, "the same notice: first session of the year of the Monkey"),
@@ -123,9 +136,34 @@ def test_reviewed_table_rows_all_have_a_source_and_are_in_the_reviewed_years():
 
 
 def test_every_reviewed_year_has_about_250_trading_days():
-    for year in mc.REVIEWED_YEARS:
+    for year in mc.REVIEWED_YEARS[1:]:
         count = sum(1 for _ in mc.trading_days(date(year, 1, 1), date(year + 1, 1, 1)))
         assert 240 <= count <= 254, (year, count)
+    # 2000 from the first session: 111 weekdays, 2 September on a Saturday observed on Monday
+    assert sum(1 for _ in mc.trading_days(mc.history_start(), date(2001, 1, 1))) == 110
+
+
+def test_the_history_starts_at_the_first_session_and_each_index_at_its_own():
+    from ingestion_pipelines.sources.base import TradingDayPartitions
+    from ingestion_pipelines.sources.factory import trading_day_partitions_def
+    from ingestion_pipelines.vnmarket.index_history import index_history_start
+
+    assert mc.history_start() == date(2000, 7, 28) == index_history_start("VNINDEX")
+    assert index_history_start("UPCOMINDEX") == date(2009, 6, 24)
+    assert index_history_start("HNX30") < index_history_start("VN30") == date(2012, 2, 6)
+    with pytest.raises(ValueError, match="VN100"):
+        index_history_start("VN100")
+    keys = trading_day_partitions_def(TradingDayPartitions("2000-07-28")).get_partition_keys()
+    assert keys[:3] == ["2000-07-28", "2000-07-31", "2000-08-01"]
+    assert "2011-01-31" not in keys and "2014-02-05" not in keys and "2010-09-03" in keys
+    with pytest.raises(ValueError, match="before the market's first session"):
+        trading_day_partitions_def(TradingDayPartitions("2000-07-27"))
+
+
+def test_the_cached_holidays_are_the_librarys():
+    # Regenerate after a `holidays` upgrade: mc.write_holiday_cache(<the package's file>)
+    for year in mc.REVIEWED_YEARS:
+        assert mc._cached_holidays()[year] == mc.library_holidays(year), year
 
 
 def test_next_and_previous_trading_day_skip_tet():

@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import BaseModel
 
+from ingestion_pipelines.sources.business_freshness import business_freshness_defs
 from ingestion_pipelines.sources.declared import RestSourceSpec, source_class
 from ingestion_pipelines.sources.defs import crons_at_load
 from ingestion_pipelines.sources.factory import build_source_defs
@@ -47,4 +48,7 @@ class RestSource(dg.Component):
         source = source_class(Declaration(self.folder, attributes))
         cron = crons_at_load({source.worker_id: source}).get(source.worker_id)
         built = build_source_defs(source, cron)
-        return dg.Definitions(assets=[built.asset], jobs=[built.job], schedules=[built.schedule])
+        return dg.Definitions.merge(
+            dg.Definitions(assets=[built.asset], jobs=[built.job], schedules=[built.schedule]),
+            business_freshness_defs(source),  # calendar-aware freshness, where declared
+        )

@@ -56,6 +56,7 @@ from ingestion_pipelines.sources.declared_render import (
     render_query,
 )
 from ingestion_pipelines.sources.declared_spec import RestSourceSpec, duration
+from ingestion_pipelines.sources.declared_subset import subset_clauses
 from ingestion_pipelines.sources.declared_values import (
     classified,
     json_safe,
@@ -65,6 +66,7 @@ from ingestion_pipelines.sources.declared_values import (
 from ingestion_pipelines.sources.paginators import PaginatorSpec, at_path
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.declared import Declaration, declarations
+from ingestion_pipelines.vnmarket.business_hours import BusinessHours
 
 
 class DeclaredSource(Source):
@@ -98,6 +100,7 @@ class DeclaredSource(Source):
         table = tables.metadata.tables[for_each.table]
         columns = [table.c[c] for c in for_each.columns]
         query = select(*columns).distinct().order_by(*columns)
+        query = query.where(*subset_clauses(for_each, table, self.settings))
         if for_each.within and self.window is not None:
             first, last = (table.c[c] for c in for_each.within)
             query = query.where(
@@ -212,6 +215,7 @@ def source_class(declaration: Declaration) -> type[DeclaredSource]:
         "Settings": settings_model(spec, f"{camel}Settings"),
         "partitions": _partitions(spec),
         "fresh_within": duration(spec.fresh_within),
+        "business_hours": BusinessHours.of(spec.business_hours) if spec.business_hours else None,
         "date_column": spec.partitions.date_column if spec.partitions else None,
         "headers": spec.headers,
         "totals": spec.totals is not None,

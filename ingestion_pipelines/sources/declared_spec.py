@@ -51,6 +51,7 @@ class ForEach(Strict):
     columns: list[str] = []
     settings: str | None = None  # see sources.declared_each
     within: tuple[str, str] | None = None
+    only: str | None = None  # a setting listing a subset of the table's rows (declared_subset)
 
     @model_validator(mode="after")
     def _one_origin(self) -> ForEach:
@@ -58,6 +59,10 @@ class ForEach(Strict):
             raise ValueError("for_each takes either `table` (with `columns`) or `settings`")
         if self.table is not None and not self.columns:
             raise ValueError("for_each over a table needs `columns`")
+        if self.only is not None and self.table is None:
+            raise ValueError(
+                "for_each: `only` narrows a table's rows (the settings form is a list)"
+            )
         return self
 
 
@@ -167,6 +172,7 @@ class RestSourceSpec(Strict):
     group: str = "crawl"
     description: str = ""
     fresh_within: str = "26h"
+    business_hours: dict[str, Any] | None = None  # calendar-aware freshness (business_freshness)
     settings: dict[str, Any] = {}
     headers: dict[str, str] = {}
     hook: str | None = Field(None, pattern=r"^[\w.]+:\w+$")  # module:Class (declared_hooks)
@@ -194,6 +200,15 @@ class RestSourceSpec(Strict):
         if self.request is None and self.hook is None:
             raise ValueError("`request` is required (unless a `hook` makes the requests)")
         return self
+
+    @field_validator("business_hours")
+    @classmethod
+    def _business_hours(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        from ingestion_pipelines.vnmarket.business_hours import BusinessHours
+
+        if value is not None:
+            BusinessHours.of(value)
+        return value
 
     @field_validator("fresh_within")
     @classmethod

@@ -102,6 +102,11 @@ def trading_day_partitions_def(declared: TradingDayPartitions) -> dg.TimeWindowP
     """Weekday partitions without the market's closed weekdays (`market_calendar`, reviewed up to
     its last year): a partition's window runs to the next weekday, so a Friday's covers the
     weekend, when nothing trades."""
+    if date.fromisoformat(declared.start) < market_calendar.history_start():
+        raise ValueError(
+            f"trading-day partitions cannot start on {declared.start}, before the market's first "
+            f"session ({market_calendar.history_start()})"
+        )
     tz = ZoneInfo(declared.timezone)
     closed = [
         datetime.combine(day, datetime.min.time(), tz)
@@ -249,7 +254,9 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
             "natural_key": ", ".join(key),
             "dagster/table_name": source.table.name,
         },
-        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=source.fresh_within),
+        freshness_policy=None  # judged by the business-hours check (sources/business_freshness)
+        if getattr(source, "business_hours", None)
+        else dg.FreshnessPolicy.time_window(fail_window=source.fresh_within),
     )
     def crawl_asset(
         context: dg.AssetExecutionContext,

@@ -9,8 +9,12 @@ carries the announced swaps as "Day off (substituted from ...)"); where the exch
 published schedule differs from it, `market_calendar.csv` overrides it, one reviewed row per
 date with its source. A Saturday make-up working day is never a trading day (the exchanges
 announce it as such, e.g. for 4 May 2024 and 22 August 2026). Each year 2015-2027 was checked
-against the announcements that could be found; `market_calendar_review.csv` says, per year,
-what was confirmed, from which source, and where no announcement was found (`reviews()`).
+against the announcements that could be found, and each year 2000-2014 too (the history of the
+indices: VNINDEX from the market's first session, 28 July 2000; `history_start()`), with the
+Labour Code of the time (four Tết days before 2013, Hùng Kings' day from 2007, both as the
+library gives them); `market_calendar_review.csv` says, per year, what was confirmed, from which
+source, and where no announcement was found (`reviews()`). No day before 28 July 2000 trades.
+Closed days are computed per year on first use and cached (the library's first call dominates).
 
 Sessions (ICT, no daylight saving). Continuous trading 09:00-11:30 and 13:00-14:30 for every
 board, a lunch break between them; HOSE opens with an opening auction 09:00-09:15; HOSE, HNX and
@@ -31,13 +35,17 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from importlib import resources
 
-import holidays
-
 from ingestion_pipelines.core.timezones import ICT
 
-REVIEWED_YEARS = range(2015, 2028)
+REVIEWED_YEARS = range(2000, 2028)
+# HOSTC's first session (VN-Index 100): no trading day before it.
+MARKET_OPENED = date(2000, 7, 28)
 OVERRIDES_FILE = "market_calendar.csv"
 REVIEW_FILE = "market_calendar_review.csv"
+# The library's holidays of the reviewed years, written once (`write_holiday_cache`): reading it
+# spares every definition load the library's import (about 1 s: it loads every country); a test
+# keeps it equal to the library's.
+HOLIDAY_CACHE_FILE = "market_calendar_holidays.csv"
 REVIEW_VERDICTS = ("confirmed", "partial", "not_found")
 _SEARCH_LIMIT_DAYS = 60  # longer than any run of closed days (Tết plus weekends is at most 11)
 
@@ -160,14 +168,52 @@ def reviews() -> dict[int, Review]:
     return found
 
 
+def library_holidays(year: int) -> dict[date, str]:
+    """The Labour Code's holidays of `year` as the `holidays` library gives them (imported here:
+    its import is slow and the reviewed years are read from the cache)."""
+    import holidays
+
+    return dict(holidays.VN(years=year, language="en_US").items())
+
+
+@functools.cache
+def _cached_holidays() -> dict[int, dict[date, str]]:
+    text = resources.files(__package__).joinpath(HOLIDAY_CACHE_FILE).read_text("utf-8")
+    found: dict[int, dict[date, str]] = {year: {} for year in REVIEWED_YEARS}
+    for row in csv.DictReader(text.splitlines()):
+        day = date.fromisoformat(row["date"])
+        found.setdefault(day.year, {})[day] = row["holiday"]
+    return found
+
+
 @functools.cache
 def _public_holidays(year: int) -> dict[date, str]:
-    return dict(holidays.VN(years=year, language="en_US").items())
+    if year in REVIEWED_YEARS:
+        return _cached_holidays()[year]
+    return library_holidays(year)
+
+
+def write_holiday_cache(path) -> None:
+    """Write the library's holidays of the reviewed years to `path` (the cache file, after a
+    library upgrade or a new reviewed year)."""
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["date", "holiday"])
+        for year in REVIEWED_YEARS:
+            for day, name in sorted(library_holidays(year).items()):
+                writer.writerow([day.isoformat(), name])
+
+
+def public_holiday(day: date) -> str | None:
+    """The public holiday (or compensatory day off) of the Labour Code on `day`, or None."""
+    return _public_holidays(day.year).get(day)
 
 
 def closure(day: date) -> str | None:
     """Why the exchanges are closed on `day` (e.g. "Saturday", "Lunar New Year"), or None when
     it is a trading day."""
+    if day < MARKET_OPENED:
+        return f"before the market opened ({MARKET_OPENED})"
     override = overrides().get(day)
     if override is not None:
         return override.reason if override.closed else None
@@ -214,6 +260,13 @@ def non_trading_days(start: date, end: date) -> list[date]:
         for i in range((end - start).days)
         if closure(start + timedelta(days=i))
     ]
+
+
+def history_start() -> date:
+    """The first trading day of the calendar's history (the market's first session): where
+    trading-day partitions of the whole market (``vn_indices``) may start. Each index's own
+    first day: `vnmarket.index_history.index_history_start`."""
+    return MARKET_OPENED
 
 
 def calendar_end() -> date:

@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import pytest
 from sqlalchemy import insert
 
 from ingestion_pipelines.config import workers
 from ingestion_pipelines.sources import declared
-from ingestion_pipelines.sources.base import Window
+from ingestion_pipelines.sources.base import SourceError, Window
 from ingestion_pipelines.sources.declared import source_class
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.declared import Declaration
@@ -76,3 +77,46 @@ def test_one_request_per_row_meeting_the_window(tmp_path: Path, monkeypatch):
     assert {r.params["size"] for r in requests} == {5} and requests[0].params["page"] == 1
     assert [r.meta["family"] for r in requests] == ["AAA", "DDD"]
     engine.dispose()
+
+
+def _seeded(tmp_path: Path) -> str:
+    """A SQLite file holding three stocks and two funds; its URL."""
+    url = f"sqlite:///{tmp_path / 'subset.db'}"
+    engine = get_engine(url)
+    tables.stock.create(engine)
+    tables.fund.create(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(tables.stock),
+            [
+                {"symbol": s, "exchange": "HOSE", "name": s, "type": "STOCK", "status": "listed"}
+                for s in ("FPT", "SSI", "VND")
+            ],
+        )
+        conn.execute(
+            insert(tables.fund),
+            [
+                {"fund_id": 20, "code": "VEOF", "name": "VEOF"},
+                {"fund_id": 23, "code": "DCDS", "name": "DCDS"},
+            ],
+        )
+    return url
+
+
+def test_every_stock_and_every_fund_unless_a_setting_names_a_subset(tmp_path: Path):
+    url = _seeded(tmp_path)
+    sources = declared.load_declared_sources()
+    events, holdings = sources["vn_corporate_events"], sources["fmarket_fund_holdings"]
+
+    def asked(source, param, **settings):
+        requests = source(source.Settings(database_url=url, **settings)).build_requests()
+        return [r.params.get(param) or r.path for r in requests]
+
+    assert asked(events, "ticker") == ["FPT", "SSI", "VND"]
+    assert asked(events, "ticker", tickers="VND, SSI") == ["SSI", "VND"]
+    assert asked(events, "ticker", tickers="XYZ") == []  # not in `stock`: nothing asked
+    assert asked(holdings, "-") == ["/res/products/20", "/res/products/23"]
+    assert asked(holdings, "-", fund_ids="23") == ["/res/products/23"]
+    with pytest.raises(SourceError, match="fund_ids"):
+        asked(holdings, "-", fund_ids="VEOF")  # a code, not fmarket's product id
+    get_engine(url).dispose()

@@ -187,9 +187,12 @@ def test_map_unit_and_yyyymmdd_convert_before_the_column_checks():
 # ---- the recorded captures through the declared sources --------------------------------------
 
 
-def _parsed(worker_id: str, file: str) -> list:
+def _parsed(worker_id: str, file: str, row: dict | None = None) -> list:
+    """The rows of the recorded `file`; `row`: the one `for_each` row asked (no table read)."""
     source = load_declared_sources()[worker_id]
     crawl = source(source.Settings())
+    if row is not None:
+        crawl.rows_for_each = lambda: [row]
     (request,) = crawl.build_requests()
     response = SimpleNamespace(content=(source.folder / "data" / file).read_bytes())
     crawl.started_at = STARTED
@@ -246,10 +249,12 @@ def test_rules_classify_a_column_from_the_record_first_rule_met_wins():
 def test_the_vietcap_events_are_typed_by_their_rules_and_asked_up_to_the_run_day():
     source = load_declared_sources()["vn_corporate_events"]
     crawl = source(source.Settings())
+    crawl.rows_for_each = lambda: [{"symbol": "SSI"}]
     crawl.started_at = datetime(2026, 12, 6, 18, 30, tzinfo=UTC)  # 01:30 ICT on the 7th
     (request,) = crawl.build_requests()
     assert request.params["toDate"] == "20261207" and request.params["fromDate"] == "20100101"
-    rows = _parsed("vn_corporate_events", "vietcap_events_SSI_2026.json")
+    assert request.params["ticker"] == "SSI"
+    rows = _parsed("vn_corporate_events", "vietcap_events_SSI_2026.json", {"symbol": "SSI"})
     assert [(r["type"], r["ratio"], r["ex_date"]) for r in rows] == [
         ("other", Decimal("0.0033"), None),  # ESOP: no price adjustment
         ("bonus_shares", Decimal("0.2"), None),  # announced, ex-date not known yet
@@ -259,7 +264,9 @@ def test_the_vietcap_events_are_typed_by_their_rules_and_asked_up_to_the_run_day
 
 
 def test_three_lists_of_one_body_each_with_its_own_field_names_and_its_kind():
-    rows = _parsed("fmarket_fund_holdings", "fmarket_product_detail_VEOF_shape.json")
+    rows = _parsed(
+        "fmarket_fund_holdings", "fmarket_product_detail_VEOF_shape.json", {"fund_id": 20}
+    )
     assert [(r["kind"], r["name"], r["weight_pct"]) for r in rows] == [
         ("stock", "MBB", Decimal("7.99")),
         ("industry", "Ngân hàng", Decimal("33.36")),  # its key is assetPercent
