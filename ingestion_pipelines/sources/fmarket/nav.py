@@ -116,7 +116,7 @@ class FmarketNav(Source):
         """From the fund list, one history request per fund; from a history, its NAV rows."""
         if request.meta["kind"] == "funds":
             # The list's total counts funds, not NAV rows: it drives paging here, and the
-            # completeness of the fund list itself is fmarket_funds' `Expected`.
+            # completeness of the fund list itself is the fund list source's own total.
             for item in fund_pages(response, request, self.settings.page_size):
                 if isinstance(item, Request):
                     yield item
