@@ -62,9 +62,8 @@ def with_funds(dataset, funds: int) -> None:
         clone["code"] = f"{clone['code']}{len(dataset.products)}"
         dataset.products.append(clone)
         dataset.specs[clone["id"]] = fmarket.FundSpec.from_row(clone)
-    dataset.products[:] = dataset.products[:funds]
+    dataset.products[:] = dataset.products[:funds]  # the fund list served, too
     dataset.specs = {row["id"]: dataset.specs[row["id"]] for row in dataset.products}
-    dataset._funds = None
 
 
 def serve_computed_histories(dataset, start: date, end: date) -> None:

@@ -25,6 +25,7 @@ from ingestion_pipelines.sources.base import (
     Record,
     UtcTime,
 )
+from ingestion_pipelines.sources.declared_defaults import key_bounds
 from ingestion_pipelines.sources.declared_rules import ordered_validators
 from ingestion_pipelines.sources.declared_spec import FieldSpec, RestSourceSpec, SettingSpec
 from ingestion_pipelines.sources.declared_values import with_conversions
@@ -96,6 +97,7 @@ def record_model(spec: RestSourceSpec, name: str) -> type[Record]:
             if v is not None
             and not (kind in (NonNegativeExact, PositiveExact) and k in ("ge", "gt"))
         }
+        bounds |= key_bounds(column, bounds)  # sources/declared_defaults.py
         alias = None if how.is_set else (path[0] if len(path) == 1 else AliasPath(*path))
         field = Field(... if required else None, validation_alias=alias, **bounds)
         annotation = with_conversions(kind if required else kind | None, how)

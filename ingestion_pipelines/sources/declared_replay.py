@@ -47,6 +47,7 @@ from ingestion_pipelines.sources.declared_body import (
     xml_bytes,
 )
 from ingestion_pipelines.sources.declared_columns import rows_from_columns
+from ingestion_pipelines.sources.declared_defaults import page_size_param
 from ingestion_pipelines.sources.declared_html import HTML_CONTENT_TYPE, recorded_html
 from ingestion_pipelines.sources.declared_select import (
     request_params,
@@ -148,7 +149,7 @@ def page_of(
     records = payload.records if records is None else records
     if not isinstance(paginator, PageNumber | OffsetLimit):
         return records
-    size_param = replay.get("page_size")
+    size_param = page_size_param(source.spec)  # replay.page_size, or declared_defaults
     size = int(query.get(size_param) or DEFAULT_PAGE_SIZE) if size_param else len(records)
     size = max(1, min(size, payload.page_cap or size))
     if isinstance(paginator, PageNumber):

@@ -75,28 +75,7 @@ SSI_QUOTE_COLUMNS = (
 
 # ---- data tables ---------------------------------------------------------------------------
 
-fund = Table(
-    "fund",
-    metadata,
-    Column("fund_id", BigInteger, primary_key=True, autoincrement=False),
-    Column("code", String(64), nullable=False),
-    Column("name", String(512), nullable=False),
-    Column("short_name", String(128)),
-    Column("asset_type", String(64)),
-    Column("issuer", String(512)),
-    Column("nav", ExactDecimal),
-    Column("nav_updated_at", UtcDateTime),
-    Column("first_issue_at", UtcDateTime),
-    Column("status", String(64)),
-    # added by migration 0004
-    Column("figures_updated_at", UtcDateTime),  # productNavChange.updateAt
-    *(Column(f"return_{period}", ExactDecimal) for period in FUND_RETURN_PERIODS),
-    Column("management_fee", ExactDecimal),
-    Column("risk_level", String(128)),
-    Column("fund_type", String(128)),
-    Column("trading_session_at", UtcDateTime),
-    extra_column(),
-)
+# `fund` is declared by its YAML source (defs/<worker>/defs.yaml, table.name: fund).
 
 fund_nav = Table(
     "fund_nav",
@@ -359,7 +338,6 @@ order_book_resync = Table(
 DATA_TABLES = {
     t.name: t
     for t in (
-        fund,
         fund_nav,
         news_article,
         fear_greed_index,

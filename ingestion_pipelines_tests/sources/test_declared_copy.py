@@ -12,33 +12,69 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from ingestion_pipelines.sources.paginators import at_path
+
 ROOT = Path(__file__).resolve().parents[2]
-ORIGINAL, COPY = "coingecko_markets", "coingecko_markets_copy"
-TABLE, COPY_TABLE = "crypto_market_snapshot", "crypto_market_snapshot_copy"
 
 
-@pytest.fixture(scope="module")
-def copied(tmp_path_factory) -> Path:
-    """A copy of the code with `defs/coingecko_markets/` copied as `defs/<COPY>/`."""
+@dataclass(frozen=True)
+class Case:
+    """A source whose folder is copied, and what its copy's replay answers first."""
+
+    original: str
+    table: str
+    page: str  # a request to the copy's replay (after its base URL)
+    first: str  # a JSON path in that answer, and what it holds
+    holds: object
+
+    @property
+    def copy(self) -> str:
+        return f"{self.original}_copy"
+
+    @property
+    def copy_table(self) -> str:
+        return f"{self.table}_copy"
+
+
+CASES = [
+    Case(
+        "coingecko_markets",
+        "crypto_market_snapshot",
+        "/coins/markets?vs_currency=usd&per_page=5&page=1",
+        "0.id",
+        "bitcoin",
+    ),
+    # the paginated source of the 40-line measure (test_declared_size.py)
+    Case(
+        "vn_financial_ratios", "financial_ratio", "/v4/ratios?size=5&page=1", "data.0.code", "ILB"
+    ),
+]
+
+
+@pytest.fixture(scope="module", params=CASES, ids=lambda case: case.original)
+def copied(request, tmp_path_factory) -> tuple[Path, Case]:
+    """A copy of the code with `defs/<original>/` copied as `defs/<original>_copy/`."""
+    case = request.param
     root = tmp_path_factory.mktemp("copy")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for package in ("ingestion_pipelines", "ingestion_pipelines_tests"):
         shutil.copytree(ROOT / package, root / package, ignore=ignore)
     shutil.copy(ROOT / "pyproject.toml", root)
     defs = root / "ingestion_pipelines" / "defs"
-    shutil.copytree(defs / ORIGINAL, defs / COPY)
-    declaration = defs / COPY / "defs.yaml"
+    shutil.copytree(defs / case.original, defs / case.copy)
+    declaration = defs / case.copy / "defs.yaml"
     text = declaration.read_text()
     declaration.write_text(
-        text.replace(f"worker_id: {ORIGINAL}", f"worker_id: {COPY}").replace(
-            f"name: {TABLE}", f"name: {COPY_TABLE}"
+        text.replace(f"worker_id: {case.original}", f"worker_id: {case.copy}").replace(
+            f"name: {case.table}", f"name: {case.copy_table}"
         )
     )
-    return root
+    return root, case
 
 
 def run(root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -49,6 +85,7 @@ def run(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_the_copy_is_in_the_catalogue_the_tables_and_the_replay(copied):
+    copied, case = copied
     script = textwrap.dedent(
         f"""
         import contextlib, io, json, urllib.request
@@ -62,17 +99,17 @@ def test_the_copy_is_in_the_catalogue_the_tables_and_the_replay(copied):
         print(json.dumps(json.loads(listed.getvalue())))
         print(json.dumps(sorted(tables.DATA_TABLES)))
         with ReplayServer() as server:
-            url = server.env()["INGEST_{COPY.upper()}__BASE_URL"]
-            page = url + "/coins/markets?vs_currency=usd&per_page=5&page=1"
+            url = server.env()["INGEST_{case.copy.upper()}__BASE_URL"]
+            page = url + {case.page!r}
             print(json.dumps(json.load(urllib.request.urlopen(page))))
         """
     )
     out = run(copied, sys.executable, "-c", script)
     assert out.returncode == 0, out.stderr[-3000:]
     workers, data_tables, page = out.stdout.strip().splitlines()[-3:]
-    assert {"worker_id": COPY, "kind": "scheduled"} in json.loads(workers)
-    assert {TABLE, COPY_TABLE} <= set(json.loads(data_tables))
-    assert [coin["id"] for coin in json.loads(page)][:2] == ["bitcoin", "ethereum"]
+    assert {"worker_id": case.copy, "kind": "scheduled"} in json.loads(workers)
+    assert {case.table, case.copy_table} <= set(json.loads(data_tables))
+    assert at_path(json.loads(page), case.first) == case.holds
 
 
 REVISION = ("db", "revision", "-m", "the copied source")  # `ingest db revision -m ...`
@@ -80,13 +117,14 @@ REVISION = ("db", "revision", "-m", "the copied source")  # `ingest db revision 
 
 @pytest.mark.slow
 def test_the_copy_passes_the_standard_tests(copied):
+    copied, case = copied
     revision = run(copied, sys.executable, "-m", "ingestion_pipelines.cli", *REVISION)
     assert revision.returncode == 0, revision.stderr[-3000:]
     generated = Path(revision.stdout.split()[1].rstrip(":"))
     assert generated.parent == copied / "ingestion_pipelines/storage/migrations/versions"
     code = generated.read_text()
-    assert re.search(rf"op\.create_table\(\s*[\"']{COPY_TABLE}[\"']", code), code
-    assert TABLE not in code.replace(COPY_TABLE, "")  # only the copy's table is new
+    assert re.search(rf"op\.create_table\(\s*[\"']{case.copy_table}[\"']", code), code
+    assert case.table not in code.replace(case.copy_table, "")  # only the copy's table is new
     tests = copied / "ingestion_pipelines_tests" / "sources" / "test_standard.py"
     out = run(
         copied,
@@ -98,7 +136,7 @@ def test_the_copy_passes_the_standard_tests(copied):
         "no:cacheprovider",
         str(tests),
         "-k",
-        COPY,
+        case.copy,
     )
     assert out.returncode == 0, out.stdout[-3000:]
     assert "3 passed" in out.stdout

@@ -11,9 +11,8 @@ from decimal import Decimal
 import pytest
 
 from ingestion_pipelines.replay.dataset import ReplayDataset, read_data, read_variant
-from ingestion_pipelines.sources.base import Expected, Request, path_tree, source_classes, unmapped
+from ingestion_pipelines.sources.base import Request, path_tree, source_classes, unmapped
 from ingestion_pipelines.sources.fear_greed.index import FearGreed, FearGreedValue
-from ingestion_pipelines.sources.fmarket.funds import Fund, fund_list_request, fund_pages
 from ingestion_pipelines.sources.fmarket.nav import FundNav
 from ingestion_pipelines.sources.news.rss import Article
 
@@ -46,11 +45,22 @@ def dec(value) -> Decimal | None:
 # ---- fmarket ----------------------------------------------------------------------------
 
 
+def fund_record():
+    """The record model of the fund list, declared in its defs.yaml."""
+    return next(s for s in source_classes().values() if s.table.name == "fund").record
+
+
+def _before_any_nav(row: dict) -> dict:
+    """A fund row as fmarket sends it for a fund just listed: no NAV figures yet."""
+    return {**row, "nav": None, "lastYearNav": None, "productNavChange": None, "extra": None}
+
+
 def test_every_fmarket_fund_row_keeps_every_field_typed_or_in_extra():
     dataset = ReplayDataset(now=NOW)
-    # rows with their NAV figures, and as recorded before any NAV (a fund just listed)
-    funds = exact(dataset.funds + dataset.products)
+    # rows with their NAV figures, and as sent before any NAV (a fund just listed)
+    funds = exact(dataset.funds + [_before_any_nav(row) for row in dataset.funds])
     assert len(funds) == 116 and any(f["productNavChange"] is None for f in funds)
+    Fund = fund_record()
     for raw in funds:
         row = Fund.model_validate(raw).row()
         change = raw["productNavChange"] or {}
@@ -85,8 +95,8 @@ def _text(value):
 def test_the_nav_row_is_for_the_navs_own_day_not_the_day_fmarket_recomputed_returns():
     dataset = ReplayDataset(now=NOW)
     raw = exact(next(f for f in dataset.funds if f["productNavChange"]))
-    row = Fund.model_validate(raw).row()
-    latest = dataset.latest_nav_date(raw["id"])
+    row = fund_record().model_validate(raw).row()
+    latest = date(2026, 12, 4)  # the recording's NAV day (its PROVENANCE)
     assert row["nav_updated_at"] == datetime(latest.year, latest.month, latest.day).replace(
         tzinfo=UTC
     ) - timedelta(hours=7)
@@ -100,40 +110,6 @@ def test_fmarket_nav_rows_keep_their_ids_and_stamps_in_extra():
         row = FundNav.model_validate(raw).row()
         assert row["nav"] == raw["nav"] and row["nav_date"].isoformat() == raw["navDate"]
         assert row["extra"] == {k: raw[k] for k in ("id", "createdAt", "updatedAt")}
-
-
-def _pages(page_cap: int | None, page_size: int = 100):
-    """Page through the fund list like the runner, against the replay's own paging."""
-    from ingestion_pipelines.sources.fmarket import replay as fmarket
-
-    dataset = ReplayDataset(now=NOW)
-    queue, rows, expected = [fund_list_request(1, page_size)], [], []
-    while queue:
-        request = queue.pop(0)
-        body = fmarket.envelope(
-            fmarket.filter_products(dataset.funds, request.json, page_cap=page_cap)
-        )
-        for item in fund_pages(Body(json.dumps(body).encode()), request, page_size):
-            if isinstance(item, Request):
-                queue.append(item)
-            elif isinstance(item, Expected):
-                expected.append(item)
-            else:
-                rows.append(item)
-    return rows, expected
-
-
-@pytest.mark.parametrize("page_cap", [None, 5, 7, 57, 1])
-def test_the_fund_list_is_paged_until_the_sources_total_whatever_page_size_it_applied(page_cap):
-    rows, expected = _pages(page_cap)
-    assert expected == [Expected("funds", 58)]
-    assert len(rows) == 58 and len({r["id"] for r in rows}) == 58
-
-
-def test_an_empty_page_ends_the_list_even_short_of_the_total():
-    request = fund_list_request(2, 100, received=3)
-    body = {"data": {"total": 58, "rows": []}}
-    assert list(fund_pages(Body(json.dumps(body).encode()), request, 100)) == []
 
 
 # ---- CoinGecko --------------------------------------------------------------------------

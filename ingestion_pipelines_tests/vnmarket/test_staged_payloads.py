@@ -44,7 +44,7 @@ def _root(path: str) -> Path:
     top = path.split("/", 1)[0]
     if top in TEST_DATA:
         return TEST_DATA[top]
-    return DEFS_ROOT if top in DECLARED else STAGING
+    return DEFS_ROOT if top in DECLARED and (DEFS_ROOT / path).exists() else STAGING
 
 
 def _json(path: str):

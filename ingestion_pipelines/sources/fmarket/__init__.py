@@ -1,2 +1,2 @@
-"""fmarket.vn: the fund list (`fmarket_funds`) and daily NAVs (`fmarket_nav`); `replay.py` serves
-both at their real paths, `data/` holds the recordings, `testing.py` the expected values."""
+"""fmarket.vn's daily NAVs (`fmarket_nav`); `replay.py` serves the NAV history at its real path
+(from a model of the funds its YAML fund list source replays), `testing.py` the expected values."""

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from pydantic import Field
 
+from ingestion_pipelines.config.workers import ScheduledSettings
 from ingestion_pipelines.sources.base import (
     DailyPartitions,
     Exact,
@@ -22,19 +23,68 @@ from ingestion_pipelines.sources.base import (
     SourceError,
     exact_json,
 )
-from ingestion_pipelines.sources.fmarket.funds import (
-    BROWSER_HEADERS,
-    FmarketSettings,
-    fund_list_request,
-    fund_pages,
-)
 from ingestion_pipelines.storage.tables import fund_nav
 
+# The fund list's body as fmarket's own site sends it (`defs/fmarket_funds/defs.yaml` declares the
+# same request): the fund ids whose NAV history is read come from it.
+FUND_FILTER = {
+    "types": ["NEW_FUND", "TRADING_FUND"],
+    "issuerIds": [],
+    "sortOrder": "DESC",
+    "sortField": "navTo6Months",
+    "isIpo": False,
+    "fundAssetTypes": [],
+    "bondRemainPeriods": [],
+    "searchField": "",
+    "isBuyByReward": False,
+    "thirdAppIds": [],
+}
+BROWSER_HEADERS = {
+    "Origin": "https://fmarket.vn",
+    "Referer": "https://fmarket.vn/",
+    "Accept": "application/json, text/plain, */*",
+}
 
-class FmarketNavSettings(FmarketSettings):
+
+class FmarketNavSettings(ScheduledSettings):
     """Where and how `fmarket_nav` crawls."""
 
+    base_url: str = "https://api.fmarket.vn"
     cron: str = "45 18 * * *"
+    page_size: int = Field(100, ge=1, le=1000)
+
+
+def fund_pages(response, request: Request, page_size: int):
+    """The rows of one page of the fund list, the list's own total (as `Expected`, with the first
+    page), then the next page's request until the source says there is no more: an empty page, or
+    the rows received reaching its `total`, whatever page size the server really applied."""
+    body = exact_json(response)
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
+        raise SourceError(
+            f"unexpected fund list body (status {body.get('status') if isinstance(body, dict) else '?'})"
+        )
+    rows = data["rows"]
+    total = int(data.get("total") or 0)
+    page = request.json["page"]
+    received = request.meta.get("received", 0) + len(rows)
+    if page == 1:
+        yield Expected("funds", total)
+    yield from rows
+    if rows and received < total:
+        if page >= total:  # every page so far had rows, yet more pages than rows: a paging loop
+            raise SourceError(f"page {page} still short of the total {total}: paging never ends")
+        yield fund_list_request(page + 1, page_size, **{**request.meta, "received": received})
+
+
+def fund_list_request(page: int, page_size: int, **meta) -> Request:
+    """Page `page` of the fund list; `meta["received"]` counts the rows of the pages before it."""
+    return Request(
+        "/res/products/filter",
+        method="POST",
+        json={**FUND_FILTER, "page": page, "pageSize": page_size},
+        meta={"kind": "funds", "received": 0, **meta},
+    )
 
 
 class FundNav(Record):
@@ -66,7 +116,7 @@ class FmarketNav(Source):
         """From the fund list, one history request per fund; from a history, its NAV rows."""
         if request.meta["kind"] == "funds":
             # The list's total counts funds, not NAV rows: it drives paging here, and the
-            # completeness of the fund list itself is fmarket_funds' `Expected`.
+            # completeness of the fund list itself is the fund list source's own total.
             for item in fund_pages(response, request, self.settings.page_size):
                 if isinstance(item, Request):
                     yield item

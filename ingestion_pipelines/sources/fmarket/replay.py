@@ -1,21 +1,17 @@
-"""fmarket.vn: the fund list (`POST /res/products/filter`) and NAV history
-(`POST /res/product/get-nav-history`).
+"""fmarket.vn's NAV history (`POST /res/product/get-nav-history`), for `fmarket_nav`.
 
-The fund rows come from ``data/fmarket_products.json`` (the static part of each product, in
-the real shape). Their NAV fields (``nav``, ``lastYearNav``, ``productNavChange``, ``extra``)
-and every NAV history row are computed from a closed-form model: a NAV is a pure function of
-(fund, date), so tests can compute the expected value and any range is cheap to serve.
+The fund list (`POST /res/products/filter`) is the recording of its YAML source
+(the ``defs/`` folder whose replay answers there), served by the declared replay; its funds are the ones modelled here.
+Every NAV history row is computed from a closed-form model: a NAV is a pure function of
+(fund, date), so tests can compute the expected value and any range is cheap to serve (the
+recorded fund list's NAV fields were computed by this model as of 2026-12-04, see its PROVENANCE).
 """
 
 from __future__ import annotations
 
-import calendar
-import copy
-import json
 import math
-import threading
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -27,13 +23,14 @@ from ingestion_pipelines.replay.routes import (
     base_path,
     dataset_part,
     error_answer,
-    read_data,
     route,
 )
+from ingestion_pipelines.sources.declared_recorded import recorded_at
 
 if TYPE_CHECKING:
     from ingestion_pipelines.replay.dataset import ReplayDataset
 
+FUND_LIST = "/res/products/filter"  # the fund list, replayed from its YAML source's recording
 PAR_VALUE = 10_000.0  # every fund starts at 10,000 VND per unit
 EPOCH = date(2000, 1, 1)
 _UNIX_DAY = date(1970, 1, 1).toordinal()
@@ -114,22 +111,11 @@ def ms_to_ict_date(value: int | float) -> date:
     return datetime.fromtimestamp(value / 1000, ICT).date()
 
 
-def ict_midnight_ms(day: date) -> int:
-    """Epoch milliseconds of 00:00 ICT on `day`."""
-    return int(datetime.combine(day, time(0), ICT).timestamp() * 1000)
-
-
 def previous_weekday(day: date) -> date:
     """`day` if it is a weekday, else the Friday before."""
     while day.weekday() >= 5:
         day -= timedelta(days=1)
     return day
-
-
-def months_before(day: date, months: int) -> date:
-    """The same day of the month `months` months before `day` (clamped to the month's end)."""
-    year, month = divmod(day.year * 12 + day.month - 1 - months, 12)
-    return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
 
 
 def nav_row(spec: FundSpec, day: date, nav: float) -> dict[str, Any]:
@@ -145,50 +131,6 @@ def nav_row(spec: FundSpec, day: date, nav: float) -> dict[str, Any]:
     }
 
 
-def nav_fields(spec: FundSpec, latest: date) -> dict[str, Any]:
-    """The NAV-derived fields of a product row as of the latest published NAV date."""
-    current = spec.nav(latest)
-    if current is None:
-        return {"nav": None, "lastYearNav": None, "productNavChange": None, "extra": None}
-
-    def change(day: date) -> float | None:
-        old = spec.nav(previous_weekday(day))
-        return None if old is None else round((current / old - 1) * 100, 2)
-
-    last_year_nav = spec.nav(previous_weekday(date(latest.year - 1, 12, 31)))
-    navs = {m: change(months_before(latest, m)) for m in (1, 3, 6, 12, 24, 36, 60)}
-    r36 = navs[36]
-    previous_day = previous_weekday(latest - timedelta(days=1))
-    return {
-        "nav": current,
-        "lastYearNav": last_year_nav,
-        "productNavChange": {
-            "navToPrevious": change(previous_day),
-            "navToLastYear": None
-            if last_year_nav is None
-            else round((current / last_year_nav - 1) * 100, 2),
-            "navToEstablish": change(max(spec.listed, spec.inception)),
-            "navTo1Months": navs[1],
-            "navTo3Months": navs[3],
-            "navTo6Months": navs[6],
-            "navTo12Months": navs[12],
-            "navTo24Months": navs[24],
-            "navTo36Months": r36,
-            "navTo60Months": navs[60],
-            "annualizedReturn36Months": None
-            if r36 is None
-            else round(((1 + r36 / 100) ** (1 / 3) - 1) * 100, 2),
-            "navToBeginning": round((current / PAR_VALUE - 1) * 100, 2),
-            "updateAt": spec.published_at_ms(latest),
-        },
-        "extra": {
-            "lastNAV": spec.nav(previous_day) or current,
-            "currentNAV": current,
-            "lastNAVDate": ict_midnight_ms(latest),
-        },
-    }
-
-
 # ---------------------------------------------------------------- request handling
 
 
@@ -201,62 +143,6 @@ def envelope(data: Any, *, status: int = 200, message: str = "Thành công", tar
         "message": message,
         "target": target,
         "data": data,
-    }
-
-
-def _dig(row: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(row, dict):
-            return None
-        row = row.get(key)
-    return row
-
-
-def filter_products(
-    rows: list[dict[str, Any]], body: dict[str, Any], *, page_cap: int | None = None
-) -> dict[str, Any]:
-    """The ``data`` of /res/products/filter: filtering, sorting and paging like the real one.
-
-    ``page_cap``: apply at most this page size whatever ``pageSize`` asks (as many APIs do); the
-    answer then says the size really applied, and ``total`` is still the whole count."""
-    page = int(body.get("page") or 1)
-    size = int(body.get("pageSize") or 100)
-    if page_cap is not None:
-        size = min(size, page_cap)
-    types = set(body.get("types") or [])
-    assets = set(body.get("fundAssetTypes") or [])
-    issuers = set(body.get("issuerIds") or [])
-    search = str(body.get("searchField") or "").strip().lower()
-
-    def keep(row: dict[str, Any]) -> bool:
-        if types and _dig(row, "type") not in types:
-            return False
-        if assets and _dig(row, "dataFundAssetType", "code") not in assets:
-            return False
-        if issuers and _dig(row, "owner", "id") not in issuers:
-            return False
-        text = f"{_dig(row, 'code')} {_dig(row, 'shortName')} {_dig(row, 'name')}".lower()
-        return search in text
-
-    selected = [row for row in rows if keep(row)]
-    field = body.get("sortField")
-    if field:
-        descending = str(body.get("sortOrder") or "DESC").upper() == "DESC"
-
-        def key(row: dict[str, Any]) -> tuple:
-            value = _dig(row, "productNavChange", field)
-            if not isinstance(value, int | float):
-                value = _dig(row, field)
-            missing = not isinstance(value, int | float)
-            return (missing, -(value or 0) if descending else (value or 0))
-
-        selected.sort(key=key)
-    start = (max(page, 1) - 1) * max(size, 1)
-    return {
-        "total": len(selected),
-        "pageSize": size,
-        "page": page,
-        "rows": selected[start : start + size],
     }
 
 
@@ -300,47 +186,54 @@ def history_window(body: dict[str, Any]) -> tuple[int, date | None, date, bool]:
 
 
 class FundBook:
-    """What fmarket serves: the recorded fund list, NAVs from the model, and test overrides."""
+    """What fmarket serves beyond the fund list: NAVs from the model, for the funds of the fund
+    list the YAML fund source's recording serves (`defs/*/data/fmarket_products_filter.json`,
+    read through its replay), and test overrides."""
 
     def __init__(self, clock: Any) -> None:
-        self.clock = clock  # has now() and today_ict()
-        self.products: list[dict[str, Any]] = json.loads(read_data("fmarket_products.json"))
-        self.specs = {row["id"]: FundSpec.from_row(row) for row in self.products}
+        self.clock = clock  # has now(), today_ict() and the recorded payloads
         self.nav_overrides: dict[tuple[int, date], dict[str, Any] | None] = {}
         # Behaviours of real servers, off by default (see `ingest replay --help`):
-        self.fmarket_page_cap: int | None = None  # page size applied whatever pageSize asks
         self.nav_history_days_before = 0  # get-nav-history also returns this many earlier days
-        self._funds: list[dict[str, Any]] | None = None
-        self._funds_state: tuple[date | None, ...] = ()
-        self._funds_fixed = False
-        self._lock = threading.Lock()
+        self._specs: dict[int, FundSpec] | None = None
+
+    @property
+    def _fund_list(self):
+        return recorded_at(self.clock, FUND_LIST)
 
     @property
     def funds(self) -> list[dict[str, Any]]:
-        """The rows /res/products/filter pages through, NAV fields as of the newest published NAV.
-
-        Rebuilt when a new NAV is published (so a test's edits hold within a test), unless a
-        test assigned its own list."""
-        with self._lock:
-            state = tuple(self.latest_nav_date(fund_id) for fund_id in self.specs)
-            if self._funds is None or (not self._funds_fixed and self._funds_state != state):
-                self._funds = [
-                    self._product_row(row, latest)
-                    for row, latest in zip(self.products, state, strict=True)
-                ]
-                self._funds_state = state
-            return self._funds
+        """The rows /res/products/filter pages through (the recording's; a test may change them)."""
+        return self._fund_list.records
 
     @funds.setter
     def funds(self, rows: list[dict[str, Any]]) -> None:
-        with self._lock:
-            self._funds, self._funds_fixed = rows, True
+        self._fund_list.records = rows
 
-    def _product_row(self, template: dict[str, Any], latest: date | None) -> dict[str, Any]:
-        row = copy.deepcopy(template)
-        if latest is not None:
-            row.update(nav_fields(self.specs[row["id"]], latest))
-        return row
+    @property
+    def products(self) -> list[dict[str, Any]]:
+        """The funds the NAV model knows (the recorded fund list's rows)."""
+        return self.funds
+
+    @property
+    def specs(self) -> dict[int, FundSpec]:
+        """The NAV model of each recorded fund, by fmarket's product id."""
+        if self._specs is None:
+            self._specs = {row["id"]: FundSpec.from_row(row) for row in self._fund_list.records}
+        return self._specs
+
+    @specs.setter
+    def specs(self, specs: dict[int, FundSpec]) -> None:
+        self._specs = specs
+
+    @property
+    def fmarket_page_cap(self) -> int | None:
+        """The page size the fund list applies whatever pageSize asks (None: as asked)."""
+        return self._fund_list.page_cap
+
+    @fmarket_page_cap.setter
+    def fmarket_page_cap(self, cap: int | None) -> None:
+        self._fund_list.page_cap = cap
 
     def fund(self, fund_id: int) -> dict[str, Any] | None:
         """The fund list row of `fund_id` (None: not listed)."""
@@ -397,7 +290,6 @@ def fund_book(dataset: ReplayDataset) -> FundBook:
 
 # ---------------------------------------------------------------- routes
 
-base_path("fmarket_funds")
 base_path("fmarket_nav")
 
 
@@ -416,17 +308,6 @@ def _json_body(request: ReplayRequest) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("Request body không hợp lệ")
     return body
-
-
-@route("/res/products/filter", "POST")
-def products_filter(request: ReplayRequest, dataset: ReplayDataset) -> Response:
-    """One page of the fund list."""
-    body = _json_body(request)
-    try:
-        data = filter_products(dataset.funds, body, page_cap=dataset.fmarket_page_cap)
-    except (TypeError, ValueError):
-        raise BadRequest("page/pageSize không hợp lệ", "page") from None
-    return Response.json(envelope(data))
 
 
 @route("/res/product/get-nav-history", "POST")
