@@ -186,6 +186,8 @@ class RestSourceSpec(Strict):
     key: list[str] | None = None
     fields: dict[str, str | FieldSpec] = {}
     ordered: list[list[str]] = []  # column chains each record keeps non-decreasing
+    provider: str | None = None  # this declaration's provider, when `providers` adds others
+    providers: dict[str, Any] = {}  # more providers, one table (sources/declared_providers.py)
     replay: dict[str, Any] | None = None  # read by sources/declared_replay.py
     expect: dict[str, Any] | None = None  # read by sources/declared_testing.py
 
