@@ -21,7 +21,8 @@ partition (the run's window, per `for_each` row) starts at the first usable prov
 request (401/403/451 blocks it at once; other failures count) is replaced by the next provider's
 request for the same partition; a provider whose newest day lags the market calendar (a
 partitioned source whose window reaches a due trading day) is stale: the next one is asked too
-and its rows overwrite the days both have. Health is kept between runs in
+and its rows overwrite the days both have (if it fails too, the stale provider's rows stand and
+the run goes on). Health is kept between runs in
 ``worker_state.details["providers"]`` (`load_health`/`save_health`); the run's metadata names the
 provider per partition, every failover and the health after the run.
 
@@ -35,6 +36,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 
+from loguru import logger
 from sqlalchemy import Engine, select
 
 from ingestion_pipelines.sources.base import Request, SourceError
@@ -55,6 +57,7 @@ from ingestion_pipelines.sources.paginators import PaginatorSpec, at_path
 from ingestion_pipelines.sources.providers import (
     Failover,
     HealthBook,
+    ProvidersExhausted,
     expected_newest_day,
     provider_order,
 )
@@ -238,7 +241,15 @@ class ProvidersSource(DeclaredSource):
         every provider failed it)."""
         family = request.meta.get("partition_family") or request.meta.get("family")
         provider = request.meta.get("provider", self.failover.order[0])
-        following = self.failover.on_failure(self.label(family), provider, error)
+        partition = self.label(family)
+        try:
+            following = self.failover.on_failure(partition, provider, error)
+        except ProvidersExhausted:
+            if self.failover.provider_of(partition) is None:
+                raise
+            # asked because an earlier provider was stale: its rows stand, the run goes on
+            logger.warning("{}: {} (the stale provider's rows are kept)", partition, error)
+            return []
         return self.requests_of(following, family)
 
     def parse(self, response, request):
@@ -259,11 +270,14 @@ class ProvidersSource(DeclaredSource):
                 self._note_day(partition, part, item)
             yield item
         if last_page:
+            newest = self.newest.get(partition)
+            # records none of which is readable are rejects (the threshold's), not staleness
+            judged = newest is not None or rows == 0
             following = self.failover.on_success(
                 partition,
                 provider,
-                newest_day=self.newest.get(partition),
-                wanted_day=self._wanted_day(),
+                newest_day=newest,
+                wanted_day=self._wanted_day() if judged else None,
                 rows=rows,
             )
             if following is not None:

@@ -48,8 +48,9 @@ def test_0025_renames_the_codes_and_adds_the_provider_columns(database_url):
     columns = tables.index_eod.c
     with engine.connect() as conn:
         stored = conn.execute(
-            sa.select(columns.index_code, columns.trade_date, columns.close, columns.provider)
-            .order_by(columns.index_code, columns.trade_date)
+            sa.select(
+                columns.index_code, columns.trade_date, columns.close, columns.provider
+            ).order_by(columns.index_code, columns.trade_date)
         ).all()
         snapshot_columns = sa.inspect(conn).get_columns("crypto_market_snapshot")
     assert [tuple(r) for r in stored] == [
