@@ -198,10 +198,6 @@ def source_class(declaration: Declaration) -> type[DeclaredSource]:
     existing = _MADE.get(spec.worker_id)
     if existing is not None:
         return existing
-    if spec.providers:  # several providers, one table (sources/declared_providers.py)
-        from ingestion_pipelines.sources.declared_providers import primary_spec
-
-        spec = primary_spec(spec)
     camel = "".join(part.title() for part in spec.worker_id.split("_"))
     attributes = {
         "__doc__": spec.description
@@ -223,10 +219,10 @@ def source_class(declaration: Declaration) -> type[DeclaredSource]:
         "folder": declaration.folder,
     }
     base: type[DeclaredSource] = DeclaredSource
-    if spec.providers:
-        from ingestion_pipelines.sources.declared_providers import ProvidersSource
+    if spec.providers:  # several providers, one table (loaded as a hook is: no import cycle)
+        from ingestion_pipelines.sources.declared_hooks import load_hook
 
-        base = ProvidersSource
+        base = load_hook("ingestion_pipelines.sources.declared_providers:ProvidersSource", base)
     if spec.hook:  # code the declaration cannot say (sources/declared_hooks.py)
         from ingestion_pipelines.sources.declared_hooks import hooked, load_hook
 

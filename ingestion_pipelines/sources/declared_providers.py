@@ -97,7 +97,8 @@ def primary_name(spec: RestSourceSpec) -> str:
 
 
 def primary_spec(spec: RestSourceSpec) -> RestSourceSpec:
-    """The declaration as its first provider reads it (its rows stamped with its name)."""
+    """The declaration as its first provider reads it (its rows stamped with its name, as
+    `RestSourceSpec` does when it is validated)."""
     return _stamped(spec, primary_name(spec))
 
 

@@ -197,6 +197,20 @@ class RestSourceSpec(Strict):
             raise ValueError("`request` is required (unless a `hook` makes the requests)")
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_column(cls, data: Any) -> Any:
+        """With `providers`, a table's `provider` column names this declaration's provider on
+        its rows (sources/declared_providers.py stamps the others' rows alike)."""
+        if not (isinstance(data, dict) and data.get("providers")):
+            return data
+        columns = (data.get("table") or {}).get("columns") or {}
+        fields = data.get("fields") or {}
+        if "provider" in columns and "provider" not in fields:
+            stamp = {"value": data.get("provider") or "primary"}
+            data = {**data, "fields": {**fields, "provider": stamp}}
+        return data
+
     @field_validator("fresh_within")
     @classmethod
     def _duration(cls, value: str) -> str:

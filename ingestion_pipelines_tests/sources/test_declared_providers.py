@@ -165,3 +165,16 @@ def test_a_stale_provider_whose_backup_fails_keeps_its_rows(server, sqlite_url):
     assert {r[-1] for r in _rows(sqlite_url, tables.index_eod, "index_code", "provider")} == {
         "vndirect"
     }
+
+
+def test_ingest_status_shows_the_providers_health(server, sqlite_url):
+    from ingestion_pipelines.control.commands.common import worker_states
+    from ingestion_pipelines.control.commands.status import provider_health
+
+    Providers.blocked = {VNDIRECT_PATH}
+    run_worker("vn_indices", sqlite_url, server, DAYS)
+    states, error = worker_states(sqlite_url)
+    assert error is None
+    health = provider_health(states["vn_indices"])
+    assert health["vndirect"].startswith("blocked (HTTP 403) since ")
+    assert health["vietcap"] == "ok (newest day 2025-12-05)"
