@@ -39,6 +39,7 @@ from typing import Any
 from loguru import logger
 from sqlalchemy import Engine, select
 
+from ingestion_pipelines.http_client.errors import RunDeadlineExceeded
 from ingestion_pipelines.sources.base import Request, SourceError
 from ingestion_pipelines.sources.declared import DeclaredSource
 from ingestion_pipelines.sources.declared_body import Found
@@ -202,6 +203,8 @@ class ProvidersSource(DeclaredSource):
     def __init__(self, settings, window=None):
         super().__init__(settings, window)
         self.by_name = {name: part(settings, window) for name, part in self.parts().items()}
+        for part in self.by_name.values():  # one run: one start (a snapshot's captured_at)
+            part.started_at = self.started_at
         order = provider_order(getattr(settings, "providers", None), list(self.by_name))
         self.failover = Failover(self.worker_id, order, HealthBook(order))
         self.newest: dict[str, date] = {}
@@ -240,6 +243,8 @@ class ProvidersSource(DeclaredSource):
     def on_request_failed(self, request: Request, error: BaseException) -> list[Request]:
         """The next provider's requests for `request`'s partition (`ProvidersExhausted` when
         every provider failed it)."""
+        if isinstance(error, RunDeadlineExceeded):  # the run's time is up, not the provider's
+            raise error
         family = request.meta.get("partition_family") or request.meta.get("family")
         provider = request.meta.get("provider", self.failover.order[0])
         partition = self.label(family)
