@@ -80,6 +80,7 @@ class ProviderSpec(Strict):
     error: str | None = None
     headers: dict[str, str] = {}
     fields: dict[str, str | FieldSpec] = {}
+    replay: dict[str, Any] | None = None  # {file: ...}: sources/declared_providers_replay.py
 
 
 def _stamped(spec: RestSourceSpec, name: str) -> RestSourceSpec:

@@ -178,3 +178,24 @@ def test_ingest_status_shows_the_providers_health(server, sqlite_url):
     health = provider_health(states["vn_indices"])
     assert health["vndirect"].startswith("blocked (HTTP 403) since ")
     assert health["vietcap"] == "ok (newest day 2025-12-05)"
+
+
+def test_ingest_replay_serves_the_second_providers_recording(sqlite_url):
+    """`ingest replay` serves Vietcap's and CoinPaprika's recordings at their real paths and
+    prints the settings (INGEST_<WORKER>__<PROVIDER>_BASE_URL) that point the workers there."""
+    from ingestion_pipelines.replay.http_server import ReplayServer
+
+    with ReplayServer() as replay:
+        env = replay.env()
+        vietcap = env["INGEST_VN_INDICES__VIETCAP_BASE_URL"]
+        assert vietcap == f"{replay.url}/vn_indices/vietcap"
+        result = run_worker(
+            "vn_indices", sqlite_url, replay.url, DAYS, providers=["vietcap"],
+            vietcap_base_url=vietcap,
+        )  # fmt: skip
+        assert result.metadata()["partitions_by_provider"] == {"vietcap": 1}
+        assert len(_rows(sqlite_url, tables.index_eod, "index_code", "trade_date")) == 3
+        assert env["INGEST_COINGECKO_MARKETS__COINPAPRIKA_BASE_URL"].endswith(
+            "/coingecko_markets/coinpaprika"
+        )
+    dispose_all()
