@@ -208,7 +208,8 @@ class ProvidersSource(DeclaredSource):
             part.started_at = self.started_at
         order = provider_order(getattr(settings, "providers", None), list(self.by_name))
         self.failover = Failover(self.worker_id, order, HealthBook(order))
-        self.newest: dict[str, date] = {}
+        self.newest: dict[str, date] = {}  # per partition, over its pages
+        self.received: dict[str, int] = {}
 
     def label(self, family: str) -> str:
         """A partition's name: the run's window (and the `for_each` row)."""
@@ -276,10 +277,11 @@ class ProvidersSource(DeclaredSource):
                 rows += 1
                 self._note_day(partition, part, item)
             yield item
+        self.received[partition] = self.received.get(partition, 0) + rows
         if last_page:
             newest = self.newest.get(partition)
             # records none of which is readable are rejects (the threshold's), not staleness
-            judged = newest is not None or rows == 0
+            judged = newest is not None or not self.received[partition]
             following = self.failover.on_success(
                 partition,
                 provider,
@@ -289,6 +291,7 @@ class ProvidersSource(DeclaredSource):
             )
             if following is not None:
                 self.newest.pop(partition, None)
+                self.received.pop(partition, None)
                 yield from self.requests_of(following, family)
 
     def _note_day(self, partition: str, part: ProviderPart, item: dict) -> None:
