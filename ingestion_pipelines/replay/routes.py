@@ -115,6 +115,16 @@ def base_path(worker_id: str, suffix: str = "") -> None:
     WORKER_BASE_PATHS[worker_id] = suffix
 
 
+# INGEST_<WORKER>__<SETTING> -> path: another base URL setting of a worker served here (a second
+# provider's `<provider>_base_url`, sources/declared_providers_replay.py)
+SETTING_PATHS: dict[str, str] = {}
+
+
+def setting_path(worker_id: str, setting: str, suffix: str) -> None:
+    """Say that ``worker_id``'s URL setting ``setting`` is the server's root + ``suffix``."""
+    SETTING_PATHS[f"INGEST_{worker_id.upper()}__{setting.upper()}"] = suffix
+
+
 def dataset_part(name: str, *, expose: bool = False) -> Callable[[Builder], Builder]:
     """Register the decorated function as the builder of ``ReplayDataset.<name>``, the state a
     family's routes serve (tests read and change it there). It gets the dataset (for its clock);

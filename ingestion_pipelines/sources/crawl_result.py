@@ -32,6 +32,7 @@ class CrawlResult:
     duration_s: float = 0.0
     first_rejects: list[str] = field(default_factory=list)
     first_out_of_window: list[str] = field(default_factory=list)
+    providers: dict[str, Any] | None = None  # a multi-provider source's (providers.Failover)
 
     @property
     def reject_share(self) -> float:
@@ -65,6 +66,8 @@ class CrawlResult:
         }
         if self.records_expected is not None:
             data["records_expected"] = self.records_expected
+        if self.providers is not None:
+            data.update(self.providers)
         if self.http is not None:
             data.update(self.http.as_metadata())  # requests, statuses, waits, latency buckets
         return data

@@ -223,6 +223,10 @@ def source_class(declaration: Declaration) -> type[DeclaredSource]:
         "folder": declaration.folder,
     }
     base: type[DeclaredSource] = DeclaredSource
+    if spec.providers:  # several providers, one table (loaded as a hook is: no import cycle)
+        from ingestion_pipelines.sources.declared_hooks import load_hook
+
+        base = load_hook("ingestion_pipelines.sources.declared_providers:ProvidersSource", base)
     if spec.hook:  # code the declaration cannot say (sources/declared_hooks.py)
         from ingestion_pipelines.sources.declared_hooks import hooked, load_hook
 

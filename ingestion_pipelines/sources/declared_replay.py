@@ -213,6 +213,10 @@ def register_declared() -> list[str]:
             throttle_body(prefix + "/", replay["throttle_body"])
         if replay.get("rate_limited"):
             rate_limited(replay["rate_limited"], prefix + "/")
+        if source.spec.providers:  # the other providers' recordings, each at its real path
+            from ingestion_pipelines.sources.declared_providers_replay import register_providers
+
+            register_providers(source)
         served.append(worker_id)
     return served
 

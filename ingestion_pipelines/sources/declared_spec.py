@@ -192,6 +192,8 @@ class RestSourceSpec(Strict):
     key: list[str] | None = None
     fields: dict[str, str | FieldSpec] = {}
     ordered: list[list[str]] = []  # column chains each record keeps non-decreasing
+    provider: str | None = None  # this declaration's provider, when `providers` adds others
+    providers: dict[str, Any] = {}  # more providers, one table (sources/declared_providers.py)
     replay: dict[str, Any] | None = None  # read by sources/declared_replay.py
     expect: dict[str, Any] | None = None  # read by sources/declared_testing.py
 
@@ -209,6 +211,20 @@ class RestSourceSpec(Strict):
         if value is not None:
             BusinessHours.of(value)
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_column(cls, data: Any) -> Any:
+        """With `providers`, a table's `provider` column names this declaration's provider on
+        its rows (sources/declared_providers.py stamps the others' rows alike)."""
+        if not (isinstance(data, dict) and data.get("providers")):
+            return data
+        columns = (data.get("table") or {}).get("columns") or {}
+        fields = data.get("fields") or {}
+        if "provider" in columns and "provider" not in fields:
+            stamp = {"value": data.get("provider") or "primary"}
+            data = {**data, "fields": {**fields, "provider": stamp}}
+        return data
 
     @field_validator("fresh_within")
     @classmethod

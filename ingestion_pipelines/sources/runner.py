@@ -209,12 +209,27 @@ class _Crawl:
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in done:
                     request = in_flight.pop(future)
-                    self.handle(request, future.result())
+                    try:
+                        response = future.result()
+                    except Exception as exc:
+                        self.fail_over(request, exc)  # re-raises unless another provider can
+                        continue
+                    self.handle(request, response)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             self.commit_after_failure()
             raise
         pool.shutdown(wait=True)
+
+    def fail_over(self, request: Request, error: Exception) -> None:
+        """A failed request of a multi-provider source is asked of its next provider
+        (sources/declared_providers.py); any other failure is the run's."""
+        replacing = getattr(self.source, "on_request_failed", None)
+        if replacing is None:
+            raise error
+        again = replacing(request, error)
+        self.followups.extendleft(reversed(again))
+        self.total += len(again)
 
     # -- one response --------------------------------------------------------------------
     def handle(self, request: Request, response: HttpResult) -> None:
@@ -226,6 +241,8 @@ class _Crawl:
                 "{} {} not modified since the last run: skipped", request.method, redact_url(url)
             )
         else:
+            record_of = getattr(self.source, "record_of", None)  # one model per provider
+            record = self.source.record if record_of is None else record_of(request)
             items = self.parse(request, response, url)
             while (item := next(items, _END)) is not _END:
                 if isinstance(item, Request):
@@ -236,7 +253,7 @@ class _Crawl:
                     state["expected"][item.family] = item.total
                     self.result.expected[item.family] = item.total
                 else:
-                    self.take(item, url, state)
+                    self.take(item, url, state, record)
         if request.meta.get("checkpoint", True):  # False: asked again by every run
             self.parsed.append((request_key(request), state))
         if self.progress is not None:
@@ -261,13 +278,13 @@ class _Crawl:
                 f"{self.worker_id}: {request.method} {redact_url(url)}: {cause}"
             ) from exc
 
-    def take(self, item: Any, url: str, state: dict[str, Any]) -> None:
+    def take(self, item: Any, url: str, state: dict[str, Any], record=None) -> None:
         """Validate one raw record and buffer its row (committing a full batch)."""
         result = self.result
         result.fetched += 1
         state["fetched"] += 1
         try:
-            row = self.source.record.model_validate(item).row()
+            row = (record or self.source.record).model_validate(item).row()
         except ValidationError as exc:
             reason = _describe_validation(exc)
             result.rejected += 1
@@ -437,6 +454,11 @@ def crawl(
             scope_of(source.window) if source.window is not None else FULL_SCOPE,
             getattr(settings, "checkpoint_ttl_s", DEFAULT_TTL_S),
         )
+    failover = getattr(source, "failover", None)  # several providers: their health
+    if failover is not None:
+        from ingestion_pipelines.sources.declared_providers import load_health
+
+        load_health(source, control_engine)
     job = _Crawl(
         source, session, data_engine, control_engine, run_id, progress, checkpoints, batch_rows
     )
@@ -449,6 +471,11 @@ def crawl(
         job.finish()
     finally:
         job.writer.close()
+        if failover is not None:
+            from ingestion_pipelines.sources.declared_providers import save_health
+
+            save_health(source, control_engine)
+            job.result.providers = failover.metadata()
     result = job.result
     result.duration_s = time.monotonic() - started
     job.log.info(

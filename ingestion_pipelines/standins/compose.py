@@ -62,10 +62,11 @@ def scheduled_env() -> dict[str, str]:
 
     routes.load_replays()
     root = f"http://{HOST}:{HTTP_PORT}"
-    return {
+    env = {
         f"INGEST_{worker_id.upper()}__BASE_URL": root + path
         for worker_id, path in routes.WORKER_BASE_PATHS.items()
     }
+    return env | {name: root + path for name, path in routes.SETTING_PATHS.items()}
 
 
 def feeds_env() -> dict[str, str]:

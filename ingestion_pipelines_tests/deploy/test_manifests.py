@@ -256,7 +256,12 @@ def test_the_production_stack_uses_the_live_sources_and_the_replay_is_an_overlay
         for w, spec in catalogue().items()
         if spec.kind == "scheduled" and spec.settings.__module__.startswith("ingestion_pipelines.")
     }
-    assert {f"INGEST_{w.upper()}__BASE_URL" for w in scheduled} == set(names)
+    from ingestion_pipelines.replay import routes  # + second providers' base URL settings
+
+    routes.load_replays()
+    expected = {f"INGEST_{w.upper()}__BASE_URL" for w in scheduled} | set(routes.SETTING_PATHS)
+    assert "INGEST_VN_INDICES__VIETCAP_BASE_URL" in expected
+    assert expected == set(names)
     for sidecar in ("sidecar-1", "sidecar-2"):
         assert "INGEST_BINANCE_TRADES__BASE_URL" in overlay[sidecar]["environment"]
 

@@ -375,7 +375,10 @@ def test_env_points_every_worker_here(server):
         for w, spec in catalogue().items()
         if spec.kind == "scheduled" and spec.settings.__module__.startswith("ingestion_pipelines.")
     ]
-    assert set(env) == {f"INGEST_{w.upper()}__BASE_URL" for w in scheduled}
+    from ingestion_pipelines.replay.routes import SETTING_PATHS  # second providers' URLs
+
+    assert "INGEST_VN_INDICES__VIETCAP_BASE_URL" in SETTING_PATHS
+    assert set(env) == {f"INGEST_{w.upper()}__BASE_URL" for w in scheduled} | set(SETTING_PATHS)
     assert json.loads(json.dumps(env)) == env
 
 

@@ -60,6 +60,29 @@ def feed_state(row: dict[str, Any] | None, now: datetime | None = None) -> dict[
     return result
 
 
+def provider_health(row: dict[str, Any] | None) -> dict[str, str] | None:
+    """A multi-provider worker's health per provider (`worker_state.details["providers"]`, kept by
+    sources/declared_providers.py): "ok", "blocked (HTTP 403) since ...", "N failures: ..."."""
+    details = (row or {}).get("details") or {}
+    if isinstance(details, str):
+        try:
+            details = json.loads(details)
+        except ValueError:
+            return None
+    health = details.get("providers") if isinstance(details, dict) else None
+    if not health:
+        return None
+    said = {}
+    for name, h in health.items():
+        if h.get("blocked_status"):
+            said[name] = f"blocked (HTTP {h['blocked_status']}) since {h.get('unhealthy_since')}"
+        elif h.get("consecutive_failures"):
+            said[name] = f"{h['consecutive_failures']} failures: {h.get('last_error')}"
+        else:
+            said[name] = f"ok (newest day {h.get('newest_day')})"
+    return said
+
+
 # order-book feeds (binance_depth): books in sync and resynchronisations, by reason
 _BOOK_KEYS = ("books", "books_synced", "resyncs", "resyncs_by_reason")
 
@@ -144,8 +167,8 @@ class _Snapshot:
         self.latest = {
             tuple(i["assetKey"]["path"])[-1]: i for i in data.get("assetsLatestInfo") or []
         }
-        has_feeds = any(s.kind == "feed" for s in specs.values())
-        self.states, self.state_error = worker_states(database_url) if has_feeds else ({}, None)
+        # feeds' connection state; scheduled workers' provider health (declared_providers.py)
+        self.states, self.state_error = worker_states(database_url) if specs else ({}, None)
         self.config = _ConfigSwitches(database_url)
 
     def feed(self, worker_id: str) -> dict[str, Any]:
@@ -180,6 +203,8 @@ class _Snapshot:
             item["market"] = market
         if spec.kind == "feed":
             item["feed"] = self.feed(worker_id)
+        elif (providers := provider_health(self.states.get(worker_id))) is not None:
+            item["providers"] = providers
         return item
 
 

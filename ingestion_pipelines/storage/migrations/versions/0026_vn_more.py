@@ -2,7 +2,7 @@
 and every fund (their one-item settings become subset settings)
 
 Revision ID: 0026_vn_more
-Revises: 0024_financial_statements
+Revises: 0025_providers
 Create Date: 2026-12-06 13:02:00
 
 An operator's `ticker` of vn_corporate_events becomes `tickers` (a one-stock subset, as before)
@@ -17,7 +17,7 @@ from ingestion_pipelines.storage.migration_ops import op
 from ingestion_pipelines.storage.types import JsonValue
 
 revision = "0026_vn_more"
-down_revision = "0024_financial_statements"
+down_revision = "0025_providers"
 branch_labels = None
 depends_on = None
 
