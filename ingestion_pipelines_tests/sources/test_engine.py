@@ -154,8 +154,8 @@ def spoiled(spec: vndirect.StockSpec) -> vndirect.StockSpec:
 def test_rows_stream_in_batches_and_a_run_over_the_threshold_keeps_only_committed_batches(
     server, sqlite_url
 ):
-    book = server.dataset.vn_stocks
     good = set(list_stocks(server, 30, sqlite_url)[:10])
+    book = server.dataset.vn_stocks
     for symbol in set(book.specs) - good:  # served with a close that is not a number
         spec = book.specs[symbol]
         book.specs[symbol] = spoiled(spec)
