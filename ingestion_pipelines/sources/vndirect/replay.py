@@ -1,7 +1,7 @@
 """VNDIRECT's public finfo API: ``GET /v4/stock_prices`` (daily prices) as the live service
 answers them, generated for every stock of the listing (``GET /v4/stocks``, served from its
 recording by `vn_stocks`' declaration, defs/vn_stocks/): `SimulatedPrices` is the selector of the
-declared prices replay (``replay.simulator`` in defs/vn_stock_eod/defs.yaml) for the days its
+declared daily-prices replay (its defs.yaml names it as ``replay.simulator``) for the days its
 recording does not hold; financial statements (``replay_statements``) are served here too.
 
 Both take a ``q`` filter of ``field:value`` clauses joined by ``~`` (``code:VNM~date:gte:2024-01-02``;
