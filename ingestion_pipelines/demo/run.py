@@ -106,13 +106,16 @@ def _first_partition(worker_id: str) -> str | None:
 def recorded_partitions() -> dict[str, str]:
     """Partitioned YAML sources and the day their recorded payload holds (`expect.partition`):
     their replay serves that day's recording whatever window is asked, so the demo runs that
-    day and leaves their schedule at its own cron (a tick today would find no rows)."""
+    day and leaves their schedule at its own cron (a tick today would find no rows). A source
+    whose replay has a simulator (``replay.simulator``) serves any day: it is not pinned."""
     from ingestion_pipelines.sources.declared import declared_sources
 
     return {
         worker_id: str(source.spec.expect["partition"])
         for worker_id, source in declared_sources().items()
-        if source.partitions is not None and "partition" in (source.spec.expect or {})
+        if source.partitions is not None
+        and "partition" in (source.spec.expect or {})
+        and not (source.spec.replay or {}).get("simulator")
     }
 
 

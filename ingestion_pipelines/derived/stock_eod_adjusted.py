@@ -63,9 +63,20 @@ from ingestion_pipelines.vnmarket.units import thousands_to_vnd
 
 WORKER_ID = "vn_stock_eod_adjusted"
 CHECK_NAME = "provider_adjusted_close_matches"
-# The raw prices come from vn_stock_eod, whose one provider today is VNDIRECT.
+# The raw prices' one provider today is VNDIRECT.
 RAW_PROVIDER = "vndirect"
-UPSTREAM = (dg.AssetKey(["vn_stock_eod"]), dg.AssetKey(["vn_corporate_events"]))
+READS = ("stock_eod", "corporate_event")  # the upstream assets: the sources declaring these
+
+
+def writers_of(table_names: tuple[str, ...]) -> tuple[dg.AssetKey, ...]:
+    """The asset of the YAML source declaring each table (its defs.yaml `table.name`)."""
+    from ingestion_pipelines.storage.declared import declarations
+
+    by_table = {(d.attributes.get("table") or {}).get("name"): d.worker_id for d in declarations()}
+    return tuple(dg.AssetKey([by_table[name]]) for name in table_names)
+
+
+UPSTREAM = writers_of(READS)
 # The stored factors: DECIMAL(38, 18) on servers; the prices use the exact factor.
 FACTOR_PLACES = Decimal("1e-18")
 _LISTED_MAX = 200
@@ -302,7 +313,7 @@ def build_adjusted(
 
 
 def automation_condition() -> dg.AutomationCondition:
-    """Run when `vn_stock_eod` or `vn_corporate_events` wrote something, once neither is still
+    """Run when the sources of `stock_eod` or `corporate_event` wrote something, once neither is still
     running (a first run without news upstream is launched by hand: nothing would change)."""
     ac = dg.AutomationCondition
     return (

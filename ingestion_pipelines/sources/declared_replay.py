@@ -12,6 +12,7 @@ The declaration's ``replay`` says where and how (``defs/<worker_id>/defs.yaml``)
       rate_limited: coingecko            # a per-minute budget name (--coingecko-rate-limit)
       throttle_body: {...}               # what a 429 there carries
       select: {q: {clauses: "~"}}        # the records each request asks for (declared_select)
+      simulator: module:name             # records made for what is not recorded (declared_simulator)
 
 The recorded file is one body as the service sends it (the record list at the declaration's
 ``records`` path); pages are cut from its records by the declared paginator's parameters. Tests
@@ -55,6 +56,7 @@ from ingestion_pipelines.sources.declared_select import (
     total_paths,
     with_totals,
 )
+from ingestion_pipelines.sources.declared_simulator import with_simulator
 from ingestion_pipelines.sources.declared_time_replay import time_range_page
 from ingestion_pipelines.sources.paginators import OffsetLimit, PageNumber, PaginatorSpec, at_path
 
@@ -222,10 +224,10 @@ def register_declared() -> list[str]:
 
 
 @dataset_part("recorded")
-def recorded_payloads(_dataset: ReplayDataset) -> dict[str, RecordedPayload]:
-    """Each declared source's recorded payload, by worker id."""
+def recorded_payloads(dataset: ReplayDataset) -> dict[str, RecordedPayload]:
+    """Each declared source's recorded payload, by worker id (with its declared simulator)."""
     return {
-        worker_id: recorded_payload(source)
+        worker_id: with_simulator(source.spec.replay, recorded_payload(source), dataset)
         for worker_id, source in load_declared_sources().items()
         if source.spec.replay
     }

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Date,
+    Index,
     Integer,
     MetaData,
     String,
@@ -168,7 +169,8 @@ def declared_table(
         )
         for c in specs
     ]
-    table = Table(name, metadata, *columns, extra_column())
+    indexes = [Index(None, *cols) for cols in table_spec.get("indexes") or []]
+    table = Table(name, metadata, *columns, extra_column(), *indexes)
     table.dialect_kwargs["mysql_charset"] = MYSQL_CHARSET
     return table
 

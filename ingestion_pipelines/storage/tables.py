@@ -177,33 +177,8 @@ trade_bar_1m = Table(
 
 # ---- control tables ------------------------------------------------------------------------
 
-# `stock` (the listing vn_stock_eod walks) is declared in defs/vn_stocks/defs.yaml.
-
-# Prices in the source's unit: thousands of VND (close 68.7 = 68,700 VND); volumes in shares.
-stock_eod = Table(
-    "stock_eod",
-    metadata,
-    Column("symbol", String(32), primary_key=True),
-    Column("trade_date", Date, primary_key=True),  # ICT trading day
-    Column("exchange", String(16)),
-    Column("open", ExactDecimal, nullable=False),
-    Column("high", ExactDecimal, nullable=False),
-    Column("low", ExactDecimal, nullable=False),
-    Column("close", ExactDecimal, nullable=False),
-    Column("volume", ExactDecimal, nullable=False),  # order-matched shares
-    Column("value", ExactDecimal),  # order-matched value, VND
-    Column("average", ExactDecimal),
-    Column("reference", ExactDecimal),  # the day's reference (basic) price
-    Column("ceiling", ExactDecimal),
-    Column("floor", ExactDecimal),
-    Column("adjusted_close", ExactDecimal),
-    Column("put_through_volume", ExactDecimal),
-    Column("put_through_value", ExactDecimal),
-    Column("change", ExactDecimal),
-    Column("change_pct", ExactDecimal),
-    extra_column(),
-    Index(None, "trade_date"),
-)
+# `stock` (the listing) and `stock_eod` (its daily prices) are declared in YAML (their folders
+# under defs/).
 
 worker_config = Table(
     "worker_config",
@@ -344,7 +319,6 @@ DATA_TABLES = {
         trade_tick,
         stock_quote,
         trade_bar_1m,
-        stock_eod,
         # LyngSat (issue 20)
         satellite,
         satellite_transponder,

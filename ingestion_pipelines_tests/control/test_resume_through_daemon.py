@@ -1,6 +1,7 @@
 """Resume through the daemon: a real dagster-webserver and dagster-daemon (the project's workspace
 and dagster.yaml) run a `vn_stock_eod` backfill launched with `ingest backfill` against the
-VNDIRECT replay with latency on every request; its run's processes are killed with kill -9
+VNDIRECT replay with latency on every request (the listing crawled into `stock` first by
+`vn_stocks`; prices from the replay's simulator); its run's processes are killed with kill -9
 half-way; the run fails and the daemon's retry of it (Dagster's re-execution of the same range)
 fetches only what had not committed, and the table ends exactly as an uninterrupted crawl
 leaves it."""
@@ -17,10 +18,9 @@ from sqlalchemy import func, select
 
 from ingestion_pipelines.replay.http_server import ReplayServer
 from ingestion_pipelines.replay.routes import read_data
-from ingestion_pipelines.sources.base import Window
+from ingestion_pipelines.sources.base import Window, source_classes
 from ingestion_pipelines.sources.checkpoints import request_key
 from ingestion_pipelines.sources.vndirect import replay as vndirect
-from ingestion_pipelines.sources.vndirect.eod import VnStockEod, VnStockEodSettings, trades_within
 from ingestion_pipelines.sources.vndirect.testing import served_prices
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.engines import dispose_all, ensure_schema
@@ -147,6 +147,9 @@ def test_a_run_killed_with_kill_9_is_retried_by_the_daemon_and_fetches_only_what
         },
     )
     engine = ensure_schema(mariadb_url)
+    for url in (mariadb_url, sqlite_url):  # the `stock` rows the prices are asked for
+        crawl_process.run(url, replay.url, worker_id=crawl_process.LISTING)
+    replay.requests.clear()
     replay.latency_s = LATENCY_S
     with stack:
         stack.wait_for_daemon(90)
@@ -169,7 +172,7 @@ def test_a_run_killed_with_kill_9_is_retried_by_the_daemon_and_fetches_only_what
             assert status(stack, first) in ("QUEUED", "NOT_STARTED", "STARTING", "STARTED")
             with engine.connect() as conn:
                 query = select(func.count()).select_from(tables.crawl_checkpoint)
-                return conn.execute(query).scalar_one() > 30  # the listing and 30 stocks
+                return conn.execute(query).scalar_one() > 30  # 31 stocks
 
         wait_until(half_committed, 180, interval_s=0.05, what="a first batch to commit")
         pid = run_worker_pid(stack, first)
@@ -204,24 +207,21 @@ def test_a_run_killed_with_kill_9_is_retried_by_the_daemon_and_fetches_only_what
         runs = stack.graphql(WORKER_RUNS)["runsOrError"]["results"]
         assert {r["runId"] for r in runs} == {first, retry}  # no other run of the worker
 
-    # The committed requests, by symbol: each checkpoint is the listing or one stock's prices
-    # (the run's window ends where the partition after END starts).
-    source = VnStockEod(
-        VnStockEodSettings(), Window(START, next_trading_day(END), "Asia/Ho_Chi_Minh")
-    )
+    # The committed requests, by symbol: each checkpoint is one stock's prices (the run's
+    # window ends where the partition after END starts).
+    prices = source_classes()[crawl_process.WORKER]
+    window = Window(START, next_trading_day(END), "Asia/Ho_Chi_Minh")
+    source = prices(prices.Settings(database_url=sqlite_url), window)
     book = replay.dataset.vn_stocks
-    by_key = {request_key(source.prices_request(code)): code for code in book.specs}
-    listing_key = request_key(next(iter(source.build_requests())))
-    assert listing_key in committed  # the listing committed with the first batch
-    committed_symbols = {by_key[key] for key in committed - {listing_key}}
-    every = {row["code"] for row in book.rows if trades_within(row, START, END)}
+    by_key = {request_key(r): r.params["q"].split("~")[0][5:] for r in source.build_requests()}
+    committed_symbols = {by_key[key] for key in committed}
+    every = set(by_key.values())  # the stocks listed at some point of the range
     assert 30 <= len(committed_symbols) < len(every)
     assert committed_symbols <= set(first_symbols)
 
     again = price_symbols(replay)
     assert len(again) == len(set(again))  # nothing twice
     assert set(again) == every - committed_symbols  # only what had not committed
-    assert replay.requests_for(vndirect.STOCKS_PATH) == []  # nor the listing
     with engine.connect() as conn:  # the range completed: its checkpoints are gone
         assert conn.execute(select(func.count()).select_from(tables.crawl_checkpoint)).scalar() == 0
 

@@ -4,10 +4,12 @@ the engine's tests and the benchmarks (`crawl_scale.py`, `financial_statements.p
 separate process (to kill it with kill -9, to measure its peak memory).
 
     python -m ingestion_pipelines_tests.sources.crawl_process --database-url URL \
-        --base-url http://127.0.0.1:PORT [--worker ID] [--start 2024-03-01 --end 2024-03-29]
+        --base-url http://127.0.0.1:PORT [--worker ID] [--start 2024-03-01 --end 2024-03-29] \
+        [--listing] [--source module:Class]
 
 prints the run's metadata and `peak_rss_mb` as one JSON line. What is crawled is what the server
-serves (for `vn_stock_eod`, every stock of the replay's listing).
+serves (for `vn_stock_eod`, every stock of the `stock` table at `--database-url`: crawl the
+replay's listing into it first with ``--worker vn_stocks``, `LISTING`).
 """
 
 from __future__ import annotations
@@ -20,25 +22,28 @@ from datetime import date, timedelta
 import orjson
 
 WORKER = "vn_stock_eod"
+LISTING = "vn_stocks"  # fills the `stock` table WORKER asks prices for
 
 
-def source_of(worker_id: str, staged: bool = False):
-    """The worker's source class, or (`staged`) its declaration in ``staging/`` (`staged.py`)."""
+def source_of(worker_id: str, source: str | None = None):
+    """The worker's source class, or the class at `source` (``module:Class``, e.g. a benchmark's
+    reference implementation outside the catalogue)."""
+    import importlib
+
     from ingestion_pipelines.sources.base import source_classes
 
-    if staged:
-        from ingestion_pipelines_tests.sources.staged import staged_class
-
-        return staged_class(worker_id)
+    if source:
+        module_name, _, name = source.partition(":")
+        return getattr(importlib.import_module(module_name), name)
     return source_classes()[worker_id]
 
 
-def window_of(worker_id: str, start: date | None, end: date | None, staged: bool = False):
+def window_of(worker_id: str, start: date | None, end: date | None, source_path: str | None = None):
     """The window of a range run of partitions `start..end` (inclusive); None when the worker has
     no partitions (or no range is given)."""
     from ingestion_pipelines.sources.base import Window
 
-    source = source_of(worker_id, staged)
+    source = source_of(worker_id, source_path)
     if source.partitions is None or start is None or end is None:
         return None
     return Window(start, end + timedelta(days=1), source.partitions.timezone)
@@ -57,17 +62,17 @@ def run(
     resume: bool = True,
     run_timeout_s: float = 3600.0,
     batch_rows: int | None = None,
-    staged: bool = False,
+    source_path: str | None = None,
     run_id: str | None = None,
 ):
-    """One crawl of `worker_id` over `start..end` (inclusive); returns the `CrawlResult`. With
-    `staged`, the worker's declaration in ``staging/`` is crawled (under ``<worker_id>_staged``);
-    a `for_each` source reads its rows from `database_url`."""
+    """One crawl of `worker_id` (or of the class at `source_path`, ``module:Class``) over
+    `start..end` (inclusive); returns the `CrawlResult`. A `for_each` source reads its rows from
+    `database_url`."""
     from ingestion_pipelines.http_client.resource import HttpClientResource
     from ingestion_pipelines.sources.runner import crawl
     from ingestion_pipelines.storage.engines import ensure_schema
 
-    source = source_of(worker_id, staged)
+    source = source_of(worker_id, source_path)
     engine = ensure_schema(database_url)
     settings = source.Settings(
         base_url=base_url,
@@ -81,7 +86,7 @@ def run(
         source.worker_id, impersonate=None, rate_limit_per_s=settings.rate_limit_per_s
     ) as session:
         return crawl(
-            source(settings, window_of(worker_id, start, end, staged)),
+            source(settings, window_of(worker_id, start, end, source_path)),
             session=session,
             data_engine=engine,
             control_engine=engine,
@@ -103,12 +108,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", default="")
     parser.add_argument("--batch-rows", type=int)
     parser.add_argument("--run-timeout", type=float, default=3600.0)
-    parser.add_argument("--staged", action="store_true", help="its declaration in staging/")
+    parser.add_argument("--source", help="module:Class crawled instead of the worker's class")
+    parser.add_argument(
+        "--listing", action="store_true", help=f"crawl {LISTING} into `stock` first (untimed)"
+    )
     args = parser.parse_args(argv)
     from loguru import logger
 
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
+    if args.listing:
+        run(args.database_url, args.base_url, worker_id=LISTING, redis_url=args.redis_url)
     result = run(
         args.database_url,
         args.base_url,
@@ -119,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         rate_limit_per_s=args.rate,
         redis_url=args.redis_url,
         batch_rows=args.batch_rows,
-        staged=args.staged,
+        source_path=args.source,
         run_timeout_s=args.run_timeout,
     )
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux

@@ -10,13 +10,13 @@ from pydantic import ValidationError
 from sqlalchemy import insert, select
 
 from ingestion_pipelines.replay.http_server import ReplayServer
+from ingestion_pipelines.sources.base import source_classes
 from ingestion_pipelines.sources.checkpoints import (
     Checkpoints,
     request_key,
     scope_of,
 )
 from ingestion_pipelines.sources.vndirect import replay as vndirect
-from ingestion_pipelines.sources.vndirect.eod import VnStockEodSettings, listing_request
 from ingestion_pipelines.sources.vndirect.testing import served_prices
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.engines import dispose_all, ensure_schema
@@ -24,6 +24,7 @@ from ingestion_pipelines_tests.sources import crawl_process
 
 DAY = date(2024, 3, 1)  # a Friday, a trading day
 WEEK = 7 * 86400.0
+PRICES = source_classes()[crawl_process.WORKER]  # declared in YAML
 NOTHING_YIELDED = {"followups": [], "expected": {}, "fetched": 0, "rejected": 0, "out_of_window": 0}
 
 
@@ -58,11 +59,13 @@ def test_a_range_untouched_for_the_ttl_starts_over_and_the_workers_stale_ranges_
     server, database_url
 ):
     engine = ensure_schema(database_url)
-    own = scope_of(crawl_process.window_of("vn_stock_eod", DAY, DAY))
-    # Were it not expired, this stale checkpoint of the listing would make the run skip it and
-    # fetch no price at all.
-    listing = request_key(listing_request(1, VnStockEodSettings().page_size))
-    seed(engine, "vn_stock_eod", own, timedelta(days=8), key=listing)
+    crawl_process.run(database_url, server.url, worker_id=crawl_process.LISTING)  # `stock`
+    window = crawl_process.window_of("vn_stock_eod", DAY, DAY)
+    own = scope_of(window)
+    # Were it not expired, this stale checkpoint of one stock's prices would make the run skip
+    # that stock.
+    first = next(iter(PRICES(PRICES.Settings(database_url=database_url), window).build_requests()))
+    seed(engine, "vn_stock_eod", own, timedelta(days=8), key=request_key(first))
     seed(engine, "vn_stock_eod", "2023-01-02..2023-01-31", timedelta(days=8))
     seed(engine, "vn_stock_eod", "2023-02-01..2023-02-28", timedelta(days=8), key="old")
     seed(engine, "vn_stock_eod", "2023-02-01..2023-02-28", timedelta(hours=1), key="new")
@@ -73,7 +76,7 @@ def test_a_range_untouched_for_the_ttl_starts_over_and_the_workers_stale_ranges_
     served = served_prices(server.dataset.vn_stocks, DAY, DAY)
     assert result.requests_resumed == 0
     assert result.written.inserted == len(served) >= 20
-    assert len(server.requests_for(vndirect.STOCKS_PATH)) == 1
+    assert first.params["q"] in {r.query["q"] for r in server.requests_for(vndirect.PRICES_PATH)}
     assert ranges(engine) == {
         ("vn_stock_eod", "2023-02-01..2023-02-28"),  # touched an hour ago: kept whole
         ("fmarket_nav", "2023-01-02..2023-01-31"),
@@ -103,8 +106,8 @@ def test_a_range_a_run_has_loaded_is_not_expired_while_it_runs(database_url):
 
 
 def test_checkpoint_ttl_s_may_not_be_shorter_than_run_timeout_s():
-    assert VnStockEodSettings().checkpoint_ttl_s == WEEK
-    assert VnStockEodSettings(run_timeout_s=600, checkpoint_ttl_s=3600).checkpoint_ttl_s == 3600
+    assert PRICES.Settings().checkpoint_ttl_s == WEEK
+    assert PRICES.Settings(run_timeout_s=600, checkpoint_ttl_s=3600).checkpoint_ttl_s == 3600
     with pytest.raises(ValidationError) as refused:
-        VnStockEodSettings(checkpoint_ttl_s=3600)  # run_timeout_s defaults to 6 h
+        PRICES.Settings(checkpoint_ttl_s=3600)  # run_timeout_s defaults to 6 h
     assert "may not be shorter than run_timeout_s (21600)" in str(refused.value)

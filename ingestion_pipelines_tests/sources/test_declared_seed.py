@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import select
 
+from ingestion_pipelines.sources.base import source_classes
 from ingestion_pipelines.sources.declared_seed import seed_of
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.engines import dispose_all, ensure_schema
-from ingestion_pipelines_tests.sources.staged import staged_class
 
 
 class Crawler:
@@ -35,8 +35,8 @@ def crawler(sqlite_url):
     dispose_all()
 
 
-def test_the_staged_vn_stock_eod_seeds_the_stock_rows_its_for_each_reads(crawler):
-    seed = seed_of(staged_class("vn_stock_eod"))
+def test_vn_stock_eod_seeds_the_stock_rows_its_for_each_reads(crawler):
+    seed = seed_of(source_classes()["vn_stock_eod"])
     seed(crawler)
     with ensure_schema(crawler.database_url).connect() as conn:
         stored = conn.execute(select(tables.stock.c.symbol, tables.stock.c.listed_on)).all()

@@ -1,7 +1,9 @@
-"""The crawl engine at scale, with `vn_stock_eod` against the VNDIRECT replay at its real paths
-(the listing, then one price request per stock), injected latency and a request log: requests in
-flight, the rate at the server, Retry-After host-wide, streaming batches, resume after a real
-kill -9, the run deadline, completeness and partition windows."""
+"""The crawl engine at scale, with the declared `vn_stock_eod` against the VNDIRECT replay at its
+real paths (one price request per stock of the `stock` table, which `seed_listing` fills by
+crawling the replay's listing with `vn_stocks`; prices from the replay's simulator), injected
+latency and a request log: requests in flight, the rate at the server, Retry-After host-wide,
+streaming batches, resume after a real kill -9, the run deadline, completeness and partition
+windows."""
 
 from __future__ import annotations
 
@@ -19,11 +21,11 @@ from sqlalchemy import func, select
 
 from ingestion_pipelines.http_client.errors import RunDeadlineExceeded
 from ingestion_pipelines.replay.http_server import ReplayServer
+from ingestion_pipelines.sources.base import source_classes
 from ingestion_pipelines.sources.checkpoints import request_key
 from ingestion_pipelines.sources.crawl_result import CrawlResult, RejectThresholdError
 from ingestion_pipelines.sources.factory import complete_check
 from ingestion_pipelines.sources.vndirect import replay as vndirect
-from ingestion_pipelines.sources.vndirect.eod import VnStockEod
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.engines import dispose_all, ensure_schema
 from ingestion_pipelines_tests.sources import crawl_process
@@ -51,9 +53,13 @@ def stored(url: str) -> list[tuple]:
         return [tuple(r) for r in conn.execute(select(table).order_by(*table.primary_key))]
 
 
-def list_stocks(replay: ReplayServer, count: int) -> list[str]:
-    """Make the replay list `count` stocks, every one trading since before DAY; their symbols."""
+def list_stocks(replay: ReplayServer, count: int, *urls: str) -> list[str]:
+    """Make the replay list `count` stocks, every one trading since before DAY, and crawl that
+    listing into the `stock` table of each database of `urls`; their symbols."""
     book = vndirect.use_book(replay.dataset, vndirect.StockBook(vndirect.generated_rows(count)))
+    for url in urls:
+        crawl_process.run(url, replay.url, worker_id=crawl_process.LISTING)
+    replay.requests.clear()
     return list(book.specs)
 
 
@@ -65,7 +71,7 @@ def symbols_requested(replay: ReplayServer) -> list[str]:
 @pytest.mark.parametrize("concurrency", [1, 8])
 def test_up_to_concurrency_requests_are_in_flight(server, sqlite_url, concurrency):
     server.latency_s = 0.1
-    symbols = list_stocks(server, 40)
+    symbols = list_stocks(server, 40, sqlite_url)
     result = crawl_process.run(sqlite_url, server.url, DAY, DAY, concurrency=concurrency)
     assert server.peak_in_flight == concurrency
     assert sorted(symbols_requested(server)) == sorted(symbols)
@@ -78,7 +84,7 @@ def test_the_rate_limit_holds_at_the_server_across_processes(
     """Two crawler processes sharing Redis, each with 8 requests in flight, stay under 10/s
     together, measured at the server."""
     server.latency_s = 0.05
-    list_stocks(server, 15)
+    list_stocks(server, 15, *(f"sqlite:///{tmp_path}/p{n}.db" for n in range(2)))
     procs = [
         subprocess.Popen(
             [
@@ -111,7 +117,7 @@ def test_the_rate_limit_holds_at_the_server_across_processes(
         assert proc.returncode == 0
         assert json.loads(out)["records_inserted"] == 15
     times = sorted(r.time for r in server.requests)
-    assert len(times) == 32  # the listing and 15 prices, twice
+    assert len(times) == 30  # 15 prices, twice
     # The server stamps a request once its handler thread has read it: on a loaded machine that
     # lags by up to ~0.1 s (a new connection's first request most), which the bounds allow for.
     assert (len(times) - 1) / (times[-1] - times[0]) <= 10.5
@@ -121,10 +127,10 @@ def test_the_rate_limit_holds_at_the_server_across_processes(
 
 def test_retry_after_holds_every_request_to_the_host(server, sqlite_url):
     server.latency_s = 0.1  # without the pause, requests would keep arriving every 0.1 s
-    list_stocks(server, 20)
+    list_stocks(server, 20, sqlite_url)
     server.faults.add(PRICES, 429, retry_after=1)
     result = crawl_process.run(sqlite_url, server.url, DAY, DAY, concurrency=4)
-    assert result.http.requests_by_status == {"429": 1, "200": 21}  # the listing, 20 prices
+    assert result.http.requests_by_status == {"429": 1, "200": 20}  # 20 prices
     assert result.written.inserted == 20
     times = sorted(r.time for r in server.requests_for(PRICES))
     first = times[0]
@@ -134,32 +140,41 @@ def test_retry_after_holds_every_request_to_the_host(server, sqlite_url):
     assert max(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.6
 
 
+def spoiled(spec: vndirect.StockSpec) -> vndirect.StockSpec:
+    """`spec` whose rows carry a close that is not a number."""
+    real_row = spec.row
+
+    class Spoiled(vndirect.StockSpec):
+        def row(self, day):
+            return {**real_row(day), "close": "n/a"}
+
+    return Spoiled(spec.symbol, spec.floor, spec.listed, spec.delisted)
+
+
 def test_rows_stream_in_batches_and_a_run_over_the_threshold_keeps_only_committed_batches(
     server, sqlite_url
 ):
-    good = set(list_stocks(server, 30)[:10])
-
-    class Spoiled(VnStockEod):
-        def parse(self, response, request):
-            for item in super().parse(response, request):
-                if isinstance(item, dict) and item["code"] not in good:
-                    item = {**item, "close": "n/a"}
-                yield item
+    good = set(list_stocks(server, 30, sqlite_url)[:10])
+    book = server.dataset.vn_stocks
+    for symbol in set(book.specs) - good:  # served with a close that is not a number
+        spec = book.specs[symbol]
+        book.specs[symbol] = spoiled(spec)
 
     from ingestion_pipelines.http_client.resource import HttpClientResource
     from ingestion_pipelines.sources.base import Window
     from ingestion_pipelines.sources.runner import crawl
 
     engine = ensure_schema(sqlite_url)
-    settings = VnStockEod.Settings(base_url=server.url, concurrency=1)
+    prices = source_classes()[crawl_process.WORKER]
+    settings = prices.Settings(base_url=server.url, database_url=sqlite_url, concurrency=1)
     window = Window(DAY, DAY + timedelta(days=2), "Asia/Ho_Chi_Minh")  # two trading days
     http = HttpClientResource(redis_url="")
     with (
-        http.session("vn_stock_eod", impersonate=None) as session,
+        http.session(prices.worker_id, impersonate=None) as session,
         pytest.raises(RejectThresholdError) as failure,
     ):
         crawl(
-            Spoiled(settings, window),
+            prices(settings, window),
             session=session,
             data_engine=engine,
             control_engine=engine,
@@ -180,7 +195,7 @@ def test_a_crawl_killed_with_kill_9_resumes_and_ends_exactly_as_an_uninterrupted
 ):
     server.latency_s = 0.05
     stocks, last = 120, DAY + timedelta(days=4)  # five trading days
-    symbols = list_stocks(server, stocks)
+    symbols = list_stocks(server, stocks, mariadb_url, sqlite_url)
     command = [
         sys.executable,
         "-m",
@@ -209,11 +224,11 @@ def test_a_crawl_killed_with_kill_9_resumes_and_ends_exactly_as_an_uninterrupted
     with ensure_schema(mariadb_url).connect() as conn:
         committed = set(conn.execute(select(tables.crawl_checkpoint.c.request_key)).scalars())
         rows = conn.execute(select(func.count()).select_from(tables.stock_eod)).scalar_one()
-    source = VnStockEod(VnStockEod.Settings(), crawl_process.window_of("vn_stock_eod", DAY, last))
-    by_key = {request_key(source.prices_request(symbol)): symbol for symbol in symbols}
-    listing = request_key(next(iter(source.build_requests())))
-    assert listing in committed
-    committed_symbols = {by_key[key] for key in committed - {listing}}
+    prices = source_classes()[crawl_process.WORKER]
+    window = crawl_process.window_of(crawl_process.WORKER, DAY, last)
+    source = prices(prices.Settings(database_url=sqlite_url), window)
+    by_key = {request_key(r): r.params["q"].split("~")[0][5:] for r in source.build_requests()}
+    committed_symbols = {by_key[key] for key in committed}
     assert rows >= len(committed_symbols) * 5
     assert 0 < len(committed_symbols) < stocks
     assert committed_symbols <= set(symbols_requested(server))
@@ -224,7 +239,6 @@ def test_a_crawl_killed_with_kill_9_resumes_and_ends_exactly_as_an_uninterrupted
     again = symbols_requested(server)
     assert len(again) == len(set(again))
     assert set(again) == set(symbols) - committed_symbols  # only what had not committed
-    assert server.requests_for(vndirect.STOCKS_PATH) == []
     assert resumed.requests_resumed == len(committed)
     assert resumed.fetched == resumed.records_expected == stocks * 5
     assert count(mariadb_url, tables.crawl_checkpoint) == 0  # the range completed
@@ -235,7 +249,7 @@ def test_a_crawl_killed_with_kill_9_resumes_and_ends_exactly_as_an_uninterrupted
 
 def test_a_run_past_run_timeout_s_fails_naming_worker_and_url(server, sqlite_url):
     server.latency_s = 0.3
-    list_stocks(server, 20)
+    list_stocks(server, 20, sqlite_url)
     started = time.monotonic()
     with pytest.raises(RunDeadlineExceeded) as failure:
         crawl_process.run(sqlite_url, server.url, DAY, DAY, concurrency=1, run_timeout_s=1.0)
@@ -243,10 +257,9 @@ def test_a_run_past_run_timeout_s_fails_naming_worker_and_url(server, sqlite_url
     message = str(failure.value)
     assert message.startswith("vn_stock_eod: GET ") and f"{server.url}{PRICES}" in message
     assert "run_timeout_s=1" in message
-    # what committed before the deadline is checkpointed (the listing too): the next run
-    # resumes after it
+    # what committed before the deadline is checkpointed: the next run resumes after it
     rows = count(sqlite_url, tables.stock_eod)
-    assert rows > 0 and count(sqlite_url, tables.crawl_checkpoint) == rows + 1
+    assert rows > 0 and count(sqlite_url, tables.crawl_checkpoint) == rows
 
 
 def price_page(rows: list[dict], total: int) -> dict:
@@ -255,7 +268,7 @@ def price_page(rows: list[dict], total: int) -> dict:
 
 
 def test_records_outside_the_window_are_counted_not_written(server, sqlite_url):
-    (symbol,) = list_stocks(server, 1)
+    (symbol,) = list_stocks(server, 1, sqlite_url)
     spec = server.dataset.vn_stocks.specs[symbol]
     served = [spec.row(DAY + timedelta(n)) for n in range(-3, 3)]  # Fri..Wed
     server.faults.add(PRICES, 200, body=price_page(served, 6))
@@ -267,7 +280,7 @@ def test_records_outside_the_window_are_counted_not_written(server, sqlite_url):
 
 
 def test_complete_fails_naming_the_shortfall(server, sqlite_url):
-    (symbol,) = list_stocks(server, 1)
+    (symbol,) = list_stocks(server, 1, sqlite_url)
     row = server.dataset.vn_stocks.specs[symbol].row(DAY)
     # The source says 3 rows, sends one, then an empty page: 2 records short.
     server.faults.add(PRICES, 200, body=price_page([row], 3))
@@ -299,7 +312,8 @@ def test_a_batch_failing_in_the_writer_thread_fails_the_crawl_and_the_rerun_resu
             raise RuntimeError("the database refused batch 3")
         return real_upsert(*args, **kwargs)
 
-    list_stocks(server, 30)
+    uninterrupted = f"sqlite:///{tmp_path}/uninterrupted.db"
+    list_stocks(server, 30, sqlite_url, uninterrupted)
     monkeypatch.setattr(runner, "upsert", failing_third_batch)
     with pytest.raises(RuntimeError, match="refused batch 3"):
         crawl_process.run(sqlite_url, server.url, DAY, DAY, concurrency=1, batch_rows=6)
@@ -310,9 +324,8 @@ def test_a_batch_failing_in_the_writer_thread_fails_the_crawl_and_the_rerun_resu
     monkeypatch.setattr(runner, "upsert", real_upsert)
     result = crawl_process.run(sqlite_url, server.url, DAY, DAY, concurrency=1)
     rerun = len(symbols_requested(server)) - first_run
-    prices_resumed = result.requests_resumed - 1  # the listing had committed too
+    prices_resumed = result.requests_resumed
     assert prices_resumed + rerun == 30
     assert 12 <= prices_resumed < 18  # not the ones whose rows were in batch 3
-    uninterrupted = f"sqlite:///{tmp_path}/uninterrupted.db"
     crawl_process.run(uninterrupted, server.url, DAY, DAY, concurrency=1)
     assert stored(sqlite_url) == stored(uninterrupted)

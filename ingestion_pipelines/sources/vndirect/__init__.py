@@ -1,2 +1,3 @@
-"""VNDIRECT's public API: the stock listing (`vn_stocks`) and end-of-day prices (`vn_stock_eod`);
-their replay, recordings and expected values."""
+"""VNDIRECT's public finfo API: the financial statements worker written in Python (the listing
+and the daily prices are declared in YAML under defs/); the finfo replay (its daily-price
+simulator, the statements) and the expected values of its Python worker."""

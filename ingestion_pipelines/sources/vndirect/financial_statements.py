@@ -33,7 +33,7 @@ from ingestion_pipelines.sources.base import (
     SourceError,
     exact_json,
 )
-from ingestion_pipelines.sources.vndirect.eod import (
+from ingestion_pipelines.sources.vndirect.finfo import (
     SYMBOL_PATTERN,
     VndirectSettings,
     listing_request,

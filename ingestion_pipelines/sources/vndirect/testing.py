@@ -1,4 +1,6 @@
-"""Expected values of `vn_stock_eod` for the standard tests (`vn_stocks`' are in its defs.yaml)."""
+"""Expected values of the VNDIRECT replay: the daily prices its simulator serves (the declared
+prices source's own standard tests read its defs.yaml `expect`), and the Python
+`vn_financial_statements`' standard tests."""
 
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ def exact(value) -> Decimal:
 
 
 def last_weekday(before: date | None = None) -> date:
-    """The last trading day before `before` (today): a partition of vn_stock_eod."""
+    """The last trading day before `before` (today): a daily-prices partition."""
     return previous_trading_day(before or date.today())
 
 
@@ -53,38 +55,6 @@ def served_prices(book: vndirect.StockBook, start: date, end: date) -> dict:
                 served[(code, day)] = spec.row(day)
             day += timedelta(days=1)
     return served
-
-
-def check_vn_stock_eod(crawler, partition) -> None:
-    """Every price of the day, exactly."""
-    day = date.fromisoformat(partition)
-    served = served_prices(crawler.server.dataset.vn_stocks, day, day)
-    stored = {(r["symbol"], r["trade_date"]): r for r in crawler.rows(tables.stock_eod)}
-    assert set(stored) == set(served) and len(served) >= 20
-    for key, row in served.items():
-        got = stored[key]
-        for column, field in PRICE_COLUMNS.items():
-            assert got[column] == exact(row[field]), (key, column)
-        assert got["exchange"] == row["floor"]
-        assert got["extra"]["time"] == row["time"]
-
-
-def last_trading_day(_dataset) -> str:
-    """The partition of the last trading day before today."""
-    return last_weekday().isoformat()
-
-
-def break_price(dataset, _partition) -> None:
-    """VNM's price row with its low above its high."""
-    book = dataset.vn_stocks
-    spec = book.specs["VNM"]
-    real_row = spec.row
-
-    class Broken(vndirect.StockSpec):
-        def row(self, day):
-            return {**real_row(day), "high": 1.0, "low": 500.0}
-
-    book.specs["VNM"] = Broken(spec.symbol, spec.floor, spec.listed, spec.delisted)
 
 
 def check_vn_financial_statements(crawler, _partition) -> None:
@@ -117,9 +87,6 @@ def break_statement(dataset, _partition) -> None:
 
 
 STANDARD = {
-    "vn_stock_eod": Standard(
-        check_vn_stock_eod, break_price, vndirect.PRICES_PATH, partition=last_trading_day
-    ),
     "vn_financial_statements": Standard(
         check_vn_financial_statements, break_statement, "/v4/financial_statements"
     ),

@@ -1,4 +1,6 @@
-"""vn_stocks and vn_stock_eod against the replay of VNDIRECT's finfo API, through Dagster."""
+"""vn_stocks and vn_stock_eod against the replay of VNDIRECT's finfo API, through Dagster: the
+listing crawled into `stock` first (the declared `vn_stock_eod` asks prices for its rows), then
+days the prices recording does not hold, served by its simulator (`SimulatedPrices`)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ from datetime import timedelta
 
 from ingestion_pipelines.sources.vndirect import replay as vndirect
 from ingestion_pipelines.sources.vndirect.testing import (
+    PRICE_COLUMNS,
+    exact,
     last_weekday,
     served_prices,
     trading_days_before,
@@ -17,6 +21,7 @@ from ingestion_pipelines.vnmarket.calendar import trading_days
 def test_a_backfill_is_one_run_with_one_price_request_per_listed_stock(crawler):
     end = last_weekday()
     start = trading_days_before(end, 20)
+    crawler.run("vn_stocks")
     crawl = crawler.run("vn_stock_eod", partition_range=(start.isoformat(), end.isoformat()))
     book = crawler.server.dataset.vn_stocks
     requests = crawler.server.requests_for(vndirect.PRICES_PATH)
@@ -28,6 +33,13 @@ def test_a_backfill_is_one_run_with_one_price_request_per_listed_stock(crawler):
     stored = crawler.rows(tables.stock_eod)
     assert len(stored) == len(served) == crawl.metadata["records_inserted"]
     assert {r["trade_date"] for r in stored} <= set(trading_days(start, end + timedelta(days=1)))
+    by_key = {(r["symbol"], r["trade_date"]): r for r in stored}
+    assert set(by_key) == set(served) and len(served) >= 20 * 20
+    for key, row in served.items():  # every price of every day, exactly
+        got = by_key[key]
+        for column, field in PRICE_COLUMNS.items():
+            assert got[column] == exact(row[field]), (key, column)
+        assert got["exchange"] == row["floor"] and got["extra"]["time"] == row["time"]
 
 
 def test_pages_capped_by_the_server_are_all_fetched(crawler):
@@ -54,10 +66,11 @@ def test_an_impossible_day_goes_to_dead_letter_and_the_rest_is_written(crawler):
             return {**real_row(d), "high": 1.0, "low": 500.0}
 
     book.specs["VNM"] = Broken(spec.symbol, spec.floor, spec.listed, spec.delisted)
+    crawler.run("vn_stocks")
     crawl = crawler.run("vn_stock_eod", day.isoformat())
     assert crawl.metadata["records_rejected"] == 1
     (letter,) = crawler.rows(tables.dead_letter)
-    assert letter["worker_id"] == "vn_stock_eod" and "outside [low, high]" in letter["reason"]
+    assert letter["worker_id"] == "vn_stock_eod" and "does not hold" in letter["reason"]
     assert '"code":"VNM"' in letter["payload"]
     symbols = {r["symbol"] for r in crawler.rows(tables.stock_eod)}
     assert "VNM" not in symbols and len(symbols) >= 19

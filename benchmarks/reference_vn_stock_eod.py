@@ -1,76 +1,39 @@
-"""VNDIRECT's public finfo API: daily prices of every listed Vietnamese stock
-(`GET /v4/stock_prices`).
+"""The Python `vn_stock_eod` as it was before the worker became YAML only (issue 18), kept here as
+a benchmark-local reference: `crawl_scale.py` section 6 crawls it beside the declaration
+(``defs/vn_stock_eod/defs.yaml``) to measure the declaration's rate against it. Not a worker: its
+id is `vn_stock_eod_reference`, it is imported only by the benchmark's crawl process
+(``crawl_process --source benchmarks.reference_vn_stock_eod:VnStockEod``), never by the package.
 
-One request per stock for the whole window (`q=code:VNM~date:gte:…~date:lte:…`, pages followed
-when the server caps `size`), after the listing (`GET /v4/stocks`, declared for `vn_stocks` in
-defs/vn_stocks/defs.yaml) says which stocks traded in it. Prices are in the source's unit, thousands of VND (`close` 68.7 is 68,700 VND), kept exact;
-`volume` is order-matched shares (`nmVolume`), `value` order-matched VND (`nmValue`),
-put-through (negotiated) trades apart. `date` is the ICT trading day.
+One request per stock for the whole window, after the listing (``GET /v4/stocks``) says which
+stocks traded in it (the declaration reads them from the `stock` table instead).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 from pydantic import Field, model_validator
 
-from ingestion_pipelines.config.workers import ScheduledSettings
 from ingestion_pipelines.sources.base import (
     Exact,
-    Expected,
     Record,
     Request,
     Source,
-    SourceError,
     TradingDayPartitions,
-    exact_json,
+)
+from ingestion_pipelines.sources.vndirect.finfo import (
+    SYMBOL_PATTERN,
+    VndirectSettings,
+    listing_request,
+    paged_rows,
 )
 from ingestion_pipelines.storage.tables import stock_eod
 
-STOCKS_PATH = "/v4/stocks"
-LISTING_QUERY = "type:STOCK~floor:HOSE,HNX,UPCOM"
 PRICES_PATH = "/v4/stock_prices"
-SYMBOL_PATTERN = r"^[A-Z0-9]{3,12}$"
 ZERO = Decimal(0)
-
-
-class VndirectSettings(ScheduledSettings):
-    """Settings of the VNDIRECT workers written in Python."""
-
-    base_url: str = "https://finfo-api.vndirect.com.vn"
-    page_size: int = Field(1000, ge=1, le=10_000)
-
-
-def listing_request(page: int, page_size: int) -> Request:
-    """One page of the listing of every stock."""
-    return Request(
-        STOCKS_PATH,
-        params={"q": LISTING_QUERY, "size": page_size, "page": page},
-        meta={"kind": "listing", "page": page},
-    )
-
-
-def paged_rows(response, request: Request, family: str) -> Iterator[dict | Request | Expected]:
-    """The rows of one page, the source's own total, then the next page while rows remain."""
-    body = exact_json(response)
-    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-        raise SourceError(f"unexpected body (no data list): {str(body)[:200]}")
-    rows = body["data"]
-    total = int(body.get("totalElements") or 0)
-    yield Expected(family, total)
-    yield from rows
-    # Count what really came: a server may apply a smaller page size than `size` asked for.
-    received = request.meta.get("received", 0) + len(rows)
-    if rows and received < total:
-        page = int(request.params["page"]) + 1
-        yield Request(
-            request.path,
-            params={**request.params, "page": page},
-            meta={**request.meta, "page": page, "received": received},
-        )
 
 
 def trades_within(row: Mapping[str, Any], start: date, end: date) -> bool:
@@ -85,7 +48,7 @@ def trades_within(row: Mapping[str, Any], start: date, end: date) -> bool:
 
 
 class VnStockEodSettings(VndirectSettings):
-    """Where and how `vn_stock_eod` crawls."""
+    """Where and how the reference crawls."""
 
     cron: str = "30 16 * * 1-5"  # after the 14:45 close and VNDIRECT's end-of-day update
 
@@ -125,7 +88,7 @@ class StockEod(Record):
 class VnStockEod(Source):
     """Daily OHLCV of every stock on HOSE, HNX and UPCoM (ICT trading days), in thousands of VND."""
 
-    worker_id = "vn_stock_eod"
+    worker_id = "vn_stock_eod_reference"
     totals = True
     group = "vn_stocks"
     table = stock_eod
