@@ -50,7 +50,11 @@ from ingestion_pipelines.control.commands.launch import trigger  # noqa: E402
 from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient  # noqa: E402
 from ingestion_pipelines.demo.run import recorded_partitions  # noqa: E402
 from ingestion_pipelines.vnmarket.calendar import previous_trading_day  # noqa: E402
-from ingestion_pipelines.sources.base import TradingDayPartitions, source_classes  # noqa: E402
+from ingestion_pipelines.sources.base import (  # noqa: E402
+    TradingDayPartitions,
+    first_run_waves,
+    source_classes,
+)
 from ingestion_pipelines.config.workers import catalogue  # noqa: E402
 
 TAKEOVER_LIMIT_S = 15.0
@@ -273,13 +277,30 @@ def last_weekday_partition(source: type | None) -> str | None:
 
 
 def run_every_scheduled_worker(stack: Stack, timings: dict[str, float], t_up: float) -> None:
+    """Every scheduled worker once, in waves: a worker after those whose rows it reads."""
     client = stack.operator_client()
     workers = scheduled_workers()
+    launched: dict[str, str] = {}
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    for wave in first_run_waves(list(workers)):
+        pending = launch_wave(client, wave, workers)
+        launched.update(pending)
+        while pending:
+            if time.monotonic() > deadline:
+                raise DeployTestError(f"runs not finished in {RUN_TIMEOUT_S:.0f} s: {pending}")
+            for worker, run_id in list(pending.items()):
+                if run_succeeded(stack, client, worker, run_id, timings, t_up):
+                    del pending[worker]
+            time.sleep(2)
+    check_rows(stack, workers, launched)
+
+
+def launch_wave(client, wave: list[str], workers: dict[str, type | None]) -> dict[str, str]:
     # a partitioned YAML source's replay holds one recorded day: run that day (as the demo does)
     recorded = recorded_partitions()
     launched = {}
-    for worker, source in workers.items():
-        partition = recorded.get(worker) or last_weekday_partition(source)
+    for worker in wave:
+        partition = recorded.get(worker) or last_weekday_partition(workers[worker])
         launched[worker] = wait_until(
             f"launch {worker}",
             lambda w=worker, p=partition: trigger(client, w, partition=p)["run_id"],
@@ -287,25 +308,28 @@ def run_every_scheduled_worker(stack: Stack, timings: dict[str, float], t_up: fl
             3,
         )
         say(f"launched {worker}: run {launched[worker]}")
-    pending = dict(launched)
-    deadline = time.monotonic() + RUN_TIMEOUT_S
-    while pending:
-        if time.monotonic() > deadline:
-            raise DeployTestError(f"runs not finished in {RUN_TIMEOUT_S:.0f} s: {pending}")
-        for worker, run_id in list(pending.items()):
-            run = client.run(run_id)
-            if run["status"] == "SUCCESS":
-                timings.setdefault("first run success", time.monotonic() - t_up)
-                check_run_container(stack, run)
-                if worker == deploy_checks.LYNGSAT:
-                    deploy_checks.lyngsat_checks(stack, run)
-                del pending[worker]
-                say(f"{worker}: SUCCESS in its own container")
-            elif run["status"] in ("FAILURE", "CANCELED"):
-                events = client.run_events(run_id, limit=200)
-                errors = [e.get("message") for e in events if "FAILURE" in str(e)][-5:]
-                raise DeployTestError(f"{worker}: run {run_id} {run['status']}: {errors}")
-        time.sleep(2)
+    return launched
+
+
+def run_succeeded(stack: Stack, client, worker: str, run_id: str, timings, t_up) -> bool:
+    """Whether the run ended in success (checked); raises when it failed; False while it runs."""
+    run = client.run(run_id)
+    if run["status"] == "SUCCESS":
+        timings.setdefault("first run success", time.monotonic() - t_up)
+        check_run_container(stack, run)
+        if worker == deploy_checks.LYNGSAT:
+            deploy_checks.lyngsat_checks(stack, run)
+        say(f"{worker}: SUCCESS in its own container")
+        return True
+    if run["status"] in ("FAILURE", "CANCELED"):
+        events = client.run_events(run_id, limit=200)
+        errors = [e.get("message") for e in events if "FAILURE" in str(e)][-5:]
+        raise DeployTestError(f"{worker}: run {run_id} {run['status']}: {errors}")
+    return False
+
+
+def check_rows(stack: Stack, workers: dict[str, type | None], launched: dict[str, str]) -> None:
+    """Each source's run logged, and its table holds rows."""
     for worker, source in workers.items():
         if source is None:
             continue

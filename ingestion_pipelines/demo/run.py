@@ -18,6 +18,9 @@ from ingestion_pipelines.demo.live import LivePage, start_live_page
 
 # In the demo every schedule ticks every two minutes, so runs and rows show up at once.
 DEMO_CRON = "*/2 * * * *"
+# How long a first-run wave may take before the next starts anyway (its runs then fail clearly).
+FIRST_WAVE_WAIT_S = 600
+_ENDED = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
 def _processes(env: dict[str, str], port: int) -> list[tuple[str, list[str]]]:
@@ -55,27 +58,54 @@ def _prepare_instance(env: dict[str, str]) -> None:
 
 
 def _first_runs(dagster_url: str, stop: threading.Event) -> None:
-    """Once the webserver answers, run every scheduled worker once, without waiting for ticks."""
+    """Once the webserver answers, run every scheduled worker once, without waiting for ticks: in
+    waves, a worker after those whose rows it reads (`vn_stock_eod` after `vn_stocks`)."""
     from ingestion_pipelines.config.workers import catalogue
-    from ingestion_pipelines.control.commands.launch import trigger
-    from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient
+    from ingestion_pipelines.dagster_api.client import DagsterClient
+    from ingestion_pipelines.sources.base import first_run_waves
 
     client = DagsterClient(dagster_url)
+    waves = first_run_waves([w for w, spec in catalogue().items() if spec.kind == "scheduled"])
+    for number, wave in enumerate(waves, 1):
+        run_ids = _launch(client, wave, stop)
+        if run_ids is None:
+            return
+        if number < len(waves):
+            _wait_until_finished(client, run_ids, stop)
+
+
+def _launch(client, workers: list[str], stop: threading.Event) -> list[str] | None:
+    """Trigger each worker once; the run ids, or None when the webserver never answered."""
+    from ingestion_pipelines.control.commands.launch import trigger
+    from ingestion_pipelines.dagster_api.client import ControlError
+
     give_up_at = time.monotonic() + 120
-    workers = [w for w, spec in catalogue().items() if spec.kind == "scheduled"]
+    workers, run_ids = list(workers), []
     while workers and not stop.wait(2.0):
         try:
             run = trigger(client, workers[0], partition=_first_partition(workers[0]))
         except ControlError as exc:  # the webserver or its code location is still starting
-            last_error = str(exc)
             if time.monotonic() > give_up_at:
-                print(f"  first runs not launched: {last_error}", file=sys.stderr, flush=True)
-                return
+                print(f"  first runs not launched: {exc}", file=sys.stderr, flush=True)
+                return None
             continue
         except Exception as exc:  # noqa: BLE001 - say why, keep the demo running
             print(f"  could not run {workers.pop(0)} now: {exc}", file=sys.stderr, flush=True)
             continue
-        print(f"  first run of {workers.pop(0)}: {run.get('run_id')}", flush=True)
+        run_ids.append(run.get("run_id"))
+        print(f"  first run of {workers.pop(0)}: {run_ids[-1]}", flush=True)
+    return run_ids
+
+
+def _wait_until_finished(client, run_ids: list[str], stop: threading.Event) -> None:
+    """Until every run has ended (or FIRST_WAVE_WAIT_S passed): the next wave reads their rows."""
+    deadline = time.monotonic() + FIRST_WAVE_WAIT_S
+    pending = [r for r in run_ids if r]
+    while pending and time.monotonic() < deadline and not stop.wait(2.0):
+        try:
+            pending = [r for r in pending if client.run(r)["status"] not in _ENDED]
+        except Exception:  # noqa: BLE001, S112 - a busy webserver: ask again next round
+            continue
 
 
 def _say_when_ready(url: str, stop: threading.Event) -> None:

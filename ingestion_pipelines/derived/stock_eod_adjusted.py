@@ -70,9 +70,9 @@ READS = ("stock_eod", "corporate_event")  # the upstream assets: the sources dec
 
 def writers_of(table_names: tuple[str, ...]) -> tuple[dg.AssetKey, ...]:
     """The asset of the YAML source declaring each table (its defs.yaml `table.name`)."""
-    from ingestion_pipelines.storage.declared import declarations
+    from ingestion_pipelines.storage.declared import writers_by_table
 
-    by_table = {(d.attributes.get("table") or {}).get("name"): d.worker_id for d in declarations()}
+    by_table = writers_by_table()
     return tuple(dg.AssetKey([by_table[name]]) for name in table_names)
 
 

@@ -235,6 +235,9 @@ class Source:
     # Whether an unpartitioned crawl checkpoints its requests as a partitioned one does (a long
     # full-history crawl that must resume after a crash without fetching its done requests again).
     resumable: ClassVar[bool] = False
+    # The workers whose rows this one reads (a declaration's `for_each` table): its upstream
+    # assets, run first by the demo and the deploy test.
+    upstream: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -266,6 +269,23 @@ def source_classes() -> dict[str, type[Source]]:
 
     workers = catalogue()
     return {w: cls for w, cls in declared_subclasses(Source).items() if w in workers}
+
+
+def first_run_waves(worker_ids: list[str]) -> list[list[str]]:
+    """`worker_ids` in waves for a first run: a worker comes after the workers it reads
+    (`Source.upstream`), so its first run finds their rows. Workers that are not sources (derived
+    assets) and upstreams outside `worker_ids` impose no order."""
+    sources = source_classes()
+    left = list(worker_ids)
+    waves: list[list[str]] = []
+    while left:
+        pending = set(left)
+        ready = [w for w in left if not (set(getattr(sources.get(w), "upstream", ())) & pending)]
+        if not ready:  # a cycle cannot be declared today; run the rest together rather than hang
+            ready = left
+        waves.append(ready)
+        left = [w for w in left if w not in ready]
+    return waves
 
 
 # ---- field types shared by record models ----------------------------------------------------

@@ -28,7 +28,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from ingestion_pipelines.config.workers import catalogue
 from ingestion_pipelines.sources.base import (
@@ -109,7 +109,14 @@ class DeclaredSource(Source):
             )
         url = self.settings.database_url or get_settings().database_url
         with get_engine(url).connect() as conn:
-            return [dict(r) for r in conn.execute(query).mappings()]
+            rows = [dict(r) for r in conn.execute(query).mappings()]
+            if not rows and conn.execute(select(func.count()).select_from(table)).scalar() == 0:
+                writer = f" `{self.upstream[0]}`" if self.upstream else ""
+                raise SourceError(
+                    f"for_each: table `{for_each.table}` is empty: its writer{writer} has not "
+                    "stored a row yet, so there is nothing to ask for (run it first)"
+                )
+            return rows
 
     def build_requests(self):
         """The declared request, once (or once per `for_each` row), started by the paginator."""
@@ -195,6 +202,17 @@ def _partitions(spec: RestSourceSpec):
     return kind(start=spec.partitions.start, timezone=spec.partitions.timezone)
 
 
+def _upstream(spec: RestSourceSpec) -> tuple[str, ...]:
+    """The worker whose table `request.for_each` reads: this source's upstream asset."""
+    from ingestion_pipelines.storage.declared import writers_by_table
+
+    for_each = spec.request.for_each if spec.request is not None else None
+    if for_each is None or for_each.table is None:
+        return ()
+    writer = writers_by_table().get(for_each.table)
+    return (writer,) if writer and writer != spec.worker_id else ()
+
+
 def source_class(declaration: Declaration) -> type[DeclaredSource]:
     """The `Source` subclass of a declaration (registered in the worker catalogue once made)."""
     spec = RestSourceSpec.model_validate(declaration.attributes)
@@ -221,6 +239,7 @@ def source_class(declaration: Declaration) -> type[DeclaredSource]:
         "totals": spec.totals is not None,
         "spec": spec,
         "folder": declaration.folder,
+        "upstream": _upstream(spec),
     }
     base: type[DeclaredSource] = DeclaredSource
     if spec.providers:  # several providers, one table (loaded as a hook is: no import cycle)

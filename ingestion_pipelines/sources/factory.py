@@ -247,6 +247,7 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
         ),
         pool=f"worker/{worker_id}",
         op_tags={WORKER_TAG: worker_id},
+        deps=[dg.AssetKey([upstream]) for upstream in source.upstream],
         check_specs=checks,
         kinds={"python", "sql"},
         metadata={

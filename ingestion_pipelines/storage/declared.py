@@ -142,6 +142,15 @@ def declarations(root: Path = DEFS_ROOT) -> list[Declaration]:
     return sorted(found, key=lambda d: d.worker_id)
 
 
+def writers_by_table(root: Path = DEFS_ROOT) -> dict[str, str]:
+    """The worker id of the YAML source declaring each table (its defs.yaml `table.name`)."""
+    return {
+        name: d.worker_id
+        for d in declarations(root)
+        if (name := (d.attributes.get("table") or {}).get("name"))
+    }
+
+
 def declared_table(
     declaration: Declaration, metadata: MetaData, extra_column: Callable[[], Column]
 ) -> Table:

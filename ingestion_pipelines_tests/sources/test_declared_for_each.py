@@ -120,3 +120,44 @@ def test_every_stock_and_every_fund_unless_a_setting_names_a_subset(tmp_path: Pa
     with pytest.raises(SourceError, match="fund_ids"):
         asked(holdings, "-", fund_ids="VEOF")  # a code, not fmarket's product id
     get_engine(url).dispose()
+
+
+def test_an_empty_table_fails_the_run_naming_its_writer(tmp_path: Path, monkeypatch):
+    # nothing listed yet is not "no stock to ask for": the writer has not run (unexpected silence)
+    monkeypatch.setattr(declared, "_MADE", dict(declared._MADE))
+    monkeypatch.setattr(workers, "_registry", dict(workers.catalogue()))
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    engine = get_engine(url)
+    tables.stock.create(engine)
+    attributes = {
+        "worker_id": "for_each_empty_example",
+        "settings": {"base_url": "https://finfo-api.vndirect.com.vn"},
+        "request": {
+            "path": "/v4/stock_prices",
+            "query": {"q": "code:{row.symbol}"},
+            "for_each": {"table": "stock", "columns": ["symbol"]},
+        },
+        "records": "data",
+        "table": {"name": "stock_eod", "columns": {}},
+    }
+    source = source_class(Declaration(tmp_path, attributes))
+    assert source.upstream == ("vn_stocks",)
+    with pytest.raises(SourceError, match=r"table `stock` is empty: its writer `vn_stocks`"):
+        list(source(source.Settings(database_url=url)).build_requests())
+    engine.dispose()
+
+
+def test_a_reader_depends_on_the_writer_of_its_table_and_runs_after_it():
+    import dagster as dg
+
+    from ingestion_pipelines.definitions import build_definitions
+    from ingestion_pipelines.sources.base import first_run_waves
+
+    graph = build_definitions().resolve_asset_graph()
+    for reader, writer in (
+        ("vn_stock_eod", "vn_stocks"),
+        ("fmarket_fund_holdings", "fmarket_funds"),
+    ):
+        assert dg.AssetKey(writer) in graph.get(dg.AssetKey(reader)).parent_keys
+    waves = first_run_waves(["vn_stock_eod", "fear_greed", "vn_stocks", "vn_corporate_events"])
+    assert waves == [["fear_greed", "vn_stocks"], ["vn_stock_eod", "vn_corporate_events"]]
