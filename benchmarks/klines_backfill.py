@@ -6,7 +6,10 @@ Prints, measured in one run on one fresh MariaDB:
   the whole range in one run, as a single-run backfill does: requests/s against the configured
   `rate_limit_per_s` (the goal: >= 0.8x), rows/s, every row stored;
 - the same crawl without a rate limit over `--ceiling-days`, side by side: what the machine
-  could do, so that the ratio above measures the limit and not the machine.
+  could do, so that the ratio above measures the limit and not the machine;
+- for both, the crawl process's own CPU time, and the load average before and after: on a
+  shared machine the wall-clock ratio says how busy the machine was as much as how costly the
+  crawl is; requests per CPU-second say the latter.
 
 The replay serves generated 1-minute bars shaped like the recorded ones (`replay.klines`),
 computed per request in its own process (a remote server's work costs the crawl nothing).
@@ -93,7 +96,7 @@ def main() -> int:
             settings = klines.Settings(**base, rate_limit_per_s=rate_limit)
             window = Window(first, last, "UTC")
             with http.session("binance_klines", rate_limit_per_s=rate_limit) as session:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 result = crawl(
                     klines(settings, window),
                     session=session,
@@ -101,28 +104,39 @@ def main() -> int:
                     control_engine=engine,
                 )
                 seconds = time.perf_counter() - started
+                cpu = time.process_time() - cpu
             with engine.connect() as conn:
                 stored = conn.execute(select(func.count()).select_from(table)).scalar_one()
             expected = (last - first).days * 1440 * len(symbols)
             assert stored == expected == result.written.inserted, (stored, expected, result.written)
-            return result.requests_done, stored, seconds
+            return result.requests_done, stored, seconds, cpu
 
         ceiling_start = end - timedelta(days=args.ceiling_days)
-        c_requests, c_rows, c_seconds = run(ceiling_start, end, None)
-        requests, rows, seconds = run(start, end, rate)
+        load_before = os.getloadavg()
+        c_requests, c_rows, c_seconds, c_cpu = run(ceiling_start, end, None)
+        requests, rows, seconds, cpu = run(start, end, rate)
+        load_after = os.getloadavg()
 
     print(f"binance_klines backfill, {len(symbols)} symbols x {args.days} days of 1-minute klines")
     print(f"configured rate_limit_per_s: {configured} (this run: {rate})")
-    print("| run | requests | rows | s | req/s | rows/s | vs limit |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
     print(
-        f"| backfill at the limit | {requests:,} | {rows:,} | {seconds:.1f} | "
-        f"{requests / seconds:.2f} | {rows / seconds:,.0f} | {requests / seconds / rate:.2f}x |"
+        "load average (1/5/15 min) before: {:.1f} {:.1f} {:.1f}, after: {:.1f} {:.1f} {:.1f}".format(
+            *load_before, *load_after
+        )
     )
+    print("| run | requests | rows | s | req/s | rows/s | vs limit | crawl CPU s | req/CPU-s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for label, n, stored, wall, used in (
+        ("backfill at the limit", requests, rows, seconds, cpu),
+        (f"no limit, {args.ceiling_days} days (ceiling)", c_requests, c_rows, c_seconds, c_cpu),
+    ):
+        print(
+            f"| {label} | {n:,} | {stored:,} | {wall:.1f} | {n / wall:.2f} | "
+            f"{stored / wall:,.0f} | {n / wall / rate:.2f}x | {used:.1f} | {n / used:.1f} |"
+        )
     print(
-        f"| no limit, {args.ceiling_days} days (the machine's ceiling) | {c_requests:,} | "
-        f"{c_rows:,} | {c_seconds:.1f} | {c_requests / c_seconds:.2f} | "
-        f"{c_rows / c_seconds:,.0f} | {c_requests / c_seconds / rate:.2f}x |"
+        "req/CPU-s: requests per second of the crawl process's own CPU (parse, validation, "
+        "upsert, HTTP client), the rate it would keep with a core to itself"
     )
     return 0
 

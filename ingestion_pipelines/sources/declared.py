@@ -62,6 +62,7 @@ from ingestion_pipelines.sources.declared_values import (
     json_safe,
     run_context,
     set_value,
+    template_scopes,
 )
 from ingestion_pipelines.sources.paginators import PaginatorSpec, at_path
 from ingestion_pipelines.storage import tables
@@ -86,6 +87,9 @@ class DeclaredSource(Source):
         # str(): orjson refuses str subclasses (SQLAlchemy's quoted_name) as keys of a dead letter
         self.stamped = [str(c.name) for c in self.table.columns if self.spec.field(c.name).is_set]
         self.setters = [(column, self.spec.field(column)) for column in self.stamped]
+        # what every record of a page shares (a constant, a setting, {row.x}, ...): set once a page
+        self.page_setters = [(c, how) for c, how in self.setters if _same_for_a_page(how)]
+        self.record_setters = [(c, how) for c, how in self.setters if not _same_for_a_page(how)]
 
     def rows_for_each(self) -> list[dict[str, Any] | None]:
         """The rows of the `for_each` table (one request each), or [None] when there is none."""
@@ -166,8 +170,9 @@ class DeclaredSource(Source):
             if total is None:
                 raise SourceError(f"the body has no total at {self.spec.totals}")
             yield Expected(request.meta.get("family", self.worker_id), int(total))
+        stamp = self.stamper(body, request)
         for each in found:
-            yield self.with_set_values(each, body, request)
+            yield stamp(each)
         following = self.paginator.follow(request, response, body, records)
         if following is not None:
             yield following
@@ -175,24 +180,46 @@ class DeclaredSource(Source):
     def with_set_values(self, found: Found, body, request):
         """A record with the columns its declaration sets (`value:`) filled in; a JSON-array
         record read as the mapping of its indexes."""
-        item = as_mapping(found.relabelled())
-        if not self.stamped or not isinstance(item, dict):
-            return item
-        context = {
-            "settings": self.settings,
-            "window": self.window_context,
-            "row": request.meta.get("row"),
-            "started_at": self.started_at,
-            "list": found.list_name,
-            "parent": found.parent,
-            "body": body,
-        }
-        values = {column: self._set(how, context, item) for column, how in self.setters}
-        return {**item, **values}
+        return self.stamper(body, request)(found)
+
+    def stamper(self, body, request):
+        """`with_set_values` for the records of one page (`body`, `request`): the values every
+        record of the page shares are computed once, at its first record (a hot path)."""
+        shared: dict[str, Any] | None = None
+        row = request.meta.get("row")
+
+        def stamp(found: Found):
+            nonlocal shared
+            item = as_mapping(found.relabelled())
+            if not self.stamped or not isinstance(item, dict):
+                return item
+            context = {
+                "settings": self.settings,
+                "window": self.window_context,
+                "row": row,
+                "started_at": self.started_at,
+                "list": found.list_name,
+                "parent": found.parent,
+                "body": body,
+            }
+            if shared is None:
+                shared = {
+                    column: self._set(how, context, item) for column, how in self.page_setters
+                }
+            values = {column: self._set(how, context, item) for column, how in self.record_setters}
+            return {**item, **shared, **values}
+
+        return stamp
 
     @staticmethod
     def _set(how, context, item):
         return classified(how.rules, item) if how.rules else set_value(how.value, context)
+
+
+def _same_for_a_page(how) -> bool:
+    """Whether a `value:` is the same for every record of a page (it reads no record's list
+    or parent, and no `rules:` classify the record)."""
+    return not how.rules and not template_scopes(how.value) & {"list", "parent"}
 
 
 def _partitions(spec: RestSourceSpec):

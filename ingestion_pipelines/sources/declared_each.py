@@ -58,5 +58,10 @@ def _day(value: Any, name: str) -> date | None:
 def as_mapping(item: Any) -> Any:
     """A JSON-array record as a mapping of its indexes (``{"0": ..., "1": ...}``); others as is."""
     if isinstance(item, list):
-        return {str(i): v for i, v in enumerate(item)}
+        if len(item) > len(_INDEXES):
+            return {str(i): v for i, v in enumerate(item)}
+        return dict(zip(_INDEXES, item, strict=False))
     return item
+
+
+_INDEXES = tuple(str(i) for i in range(64))  # the keys of array records, made once

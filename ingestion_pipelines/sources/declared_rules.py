@@ -17,10 +17,14 @@ from pydantic import model_validator
 
 def broken_order(record: Any, chain: Sequence[str]) -> str | None:
     """Why `record` breaks the non-decreasing `chain` of columns, or None when it holds."""
-    present = [(name, getattr(record, name)) for name in chain if getattr(record, name) is not None]
-    for (lower, low), (upper, high) in zip(present, present[1:], strict=False):
-        if low > high:
+    lower = low = None
+    for upper in chain:  # one pass (a hot path: every record of a backfill)
+        high = getattr(record, upper)
+        if high is None:
+            continue
+        if low is not None and low > high:
             return f"{' <= '.join(chain)} does not hold: {lower} {low} > {upper} {high}"
+        lower, low = upper, high
     return None
 
 

@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+import pytest
+from pydantic import ValidationError
+
 from ingestion_pipelines.sources.declared import load_declared_sources
 from ingestion_pipelines.sources.declared_columns import rows_from_columns
 from ingestion_pipelines.storage.declared import DEFS_ROOT
@@ -53,3 +56,72 @@ def test_a_json_rpc_error_fails_the_run_naming_the_endpoint(crawler):
     message = failure_message(crawl)
     assert "eth_gas" in message and crawler.server.url + "/eth/" in message
     assert "limit exceeded" in message and crawler.rows(ETH_GAS.table) == []
+
+
+KEY = "TESTKEY-0123456789ABCDEF"  # a made-up key, read from the environment by reference
+
+
+def _etherscan(crawler, monkeypatch, capture: str, times: int | None = 1):
+    """Serve an Etherscan capture at the replay's /etherscan/v2/api; run eth_gas with a key."""
+    monkeypatch.setenv("ETH_GAS_TEST_ETHERSCAN_KEY", KEY)
+    crawler.server.faults.add(
+        "/etherscan/v2/api", 200, body=(DATA / capture).read_bytes(), times=times, method="GET"
+    )
+    return {
+        "etherscan_api_key": {"env": "ETH_GAS_TEST_ETHERSCAN_KEY"},
+        "etherscan_url": crawler.server.url + "/etherscan/v2/api",
+    }
+
+
+def test_without_a_key_only_the_json_rpc_node_is_asked(crawler):
+    crawler.run("eth_gas")
+    assert crawler.server.requests_for("/etherscan/v2/api") == []
+
+
+def test_with_a_key_the_gas_oracle_adds_its_row_in_gwei_exactly(crawler, monkeypatch):
+    config = _etherscan(crawler, monkeypatch, "etherscan_gasoracle_block13286764.json")
+    crawl = crawler.run("eth_gas", run_config=config)
+    (sent,) = crawler.server.requests_for("/etherscan/v2/api", "GET")
+    assert sent.query == {
+        "chainid": "1",
+        "module": "gastracker",
+        "action": "gasoracle",
+        "apikey": KEY,
+    }
+    table = ETH_GAS.table
+    rows = crawler.rows(table, order_by=[table.c.provider, table.c.block_number])
+    assert [(r["provider"], r["block_number"]) for r in rows] == [
+        ("etherscan", 13286764),
+        ("rpc", 0x3E05ED3),
+        ("rpc", 0x3E05ED4),
+    ]
+    oracle = rows[0]
+    assert (oracle["safe_gwei"], oracle["propose_gwei"], oracle["fast_gwei"]) == (47, 47, 47)
+    assert str(oracle["base_fee_gwei"].normalize()) == "46.111878343"
+    assert oracle["base_fee_wei"] is None and oracle["next_base_fee_wei"] is None
+    ratios = "0.0812090079979204,0.571384990268454,0.411636499092615,0.200022766666667,"
+    assert oracle["extra"] == {"result": {"gasUsedRatio": ratios + "0.901801833333333"}}
+    assert all(r["safe_gwei"] is None for r in rows[1:])  # the JSON-RPC rows: wei only
+    assert KEY not in str(crawl.metadata)
+
+
+def test_an_etherscan_error_fails_the_run_without_showing_the_key(crawler, monkeypatch):
+    config = _etherscan(crawler, monkeypatch, "etherscan_gasoracle_block13286764.json", times=0)
+    crawler.server.faults.clear()
+    refused = {"status": "0", "message": "NOTOK", "result": "Invalid API Key (#err2)|x1"}
+    crawler.server.faults.add("/etherscan/v2/api", 200, body=refused, times=None)
+    crawl = crawler.run("eth_gas", run_config=config, expect_success=False)
+    message = failure_message(crawl)
+    assert "eth_gas" in message and "NOTOK" in message and "Invalid API Key" in message
+    assert KEY not in message
+    assert all(KEY not in str(e.message or "") for e in crawl.result.all_events)
+
+
+def test_each_provider_needs_its_own_fields():
+    rpc = {"chain": "ethereum", "provider": "rpc", "block_number": 1, "gasUsedRatio": "0.5"}
+    etherscan = {"chain": "ethereum", "provider": "etherscan", "block_number": 1}
+    for record, missing in ((rpc, "base_fee_wei"), (etherscan, "propose_gwei")):
+        with pytest.raises(ValidationError, match=missing):
+            ETH_GAS.record.model_validate(record)
+    valid = {**etherscan, "ProposeGasPrice": "11", "suggestBaseFee": "9.849758735"}
+    assert ETH_GAS.record.model_validate(valid).row()["propose_gwei"] == 11

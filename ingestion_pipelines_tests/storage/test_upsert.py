@@ -124,3 +124,50 @@ def test_rows_must_share_columns(sqlite_url):
     del rows[1]["nav"]
     with pytest.raises(ValueError, match="every row must have the columns"):
         upsert(engine, tables.fund_nav, rows)
+
+
+def _tick(symbol: str, trade_id: int, price: str = "1.1") -> dict:
+    at = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=trade_id)
+    return {
+        "source": "binance",
+        "symbol": symbol,
+        "trade_id": trade_id,
+        "price": Decimal(price),
+        "quantity": Decimal("2"),
+        "side": "buy",
+        "traded_at": at,
+        "received_at": at,
+    }
+
+
+HOSTILE_KEYS = ["O'B \\ x", "%s %% 5%", ":name \\:x", "a'),('b", "Việt 📈", "x\\", "\\'"]
+
+
+def _hostile_keys_round_trip(engine, no_backslash_escapes: bool = False) -> None:
+    rows = [_tick(symbol, i) for i, symbol in enumerate(HOSTILE_KEYS)]
+    with engine.begin() as conn:
+        if no_backslash_escapes:
+            conn.exec_driver_sql(
+                "SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')"
+            )
+        first = upsert(conn, tables.trade_tick, rows)
+        again = upsert(conn, tables.trade_tick, rows)
+        changed = upsert(conn, tables.trade_tick, [_tick(HOSTILE_KEYS[2], 2, price="9.5")])
+    assert (first.inserted, again.unchanged, changed.updated) == (7, 7, 1)
+    with engine.connect() as conn:
+        query = select(tables.trade_tick.c.symbol, tables.trade_tick.c.price)
+        stored = dict(conn.execute(query.order_by(tables.trade_tick.c.trade_id)).all())
+    assert list(stored) == HOSTILE_KEYS
+    assert stored[HOSTILE_KEYS[2]] == Decimal("9.5")
+
+
+def test_keys_of_any_text_are_classified_and_written_exactly(database_url):
+    """On MySQL/MariaDB the classifying read lists the keys as SQL literals and the write sends
+    rows as literals: quotes, backslashes, percent signs and `:name` are data, and each key
+    finds its own stored row."""
+    _hostile_keys_round_trip(ensure_schema(database_url))
+
+
+def test_keys_are_literals_quoted_per_the_backslash_mode(mariadb_url):
+    """The same under NO_BACKSLASH_ESCAPES: the driver quotes per the session's mode."""
+    _hostile_keys_round_trip(ensure_schema(mariadb_url), no_backslash_escapes=True)
