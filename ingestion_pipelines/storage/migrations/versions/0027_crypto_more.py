@@ -3,7 +3,7 @@
 checked per row by eth_gas' hook). Written by hand; the integrator re-chains it.
 
 Revision ID: 0027_crypto_more
-Revises: 0024_financial_statements
+Revises: 0026_vn_more
 Create Date: 2026-12-06 13:15:00
 """
 
@@ -13,7 +13,7 @@ import ingestion_pipelines.storage.types
 from ingestion_pipelines.storage.migration_ops import op
 
 revision = "0027_crypto_more"
-down_revision = "0024_financial_statements"
+down_revision = "0026_vn_more"
 branch_labels = None
 depends_on = None
 
