@@ -6,7 +6,8 @@ A real `redis-server`, `ingest live` as its own process (uvicorn, as in producti
 payloads (one committed trade row each, ~280 bytes, as the sidecar's writer publishes them) in
 batches every 10 ms, stamped with `time.monotonic_ns()` (one clock for every process of the
 machine). The clients are raw asyncio connections reading `/stream?channel=ticks:*`; every
-client counts the events it gets, and `--probes` of them also read each event's stamp: the
+client counts the events it gets, and `--probes` of them (spread over the connection order, so
+over the order the relay writes in) also read each event's stamp: the
 latency is from just before PUBLISH to the moment the client's process has the event (Redis,
 the relay, the kernel and the reading process all included, so it is an upper bound on the
 relay's own share).
@@ -120,8 +121,9 @@ async def _run(args: argparse.Namespace, port: int, redis_url: str, relay_pid: i
     measuring = [False]
     clients: list[SSEClient] = []
     request = b"GET /stream?channel=ticks:* HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    every = max(1, args.clients // max(1, args.probes))  # spread over the relay's write order
     for n in range(args.clients):
-        client = SSEClient(n < args.probes, latencies, measuring)
+        client = SSEClient(n % every == 0 and n // every < args.probes, latencies, measuring)
         transport, _ = await loop.create_connection(lambda c=client: c, "127.0.0.1", port)
         transport.write(request)
         clients.append(client)

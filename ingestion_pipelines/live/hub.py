@@ -50,7 +50,7 @@ CLIENT_QUEUE_SIZE = 1_000
 # The most often a feed wakes its clients. Each wake costs one socket write per client, and a
 # write's cost is mostly per call, not per byte (8 µs for 400 B or for 12 KB on the 2-core test
 # machine): messages arriving within the interval go out together, in one write per client.
-FLUSH_S = 0.02
+FLUSH_S = 0.04
 MAX_ROUTES = 10_000  # cached channel -> feeds routes
 NO_REDIS = (
     "INGEST_REDIS_URL is not set: `ingest live` relays the Redis channels ticks:*, bars:* and "
