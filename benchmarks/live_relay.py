@@ -141,6 +141,7 @@ async def _run(args: argparse.Namespace, port: int, redis_url: str, relay_pid: i
     publisher.start()
     await asyncio.sleep(args.warmup)
     measuring[0] = True
+    writes_before = (await ask_status())["writes"]
     events_before = sum(c.events for c in clients)
     reads_before = sum(c.reads for c in clients)
     cpu_before, started = _cpu_seconds(relay_pid), time.monotonic()
@@ -152,6 +153,8 @@ async def _run(args: argparse.Namespace, port: int, redis_url: str, relay_pid: i
     delivered = (sum(c.events for c in clients) - events_before) / elapsed
     reads = (sum(c.reads for c in clients) - reads_before) / elapsed / len(clients)
     measuring[0] = False
+    writes = (await ask_status())["writes"] - writes_before
+    writes_cpu = _cpu_seconds(relay_pid) - cpu_before
     while publisher.is_alive():
         await asyncio.sleep(0.1)
     status = await ask_status()
@@ -159,6 +162,8 @@ async def _run(args: argparse.Namespace, port: int, redis_url: str, relay_pid: i
         "latencies": latencies,
         "delivered_per_s": delivered,
         "reads_per_client_s": reads,
+        "writes_per_client_s": writes / elapsed / len(clients),
+        "us_per_write": writes_cpu / max(1, writes) * 1e6,
         "relay_cpu": cpu,
         "clients_cpu": own,
         "sent": sent.value,
@@ -245,7 +250,12 @@ def main() -> int:
         f"  delivered {result['delivered_per_s']:,.0f} events/s in all "
         f"(expected {args.clients * args.rate:,}); relay CPU {result['relay_cpu']:.0%} of one core, "
         f"the clients' process {result['clients_cpu']:.0%}; "
-        f"{result['reads_per_client_s']:.0f} socket reads per client per s"
+        f"{result['reads_per_client_s']:.1f} socket reads per client per s"
+    )
+    print(
+        f"  relay writes per client per s {result['writes_per_client_s']:.1f}, relay CPU per "
+        f"write {result['us_per_write']:.1f} us (all its work over its writes: what a core "
+        f"does in writes per s = 1e6 / that)"
     )
     print(
         f"  dropped clients {status['dropped_clients']}, refused {result['refused']}, "

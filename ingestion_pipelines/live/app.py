@@ -117,7 +117,10 @@ class EventStream:
         self.heartbeat_s = heartbeat_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hub = self.hub
+
         async def body(chunk: bytes) -> None:
+            hub.writes += 1
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
         async def disconnected() -> None:
@@ -257,6 +260,7 @@ async def _serve_websocket(ws: WebSocket, hub: Hub, gate: Gate, heartbeat_s: flo
                 pass  # read-only: what a client sends is ignored
 
         async def emit(items: list[Message | Gap]) -> None:
+            hub.writes += 1
             for item in items:
                 await ws.send_text(_text(item))
 

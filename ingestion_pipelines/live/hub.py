@@ -250,6 +250,7 @@ class Hub:
         self.per_user: Counter[str] = Counter()
         self.dropped = 0
         self.dropped_messages = 0
+        self.writes = 0  # batches written to clients (one socket write each)
         self.refused: Counter[str] = Counter()
         self.status = "not configured" if not redis_url else "connecting"
         self.ready = asyncio.Event()
@@ -430,6 +431,7 @@ class Hub:
             "dropped_clients": self.dropped,
             "dropped_messages": self.dropped_messages,
             "relayed": self.seq,
+            "writes": self.writes,
             "buffered": len(self.buffer),
             "channels": list(REDIS_PATTERNS),
         }
