@@ -58,6 +58,8 @@ def test_sse_relays_then_resumes_with_last_event_id_without_a_hole(redis_url):
         assert [e.data["data"][0]["trade_id"] for e in got] == [1000 + n for n in range(5)]
         assert all(e.data["channel"] == TICKS and e.data["id"] == e.id for e in got)
         assert got[0].data["data"][0]["price"] == "97000.10000000"  # decimals stay exact text
+        # the writes to it are counted (its `retry:` line, then at least one batch)
+        assert get_json(port, "/status")["writes"] >= 2
         first.close()  # the browser loses its connection here
 
         for n in range(10, 20):
