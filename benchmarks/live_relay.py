@@ -163,7 +163,7 @@ async def _run(args: argparse.Namespace, port: int, redis_url: str, relay_pid: i
         "delivered_per_s": delivered,
         "reads_per_client_s": reads,
         "writes_per_client_s": writes / elapsed / len(clients),
-        "us_per_write": writes_cpu / max(1, writes) * 1e6,
+        "us_per_write": writes_cpu / writes * 1e6 if writes else float("nan"),
         "relay_cpu": cpu,
         "clients_cpu": own,
         "sent": sent.value,
