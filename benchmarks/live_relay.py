@@ -6,7 +6,8 @@ A real `redis-server`, `ingest live` as its own process (uvicorn, as in producti
 payloads (one committed trade row each, ~280 bytes, as the sidecar's writer publishes them) in
 batches every 10 ms, stamped with `time.monotonic_ns()` (one clock for every process of the
 machine). The clients are raw asyncio connections reading `/stream?channel=ticks:*`; every
-client counts the events it gets, and `--probes` of them also read each event's stamp: the
+client counts the events it gets, and `--probes` of them (spread over the connection order, so
+over the order the relay writes in) also read each event's stamp: the
 latency is from just before PUBLISH to the moment the client's process has the event (Redis,
 the relay, the kernel and the reading process all included, so it is an upper bound on the
 relay's own share).
@@ -18,7 +19,7 @@ shared: a figure measured while other processes take the cores is marked so).
 Goal (issue 22): p99 ≤ 100 ms.
 
 Usage: .venv/bin/python benchmarks/live_relay.py [--clients 1000] [--rate 1000] [--seconds 20]
-       [--warmup 5] [--probes 50] [--core 0]
+       [--warmup 5] [--probes 50] [--core 0] [--flush-ms N]
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +54,7 @@ class SSEClient(asyncio.Protocol):
         self.latencies = latencies
         self.measuring = measuring
         self.events = 0
+        self.reads = 0  # socket reads: about the relay's writes to it, while it keeps up
         self.status = b""
         self.tail = b""
 
@@ -59,6 +62,7 @@ class SSEClient(asyncio.Protocol):
         if not self.status:
             self.status = data[:12]
         self.events += data.count(b"\nid: ") + data.startswith(b"id: ")
+        self.reads += 1
         if self.probe and self.measuring[0]:
             now = time.monotonic_ns()
             text = self.tail + data
@@ -117,12 +121,14 @@ async def _run(args: argparse.Namespace, port: int, redis_url: str, relay_pid: i
     measuring = [False]
     clients: list[SSEClient] = []
     request = b"GET /stream?channel=ticks:* HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    every = max(1, args.clients // max(1, args.probes))  # spread over the relay's write order
     for n in range(args.clients):
-        client = SSEClient(n < args.probes, latencies, measuring)
+        client = SSEClient(n % every == 0 and n // every < args.probes, latencies, measuring)
         transport, _ = await loop.create_connection(lambda c=client: c, "127.0.0.1", port)
         transport.write(request)
         clients.append(client)
-    while _get(port, "/status")["clients"] < args.clients:
+    ask_status = partial(loop.run_in_executor, None, _get, port, "/status")  # the clients read on
+    while (await ask_status())["clients"] < args.clients:
         await asyncio.sleep(0.1)
     import multiprocessing
 
@@ -135,7 +141,9 @@ async def _run(args: argparse.Namespace, port: int, redis_url: str, relay_pid: i
     publisher.start()
     await asyncio.sleep(args.warmup)
     measuring[0] = True
+    writes_before = (await ask_status())["writes"]
     events_before = sum(c.events for c in clients)
+    reads_before = sum(c.reads for c in clients)
     cpu_before, started = _cpu_seconds(relay_pid), time.monotonic()
     own_before = _cpu_seconds(os.getpid())
     await asyncio.sleep(args.seconds)
@@ -143,13 +151,19 @@ async def _run(args: argparse.Namespace, port: int, redis_url: str, relay_pid: i
     cpu = (_cpu_seconds(relay_pid) - cpu_before) / elapsed
     own = (_cpu_seconds(os.getpid()) - own_before) / elapsed
     delivered = (sum(c.events for c in clients) - events_before) / elapsed
+    reads = (sum(c.reads for c in clients) - reads_before) / elapsed / len(clients)
     measuring[0] = False
+    writes = (await ask_status())["writes"] - writes_before
+    writes_cpu = _cpu_seconds(relay_pid) - cpu_before
     while publisher.is_alive():
         await asyncio.sleep(0.1)
-    status = _get(port, "/status")
+    status = await ask_status()
     return {
         "latencies": latencies,
         "delivered_per_s": delivered,
+        "reads_per_client_s": reads,
+        "writes_per_client_s": writes / elapsed / len(clients),
+        "us_per_write": writes_cpu / writes * 1e6 if writes else float("nan"),
         "relay_cpu": cpu,
         "clients_cpu": own,
         "sent": sent.value,
@@ -173,6 +187,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--probes", type=int, default=50, help="clients reading the stamps")
     parser.add_argument("--core", type=int, default=0, help="the core the relay is pinned to")
+    parser.add_argument(
+        "--flush-ms", type=int, default=None, help="INGEST_LIVE_FLUSH_MS (default: the relay's)"
+    )
     args = parser.parse_args()
 
     from ingestion_pipelines_tests.testbed.base import free_port
@@ -186,6 +203,8 @@ def main() -> int:
         INGEST_LIVE_MAX_CLIENTS=str(args.clients + 10),
         INGEST_LOCAL_DIR=str(ROOT / ".local"),
     )
+    if args.flush_ms is not None:
+        env["INGEST_LIVE_FLUSH_MS"] = str(args.flush_ms)
     relay = subprocess.Popen(
         [sys.executable, "-m", "ingestion_pipelines.cli", "live", "--port", str(port)],
         env=env,
@@ -230,7 +249,13 @@ def main() -> int:
     print(
         f"  delivered {result['delivered_per_s']:,.0f} events/s in all "
         f"(expected {args.clients * args.rate:,}); relay CPU {result['relay_cpu']:.0%} of one core, "
-        f"the clients' process {result['clients_cpu']:.0%}"
+        f"the clients' process {result['clients_cpu']:.0%}; "
+        f"{result['reads_per_client_s']:.1f} socket reads per client per s"
+    )
+    print(
+        f"  relay writes per client per s {result['writes_per_client_s']:.1f}, relay CPU per "
+        f"write {result['us_per_write']:.1f} us (all its work over its writes: what a core "
+        f"does in writes per s = 1e6 / that)"
     )
     print(
         f"  dropped clients {status['dropped_clients']}, refused {result['refused']}, "

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     live_max_clients: int = 2_000
     live_max_per_user: int = 16
     live_max_subscriptions: int = 256
+    # how often at most a relay client gets a write (messages between are sent together)
+    live_flush_ms: int = 40
     # crawl redirects to non-public addresses: auto / refuse / allow (url_policy.py)
     http_private_redirects: str = "auto"
     # ---- issue 22 (ops): crawl metrics and retention archives ----

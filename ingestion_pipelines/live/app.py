@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import inspect
 import time
 from collections.abc import Awaitable, Callable
@@ -116,7 +117,10 @@ class EventStream:
         self.heartbeat_s = heartbeat_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hub = self.hub
+
         async def body(chunk: bytes) -> None:
+            hub.writes += 1
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
         async def disconnected() -> None:
@@ -256,6 +260,7 @@ async def _serve_websocket(ws: WebSocket, hub: Hub, gate: Gate, heartbeat_s: flo
                 pass  # read-only: what a client sends is ignored
 
         async def emit(items: list[Message | Gap]) -> None:
+            hub.writes += 1
             for item in items:
                 await ws.send_text(_text(item))
 
@@ -377,11 +382,15 @@ def create_app(
     bars_database_url: str | None = None,
     auth: LiveAuth | None = None,
     limits: Limits | None = None,
+    flush_s: float | None = None,
 ) -> Starlette:
     """The app relaying `redis_url`'s channels (None: every relay answers with NO_REDIS);
     `/bars` reads `bars_database_url` (default: INGEST_DATABASE_URL). `auth` and `limits`
-    default to INGEST_LIVE_JWT_SECRET / INGEST_LIVE_ORIGINS and INGEST_LIVE_MAX_*."""
+    default to INGEST_LIVE_JWT_SECRET / INGEST_LIVE_ORIGINS and INGEST_LIVE_MAX_*; `flush_s`
+    (the most often a client gets a write) to the hub's FLUSH_S."""
     sizes = {k: v for k, v in (("replay_size", replay_size), ("queue_size", queue_size)) if v}
+    if flush_s is not None:
+        sizes["flush_s"] = flush_s
     hub = Hub(redis_url, heartbeat_s=heartbeat_s, limits=limits or _limits_from_settings(), **sizes)
     gate = Gate(hub, auth if auth is not None else LiveAuth.from_settings())
     if bars_database_url:
@@ -389,6 +398,9 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
+        # what is loaded by now lives as long as the process: out of the collector's full passes,
+        # which otherwise walk it all while every client waits (a pause in the stream)
+        gc.freeze()
         task = asyncio.create_task(hub.run(), name="live-redis-reader")
         try:
             yield

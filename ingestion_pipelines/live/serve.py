@@ -43,6 +43,7 @@ def serve(
         heartbeat_s=heartbeat_s or HEARTBEAT_S,
         bars_database_url=database_url,
         auth=auth,
+        flush_s=settings.live_flush_ms / 1000,
     )
     source = f"Redis at {redact_url(settings.redis_url)}" if settings.redis_url else None
     print(

@@ -131,7 +131,9 @@ def test_the_page_signed_in_with_a_token_streams_for_a_viewer(redis_url, tmp_pat
         with live_process(env, tmp_path / "live.log", port):
             browser = Browser(tmp_path / "chromium.log")
             browser.navigate(f"http://127.0.0.1:{port}/")  # no token: nothing is served
-            assert "token is required" in browser.evaluate("document.body.textContent")
+            body = "document.body?.textContent || ''"  # navigate returns before the page loads
+            text = wait_for(lambda: browser.evaluate(body), 10, "the refusal page")
+            assert "token is required" in text
             token = mint_token(secret, "vera", "viewer", 300)
             browser.navigate(f"http://127.0.0.1:{port}/?token={token}")
             status = "document.getElementById('status')?.textContent"

@@ -58,6 +58,8 @@ def test_sse_relays_then_resumes_with_last_event_id_without_a_hole(redis_url):
         assert [e.data["data"][0]["trade_id"] for e in got] == [1000 + n for n in range(5)]
         assert all(e.data["channel"] == TICKS and e.data["id"] == e.id for e in got)
         assert got[0].data["data"][0]["price"] == "97000.10000000"  # decimals stay exact text
+        # the writes to it are counted (its `retry:` line, then at least one batch)
+        assert get_json(port, "/status")["writes"] >= 2
         first.close()  # the browser loses its connection here
 
         for n in range(10, 20):
@@ -411,3 +413,66 @@ def test_a_feed_forgets_what_its_clients_have_and_drops_only_the_one_behind():
     assert len(fast.feed.log) < 20  # what every live client has is forgotten
     hub.unsubscribe(slow)
     assert hub.dropped == 1 and hub.dropped_messages == slow.missed
+
+
+def test_a_feed_wakes_its_clients_at_once_then_at_most_once_per_flush_interval():
+    """A message after a quiet spell goes out at once; the ones following it within the flush
+    interval wait and go out together (one socket write per client, not one per message)."""
+    import asyncio
+
+    from ingestion_pipelines.live.hub import Hub
+
+    async def scenario() -> tuple[list[int], bool, list[int]]:
+        hub = Hub(None, flush_s=3600.0)
+        client, _ = hub.subscribe(["ticks:*"])
+        waiting = asyncio.ensure_future(client.wait())
+        await asyncio.sleep(0)  # the client is waiting
+        hub.dispatch("ticks:binance:BTCUSDT", b"[0]")
+        await asyncio.wait_for(waiting, 5)  # the first: at the end of the loop tick
+        first = [json.loads(m.json)["data"][0] for m in client.take()]
+        waiting = asyncio.ensure_future(client.wait())
+        await asyncio.sleep(0)
+        for n in range(1, 4):
+            hub.dispatch("ticks:binance:BTCUSDT", b"[%d]" % n)
+        done, _ = await asyncio.wait([waiting], timeout=0.3)
+        rest = [json.loads(m.json)["data"][0] for m in client.take()]  # what a heartbeat takes
+        waiting.cancel()
+        return first, bool(done), rest
+
+    first, woken, rest = asyncio.run(scenario())
+    assert first == [0]
+    assert not woken  # held back until the flush interval ends
+    assert rest == [1, 2, 3]  # kept, in order, for the next write
+
+
+def test_a_steady_stream_wakes_a_client_once_per_flush_interval_with_everything():
+    import asyncio
+
+    from ingestion_pipelines.live.hub import Hub
+
+    async def scenario() -> tuple[int, list[int], float]:
+        hub = Hub(None, flush_s=0.1)
+        started = asyncio.get_running_loop().time()
+        client, _ = hub.subscribe(["ticks:*"])
+        got: list[int] = []
+        wakes = 0
+
+        async def reader() -> None:
+            nonlocal wakes
+            while True:
+                await client.wait()
+                wakes += 1
+                got.extend(json.loads(m.json)["data"][0] for m in client.take())
+
+        task = asyncio.ensure_future(reader())
+        await asyncio.sleep(0)
+        for n in range(100):  # 100 messages over about half a second
+            hub.dispatch("ticks:binance:BTCUSDT", b"[%d]" % n)
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.25)  # the last flush interval ends
+        task.cancel()
+        return wakes, got, asyncio.get_running_loop().time() - started
+
+    wakes, got, elapsed = asyncio.run(scenario())
+    assert got == list(range(100))
+    assert wakes <= elapsed / 0.1 + 2  # one wake per interval (however slow the machine), not 100
