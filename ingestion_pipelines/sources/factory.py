@@ -354,6 +354,9 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
     )
     def crawl_schedule(context: dg.ScheduleEvaluationContext):
         tags = {WORKER_TAG: worker_id}
+        waiting = [w for w in source.upstream if not _ever_materialized(context.instance, w)]
+        if waiting:  # its first run would find the table it reads empty and fail
+            return dg.SkipReason(f"{worker_id} reads what {waiting[0]} stores: not stored yet")
         if parts is None:
             return dg.RunRequest(tags=tags)
         when = context.scheduled_execution_time
@@ -361,3 +364,7 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
         return dg.RunRequest(partition_key=key, tags=tags)
 
     return SourceDefs(crawl_asset, job, crawl_schedule)
+
+
+def _ever_materialized(instance: dg.DagsterInstance, worker_id: str) -> bool:
+    return instance.get_latest_materialization_event(dg.AssetKey([worker_id])) is not None

@@ -54,6 +54,28 @@ def test_schedules_run_in_ict_and_target_the_days_partition(sqlite_url, monkeypa
     dispose_all()
 
 
+def test_a_reader_schedule_waits_until_its_writer_has_stored_once(sqlite_url, monkeypatch):
+    # vn_stock_eod asks for the stocks vn_stocks stores: before that, its tick is skipped, not a
+    # run that fails on an empty `stock` table
+    monkeypatch.setenv("INGEST_DATABASE_URL", sqlite_url)
+    defs = build_definitions()
+    when, repository = datetime(2026, 11, 24, 16, 30, tzinfo=ICT), defs.get_repository_def()
+    with dg.instance_for_test() as instance:
+
+        def tick():
+            context = dg.build_schedule_context(
+                instance=instance, scheduled_execution_time=when, repository_def=repository
+            )
+            return schedule(defs, "vn_stock_eod_schedule").evaluate_tick(context)
+
+        skipped = tick()
+        assert not skipped.run_requests and "vn_stocks" in skipped.skip_message
+        instance.report_runless_asset_event(dg.AssetMaterialization("vn_stocks"))
+        (request,) = tick().run_requests
+        assert request.partition_key == "2026-11-23"  # the newest day due at 16:30 (calendar)
+    dispose_all()
+
+
 def test_cron_comes_from_the_config_chain_when_the_definitions_load(sqlite_url, monkeypatch):
     monkeypatch.setenv("INGEST_DATABASE_URL", sqlite_url)
     ConfigChain(sqlite_url).set("fmarket_nav", "cron", "0 20 * * 1-5", updated_by="test")
@@ -65,11 +87,20 @@ def test_cron_comes_from_the_config_chain_when_the_definitions_load(sqlite_url, 
     dispose_all()
 
 
-def test_a_database_that_is_down_never_fails_or_slows_loading(monkeypatch):
-    monkeypatch.setenv("INGEST_DATABASE_URL", "mysql+pymysql://ingest:pw@127.0.0.1:1/ingest")
+def _load_time(monkeypatch, database_url: str):
+    monkeypatch.setenv("INGEST_DATABASE_URL", database_url)
     started = time.perf_counter()
     defs = build_definitions()
-    assert time.perf_counter() - started < 2.0
+    return time.perf_counter() - started, defs
+
+
+def test_a_database_that_is_down_never_fails_or_slows_loading(monkeypatch, sqlite_url):
+    # side by side with a reachable database, so the machine's load cancels out (the absolute
+    # load time is benchmarks/definitions_load.py's); the first load warms the caches
+    _load_time(monkeypatch, sqlite_url)
+    reachable, _ = _load_time(monkeypatch, sqlite_url)
+    down, defs = _load_time(monkeypatch, "mysql+pymysql://ingest:pw@127.0.0.1:1/ingest")
+    assert down < 1.5 * reachable + 0.5, (down, reachable)
     assert schedule(defs, "fmarket_nav_schedule").cron_schedule == "45 18 * * *"
     assert {a.key.to_user_string() for a in defs.assets} >= {
         "fmarket_funds",
