@@ -148,12 +148,15 @@ def _exact(value: Any) -> Decimal | None:
 
 
 def raw_histories(engine: Engine, symbols: Sequence[str] = ()) -> Iterator[list[dict[str, Any]]]:
-    """Each symbol's `stock_eod` rows in day order, one symbol at a time (streamed)."""
+    """Each symbol's raw `stock_eod` rows (not a provider's adjusted bars) in day order, one
+    symbol at a time (streamed)."""
     c = stock_eod.c
     query = select(
         c.symbol, c.trade_date, c.exchange, c.open, c.high, c.low, c.close, c.volume,
         c.adjusted_close,
     ).order_by(c.symbol, c.trade_date)  # fmt: skip
+    # a provider's adjusted bars (Vietcap's) are not raw prices: adjusting them again is wrong
+    query = query.where(c.prices_adjusted.is_not(True))  # NULL (before 0028) is raw
     if symbols:
         query = query.where(c.symbol.in_(list(symbols)))
     with engine.connect() as conn:
