@@ -32,7 +32,9 @@ def test_0028_adds_provider_and_adjusted_flag_and_keeps_old_rows(database_url):
     assert "provider" not in old.c and "prices_adjusted" not in old.c
     assert not old.c.volume.nullable
     with engine.begin() as conn:  # the declared table's types, only the columns 0027 has
-        conn.execute(tables.stock_eod.insert(), [_row("FPT", DAY, "66.6"), _row("ABB", DAY, "13.9")])
+        conn.execute(
+            tables.stock_eod.insert(), [_row("FPT", DAY, "66.6"), _row("ABB", DAY, "13.9")]
+        )
 
     assert upgrade(database_url) == head_revision()
     c = tables.stock_eod.c
