@@ -5,6 +5,8 @@ events of `corporate_event`, into `stock_eod_adjusted` (issue 19 item 7).
 (`units.thousands_to_vnd`) and adjusted by `vnmarket.adjustment.adjust` (the standard backward
 factors: every price before an ex-date times the factor of each later event, volumes divided by
 the share factor). The raw table is never written: the adjusted prices have their own table.
+Rows of `stock_eod` flagged `prices_adjusted` (Vietcap's chart bars, already adjusted) are not
+read: adjusting them again would be wrong.
 
 Which symbols a run derives: all of them, every time. A new event changes every earlier day of
 its symbol, and a corrected raw price changes the factor of the next ex-date (it uses the
