@@ -118,3 +118,18 @@ def test_ingest_replay_serves_vietcaps_recording(sqlite_url):
         assert result.metadata()["partitions_by_provider"] == {"vietcap": 1}
     assert {r["provider"] for r in _stored(sqlite_url)} == {"vietcap"}
     dispose_all()
+
+
+def test_vndirect_must_still_send_volume_though_vietcap_rows_may_lack_it():
+    # the column is nullable for Vietcap's rows; a VNDIRECT record without nmVolume is still bad
+    from pydantic import ValidationError
+
+    from ingestion_pipelines.sources.declared import declared_sources
+
+    record = declared_sources()["vn_stock_eod"].record
+    path = DERIVED / "vndirect_stock_prices_ABB_2021-12-03.json"
+    captured = json.loads(path.read_text(), parse_float=Decimal)  # as the engine reads JSON
+    row = captured["data"][0]
+    assert record.model_validate(row).volume == Decimal(str(row["nmVolume"]))
+    with pytest.raises(ValidationError, match="nmVolume|volume"):
+        record.model_validate({k: v for k, v in row.items() if k != "nmVolume"})
