@@ -5,6 +5,8 @@ events of `corporate_event`, into `stock_eod_adjusted` (issue 19 item 7).
 (`units.thousands_to_vnd`) and adjusted by `vnmarket.adjustment.adjust` (the standard backward
 factors: every price before an ex-date times the factor of each later event, volumes divided by
 the share factor). The raw table is never written: the adjusted prices have their own table.
+Rows of `stock_eod` flagged `prices_adjusted` (Vietcap's chart bars, already adjusted) are not
+read: adjusting them again would be wrong.
 
 Which symbols a run derives: all of them, every time. A new event changes every earlier day of
 its symbol, and a corrected raw price changes the factor of the next ex-date (it uses the
@@ -148,12 +150,15 @@ def _exact(value: Any) -> Decimal | None:
 
 
 def raw_histories(engine: Engine, symbols: Sequence[str] = ()) -> Iterator[list[dict[str, Any]]]:
-    """Each symbol's `stock_eod` rows in day order, one symbol at a time (streamed)."""
+    """Each symbol's raw `stock_eod` rows (not a provider's adjusted bars) in day order, one
+    symbol at a time (streamed)."""
     c = stock_eod.c
     query = select(
         c.symbol, c.trade_date, c.exchange, c.open, c.high, c.low, c.close, c.volume,
         c.adjusted_close,
     ).order_by(c.symbol, c.trade_date)  # fmt: skip
+    # a provider's adjusted bars (Vietcap's) are not raw prices: adjusting them again is wrong
+    query = query.where(c.prices_adjusted.is_not(True))  # NULL (before 0028) is raw
     if symbols:
         query = query.where(c.symbol.in_(list(symbols)))
     with engine.connect() as conn:

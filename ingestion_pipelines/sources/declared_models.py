@@ -87,7 +87,7 @@ def record_model(spec: RestSourceSpec, name: str) -> type[Record]:
     for column in table_columns(spec.model_dump()):
         how = spec.field(column.name)
         kind = _field_type(column, how)
-        required = column.key or column.required
+        required = column.key or column.required or how.required
         path = (how.path or column.name).split(".")
         bounds = {
             k: v

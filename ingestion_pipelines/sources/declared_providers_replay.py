@@ -1,5 +1,6 @@
 """The replay of a declared source's other providers (`providers:` with a `replay` each): every
-provider's recording served whole at its real path, under a prefix of its own
+provider's recording served at its real path (a list of per-symbol objects, as Vietcap's chart
+API answers, narrowed to the `symbols` the request's body asks for; anything else whole), under a prefix of its own
 (``/<worker_id>/<provider>``), and the provider's ``<provider>_base_url`` setting pointed there
 (``INGEST_<WORKER>__<PROVIDER>_BASE_URL``, printed by `ingest replay`, in the compose overlay)::
 
@@ -11,17 +12,33 @@ provider's recording served whole at its real path, under a prefix of its own
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ingestion_pipelines.replay.routes import ReplayRequest, Response, route, setting_path
 from ingestion_pipelines.sources.declared_providers import ProviderSpec
 
 
-def _whole(body: bytes):
-    def serve(_request: ReplayRequest, _dataset: Any) -> Response:
-        return Response(200, body, {"Content-Type": "application/json"})
+def _recorded(body: bytes):
+    recorded = json.loads(body)
+
+    def serve(request: ReplayRequest, _dataset: Any) -> Response:
+        asked = _asked_symbols(request)
+        if asked is None or not isinstance(recorded, list):
+            return Response(200, body, {"Content-Type": "application/json"})
+        chosen = [i for i in recorded if isinstance(i, dict) and i.get("symbol") in asked]
+        return Response(200, json.dumps(chosen).encode(), {"Content-Type": "application/json"})
 
     return serve
+
+
+def _asked_symbols(request: ReplayRequest) -> set[str] | None:
+    try:
+        asked = request.json()
+    except ValueError:
+        return None
+    symbols = asked.get("symbols") if isinstance(asked, dict) else None
+    return {str(s) for s in symbols} if isinstance(symbols, list) else None
 
 
 def register_providers(source) -> list[str]:
@@ -33,7 +50,7 @@ def register_providers(source) -> list[str]:
             continue
         body = (source.folder / "data" / other.replay["file"]).read_bytes()
         prefix = f"/{source.worker_id}/{name}{other.replay.get('base_path', '')}"
-        route(prefix + other.request.path, other.request.method)(_whole(body))
+        route(prefix + other.request.path, other.request.method)(_recorded(body))
         setting_path(source.worker_id, f"{name}_base_url", prefix)
         served.append(name)
     return served

@@ -114,6 +114,8 @@ class FieldSpec(Strict):
     pattern: str | None = None
     min_length: int | None = None
     choices: list[str] | None = None
+    # this provider must send it, though the column may be NULL (another provider's rows)
+    required: bool = False
 
     @field_validator("unit")
     @classmethod

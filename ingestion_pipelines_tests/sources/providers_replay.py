@@ -1,4 +1,4 @@
-"""Each provider's recording of `vn_indices` (VNDIRECT, Vietcap) and `coingecko_markets`
+"""Each provider's recording of `vn_indices` and `vn_stock_eod` (VNDIRECT, Vietcap) and `coingecko_markets`
 (CoinGecko, CoinPaprika) served at its real path by a local HTTP server that counts requests per
 path; a provider can be switched to answer 403 (as the providers' WAFs do) or an empty page.
 Used by tests/sources/test_declared_providers.py and benchmarks/failover.py."""
@@ -25,6 +25,10 @@ DEFS = Path(__file__).resolve().parents[2] / "ingestion_pipelines" / "defs"
 INDICES = DEFS / "vn_indices" / "data"
 VNDIRECT_PATH = "/v4/vnmarket_prices"
 VIETCAP_PATH = "/api/chart/OHLCChart/gap-chart"
+STOCK_PRICES_PATH = "/v4/stock_prices"
+STOCK_DAYS = [date(2026, 9, 15), date(2026, 9, 23)]  # the FPT recording's first and last days
+# Vietcap's answer for a stock (its body names the symbol): FPT's recording
+VIETCAP_FPT = (DEFS / "vn_stock_eod/data/vietcap_gap_chart_FPT_2026-09-15_23.json").read_bytes()
 COINGECKO_PATH = "/api/v3/coins/markets"
 COINPAPRIKA_PATH = "/v1/tickers"
 DAYS = [date(2025, 12, 3), date(2025, 12, 4), date(2025, 12, 5)]  # the recordings' trading days
@@ -48,14 +52,17 @@ class Providers(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         path = self.path.split("?")[0]
         type(self).hits[path] += 1
+        body = b""
         if int(self.headers.get("Content-Length") or 0):
-            self.rfile.read(int(self.headers["Content-Length"]))
+            body = self.rfile.read(int(self.headers["Content-Length"]))
         if path in self.blocked:
             self._send(403, "text/html", BLOCKED_BODY)
         elif path in self.empty:
             self._send(200, "application/json", b'{"data": [], "totalElements": 0}')
         elif path == COINGECKO_PATH and "page=1" not in self.path:
             self._send(200, "application/json", b"[]")  # CoinGecko's end: an empty page
+        elif path == VIETCAP_PATH and b'"FPT"' in body:
+            self._send(200, "application/json", VIETCAP_FPT)
         elif path in SERVED:
             self._send(200, "application/json", SERVED[path])
         else:
@@ -95,7 +102,7 @@ def run_worker(
 ) -> CrawlResult:
     """One run of a declared worker through the engine (its window: `days`)."""
     cls = declared_sources()[worker_id]
-    if worker_id == "vn_indices":
+    if worker_id in ("vn_indices", "vn_stock_eod"):
         settings = {"base_url": base, "vietcap_base_url": base, **settings}
     else:
         settings = {"base_url": f"{base}/api/v3", "coinpaprika_base_url": f"{base}/v1", **settings}
