@@ -57,6 +57,7 @@ from ingestion_pipelines.sources.declared_render import (
 )
 from ingestion_pipelines.sources.declared_spec import RestSourceSpec, duration
 from ingestion_pipelines.sources.declared_subset import subset_clauses
+from ingestion_pipelines.sources.declared_window import within_window
 from ingestion_pipelines.sources.declared_values import (
     classified,
     json_safe,
@@ -159,7 +160,7 @@ class DeclaredSource(Source):
             if total is None:
                 raise SourceError(f"the body has no total at {self.spec.totals}")
             yield Expected(request.meta.get("family", self.worker_id), int(total))
-        for each in found:
+        for each in within_window(self, found):  # sources/declared_window.py
             yield self.with_set_values(each, body, request)
         following = self.paginator.follow(request, response, body, records)
         if following is not None:

@@ -12,6 +12,7 @@ The declaration's ``replay`` says where and how (``defs/<worker_id>/defs.yaml``)
       rate_limited: coingecko            # a per-minute budget name (--coingecko-rate-limit)
       throttle_body: {...}               # what a 429 there carries
       select: {q: {clauses: "~"}}        # the records each request asks for (declared_select)
+      simulator: module:function         # answers every request itself (declared_simulator)
 
 The recorded file is one body as the service sends it (the record list at the declaration's
 ``records`` path); pages are cut from its records by the declared paginator's parameters. Tests
@@ -49,6 +50,7 @@ from ingestion_pipelines.sources.declared_body import (
 from ingestion_pipelines.sources.declared_columns import rows_from_columns
 from ingestion_pipelines.sources.declared_defaults import page_size_param
 from ingestion_pipelines.sources.declared_html import HTML_CONTENT_TYPE, recorded_html
+from ingestion_pipelines.sources.declared_simulator import load_simulator
 from ingestion_pipelines.sources.declared_select import (
     request_params,
     selected,
@@ -165,12 +167,15 @@ def _handler(source: type[DeclaredSource]):
     required = (source.spec.replay or {}).get("require") or {}
     select = (source.spec.replay or {}).get("select") or {}
     totals = total_paths(source)
+    simulator = load_simulator(source)  # replay.simulator (sources/declared_simulator.py)
 
     def serve(request: ReplayRequest, dataset: ReplayDataset) -> Response:
         for name, value in required.items():
             if request.query.get(name, "").lower() != str(value).lower():
                 return Response.json({"error": f"invalid or missing parameter {name}"}, 400)
         payload = dataset.recorded[worker_id]
+        if simulator is not None:
+            return simulator(request, dataset, payload)
         if source.spec.format == "html":  # the recorded page, whole
             return Response(200, payload.body, {"Content-Type": HTML_CONTENT_TYPE})
         if served_whole(source.spec):
