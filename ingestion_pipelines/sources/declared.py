@@ -57,13 +57,13 @@ from ingestion_pipelines.sources.declared_render import (
 )
 from ingestion_pipelines.sources.declared_spec import RestSourceSpec, duration
 from ingestion_pipelines.sources.declared_subset import subset_clauses
-from ingestion_pipelines.sources.declared_window import within_window
 from ingestion_pipelines.sources.declared_values import (
     classified,
     json_safe,
     run_context,
     set_value,
 )
+from ingestion_pipelines.sources.declared_window import within_window
 from ingestion_pipelines.sources.paginators import PaginatorSpec, at_path
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.declared import Declaration, declarations

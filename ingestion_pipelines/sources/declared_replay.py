@@ -50,13 +50,13 @@ from ingestion_pipelines.sources.declared_body import (
 from ingestion_pipelines.sources.declared_columns import rows_from_columns
 from ingestion_pipelines.sources.declared_defaults import page_size_param
 from ingestion_pipelines.sources.declared_html import HTML_CONTENT_TYPE, recorded_html
-from ingestion_pipelines.sources.declared_simulator import load_simulator
 from ingestion_pipelines.sources.declared_select import (
     request_params,
     selected,
     total_paths,
     with_totals,
 )
+from ingestion_pipelines.sources.declared_simulator import load_simulator
 from ingestion_pipelines.sources.declared_time_replay import time_range_page
 from ingestion_pipelines.sources.paginators import OffsetLimit, PageNumber, PaginatorSpec, at_path
 
