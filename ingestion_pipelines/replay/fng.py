@@ -1,6 +1,6 @@
 """The simulator of alternative.me's Crypto Fear & Greed Index (``GET /fng/``), the replay its
-declaration names (``replay.simulator: ingestion_pipelines.replay.fng:answer``; see
-sources/declared_simulator.py): one recording cannot serve every day a daily index is asked for.
+declaration names (``replay.answer: ingestion_pipelines.replay.fng:answer``; see
+sources/declared_answer.py): one recording cannot serve every day a daily index is asked for.
 
 One value per UTC day since 2018-02-01, a deterministic function of the date; the recorded days
 (the declaration's recording, the API's documented example) are served as recorded. Like the real
