@@ -64,6 +64,7 @@ from ingestion_pipelines.sources.declared_values import (
     set_value,
     template_scopes,
 )
+from ingestion_pipelines.sources.declared_window import within_window
 from ingestion_pipelines.sources.paginators import PaginatorSpec, at_path
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.declared import Declaration, declarations
@@ -171,7 +172,7 @@ class DeclaredSource(Source):
                 raise SourceError(f"the body has no total at {self.spec.totals}")
             yield Expected(request.meta.get("family", self.worker_id), int(total))
         stamp = self.stamper(body, request)
-        for each in found:
+        for each in within_window(self, found):  # sources/declared_window.py
             yield stamp(each)
         following = self.paginator.follow(request, response, body, records)
         if following is not None:

@@ -13,6 +13,7 @@ The declaration's ``replay`` says where and how (``defs/<worker_id>/defs.yaml``)
       throttle_body: {...}               # what a 429 there carries
       select: {q: {clauses: "~"}}        # the records each request asks for (declared_select)
       simulator: module:name             # records made for what is not recorded (declared_simulator)
+      answer: module:function            # a simulator answers every request (declared_answer)
 
 The recorded file is one body as the service sends it (the record list at the declaration's
 ``records`` path); pages are cut from its records by the declared paginator's parameters. Tests
@@ -41,6 +42,7 @@ from ingestion_pipelines.replay.routes import (
     throttle_body,
 )
 from ingestion_pipelines.sources.declared import DeclaredSource, load_declared_sources
+from ingestion_pipelines.sources.declared_answer import load_answer
 from ingestion_pipelines.sources.declared_body import (
     decode_body,
     found_records,
@@ -167,12 +169,15 @@ def _handler(source: type[DeclaredSource]):
     required = (source.spec.replay or {}).get("require") or {}
     select = (source.spec.replay or {}).get("select") or {}
     totals = total_paths(source)
+    answer = load_answer(source)  # replay.answer (sources/declared_answer.py)
 
     def serve(request: ReplayRequest, dataset: ReplayDataset) -> Response:
         for name, value in required.items():
             if request.query.get(name, "").lower() != str(value).lower():
                 return Response.json({"error": f"invalid or missing parameter {name}"}, 400)
         payload = dataset.recorded[worker_id]
+        if answer is not None:
+            return answer(request, dataset, payload)
         if source.spec.format == "html":  # the recorded page, whole
             return Response(200, payload.body, {"Content-Type": HTML_CONTENT_TYPE})
         if served_whole(source.spec):

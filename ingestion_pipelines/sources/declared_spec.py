@@ -86,6 +86,7 @@ class PartitionSpec(Strict):
     start: str
     timezone: str = ICT_NAME
     date_column: str
+    window_filter: bool = False  # drop records outside the window before validation
 
 
 class RuleSpec(Strict):

@@ -103,14 +103,7 @@ news_article = Table(
     Index(None, "source", "published_at"),
 )
 
-fear_greed_index = Table(
-    "fear_greed_index",
-    metadata,
-    Column("index_date", Date, primary_key=True),
-    Column("value", Integer, nullable=False),
-    Column("classification", String(64), nullable=False),
-    extra_column(),
-)
+# The Fear & Greed index's table is declared by its YAML source (defs/<worker>/defs.yaml).
 
 trade_tick = Table(
     "trade_tick",
@@ -315,7 +308,6 @@ DATA_TABLES = {
     for t in (
         fund_nav,
         news_article,
-        fear_greed_index,
         trade_tick,
         stock_quote,
         trade_bar_1m,

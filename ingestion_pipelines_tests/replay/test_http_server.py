@@ -13,7 +13,7 @@ import feedparser
 import pytest
 from curl_cffi import requests as cffi
 
-from ingestion_pipelines.replay.dataset import ReplayDataset
+from ingestion_pipelines.replay.dataset import ReplayDataset, read_variant
 from ingestion_pipelines.replay.http_server import ReplayServer
 from ingestion_pipelines.sources.news.replay import CAFEF_PATH, VNEXPRESS_PATH
 
@@ -300,10 +300,15 @@ def test_fng_limit_zero_is_the_whole_history_newest_first(server):
     assert body["name"] == "Fear and Greed Index" and body["metadata"] == {"error": None}
     assert len(data) == (date(2026, 11, 23) - date(2018, 2, 1)).days + 1
     stamps = [int(entry["timestamp"]) for entry in data]
-    assert stamps == sorted(stamps, reverse=True) and all(s % 86400 == 0 for s in stamps)
+    assert stamps == sorted(stamps, reverse=True)
     assert datetime.fromtimestamp(stamps[-1], UTC).date() == date(2018, 2, 1)
+    # the recorded day (the API's documented example) is served as recorded, over the model
+    (documented,) = read_variant("fng_documented_example.json")["data"]
+    assert [e for e in data if e["timestamp"] == "1551157200"] == [documented]
+    modelled = [e for e in data if e != documented]
+    assert all(int(entry["timestamp"]) % 86400 == 0 for entry in modelled)
     assert "time_until_update" in data[0]
-    assert all("time_until_update" not in entry for entry in data[1:])
+    assert all("time_until_update" not in entry for entry in modelled[1:])
     assert all(isinstance(entry["value"], str) for entry in data)
     assert data[1]["value"] == str(server.dataset.fng(date(2026, 11, 22)))
 

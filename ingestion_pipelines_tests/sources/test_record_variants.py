@@ -11,8 +11,13 @@ from decimal import Decimal
 import pytest
 
 from ingestion_pipelines.replay.dataset import ReplayDataset, read_data, read_variant
-from ingestion_pipelines.sources.base import Request, path_tree, source_classes, unmapped
-from ingestion_pipelines.sources.fear_greed.index import FearGreed, FearGreedValue
+from ingestion_pipelines.sources.base import (
+    Request,
+    Window,
+    path_tree,
+    source_classes,
+    unmapped,
+)
 from ingestion_pipelines.sources.fmarket.nav import FundNav
 from ingestion_pipelines.sources.news.rss import Article
 
@@ -170,9 +175,14 @@ def test_a_stale_coin_with_last_updated_null_is_stored():
 # ---- alternative.me -----------------------------------------------------------------------
 
 
+def fear_greed():
+    """The Fear & Greed source, declared in its defs.yaml."""
+    return source_classes()["fear_greed"]
+
+
 def test_the_documented_example_stamped_at_five_utc_is_its_utc_day():
     (item,) = read_variant("fng_documented_example.json")["data"]
-    row = FearGreedValue.model_validate(item).row()
+    row = fear_greed().record.model_validate(item).row()
     assert row == {
         "index_date": date(2019, 2, 26),
         "value": 40,
@@ -181,25 +191,43 @@ def test_the_documented_example_stamped_at_five_utc_is_its_utc_day():
     }
 
 
+def utc_window(first: date, last: date) -> Window:
+    """The window of UTC days `first`..`last`."""
+    return Window(first, last + timedelta(days=1), "UTC")
+
+
 @pytest.mark.parametrize("hour", [0, 5, 23])
 def test_fear_greed_values_at_any_hour_of_the_day_keep_their_utc_day(hour):
-    from ingestion_pipelines.sources.fear_greed import replay as fear_greed
+    from ingestion_pipelines.replay import fng
 
-    body = fear_greed.index({"limit": "10"}, NOW, fear_greed.value_for, stamp_hour=hour)
-    source = FearGreed(FearGreed.Settings(), window=None)
-    source.window = type("W", (), {"contains": staticmethod(lambda day: True)})()
+    body = fng.index({"limit": "10"}, NOW, fng.value_for, stamp_hour=hour)
+    source_class = fear_greed()
+    window = utc_window(NOW.date() - timedelta(days=9), NOW.date())
+    source = source_class(source_class.Settings(), window=window)
     items = list(source.parse(Body(json.dumps(body).encode()), Request("/fng/")))
-    days = [FearGreedValue.model_validate(i).row()["index_date"] for i in items]
+    days = [source_class.record.model_validate(i).row()["index_date"] for i in items]
     assert days == [NOW.date() - timedelta(days=n) for n in range(10)]
 
 
+def test_fear_greed_drops_the_days_outside_its_window_before_validation():
+    from ingestion_pipelines.replay import fng
+
+    body = fng.index({"limit": "0"}, NOW, fng.value_for)  # the whole history, as for a backfill
+    body["data"].append({"value": "1", "value_classification": "x", "timestamp": "x"})
+    source_class = fear_greed()
+    day = NOW.date() - timedelta(days=400)
+    source = source_class(source_class.Settings(), window=utc_window(day, day))
+    items = list(source.parse(Body(json.dumps(body).encode()), Request("/fng/")))
+    assert len(body["data"]) > 3000
+    assert [i["timestamp"] for i in items] == [str(fng.utc_midnight(day)), "x"]
+
+
 def test_an_unreadable_stamp_is_rejected_with_its_field():
+    record = fear_greed().record
     with pytest.raises(ValueError, match="index_date|timestamp"):
-        FearGreedValue.model_validate({"value": "1", "value_classification": "x", "timestamp": "x"})
+        record.model_validate({"value": "1", "value_classification": "x", "timestamp": "x"})
     with pytest.raises(ValueError, match="out of range"):
-        FearGreedValue.model_validate(
-            {"value": "1", "value_classification": "x", "timestamp": "9" * 30}
-        )
+        record.model_validate({"value": "1", "value_classification": "x", "timestamp": "9" * 30})
 
 
 # ---- RSS ----------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
-"""alternative.me Crypto Fear & Greed Index: ``GET /fng/``.
+"""The simulator of alternative.me's Crypto Fear & Greed Index (``GET /fng/``), the replay its
+declaration names (``replay.answer: ingestion_pipelines.replay.fng:answer``; see
+sources/declared_answer.py): one recording cannot serve every day a daily index is asked for.
 
-One value per UTC day since 2018-02-01, a deterministic function of the date. Like the real
+One value per UTC day since 2018-02-01, a deterministic function of the date; the recorded days
+(the declaration's recording, the API's documented example) are served as recorded. Like the real
 API: values and timestamps are strings, timestamps are UTC midnights in epoch seconds (or a
 formatted date with ``date_format``), newest first, ``limit=1`` by default and ``limit=0`` for
 the whole history, and only the newest entry carries ``time_until_update``.
@@ -14,16 +17,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ingestion_pipelines.replay.determinism import unit_hash
-from ingestion_pipelines.replay.routes import (
-    ReplayRequest,
-    Response,
-    base_path,
-    dataset_part,
-    route,
-)
+from ingestion_pipelines.replay.routes import ReplayRequest, Response, dataset_part
 
 if TYPE_CHECKING:
     from ingestion_pipelines.replay.dataset import ReplayDataset
+    from ingestion_pipelines.sources.declared_replay import RecordedPayload
 
 NAME = "Fear and Greed Index"
 FIRST_DAY = date(2018, 2, 1)
@@ -67,9 +65,12 @@ def index(
     value_of: Callable[[date], int | None],
     *,
     stamp_hour: int = 0,
+    recorded: dict[date, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The JSON body of /fng/ for ``query`` at ``now``; ``value_of(day)`` None means no entry.
-    ``stamp_hour``: the UTC hour of each day's stamp (0 live; 5 in the API's documented example)."""
+    ``stamp_hour``: the UTC hour of each day's stamp (0 live; 5 in the API's documented example);
+    ``recorded``: entries served as they are for their days (their stamp formatted if asked)."""
+    recorded = recorded or {}
     raw_limit = (query.get("limit") or "1").strip()
     if not raw_limit.isdigit():
         return error_body("Limit must be an integer greater than or equal to 0.")
@@ -80,8 +81,15 @@ def index(
 
     today = now.astimezone(UTC).date()
     data: list[dict[str, str]] = []
-    day = today
-    while day >= FIRST_DAY and (limit == 0 or len(data) < limit):
+    day, first = today, min([FIRST_DAY, *recorded])
+    while day >= first and (limit == 0 or len(data) < limit):
+        if day in recorded:
+            entry = dict(recorded[day])
+            if date_format:
+                entry["timestamp"] = day.strftime(date_format)
+            data.append(entry)
+            day -= timedelta(days=1)
+            continue
         value = value_of(day)
         if value is not None:
             stamp = (
@@ -119,20 +127,31 @@ class IndexBook:
         return value_for(day)
 
 
-@dataset_part("fear_greed", expose=True)
+def recorded_days(records: list[Any]) -> dict[date, dict[str, Any]]:
+    """The recorded entries by the UTC day of their epoch `timestamp` (others are not served)."""
+    days: dict[date, dict[str, Any]] = {}
+    for entry in records:
+        stamp = str(entry.get("timestamp", "")).strip() if isinstance(entry, dict) else ""
+        if stamp.isdigit():
+            days[datetime.fromtimestamp(int(stamp), UTC).date()] = entry
+    return days
+
+
+@dataset_part("fng_index", expose=True)
 def index_book(dataset: ReplayDataset) -> IndexBook:
-    """The Fear & Greed state of a replay dataset."""
+    """The Fear & Greed state of a replay dataset (`dataset.fng`, `fng_overrides`, ...)."""
     return IndexBook(dataset)
 
 
-# ---------------------------------------------------------------- routes
-
-base_path("fear_greed")
-
-
-@route("/fng/", "GET")
-@route("/fng", "GET")
-def fng(request: ReplayRequest, dataset: ReplayDataset) -> Response:
-    """The index, as alternative.me serves it."""
-    body = index(request.query, dataset.now(), dataset.fng, stamp_hour=dataset.fng_stamp_hour)
+def answer(request: ReplayRequest, dataset: ReplayDataset, payload: RecordedPayload) -> Response:
+    """/fng/ as alternative.me serves it: the model, the test overrides, the recorded days."""
+    book = dataset.fng_index
+    recorded = {
+        day: entry
+        for day, entry in recorded_days(payload.records).items()
+        if day not in book.fng_overrides
+    }
+    body = index(
+        request.query, dataset.now(), book.fng, stamp_hour=book.fng_stamp_hour, recorded=recorded
+    )
     return Response.json(body)
