@@ -73,14 +73,23 @@ def test_the_gold_and_fx_workers_declare_it_and_have_no_wall_clock_window():
         assert [s.name for s in defs.sensors] == [f"{worker_id}_business_freshness"]
 
 
-def test_the_sensor_reports_a_failure_until_the_asset_is_materialized():
+def test_the_sensor_fails_a_source_silent_since_it_was_first_watched_until_it_answers():
+    import json
+    import time
+
     source = load_declared_sources()["vn_fx_rates"]
     (sensor,) = business_freshness_defs(source).sensors
     key = dg.AssetKey(["vn_fx_rates"])
     with dg.instance_for_test() as instance:
-        result = sensor(dg.build_sensor_context(instance=instance))
+        # a new deployment: never answered, watched from now on, not failing yet
+        (event,) = sensor(dg.build_sensor_context(instance=instance)).asset_events
+        assert (event.asset_key, event.check_name, event.passed) == (key, CHECK_NAME, True)
+        assert "never answered" in event.description
+        # watched for 30 days without an answer: unexpected silence
+        month_ago = json.dumps({"passed": True, "at": 0, "watched": time.time() - 30 * 86400})
+        result = sensor(dg.build_sensor_context(instance=instance, cursor=month_ago))
         (event,) = result.asset_events
-        assert (event.asset_key, event.check_name, event.passed) == (key, CHECK_NAME, False)
+        assert not event.passed and "never answered" in event.description
         instance.report_runless_asset_event(dg.AssetMaterialization(key))
         context = dg.build_sensor_context(instance=instance, cursor=result.cursor)
         (event,) = sensor(context).asset_events  # changed: reported at once

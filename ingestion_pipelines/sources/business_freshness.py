@@ -35,6 +35,17 @@ def last_answer(instance: dg.DagsterInstance, key: dg.AssetKey) -> datetime | No
     return None if event is None else datetime.fromtimestamp(event.timestamp, UTC)
 
 
+def _verdict(worker_id, hours, last: datetime | None, watched: datetime, now: datetime) -> Silence:
+    """The verdict on `last`; a source that has never answered is silent since the sensor first
+    watched it (a new deployment is not failing before its first run could answer)."""
+    if last is not None:
+        return judge(worker_id, hours, last, now)
+    waited = judge(worker_id, hours, watched, now)
+    first = f"{worker_id} has never answered (watched since {watched:%Y-%m-%d %H:%M} UTC)"
+    detail = "" if waited.passed else f": {waited.description}"
+    return Silence(waited.passed, first + detail, waited.business_silence)
+
+
 def evaluation(key: dg.AssetKey, verdict: Silence) -> dg.AssetCheckEvaluation:
     """The check evaluation a sensor reports for `verdict`."""
     return dg.AssetCheckEvaluation(
@@ -81,8 +92,9 @@ def business_freshness_defs(source) -> dg.Definitions:
     )
     def _sensor(context: dg.SensorEvaluationContext):
         now = datetime.now(UTC)
-        verdict = judge(worker_id, hours, last_answer(context.instance, key), now)
         previous = json.loads(context.cursor) if context.cursor else {}
+        watched = datetime.fromtimestamp(float(previous.get("watched", now.timestamp())), UTC)
+        verdict = _verdict(worker_id, hours, last_answer(context.instance, key), watched, now)
         due = (
             not verdict.passed
             or previous.get("passed") != verdict.passed
@@ -90,7 +102,9 @@ def business_freshness_defs(source) -> dg.Definitions:
         )
         if not due:
             return dg.SensorResult(skip_reason=f"unchanged: {verdict.description}")
-        cursor = json.dumps({"passed": verdict.passed, "at": now.timestamp()})
+        cursor = json.dumps(
+            {"passed": verdict.passed, "at": now.timestamp(), "watched": watched.timestamp()}
+        )
         return dg.SensorResult(asset_events=[evaluation(key, verdict)], cursor=cursor)
 
     return dg.Definitions(asset_checks=[_fresh], sensors=[_sensor])
