@@ -271,3 +271,15 @@ def test_status_for_a_market_feed_and_a_dataset_with_a_deadline():
     bars = mc.status_for("ssi_trade_bars_1m", monday)
     assert bars["open"] and bars["latest_complete_day"] == "2026-11-27"  # Friday's partition
     assert "latest complete trading day 2026-11-27" in market_line(bars, monday)
+
+
+def test_a_yaml_source_declares_its_deadline_in_its_own_folder():
+    from datetime import time as clock
+
+    from ingestion_pipelines.vnmarket import calendar
+
+    rule = calendar.deadline("vn_indices")
+    assert (rule.trading_days_after, rule.at) == (0, clock(17, 0))
+    assert "index levels" in rule.description
+    assert "vn_indices" not in calendar.DEADLINES  # declared in defs/vn_indices, nowhere else
+    assert calendar.deadline("fear_greed") is None

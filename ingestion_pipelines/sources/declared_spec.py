@@ -78,6 +78,15 @@ class RequestSpec(Strict):
     for_each: ForEach | None = None
 
 
+class DeadlineSpec(Strict):
+    """When a trading day's data is final: `at` (HH:MM, ICT) on the trading day
+    `trading_days_after` it (vnmarket.calendar.Deadline; read by `declared_deadlines`)."""
+
+    at: str
+    trading_days_after: int = 0
+    why: str
+
+
 class PartitionSpec(Strict):
     """Daily partitions, or one per trading day of the market calendar; `date_column` is the
     table's column the window filters on."""
@@ -87,6 +96,7 @@ class PartitionSpec(Strict):
     timezone: str = ICT_NAME
     date_column: str
     window_filter: bool = False  # drop records outside the window before validation
+    deadline: DeadlineSpec | None = None  # when a day's data is final (the calendar's rules)
 
 
 class RuleSpec(Strict):

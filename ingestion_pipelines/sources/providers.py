@@ -47,7 +47,7 @@ from ingestion_pipelines.vnmarket import calendar as market_calendar
 from ingestion_pipelines.vnmarket.calendar import Deadline
 
 BLOCK_STATUSES = frozenset({401, 403, 451})
-# EOD data of a trading day is final by 17:00 ICT that day (`market_calendar.DEADLINES`).
+# EOD data of a trading day is final by 17:00 ICT that day (`partitions.deadline` in its defs.yaml).
 EOD_DEADLINE = Deadline("vn_eod", 0, time(17, 0), "a day's prices are final by 17:00 ICT that day")
 
 

@@ -388,26 +388,43 @@ DEADLINES: dict[str, Deadline] = {
         time(18, 0),
         "a fund's NAV for a trading day is published by 18:00 ICT of the next trading day",
     ),
-    "vn_stock_eod": Deadline(
-        "vn_stock_eod", 0, time(17, 0), "a day's prices are final by 17:00 ICT that day"
-    ),
-    # Issue 19, declared in YAML (defs/<worker_id>/): VNDIRECT's end-of-day update, as for prices.
-    "vn_indices": Deadline(
-        "vn_indices", 0, time(17, 0), "a day's index levels are final by 17:00 ICT that day"
-    ),
-    "vn_foreign_flows": Deadline(
-        "vn_foreign_flows", 0, time(17, 0), "a day's foreign trading is final by 17:00 ICT that day"
-    ),
 }
 
 
 def deadline(dataset: str) -> Deadline | None:
-    return DEADLINES.get(dataset)
+    """`dataset`'s publication deadline: a Python worker's in `DEADLINES`, a YAML source's in its
+    defs.yaml (`partitions.deadline: {at: "17:00", trading_days_after: 0, why: ...}`)."""
+    return DEADLINES.get(dataset) or declared_deadlines().get(dataset)
+
+
+@functools.cache
+def declared_deadlines() -> dict[str, Deadline]:
+    """The deadlines the YAML sources declare, by worker id (read once from their defs.yaml)."""
+    from ingestion_pipelines.storage.declared import declarations
+
+    found = {}
+    for declaration in declarations():
+        rule = (declaration.attributes.get("partitions") or {}).get("deadline")
+        if rule:
+            found[declaration.worker_id] = Deadline(
+                declaration.worker_id,
+                int(rule.get("trading_days_after", 0)),
+                time.fromisoformat(str(rule["at"])),
+                str(rule["why"]),
+            )
+    return found
+
+
+def _rule(dataset: str) -> Deadline:
+    rule = deadline(dataset)
+    if rule is None:
+        raise KeyError(f"{dataset} has no publication deadline")
+    return rule
 
 
 def latest_due_day(dataset: str, moment: datetime) -> date:
     """The latest trading day whose data for `dataset` is due at `moment`."""
-    rule = DEADLINES[dataset]
+    rule = _rule(dataset)
     day = moment.astimezone(ICT).date()
     if not is_trading_day(day):
         day = previous_trading_day(day)
@@ -446,7 +463,7 @@ class Expectation:
 
 def expectation(dataset: str, start: date, end: date, at: datetime) -> Expectation:
     """Which days of [start, end) must hold data of `dataset` at `at`."""
-    rule = DEADLINES[dataset]
+    rule = _rule(dataset)
     due, pending, closed = [], [], []
     day = start
     while day < end:
@@ -478,7 +495,7 @@ def status_for(worker_id: str, now: datetime) -> dict[str, object] | None:
         )
     if worker_id in TRADING_DAY_DATASETS:
         info["latest_complete_day"] = previous_trading_day(now.astimezone(ICT).date()).isoformat()
-    rule = DEADLINES.get(worker_id)
+    rule = deadline(worker_id)
     if rule is not None:
         info.update(
             latest_due_day=latest_due_day(worker_id, now).isoformat(), due_rule=rule.description
