@@ -28,7 +28,13 @@ import orjson
 
 from ingestion_pipelines.replay import routes
 from ingestion_pipelines.replay.dataset import ReplayDataset
-from ingestion_pipelines.replay.routes import JSON, SETTING_PATHS, ReplayRequest, Response
+from ingestion_pipelines.replay.routes import (
+    JSON,
+    SETTING_PATHS,
+    SETTING_VALUES,
+    ReplayRequest,
+    Response,
+)
 
 DEFAULT_PORT = 8765
 routes.load_replays()
@@ -303,7 +309,8 @@ class ReplayServer:
     def env(self) -> dict[str, str]:
         """The ``INGEST_<WORKER>__BASE_URL`` variables for every worker served here."""
         env = {f"INGEST_{w.upper()}__BASE_URL": url for w, url in self.base_urls().items()}
-        return env | {name: self.url + path for name, path in SETTING_PATHS.items()}
+        paths = {name: self.url + path for name, path in SETTING_PATHS.items()}
+        return env | paths | SETTING_VALUES
 
     def requests_for(self, path: str, method: str | None = None) -> list[ReplayRequest]:
         """The requests received at `path` (and `method`, if given)."""

@@ -120,6 +120,16 @@ def base_path(worker_id: str, suffix: str = "") -> None:
 SETTING_PATHS: dict[str, str] = {}
 
 
+# INGEST_<WORKER>__<SETTING> -> a value the replay needs the worker to use (`replay.settings` of a
+# declaration: a subset the recordings hold, e.g. the one fund whose detail was captured)
+SETTING_VALUES: dict[str, str] = {}
+
+
+def setting_value(worker_id: str, setting: str, value: str) -> None:
+    """Say that against this replay ``worker_id``'s setting ``setting`` must be ``value``."""
+    SETTING_VALUES[f"INGEST_{worker_id.upper()}__{setting.upper()}"] = value
+
+
 def setting_path(worker_id: str, setting: str, suffix: str) -> None:
     """Say that ``worker_id``'s URL setting ``setting`` is the server's root + ``suffix``."""
     SETTING_PATHS[f"INGEST_{worker_id.upper()}__{setting.upper()}"] = suffix

@@ -14,6 +14,8 @@ The declaration's ``replay`` says where and how (``defs/<worker_id>/defs.yaml``)
       select: {q: {clauses: "~"}}        # the records each request asks for (declared_select)
       simulator: module:name             # records made for what is not recorded (declared_simulator)
       answer: module:function            # a simulator answers every request (declared_answer)
+      settings: {fund_ids: "20"}         # what the worker must ask against the replay (the subset
+                                         # its recordings hold): INGEST_<WORKER>__<SETTING>
 
 The recorded file is one body as the service sends it (the record list at the declaration's
 ``records`` path); pages are cut from its records by the declared paginator's parameters. Tests
@@ -39,6 +41,7 @@ from ingestion_pipelines.replay.routes import (
     dataset_part,
     rate_limited,
     route,
+    setting_value,
     throttle_body,
 )
 from ingestion_pipelines.sources.declared import DeclaredSource, load_declared_sources
@@ -220,6 +223,8 @@ def register_declared() -> list[str]:
             throttle_body(prefix + "/", replay["throttle_body"])
         if replay.get("rate_limited"):
             rate_limited(replay["rate_limited"], prefix + "/")
+        for setting, value in (replay.get("settings") or {}).items():  # what the recordings hold
+            setting_value(worker_id, setting, str(value))
         if source.spec.providers:  # the other providers' recordings, each at its real path
             from ingestion_pipelines.sources.declared_providers_replay import register_providers
 

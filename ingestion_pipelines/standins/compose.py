@@ -66,7 +66,8 @@ def scheduled_env() -> dict[str, str]:
         f"INGEST_{worker_id.upper()}__BASE_URL": root + path
         for worker_id, path in routes.WORKER_BASE_PATHS.items()
     }
-    return env | {name: root + path for name, path in routes.SETTING_PATHS.items()}
+    paths = {name: root + path for name, path in routes.SETTING_PATHS.items()}
+    return env | paths | routes.SETTING_VALUES
 
 
 def feeds_env() -> dict[str, str]:

@@ -260,6 +260,7 @@ def test_the_production_stack_uses_the_live_sources_and_the_replay_is_an_overlay
 
     routes.load_replays()
     expected = {f"INGEST_{w.upper()}__BASE_URL" for w in scheduled} | set(routes.SETTING_PATHS)
+    expected |= set(routes.SETTING_VALUES)  # + what the replay's recordings hold (a fund subset)
     assert "INGEST_VN_INDICES__VIETCAP_BASE_URL" in expected
     assert expected == set(names)
     for sidecar in ("sidecar-1", "sidecar-2"):
