@@ -150,9 +150,8 @@ def main() -> int:
 
     from ingestion_pipelines.http_client.resource import HttpClientResource
     from ingestion_pipelines.replay.http_server import ReplayServer
-    from ingestion_pipelines.sources.base import Window
+    from ingestion_pipelines.sources.base import Window, source_classes
     from ingestion_pipelines.sources.fmarket import replay as fmarket
-    from ingestion_pipelines.sources.fmarket.nav import FmarketNav
     from ingestion_pipelines.sources.runner import crawl
     from ingestion_pipelines.storage.engines import ensure_schema
     from ingestion_pipelines.storage.tables import fund_nav
@@ -233,7 +232,7 @@ def main() -> int:
             with http.session("fmarket_nav") as session:
                 t0 = time.perf_counter()
                 res = crawl(
-                    FmarketNav(settings, win),
+                    source_classes()["fmarket_nav"](settings, win),
                     session=session,
                     data_engine=engine,
                     control_engine=engine,

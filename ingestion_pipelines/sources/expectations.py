@@ -2,8 +2,9 @@
 schedule tick collects and whether an empty window is a failure or expected silence.
 
 Dagster-free: the factory turns these verdicts into schedule run requests and check results.
-A worker with a publication deadline (`market_calendar.deadline`: `DEADLINES` for Python workers such as `fmarket_nav`, `partitions.deadline` in a defs.yaml) is
-judged by it; any other worker needs rows in whatever its run covered.
+A worker with a publication deadline (`market_calendar.deadline`: `partitions.deadline` in its
+defs.yaml, such as `fmarket_nav`'s; `DEADLINES` for a Python worker) is judged by it; any
+other worker needs rows in whatever its run covered.
 """
 
 from __future__ import annotations

@@ -381,14 +381,9 @@ class Deadline:
         return datetime.combine(target, self.at, ICT)
 
 
-DEADLINES: dict[str, Deadline] = {
-    "fmarket_nav": Deadline(
-        "fmarket_nav",
-        1,
-        time(18, 0),
-        "a fund's NAV for a trading day is published by 18:00 ICT of the next trading day",
-    ),
-}
+# The publication deadlines of Python workers (none today: every one is declared in its
+# defs.yaml's `partitions.deadline`, read by `declared_deadlines`).
+DEADLINES: dict[str, Deadline] = {}
 
 
 def deadline(dataset: str) -> Deadline | None:

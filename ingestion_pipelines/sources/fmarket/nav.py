@@ -1,4 +1,5 @@
-"""fmarket.vn: daily NAV history per fund (`POST /res/product/get-nav-history`).
+"""fmarket.vn: daily NAV history per fund (`POST /res/product/get-nav-history`), the hook of its
+declaration (``defs/fmarket_nav/defs.yaml``: worker id, settings, table, partitions, deadline).
 
 One request per fund for the whole window, so a backfill of years is as many requests as there
 are funds. The API wants both `fromDate` and `toDate` (YYYYMMDD) and answers 400 otherwise;
@@ -7,23 +8,20 @@ are funds. The API wants both `fromDate` and `toDate` (YYYYMMDD) and answers 400
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 
 from pydantic import Field
 
-from ingestion_pipelines.config.workers import ScheduledSettings
 from ingestion_pipelines.sources.base import (
-    DailyPartitions,
     Exact,
     Expected,
     Record,
     Request,
-    Source,
     SourceError,
     exact_json,
 )
-from ingestion_pipelines.storage.tables import fund_nav
+from ingestion_pipelines.sources.declared import DeclaredSource
 
 # The fund list's body as fmarket's own site sends it (`defs/fmarket_funds/defs.yaml` declares the
 # same request): the fund ids whose NAV history is read come from it.
@@ -39,19 +37,6 @@ FUND_FILTER = {
     "isBuyByReward": False,
     "thirdAppIds": [],
 }
-BROWSER_HEADERS = {
-    "Origin": "https://fmarket.vn",
-    "Referer": "https://fmarket.vn/",
-    "Accept": "application/json, text/plain, */*",
-}
-
-
-class FmarketNavSettings(ScheduledSettings):
-    """Where and how `fmarket_nav` crawls."""
-
-    base_url: str = "https://api.fmarket.vn"
-    cron: str = "45 18 * * *"
-    page_size: int = Field(100, ge=1, le=1000)
 
 
 def fund_pages(response, request: Request, page_size: int):
@@ -95,18 +80,12 @@ class FundNav(Record):
     nav: Exact = Field(gt=Decimal(0))
 
 
-class FmarketNav(Source):
-    """Daily NAV per unit of every fmarket.vn fund (ICT dates)."""
+class NavHistory(DeclaredSource):
+    """The code of a fund NAV history source declared in YAML (``hook: ingestion_pipelines.
+    sources.fmarket.nav:NavHistory`` in its defs.yaml, whose settings give `page_size`): the fund
+    list first, then one NAV history request per fund over the run's window."""
 
-    worker_id = "fmarket_nav"
-    group = "vn_funds"
-    table = fund_nav
     record = FundNav
-    Settings = FmarketNavSettings
-    partitions = DailyPartitions(start="2015-01-01")  # ICT days
-    date_column = "nav_date"
-    headers = BROWSER_HEADERS
-    fresh_within = timedelta(hours=26)
 
     def build_requests(self):
         """The fund list first: one NAV history request per fund follows from it."""

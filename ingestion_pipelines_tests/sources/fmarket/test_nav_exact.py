@@ -7,8 +7,8 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from ingestion_pipelines.http_client.results import HttpResult
-from ingestion_pipelines.sources.base import Request
-from ingestion_pipelines.sources.fmarket.nav import FmarketNav, FundNav
+from ingestion_pipelines.sources.base import Request, source_classes
+from ingestion_pipelines.sources.fmarket.nav import FundNav
 from ingestion_pipelines.storage.engines import ensure_schema
 from ingestion_pipelines.storage.tables import fund_nav
 from ingestion_pipelines.storage.upsert import upsert
@@ -29,7 +29,7 @@ def history_response(navs: list[str]) -> HttpResult:
 
 def test_nav_values_are_stored_exactly_as_sent(database_url):
     request = Request("/res/product/get-nav-history", method="POST", meta={"kind": "nav"})
-    items = list(FmarketNav(None).parse(history_response(NAVS), request))
+    items = list(source_classes()["fmarket_nav"](None).parse(history_response(NAVS), request))
     rows = [FundNav.model_validate(item).row() for item in items]  # as the runner does
     assert [row["nav"] for row in rows] == [Decimal(nav) for nav in NAVS]
     assert all(type(row["nav"]) is Decimal for row in rows)
