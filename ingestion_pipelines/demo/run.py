@@ -18,7 +18,7 @@ from ingestion_pipelines.demo.live import LivePage, start_live_page
 
 # In the demo every schedule ticks every two minutes, so runs and rows show up at once.
 DEMO_CRON = "*/2 * * * *"
-# How long a first-run wave may take before the next starts anyway (its runs then fail clearly).
+# How long a reader's first run waits for its writers' before it is launched anyway.
 FIRST_WAVE_WAIT_S = 600
 _ENDED = {"SUCCESS", "FAILURE", "CANCELED"}
 
@@ -58,29 +58,41 @@ def _prepare_instance(env: dict[str, str]) -> None:
 
 
 def _first_runs(dagster_url: str, stop: threading.Event) -> None:
-    """Once the webserver answers, run every scheduled worker once, without waiting for ticks: in
-    waves, a worker after those whose rows it reads (`vn_stock_eod` after `vn_stocks`)."""
+    """Once the webserver answers, run every scheduled worker once, without waiting for ticks: a
+    worker that reads another's rows (`vn_stock_eod` reads `vn_stocks`' `stock`) as soon as the
+    first runs of its writers have ended, the others at once."""
     from ingestion_pipelines.config.workers import catalogue
     from ingestion_pipelines.dagster_api.client import DagsterClient
-    from ingestion_pipelines.sources.base import first_run_waves
+    from ingestion_pipelines.sources.base import source_classes
 
     client = DagsterClient(dagster_url)
-    waves = first_run_waves([w for w, spec in catalogue().items() if spec.kind == "scheduled"])
-    for number, wave in enumerate(waves, 1):
-        run_ids = _launch(client, wave, stop)
-        if run_ids is None:
-            return
-        if number < len(waves):
-            _wait_until_finished(client, run_ids, stop)
+    sources = source_classes()
+    workers = [w for w, spec in catalogue().items() if spec.kind == "scheduled"]
+    upstream = {
+        w: [u for u in getattr(sources.get(w), "upstream", ()) if u in workers] for w in workers
+    }
+    launched = _launch(client, [w for w in workers if not upstream[w]], stop)
+    if launched is None:
+        return
+    readers, ended = [w for w in workers if upstream[w]], set()
+    give_up_at = time.monotonic() + FIRST_WAVE_WAIT_S  # then launched anyway: they fail clearly
+    while readers and not stop.wait(2.0):
+        ended |= _ended(client, {w: r for w, r in launched.items() if w not in ended})
+        ready = [w for w in readers if all(u in ended or u not in launched for u in upstream[w])]
+        if not ready and time.monotonic() > give_up_at:
+            ready = readers
+        if ready:
+            launched.update(_launch(client, ready, stop) or {})
+            readers = [w for w in readers if w not in ready]
 
 
-def _launch(client, workers: list[str], stop: threading.Event) -> list[str] | None:
-    """Trigger each worker once; the run ids, or None when the webserver never answered."""
+def _launch(client, workers: list[str], stop: threading.Event) -> dict[str, str] | None:
+    """Trigger each worker once; their run ids, or None when the webserver never answered."""
     from ingestion_pipelines.control.commands.launch import trigger
     from ingestion_pipelines.dagster_api.client import ControlError
 
     give_up_at = time.monotonic() + 120
-    workers, run_ids = list(workers), []
+    workers, run_ids = list(workers), {}
     while workers and not stop.wait(2.0):
         try:
             run = trigger(client, workers[0], partition=_first_partition(workers[0]))
@@ -92,20 +104,17 @@ def _launch(client, workers: list[str], stop: threading.Event) -> list[str] | No
         except Exception as exc:  # noqa: BLE001 - say why, keep the demo running
             print(f"  could not run {workers.pop(0)} now: {exc}", file=sys.stderr, flush=True)
             continue
-        run_ids.append(run.get("run_id"))
-        print(f"  first run of {workers.pop(0)}: {run_ids[-1]}", flush=True)
+        run_ids[workers[0]] = run.get("run_id")
+        print(f"  first run of {workers.pop(0)}: {run.get('run_id')}", flush=True)
     return run_ids
 
 
-def _wait_until_finished(client, run_ids: list[str], stop: threading.Event) -> None:
-    """Until every run has ended (or FIRST_WAVE_WAIT_S passed): the next wave reads their rows."""
-    deadline = time.monotonic() + FIRST_WAVE_WAIT_S
-    pending = [r for r in run_ids if r]
-    while pending and time.monotonic() < deadline and not stop.wait(2.0):
-        try:
-            pending = [r for r in pending if client.run(r)["status"] not in _ENDED]
-        except Exception:  # noqa: BLE001, S112 - a busy webserver: ask again next round
-            continue
+def _ended(client, run_ids: dict[str, str]) -> set[str]:
+    """The workers whose run has ended (a busy webserver: none this round)."""
+    try:
+        return {w for w, r in run_ids.items() if client.run(r)["status"] in _ENDED}
+    except Exception:  # noqa: BLE001 - ask again next round
+        return set()
 
 
 def _say_when_ready(url: str, stop: threading.Event) -> None:
