@@ -63,14 +63,12 @@ def _first_runs(dagster_url: str, stop: threading.Event) -> None:
     first runs of its writers have ended, the others at once."""
     from ingestion_pipelines.config.workers import catalogue
     from ingestion_pipelines.dagster_api.client import DagsterClient
-    from ingestion_pipelines.sources.base import source_classes
+    from ingestion_pipelines.storage.declared import upstream_workers
 
     client = DagsterClient(dagster_url)
-    sources = source_classes()
+    declared = upstream_workers()
     workers = [w for w, spec in catalogue().items() if spec.kind == "scheduled"]
-    upstream = {
-        w: [u for u in getattr(sources.get(w), "upstream", ()) if u in workers] for w in workers
-    }
+    upstream = {w: [u for u in declared.get(w, ()) if u in workers] for w in workers}
     launched = _launch(client, [w for w in workers if not upstream[w]], stop)
     if launched is None:
         return

@@ -275,12 +275,14 @@ def first_run_waves(worker_ids: list[str]) -> list[list[str]]:
     """`worker_ids` in waves for a first run: a worker comes after the workers it reads
     (`Source.upstream`), so its first run finds their rows. Workers that are not sources (derived
     assets) and upstreams outside `worker_ids` impose no order."""
-    sources = source_classes()
+    from ingestion_pipelines.storage.declared import upstream_workers
+
+    upstream = upstream_workers()  # from the declarations: no class made elsewhere stands in
     left = list(worker_ids)
     waves: list[list[str]] = []
     while left:
         pending = set(left)
-        ready = [w for w in left if not (set(getattr(sources.get(w), "upstream", ())) & pending)]
+        ready = [w for w in left if not (set(upstream.get(w, ())) & pending)]
         if not ready:  # a cycle cannot be declared today; run the rest together rather than hang
             ready = left
         waves.append(ready)

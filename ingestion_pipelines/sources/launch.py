@@ -27,3 +27,5 @@ class RunOverrides(dg.PermissiveConfig):
     database_url: SecretReference | None = None
     alert_webhook: SecretReference | None = None
     api_key: SecretReference | None = None
+    etherscan_api_key: SecretReference | None = None
+    cryptopanic_token: SecretReference | None = None

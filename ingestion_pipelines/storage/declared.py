@@ -151,6 +151,18 @@ def writers_by_table(root: Path = DEFS_ROOT) -> dict[str, str]:
     }
 
 
+def upstream_workers(root: Path = DEFS_ROOT) -> dict[str, tuple[str, ...]]:
+    """For each YAML source reading another's table (`request.for_each.table`), that writer."""
+    by_table = writers_by_table(root)
+    found = {}
+    for d in declarations(root):
+        table = ((d.attributes.get("request") or {}).get("for_each") or {}).get("table")
+        writer = by_table.get(table) if table else None
+        if writer and writer != d.worker_id:
+            found[d.worker_id] = (writer,)
+    return found
+
+
 def declared_table(
     declaration: Declaration, metadata: MetaData, extra_column: Callable[[], Column]
 ) -> Table:
