@@ -281,8 +281,8 @@ def run_every_scheduled_worker(stack: Stack, timings: dict[str, float], t_up: fl
     client = stack.operator_client()
     workers = scheduled_workers()
     launched: dict[str, str] = {}
-    deadline = time.monotonic() + RUN_TIMEOUT_S
     for wave in first_run_waves(list(workers)):
+        deadline = time.monotonic() + RUN_TIMEOUT_S  # each wave its own budget
         pending = launch_wave(client, wave, workers)
         launched.update(pending)
         while pending:
