@@ -18,6 +18,9 @@ from ingestion_pipelines.demo.live import LivePage, start_live_page
 
 # In the demo every schedule ticks every two minutes, so runs and rows show up at once.
 DEMO_CRON = "*/2 * * * *"
+# A source whose replay holds one recorded day runs that day first; a tick would ask a day the
+# recording does not hold (binance_klines' own cron is every 15 minutes): once a year instead.
+RECORDED_DAY_CRON = "0 0 1 1 *"
 # How long a reader's first run waits for its writers' before it is launched anyway.
 FIRST_WAVE_WAIT_S = 600
 _ENDED = {"SUCCESS", "FAILURE", "CANCELED"}
@@ -143,7 +146,7 @@ def _first_partition(worker_id: str) -> str | None:
 def recorded_partitions() -> dict[str, str]:
     """Partitioned YAML sources and the day their recorded payload holds (`expect.partition`):
     their replay serves that day's recording whatever window is asked, so the demo runs that
-    day and leaves their schedule at its own cron (a tick today would find no rows). A source
+    day and sets their schedule to RECORDED_DAY_CRON (a tick today would find no rows). A source
     whose replay has a simulator (``replay.simulator``) serves any day: it is not pinned."""
     from ingestion_pipelines.sources.declared import declared_sources
 
@@ -154,12 +157,6 @@ def recorded_partitions() -> dict[str, str]:
         and "partition" in (source.spec.expect or {})
         and not (source.spec.replay or {}).get("simulator")
     }
-
-
-def _own_cron(worker_id: str) -> str:
-    from ingestion_pipelines.config.workers import catalogue
-
-    return catalogue()[worker_id].settings.model_fields["cron"].default
 
 
 def _settle_config(database_url: str, replay_env: dict[str, str] | None) -> None:
@@ -173,8 +170,8 @@ def _settle_config(database_url: str, replay_env: dict[str, str] | None) -> None
             print(f"  removed {removed} worker_config row(s) left by the demo", flush=True)
         return
     demo_env = {**replay_env, "INGEST_CRON": os.environ.get("INGEST_CRON", DEMO_CRON)}
-    for worker_id in recorded_partitions():  # their own cron, not the demo's (see there)
-        demo_env.setdefault(f"INGEST_{worker_id.upper()}__CRON", _own_cron(worker_id))
+    for worker_id in recorded_partitions():  # run once on their recorded day (see there)
+        demo_env.setdefault(f"INGEST_{worker_id.upper()}__CRON", RECORDED_DAY_CRON)
     for worker, key, old, new in write_demo_config(database_url, demo_env):
         print(f"  config {worker or 'global'}.{key}: {old} -> {new}", flush=True)
 
