@@ -17,9 +17,10 @@ this is for answers that are more than a list of records (alternative.me's error
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
+
+from ingestion_pipelines.sources.declared_simulator import load_callable
 
 
 def load_answer(source) -> Callable[..., Any] | None:
@@ -27,11 +28,4 @@ def load_answer(source) -> Callable[..., Any] | None:
     path = (source.spec.replay or {}).get("answer")
     if not path:
         return None
-    module_name, _, name = str(path).partition(":")
-    try:
-        simulator = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"{source.worker_id}: replay.answer {path!r}: {exc}") from None
-    if not callable(simulator):
-        raise ValueError(f"{source.worker_id}: replay.answer {path!r} is not callable")
-    return simulator
+    return load_callable(str(path), f"{source.worker_id}: replay.answer")

@@ -19,16 +19,22 @@ from collections.abc import Callable
 from typing import Any
 
 
-def load_simulator(path: str) -> Callable[..., Any]:
-    """The simulator factory at ``module:name``; a ValueError says what is wrong."""
+def load_callable(path: str, label: str) -> Callable[..., Any]:
+    """The callable at ``module:name`` a declaration names; a ValueError (led by `label`) says
+    what is wrong."""
     module_name, _, name = path.partition(":")
     try:
-        factory = getattr(importlib.import_module(module_name), name)
+        found = getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError) as exc:
-        raise ValueError(f"replay.simulator {path!r}: {exc}") from None
-    if not callable(factory):
-        raise ValueError(f"replay.simulator {path!r} is not callable")
-    return factory
+        raise ValueError(f"{label} {path!r}: {exc}") from None
+    if not callable(found):
+        raise ValueError(f"{label} {path!r} is not callable")
+    return found
+
+
+def load_simulator(path: str) -> Callable[..., Any]:
+    """The simulator factory at ``module:name``; a ValueError says what is wrong."""
+    return load_callable(path, "replay.simulator")
 
 
 def with_simulator(replay: dict[str, Any], payload: Any, dataset: Any) -> Any:
