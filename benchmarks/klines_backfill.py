@@ -43,6 +43,9 @@ def main() -> int:
     parser.add_argument("--symbols", type=int, default=2)
     parser.add_argument("--rate-limit", type=float, help="default: the worker's configured one")
     parser.add_argument("--ceiling-days", type=int, default=30)
+    parser.add_argument(
+        "--buffer-pool-mb", type=int, default=1024, help="the throw-away MariaDB's InnoDB pool"
+    )
     args = parser.parse_args()
     os.environ.setdefault("INGEST_LOCAL_DIR", tempfile.mkdtemp(prefix="bench-klines-"))
 
@@ -70,7 +73,9 @@ def main() -> int:
         if url is None:
             from ingestion_pipelines_tests.testbed.mariadb import throwaway_database
 
-            url = throwaway_database(stack)
+            # a year of 1-minute klines is ~300 MB of rows: a pool that holds them, as a server
+            # sized for the table would (the test bed's 64 MB made MariaDB the cost past ~1 M rows)
+            url = throwaway_database(stack, buffer_pool_mb=args.buffer_pool_mb)
         os.environ["INGEST_DATABASE_URL"] = url
         engine = ensure_schema(url)
 

@@ -17,6 +17,8 @@ migrations, the sidecar and the catalogue see the same tables. Reading the folde
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +45,9 @@ from ingestion_pipelines.storage.types import ExactDecimal, JsonValue, LongText,
 
 DEFS_ROOT = Path(__file__).resolve().parent.parent / "defs"
 REST_SOURCE_TYPE = "ingestion_pipelines.components.RestSource"
+# libyaml's parser when PyYAML has it (it does here): the same documents, ~9x faster (22 files:
+# 0.021 s against 0.195 s)
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _TYPE = re.compile(r"^(?P<name>[a-z_]+)(?:\((?P<length>\d+)\))?$")
 COLUMN_TYPES: dict[str, Any] = {
     "string": String,  # string(<length>)
@@ -115,8 +120,15 @@ def table_columns(attributes: dict[str, Any]) -> list[ColumnSpec]:
 
 
 def _read(path: Path) -> dict[str, Any]:
+    stat = path.stat()
+    # loading the definitions asks for the declarations several times: parse each file once
+    return copy.deepcopy(_parsed(path, stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(path: Path, mtime_ns: int, size: int) -> dict[str, Any]:
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
     except yaml.YAMLError as exc:
         raise DeclarationError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(document, dict):

@@ -23,6 +23,8 @@ class MariaDBServer(Server):
     """
 
     kind = "mariadb"
+    # small and quick to create; a benchmark filling a table past it sizes it up (throwaway_database)
+    buffer_pool_mb = 64
     user = "ingest"
     password = "ingest"
 
@@ -56,9 +58,9 @@ class MariaDBServer(Server):
             "max_connections = 200\n"
             "max_allowed_packet = 64M\n"
             "local_infile = ON\n"
-            # small and quick to create; durability settings stay at their defaults
-            "innodb_buffer_pool_size = 64M\n"
-            "innodb_log_file_size = 32M\n"
+            # durability settings stay at their defaults
+            f"innodb_buffer_pool_size = {self.buffer_pool_mb}M\n"
+            f"innodb_log_file_size = {max(32, self.buffer_pool_mb // 4)}M\n"
             "innodb_buffer_pool_load_at_startup = OFF\n"
             "innodb_buffer_pool_dump_at_shutdown = OFF\n"
             "performance_schema = OFF\n"
@@ -136,9 +138,14 @@ class MariaDBServer(Server):
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 
-def throwaway_database(stack: contextlib.ExitStack, name: str = "bench") -> str:
-    """The URL of database `name` on a MariaDB started for a benchmark, stopped with `stack`."""
-    server = stack.enter_context(MariaDBServer())
+def throwaway_database(
+    stack: contextlib.ExitStack, name: str = "bench", *, buffer_pool_mb: int = 64
+) -> str:
+    """The URL of database `name` on a MariaDB started for a benchmark, stopped with `stack`
+    (`buffer_pool_mb`: InnoDB's buffer pool, for a benchmark whose table outgrows 64 MB)."""
+    server = MariaDBServer()
+    server.buffer_pool_mb = buffer_pool_mb
+    server = stack.enter_context(server)
     server.start()
     server.create_database(name)
     return server.url(name)
