@@ -2,7 +2,8 @@
 with `ingest live` pinned to one core.
 
 A real `redis-server`, `ingest live` as its own process (uvicorn, as in production) pinned with
-`sched_setaffinity` to one core, and, in this process, a publisher sending realistic tick
+`sched_setaffinity` to one core (everything else, Redis included, on the other cores), and, in
+this process, a publisher sending realistic tick
 payloads (one committed trade row each, ~280 bytes, as the sidecar's writer publishes them) in
 batches every 10 ms, stamped with `time.monotonic_ns()` (one clock for every process of the
 machine). The clients are raw asyncio connections reading `/stream?channel=ticks:*`; every
@@ -195,6 +196,11 @@ def main() -> int:
     from ingestion_pipelines_tests.testbed.base import free_port
     from ingestion_pipelines_tests.testbed.redis import RedisServer
 
+    # the relay's core is its own: Redis, the publisher and the clients (started from here, so
+    # inheriting this affinity) run on the others, as they would on other machines
+    others = set(os.sched_getaffinity(0)) - {args.core}
+    if others:
+        os.sched_setaffinity(0, others)
     server = RedisServer().start()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}

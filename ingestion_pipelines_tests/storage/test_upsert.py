@@ -2,7 +2,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.engines import ensure_schema
@@ -171,3 +171,32 @@ def test_keys_of_any_text_are_classified_and_written_exactly(database_url):
 def test_keys_are_literals_quoted_per_the_backslash_mode(mariadb_url):
     """The same under NO_BACKSLASH_ESCAPES: the driver quotes per the session's mode."""
     _hostile_keys_round_trip(ensure_schema(mariadb_url), no_backslash_escapes=True)
+
+
+def test_the_classifying_read_uses_the_key_whatever_the_batch(mariadb_url):
+    """A batch of 1,000 rows is classified by reads MariaDB answers from the primary key. The
+    keys listed as literals once compiled to `(...) IN (...) = 1`, which no index serves: every
+    batch's read scanned the whole table, and a year of klines slowed as the table grew."""
+    engine = ensure_schema(mariadb_url)
+    # enough rows that reading a batch's keys by the key is cheaper than a scan
+    rows = [_tick("BTCUSDT", i) for i in range(30_000)]
+    upsert(engine, tables.trade_tick, rows, batch_size=5000, classify=False)
+    reads: list[str] = []
+
+    def keep_reads(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT"):
+            reads.append(statement)
+
+    event.listen(engine, "before_cursor_execute", keep_reads)
+    try:
+        again = upsert(engine, tables.trade_tick, [_tick("BTCUSDT", i) for i in range(1000, 2000)])
+    finally:
+        event.remove(engine, "before_cursor_execute", keep_reads)
+    assert again.unchanged == 1000
+    assert reads
+    with engine.connect() as conn:
+        conn.exec_driver_sql("ANALYZE TABLE trade_tick")  # the plans as for a table long filled
+        for statement in reads:
+            plans = conn.exec_driver_sql(f"EXPLAIN {statement}").mappings().all()
+            on_table = [(p["type"], p["key"]) for p in plans if p["table"] == "trade_tick"]
+            assert on_table in ([("range", "PRIMARY")], [("eq_ref", "PRIMARY")]), plans
