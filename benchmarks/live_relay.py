@@ -267,6 +267,10 @@ def main() -> int:
         f"  dropped clients {status['dropped_clients']}, refused {result['refused']}, "
         f"published {result['sent']}, relayed {status['relayed']}"
     )
+    collected = status.get("garbage_collection") or {}
+    print(
+        f"  relay's garbage collection passes {collected.get('passes')}, longest ms {collected.get('longest_ms')}"
+    )
     print(f"  machine load average {load_before:.1f} -> {load_after:.1f} on {os.cpu_count()} cores")
     verdict = "met" if q[98] <= 100 else "MISSED"
     print(f"  goal p99 <= 100 ms: {verdict}")

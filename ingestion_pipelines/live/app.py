@@ -38,6 +38,7 @@ from starlette.websockets import WebSocket
 
 from ingestion_pipelines.core.redaction import redact, register_secret
 from ingestion_pipelines.live.auth import COOKIE, Identity, LiveAuth, Refused
+from ingestion_pipelines.live.collector import Collector
 from ingestion_pipelines.live.hub import NO_REDIS, Client, Hub, LimitError, Limits
 from ingestion_pipelines.live.messages import (
     EventIdError,
@@ -307,8 +308,16 @@ def _page(request: Request, identity: Identity) -> Response:
 class _Endpoints:
     """The routes of one relay, around its hub and gate."""
 
-    def __init__(self, hub: Hub, gate: Gate, heartbeat_s: float, bars_database_url: str | None):
+    def __init__(
+        self,
+        hub: Hub,
+        gate: Gate,
+        heartbeat_s: float,
+        bars_database_url: str | None,
+        collector: Collector,
+    ):
         self.hub = hub
+        self.collector = collector
         self.gate = gate
         self.heartbeat_s = heartbeat_s
         self.bars_database_url = bars_database_url
@@ -329,7 +338,9 @@ class _Endpoints:
         return endpoint
 
     def status(self, request: Request, identity: Identity) -> Response:
-        return JSONResponse(self.hub.describe())
+        return JSONResponse(
+            {**self.hub.describe(), "garbage_collection": self.collector.describe()}
+        )
 
     def metrics(self, request: Request, identity: Identity) -> Response:
         from ingestion_pipelines.live.metrics import CONTENT_TYPE, render
@@ -401,14 +412,19 @@ def create_app(
         # what is loaded by now lives as long as the process: out of the collector's full passes,
         # which otherwise walk it all while every client waits (a pause in the stream)
         gc.freeze()
-        task = asyncio.create_task(hub.run(), name="live-redis-reader")
+        tasks = [
+            asyncio.create_task(hub.run(), name="live-redis-reader"),
+            asyncio.create_task(collector.run(), name="live-garbage-collector"),
+        ]
         try:
             yield
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-    endpoints = _Endpoints(hub, gate, heartbeat_s, bars_database_url)
+    collector = Collector()
+    endpoints = _Endpoints(hub, gate, heartbeat_s, bars_database_url, collector)
     app = Starlette(routes=endpoints.routes(), lifespan=lifespan)
     app.state.hub = hub
     return app
