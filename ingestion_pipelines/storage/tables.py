@@ -317,6 +317,7 @@ provider_observation = Table(
     Column("day", Date),  # the row's date column (NULL: the source has none)
     Column("value", String(64), nullable=False),  # exact decimal text, in the table's unit
     Column("fetched_at", UtcDateTime, nullable=False),
+    extra_column(),  # every data table has one (unused here)
     Index(None, "worker_id", "day"),
 )
 # ---- end of providers' observations ------------------------------------------------------------

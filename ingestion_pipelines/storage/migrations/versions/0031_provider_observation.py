@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("day", sa.Date(), nullable=True),
         sa.Column("value", sa.String(length=64), nullable=False),
         sa.Column("fetched_at", ingestion_pipelines.storage.types.UtcDateTime(), nullable=False),
+        sa.Column("extra", ingestion_pipelines.storage.types.JsonDocument(), nullable=True),
         sa.PrimaryKeyConstraint(
             "worker_id",
             "row_key",
