@@ -218,3 +218,20 @@ def test_a_stored_null_provider_is_the_declarations_own(sqlite_url):
     assert found.values == 1
     assert [d.ours for d in found.differences] == [("vndirect", "2")]
     dispose_all()
+
+
+def test_ingest_replay_serves_both_providers_for_the_same_days(sqlite_url):
+    """`ingest replay` serves VNDIRECT's VN30 recording of 3-5 Dec 2025 (replay.also) beside
+    Vietcap's of the same days: a run there compares the two, and they agree."""
+    from ingestion_pipelines.replay.http_server import ReplayServer
+
+    with ReplayServer() as replay:
+        vietcap = replay.env()["INGEST_VN_INDICES__VIETCAP_BASE_URL"]
+        result, check = _run(
+            "vn_indices", sqlite_url, replay.url, DAYS, vietcap_base_url=vietcap, codes="VN30"
+        )
+    assert result.written.inserted == 3
+    assert check.passed, check.description
+    assert check.metadata["days_compared"].value == 3
+    assert check.metadata["values_compared"].value == 12
+    dispose_all()
