@@ -36,7 +36,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from loguru import logger
-from pydantic import ValidationError
+from pydantic import ValidationError, field_validator
 
 from ingestion_pipelines.core.redaction import redact
 from ingestion_pipelines.http_client.errors import RunDeadlineExceeded
@@ -53,6 +53,19 @@ class ColumnRule(Strict):
     tolerance: Literal["exact", "price_step"] | str = "exact"  # or an absolute decimal
     unit: str = "1"  # VND per unit of the table's column (price steps are in VND)
     exchange_column: str = "exchange"  # the row's board, for price steps
+
+    @field_validator("tolerance")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value in ("exact", "price_step"):
+            return value
+        try:
+            number = Decimal(value)
+        except InvalidOperation:
+            number = None
+        if number is None or not number.is_finite() or number < 0:
+            raise ValueError(f"tolerance {value!r}: exact, price_step or a decimal >= 0")
+        return value
 
     def absolute(self) -> Decimal | None:
         """The absolute tolerance, when one is declared."""
@@ -94,8 +107,9 @@ class Observed:
 
     def metadata(self) -> dict[str, Any]:
         """For the run's log and the check's metadata."""
+        asked = {"reconcile_days": f"{self.days[0]}..{self.days[1]}"} if self.days else {}
         return {
-            "reconcile_days": f"{self.days[0]}..{self.days[1]}" if self.days else None,
+            **asked,
             "reconcile_requests": dict(self.requests),
             "observations_kept": dict(self.observations),
         }
@@ -180,11 +194,12 @@ def _partitions(source) -> dict[str, Any]:
 
 
 def _rotated(families: list[str], window: Window | None, cap: int) -> list[str]:
-    """At most `cap` families, starting at one that moves with the window's first day."""
+    """At most `cap` families, starting `cap` further each day (every family is reached in
+    len / cap days)."""
     ordered = sorted(families)
     if len(ordered) <= cap:
         return ordered
-    offset = (window.start.toordinal() if window else 0) % len(ordered)
+    offset = ((window.start.toordinal() if window else 0) * cap) % len(ordered)
     return (ordered[offset:] + ordered[:offset])[:cap]
 
 
@@ -215,6 +230,8 @@ def _ask(source, session, provider, window, families, into, observed: Observed) 
             "reconciliation: {} could not be asked: {}", provider, cause
         )
         return
+    if not observed.requests.get(provider):
+        return  # none of the chosen rows is one of this provider's requests
     days = [_day(r.get(source.date_column)) for r in rows] if source.date_column else []
     newest = max((d for d in days if d is not None), default=None)
     source.failover.book.record_success(provider, datetime.now(UTC), newest)
