@@ -157,7 +157,7 @@ def test_stock_prices_are_judged_by_one_price_step_of_the_board(server, sqlite_u
     source = make_source("vn_stock_eod", sqlite_url, server, STOCK_DAYS)
     run_source(source, sqlite_url)
     engine = ensure_schema(sqlite_url)
-    assert source.observed.not_compared["vndirect"].startswith("not asked: blocked (HTTP 403)")
+    assert source.observed.not_compared["vndirect"].startswith("failed in the run: blocked")
 
     _observe_vndirect_fpt(sqlite_url, {date(2026, 9, 22): "66.7"})  # Vietcap: 66.6: one step
     agreeing = providers_agree.check_result(type(source), source, engine, source.window)
