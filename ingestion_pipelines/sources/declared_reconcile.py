@@ -173,7 +173,11 @@ def observe(source, session, engine) -> Observed:
         # a provider the run asked already for a partition (it failed, or backed a stale one)
         # is not asked again for it
         families = [f for f, p in partitions.items() if p.served_by and provider not in p.tried]
-        failed = [p.failures[provider] for p in partitions.values() if provider in p.failures]
+        failed = [  # a stale answer is not a failure: the provider was asked
+            p.failures[provider]
+            for p in partitions.values()
+            if not p.failures.get(provider, "stale").startswith("stale")
+        ]
         if failed and provider not in (p.served_by for p in partitions.values()):
             observed.not_compared[provider] = f"failed in the run: {failed[0]}"
         chosen = _rotated(families, window, _setting(source, "reconcile_families", spec.families))
