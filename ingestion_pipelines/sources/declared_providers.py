@@ -210,6 +210,14 @@ class ProvidersSource(DeclaredSource):
         self.failover = Failover(self.worker_id, order, HealthBook(order))
         self.newest: dict[str, date] = {}  # per partition, over its pages
         self.received: dict[str, int] = {}
+        self.observed = None  # the reconciliation's `Observed` (None: not asked yet)
+
+    def observe_providers(self, session, engine) -> None:
+        """After the run committed: its other providers asked for its last days, what they say
+        kept in `provider_observation` (sources/declared_reconcile.py), `observed` for the check."""
+        from ingestion_pipelines.sources.declared_reconcile import observe
+
+        self.observed = observe(self, session, engine)
 
     def label(self, family: str) -> str:
         """A partition's name: the run's window (and the `for_each` row)."""

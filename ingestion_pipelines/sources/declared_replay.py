@@ -16,6 +16,8 @@ The declaration's ``replay`` says where and how (``defs/<worker_id>/defs.yaml``)
       answer: module:function            # a simulator answers every request (declared_answer)
       settings: {fund_ids: "20"}         # what the worker must ask against the replay (the subset
                                          # its recordings hold): INGEST_<WORKER>__<SETTING>
+      also: [other_days.json]            # more recordings of the same request, their records
+                                         # served with the file's (selected per request)
 
 The recorded file is one body as the service sends it (the record list at the declaration's
 ``records`` path); pages are cut from its records by the declared paginator's parameters. Tests
@@ -110,6 +112,9 @@ def recorded_payload(source: type[DeclaredSource]) -> RecordedPayload:
         return RecordedPayload(body, source.spec.records_spec().path, records, raw=raw)
     body = json.loads(raw)
     records = at_path(body, source.spec.records_spec().path)
+    for more in replay.get("also", ()):  # more recordings of the same request (other days)
+        more_body = json.loads((source.folder / "data" / more).read_bytes())
+        records = [*records, *at_path(more_body, source.spec.records_spec().path)]
     if source.spec.rows_from_columns:  # served as recorded; its rows are what the checks read
         records = rows_from_columns(records, source.spec.rows_from_columns)
     if not isinstance(records, list):

@@ -207,6 +207,7 @@ class RestSourceSpec(Strict):
     ordered: list[list[str]] = []  # column chains each record keeps non-decreasing
     provider: str | None = None  # this declaration's provider, when `providers` adds others
     providers: dict[str, Any] = {}  # more providers, one table (sources/declared_providers.py)
+    reconcile: dict[str, Any] | None = None  # the providers compared (declared_reconcile.py)
     replay: dict[str, Any] | None = None  # read by sources/declared_replay.py
     expect: dict[str, Any] | None = None  # read by sources/declared_testing.py
 

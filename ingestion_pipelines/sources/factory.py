@@ -21,6 +21,7 @@ from ingestion_pipelines.http_client.resource import HttpClientResource
 from ingestion_pipelines.resources.database import DatabaseResource
 from ingestion_pipelines.resources.redis import RedisResource
 from ingestion_pipelines.resources.worker_config import WorkerConfigResource
+from ingestion_pipelines.sources import providers_agree
 from ingestion_pipelines.sources.base import Source, SourceError, TradingDayPartitions, Window
 from ingestion_pipelines.sources.crawl_result import CrawlResult
 from ingestion_pipelines.sources.dagster_warnings import quiet_backfill_policy_beta
@@ -227,6 +228,7 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
             description=f"`{source.table.name}` holds rows for what this run covered",
         ),
     ]
+    checks.extend(providers_agree.check_specs(source))  # several providers: do they agree?
     if source.totals:  # without the source's own totals there is nothing to be complete against
         checks.append(
             dg.AssetCheckSpec(
@@ -309,6 +311,7 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
                     data_url = settings.database_url or database.control_url()
                     raise storage_failure(worker_id, data_url, settings.base_url, exc) from None
             validators.save()
+            data_engine = database.data_engine(settings.database_url)
             rows = _rows_in_window(database, source, settings, window)
             threshold = settings.reject_threshold
             metadata = result.metadata()
@@ -336,6 +339,11 @@ def build_source_defs(source: type[Source], cron: str | None = None) -> SourceDe
                     ),
                     _rows_present(source, window, rows, covered),
                     *([complete_check(result, covered)] if source.totals else []),
+                    *(
+                        [providers_agree.check_result(source, instance, data_engine, window)]
+                        if providers_agree.has_providers(source)
+                        else []
+                    ),
                 ],
             )
 

@@ -469,6 +469,9 @@ def crawl(
     try:
         job.run(getattr(settings, "concurrency", 1))
         job.finish()
+        observe = getattr(source, "observe_providers", None)  # sources/declared_reconcile.py
+        if observe is not None:
+            observe(session, data_engine)
     finally:
         job.writer.close()
         if failover is not None:

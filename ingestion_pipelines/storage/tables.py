@@ -302,6 +302,26 @@ order_book_resync = Table(
 )
 # ---- end of order books ---------------------------------------------------------------------
 
+# ---- providers' observations (issue 19 §11, reconciliation; migration 0031) -----------------------
+# What the providers that did NOT answer a run said about the same rows, asked for the window's last
+# days after the run (sources/declared_reconcile.py): one row per (worker, row key, provider, column),
+# the value as exact decimal text. Never read as data: the `providers_agree` check compares it with
+# the stored rows (sources/providers_agree.py).
+provider_observation = Table(
+    "provider_observation",
+    metadata,
+    Column("worker_id", String(64), primary_key=True),
+    Column("row_key", String(255), primary_key=True),  # the key columns as sorted JSON
+    Column("provider", String(32), primary_key=True),
+    Column("column_name", String(64), primary_key=True),
+    Column("day", Date),  # the row's date column (NULL: the source has none)
+    Column("value", String(64), nullable=False),  # exact decimal text, in the table's unit
+    Column("fetched_at", UtcDateTime, nullable=False),
+    extra_column(),  # every data table has one (unused here)
+    Index(None, "worker_id", "day"),
+)
+# ---- end of providers' observations ------------------------------------------------------------
+
 
 DATA_TABLES = {
     t.name: t
@@ -323,6 +343,7 @@ DATA_TABLES = {
         # financial statements (issue 19 item 4)
         financial_statement,
         financial_statement_history,
+        provider_observation,  # issue 19 §11, reconciliation
     )
 }
 CONTROL_TABLES = {

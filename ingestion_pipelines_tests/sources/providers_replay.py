@@ -101,6 +101,11 @@ def run_worker(
     worker_id: str, url: str, base: str, days: list[date] | None = None, **settings
 ) -> CrawlResult:
     """One run of a declared worker through the engine (its window: `days`)."""
+    return run_source(make_source(worker_id, url, base, days, **settings), url)
+
+
+def make_source(worker_id: str, url: str, base: str, days: list[date] | None = None, **settings):
+    """A declared worker's source pointed at the providers' server (its window: `days`)."""
     cls = declared_sources()[worker_id]
     if worker_id in ("vn_indices", "vn_stock_eod"):
         settings = {"base_url": base, "vietcap_base_url": base, **settings}
@@ -109,7 +114,12 @@ def run_worker(
     window = None
     if days:
         window = Window(days[0], days[-1] + timedelta(days=1), "Asia/Ho_Chi_Minh")
-    source = cls(cls.Settings(database_url=url, **settings), window)
+    return cls(cls.Settings(database_url=url, **settings), window)
+
+
+def run_source(source, url: str) -> CrawlResult:
+    """One run of `source` through the engine into `url`."""
+    worker_id = source.worker_id
     session = CrawlSession(
         worker_id, rate_limiter=LocalRateLimiter(), impersonate=None, timeout_s=5,
         backoff_base_s=0.01, backoff_max_s=0.02,

@@ -125,7 +125,10 @@ def test_every_provider_failing_fails_the_run_naming_each_cause(server, sqlite_u
 
 
 def test_the_provider_order_is_a_setting(server, sqlite_url):
-    run_worker("vn_indices", sqlite_url, server, DAYS, providers=["vietcap", "vndirect"])
+    # reconcile_days 0: no reconciliation asking VNDIRECT afterwards (test_providers_agree.py)
+    run_worker(
+        "vn_indices", sqlite_url, server, DAYS, providers=["vietcap", "vndirect"], reconcile_days=0
+    )
     assert Providers.hits == {VIETCAP_PATH: 1}
 
 

@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 
+from ingestion_pipelines.sources import providers_agree
 from ingestion_pipelines.sources.base import source_classes
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines_tests.sources.conftest import failure_message
@@ -64,7 +65,9 @@ def test_stores_exactly_what_the_replay_served_and_a_rerun_changes_nothing(crawl
     checks = {c.check_name: c.passed for c in first.result.get_asset_check_evaluations()}
     # `complete` only where the source says its own totals: no green check for saying nothing
     totals = {"complete": True} if CATALOGUE[worker_id].totals else {}
-    assert checks == {"rejects_within_threshold": True, "rows_present": True, **totals}
+    # `providers_agree` where a declaration has several providers (sources/providers_agree.py)
+    agree = {"providers_agree": True} if providers_agree.has_providers(CATALOGUE[worker_id]) else {}
+    assert checks == {"rejects_within_threshold": True, "rows_present": True, **totals, **agree}
 
 
 @pytest.mark.parametrize("worker_id", sorted(CATALOGUE))
