@@ -52,6 +52,7 @@ class ForEach(Strict):
     settings: str | None = None  # see sources.declared_each
     within: tuple[str, str] | None = None
     only: str | None = None  # a setting listing a subset of the table's rows (declared_subset)
+    where: dict[str, str] = {}  # fixed column values the rows must have (declared_subset)
 
     @model_validator(mode="after")
     def _one_origin(self) -> ForEach:
@@ -59,9 +60,9 @@ class ForEach(Strict):
             raise ValueError("for_each takes either `table` (with `columns`) or `settings`")
         if self.table is not None and not self.columns:
             raise ValueError("for_each over a table needs `columns`")
-        if self.only is not None and self.table is None:
+        if (self.only is not None or self.where) and self.table is None:
             raise ValueError(
-                "for_each: `only` narrows a table's rows (the settings form is a list)"
+                "for_each: `only`/`where` narrow a table's rows (the settings form is a list)"
             )
         return self
 

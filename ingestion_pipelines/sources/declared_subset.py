@@ -8,6 +8,9 @@
 An empty setting means every row of the table; otherwise only the rows whose first `for_each`
 column is one of the listed values (a comma-separated string, as an environment variable gives
 it, or a list), each read as that column's type (``"20"`` is fund 20 of a BIGINT column).
+
+``where`` keeps only the rows with fixed column values, whatever the settings say
+(``for_each: {table: stock, columns: [symbol], where: {status: listed}}``: listed stocks only).
 """
 
 from __future__ import annotations
@@ -29,10 +32,14 @@ def subset_values(for_each, settings) -> list[str]:
 
 
 def subset_clauses(for_each, table, settings) -> list[Any]:
-    """The WHERE clauses keeping the rows the `only` setting names (none: every row)."""
+    """The WHERE clauses keeping the rows `where` and the `only` setting name (none: every row)."""
+    unknown = sorted(set(for_each.where) - set(table.c.keys()))
+    if unknown:
+        raise SourceError(f"for_each: `where` names no column of {table.name}: {unknown}")
+    fixed = [table.c[name] == value for name, value in for_each.where.items()]
     values = subset_values(for_each, settings)
     if not values:
-        return []
+        return fixed
     column = table.c[for_each.columns[0]]
     try:
         typed = [column.type.python_type(v) for v in values]
@@ -40,4 +47,4 @@ def subset_clauses(for_each, table, settings) -> list[Any]:
         raise SourceError(
             f"for_each: setting {for_each.only!r} = {values!r} is not a list of {column.name}"
         ) from None
-    return [column.in_(typed)]
+    return [*fixed, column.in_(typed)]

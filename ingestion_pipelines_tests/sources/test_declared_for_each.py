@@ -122,6 +122,36 @@ def test_every_stock_and_every_fund_unless_a_setting_names_a_subset(tmp_path: Pa
     get_engine(url).dispose()
 
 
+def test_profiles_ask_listed_stocks_only_and_their_subset(tmp_path: Path):
+    url = _seeded(tmp_path)
+    with get_engine(url).begin() as conn:
+        conn.execute(
+            insert(tables.stock),
+            {"symbol": "OLD", "exchange": "HNX", "name": "OLD", "type": "STOCK"}
+            | {"status": "delisted"},
+        )
+    profiles = declared.load_declared_sources()["vn_company_profiles"]
+
+    def asked(**settings):
+        requests = profiles(profiles.Settings(database_url=url, **settings)).build_requests()
+        return [r.json["variables"]["ticker"] for r in requests]
+
+    assert asked() == ["FPT", "SSI", "VND"]  # `where: {status: listed}`: OLD is not asked
+    assert asked(tickers="OLD,SSI") == ["SSI"]
+    get_engine(url).dispose()
+
+
+def test_a_where_naming_no_column_is_refused(tmp_path: Path):
+    url = _seeded(tmp_path)
+    events = declared.load_declared_sources()["vn_corporate_events"]
+    spec = events.spec.request.for_each.model_copy(update={"where": {"state": "listed"}})
+    from ingestion_pipelines.sources.declared_subset import subset_clauses
+
+    with pytest.raises(SourceError, match="state"):
+        subset_clauses(spec, tables.stock, events.Settings(database_url=url))
+    get_engine(url).dispose()
+
+
 def test_an_empty_table_fails_the_run_naming_its_writer(tmp_path: Path, monkeypatch):
     # nothing listed yet is not "no stock to ask for": the writer has not run (unexpected silence)
     monkeypatch.setattr(declared, "_MADE", dict(declared._MADE))
