@@ -12,7 +12,7 @@ from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.engines import get_engine
 from ingestion_pipelines.storage.migrate import downgrade, head_revision, upgrade
 
-BEFORE = "0028_stock_eod_provider"
+BEFORE = "0030_company_profile"
 
 
 def test_0031_creates_provider_observation_and_downgrades(database_url):

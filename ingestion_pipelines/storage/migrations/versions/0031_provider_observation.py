@@ -14,7 +14,7 @@ import ingestion_pipelines.storage.types
 from ingestion_pipelines.storage.migration_ops import op
 
 revision = "0031_provider_observation"
-down_revision = "0028_stock_eod_provider"
+down_revision = "0030_company_profile"
 branch_labels = None
 depends_on = None
 
