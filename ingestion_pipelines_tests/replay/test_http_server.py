@@ -383,8 +383,11 @@ def test_env_points_every_worker_here(server):
     from ingestion_pipelines.replay.routes import SETTING_PATHS, SETTING_VALUES
 
     assert "INGEST_VN_INDICES__VIETCAP_BASE_URL" in SETTING_PATHS  # second providers' URLs
-    # a declared replay's `settings`: the one fund whose detail is recorded
-    assert SETTING_VALUES == {"INGEST_FMARKET_FUND_HOLDINGS__FUND_IDS": "20"}
+    # a declared replay's `settings`: the one fund / stock whose detail is recorded
+    assert SETTING_VALUES == {
+        "INGEST_FMARKET_FUND_HOLDINGS__FUND_IDS": "20",
+        "INGEST_VN_COMPANY_PROFILES__TICKERS": "VCB",
+    }
     base_urls = {f"INGEST_{w.upper()}__BASE_URL" for w in scheduled}
     assert set(env) == base_urls | set(SETTING_PATHS) | set(SETTING_VALUES)
     assert env["INGEST_FMARKET_FUND_HOLDINGS__FUND_IDS"] == "20"
