@@ -161,6 +161,7 @@ class FinancialStatements(DeclaredSource):
         order = provider_order(getattr(settings, "providers", None), PROVIDERS)
         self.failover = StatementsFailover(self.worker_id, order, HealthBook(order))
         self.asked: dict[str, str] = {}  # symbol -> the provider its requests went to last
+        self.vietcap_names: dict[str, tuple[str | None, str | None]] = {}  # item -> (vi, en)
         self.vndirect_unusable: str | None = None  # why VNDIRECT serves no stock this run
 
     # -- requests ----------------------------------------------------------------------------
@@ -227,10 +228,13 @@ class FinancialStatements(DeclaredSource):
         self.asked[symbol] = provider
         if provider == PROVIDER:
             return list(self.family_requests([symbol]))
+        return [vietcap.metrics_request(self.settings.vietcap_base_url, symbol)]
+
+    def section_requests(self, symbol: str) -> list[Request]:
+        """Vietcap: one request per section of one stock (after its metrics)."""
         base_url = self.settings.vietcap_base_url
-        return [
-            vietcap.vietcap_request(base_url, symbol, s) for s in self.settings.vietcap_sections
-        ]
+        sections = self.settings.vietcap_sections
+        return [vietcap.vietcap_request(base_url, symbol, s) for s in sections]
 
     def start_symbols(self, symbols: list[str]):
         """Each stock's requests, from its first usable provider."""
@@ -299,6 +303,9 @@ class FinancialStatements(DeclaredSource):
         kind = request.meta["kind"]
         if kind == "models":
             yield from self.parse_models(response, request)
+        elif kind == "vietcap_metrics":  # the names first, then the stock's sections
+            self.vietcap_names.update(vietcap.metric_names(response))
+            yield from self.section_requests(request.meta["symbol"])
         elif kind == "listing":
             for item in paged_rows(response, request, "listing"):
                 if isinstance(item, dict):
@@ -319,7 +326,7 @@ class FinancialStatements(DeclaredSource):
         """The rows of one statements page or Vietcap section (and VNDIRECT's totals, pages)."""
         if request.meta["kind"] == "vietcap":
             skipped: Counter[str] = Counter()
-            yield from vietcap.vietcap_rows(response, request, skipped)
+            yield from vietcap.vietcap_rows(response, request, skipped, self.vietcap_names)
             self._note_skipped(request, skipped)
         else:
             yield from self.parse_statements(response, request)

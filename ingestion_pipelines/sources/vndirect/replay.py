@@ -385,13 +385,15 @@ def vndirect_financial_statements(request: ReplayRequest, dataset: ReplayDataset
 VIETCAP_PREFIX = "/vn_financial_statements/vietcap"
 setting_path("vn_financial_statements", "vietcap_base_url", VIETCAP_PREFIX)
 _VIETCAP_ROUTE = re.compile(
-    re.escape(VIETCAP_PREFIX + VIETCAP_PATH).replace(r"\{symbol\}", "(?P<symbol>[^/]+)") + "$"
+    re.escape(VIETCAP_PREFIX + VIETCAP_PATH).replace(r"\{symbol\}", "(?P<symbol>[^/]+)")
+    + "(?P<metrics>/metrics)?$"
 )
 
 
 @fallback
 def vietcap_financial_statement(request: ReplayRequest, dataset: ReplayDataset) -> Response | None:
-    """One stock's statements of one section (`?section=`), as Vietcap IQ answers them."""
+    """One stock's statements of one section (`?section=`), or its chart of items
+    (`/metrics`), as Vietcap IQ answers them."""
     match = _VIETCAP_ROUTE.match(request.path)
     if match is None:
         return None
@@ -399,7 +401,10 @@ def vietcap_financial_statement(request: ReplayRequest, dataset: ReplayDataset) 
     time.sleep(book.latency_s)
     if "vietcap" in book.blocked:
         return Response(403, BLOCKED_BODY, {"Content-Type": "text/html"})
-    answer = book.vietcap_answer(match["symbol"], request.query.get("section", ""))
+    if match["metrics"]:
+        answer = book.vietcap_metrics(match["symbol"])
+    else:
+        answer = book.vietcap_answer(match["symbol"], request.query.get("section", ""))
     if isinstance(answer, bytes):
         return Response(200, answer, {"Content-Type": "application/json"})
     return Response.json(answer)

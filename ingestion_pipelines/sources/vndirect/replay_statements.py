@@ -12,7 +12,8 @@ quarterly and annual rows over `years`, values whole VND sent as JSON floats lik
 The routes (paging, the `q` filter) are in `replay.py`, with the other finfo routes.
 
 The second provider, Vietcap IQ (``GET /api/iq-insight-service/v1/company/<symbol>/
-financial-statement?section=...``, `vietcap_answer`): its recording (TCB's income statement,
+financial-statement?section=...``, `vietcap_answer`; its ``.../financial-statement/metrics``,
+`vietcap_metrics`: the recorded excerpt, plus a generated stock's item names): its recording (TCB's income statement,
 defs/vn_financial_statements/data/PROVENANCE.md) for exactly that stock and section; for a
 generated stock, the same values as VNDIRECT's generated rows in Vietcap's wide shape (one object
 per period, item ``<bsa|isa|cfa><n>``: the same unit, full VND, so both providers must land the
@@ -44,6 +45,7 @@ COMPLETING_MODELS = ((1, "BALANCESHEET", "NON_FINANCE", 14310), (102, "INCOME", 
 # The generated stocks' statement models (scale runs only).
 GENERATED_MODELS = ((2001, "BALANCESHEET"), (2002, "INCOME"), (2003, "CASHFLOW"))
 VIETCAP_PATH = "/api/iq-insight-service/v1/company/{symbol}/financial-statement"
+VIETCAP_METRICS = "vietcap_financial_statement_metrics_excerpt.json"  # served for every stock
 VIETCAP_RECORDED = {
     ("TCB", "INCOME_STATEMENT"): "vietcap_financial_statement_TCB_INCOME_STATEMENT_excerpt.json"
 }
@@ -164,6 +166,27 @@ class StatementBook:
         """A generated stock's whole-VND value of one item and period end (both providers)."""
         seed = int.from_bytes(code.encode(), "big")
         return int(unit_hash(seed, item * 100_003 + year * 13 + month) * 1e13)
+
+    def vietcap_metrics(self, code: str) -> bytes | dict:
+        """Vietcap's chart of items for one stock: the recorded excerpt, with a generated
+        stock's generated items named as the generated VNDIRECT models name theirs."""
+        if code not in self.generated:
+            return read_data(VIETCAP_METRICS)
+        chart = json.loads(read_data(VIETCAP_METRICS))
+        _years, items = self.generated[code]
+        for section, (_model, prefix) in VIETCAP_SECTIONS.items():
+            chart["data"][section] = chart["data"].get(section, []) + [
+                {
+                    "level": 1,
+                    "parent": None,
+                    "titleEn": f"Item {prefix}{n + 1}",
+                    "titleVi": f"Khoản mục {prefix}{n + 1}",
+                    "field": f"{prefix}{n + 1}",
+                    "name": f"{prefix.upper()}{n + 1}",
+                }
+                for n in range(items)
+            ]
+        return chart
 
     def vietcap_answer(self, code: str, section: str) -> bytes | dict:
         """Vietcap's answer for one stock and section: its recording (bytes, verbatim), a

@@ -10,8 +10,11 @@ Unpivoted here into the long rows VNDIRECT's give: one row per (period, item) th
 number for; an item sent null has no row (the wide objects carry every code of every company
 form). Values are full VND as sent (the unit VNDIRECT's rows have), exact from the JSON text.
 What is inferred, not said: `fiscal_date` (the calendar end of the quarter or year: Vietcap sends
-no period end; `fiscal_date_inferred` true in `extra`). Item names are not sent with the values
-(Vietcap's `/financial-statement/metrics` names them; not asked): NULL. Every other key of the
+no period end; `fiscal_date_inferred` true in `extra`). Item names are not sent with the values:
+a stock's sections are asked after its ``/financial-statement/metrics`` (``{"data":
+{"BALANCE_SHEET": [{"field": "bsa53", "titleVi", "titleEn", "level", "parent", "name"}, ...],
+...}}``, never checkpointed: every run reads it), whose titles are joined on the lower-cased
+field (an item it does not name keeps NULL names). Every other key of the
 period object (`organCode`, `publicDate`, ...) goes to `extra`; periods of other lengths (half
 years, nine months) are skipped and counted. Recording: data/PROVENANCE.md of its declaration.
 """
@@ -74,6 +77,35 @@ def vietcap_request(base_url: str, symbol: str, section: str) -> Request:
     )
 
 
+def metrics_request(base_url: str, symbol: str) -> Request:
+    """One stock's chart of items (their names), asked before its sections."""
+    path = f"{base_url.rstrip('/')}/api/iq-insight-service/v1/company/{symbol}"
+    return Request(
+        f"{path}/financial-statement/metrics",
+        meta={
+            "kind": "vietcap_metrics",
+            "provider": PROVIDER,
+            "symbol": symbol,
+            "family": f"{symbol}:metrics",
+            "checkpoint": False,
+        },
+    )
+
+
+def metric_names(response) -> dict[str, tuple[str | None, str | None]]:
+    """Item code (lower-cased `field`) -> (titleVi, titleEn) of a metrics answer."""
+    body = exact_json(response)
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, dict):
+        raise SourceError(f"unexpected Vietcap metrics body (no data object): {str(body)[:200]}")
+    names = {}
+    for entries in data.values():
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, dict) and isinstance(entry.get("field"), str):
+                names[entry["field"].lower()] = (entry.get("titleVi"), entry.get("titleEn"))
+    return names
+
+
 def period_of(list_name: str, period: dict[str, Any]) -> tuple[str, int] | None:
     """(period type, fiscal quarter: 0 for the year) of one period object; None: not a quarter
     or a year (a half year, nine months)."""
@@ -93,8 +125,10 @@ def fiscal_end(year: Any, quarter: int) -> date | None:
     return date(year, month, day)
 
 
-def vietcap_rows(response, request: Request, skipped: Counter[str]) -> Iterator[dict[str, Any]]:
-    """The long rows of one section's answer (see the module's docstring)."""
+def vietcap_rows(
+    response, request: Request, skipped: Counter[str], names: dict | None = None
+) -> Iterator[dict[str, Any]]:
+    """The long rows of one section's answer, named from `names` (see the module's docstring)."""
     body = exact_json(response)
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, dict):
@@ -109,10 +143,12 @@ def vietcap_rows(response, request: Request, skipped: Counter[str]) -> Iterator[
             if kind is None:
                 skipped[f"{list_name} lengthReport {period.get('lengthReport')}"] += 1
                 continue
-            yield from _items(symbol, SECTIONS[section], kind, period)
+            yield from _items(symbol, SECTIONS[section], kind, period, names or {})
 
 
-def _items(symbol: str, statement: str, kind: tuple[str, int], period: dict) -> Iterator[dict]:
+def _items(
+    symbol: str, statement: str, kind: tuple[str, int], period: dict, names: dict
+) -> Iterator[dict]:
     items = {k: v for k, v in period.items() if ITEM_KEY.match(k)}
     shared = {k: v for k, v in period.items() if k not in items}
     shared.update(
@@ -125,4 +161,12 @@ def _items(symbol: str, statement: str, kind: tuple[str, int], period: dict) -> 
     )
     for key, value in items.items():
         if value is not None:
-            yield {**shared, "item_code": key.lower(), "value": value}
+            code = key.lower()
+            vi, en = names.get(code, (None, None))
+            yield {
+                **shared,
+                "item_code": code,
+                "value": value,
+                "item_name_vi": vi,
+                "item_name_en": en,
+            }

@@ -21,7 +21,11 @@ from ingestion_pipelines.sources.declared import declared_sources
 from ingestion_pipelines.sources.runner import crawl
 from ingestion_pipelines.sources.vndirect import replay_statements as replay
 from ingestion_pipelines.sources.vndirect.replay import VIETCAP_PREFIX
-from ingestion_pipelines.sources.vndirect.statements_vietcap import VietcapItem, vietcap_rows
+from ingestion_pipelines.sources.vndirect.statements_vietcap import (
+    VietcapItem,
+    metric_names,
+    vietcap_rows,
+)
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.engines import dispose_all, ensure_schema
 from ingestion_pipelines_tests.sources.vndirect.test_financial_statements import (
@@ -74,7 +78,7 @@ def test_with_vndirect_blocked_the_run_completes_from_vietcap_in_the_same_unit(
     assert len(server.requests_for(replay.MODELS_PATH)) == 1  # the one extra request
     assert server.requests_for(replay.STATEMENTS_PATH) == []
     asked_vietcap = [r for r in server.requests if r.path.startswith(VIETCAP_PREFIX)]
-    assert len(asked_vietcap) == 3 * 3  # 3 stocks × 3 sections
+    assert len(asked_vietcap) == 3 * (1 + 3)  # 3 stocks × (their metrics + 3 sections)
     assert VIETCAP_TCB in {r.path for r in asked_vietcap}
     providers = result.metadata()
     assert providers["partitions_by_provider"] == {"vietcap": 3}
@@ -96,6 +100,9 @@ def test_with_vndirect_blocked_the_run_completes_from_vietcap_in_the_same_unit(
     assert pbt["fiscal_date"] == date(2018, 12, 31)
     assert pbt["extra"]["fiscal_date_inferred"] is True
     assert pbt["extra"]["publicDate"] == "2019-03-25T00:00:00"
+    assert pbt["item_name_vi"] is None  # the recorded chart does not name isa16
+    named = next(r for r in stored if r["symbol"] == codes[0] and r["item_code"] == "cfa2")
+    assert (named["item_name_vi"], named["item_name_en"]) == ("Khoản mục cfa2", "Item cfa2")
 
     # both healthy (a fresh deployment): VNDIRECT serves every stock, Vietcap is not asked
     server.dataset.vn_financial_statements.blocked.clear()
@@ -136,11 +143,11 @@ def test_a_stock_whose_families_fail_is_asked_of_vietcap_alone(server, sqlite_ur
     assert by_symbol == {(codes[0], "vietcap"), (codes[1], "vndirect")}
 
 
-def vietcap(body: dict, section: str = "INCOME_STATEMENT"):
+def vietcap(body: dict, section: str = "INCOME_STATEMENT", names: dict | None = None):
     request = SimpleNamespace(meta={"symbol": "TCB", "section": section})
     skipped: Counter[str] = Counter()
     response = SimpleNamespace(content=orjson.dumps(body))
-    return list(vietcap_rows(response, request, skipped)), skipped
+    return list(vietcap_rows(response, request, skipped, names)), skipped
 
 
 def test_vietcap_periods_of_other_lengths_are_skipped_and_unknown_keys_kept():
@@ -151,7 +158,12 @@ def test_vietcap_periods_of_other_lengths_are_skipped_and_unknown_keys_kept():
             {"yearReport": 2025, "lengthReport": 6, "isa3": 9.0},  # a half year
         ],
     }
-    found, skipped = vietcap({"data": periods})
+    chart = {
+        "data": {"BALANCE_SHEET": [{"field": "bsi141", "titleVi": "Tài sản", "titleEn": None}]}
+    }
+    names = metric_names(SimpleNamespace(content=orjson.dumps(chart)))
+    found, skipped = vietcap({"data": periods}, names=names)
+    assert (found[1]["item_name_vi"], found[0]["item_name_vi"]) == ("Tài sản", None)
     assert skipped == {"quarters lengthReport 6": 1}
     assert [(r["item_code"], r["fiscal_quarter"]) for r in found] == [("isa3", 0), ("bsi141", 2)]
     row = VietcapItem.model_validate(found[0]).row()
