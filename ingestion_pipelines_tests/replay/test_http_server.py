@@ -460,8 +460,9 @@ def test_every_family_recording_ships_and_has_a_provenance_line():
     # vn_fx_rates, the 1 each of vn_index_members, vn_corporate_events and fmarket_fund_holdings,
     # the 3 of vn_financial_statements (issue 19), the 5 of binance_klines and the 5 of eth_gas
     # (issue 21), the 4 of crypto_news and the 6 of btc_chain (issue 21 §4); 67 on main by
-    # 2026-12-06, and vn_stock_eod's Vietcap recording (issue 19 §11)
-    assert recordings == 68
+    # 2026-12-06, and vn_stock_eod's Vietcap recording (issue 19 §11); the 2 Vietcap excerpts of
+    # vn_financial_statements (issue 19 §11)
+    assert recordings == 70
 
 
 # ---------------------------------------------------------------- hostile requests (issue 22)
