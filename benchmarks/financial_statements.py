@@ -1,4 +1,5 @@
-"""`vn_financial_statements` at scale against the VNDIRECT replay at its real paths
+"""`vn_financial_statements` (declared in defs/vn_financial_statements/defs.yaml, its hook
+sources/vndirect/financial_statements.py) at scale against the VNDIRECT replay at its real paths
 (`/v4/financial_models`, then one paged `/v4/financial_statements` family per stock × report type
 × statement model), with injected latency, into MariaDB (the test bed). The stocks are generated
 ones in the `stock` table; the replay serves each `--years` years of quarterly and annual rows of
@@ -157,11 +158,10 @@ def main() -> int:
     parser.add_argument("--no-resume", action="store_true")
     args = parser.parse_args()
     if args.rate is None:
-        from ingestion_pipelines.sources.vndirect.financial_statements import (
-            VnFinancialStatementsSettings,
-        )
+        from ingestion_pipelines.sources.declared import declared_sources
 
-        args.rate = VnFinancialStatementsSettings().rate_limit_per_s
+        # the declared worker's own setting (defs/vn_financial_statements/defs.yaml)
+        args.rate = declared_sources()["vn_financial_statements"].Settings().rate_limit_per_s
     os.environ.setdefault("INGEST_LOCAL_DIR", tempfile.mkdtemp(prefix="bench-statements-"))
     from loguru import logger
 

@@ -92,6 +92,16 @@ class DeclaredSource(Source):
         self.page_setters = [(c, how) for c, how in self.setters if _same_for_a_page(how)]
         self.record_setters = [(c, how) for c, how in self.setters if not _same_for_a_page(how)]
 
+    def history(self, run_id):
+        """The declared `history` table keeps every value an update replaces (with when and by
+        which run); None: an update replaces the row and nothing else is kept."""
+        if self.spec.history is None:
+            return None
+        from ingestion_pipelines.storage.upsert import History
+
+        table = tables.metadata.tables[self.spec.history]
+        return History(table, {"replaced_at": datetime.now(UTC), "run_id": run_id})
+
     def rows_for_each(self) -> list[dict[str, Any] | None]:
         """The rows of the `for_each` table (one request each), or [None] when there is none."""
         for_each = self.spec.request.for_each
@@ -265,6 +275,7 @@ def source_class(declaration: Declaration) -> type[DeclaredSource]:
         "date_column": spec.partitions.date_column if spec.partitions else None,
         "headers": spec.headers,
         "totals": spec.totals is not None,
+        "resumable": spec.resumable,
         "spec": spec,
         "folder": declaration.folder,
         "upstream": _upstream(spec),

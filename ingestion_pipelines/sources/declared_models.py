@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     create_model,
 )
+from pydantic.fields import FieldInfo
 
 from ingestion_pipelines.config.workers import ScheduledSettings, secret
 from ingestion_pipelines.sources.base import (
@@ -126,8 +127,9 @@ def settings_model(spec: RestSourceSpec, name: str) -> type[ScheduledSettings]:
                 if isinstance(declared, dict)
                 else SettingSpec(default=declared)
             )
-        if key in inherited:
-            fields[key] = (inherited[key].annotation, setting.default)
+        if key in inherited:  # a new default; the inherited bounds and description stay
+            kept = FieldInfo.merge_field_infos(inherited[key], default=setting.default)
+            fields[key] = (inherited[key].annotation, kept)
             continue
         kind = type(setting.default) if setting.default is not None else str
         bounds = {k: v for k, v in (("ge", setting.ge), ("le", setting.le)) if v is not None}

@@ -206,6 +206,9 @@ class RestSourceSpec(Strict):
     key: list[str] | None = None
     fields: dict[str, str | FieldSpec] = {}
     ordered: list[list[str]] = []  # column chains each record keeps non-decreasing
+    # an unpartitioned full crawl checkpointed per request, resumed after a crash (Source.resumable)
+    resumable: bool = False
+    history: str | None = None  # the table keeping the values updates replace (storage.upsert)
     provider: str | None = None  # this declaration's provider, when `providers` adds others
     providers: dict[str, Any] = {}  # more providers, one table (sources/declared_providers.py)
     reconcile: dict[str, Any] | None = None  # the providers compared (declared_reconcile.py)

@@ -463,8 +463,9 @@ def test_every_family_recording_ships_and_has_a_provenance_line():
     # vn_fx_rates, the 1 each of vn_index_members, vn_corporate_events and fmarket_fund_holdings,
     # the 3 of vn_financial_statements (issue 19), the 5 of binance_klines and the 5 of eth_gas
     # (issue 21), the 4 of crypto_news and the 6 of btc_chain (issue 21 §4); 67 on main by
-    # 2026-12-06, vn_stock_eod's Vietcap recording (issue 19 §11) and vn_company_profiles' (§3)
-    assert recordings == 69
+    # 2026-12-06, vn_stock_eod's Vietcap recording (issue 19 §11), vn_company_profiles' (§3) and
+    # the 2 Vietcap excerpts of vn_financial_statements (§11)
+    assert recordings == 71
 
 
 # ---------------------------------------------------------------- hostile requests (issue 22)

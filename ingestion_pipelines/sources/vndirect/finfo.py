@@ -1,4 +1,5 @@
-"""What the VNDIRECT workers written in Python share (`vn_financial_statements`): their settings,
+"""What VNDIRECT's code shares (the `vn_financial_statements` hook; `VndirectSettings` for the
+benchmark's reference Python prices worker): settings,
 the listing request (``GET /v4/stocks``, declared for `vn_stocks` in defs/vn_stocks/defs.yaml)
 and the paging of finfo's ``{"data": [...], "totalElements"}`` envelope, followed to the source's
 own total by what the server really returned."""
@@ -18,7 +19,7 @@ SYMBOL_PATTERN = r"^[A-Z0-9]{3,12}$"
 
 
 class VndirectSettings(ScheduledSettings):
-    """Settings of the VNDIRECT workers written in Python."""
+    """Settings of a VNDIRECT worker written in Python (benchmarks/reference_vn_stock_eod.py)."""
 
     base_url: str = "https://finfo-api.vndirect.com.vn"
     page_size: int = Field(1000, ge=1, le=10_000)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -32,13 +33,17 @@ from ingestion_pipelines.replay.routes import (
     Response,
     base_path,
     dataset_part,
+    fallback,
     read_data,
     route,
+    setting_path,
 )
 from ingestion_pipelines.sources.declared_select import selected
 from ingestion_pipelines.sources.vndirect.replay_statements import (
+    BLOCKED_BODY,
     MODELS_PATH,
     STATEMENTS_PATH,
+    VIETCAP_PATH,
     StatementBook,
 )
 from ingestion_pipelines.vnmarket.calendar import is_trading_day
@@ -352,6 +357,8 @@ def recorded_statements(_dataset: ReplayDataset) -> StatementBook:
 def vndirect_financial_models(request: ReplayRequest, dataset: ReplayDataset) -> Response:
     """The chart of line items (every statement and note model)."""
     time.sleep(dataset.vn_financial_statements.latency_s)
+    if "vndirect" in dataset.vn_financial_statements.blocked:
+        return Response(403, BLOCKED_BODY, {"Content-Type": "text/html"})
     try:
         return Response.json(paged(dataset.vn_financial_statements.models, request.query))
     except QueryError as exc:
@@ -366,7 +373,38 @@ def vndirect_financial_statements(request: ReplayRequest, dataset: ReplayDataset
     try:
         q = parse_q(request.query.get("q", ""))
         (code,), (report_type,), (model_type,) = q["code"], q["reportType"], q["modelType"]
+        if {"vndirect", f"vndirect:{code}"} & book.blocked:  # all stocks, or this one
+            return Response(403, BLOCKED_BODY, {"Content-Type": "text/html"})
         family = (code, report_type, int(float(model_type)))
         return Response.json(paged(book.rows(family), request.query))
     except (KeyError, ValueError) as exc:  # QueryError too
         return Response.json({"error": f"Invalid query: {exc}"}, 400)
+
+
+# Vietcap IQ, the statements' second provider, under its own prefix (`vietcap_base_url`)
+VIETCAP_PREFIX = "/vn_financial_statements/vietcap"
+setting_path("vn_financial_statements", "vietcap_base_url", VIETCAP_PREFIX)
+_VIETCAP_ROUTE = re.compile(
+    re.escape(VIETCAP_PREFIX + VIETCAP_PATH).replace(r"\{symbol\}", "(?P<symbol>[^/]+)")
+    + "(?P<metrics>/metrics)?$"
+)
+
+
+@fallback
+def vietcap_financial_statement(request: ReplayRequest, dataset: ReplayDataset) -> Response | None:
+    """One stock's statements of one section (`?section=`), or its chart of items
+    (`/metrics`), as Vietcap IQ answers them."""
+    match = _VIETCAP_ROUTE.match(request.path)
+    if match is None:
+        return None
+    book = dataset.vn_financial_statements
+    time.sleep(book.latency_s)
+    if "vietcap" in book.blocked:
+        return Response(403, BLOCKED_BODY, {"Content-Type": "text/html"})
+    if match["metrics"]:
+        answer = book.vietcap_metrics(match["symbol"])
+    else:
+        answer = book.vietcap_answer(match["symbol"], request.query.get("section", ""))
+    if isinstance(answer, bytes):
+        return Response(200, answer, {"Content-Type": "application/json"})
+    return Response.json(answer)

@@ -1,6 +1,7 @@
 """Expected values of the VNDIRECT replay: the daily prices its simulator serves (the declared
-prices source's own standard tests read its defs.yaml `expect`), and the Python
-`vn_financial_statements`' standard tests."""
+prices source's own standard tests read its defs.yaml `expect`), and the standard tests of
+`vn_financial_statements` (declared in defs/, its hook `financial_statements.py`: a hook's
+expected values are its family's, sources/declared_hooks.py)."""
 
 from __future__ import annotations
 

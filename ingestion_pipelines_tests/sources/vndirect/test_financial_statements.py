@@ -1,4 +1,6 @@
-"""vn_financial_statements against the VNDIRECT replay at its real paths: the families asked per
+"""vn_financial_statements (its declaration defs/vn_financial_statements/defs.yaml and its hook
+sources/vndirect/financial_statements.py) against the VNDIRECT replay at its real paths: the
+families asked per
 stock of the `stock` table × report type × statement model, item names joined from the models
 listing, non-statement models and QUARTER2/ESTIMATION rows skipped and counted, a restatement
 updating its row with the replaced value kept, and a run killed with kill -9 resuming without
@@ -23,8 +25,9 @@ from sqlalchemy import func, select
 from ingestion_pipelines.replay.http_server import ReplayServer
 from ingestion_pipelines.sources.base import SourceError
 from ingestion_pipelines.sources.checkpoints import request_key
+from ingestion_pipelines.sources.declared import declared_sources
 from ingestion_pipelines.sources.vndirect import replay_statements as replay
-from ingestion_pipelines.sources.vndirect.financial_statements import VnFinancialStatements
+from ingestion_pipelines.sources.vndirect.financial_statements import FinancialStatements
 from ingestion_pipelines.sources.vndirect.replay import generated_rows
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.engines import dispose_all, ensure_schema
@@ -34,6 +37,13 @@ from ingestion_pipelines_tests.sources import crawl_process
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 WORKER = "vn_financial_statements"
 MODELS = 6  # model types of the served listing: 1, 102, 203 (recorded) and 3 generated
+
+
+def declared() -> type[FinancialStatements]:
+    """The worker's class, made from its declaration with the hook as its code."""
+    cls = declared_sources()[WORKER]
+    assert issubclass(cls, FinancialStatements) and cls.resumable and cls.totals
+    return cls
 
 
 @pytest.fixture
@@ -138,7 +148,8 @@ def response(body: dict) -> SimpleNamespace:
 
 
 def test_non_statement_models_and_non_reported_periods_are_skipped_and_counted():
-    source = VnFinancialStatements(VnFinancialStatements.Settings(report_types=["ANNUAL"]))
+    cls = declared()
+    source = cls(cls.Settings(report_types=["ANNUAL"]))
     models = [
         replay.model_row(1, "BALANCESHEET", "NON_FINANCE", 14310),
         replay.model_row(33, "ESTIMATION", "ALL_FORMS", 900001),
@@ -164,7 +175,8 @@ def test_non_statement_models_and_non_reported_periods_are_skipped_and_counted()
 
 
 def test_a_models_listing_without_statements_fails_the_run():
-    source = VnFinancialStatements(VnFinancialStatements.Settings())
+    cls = declared()
+    source = cls(cls.Settings())
     models = [replay.model_row(90, "EXPLAINATION", "NON_FINANCE", 800001)]
     with pytest.raises(SourceError, match="no statement model"):
         list(source.parse(response({"data": models, "totalElements": 1}), source.models_request(1)))
@@ -203,7 +215,8 @@ def test_a_crawl_killed_with_kill_9_resumes_without_fetching_finished_families(
     proc.wait()
     with ensure_schema(mariadb_url).connect() as conn:
         committed = set(conn.execute(select(tables.crawl_checkpoint.c.request_key)).scalars())
-    source = VnFinancialStatements(VnFinancialStatements.Settings())
+    cls = declared()
+    source = cls(cls.Settings())
     family_of = {
         request_key(source.statements_request(code, kind, str(model))): f"{code}:{kind}:{model}"
         for code in codes
