@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     create_model,
 )
+from pydantic.fields import FieldInfo
 
 from ingestion_pipelines.config.workers import ScheduledSettings, secret
 from ingestion_pipelines.sources.base import (
@@ -126,11 +127,14 @@ def settings_model(spec: RestSourceSpec, name: str) -> type[ScheduledSettings]:
                 if isinstance(declared, dict)
                 else SettingSpec(default=declared)
             )
-        if key in inherited:
-            fields[key] = (inherited[key].annotation, setting.default)
+        bounds = setting.model_dump(
+            include={"ge", "le", "gt", "pattern", "min_length", "max_length"}, exclude_none=True
+        )
+        if key in inherited:  # its own bounds kept (concurrency 1..64), the declared ones added
+            merged = FieldInfo.merge_field_infos(inherited[key], Field(setting.default, **bounds))
+            fields[key] = (inherited[key].annotation, merged)
             continue
         kind = type(setting.default) if setting.default is not None else str
-        bounds = {k: v for k, v in (("ge", setting.ge), ("le", setting.le)) if v is not None}
         if setting.secret:
             fields[key] = (kind | None, secret(setting.default, description=setting.description))
         else:
