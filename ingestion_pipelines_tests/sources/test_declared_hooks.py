@@ -86,8 +86,9 @@ def test_lyngsat_is_a_declaration_whose_hook_owns_its_asset():
     assert "lyngsat" not in source_classes()  # not a source of the crawl engine
     assert workers.catalogue()["lyngsat"].settings is lyngsat.Settings
     settings = lyngsat.Settings()
-    assert (settings.cron, settings.concurrency, settings.rate_limit_per_s) == ("30 3 * * 1", 4, 1.0)
-    assert settings.regions == ["asia", "europe", "atlantic", "america"] and settings.satellites == []
+    assert settings.cron == "30 3 * * 1" and settings.concurrency == 4
+    assert settings.rate_limit_per_s == 1.0 and settings.satellites == []
+    assert settings.regions == ["asia", "europe", "atlantic", "america"]
     # an inherited setting keeps its own bounds; the hook checks the FlareSolverr URL
     for bad in ({"concurrency": 65}, {"rate_limit_per_s": 0}, {"flaresolverr_url": "file:///x"}):
         with pytest.raises(ValidationError, match=next(iter(bad))):
