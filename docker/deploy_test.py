@@ -256,8 +256,8 @@ class Stack:
 
 
 def scheduled_workers() -> dict[str, type | None]:
-    """Every scheduled worker and its source class (None: a Python source with its own asset,
-    lyngsat: checked by deploy_checks)."""
+    """Every scheduled worker and its source class (None: a declared source whose hook owns its
+    asset, lyngsat: checked by deploy_checks)."""
     sources = source_classes()
     return {w: sources.get(w) for w, spec in catalogue().items() if spec.kind == "scheduled"}
 

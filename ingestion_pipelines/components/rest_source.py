@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from ingestion_pipelines.sources.business_freshness import business_freshness_defs
 from ingestion_pipelines.sources.declared import RestSourceSpec, source_class
+from ingestion_pipelines.sources.declared_hooks import owns_asset
 from ingestion_pipelines.sources.defs import crons_at_load
 from ingestion_pipelines.sources.factory import build_source_defs
 from ingestion_pipelines.storage.declared import Declaration
@@ -47,7 +48,8 @@ class RestSource(dg.Component):
         attributes = self.spec.model_dump(mode="json", exclude_unset=True)
         source = source_class(Declaration(self.folder, attributes))
         cron = crons_at_load({source.worker_id: source}).get(source.worker_id)
-        built = build_source_defs(source, cron)
+        own = owns_asset(source)  # a hook owning its asset (sources/declared_hooks.py)
+        built = source.asset_defs(cron) if own else build_source_defs(source, cron)
         return dg.Definitions.merge(
             dg.Definitions(assets=[built.asset], jobs=[built.job], schedules=[built.schedule]),
             business_freshness_defs(source),  # calendar-aware freshness, where declared

@@ -15,6 +15,13 @@ the hook class defines itself wins over what the declaration would make (its `re
 field map). Its standard tests' expected values are its family's ``testing.py`` (``STANDARD``)
 unless the declaration has ``expect``; its replay is its family's ``replay.py`` unless it
 declares ``replay``.
+
+A hook whose worker is not one table of records fed to the crawl engine (`lyngsat`: three
+tables from each page, a browser clearance, counts per satellite) **owns its asset**: it defines
+``asset_defs(cron) -> sources.factory.SourceDefs`` (a classmethod), which the component builds
+instead of the factory's; the declaration still gives its worker id, group, description,
+settings, cron, freshness and table. Such a source is left out of `source_classes()` (the crawl
+engine's sources: the standard tests, the deploy test's partitions), as it was as a Python worker.
 """
 
 from __future__ import annotations
@@ -45,3 +52,8 @@ def hooked(hook: type, base: type, attributes: dict[str, Any]) -> dict[str, Any]
     own = {name for cls in hook.__mro__[: hook.__mro__.index(base)] for name in vars(cls)}
     kept = {k: v for k, v in attributes.items() if k not in own or k in KEPT_FROM_DECLARATION}
     return {**kept, "__module__": hook.__module__}
+
+
+def owns_asset(source: type) -> bool:
+    """Whether a declared source's hook builds its own asset (``asset_defs``)."""
+    return callable(getattr(source, "asset_defs", None))

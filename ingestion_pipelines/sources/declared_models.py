@@ -115,6 +115,18 @@ def record_model(spec: RestSourceSpec, name: str) -> type[Record]:
     )
 
 
+def _setting_type(default: Any) -> Any:
+    """A declared setting's type, from its default: a list of texts is ``list[str]`` (so an
+    environment value may list them comma-separated), no default is optional text."""
+    if default is None:
+        return str | None
+    if isinstance(default, list) and all(isinstance(item, str) for item in default):
+        return list[str]
+    if isinstance(default, list) and all(isinstance(item, dict) for item in default):
+        return list[dict[str, Any]]
+    return type(default)
+
+
 def settings_model(spec: RestSourceSpec, name: str) -> type[ScheduledSettings]:
     """The worker's settings: ScheduledSettings plus what the declaration adds or defaults."""
     fields: dict[str, Any] = {}
@@ -127,12 +139,16 @@ def settings_model(spec: RestSourceSpec, name: str) -> type[ScheduledSettings]:
                 if isinstance(declared, dict)
                 else SettingSpec(default=declared)
             )
-        if key in inherited:  # a new default; the inherited bounds and description stay
-            kept = FieldInfo.merge_field_infos(inherited[key], default=setting.default)
-            fields[key] = (inherited[key].annotation, kept)
+        bounds = setting.model_dump(
+            include={"ge", "le", "gt", "pattern", "min_length", "max_length"}, exclude_none=True
+        )
+        if key in inherited:  # its own bounds kept (concurrency 1..64), the declared ones added
+            said = {"description": setting.description} if setting.description else {}
+            declared_field = Field(setting.default, **bounds, **said)
+            merged = FieldInfo.merge_field_infos(inherited[key], declared_field)
+            fields[key] = (inherited[key].annotation, merged)
             continue
-        kind = type(setting.default) if setting.default is not None else str
-        bounds = {k: v for k, v in (("ge", setting.ge), ("le", setting.le)) if v is not None}
+        kind = _setting_type(setting.default)
         if setting.secret:
             fields[key] = (kind | None, secret(setting.default, description=setting.description))
         else:

@@ -175,6 +175,10 @@ class SettingSpec(Strict):
     default: Any = None
     ge: float | None = None
     le: float | None = None
+    gt: float | None = None
+    pattern: str | None = None  # a text setting's form (searched, as pydantic does)
+    min_length: int | None = None
+    max_length: int | None = None
     secret: bool = False
     description: str | None = None
 

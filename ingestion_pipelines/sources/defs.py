@@ -63,18 +63,14 @@ def defs() -> dg.Definitions:
     """The Dagster definitions of every scheduled source written in Python (the declared ones
     are built by their `RestSource` component, loaded from the defs folder)."""
     from ingestion_pipelines.sources.declared import DeclaredSource
-    from ingestion_pipelines.sources.lyngsat.source import WORKER_ID as LYNGSAT
-    from ingestion_pipelines.sources.lyngsat.source import build_lyngsat_defs
 
     sources = {
         worker_id: cls
         for worker_id, cls in source_classes().items()
         if not issubclass(cls, DeclaredSource)
     }
-    crons = crons_at_load({**sources, LYNGSAT: None})
+    crons = crons_at_load(sources)
     built = [build_source_defs(cls, crons.get(worker_id)) for worker_id, cls in sources.items()]
-    # Python sources with their own asset (several tables per page, a browser): issue 20.
-    built.append(build_lyngsat_defs(crons.get(LYNGSAT)))
     return dg.Definitions(
         assets=[b.asset for b in built],
         jobs=[b.job for b in built],

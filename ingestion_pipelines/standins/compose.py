@@ -57,7 +57,7 @@ services:
 
 def scheduled_env() -> dict[str, str]:
     """INGEST_<WORKER>__BASE_URL of every scheduled worker served by the HTTP replay (each
-    registered its base path: the sources of the catalogue and lyngsat's own asset alike)."""
+    registered its base path: the sources of the crawl engine and lyngsat's own asset alike)."""
     from ingestion_pipelines.replay import routes
 
     routes.load_replays()

@@ -1,6 +1,6 @@
 """Tables of the datasets added in issues 19 and 21 that are written by Python sources or
 derived assets (the YAML sources declare theirs in their defs.yaml), in the one metadata of
-`storage.tables`: adjusted prices, Bitcoin chain statistics, financial statements."""
+`storage.tables`: adjusted prices, financial statements."""
 
 from __future__ import annotations
 
@@ -34,33 +34,8 @@ stock_eod_adjusted = Table(
 )
 # ---- end of adjusted prices ---------------------------------------------------------------------
 
-# ---- Bitcoin chain statistics (issue 21 §4, btc_chain; migration 0023_btc_chain) ------------
-# One row per poll of a mempool.space-compatible API (fees, mempool, tip height, difficulty
-# estimate): `captured_at` is our fetch time (the endpoints carry none); fees in sat/vB, exact.
-btc_chain_stat = Table(
-    "btc_chain_stat",
-    metadata,
-    Column("provider", String(64), primary_key=True),
-    Column("captured_at", UtcDateTime, primary_key=True),
-    Column("fee_fastest", ExactDecimal),
-    Column("fee_half_hour", ExactDecimal),
-    Column("fee_hour", ExactDecimal),
-    Column("fee_economy", ExactDecimal),
-    Column("fee_minimum", ExactDecimal),
-    Column("mempool_tx_count", BigInteger),
-    Column("mempool_vsize", BigInteger),
-    Column("mempool_total_fee_sat", BigInteger),
-    Column("tip_height", BigInteger, nullable=False),
-    Column("difficulty_progress_pct", ExactDecimal),
-    Column("difficulty_change_pct", ExactDecimal),
-    Column("previous_retarget_pct", ExactDecimal),
-    Column("estimated_retarget_at", UtcDateTime),
-    Column("previous_retarget_at", UtcDateTime),
-    Column("remaining_blocks", BigInteger),
-    Column("next_retarget_height", BigInteger),
-    extra_column(),
-)
-# ---- end of Bitcoin chain statistics ------------------------------------------------------
+# Bitcoin chain statistics (`btc_chain_stat`, migration 0023_btc_chain) are declared in
+# defs/btc_chain/defs.yaml.
 
 # ---- financial statements (issue 19 item 4, vn_financial_statements; migration 0021) -----------
 # Long form: one row per line item per period, so a new line item is a new row, never a

@@ -21,7 +21,6 @@ from sqlalchemy import (
 )
 
 from ingestion_pipelines.storage.dataset_tables import (
-    btc_chain_stat,
     financial_statement,
     financial_statement_history,
     stock_eod_adjusted,
@@ -339,7 +338,6 @@ DATA_TABLES = {
         order_book_resync,
         # adjusted prices (issue 19 item 7)
         stock_eod_adjusted,
-        btc_chain_stat,  # issue 21 §4
         # financial statements (issue 19 item 4)
         financial_statement,
         financial_statement_history,

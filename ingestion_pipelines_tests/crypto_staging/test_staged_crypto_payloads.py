@@ -2,7 +2,7 @@
 klines, the block count of `eth_feeHistory`, seconds beside milliseconds in the difficulty
 estimate, decimal strings where decimals are promised. The payloads of the sources declared since
 (`binance_tickers`, `coinpaprika_markets`, `binance_klines`) are read where they moved, their source's
-`ingestion_pipelines/defs/<worker_id>/data/`; those of `btc_chain` in its Python family's
+`ingestion_pipelines/defs/<worker_id>/data/`; those of `btc_chain` in its hook family's
 `ingestion_pipelines/sources/mempool/data/`."""
 
 from __future__ import annotations

@@ -1,62 +1,53 @@
-"""The `lyngsat` worker: its settings, and the Dagster asset, job and schedule that run
-`crawl.LyngsatCrawl` (Dagster is imported when the definitions are built, not when the worker
-catalogue loads this module).
+"""`lyngsat`'s hook (defs/lyngsat/defs.yaml: worker id, group, description, settings, cron,
+freshness, table): the code that owns its asset, and the run that calls `crawl.LyngsatCrawl`
+(Dagster is imported when the definitions are built, not when the worker catalogue loads).
 
-LyngSat writes three tables from one page, and keeps counts per satellite, so it is a Python
-source with its own asset rather than a one-table `Source`: it gets the factory's pool per
-worker, retry policy, run logging and progress on `progress:<run_id>`.
+LyngSat writes three tables from one page and keeps counts per satellite, so it is not one table
+of records fed to the crawl engine: its hook defines `asset_defs` (sources/declared_hooks.py),
+an asset with the factory's pool per worker, retry policy, run logging and progress on
+`progress:<run_id>`, built by the same `RestSource` component as every declared source.
 """
 
 # (no `from __future__ import annotations`: Dagster reads the asset's annotations at build time)
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import create_model, field_validator
 
-from ingestion_pipelines.config.workers import ScheduledSettings, WorkerSpec, register
 from ingestion_pipelines.core import url_policy
+from ingestion_pipelines.sources.declared import DeclaredSource
 
-WORKER_ID = "lyngsat"
-DESCRIPTION = (
-    "LyngSat satellite pages (behind an anti-bot challenge: cleared once in Chromium, then "
-    "HTTP): satellites, their transponders and channels"
-)
+# What the crawl writes (`crawl.LyngsatCrawl`); the declaration's table is the transponders'.
+TABLES = "satellite, satellite_transponder, satellite_channel"
 
 
-class LyngsatSettings(ScheduledSettings):
-    """Settings of `lyngsat`: where LyngSat is, which regions list the satellites to crawl, or
-    which satellite pages exactly (`satellites`, when set, replaces the regions)."""
+def _service_url(_cls, value: str | None) -> str | None:
+    return url_policy.check_optional_url(value, url_policy.CRAWL_SCHEMES, "flaresolverr_url")
 
-    base_url: str = "https://www.lyngsat.com"
-    cron: str = "30 3 * * 1"  # Mondays 03:30 ICT: the charts change by the week
-    regions: list[str] = Field(
-        default_factory=lambda: ["asia", "europe", "atlantic", "america"],
-        description="region index pages the satellites are discovered from (europe.html...)",
-    )
-    satellites: list[str] = Field(
-        default_factory=list,
-        description="satellite page paths (Astra-1KR-1L-1M-1N.html); when set, only these",
-    )
-    flaresolverr_url: str | None = Field(
-        None,
-        description="clear challenges through this FlareSolverr (POST /v1) instead of Chromium",
-    )
 
-    @field_validator("flaresolverr_url")
+class SatellitePages(DeclaredSource):
+    """Region pages, then satellite pages, into three tables: a hook owning its asset."""
+
+    def __init_subclass__(cls, **kwargs):
+        if "Settings" in cls.__dict__:  # the declared settings, the FlareSolverr URL checked
+            cls.Settings = create_model(
+                cls.Settings.__name__,
+                __base__=cls.Settings,
+                __validators__={
+                    "service_url": field_validator("flaresolverr_url")(classmethod(_service_url))
+                },
+            )
+        super().__init_subclass__(**kwargs)  # registers the worker with those settings
+
     @classmethod
-    def _service_url(cls, value: str | None) -> str | None:
-        return url_policy.check_optional_url(value, url_policy.CRAWL_SCHEMES, "flaresolverr_url")
-
-    concurrency: int = Field(4, ge=1, le=64, description="satellite pages fetched at once")
-    rate_limit_per_s: float | None = Field(1.0, gt=0, le=1000, allow_inf_nan=False)
+    def asset_defs(cls, cron: str | None = None) -> Any:
+        """The asset, job and schedule of the worker (a `sources.factory.SourceDefs`)."""
+        return _build_defs(cls, cron)
 
 
-register(WorkerSpec(WORKER_ID, "scheduled", LyngsatSettings, DESCRIPTION))
-
-
-def build_lyngsat_defs(cron: str | None = None) -> Any:
-    """The asset, job and schedule of `lyngsat` (a `sources.factory.SourceDefs`)."""
+def _build_defs(source: type[SatellitePages], cron: str | None) -> Any:
+    """The asset, job and schedule of the worker `source` declares."""
     import dagster as dg
 
     from ingestion_pipelines.browser.resource import BrowserResource
@@ -72,23 +63,22 @@ def build_lyngsat_defs(cron: str | None = None) -> Any:
         SourceRunConfig,
     )
 
+    worker_id = source.worker_id
+
     @dg.asset(
-        name=WORKER_ID,
-        group_name="crawl",
-        description=DESCRIPTION,
+        name=worker_id,
+        group_name=source.group,
+        description=source.description,
         retry_policy=dg.RetryPolicy(
             max_retries=2, delay=60, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
         ),
-        pool=f"worker/{WORKER_ID}",
-        op_tags={WORKER_TAG: WORKER_ID},
+        pool=f"worker/{worker_id}",
+        op_tags={WORKER_TAG: worker_id},
         kinds={"python", "sql", "chromium"},
-        metadata={
-            "tables": "satellite, satellite_transponder, satellite_channel",
-            "dagster/table_name": "satellite_transponder",
-        },
-        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(days=8)),
+        metadata={"tables": TABLES, "dagster/table_name": source.table.name},
+        freshness_policy=dg.FreshnessPolicy.time_window(fail_window=source.fresh_within),
     )
-    def lyngsat(
+    def crawl_asset(
         context: dg.AssetExecutionContext,
         config: SourceRunConfig,
         worker_config: WorkerConfigResource,
@@ -99,31 +89,31 @@ def build_lyngsat_defs(cron: str | None = None) -> Any:
     ) -> dg.MaterializeResult:
         from ingestion_pipelines.storage.logs import run_logging
 
-        with run_logging(context, WORKER_ID):
-            settings = worker_config.resolve_for_run(WORKER_ID, config).settings
-            progress = Progress(WORKER_ID, context.run_id, redis.client(feature="crawl progress"))
+        with run_logging(context, worker_id):
+            settings = worker_config.resolve_for_run(worker_id, config).settings
+            progress = Progress(worker_id, context.run_id, redis.client(feature="crawl progress"))
             result = run_lyngsat(settings, http, browser, database, context.run_id, progress)
             metadata = result.metadata()
             metadata["captured_at"] = dg.MetadataValue.timestamp(datetime.now(UTC))
             return dg.MaterializeResult(metadata=metadata)
 
     job = dg.define_asset_job(
-        f"{WORKER_ID}_job", selection=[lyngsat.key], tags={WORKER_TAG: WORKER_ID}
+        f"{worker_id}_job", selection=[crawl_asset.key], tags={WORKER_TAG: worker_id}
     )
-    cron_schedule = cron or LyngsatSettings.model_fields["cron"].default
+    cron_schedule = cron or source.Settings.model_fields["cron"].default
 
     @dg.schedule(
-        name=f"{WORKER_ID}_schedule",
+        name=f"{worker_id}_schedule",
         cron_schedule=cron_schedule,
         execution_timezone=TIMEZONE,
         job=job,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"{WORKER_ID}: {cron_schedule} ({TIMEZONE})",
+        description=f"{worker_id}: {cron_schedule} ({TIMEZONE})",
     )
-    def lyngsat_schedule(_context: dg.ScheduleEvaluationContext):
-        return dg.RunRequest(tags={WORKER_TAG: WORKER_ID})
+    def crawl_schedule(_context: dg.ScheduleEvaluationContext):
+        return dg.RunRequest(tags={WORKER_TAG: worker_id})
 
-    return SourceDefs(lyngsat, job, lyngsat_schedule)
+    return SourceDefs(crawl_asset, job, crawl_schedule)
 
 
 def run_lyngsat(settings, http, browser, database, run_id: str | None, progress=None):
@@ -138,7 +128,7 @@ def run_lyngsat(settings, http, browser, database, run_id: str | None, progress=
     from ingestion_pipelines.http_client.errors import HttpFetchError
     from ingestion_pipelines.sources.base import SourceError
     from ingestion_pipelines.sources.failures import storage_failure
-    from ingestion_pipelines.sources.lyngsat.crawl import LyngsatCrawl
+    from ingestion_pipelines.sources.lyngsat.crawl import WORKER_ID, LyngsatCrawl
 
     artifacts = browser.artifacts()
     artifacts.prune()

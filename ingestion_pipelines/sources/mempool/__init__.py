@@ -1,2 +1,2 @@
-"""mempool.space-compatible APIs (`btc_chain`): Bitcoin fees, mempool and chain statistics, one
-row per poll of four requests; their replay, recordings and expected values."""
+"""mempool.space-compatible APIs (`btc_chain`, declared in defs/btc_chain/defs.yaml): the hook
+combining one poll's four answers into one row, its replay, recordings and expected values."""

@@ -1,42 +1,22 @@
-"""Bitcoin fees, mempool and chain statistics (`btc_chain`) from a mempool.space-compatible API.
+"""`btc_chain`'s hook (defs/btc_chain/defs.yaml: worker id, settings, table, field map,
+schedule, freshness): the code that combines one poll's four answers into one record.
 
-One poll, every 5 minutes, is four requests made one after the other: `GET /v1/fees/recommended`,
-`/mempool`, `/blocks/tip/height` (a bare decimal integer as text/plain) and
-`/v1/difficulty-adjustment`. Each answer's body rides on to the next request, and only the last
-one yields the poll's single record: a request that fails fails the poll naming its URL, and no
-half row is written. `captured_at` is the poll's start (our clock: the endpoints carry no time of
-their own), `provider` the configured name of the instance (mempool.space or a self-hosted one;
-which chain it serves is the configuration's business).
-
-Units: fees in sat/vB as exact decimals read from the JSON text; `estimatedRetargetDate` is epoch
-**milliseconds** while `previousTime` in the same object is epoch **seconds**. The mempool's fee
-histogram and the difficulty answer's other fields (`remainingTime`, `timeAvg`, ... in ms) are
-kept in `extra`.
+One poll is four requests made one after the other: `GET /v1/fees/recommended`, `/mempool`,
+`/blocks/tip/height` (a bare decimal integer as text/plain) and `/v1/difficulty-adjustment`.
+Each answer rides on to the next request in its meta, and only the last one yields the poll's
+single record, read by the declared field map: a request that fails fails the poll naming its
+URL, and no half row is written.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from pydantic import Field
-
-from ingestion_pipelines.config.workers import ScheduledSettings
-from ingestion_pipelines.sources.base import (
-    EpochMillis,
-    EpochSeconds,
-    Exact,
-    NonNegativeExact,
-    Record,
-    Request,
-    Source,
-    SourceError,
-    UtcTime,
-    exact_json,
-)
-from ingestion_pipelines.storage.tables import btc_chain_stat
+from ingestion_pipelines.sources.base import Request, SourceError, exact_json
+from ingestion_pipelines.sources.declared import DeclaredSource
+from ingestion_pipelines.sources.declared_body import Found
 
 # The poll's requests, in order: (name, path under base_url).
 STEPS = (
@@ -48,53 +28,12 @@ STEPS = (
 _HEIGHT = re.compile(r"\d{1,12}")
 
 
-class BtcChainSettings(ScheduledSettings):
-    """Which mempool.space-compatible API `btc_chain` polls, under which provider name."""
-
-    base_url: str = "https://mempool.space/api"
-    cron: str = "*/5 * * * *"
-    provider: str = Field("mempool.space", min_length=1, max_length=64, pattern=r"^[\w.:-]+$")
-
-
-class ChainStat(Record):
-    """One poll's statistics."""
-
-    provider: str
-    captured_at: UtcTime
-    fee_fastest: NonNegativeExact = Field(validation_alias="fastestFee")
-    fee_half_hour: NonNegativeExact = Field(validation_alias="halfHourFee")
-    fee_hour: NonNegativeExact = Field(validation_alias="hourFee")
-    fee_economy: NonNegativeExact | None = Field(None, validation_alias="economyFee")
-    fee_minimum: NonNegativeExact | None = Field(None, validation_alias="minimumFee")
-    mempool_tx_count: int = Field(ge=0, validation_alias="count")
-    mempool_vsize: int = Field(ge=0, validation_alias="vsize")
-    mempool_total_fee_sat: int | None = Field(None, ge=0, validation_alias="total_fee")
-    tip_height: int = Field(ge=0)
-    difficulty_progress_pct: Exact | None = Field(None, validation_alias="progressPercent")
-    difficulty_change_pct: Exact | None = Field(None, validation_alias="difficultyChange")
-    previous_retarget_pct: Exact | None = Field(None, validation_alias="previousRetarget")
-    estimated_retarget_at: EpochMillis | None = Field(
-        None, validation_alias="estimatedRetargetDate"
-    )
-    previous_retarget_at: EpochSeconds | None = Field(None, validation_alias="previousTime")
-    remaining_blocks: int | None = Field(None, ge=0, validation_alias="remainingBlocks")
-    next_retarget_height: int | None = Field(None, ge=0, validation_alias="nextRetargetHeight")
-
-
-class BtcChain(Source):
-    """Bitcoin fees, mempool and difficulty estimate: one row per poll, every 5 minutes."""
-
-    worker_id = "btc_chain"
-    group = "crypto"
-    table = btc_chain_stat
-    record = ChainStat
-    Settings = BtcChainSettings
-    fresh_within = timedelta(minutes=30)
+class ChainPoll(DeclaredSource):
+    """Four requests, one record: the answers merged, then stamped and read as declared."""
 
     def build_requests(self):
         """The poll's first request; the others follow from `parse`, one at a time."""
-        captured_at = datetime.now(UTC).isoformat()
-        yield self._step(0, {"captured_at": captured_at})
+        yield _step(0, {})
 
     def parse(self, response, request):
         """The answer read (a bad one fails the poll); the next request, or the poll's record."""
@@ -102,20 +41,19 @@ class BtcChain(Source):
         name = STEPS[step][0]
         state = {**request.meta["state"], name: _read(name, response)}
         if step + 1 < len(STEPS):
-            yield self._step(step + 1, state)
+            yield _step(step + 1, state)
             return
-        yield {
-            "provider": self.settings.provider,
-            "captured_at": datetime.fromisoformat(state["captured_at"]),
+        record = {
             **state["fees"],
             **state["mempool"],
             "tip_height": state["tip_height"],
             **state["difficulty"],
         }
+        yield self.stamper(state, request)(Found(record, state))  # provider, captured_at
 
-    @staticmethod
-    def _step(step: int, state: dict) -> Request:
-        return Request(STEPS[step][1], meta={"step": step, "state": state})
+
+def _step(step: int, state: dict) -> Request:
+    return Request(STEPS[step][1], meta={"step": step, "state": state})
 
 
 def _read(name: str, response):

@@ -12,7 +12,7 @@ from ingestion_pipelines.storage import tables
 
 def check_poll(crawler, _partition) -> None:
     """One row holding the four recorded answers, exact; ms and s timestamps each read right."""
-    (row,) = crawler.rows(tables.btc_chain_stat)
+    (row,) = crawler.rows(tables.metadata.tables["btc_chain_stat"])
     assert row["provider"] == "mempool.space"
     fees = [row[f"fee_{n}"] for n in ("fastest", "half_hour", "hour", "economy", "minimum")]
     assert fees == [Decimal(3), Decimal(1), Decimal(1), Decimal(1), Decimal(1)]

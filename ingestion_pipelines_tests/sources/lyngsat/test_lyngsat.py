@@ -107,12 +107,14 @@ def test_progress_is_reported_per_satellite(replay, sqlite_url, tmp_path):
     from ingestion_pipelines.browser.artifacts import ArtifactStore
     from ingestion_pipelines.browser.clearance import ClearedFetcher
     from ingestion_pipelines.http_client.resource import HttpClientResource
+    from ingestion_pipelines.sources.declared import declared_sources
     from ingestion_pipelines.sources.lyngsat.crawl import LyngsatCrawl
-    from ingestion_pipelines.sources.lyngsat.source import LyngsatSettings
     from ingestion_pipelines.storage.engines import ensure_schema
 
     replay.dataset.lyngsat.gate = None  # no challenge: no browser needed
-    settings = LyngsatSettings(base_url=replay.base_urls()["lyngsat"], regions=["europe"])
+    settings = declared_sources()["lyngsat"].Settings(
+        base_url=replay.base_urls()["lyngsat"], regions=["europe"]
+    )
     engine = ensure_schema(sqlite_url)
     seen = []
     with HttpClientResource(redis_url="").session("lyngsat") as http:

@@ -18,7 +18,7 @@ def test_a_failing_request_fails_the_poll_naming_its_url_and_writes_nothing(craw
     crawl = crawler.run("btc_chain", expect_success=False)
     message = failure_message(crawl)
     assert "btc_chain" in message and crawler.server.url + path in message
-    assert crawler.rows(tables.btc_chain_stat) == []
+    assert crawler.rows(tables.metadata.tables["btc_chain_stat"]) == []
 
 
 def test_the_2025_answers_without_previous_time(crawler):
@@ -27,7 +27,7 @@ def test_the_2025_answers_without_previous_time(crawler):
         DIFFICULTY_PATH, "v1_difficulty_adjustment_2025-01_excerpt.json"
     )
     crawler.run("btc_chain")
-    (row,) = crawler.rows(tables.btc_chain_stat)
+    (row,) = crawler.rows(tables.metadata.tables["btc_chain_stat"])
     assert row["tip_height"] == 877126 and row["previous_retarget_at"] is None
     assert str(row["difficulty_progress_pct"]) == "7.738095238095238"
     assert row["estimated_retarget_at"].isoformat() == "2025-01-12T07:16:32.720000+00:00"
@@ -38,4 +38,4 @@ def test_a_tip_height_that_is_not_a_bare_integer_fails_the_poll(crawler, body):
     crawler.server.dataset.chain_answers[TIP_HEIGHT_PATH] = (body, "text/plain")
     crawl = crawler.run("btc_chain", expect_success=False)
     assert "tip height is not a decimal integer" in failure_message(crawl)
-    assert crawler.rows(tables.btc_chain_stat) == []
+    assert crawler.rows(tables.metadata.tables["btc_chain_stat"]) == []
