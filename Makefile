@@ -23,7 +23,7 @@ system-deps:
 	bash .ci/system-deps.sh
 
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=30
 
 # Style, then the import contracts of pyproject's [tool.importlinter] (the walls between packages).
 lint: install

@@ -24,7 +24,7 @@ from ingestion_pipelines.resources.database import DatabaseResource
 from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines.storage import tables
 
-ASSET = "binance_klines"
+TABLE = "kline"  # checked on the asset of the source declaring it
 CHECK_NAME = "klines_match_trade_bars"
 SOURCE = "binance"
 INTERVAL = "1m"
@@ -69,7 +69,7 @@ def _by_minute(rows: Iterable[Mapping[str, Any]], time_column: str) -> dict[Minu
 
 def read_minutes(engine: Engine, start: datetime, now: datetime) -> tuple[dict, dict]:
     """(closed klines, trade bars) of Binance from `start`, by (symbol, minute)."""
-    kline, bar = tables.metadata.tables["kline"], tables.trade_bar_1m
+    kline, bar = tables.metadata.tables[TABLE], tables.trade_bar_1m
     settled = now - SETTLING
     kline_query = select(kline.c.symbol, kline.c.open_time, *(kline.c[c] for c in COMPARED)).where(
         kline.c.source == SOURCE,
@@ -115,10 +115,14 @@ def judge(klines: dict, bars: dict, start: datetime) -> dg.AssetCheckResult:
 
 
 def kline_bars_check() -> dg.AssetChecksDefinition:
-    """The check on `binance_klines`, run with its materializations (its job selects it)."""
+    """The check on the asset of the source declaring `kline` (binance_klines), run with its
+    materializations (its job selects it)."""
+    from ingestion_pipelines.storage.declared import writers_by_table
+
+    asset = writers_by_table()[TABLE]
 
     @dg.asset_check(
-        asset=dg.AssetKey([ASSET]),
+        asset=dg.AssetKey([asset]),
         name=CHECK_NAME,
         description=(
             "Binance's 1-minute klines equal the bars built from its trades (trade_bar_1m) for "
@@ -131,7 +135,7 @@ def kline_bars_check() -> dg.AssetChecksDefinition:
     ) -> dg.AssetCheckResult:
         now = datetime.now(UTC)
         start = now - LOOKBACK
-        settings = worker_config.resolve(ASSET).settings
+        settings = worker_config.resolve(asset).settings
         klines, bars = read_minutes(database.data_engine(settings.database_url), start, now)
         return judge(klines, bars, start)
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 import dagster as dg
 
 from ingestion_pipelines.definitions import resources
-from ingestion_pipelines.derived.kline_check import ASSET, CHECK_NAME, kline_bars_check
+from ingestion_pipelines.derived.kline_check import CHECK_NAME, kline_bars_check
 from ingestion_pipelines.resources.database import DatabaseResource
 from ingestion_pipelines.resources.worker_config import WorkerConfigResource
 from ingestion_pipelines.sources.declared import load_declared_sources
@@ -46,7 +46,7 @@ def bar(symbol: str, start: datetime, **changed) -> dict:
 
 
 def evaluate(url: str) -> dg.AssetCheckEvaluation:
-    asset = build_source_defs(load_declared_sources()[ASSET]).asset
+    asset = build_source_defs(load_declared_sources()["binance_klines"]).asset
     result = dg.materialize(
         [asset, kline_bars_check()],
         selection=dg.AssetSelection.checks(dg.AssetCheckKey(asset.key, CHECK_NAME)),

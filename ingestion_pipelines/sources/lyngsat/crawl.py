@@ -41,7 +41,6 @@ from ingestion_pipelines.storage import tables
 from ingestion_pipelines.storage.dead_letters import DeadLetter, write_dead_letters
 from ingestion_pipelines.storage.upsert import UpsertResult, upsert
 
-WORKER_ID = "lyngsat"
 ProgressCallback = Callable[[int, int], None]
 
 
@@ -124,7 +123,10 @@ class LyngsatCrawl:
         control_engine: Engine,
         run_id: str | None = None,
         progress: ProgressCallback | None = None,
+        *,
+        worker_id: str,
     ):
+        self.worker_id = worker_id  # its declaration's (defs/lyngsat/defs.yaml)
         self.settings = settings
         self.fetcher = fetcher
         self.browser = browser
@@ -135,7 +137,7 @@ class LyngsatCrawl:
         self.progress = progress
         self.base_url = settings.base_url.rstrip("/")
         self.result = LyngsatResult()
-        self.log = logger.bind(worker_id=WORKER_ID)
+        self.log = logger.bind(worker_id=worker_id)
         self._done = 0
         self._progress_lock = threading.Lock()
 
@@ -154,7 +156,9 @@ class LyngsatCrawl:
             page = self._get(url)
             links = satellite_links(page.content, page.url or url, page.headers.get("content-type"))
             if not links:
-                raise SourceError(f"{WORKER_ID}: GET {redact_url(url)}: no satellite links found")
+                raise SourceError(
+                    f"{self.worker_id}: GET {redact_url(url)}: no satellite links found"
+                )
             for link in links:
                 found.setdefault(link, region)
         return list(found.items())
@@ -176,7 +180,7 @@ class LyngsatCrawl:
         if self.progress is not None:
             self.progress(0, total)
         workers = max(1, min(getattr(self.settings, "concurrency", 4), total or 1))
-        with ThreadPoolExecutor(workers, thread_name_prefix="lyngsat") as pool:
+        with ThreadPoolExecutor(workers, thread_name_prefix=self.worker_id) as pool:
             for _ in pool.map(lambda target: self._satellite(*target, total=total), targets):
                 pass
         self.result.duration_s = time.monotonic() - started
@@ -190,12 +194,12 @@ class LyngsatCrawl:
         threshold = getattr(self.settings, "reject_threshold", 0.1)
         if result.failures:
             raise SourceError(
-                f"{WORKER_ID}: {len(result.failures)} of {len(result.satellites)} satellite "
+                f"{self.worker_id}: {len(result.failures)} of {len(result.satellites)} satellite "
                 f"pages failed (the others are written): " + "; ".join(result.failures[:5])
             )
         if result.rows_read and result.reject_share > threshold:
             raise SourceError(
-                f"{WORKER_ID}: {result.rows_rejected} of {result.rows_read} rows unreadable "
+                f"{self.worker_id}: {result.rows_rejected} of {result.rows_read} rows unreadable "
                 f"({result.reject_share:.1%} > reject_threshold {threshold:.1%}) from "
                 f"{redact_url(self.base_url)}; each is in dead_letter with its HTML"
             )
@@ -237,7 +241,7 @@ class LyngsatCrawl:
         for row in page.unreadable:
             letters.append(
                 DeadLetter(
-                    WORKER_ID,
+                    self.worker_id,
                     f"unreadable {row.kind} row: " + "; ".join(row.errors),
                     row.html,
                     {
@@ -274,13 +278,13 @@ class LyngsatCrawl:
         if body is not None:
             saved = self._evidence_of_body(url, body, content_type)
         letter = DeadLetter(
-            WORKER_ID,
+            self.worker_id,
             f"satellite page not read: {cause[:500]}",
             body if body is not None else b"",
             {"url": redact_url(url), **({"evidence": saved.as_dict()} if saved else {})},
         )
         write_dead_letters(self.control_engine, [letter], self.run_id)
-        self.log.error("{}: GET {}: {}", WORKER_ID, redact_url(url), cause)
+        self.log.error("{}: GET {}: {}", self.worker_id, redact_url(url), cause)
 
     def _evidence_of_body(self, url: str, body: bytes, content_type) -> SavedEvidence:
         html = decode_html(body, content_type)
@@ -298,7 +302,7 @@ class LyngsatCrawl:
         if evidence is None:
             return None
         saved = self.artifacts.save(
-            WORKER_ID, self.run_id, slug_of(url), evidence.screenshot, raw or evidence.html
+            self.worker_id, self.run_id, slug_of(url), evidence.screenshot, raw or evidence.html
         )
         links = saved.as_dict()
         if links:

@@ -92,7 +92,9 @@ def _build_defs(source: type[SatellitePages], cron: str | None) -> Any:
         with run_logging(context, worker_id):
             settings = worker_config.resolve_for_run(worker_id, config).settings
             progress = Progress(worker_id, context.run_id, redis.client(feature="crawl progress"))
-            result = run_lyngsat(settings, http, browser, database, context.run_id, progress)
+            result = run_lyngsat(
+                worker_id, settings, http, browser, database, context.run_id, progress
+            )
             metadata = result.metadata()
             metadata["captured_at"] = dg.MetadataValue.timestamp(datetime.now(UTC))
             return dg.MaterializeResult(metadata=metadata)
@@ -116,7 +118,9 @@ def _build_defs(source: type[SatellitePages], cron: str | None) -> Any:
     return SourceDefs(crawl_asset, job, crawl_schedule)
 
 
-def run_lyngsat(settings, http, browser, database, run_id: str | None, progress=None):
+def run_lyngsat(
+    worker_id: str, settings, http, browser, database, run_id: str | None, progress=None
+):
     """One crawl with the run's resources: an HTTP session whose challenges are cleared by the
     browser (or FlareSolverr), failures' evidence in artifact storage. Raises `dg.Failure`
     naming the worker, the URL and the cause."""
@@ -128,13 +132,13 @@ def run_lyngsat(settings, http, browser, database, run_id: str | None, progress=
     from ingestion_pipelines.http_client.errors import HttpFetchError
     from ingestion_pipelines.sources.base import SourceError
     from ingestion_pipelines.sources.failures import storage_failure
-    from ingestion_pipelines.sources.lyngsat.crawl import WORKER_ID, LyngsatCrawl
+    from ingestion_pipelines.sources.lyngsat.crawl import LyngsatCrawl
 
     artifacts = browser.artifacts()
     artifacts.prune()
     with (
         http.session(
-            WORKER_ID,
+            worker_id,
             impersonate=settings.impersonate,
             timeout_s=settings.timeout_s,
             proxy=settings.proxy,
@@ -158,6 +162,7 @@ def run_lyngsat(settings, http, browser, database, run_id: str | None, progress=
             database.engine(),
             run_id=run_id,
             progress=progress,
+            worker_id=worker_id,
         )
         try:
             return crawl.run()
@@ -166,4 +171,4 @@ def run_lyngsat(settings, http, browser, database, run_id: str | None, progress=
             raise dg.Failure(str(exc), allow_retries=is_transient(exc), metadata=metadata) from None
         except SQLAlchemyError as exc:
             data_url = settings.database_url or database.control_url()
-            raise storage_failure(WORKER_ID, data_url, settings.base_url, exc) from None
+            raise storage_failure(worker_id, data_url, settings.base_url, exc) from None

@@ -126,6 +126,7 @@ def test_progress_is_reported_per_satellite(replay, sqlite_url, tmp_path):
             engine,
             engine,
             progress=lambda done, total: seen.append((done, total)),
+            worker_id="lyngsat",
         )
         result = crawl.run()
     assert seen == [(0, 2), (1, 2), (2, 2)]
