@@ -8,9 +8,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
+from pydantic import ValidationError
 
 from ingestion_pipelines.replay.klines import KlineSeries
-from ingestion_pipelines.sources.base import Request, SourceError, Window
+from ingestion_pipelines.sources.base import Request, Window
 from ingestion_pipelines.sources.declared import load_declared_sources
 from ingestion_pipelines.sources.declared_render import _window_context
 from ingestion_pipelines.sources.paginators import TimeCursor
@@ -51,10 +52,10 @@ def test_one_request_per_symbol_listed_by_the_window_end():
 
 
 def test_a_symbols_setting_that_is_not_a_list_of_mappings_is_refused():
-    settings = KLINES.Settings(symbols=["BTCUSDT"])
-    window = Window(date(2024, 3, 1), date(2024, 3, 2), "UTC")
-    with pytest.raises(SourceError, match="list of mappings"):
-        list(KLINES(settings, window).build_requests())
+    """Refused where the settings are read: the declared default, a list of mappings, types the
+    setting (before a run could ask anything)."""
+    with pytest.raises(ValidationError, match="valid dictionary"):
+        KLINES.Settings(symbols=["BTCUSDT"])
 
 
 def _cursor_request(start: int, end: int) -> Request:
