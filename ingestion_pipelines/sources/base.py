@@ -100,6 +100,18 @@ class Request:
             return self.path
         return f"{base_url.rstrip('/')}/{self.path.lstrip('/')}"
 
+    def send(self, session, base_url: str, headers: Mapping[str, str], *, conditional: bool):
+        """The request through a crawl `session`: under `base_url`, the source's `headers` under
+        its own (`conditional`: a conditional GET, for a request that allows it)."""
+        return session.request(
+            self.method,
+            self.url(base_url),
+            params=self.params,
+            json=self.json,
+            headers={**headers, **(self.headers or {})},
+            conditional=conditional,
+        )
+
 
 @dataclass(frozen=True)
 class Expected:

@@ -222,7 +222,8 @@ def _ask(source, session, provider, window, families, into, observed: Observed) 
         while queue:
             request = queue.popleft()
             observed.requests[provider] = observed.requests.get(provider, 0) + 1
-            response = _fetch(session, part, request, base)
+            # never conditional: a 304 would carry nothing to compare
+            response = request.send(session, base, part.headers, conditional=False)
             for item in part.parse(response, request):
                 if isinstance(item, Request):
                     queue.append(item)
@@ -244,17 +245,6 @@ def _ask(source, session, provider, window, families, into, observed: Observed) 
     source.failover.book.record_success(provider, datetime.now(UTC), newest)
     kept = _store(source, provider, rows, *into)
     observed.observations[provider] = observed.observations.get(provider, 0) + kept
-
-
-def _fetch(session, part, request: Request, base: str | None):
-    """One request as the crawl sends it (`runner._Crawl.fetch`)."""
-    return session.request(
-        request.method,
-        request.url(base),
-        params=request.params,
-        json=request.json,
-        headers={**part.headers, **(request.headers or {})},
-    )
 
 
 def _readable(part, item: dict, window: Window | None) -> list[dict[str, Any]]:

@@ -185,13 +185,8 @@ class _Crawl:
             self.total += 1
 
     def fetch(self, request: Request) -> HttpResult:
-        return self.session.request(
-            request.method,
-            request.url(self.base_url),
-            params=request.params,
-            json=request.json,
-            headers={**self.source.headers, **(request.headers or {})},
-            conditional=request.conditional,
+        return request.send(
+            self.session, self.base_url, self.source.headers, conditional=request.conditional
         )
 
     def run(self, concurrency: int) -> None:
