@@ -14,6 +14,11 @@ class _Node:
         self.me = self  # a reference cycle: only a collection frees it
 
 
+async def _until(condition) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)
+
+
 def test_cycles_are_freed_on_the_clock_and_the_collector_is_restored():
     freed = asyncio.Event()
 
@@ -26,7 +31,7 @@ def test_cycles_are_freed_on_the_clock_and_the_collector_is_restored():
         weakref.finalize(node, freed.set)
         del node
         await asyncio.wait_for(freed.wait(), 2)
-        await asyncio.sleep(0.1)
+        await asyncio.wait_for(_until(lambda: collector.passes["full"] >= 1), 2)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         return collector
