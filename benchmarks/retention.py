@@ -234,10 +234,15 @@ def _load() -> str:
 
 
 def _settings(text: str) -> list[dict]:
-    """`0,1,1n`: pause ratios, `n` = the retention process also at nice 10."""
+    """`0,1,1n,0.5n/p5000/d500`: pause ratios, `n` = the retention process also at nice 10;
+    `/pN` and `/dN` give that setting its own page rows and delete rows."""
     out = []
     for item in filter(None, (x.strip() for x in text.split(","))):
-        out.append({"pause_ratio": float(item.rstrip("n")), "nice": item.endswith("n")})
+        ratio, *sizes = item.split("/")
+        setting = {"pause_ratio": float(ratio.rstrip("n")), "nice": ratio.endswith("n")}
+        for size in sizes:
+            setting[{"p": "page_rows", "d": "delete_rows"}[size[0]]] = int(size[1:])
+        out.append(setting)
     return out
 
 
@@ -288,7 +293,8 @@ def main() -> int:
     parser.add_argument(
         "--pause-ratios",
         default="0",
-        help="throttle settings, one day each: pause ratios, `n` suffix = also nice 10 (0,1,1n)",
+        help="throttle settings, one day each: pause ratios, `n` suffix = also nice 10, "
+        "`/pN` `/dN` page and delete rows (0,1,1n,0.5n/p5000/d500)",
     )
     parser.add_argument("--page-rows", type=int, default=None, help="default: archive_day's")
     parser.add_argument("--delete-rows", type=int, default=None, help="default: archive_day's")
@@ -349,7 +355,7 @@ def main() -> int:
             _, text_rate = raw_read_rate(url, day, as_text=True)
             live.chunk(args.rate // 5, args.rate)  # not measured: wakes a feed silent meanwhile
             load_before = _load()
-            options = {**setting, **sizes}
+            options = {**sizes, **setting}
             result, during, off = _retention_under_load(live, url, archive, day, options, args)
             run = {
                 **setting,
@@ -402,6 +408,7 @@ def _report(args, runs: list[dict], before: list[float], after: list[float]) -> 
         delete_rate = run["deleted"] / (run["seconds"] - run["archive_seconds"])
         under, off = _p99(run["during"]), _p99(run["off"])
         label = f"{run['pause_ratio']:g}" + (" + nice 10" if run["nice"] else "")
+        label += "".join(f", {k} {run[k]:,}" for k in ("page_rows", "delete_rows") if k in run)
         print(
             f"| {label} | {run['raw']:,.0f} ({run['text']:,.0f}) | {rate:,.0f} "
             f"({rate / run['raw']:.2f}x; {rate / run['text']:.2f}x) "
