@@ -39,10 +39,9 @@ LOGIN_CODES = frozenset({"UNAUTHENTICATED", "FORBIDDEN"})  # GraphQL servers' co
 def missing_record(spec, body: Any, request, content: bytes) -> Rejected | None:
     """The `Rejected` of an item answered without its record (see above), else None (the body
     is read as usual: its records, or the run's failure)."""
-    records = spec.records_spec()
-    row = request.meta.get("row")
-    if records.missing != "dead_letter" or not row:
-        return None
+    records, row = spec.records, request.meta.get("row")
+    if isinstance(records, str) or records.missing != "dead_letter" or not row:
+        return None  # (a hot path: every page of every declared source)
     holder_path = records.path.rpartition(".")[0]
     holder = at_path(body, holder_path) if holder_path else body
     if not isinstance(holder, Mapping):

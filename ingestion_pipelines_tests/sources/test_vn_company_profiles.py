@@ -89,9 +89,7 @@ def test_a_stock_without_a_profile_is_a_dead_letter_and_the_rest_is_stored(crawl
     assert crawl.counts == (2, 1, 0, 0, 1)  # fetched, inserted, updated, unchanged, rejected
 
 
-def test_a_stock_without_a_profile_still_counts_against_the_reject_threshold(
-    crawler, monkeypatch
-):
+def test_a_stock_without_a_profile_still_counts_against_the_reject_threshold(crawler, monkeypatch):
     _seed_listed(crawler, monkeypatch, "VCB", "XYZ", threshold="0.1")
     crawl = crawler.run(WORKER, expect_success=False)
     message = failure_message(crawl)
