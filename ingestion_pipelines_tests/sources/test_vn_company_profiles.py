@@ -132,7 +132,7 @@ def test_a_profile_without_listed_shares_is_a_dead_letter(crawler, monkeypatch):
     crawl = crawler.run(WORKER)
     assert _stored_symbols(crawler) == ["VCB"]
     (letter,) = crawler.rows(tables.dead_letter)
-    assert letter["reason"] == "record failed validation: listed_shares: Field required"
+    assert letter["reason"] == "record failed validation: issueShare: Field required"
     assert letter["context"]["record_key"] == {"provider": "vietcap", "symbol": "AAA"}
     assert json.loads(letter["payload"])["id"] == "75836"  # the record as sent
     assert crawl.counts[4] == 1
