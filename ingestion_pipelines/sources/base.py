@@ -123,6 +123,17 @@ class Expected:
     total: int
 
 
+@dataclass(frozen=True)
+class Rejected:
+    """A record the answer should hold and does not (one stock's profile null): `parse` yields it
+    and the runner counts it as fetched and rejected, its raw body to `dead_letter` with `reason`
+    and `key` (what was asked); the run goes on, under its reject threshold."""
+
+    reason: str
+    raw: bytes
+    key: dict[str, Any] = field(default_factory=dict)
+
+
 _UNMAPPED_KEY = "\x00unmapped"
 
 

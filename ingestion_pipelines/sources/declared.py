@@ -48,6 +48,7 @@ from ingestion_pipelines.sources.declared_body import (
 from ingestion_pipelines.sources.declared_columns import rows_from_columns
 from ingestion_pipelines.sources.declared_each import as_mapping, settings_rows
 from ingestion_pipelines.sources.declared_html import parse_html, record_for_format
+from ingestion_pipelines.sources.declared_missing import missing_record
 from ingestion_pipelines.sources.declared_models import record_model, settings_model
 from ingestion_pipelines.sources.declared_render import (
     _window_context,
@@ -171,6 +172,9 @@ class DeclaredSource(Source):
             yield from parse_html(self, response, request)
             return
         body = decode_body(response.content, self.spec.format)
+        if (rejected := missing_record(self.spec, body, request, response.content)) is not None:
+            yield rejected  # one item answered without its record (sources/declared_missing.py)
+            return
         if self.spec.error and at_path(body, self.spec.error):
             raise SourceError(f"{self.spec.error}: {at_path(body, self.spec.error)}")
         check_required(body, self.spec.require)

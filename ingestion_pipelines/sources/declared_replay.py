@@ -57,6 +57,7 @@ from ingestion_pipelines.sources.declared_body import (
 from ingestion_pipelines.sources.declared_columns import rows_from_columns
 from ingestion_pipelines.sources.declared_defaults import page_size_param
 from ingestion_pipelines.sources.declared_html import HTML_CONTENT_TYPE, recorded_html
+from ingestion_pipelines.sources.declared_missing import flattened, one_selected
 from ingestion_pipelines.sources.declared_select import (
     request_params,
     selected,
@@ -188,6 +189,10 @@ def _handler(source: type[DeclaredSource]):
             return answer(request, dataset, payload)
         if source.spec.format == "html":  # the recorded page, whole
             return Response(200, payload.body, {"Content-Type": HTML_CONTENT_TYPE})
+        if served_whole(source.spec) and select and source.spec.records_spec().one:
+            sent = request.json() if request.body else None  # the record it names, else null
+            params = {**request.query, **flattened(sent)}
+            return Response.json(one_selected(payload, params, select))
         if served_whole(source.spec):
             return _whole_body(source, payload)
         if source.spec.rows_from_columns:  # one object of arrays: the body as recorded

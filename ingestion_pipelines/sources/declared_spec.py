@@ -156,16 +156,20 @@ class RecordsSpec(Strict):
     takes the object there as one record (a single-object body); `lists` names several record
     lists of one body (``{stock: data.topHoldings, industry: {path: data.industries, fields:
     {name: industry}}}``; an absent list holds no records), the name of a record's list being
-    ``{list.name}`` in a `value:` template."""
+    ``{list.name}`` in a `value:` template. `missing: dead_letter` (with `one`): a `for_each`
+    item answered without its record is a dead letter, not a failed run (declared_missing.py)."""
 
     path: str = ""
     one: bool = False
     lists: dict[str, str | ListSpec] = {}
+    missing: Literal["fail", "dead_letter"] = "fail"
 
     @model_validator(mode="after")
     def _one_way(self) -> RecordsSpec:
         if self.lists and (self.path or self.one):
             raise ValueError("records: `lists` or `path`/`one`, not both")
+        if self.missing == "dead_letter" and not self.one:
+            raise ValueError("records: `missing: dead_letter` needs `one: true`")
         return self
 
 

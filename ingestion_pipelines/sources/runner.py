@@ -34,7 +34,7 @@ from sqlalchemy import Engine
 from ingestion_pipelines.core.redaction import redact_url
 from ingestion_pipelines.http_client.results import HttpResult
 from ingestion_pipelines.http_client.session import CrawlSession
-from ingestion_pipelines.sources.base import Expected, Request, Source, SourceError
+from ingestion_pipelines.sources.base import Expected, Rejected, Request, Source, SourceError
 from ingestion_pipelines.sources.checkpoints import (
     DEFAULT_TTL_S,
     Checkpoints,
@@ -247,6 +247,10 @@ class _Crawl:
                 elif isinstance(item, Expected):
                     state["expected"][item.family] = item.total
                     self.result.expected[item.family] = item.total
+                elif isinstance(item, Rejected):
+                    self.result.fetched += 1
+                    state["fetched"] += 1
+                    self.reject(item.reason, item.raw, url, state, item.key)
                 else:
                     self.take(item, url, state, record)
         if request.meta.get("checkpoint", True):  # False: asked again by every run
@@ -281,13 +285,8 @@ class _Crawl:
         try:
             row = (record or self.source.record).model_validate(item).row()
         except ValidationError as exc:
-            reason = _describe_validation(exc)
-            result.rejected += 1
-            state["rejected"] += 1
-            if len(result.first_rejects) < 5:
-                result.first_rejects.append(reason)
-            context = {"url": redact_url(url), "record_key": record_key(self.source, item)}
-            self.letters.append(DeadLetter(self.worker_id, reason, _dump(item), context))
+            key = record_key(self.source, item)
+            self.reject(_describe_validation(exc), _dump(item), url, state, key)
             return
         if not self.in_window(row):
             result.out_of_window += 1
@@ -298,6 +297,15 @@ class _Crawl:
         self.rows.append(row)
         if len(self.rows) >= self.batch_rows:
             self.commit()
+
+    def reject(self, reason: str, raw: str | bytes, url: str, state: dict, key: dict) -> None:
+        """Count one rejected record and keep it raw in `dead_letter` with its reason."""
+        self.result.rejected += 1
+        state["rejected"] += 1
+        if len(self.result.first_rejects) < 5:
+            self.result.first_rejects.append(reason)
+        context = {"url": redact_url(url), "record_key": key}
+        self.letters.append(DeadLetter(self.worker_id, reason, raw, context))
 
     def in_window(self, row: dict[str, Any]) -> bool:
         """Whether a row belongs to the run's partitions (by the source's `date_column`)."""
