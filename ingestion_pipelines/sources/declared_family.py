@@ -6,7 +6,7 @@ family's ``replay.py`` serves every worker declared with its hook and its ``test
 each of them its expected values::
 
     serve_hooked(ChainPoll, "/mempool/api")     # routes.base_path(<each such worker>, ...)
-    STANDARD = {worker_id: standard(source) for worker_id, source in hooked_sources(ChainPoll).items()}
+    STANDARD = {w: standard(source) for w, source in hooked_sources(ChainPoll).items()}
 
 So a declaration's folder copied under a new name (its worker id and table renamed inside) is
 served and tested like the original, and no worker id is written outside its folder.
