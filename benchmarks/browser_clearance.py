@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         f"browser start: median {statistics.median(starts):.2f}s of {', '.join(f'{s:.2f}' for s in starts)}"
     )
     with ReplayServer() as server:
-        names = server.dataset.lyngsat.add_copies(args.pages)
+        names = server.dataset.lyngsat_site.add_copies(args.pages)
         urls = [f"{server.url}/lyngsat/{name}.html" for name in names]
         # The captured page pulls ads and scripts from other hosts, unreachable here: both ways
         # block them (`block_third_party`), so the browser is timed on the site's own page.
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             f"({len(urls) / browser_s:.1f} pages/s), {contexts} contexts; "
             f"parsed in {parse_b:.2f}s: {browser_rows} rows"
         )
-        gate = server.dataset.lyngsat.gate
+        gate = server.dataset.lyngsat_site.gate
         print(
             f"   challenge: {gate.challenges} served, {gate.passed} passed, {gate.refused} refused"
         )

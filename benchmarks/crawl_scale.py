@@ -66,7 +66,7 @@ def served_rows(server, first: date, last: date) -> int:
     from ingestion_pipelines.vnmarket.calendar import trading_days
 
     days = list(trading_days(first, last + timedelta(days=1)))
-    return sum(spec.trades_on(d) for spec in server.dataset.vn_stocks.specs.values() for d in days)
+    return sum(spec.trades_on(d) for spec in server.dataset.stock_book.specs.values() for d in days)
 
 
 def trading_day_after(day: date, count: int) -> date:

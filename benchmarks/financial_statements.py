@@ -175,7 +175,7 @@ def main() -> int:
         mariadb.start()
         server.latency_s = args.latency_ms / 1000
         codes = [row["code"] for row in generated_rows(args.symbols)]
-        book = server.dataset.vn_financial_statements
+        book = server.dataset.statement_book
         book.grow(codes, args.years, args.items)
         models = len({m["modelType"] for m in book.models})
         total_families = len(codes) * 2 * models

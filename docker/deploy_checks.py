@@ -19,8 +19,12 @@ from deploy_support import DeployTestError, say, wait_until
 from ingestion_pipelines.control.commands.launch import trigger
 from ingestion_pipelines.dagster_api.client import ControlError, DagsterClient
 from ingestion_pipelines.live.auth import mint_token
+from ingestion_pipelines.storage.declared import writers_by_table
 
-LYNGSAT = "lyngsat"
+# The workers are found by the tables their declarations write (defs/<worker_id>/defs.yaml):
+# LyngSat's browser worker, and a crawl the read-only webserver must refuse to launch.
+LYNGSAT = writers_by_table()["satellite_transponder"]
+REFUSED_LAUNCH = writers_by_table()["fear_greed_index"]
 # The replay's two LyngSat satellite pages (ingestion_pipelines/sources/lyngsat/data): every
 # transponder row of both.
 LYNGSAT_ROWS = {"satellite": 2, "satellite_transponder": 168}
@@ -45,7 +49,7 @@ def webserver_permissions(stack: Any, sidecars: tuple[str, ...]) -> None:
     answers nobody but the proxy; Redis wants its password."""
     viewer = DagsterClient(stack.viewer_url)
     try:
-        trigger(viewer, "fear_greed")
+        trigger(viewer, REFUSED_LAUNCH)
     except ControlError as exc:
         say(f"read-only webserver refused the launch: {str(exc)[:120]}")
     else:

@@ -56,6 +56,7 @@ from ingestion_pipelines.sources.base import (  # noqa: E402
     source_classes,
 )
 from ingestion_pipelines.config.workers import catalogue  # noqa: E402
+from ingestion_pipelines.storage.declared import writers_by_table  # noqa: E402
 
 TAKEOVER_LIMIT_S = 15.0
 # Per batch of runs; a loaded machine (2 shared cores) may need more: DEPLOY_TEST_RUN_TIMEOUT_S.
@@ -79,6 +80,8 @@ SIDECARS = ("sidecar-1", "sidecar-2")
 # Sidecars serve /healthz (their compose health check) from ingestion_pipelines.sidecar.health.
 SIDECARS_HAVE_HEALTH = importlib.util.find_spec("ingestion_pipelines.sidecar.health") is not None
 FEED = "binance_trades"
+# A crawl run once the code location restarted: the worker declaring the crypto market snapshot.
+AFTER_RESTART = writers_by_table()["crypto_market_snapshot"]
 
 
 def wait_until(what: str, probe, timeout_s: float, interval_s: float = 1.0):
@@ -430,7 +433,7 @@ def code_location_restart(stack: Stack) -> None:
     client = stack.operator_client()
 
     def run_after_restart():
-        result = trigger(client, "coingecko_markets", wait=True, timeout_s=RUN_TIMEOUT_S)
+        result = trigger(client, AFTER_RESTART, wait=True, timeout_s=RUN_TIMEOUT_S)
         return result if result.get("status") == "SUCCESS" else None
 
     wait_until("a run after the code-location restart", run_after_restart, 2 * RUN_TIMEOUT_S, 5)

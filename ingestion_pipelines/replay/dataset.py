@@ -4,7 +4,7 @@
     dataset.nav(23, date(2026, 11, 20))        # the NAV get-nav-history serves for that day
     dataset.funds[0]["nav"] = "n/a"            # a malformed row in the fund list
     dataset.nav_overrides[(23, date(2026, 11, 20))] = {"nav": None}  # a malformed NAV row
-    dataset.recorded["coingecko_markets"].records = [...]  # a YAML source's served records
+    dataset.recorded[worker_id].records = [...]  # a YAML source's served records
     dataset.set_feed("/rss/kinh-doanh.rss", "<rss ...>")
     dataset.fng_overrides[date(2026, 11, 22)] = None  # a missing index day
 

@@ -2,11 +2,12 @@
 
 A source declared in YAML is served from its recorded payload (``sources/declared_replay.py``, from its
 defs.yaml's ``replay``). A Python source family's ``replay.py`` (``sources/<family>/replay.py``)
-registers what it serves when the server loads it, so adding a source touches its folder only:
+registers what it serves when the server loads it, so adding a source touches its folder only (a
+hook family serves the workers declared with its hook, sources/declared_family.py):
 
     from ingestion_pipelines.replay.routes import Response, base_path, route
 
-    base_path("coingecko_markets", "/api/v3")          # where INGEST_<WORKER>__BASE_URL points
+    base_path(worker_id, "/api/v3")          # where INGEST_<WORKER>__BASE_URL points
 
     @route("/api/v3/coins/markets", "GET")
     def coins_markets(request, dataset):

@@ -14,7 +14,8 @@ catalogue, the Dagster definitions and `ingest workers` treat it as any declared
 the hook class defines itself wins over what the declaration would make (its `record` over the
 field map). Its standard tests' expected values are its family's ``testing.py`` (``STANDARD``)
 unless the declaration has ``expect``; its replay is its family's ``replay.py`` unless it
-declares ``replay``.
+declares ``replay``: both registered under every worker declared with the hook, never naming one
+(sources/declared_family.py).
 
 A hook whose worker is not one table of records fed to the crawl engine (`lyngsat`: three
 tables from each page, a browser clearance, counts per satellite) **owns its asset**: it defines

@@ -69,7 +69,7 @@ def test_browser_starts_quickly(pool):
 
 
 def test_plain_http_meets_the_challenge_and_one_clearance_lets_http_through(pool, site):
-    gate: ChallengeGate = site.dataset.lyngsat.gate
+    gate: ChallengeGate = site.dataset.lyngsat_site.gate
     with session() as http:
         first = http.request("GET", page_url(site), accept_statuses=(403,))
         assert first.status == 403 and first.headers["cf-mitigated"] == "challenge"
@@ -80,7 +80,7 @@ def test_plain_http_meets_the_challenge_and_one_clearance_lets_http_through(pool
             fetcher.get(page_url(site, name)).content for name in ("Amos-3-7", "Astra-3B") * 3
         ]
     assert fetcher.clearances == 1 and pool.navigations == navigations + 1
-    assert bodies[0] == site.dataset.lyngsat.pages["Amos-3-7"]  # byte for byte, ISO-8859-1
+    assert bodies[0] == site.dataset.lyngsat_site.pages["Amos-3-7"]  # byte for byte, ISO-8859-1
     assert b"Astra 3B at 23.5" in bodies[1]
     # the HTTP session sent the browser's exact User-Agent with the cookie
     cleared = [r for r in site.requests if COOKIE in r.headers.get("cookie", "")]
@@ -105,7 +105,7 @@ def test_the_cookie_differs_per_visit_and_is_bound_to_the_user_agent(pool, site)
 
 
 def test_an_expired_or_refused_clearance_is_cleared_again(pool, site):
-    gate: ChallengeGate = site.dataset.lyngsat.gate
+    gate: ChallengeGate = site.dataset.lyngsat_site.gate
     now = [1000.0]
     gate.clock = lambda: now[0]
     with session() as http:
@@ -158,7 +158,7 @@ def test_a_missing_selector_leaves_a_screenshot_and_the_html(pool, site):
 
 
 def test_a_challenge_that_never_clears_fails_with_evidence(pool, site):
-    site.dataset.lyngsat.gate = ChallengeGate(delay_ms=600_000)  # its script never finishes
+    site.dataset.lyngsat_site.gate = ChallengeGate(delay_ms=600_000)  # its script never finishes
     with pytest.raises(BrowserPageError, match="challenge not cleared within 1s") as failed:
         pool.fetch(page_url(site), challenge_timeout_s=1)
     assert failed.value.evidence.screenshot.startswith(PNG)

@@ -212,7 +212,7 @@ def test_a_run_killed_with_kill_9_is_retried_by_the_daemon_and_fetches_only_what
     prices = source_classes()[crawl_process.WORKER]
     window = Window(START, next_trading_day(END), "Asia/Ho_Chi_Minh")
     source = prices(prices.Settings(database_url=sqlite_url), window)
-    book = replay.dataset.vn_stocks
+    book = replay.dataset.stock_book
     by_key = {request_key(r): r.params["q"].split("~")[0][5:] for r in source.build_requests()}
     committed_symbols = {by_key[key] for key in committed}
     every = set(by_key.values())  # the stocks listed at some point of the range

@@ -73,7 +73,7 @@ def test_a_range_untouched_for_the_ttl_starts_over_and_the_workers_stale_ranges_
 
     result = crawl_process.run(database_url, server.url, DAY, DAY, concurrency=4)
 
-    served = served_prices(server.dataset.vn_stocks, DAY, DAY)
+    served = served_prices(server.dataset.stock_book, DAY, DAY)
     assert result.requests_resumed == 0
     assert result.written.inserted == len(served) >= 20
     assert first.params["q"] in {r.query["q"] for r in server.requests_for(vndirect.PRICES_PATH)}

@@ -1,7 +1,9 @@
 """The "add a source" recipe, followed literally in a copy of the code: a YAML source's folder
 copied under a new name, its worker id and table renamed inside, and nothing else touched, is a
 working source: in the catalogue (`ingest workers`), served by the replay, given its table and its
-migration (`ingest db revision`), and passing the standard tests."""
+migration (`ingest db revision`), and passing the standard tests. A source with a hook too: its
+family's replay and expected values serve every worker declared with the hook
+(sources/declared_family.py)."""
 
 from __future__ import annotations
 
@@ -53,6 +55,8 @@ CASES = [
     Case(
         "vn_financial_ratios", "financial_ratio", "/v4/ratios?size=5&page=1", "data.0.code", "ILB"
     ),
+    # a hook's declaration (mempool/chain.py:ChainPoll), its table declared in its defs.yaml
+    Case("btc_chain", "btc_chain_stat", "/v1/fees/recommended", "fastestFee", 3),
 ]
 
 

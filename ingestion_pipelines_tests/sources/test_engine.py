@@ -155,7 +155,7 @@ def test_rows_stream_in_batches_and_a_run_over_the_threshold_keeps_only_committe
     server, sqlite_url
 ):
     good = set(list_stocks(server, 30, sqlite_url)[:10])
-    book = server.dataset.vn_stocks
+    book = server.dataset.stock_book
     for symbol in set(book.specs) - good:  # served with a close that is not a number
         spec = book.specs[symbol]
         book.specs[symbol] = spoiled(spec)
@@ -269,7 +269,7 @@ def price_page(rows: list[dict], total: int) -> dict:
 
 def test_records_outside_the_window_are_counted_not_written(server, sqlite_url):
     (symbol,) = list_stocks(server, 1, sqlite_url)
-    spec = server.dataset.vn_stocks.specs[symbol]
+    spec = server.dataset.stock_book.specs[symbol]
     served = [spec.row(DAY + timedelta(n)) for n in range(-3, 3)]  # Fri..Wed
     server.faults.add(PRICES, 200, body=price_page(served, 6))
     result = crawl_process.run(sqlite_url, server.url, DAY, DAY + timedelta(1))
@@ -281,7 +281,7 @@ def test_records_outside_the_window_are_counted_not_written(server, sqlite_url):
 
 def test_complete_fails_naming_the_shortfall(server, sqlite_url):
     (symbol,) = list_stocks(server, 1, sqlite_url)
-    row = server.dataset.vn_stocks.specs[symbol].row(DAY)
+    row = server.dataset.stock_book.specs[symbol].row(DAY)
     # The source says 3 rows, sends one, then an empty page: 2 records short.
     server.faults.add(PRICES, 200, body=price_page([row], 3))
     server.faults.add(PRICES, 200, body=price_page([], 3))

@@ -1,4 +1,5 @@
-"""fmarket.vn's NAV history (`POST /res/product/get-nav-history`), for `fmarket_nav`.
+"""fmarket.vn's NAV history (`POST /res/product/get-nav-history`), for every worker declared with
+the NAV hook (sources/fmarket/nav.py).
 
 The fund list (`POST /res/products/filter`) is the recording of its YAML source
 (the ``defs/`` folder whose replay answers there), served by the declared replay; its funds are the ones modelled here.
@@ -20,12 +21,13 @@ from ingestion_pipelines.replay.determinism import unit_hash
 from ingestion_pipelines.replay.routes import (
     ReplayRequest,
     Response,
-    base_path,
     dataset_part,
     error_answer,
     route,
 )
+from ingestion_pipelines.sources.declared_family import serve_hooked
 from ingestion_pipelines.sources.declared_recorded import recorded_at
+from ingestion_pipelines.sources.fmarket.nav import NavHistory
 
 if TYPE_CHECKING:
     from ingestion_pipelines.replay.dataset import ReplayDataset
@@ -290,7 +292,7 @@ def fund_book(dataset: ReplayDataset) -> FundBook:
 
 # ---------------------------------------------------------------- routes
 
-base_path("fmarket_nav")
+serve_hooked(NavHistory)  # every worker declared with the NAV hook
 
 
 @error_answer(BadRequest)

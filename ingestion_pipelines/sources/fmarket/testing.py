@@ -1,13 +1,15 @@
-"""Expected values of `fmarket_nav` for the standard tests (the fund list's are in its defs.yaml)."""
+"""Expected values of the workers declared with the NAV hook for the standard tests (the fund
+list's are in its defs.yaml)."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
 
+from ingestion_pipelines.sources.declared_family import hooked_sources
+from ingestion_pipelines.sources.fmarket.nav import NavHistory
 from ingestion_pipelines.sources.fmarket.replay import previous_weekday
 from ingestion_pipelines.sources.testing import Standard
-from ingestion_pipelines.storage import tables
 
 
 def nav_day(dataset) -> str:
@@ -20,13 +22,18 @@ def _exact(value) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
-def check_nav(crawler, partition) -> None:
-    """The NAV of every fund on the partition's day, exactly."""
-    day = date.fromisoformat(partition)
-    dataset = crawler.server.dataset
-    expected = {f: _exact(v) for f in dataset.specs if (v := dataset.nav(f, day)) is not None}
-    stored = {r["fund_id"]: r["nav"] for r in crawler.rows(tables.fund_nav) if r["nav_date"] == day}
-    assert stored == expected and len(expected) > 40
+def check_nav(source):
+    """A check that the worker stored the NAV of every fund on the partition's day, exactly."""
+
+    def check(crawler, partition) -> None:
+        day = date.fromisoformat(partition)
+        dataset = crawler.server.dataset
+        expected = {f: _exact(v) for f in dataset.specs if (v := dataset.nav(f, day)) is not None}
+        rows = crawler.rows(source.table)
+        stored = {r["fund_id"]: r["nav"] for r in rows if r["nav_date"] == day}
+        assert stored == expected and len(expected) > 40
+
+    return check
 
 
 def break_nav(dataset, partition) -> None:
@@ -36,7 +43,8 @@ def break_nav(dataset, partition) -> None:
 
 
 STANDARD = {
-    "fmarket_nav": Standard(
-        check_nav, break_nav, "/res/product/get-nav-history", partition=nav_day
-    ),
+    worker_id: Standard(
+        check_nav(source), break_nav, "/res/product/get-nav-history", partition=nav_day
+    )
+    for worker_id, source in hooked_sources(NavHistory).items()
 }

@@ -18,11 +18,12 @@ from ingestion_pipelines.browser.challenge_gate import ChallengeGate
 from ingestion_pipelines.replay.routes import (
     ReplayRequest,
     Response,
-    base_path,
     dataset_part,
     fallback,
     read_data,
 )
+from ingestion_pipelines.sources.declared_family import serve_hooked
+from ingestion_pipelines.sources.lyngsat.source import SatellitePages
 
 if TYPE_CHECKING:
     from ingestion_pipelines.replay.dataset import ReplayDataset
@@ -38,7 +39,7 @@ REGIONS = {
 }
 HTML = "text/html"
 
-base_path("lyngsat", PREFIX)
+serve_hooked(SatellitePages, PREFIX)  # every worker declared with the satellite pages hook
 
 
 @dataclass
@@ -57,7 +58,7 @@ class LyngsatReplay:
         return names
 
 
-@dataset_part("lyngsat")
+@dataset_part("lyngsat_site")
 def _lyngsat(_dataset: ReplayDataset) -> LyngsatReplay:
     return LyngsatReplay(pages={name: read_data(f"{name}.html") for name in CAPTURED})
 
@@ -82,7 +83,7 @@ def lyngsat_page(request: ReplayRequest, dataset: ReplayDataset) -> Response | N
     """A LyngSat page, behind the challenge; None for paths outside `/lyngsat/`."""
     if not request.path.startswith(PREFIX + "/"):
         return None
-    state: LyngsatReplay = dataset.lyngsat
+    state: LyngsatReplay = dataset.lyngsat_site
     if state.gate is not None and (challenge := state.gate.answer(request.headers)):
         status, headers, body = challenge
         return Response(status, body, headers)

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING
 from ingestion_pipelines.replay.routes import (
     ReplayRequest,
     Response,
-    base_path,
     dataset_part,
     read_data,
     route,
 )
+from ingestion_pipelines.sources.declared_family import serve_hooked
+from ingestion_pipelines.sources.mempool.chain import ChainPoll
 
 if TYPE_CHECKING:
     from ingestion_pipelines.replay.dataset import ReplayDataset
@@ -56,7 +57,7 @@ def chain_answers(_dataset: ReplayDataset) -> ChainAnswers:
     return ChainAnswers()
 
 
-base_path("btc_chain", API)
+serve_hooked(ChainPoll, API)  # every worker declared with the poll hook
 
 
 @route(FEES_PATH, "GET")

@@ -1,18 +1,28 @@
-"""Expected values of `btc_chain` for the standard tests."""
+"""Expected values of the workers declared with the chain poll hook for the standard tests."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from ingestion_pipelines.sources.declared_family import hooked_sources
+from ingestion_pipelines.sources.mempool.chain import ChainPoll
 from ingestion_pipelines.sources.mempool.replay import FEES_PATH, TIP_HEIGHT_PATH
 from ingestion_pipelines.sources.testing import Standard
-from ingestion_pipelines.storage import tables
 
 
-def check_poll(crawler, _partition) -> None:
-    """One row holding the four recorded answers, exact; ms and s timestamps each read right."""
-    (row,) = crawler.rows(tables.metadata.tables["btc_chain_stat"])
+def check_poll(source):
+    """A check that the worker stored one row holding the four recorded answers, exact."""
+
+    def check(crawler, _partition) -> None:
+        (row,) = crawler.rows(source.table)
+        _check_row(row)
+
+    return check
+
+
+def _check_row(row) -> None:
+    """The recorded answers, exact; ms and s timestamps each read right."""
     assert row["provider"] == "mempool.space"
     fees = [row[f"fee_{n}"] for n in ("fastest", "half_hour", "hour", "economy", "minimum")]
     assert fees == [Decimal(3), Decimal(1), Decimal(1), Decimal(1), Decimal(1)]
@@ -43,5 +53,6 @@ def break_fees(dataset, _partition) -> None:
 
 
 STANDARD = {
-    "btc_chain": Standard(check_poll, break_fees, TIP_HEIGHT_PATH, rerun="snapshot"),
+    worker_id: Standard(check_poll(source), break_fees, TIP_HEIGHT_PATH, rerun="snapshot")
+    for worker_id, source in hooked_sources(ChainPoll).items()
 }

@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING
 from ingestion_pipelines.replay.routes import (
     ReplayRequest,
     Response,
-    base_path,
     dataset_part,
     fallback,
     read_data,
 )
+from ingestion_pipelines.sources.declared_family import serve_hooked
+from ingestion_pipelines.sources.news.crypto import CryptoNews
+from ingestion_pipelines.sources.news.rss import RssFeeds
 
 if TYPE_CHECKING:
     from ingestion_pipelines.replay.dataset import ReplayDataset
@@ -33,7 +35,7 @@ _NOT_BROWSER = re.compile(r"python|curl|wget|httpx|aiohttp|okhttp|go-http|java|b
 
 VNEXPRESS_PATH = "/rss/kinh-doanh.rss"
 CAFEF_PATH = "/thi-truong-chung-khoan.rss"
-# crypto_news reads its feeds from a mirror at <base_url>/<host><path> (sources/news/crypto.py)
+# the crypto hook reads its feeds from a mirror at <base_url>/<host><path> (sources/news/crypto.py)
 CRYPTO_BASE = "/crypto_news"
 COINTELEGRAPH_PATH = CRYPTO_BASE + "/cointelegraph.com/rss"
 COINDESK_PATH = CRYPTO_BASE + "/www.coindesk.com/arc/outboundfeeds/rss/"
@@ -98,9 +100,8 @@ def _channel_date(body: bytes) -> datetime:
 
 # ---------------------------------------------------------------- routes
 
-base_path("vnexpress_news")
-base_path("cafef_news")
-base_path("crypto_news", CRYPTO_BASE)
+serve_hooked(RssFeeds)  # each site's feeds at their real paths
+serve_hooked(CryptoNews, CRYPTO_BASE)
 
 
 class FeedShelf:

@@ -1,15 +1,17 @@
 """Expected values of the VNDIRECT replay: the daily prices its simulator serves (the declared
-prices source's own standard tests read its defs.yaml `expect`), and the standard tests of
-`vn_financial_statements` (declared in defs/, its hook `financial_statements.py`: a hook's
-expected values are its family's, sources/declared_hooks.py)."""
+prices source's own standard tests read its defs.yaml `expect`), and the standard tests of every
+worker declared with the financial statements hook (`financial_statements.py`: a hook's expected
+values are its family's, sources/declared_family.py)."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
 
+from ingestion_pipelines.sources.declared_family import hooked_sources
 from ingestion_pipelines.sources.testing import Standard
 from ingestion_pipelines.sources.vndirect import replay as vndirect
+from ingestion_pipelines.sources.vndirect.financial_statements import FinancialStatements
 from ingestion_pipelines.storage import tables
 from ingestion_pipelines.vnmarket.calendar import previous_trading_day
 
@@ -58,37 +60,32 @@ def served_prices(book: vndirect.StockBook, start: date, end: date) -> dict:
     return served
 
 
-def check_vn_financial_statements(crawler, _partition) -> None:
-    """The two recorded rows, exactly, with their model's kind and the period of their date."""
-    stored = {(r["symbol"], r["item_code"]): r for r in crawler.rows(tables.financial_statement)}
-    assert set(stored) == {("FPT", "14310"), ("VCB", "421601")}
-    fpt, vcb = stored["FPT", "14310"], stored["VCB", "421601"]
-    assert (fpt["statement"], fpt["period_type"], fpt["fiscal_year"], fpt["fiscal_quarter"]) == (
-        "balance_sheet",
-        "quarter",
-        2026,
-        1,
-    )
-    assert fpt["value"] == Decimal("1576181989047") and fpt["provider"] == "vndirect"
-    assert (vcb["statement"], vcb["period_type"], vcb["fiscal_year"], vcb["fiscal_quarter"]) == (
-        "income",
-        "year",
-        2025,
-        0,
-    )
-    assert vcb["value"] == Decimal("5269108000000") and vcb["fiscal_date"] == date(2025, 12, 31)
-    assert vcb["extra"]["modelType"] == "102.0" and vcb["extra"]["companyForm"] == "BANK"
-    assert crawler.rows(tables.financial_statement_history) == []
+def check_statements(source):
+    """A check that the worker stored the two recorded rows, exactly, with their model's kind and
+    the period of their date."""
+
+    def check(crawler, _partition) -> None:
+        stored = {(r["symbol"], r["item_code"]): r for r in crawler.rows(source.table)}
+        assert set(stored) == {("FPT", "14310"), ("VCB", "421601")}
+        fpt, vcb = stored["FPT", "14310"], stored["VCB", "421601"]
+        period = ("statement", "period_type", "fiscal_year", "fiscal_quarter")
+        assert tuple(fpt[c] for c in period) == ("balance_sheet", "quarter", 2026, 1)
+        assert fpt["value"] == Decimal("1576181989047") and fpt["provider"] == "vndirect"
+        assert tuple(vcb[c] for c in period) == ("income", "year", 2025, 0)
+        assert vcb["value"] == Decimal("5269108000000") and vcb["fiscal_date"] == date(2025, 12, 31)
+        assert vcb["extra"]["modelType"] == "102.0" and vcb["extra"]["companyForm"] == "BANK"
+        assert crawler.rows(tables.financial_statement_history) == []
+
+    return check
 
 
 def break_statement(dataset, _partition) -> None:
     """FPT's recorded row with an item code that is not a whole number."""
-    family = dataset.vn_financial_statements.families[("FPT", "QUARTER", 1)]
+    family = dataset.statement_book.families[("FPT", "QUARTER", 1)]
     family[0] = {**family[0], "itemCode": 14310.5}
 
 
 STANDARD = {
-    "vn_financial_statements": Standard(
-        check_vn_financial_statements, break_statement, "/v4/financial_statements"
-    ),
+    worker_id: Standard(check_statements(source), break_statement, "/v4/financial_statements")
+    for worker_id, source in hooked_sources(FinancialStatements).items()
 }

@@ -25,7 +25,7 @@ def artifacts(tmp_path, monkeypatch):
 
 def served(crawler, name):
     base = crawler.server.base_urls()["lyngsat"]
-    pages = crawler.server.dataset.lyngsat.pages
+    pages = crawler.server.dataset.lyngsat_site.pages
     return parse_satellite_page(pages[name], f"{base}/{name}.html", region=None)
 
 
@@ -67,7 +67,7 @@ def test_every_transponder_row_lands_exactly_and_a_rerun_changes_nothing(crawler
 
 
 def test_an_unreadable_row_is_dead_lettered_with_its_html(crawler, artifacts):
-    pages = crawler.server.dataset.lyngsat.pages
+    pages = crawler.server.dataset.lyngsat_site.pages
     pages["Amos-3-7"] = pages["Amos-3-7"].replace(b"27500-5/6<br>", b"27500-five<br>", 1)
     meta = crawler.run("lyngsat", run_config={**FAST, "satellites": ["Amos-3-7.html"]}).metadata
     assert meta["per_satellite"]["Amos-3-7"]["errors"] >= 1
@@ -80,7 +80,7 @@ def test_an_unreadable_row_is_dead_lettered_with_its_html(crawler, artifacts):
 
 
 def test_a_page_that_cannot_be_read_leaves_evidence_and_fails_the_run_naming_it(crawler, artifacts):
-    crawler.server.dataset.lyngsat.pages["Astra-3B"] = (
+    crawler.server.dataset.lyngsat_site.pages["Astra-3B"] = (
         b"<html><head><title>Service unavailable</title></head><body>maintenance</body></html>"
     )
     crawl = crawler.run("lyngsat", run_config=FAST, expect_success=False)
@@ -92,7 +92,9 @@ def test_a_page_that_cannot_be_read_leaves_evidence_and_fails_the_run_naming_it(
     (letter,) = [r for r in crawler.rows(tables.dead_letter) if "not read" in r["reason"]]
     evidence = letter["context"]["evidence"]
     assert Path(evidence["screenshot"]).read_bytes().startswith(PNG)
-    assert Path(evidence["html"]).read_bytes() == crawler.server.dataset.lyngsat.pages["Astra-3B"]
+    assert (
+        Path(evidence["html"]).read_bytes() == crawler.server.dataset.lyngsat_site.pages["Astra-3B"]
+    )
     assert str(artifacts) in evidence["screenshot"]
 
 
@@ -111,7 +113,7 @@ def test_progress_is_reported_per_satellite(replay, sqlite_url, tmp_path):
     from ingestion_pipelines.sources.lyngsat.crawl import LyngsatCrawl
     from ingestion_pipelines.storage.engines import ensure_schema
 
-    replay.dataset.lyngsat.gate = None  # no challenge: no browser needed
+    replay.dataset.lyngsat_site.gate = None  # no challenge: no browser needed
     settings = declared_sources()["lyngsat"].Settings(
         base_url=replay.base_urls()["lyngsat"], regions=["europe"]
     )

@@ -78,7 +78,7 @@ def seed_stocks(url: str, codes: list[str]) -> None:
 def grown(server: ReplayServer, count: int, years: int = 2, items: int = 3) -> list[str]:
     """`count` generated stocks served with statements; their codes."""
     codes = [row["code"] for row in generated_rows(count)]
-    server.dataset.vn_financial_statements.grow(codes, years, items)
+    server.dataset.statement_book.grow(codes, years, items)
     return codes
 
 
@@ -120,7 +120,7 @@ def test_every_family_of_the_stock_table_joined_with_its_items_and_a_restatement
     assert (names["item_name_vi"], names["item_name_en"]) == ("Khoản mục 200200", "Item 200200")
     assert names["fiscal_date"] == date(2025, 12, 31) and names["provider"] == "vndirect"
 
-    book = server.dataset.vn_financial_statements
+    book = server.dataset.statement_book
     book.restate(("FPT", "QUARTER", 1), "2026-03-31", 14310, Decimal("1576181990000"), "2026-05-02")
     second = crawl_process.run(
         sqlite_url, server.url, worker_id=WORKER, concurrency=4, run_id="run-2"
@@ -185,7 +185,7 @@ def test_a_models_listing_without_statements_fails_the_run():
 def test_a_crawl_killed_with_kill_9_resumes_without_fetching_finished_families(
     server, mariadb_url, sqlite_url
 ):
-    book = server.dataset.vn_financial_statements
+    book = server.dataset.statement_book
     book.latency_s = 0.03
     codes = grown(server, 40)
     seed_stocks(mariadb_url, codes)

@@ -71,7 +71,7 @@ def test_with_vndirect_blocked_the_run_completes_from_vietcap_in_the_same_unit(
 ):
     codes = grown(server, 2, years=2, items=2)
     seed_stocks(sqlite_url, ["TCB", *codes])
-    server.dataset.vn_financial_statements.blocked.add("vndirect")
+    server.dataset.statement_book.blocked.add("vndirect")
 
     result = run(sqlite_url, server)
 
@@ -105,7 +105,7 @@ def test_with_vndirect_blocked_the_run_completes_from_vietcap_in_the_same_unit(
     assert (named["item_name_vi"], named["item_name_en"]) == ("Khoản mục cfa2", "Item cfa2")
 
     # both healthy (a fresh deployment): VNDIRECT serves every stock, Vietcap is not asked
-    server.dataset.vn_financial_statements.blocked.clear()
+    server.dataset.statement_book.blocked.clear()
     server.requests.clear()
     healthy = f"sqlite:///{tmp_path / 'healthy.db'}"
     seed_stocks(healthy, ["TCB", *codes])
@@ -134,7 +134,7 @@ def test_with_vndirect_blocked_the_run_completes_from_vietcap_in_the_same_unit(
 def test_a_stock_whose_families_fail_is_asked_of_vietcap_alone(server, sqlite_url):
     codes = grown(server, 2, years=1, items=1)
     seed_stocks(sqlite_url, codes)
-    server.dataset.vn_financial_statements.blocked.add(f"vndirect:{codes[0]}")
+    server.dataset.statement_book.blocked.add(f"vndirect:{codes[0]}")
     result = run(sqlite_url, server)
     meta = result.metadata()
     assert meta["partitions_by_provider"] == {"vndirect": 1, "vietcap": 1}

@@ -45,7 +45,7 @@ def test_the_recorded_day_is_served_verbatim_and_other_days_are_simulated(server
     assert recorded.metadata()["records_fetched"] == 1  # VNM: the recorded day holds ABB only
 
     simulated = run(PRICES, url, server.url, START, END)
-    made = served_prices(server.dataset.vn_stocks, START, END)
+    made = served_prices(server.dataset.stock_book, START, END)
     vnm = {(s, d): r for (s, d), r in made.items() if s == "VNM"}
     stored = {(r["symbol"], r["trade_date"]): r for r in rows(url, tables.stock_eod)}
     assert simulated.written.inserted == len(vnm) == 5  # ABB: no price model, nothing made
@@ -68,7 +68,7 @@ def test_the_listings_whole_window_is_asked_one_request_per_listed_stock(server,
     url = f"sqlite:///{tmp_path / 'yaml.db'}"
     run(source_classes()["vn_stocks"], url, server.url, None, None)  # `stock` from the listing
     result = run(PRICES, url, server.url, START, END)
-    book = server.dataset.vn_stocks
+    book = server.dataset.stock_book
     listed = {c for c, s in book.specs.items() if s.delisted is None or s.delisted >= START}
     asked = [r.query["q"].split("~")[0][5:] for r in server.requests_for(vndirect.PRICES_PATH)]
     assert sorted(asked) == sorted(listed) and "ROS" not in asked  # delisted in 2023

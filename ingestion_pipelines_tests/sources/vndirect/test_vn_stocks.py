@@ -23,7 +23,7 @@ def test_a_backfill_is_one_run_with_one_price_request_per_listed_stock(crawler):
     start = trading_days_before(end, 20)
     crawler.run("vn_stocks")
     crawl = crawler.run("vn_stock_eod", partition_range=(start.isoformat(), end.isoformat()))
-    book = crawler.server.dataset.vn_stocks
+    book = crawler.server.dataset.stock_book
     requests = crawler.server.requests_for(vndirect.PRICES_PATH)
     listed = {c for c, s in book.specs.items() if s.delisted is None or s.delisted >= start}
     assert sorted(r.query["q"].split("~")[0] for r in requests) == sorted(
@@ -43,7 +43,7 @@ def test_a_backfill_is_one_run_with_one_price_request_per_listed_stock(crawler):
 
 
 def test_pages_capped_by_the_server_are_all_fetched(crawler):
-    book = crawler.server.dataset.vn_stocks
+    book = crawler.server.dataset.stock_book
     crawler.server.dataset.recorded["vn_stocks"].page_cap = 7  # whatever `size` asks for
     crawler.run("vn_stocks")
     assert len(crawler.rows(tables.stock)) == 26
@@ -57,7 +57,7 @@ def test_pages_capped_by_the_server_are_all_fetched(crawler):
 
 def test_an_impossible_day_goes_to_dead_letter_and_the_rest_is_written(crawler):
     day = last_weekday()
-    book = crawler.server.dataset.vn_stocks
+    book = crawler.server.dataset.stock_book
     spec = book.specs["VNM"]
     real_row = spec.row
 
