@@ -61,7 +61,12 @@ def build_definitions() -> dg.Definitions:
         derived_defs.defs(),
         control_defs.defs(),
     ]
-    return dg.Definitions.merge(*areas, dg.Definitions(resources=resources()))
+    # A run here is one step (a worker's asset, a config change, a retention pass) or a few small
+    # derived ones: Dagster's default multiprocess executor would start one more interpreter per
+    # step, loading these definitions again, for little it could run in parallel. The run's own
+    # process runs its steps.
+    shared = dg.Definitions(resources=resources(), executor=dg.in_process_executor)
+    return dg.Definitions.merge(*areas, shared)
 
 
 @dg.definitions

@@ -24,6 +24,10 @@ RECORDED_DAY_CRON = "0 0 1 1 *"
 # How long a reader's first run waits for its writers' before it is launched anyway.
 FIRST_WAVE_WAIT_S = 600
 _ENDED = {"SUCCESS", "FAILURE", "CANCELED"}
+# The first runs leave the queue before any tick's (Dagster dequeues higher priorities first):
+# a tick may come while they wait, and they are what makes the demo green. A reader's, launched
+# once its writers' ended, before the other first runs still queued: it is the last to start.
+FIRST_RUN_PRIORITY, READER_PRIORITY = "10", "11"
 
 
 def _processes(env: dict[str, str], port: int) -> list[tuple[str, list[str]]]:
@@ -72,35 +76,48 @@ def _first_runs(dagster_url: str, stop: threading.Event) -> None:
     declared = upstream_workers()
     workers = [w for w, spec in catalogue().items() if spec.kind == "scheduled"]
     upstream = {w: [u for u in declared.get(w, ()) if u in workers] for w in workers}
-    launched = _launch(client, [w for w in workers if not upstream[w]], stop)
+    read = {u for w in workers for u in upstream[w]}
+    # the writers others wait for first: the queue runs a few at a time
+    first = sorted((w for w in workers if not upstream[w]), key=lambda w: w not in read)
+    launched = _launch(client, first, stop, FIRST_RUN_PRIORITY)
     if launched is None:
         return
     readers, ended = [w for w in workers if upstream[w]], set()
     give_up_at = time.monotonic() + FIRST_WAVE_WAIT_S  # then launched anyway: they fail clearly
     while readers and not stop.wait(2.0):
-        ended |= _ended(client, {w: r for w, r in launched.items() if w not in ended})
+        awaited = {u for w in readers for u in upstream[w]} - ended
+        ended |= _ended(client, {w: r for w, r in launched.items() if w in awaited})
         ready = [w for w in readers if all(u in ended or u not in launched for u in upstream[w])]
         if not ready and time.monotonic() > give_up_at:
             ready = readers
         if ready:
-            launched.update(_launch(client, ready, stop) or {})
+            launched.update(_launch(client, ready, stop, READER_PRIORITY) or {})
             readers = [w for w in readers if w not in ready]
 
 
-def _launch(client, workers: list[str], stop: threading.Event) -> dict[str, str] | None:
-    """Trigger each worker once; their run ids, or None when the webserver never answered."""
+def _launch(
+    client, workers: list[str], stop: threading.Event, priority: str
+) -> dict[str, str] | None:
+    """Trigger each worker once (at Dagster's queue `priority`); their run ids, or None when the
+    webserver never answered."""
     from ingestion_pipelines.control.commands.launch import trigger
     from ingestion_pipelines.dagster_api.client import ControlError
 
     give_up_at = time.monotonic() + 120
     workers, run_ids = list(workers), {}
-    while workers and not stop.wait(2.0):
+    while workers and not stop.is_set():
         try:
-            run = trigger(client, workers[0], partition=_first_partition(workers[0]))
+            run = trigger(
+                client,
+                workers[0],
+                partition=_first_partition(workers[0]),
+                extra_tags={"dagster/priority": priority},
+            )
         except ControlError as exc:  # the webserver or its code location is still starting
             if time.monotonic() > give_up_at:
                 print(f"  first runs not launched: {exc}", file=sys.stderr, flush=True)
                 return None
+            stop.wait(2.0)  # ask again soon; a launched run goes on to the next at once
             continue
         except Exception as exc:  # noqa: BLE001 - say why, keep the demo running
             print(f"  could not run {workers.pop(0)} now: {exc}", file=sys.stderr, flush=True)
@@ -111,11 +128,17 @@ def _launch(client, workers: list[str], stop: threading.Event) -> dict[str, str]
 
 
 def _ended(client, run_ids: dict[str, str]) -> set[str]:
-    """The workers whose run has ended (a busy webserver: none this round)."""
+    """The workers whose run has ended, asked in one request (a busy webserver: none this
+    round): the webserver answering it is also the one launching the runs."""
+    ids = [r for r in run_ids.values() if r]
+    if not ids:
+        return set()
     try:
-        return {w for w, r in run_ids.items() if client.run(r)["status"] in _ENDED}
+        data = client.execute("WorkerRuns", {"filter": {"runIds": ids}, "limit": len(ids)})
+        status = {r["runId"]: r["status"] for r in data["runsOrError"]["results"]}
     except Exception:  # noqa: BLE001 - ask again next round
         return set()
+    return {w for w, r in run_ids.items() if status.get(r) in _ENDED}
 
 
 def _say_when_ready(url: str, stop: threading.Event) -> None:

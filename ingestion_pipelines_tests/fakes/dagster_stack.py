@@ -9,8 +9,9 @@ Both processes run on 127.0.0.1 with a temporary DAGSTER_HOME (an instance on SQ
 off) under `root`, in their own process group (and with a parent-death signal when `setpriv`
 exists), so nothing outlives the test. `start()` returns once the webserver answers GraphQL and
 the code location is loaded (a location that fails to load raises with its Python error);
-`wait_for_daemon()` waits for the daemon's sensor heartbeat. Logs are in `root/*.log` and their
-tails are in every error.
+`wait_for_daemon()` waits for the daemon's sensor heartbeat. The daemon is Dagster's, its backfill
+loop paced every 2 s instead of 30 (quick_daemon.py). Logs are in `root/*.log` and their tails are
+in every error.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ LOCATION = "ingestion_pipelines"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _BIN = Path(sys.executable).parent
 _SETPRIV = shutil.which("setpriv")
+# `dagster-daemon` with its backfill loop every 2 s rather than 30 (see quick_daemon.py)
+_DAEMON = [sys.executable, str(Path(__file__).with_name("quick_daemon.py"))]
 T = TypeVar("T")
 
 _LOCATION_QUERY = """
@@ -213,9 +216,7 @@ class DagsterStack:
                 ],
             )
             if self.with_daemon:
-                self._spawn(
-                    "daemon", [str(_BIN / "dagster-daemon"), "run", "-w", str(self.workspace)]
-                )
+                self._spawn("daemon", [*_DAEMON, "run", "-w", str(self.workspace)])
             self._wait_loaded()
         except BaseException:
             self.close()

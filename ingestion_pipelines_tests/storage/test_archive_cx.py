@@ -5,6 +5,7 @@ connection URL's credentials."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -122,16 +123,25 @@ def test_a_hostile_key_is_rendered_as_a_literal_not_sql(engine):
     assert after and "trade_tick" in inspect(engine).get_table_names()
 
 
-def test_connectorx_errors_carry_no_credentials(engine):
-    url = make_url(archive_cx.connectorx_url(engine.url))
+def test_connectorx_errors_carry_no_credentials(mariadb_url, postgres_url):
+    """A refused login on either server: connectorx's connection pool tries again for 30 s
+    before it gives up, so the two servers are asked side by side (its wait frees the GIL)."""
     secret = "Hunter2-sekret-Pw"
-    wrong = url.set(password=secret).render_as_string(hide_password=False)
-    with pytest.raises(PageError) as failed:
-        archive_cx.read_page_cx(wrong, "SELECT 1", pa.schema([("x", pa.int64())]))
-    assert secret not in str(failed.value)
-    assert failed.value.__cause__ is None and failed.value.__context__ is None
-    quoted = f"cannot connect to {wrong} (password={secret})"
-    assert secret not in archive_cx._redacted(quoted, wrong)
+
+    def refused(database_url: str) -> tuple[str, PageError]:
+        url = make_url(archive_cx.connectorx_url(make_url(database_url)))
+        wrong = url.set(password=secret).render_as_string(hide_password=False)
+        with pytest.raises(PageError) as failed:
+            archive_cx.read_page_cx(wrong, "SELECT 1", pa.schema([("x", pa.int64())]))
+        return wrong, failed.value
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = list(pool.map(refused, [mariadb_url, postgres_url]))
+    for wrong, error in outcomes:
+        assert secret not in str(error)
+        assert error.__cause__ is None and error.__context__ is None
+        quoted = f"cannot connect to {wrong} (password={secret})"
+        assert secret not in archive_cx._redacted(quoted, wrong)
 
 
 def test_a_value_that_would_lose_a_digit_is_refused():

@@ -66,16 +66,19 @@ def trigger(
     timeout_s: float | None = None,
     on_change: Callable[[dict[str, Any]], None] | None = None,
     on_poll: Callable[[dict[str, Any]], None] | None = None,
+    extra_tags: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Launch a run of a worker now (the newest partition unless `partition`); with `wait`,
-    `on_change`/`on_poll` see the run at each status change / each poll (progress displays)."""
+    `on_change`/`on_poll` see the run at each status change / each poll (progress displays).
+    `extra_tags` go on the run besides ours (e.g. Dagster's `dagster/priority` in the queue)."""
     spec = get_worker(worker)
     if spec.kind == "feed":
         raise UsageError(
             f"{worker} is a feed: it runs continuously in the sidecar; use `ingest start/stop`"
         )
     node = _asset_node(client, worker)
-    tags = {WORKER_TAG: worker, REQUESTED_BY_TAG: requested_by(), LAUNCHED_BY_TAG: "cli"}
+    tags = {**(extra_tags or {}), WORKER_TAG: worker, REQUESTED_BY_TAG: requested_by()}
+    tags[LAUNCHED_BY_TAG] = "cli"
     if node.get("isPartitioned"):
         if partition is None:
             keys = (node.get("partitionKeyConnection") or {}).get("results") or []
