@@ -21,7 +21,7 @@ from loguru import logger
 from sqlalchemy import Table, and_, func, or_, select
 from sqlalchemy.engine import Engine
 
-from ingestion_pipelines.storage import tables
+from ingestion_pipelines.storage import partitions, tables
 from ingestion_pipelines.storage.archive import (
     ArchivedFile,
     ArchiveError,
@@ -75,6 +75,7 @@ class DayResult:
     archived: int = 0
     deleted: int = 0
     file: ArchivedFile | None = None
+    by_partition: bool = False  # the day left as a whole partition, not row by row
 
 
 @dataclass
@@ -133,6 +134,15 @@ def retention_table(name: str) -> tuple[Table, str] | None:
 def key_columns(table: Table) -> list[str]:
     """The primary key's column names (the natural key of data tables)."""
     return [c.name for c in table.primary_key.columns]
+
+
+def delete_key_columns(table: Table) -> list[str]:
+    """The key archived rows are deleted by, within their day: the primary key without the
+    column a day partition needs in it (`trade_tick`'s `traded_at`), so that consecutive keys
+    form ranges of trade ids (see `retention_deletes`)."""
+    names = key_columns(table)
+    extra = partitions.day_column(table)
+    return [n for n in names if n != extra] if extra and len(names) > 1 else names
 
 
 def _after(columns: Sequence, last: tuple):
@@ -238,7 +248,7 @@ def _delete_archived(engine, table, column, day, archived, fs, batch_rows, throt
     start, end = _day_bounds(day)
     window = and_(table.c[column] >= start, table.c[column] < end)
     deleted = 0
-    for batch in iter_key_batches(fs, archived.url, key_columns(table), batch_rows):
+    for batch in iter_key_batches(fs, archived.url, delete_key_columns(table), batch_rows):
         deleted += delete_key_batch(engine, table, window, batch)
         throttle.step_done()
     return deleted
@@ -273,16 +283,21 @@ def archive_day(
         raise
     if after_publish is not None:
         after_publish(result.file)
-    result.deleted = _delete_archived(
-        engine, table, column, day, result.file, fs, delete_rows, throttle
-    )
+    retired = partitions.retire_day(engine, table, day, result.file.rows)
+    result.by_partition = retired is not None
+    if retired is None:
+        retired = _delete_archived(
+            engine, table, column, day, result.file, fs, delete_rows, throttle
+        )
+    result.deleted = retired
     logger.info(
-        "retention {} {}: {} rows archived to {}, {} deleted",
+        "retention {} {}: {} rows archived to {}, {} deleted{}",
         table.name,
         day,
         result.archived,
         result.file.url,
         result.deleted,
+        " (its partition dropped)" if result.by_partition else "",
     )
     return result
 
@@ -308,6 +323,8 @@ def retention_pass(
         logger.info("retention {}: no such table here yet, nothing to do", table_name)
         return result
     table, column = found
+    partitions.put_back_leftover(engine, table)
+    partitions.ensure_ahead(engine, table, now.astimezone(UTC).date())
     since = None
     while (day := _first_day(engine, table, column, since, cutoff)) is not None:
         result.days.append(

@@ -13,6 +13,10 @@ def extra_column() -> Column:
     return Column("extra", JsonDocument)
 
 
+# `Table.info` key naming the time column a table is partitioned by, one partition per UTC day,
+# where the database supports it (MariaDB/MySQL; see `storage.partitions`).
+PARTITION_DAY_COLUMN = "partition_day_column"
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",

@@ -31,7 +31,7 @@ from ingestion_pipelines.storage.satellite_tables import (
     satellite_channel,
     satellite_transponder,
 )
-from ingestion_pipelines.storage.schema_base import extra_column, metadata
+from ingestion_pipelines.storage.schema_base import PARTITION_DAY_COLUMN, extra_column, metadata
 from ingestion_pipelines.storage.types import (
     ExactDecimal,
     JsonDocument,
@@ -114,13 +114,19 @@ trade_tick = Table(
     Column("quantity", ExactDecimal, nullable=False),
     # the taker's side as the source reports it: buy / sell, or none (not reported)
     Column("side", String(4), nullable=False),
-    Column("traded_at", UtcDateTime, nullable=False),
+    # (migration 0032) in the key only so that a UTC day can be a partition (MariaDB/MySQL need
+    # the partitioning column in every unique key): a trade is still identified by source,
+    # symbol and trade id, and every feed stamps a trade's time the same way each time it is
+    # stored (the source's time, or the receipt time journaled with the frame)
+    Column("traded_at", UtcDateTime, primary_key=True),
     Column("received_at", UtcDateTime, nullable=False),
     extra_column(),
     # (migration 0009) a side inferred by us, never reported by the source: buy / sell by the
     # quote rule against the book before the trade (`values.quote_rule_side`), NULL: none inferred
     Column("inferred_side", String(4)),
     Index(None, "symbol", "traded_at"),
+    # retention drops whole UTC days by partition where the database has them (`partitions`)
+    info={PARTITION_DAY_COLUMN: "traded_at"},
 )
 
 stock_quote = Table(
