@@ -158,6 +158,7 @@ def _retention_process(url: str, archive: str, day, options: dict, out) -> None:
             "published": marks.get("published", ended),
             "ended": ended,
             "file": result.file.url if result.file else None,
+            "by_partition": result.by_partition,
         }
     )
 
@@ -234,16 +235,43 @@ def _load() -> str:
 
 
 def _settings(text: str) -> list[dict]:
-    """`0,1,1n,0.5n/p5000/d500`: pause ratios, `n` = the retention process also at nice 10;
-    `/pN` and `/dN` give that setting its own page rows and delete rows."""
+    """`0,1,1n,0.5n/p5000/d500,0.5n/r`: pause ratios, `n` = the retention process also at nice
+    10; `/pN` and `/dN` give that setting its own page rows and delete rows; `/r`: its day is
+    not a partition (it stays in `p_old`), so its rows are deleted row by row, as on a database
+    without partitions."""
     out = []
     for item in filter(None, (x.strip() for x in text.split(","))):
         ratio, *sizes = item.split("/")
         setting = {"pause_ratio": float(ratio.rstrip("n")), "nice": ratio.endswith("n")}
         for size in sizes:
+            if size == "r":
+                setting["by_rows"] = True
+                continue
             setting[{"p": "page_rows", "d": "delete_rows"}[size[0]]] = int(size[1:])
         out.append(setting)
     return out
+
+
+def _days(url: str, settings: list[dict]) -> list[datetime]:
+    """Each setting's day, 40 or more days back: the days of partition settings are made day
+    partitions; the `/r` settings' days are older than all of them, in `p_old`."""
+    from ingestion_pipelines.storage import partitions
+    from ingestion_pipelines.storage.engines import ensure_schema
+    from ingestion_pipelines.storage.tables import trade_tick
+
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    by_rows = [n for n, s in enumerate(settings) if s.get("by_rows")]
+    order = [n for n in range(len(settings)) if n not in by_rows] + by_rows
+    days: list[datetime] = [today] * len(settings)
+    for back, n in enumerate(order):
+        days[n] = today - timedelta(days=40 + back)
+    parted = [days[n].date() for n in order if n not in by_rows]
+    if parted:
+        made = partitions.ensure_day_partitions(
+            ensure_schema(url), trade_tick, min(parted), max(parted)
+        )
+        assert set(parted) <= set(made), (parted, made)
+    return days
 
 
 def _running(start: float, end: float, stops: list[tuple[float, float]]) -> float:
@@ -337,8 +365,7 @@ def main() -> int:
     from ingestion_pipelines.storage.engines import ensure_schema
 
     ensure_schema(url)
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    days = [today - timedelta(days=40 + n) for n in range(len(settings))]
+    days = _days(url, settings)
     archive = tempfile.mkdtemp(prefix="retention-archive-")
     runs = []
     try:
@@ -355,7 +382,7 @@ def main() -> int:
             _, text_rate = raw_read_rate(url, day, as_text=True)
             live.chunk(args.rate // 5, args.rate)  # not measured: wakes a feed silent meanwhile
             load_before = _load()
-            options = {**sizes, **setting}
+            options = {**sizes, **{k: v for k, v in setting.items() if k != "by_rows"}}
             result, during, off = _retention_under_load(live, url, archive, day, options, args)
             run = {
                 **setting,
@@ -397,7 +424,7 @@ def _report(args, runs: list[dict], before: list[float], after: list[float]) -> 
     print()
     print(
         "| pause ratio | raw read rows/s (as text) | whole pass rows/s (x raw; x text) "
-        "| archive part rows/s (x raw) | deletes rows/s | sidecar p99: running / stopped "
+        "| archive part rows/s (x raw) | delete part: rows/s (s) | sidecar p99: running / stopped "
         "(paired) | vs before+after | medians running / stopped | load avg before / after |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
@@ -405,14 +432,17 @@ def _report(args, runs: list[dict], before: list[float], after: list[float]) -> 
         assert run["archived"] == run["deleted"] == args.rows, run
         rate = run["archived"] / run["seconds"]
         archive_rate = run["archived"] / run["archive_seconds"]
-        delete_rate = run["deleted"] / (run["seconds"] - run["archive_seconds"])
+        delete_seconds = run["seconds"] - run["archive_seconds"]
+        delete_rate = run["deleted"] / delete_seconds
         under, off = _p99(run["during"]), _p99(run["off"])
         label = f"{run['pause_ratio']:g}" + (" + nice 10" if run["nice"] else "")
         label += "".join(f", {k} {run[k]:,}" for k in ("page_rows", "delete_rows") if k in run)
+        label += ", day partition dropped" if run["by_partition"] else ", rows deleted"
         print(
             f"| {label} | {run['raw']:,.0f} ({run['text']:,.0f}) | {rate:,.0f} "
             f"({rate / run['raw']:.2f}x; {rate / run['text']:.2f}x) "
-            f"| {archive_rate:,.0f} ({archive_rate / run['raw']:.2f}x) | {delete_rate:,.0f} "
+            f"| {archive_rate:,.0f} ({archive_rate / run['raw']:.2f}x) "
+            f"| {delete_rate:,.0f} ({delete_seconds:,.1f} s) "
             f"| {under:,.0f} / {off:,.0f} ms (**{under / off - 1:+.0%}**; "
             f"{len(run['during']):,} / {len(run['off']):,} trades) "
             f"| {under / baseline - 1:+.0%} "

@@ -110,7 +110,7 @@ def test_bars_follow_commits_exactly(database_url, tmp_path):
     writer = _writer(database_url, tmp_path)
     try:
         _send(writer, [_trade(71, T0 + timedelta(seconds=119), "110")])
-        _send(writer, [_trade(70, T0 + timedelta(seconds=90), "101")])  # stored already
+        _send(writer, [_trade(70, T0 + timedelta(seconds=89), "101")])  # stored already
     finally:
         writer.stop()
     bars = _bars(database_url)

@@ -75,13 +75,14 @@ def test_a_spool_replayed_twice_stores_each_dead_letter_once(mariadb_url, tmp_pa
     received_at = datetime.now(UTC)
     letter = dead_letter_row("binance_trades", "bad frame", b"{]", received_at=received_at)
     before_0008 = {k: v for k, v in letter.items() if k != "fingerprint"} | {"reason": "older"}
+    trade = _trade(1)  # the same rows both times, as a spool file replayed twice holds
     writer = Writer(mariadb_url, spools=lambda feed: Spool(tmp_path / feed)).start()
     try:
         for _ in range(2):
             spool = writer.spool("binance_trades")
             spool.append("dead_letter", "ignore", [letter])
             spool.append("dead_letter", "insert", [before_0008])  # as such spools say
-            spool.append("trade_tick", "ignore", [_trade(1)])
+            spool.append("trade_tick", "ignore", [trade])
             assert writer.replay_spool("binance_trades") == 3
     finally:
         assert writer.stop()

@@ -96,7 +96,8 @@ def test_connectorx_and_cursor_write_identical_parquet(engine, tmp_path, monkeyp
 
 def test_a_hostile_key_is_rendered_as_a_literal_not_sql(engine):
     keys = [trade_tick.c[name] for name in retention.key_columns(trade_tick)]
-    last = ("binance", "b'; DROP TABLE trade_tick; --", 10_000_000_002)
+    at = datetime(2026, 5, 1, 3, 2, 7, 123458, tzinfo=UTC)  # trade 10_000_000_002's time
+    last = ("binance", "b'; DROP TABLE trade_tick; --", 10_000_000_002, at)
     query = (
         archive_cx.text_decimal_select(trade_tick)
         .where(retention._after(keys, last))
@@ -108,7 +109,7 @@ def test_a_hostile_key_is_rendered_as_a_literal_not_sql(engine):
     schema = archive.arrow_schema(trade_tick)
     batch = archive_cx.read_page_cx(archive_cx.connectorx_url(engine.url), sql, schema)
     after = sorted(
-        (r["symbol"], r["trade_id"]) for r in _ticks() if (r["symbol"], r["trade_id"]) > last[1:]
+        (r["symbol"], r["trade_id"]) for r in _ticks() if (r["symbol"], r["trade_id"]) > last[1:3]
     )
     assert (
         list(
