@@ -221,6 +221,27 @@ def test_compose_topology_promises():
     assert instance["run_coordinator"]["class"] == "QueuedRunCoordinator"
 
 
+def test_the_stack_instance_is_valid_dagster_config_and_dequeues_as_the_local_one():
+    """docker/dagster.yaml passes Dagster's own instance validation (which refuses `run_queue`
+    next to an explicit `run_coordinator`), and its coordinator dequeues as the local instance's
+    `run_queue` says: every second, several runs launched at once."""
+    from dagster._core.instance.config import dagster_instance_config
+    from dagster._core.run_coordinator import QueuedRunCoordinator
+
+    stack, _ = dagster_instance_config(str(ROOT / "docker"), "dagster.yaml")
+    local, _ = dagster_instance_config(str(ROOT), "dagster.yaml")
+    assert "run_queue" not in stack
+    dequeue = local["run_queue"]
+    assert dequeue["dequeue_interval_seconds"] == 1 and dequeue["dequeue_use_threads"] is True
+    coordinator = QueuedRunCoordinator.from_config_value(None, stack["run_coordinator"]["config"])
+    assert coordinator.dequeue_interval_seconds == dequeue["dequeue_interval_seconds"]
+    assert coordinator.dequeue_use_threads == dequeue["dequeue_use_threads"]
+    assert coordinator.dequeue_num_workers == dequeue["dequeue_num_workers"]
+    # the run limits stay the concurrency block's, the same in both instances
+    assert stack["concurrency"] == local["concurrency"]
+    assert stack["concurrency"]["runs"]["max_concurrent_runs"] == 6
+
+
 def test_compose_takes_every_secret_from_the_env_file():
     text = (ROOT / "docker" / "compose.yaml").read_text()
     example = (ROOT / "docker" / ".env.example").read_text()
