@@ -240,6 +240,11 @@ def test_the_stack_instance_is_valid_dagster_config_and_dequeues_as_the_local_on
     # the run limits stay the concurrency block's, the same in both instances
     assert stack["concurrency"] == local["concurrency"]
     assert stack["concurrency"]["runs"]["max_concurrent_runs"] == 6
+    # Kubernetes: the Helm chart's names for the same settings
+    helm = helm_values()["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    assert helm["dequeueIntervalSeconds"] == dequeue["dequeue_interval_seconds"]
+    assert helm["dequeueUseThreads"] == dequeue["dequeue_use_threads"]
+    assert helm["dequeueNumWorkers"] == dequeue["dequeue_num_workers"]
 
 
 def test_compose_takes_every_secret_from_the_env_file():
