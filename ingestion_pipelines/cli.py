@@ -176,7 +176,13 @@ def cmd_retention(args) -> int:
         pause_ratio=pause_ratio,
     )
     days = [
-        {"day": d.day, "archived": d.archived, "deleted": d.deleted, "file": d.file and d.file.url}
+        {
+            "day": d.day,
+            "archived": d.archived,
+            "deleted": d.deleted,
+            "file": d.file and d.file.url,
+            "by_partition": d.by_partition,
+        }
         for d in result.days
     ]
     if args.json:
@@ -186,6 +192,7 @@ def cmd_retention(args) -> int:
         print(
             f"{args.table} {day['day']}: {day['archived']} archived to {day['file']}, "
             f"{day['deleted']} deleted"
+            + (" (its day partition dropped)" if day["by_partition"] else "")
         )
     print(
         f"{args.table}: {result.archived} rows older than {result.cutoff:%Y-%m-%d} archived, "

@@ -71,6 +71,7 @@ def retention_op(
             "days": len(result.days),
             "archived": result.archived,
             "deleted": result.deleted,
+            "days_dropped_as_partitions": sum(d.by_partition for d in result.days),
         }
         context.log.info(
             f"retention {table} (older than {days} days, before {result.cutoff:%Y-%m-%d}): "
