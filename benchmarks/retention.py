@@ -125,7 +125,7 @@ def raw_read_rate(url: str, day: datetime, *, as_text: bool = False) -> tuple[in
 def _retention_process(url: str, archive: str, day, options: dict, out) -> None:
     from loguru import logger
 
-    from ingestion_pipelines.storage import retention
+    from ingestion_pipelines.storage import partitions, retention
     from ingestion_pipelines.storage.engines import ensure_schema
     from ingestion_pipelines.storage.tables import trade_tick
 
@@ -149,6 +149,9 @@ def _retention_process(url: str, archive: str, day, options: dict, out) -> None:
         after_publish=published,
         **options,
     )
+    # as a pass ends: the emptied day partition folded into p_old (refused, and said, while p_old
+    # holds more than a few rows: run the `/r` settings first, whose days are in p_old)
+    partitions.merge_retired(engine, trade_tick, day.date() + timedelta(days=1))
     ended = time.perf_counter()
     out.send(
         {

@@ -16,10 +16,12 @@ and retires an archived day (`retire_day`):
    a writer sees the rows in the table, or the partition empty);
 2. the copy must hold exactly as many rows as the verified archive file: every archived row is
    in it (only retention removes rows), so an equal count means it holds no other row;
-3. equal: the copy is dropped and the emptied partition merged into `p_old` (`REORGANIZE`, which
-   copies whatever a late writer put there meanwhile: nothing is lost); different (a row of that
-   day written after it was archived): the partition is exchanged back, anything written into it
-   meanwhile is put back too, and the caller deletes the archived rows by key instead.
+3. equal: the copy is dropped (the partition stays, empty); different (a row of that day
+   written after it was archived): the partition is exchanged back, anything written into it
+   meanwhile is put back too, and the caller deletes the archived rows by key instead;
+4. at the end of the pass the emptied partitions are folded into `p_old` (`merge_retired`:
+   `REORGANIZE`, which copies whatever rows they and `p_old` hold, so a late writer's row is
+   kept; done only while those are few, since writers wait for the copy).
 
 A copy left by a pass that died between 1 and 3 is put back before anything else is done.
 """
@@ -84,6 +86,7 @@ class Layout:
     days: dict[date, str]
     old_until: date  # p_old holds the rows before this day
     future_from: date  # p_future holds the rows from this day on
+    ends: list[date]  # where each partition but p_future ends (its rows are before that day)
 
 
 def layout(conn: Connection, table_name: str) -> Layout | None:
@@ -106,7 +109,7 @@ def layout(conn: Connection, table_name: str) -> Layout | None:
         match = _DAY_NAME.match(name)
         if match and upper - lower == timedelta(days=1) and partition_name(lower) == name:
             days[lower] = name
-    return Layout([r[0] for r in rows], days, bounds[0], bounds[-1])
+    return Layout([r[0] for r in rows], days, bounds[0], bounds[-1], bounds)
 
 
 def _parse_bound(description: str) -> date:
@@ -274,13 +277,40 @@ def retire_day(engine: Engine, table: Table, day: date, archived_rows: int) -> i
             conn.execute(text(f"DROP TABLE {copy}"))
             return None
         conn.execute(text(f"DROP TABLE {copy}"))
-        _merge_into_old(conn, table.name, found, day)
     return held
 
 
-def _merge_into_old(conn: Connection, table_name: str, found: Layout, day: date) -> None:
-    """`p_old` takes every partition up to the retired day's (rows in them, if any, are copied)."""
-    until = found.names.index(found.days[day])
-    merged = found.names[: until + 1]
-    clause = f"PARTITION {OLD} VALUES LESS THAN ({_bound(day + timedelta(days=1))})"
-    _reorganize(conn, table_name, merged, [clause])
+def merge_retired(engine: Engine, table: Table, before: date) -> list[str]:
+    """Fold the partitions that end by `before` (the days `retire_day` emptied, and fillers)
+    into `p_old`, so the day partitions do not pile up; the partitions folded. `REORGANIZE`
+    copies the rows they and `p_old` hold (late rows, kept) while writers wait, so it is done
+    only while they hold at most `SPLIT_MAX_ROWS` together; otherwise they stay (an empty
+    partition costs little) and a later pass folds them."""
+    if day_column(table) is None:
+        return []
+    with _ddl(engine) as conn:
+        found = layout(conn, table.name)
+        if found is None:
+            return []
+        folded, end = [], found.old_until
+        for name, ends in zip(found.names[1:-1], found.ends[1:], strict=True):
+            if ends > before:
+                break
+            folded.append(name)
+            end = ends
+        if not folded:
+            return []
+        held = sum(_rows_in(conn, table.name, n, SPLIT_MAX_ROWS) for n in [OLD, *folded])
+        if held > SPLIT_MAX_ROWS:
+            logger.warning(
+                "{}: {} and {} partitions before {} hold more than {} rows; not folded yet",
+                table.name,
+                OLD,
+                len(folded),
+                before,
+                SPLIT_MAX_ROWS,
+            )
+            return []
+        clause = f"PARTITION {OLD} VALUES LESS THAN ({_bound(end)})"
+        _reorganize(conn, table.name, [OLD, *folded], [clause])
+    return folded

@@ -331,4 +331,5 @@ def retention_pass(
             archive_day(engine, table, column, day, archive_url=archive_url, **options)
         )
         since = _day_bounds(day)[1]
+    partitions.merge_retired(engine, table, cutoff_day)
     return result

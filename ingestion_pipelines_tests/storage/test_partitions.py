@@ -142,21 +142,45 @@ def test_a_late_row_of_an_archived_day_stays(engine, tmp_path):
 
 
 def test_rows_written_while_the_partition_is_out_are_kept(engine, tmp_path, monkeypatch):
-    """Between the exchange and the count, a writer's row of that day lands in the emptied
-    partition: it must survive whichever way the day then leaves."""
-    real = partitions._merge_into_old
+    """After the exchange a writer's row of a retired day lands in the emptied partition: it
+    must survive the folding of that partition into p_old."""
+    real = partitions.merge_retired
     late = _tick(2000, DAYS[1])
 
-    def merge_after_a_late_write(conn, table_name, found, day):
-        if day == DAYS[1]:
-            conn.execute(trade_tick.insert(), [late])
-        real(conn, table_name, found, day)
+    def fold_after_a_late_write(engine, table, before):
+        upsert(engine, trade_tick, [late])
+        return real(engine, table, before)
 
-    monkeypatch.setattr(partitions, "_merge_into_old", merge_after_a_late_write)
+    monkeypatch.setattr(partitions, "merge_retired", fold_after_a_late_write)
     result = retention.retention_pass(engine, "trade_tick", 30, archive_url=str(tmp_path), now=NOW)
-    assert result.deleted == 60
+    assert result.deleted == 60 and all(d.by_partition for d in result.days)
+    assert _layout(engine).names[1] not in {partitions.partition_name(d) for d in DAYS}
     with engine.connect() as conn:
         assert conn.execute(select(trade_tick.c.trade_id)).scalars().all() == [2000]
+
+
+def test_emptied_partitions_are_not_folded_into_a_full_p_old(engine, tmp_path, monkeypatch):
+    """Folding copies the rows in p_old while writers wait: with more than SPLIT_MAX_ROWS there
+    (written during the pass) the emptied day partitions stay as they are, nothing is lost, and
+    the next pass, having deleted those rows, folds them."""
+    real = partitions.merge_retired
+    late = [_tick(3000 + n, date(2026, 4, 1)) for n in range(6)]
+
+    def fold_after_late_writes(engine, table, before):
+        upsert(engine, trade_tick, late)
+        return real(engine, table, before)
+
+    monkeypatch.setattr(partitions, "SPLIT_MAX_ROWS", 5)
+    monkeypatch.setattr(partitions, "merge_retired", fold_after_late_writes)
+    result = retention.retention_pass(engine, "trade_tick", 30, archive_url=str(tmp_path), now=NOW)
+    assert all(d.by_partition for d in result.days) and result.deleted == 60
+    assert set(DAYS) <= set(_layout(engine).days)  # emptied, not folded
+    assert _count(engine) == 6
+    late.clear()
+    result = retention.retention_pass(engine, "trade_tick", 30, archive_url=str(tmp_path), now=NOW)
+    assert [(d.day, d.by_partition) for d in result.days] == [(date(2026, 4, 1), False)]
+    assert _count(engine) == 0
+    assert not set(DAYS) & set(_layout(engine).days)  # folded now
 
 
 def test_a_copy_left_by_a_dead_pass_is_put_back(engine, tmp_path):
