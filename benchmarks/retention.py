@@ -18,7 +18,9 @@ Measured in the same run, in this order:
    ceiling; the archive reads its pages with connectorx)); then the retention pass of that day
    (`retention.archive_day`, as `ingest retention` runs it, in its own process) while the
    sidecar goes on committing: rows/s of the whole pass (read pages, Parquet write, read-back
-   verification, batched deletes) and of its archive part alone, and the sidecar's p99 during it.
+   verification, then the day's removal: its partition exchanged out, counted, dropped and folded
+   into p_old, or for a `/r` setting, whose day is not a partition, batched row deletes) and of
+   its archive part alone, and the sidecar's p99 during it.
 
 The load average is printed with every phase: the machines this runs on are shared.
 Goals (issue 22): retention rows/s >= 0.5x the raw read rate; sidecar p99 during retention within
@@ -325,7 +327,8 @@ def main() -> int:
         "--pause-ratios",
         default="0",
         help="throttle settings, one day each: pause ratios, `n` suffix = also nice 10, "
-        "`/pN` `/dN` page and delete rows (0,1,1n,0.5n/p5000/d500)",
+        "`/pN` `/dN` page and delete rows, `/r` its day deleted by rows, not a partition "
+        "(0,1,1n,0.5n/p5000/d500,0.5n/r)",
     )
     parser.add_argument("--page-rows", type=int, default=None, help="default: archive_day's")
     parser.add_argument("--delete-rows", type=int, default=None, help="default: archive_day's")
