@@ -250,13 +250,15 @@ def ensure_days(engine: Engine, table: Table, first: date, last: date) -> list[d
 
 
 def ensure_ahead(engine: Engine, table: Table, today: date, days_ahead: int) -> list[date]:
-    """The days after the last day partition (from today on) up to `days_ahead` days after today
-    made partitions."""
+    """The days after the last day partition (from today when there is none) up to `days_ahead`
+    days after today made partitions (days already past among them too: retention may not have
+    run for a while)."""
     with engine.connect() as conn:
         found = layout(conn, table.name)
     if found is None:
         return []
-    return ensure_days(engine, table, max(today, found[3]), today + timedelta(days=days_ahead))
+    first = found[3] if found[1] else today
+    return ensure_days(engine, table, first, today + timedelta(days=days_ahead))
 
 
 def put_back_leftover(engine: Engine, table: Table) -> int:
