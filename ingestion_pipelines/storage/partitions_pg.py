@@ -183,10 +183,12 @@ def _count(conn: Connection, table_name: str) -> int:
     return conn.execute(text(f"SELECT COUNT(*) FROM {table_name}")).scalar_one()
 
 
-def _move_from_default(conn: Connection, table: Table, into: str, day: date) -> None:
-    """The day's rows in the default partition moved into the table `into` (a key already there
-    takes the default partition's values: they were written later). The default partition must
-    be locked by the caller's transaction."""
+def _move_from_default(
+    conn: Connection, table: Table, into: str, day: date, *, keyed: bool = True
+) -> None:
+    """The day's rows in the default partition moved into the table `into` (`keyed`: it has the
+    key, and a key already there takes the default partition's values, written later; else it
+    is new and empty). The default partition must be locked by the caller's transaction."""
     column = table.info[PARTITION_DAY_COLUMN]
     columns = [c.name for c in table.columns]
     key = [c.name for c in table.primary_key.columns]
@@ -197,7 +199,7 @@ def _move_from_default(conn: Connection, table: Table, into: str, day: date) -> 
             f"WITH moved AS (DELETE FROM {default_table(table.name)}"
             f" WHERE {_in_day(column, day)} RETURNING {names})"
             f" INSERT INTO {into} ({names}) SELECT {names} FROM moved"
-            f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+            + (f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}" if keyed else "")
         )
     )
 
@@ -229,7 +231,7 @@ def _make_day(engine: Engine, table: Table, day: date) -> bool:
                 return False
             conn.execute(text(f"CREATE TABLE {name} (LIKE {table.name} INCLUDING DEFAULTS)"))
             if waiting:
-                _move_from_default(conn, table, name, day)
+                _move_from_default(conn, table, name, day, keyed=False)
             conn.execute(
                 text(f"ALTER TABLE {table.name} ATTACH PARTITION {name} FOR VALUES {_range(day)}")
             )
