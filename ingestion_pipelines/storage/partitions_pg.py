@@ -343,7 +343,8 @@ def _detach(engine: Engine, table_name: str, name: str) -> bool:
             if not _lock_not_granted(exc):
                 raise
             logger.info("{}: {} not detached (lock wait, try {})", table_name, name, attempt)
-            time.sleep(attempt)
+            if attempt < LOCK_TRIES:
+                time.sleep(attempt)
     return False
 
 

@@ -220,6 +220,22 @@ def test_rows_written_around_the_detach_are_kept(engine, tmp_path, monkeypatch):
     assert again.archived == again.deleted == 3 and _rows(engine) == 0
 
 
+def test_a_day_whose_detach_waits_too_long_is_deleted_by_rows(engine, tmp_path, monkeypatch):
+    """A long transaction reading the table: the detach would queue every writer behind it, so it
+    gives up after the lock timeout and the archived rows are deleted by key instead."""
+    monkeypatch.setattr(partitions_pg, "LOCK_TIMEOUT", "100ms")
+    monkeypatch.setattr(partitions_pg, "LOCK_TRIES", 2)
+    with engine.connect() as reader:
+        assert reader.execute(select(func.count()).select_from(trade_tick)).scalar_one() == 60
+        result = retention.retention_pass(
+            engine, "trade_tick", 30, archive_url=str(tmp_path), now=NOW
+        )
+        assert not any(d.by_partition for d in result.days)
+        assert result.archived == result.deleted == 60
+    assert _rows(engine) == 0 and set(DAYS) <= set(_layout(engine).days)
+    assert not _exists(engine, "trade_tick_retiring")
+
+
 def test_a_table_left_by_a_dead_pass_is_put_back(engine):
     """Detached and renamed, then the pass died: the next one attaches it again, with the rows
     of that day written meanwhile (a key written again keeps its newer values)."""
