@@ -1,5 +1,6 @@
 """Whole UTC days as partitions, so that retention drops an archived day instead of deleting its
-rows one by one (MariaDB/MySQL; elsewhere every function here says "not partitioned").
+rows one by one (MariaDB/MySQL here; PostgreSQL in `storage.partitions_pg`, which the public
+functions hand a PostgreSQL engine to; on SQLite every function here says "not partitioned").
 
 Deleting millions of rows costs the server far more than the delete statements: InnoDB purges
 every deleted record and flushes every page it dirtied, on the same cores the live writers use
@@ -36,6 +37,7 @@ from loguru import logger
 from sqlalchemy import Table, text
 from sqlalchemy.engine import Connection, Engine
 
+from ingestion_pipelines.storage import partitions_pg
 from ingestion_pipelines.storage.schema_base import PARTITION_DAY_COLUMN
 
 OLD = "p_old"
@@ -91,6 +93,9 @@ class Layout:
 
 def layout(conn: Connection, table_name: str) -> Layout | None:
     """The day partitions of `table_name` (None: this database or table is not partitioned)."""
+    if conn.dialect.name == "postgresql":
+        found = partitions_pg.layout(conn, table_name)
+        return Layout(*found) if found else None
     if conn.dialect.name not in ("mysql", "mariadb"):
         return None
     rows = conn.execute(
@@ -130,6 +135,8 @@ def ensure_day_partitions(engine: Engine, table: Table, first: date, last: date)
     are then deleted by rows."""
     if day_column(table) is None:
         return []
+    if engine.dialect.name == "postgresql":
+        return partitions_pg.ensure_days(engine, table, first, last)
     made = []
     with _ddl(engine) as conn:
         found = layout(conn, table.name)
@@ -147,6 +154,9 @@ def ensure_ahead(engine: Engine, table: Table, today: date | None = None) -> lis
     ahead only; past days already in `p_old` stay there)."""
     if day_column(table) is None:
         return []
+    if engine.dialect.name == "postgresql":
+        today = today or datetime.now(UTC).date()
+        return partitions_pg.ensure_ahead(engine, table, today, DAYS_AHEAD)
     last = (today or datetime.now(UTC).date()) + timedelta(days=DAYS_AHEAD)
     with _ddl(engine) as conn:
         found = layout(conn, table.name)
@@ -221,6 +231,8 @@ def _copy_name(table_name: str) -> str:
 def put_back_leftover(engine: Engine, table: Table) -> int:
     """Rows of a copy left by a pass that died mid-retirement go back into the table (keys
     already there are kept as they are); the copy is dropped; rows put back."""
+    if engine.dialect.name == "postgresql" and day_column(table) is not None:
+        return partitions_pg.put_back_leftover(engine, table)
     copy = _copy_name(table.name)
     with _ddl(engine) as conn:
         if conn.dialect.name not in ("mysql", "mariadb"):
@@ -249,6 +261,8 @@ def retire_day(engine: Engine, table: Table, day: date, archived_rows: int) -> i
     other rows too (then nothing left the table: delete the archived rows by key)."""
     if day_column(table) is None:
         return None
+    if engine.dialect.name == "postgresql":
+        return partitions_pg.retire_day(engine, table, day, archived_rows)
     put_back_leftover(engine, table)
     copy = _copy_name(table.name)
     with _ddl(engine) as conn:

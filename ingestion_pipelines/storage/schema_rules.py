@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from ingestion_pipelines.storage import partitions_pg
 from ingestion_pipelines.storage import types as project_types
 
 _TYPES_MODULE = project_types.__name__
@@ -131,6 +132,16 @@ def render_item(kind: str, obj: Any, autogen_context: Any) -> str | bool:
     return False
 
 
+def include_name(metadata: Any):
+    """Alembic's `include_name` hook: every reflected name but the day partitions of a
+    partitioned table (PostgreSQL lists them as tables of their own; `storage.partitions_pg`)."""
+
+    def include(name: str | None, type_: str, parent_names: Any) -> bool:
+        return not (type_ == "table" and name and partitions_pg.is_partition(name, metadata))
+
+    return include
+
+
 def autogenerate_options(metadata: Any) -> dict[str, Any]:
     """The MigrationContext options autogenerate and the drift check run with (what env.py's
     `context.configure(...)` would set; this project runs migrations without env.py, see
@@ -142,7 +153,7 @@ def autogenerate_options(metadata: Any) -> dict[str, Any]:
         "render_item": render_item,
         # batch operations: the one spelling that also alters tables on SQLite
         "render_as_batch": True,
-        "include_name": None,
+        "include_name": include_name(metadata),
         "include_object": None,
         "include_schemas": False,
         "upgrade_token": "upgrades",

@@ -1,7 +1,8 @@
 """trade_tick's UTC days as partitions on MariaDB (migration 0032, `storage.partitions`): an
 archived day leaves the table as a whole partition only when the partition holds exactly the
 archived rows; a late row of that day, a pass that died mid-way, days ahead and days in the
-catch-alls lose nothing. SQLite and PostgreSQL are not partitioned and delete by rows."""
+catch-alls lose nothing. SQLite is not partitioned and deletes by rows (PostgreSQL's partitions:
+test_partitions_pg)."""
 
 from __future__ import annotations
 
@@ -205,9 +206,8 @@ def test_days_in_a_catch_all_are_deleted_by_rows(mariadb_url, tmp_path):
     assert result.archived == result.deleted == 60 and _count(engine) == 0
 
 
-@pytest.mark.parametrize("url_fixture", ["sqlite_url", "postgres_url"])
-def test_other_databases_are_not_partitioned(url_fixture, request, tmp_path):
-    engine = ensure_schema(request.getfixturevalue(url_fixture))
+def test_other_databases_are_not_partitioned(sqlite_url, tmp_path):
+    engine = ensure_schema(sqlite_url)
     assert _layout(engine) is None
     assert partitions.ensure_day_partitions(engine, trade_tick, DAYS[0], DAYS[-1]) == []
     upsert(engine, trade_tick, _ticks())
