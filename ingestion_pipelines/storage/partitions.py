@@ -30,7 +30,7 @@ A copy left by a pass that died between 1 and 3 is put back before anything else
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from loguru import logger
@@ -88,7 +88,8 @@ class Layout:
     days: dict[date, str]
     old_until: date  # p_old holds the rows before this day
     future_from: date  # p_future holds the rows from this day on
-    ends: list[date]  # where each partition but p_future ends (its rows are before that day)
+    # MariaDB/MySQL: where each partition but p_future ends (its rows are before that day)
+    ends: list[date] = field(default_factory=list)
 
 
 def layout(conn: Connection, table_name: str) -> Layout | None:
@@ -300,8 +301,8 @@ def merge_retired(engine: Engine, table: Table, before: date) -> list[str]:
     copies the rows they and `p_old` hold (late rows, kept) while writers wait, so it is done
     only while they hold at most `SPLIT_MAX_ROWS` together; otherwise they stay (an empty
     partition costs little) and a later pass folds them."""
-    if day_column(table) is None:
-        return []
+    if day_column(table) is None or engine.dialect.name not in ("mysql", "mariadb"):
+        return []  # PostgreSQL's retired days are gaps its default partition covers
     with _ddl(engine) as conn:
         found = layout(conn, table.name)
         if found is None:

@@ -17,8 +17,7 @@ with traded_at) and index (`ix_trade_tick_symbol_traded_at`), its partitions mad
 one; one per day, from the oldest row's day at most `HISTORY_DAYS` back to `DAYS_AHEAD` days
 after today; `trade_tick_old` for older rows, if any), the rows copied and the old table dropped,
 all in the migration's transaction (writers wait for the copy). Downgrade rebuilds a plain table
-with the old key the same way (a table migrated by this revision's first form, which only
-changed the key on PostgreSQL, just gets its old key back). SQLite: only the key.
+with the old key the same way. SQLite: only the key.
 
 Revision ID: 0032_trade_tick_days
 Revises: 0031_provider_observation
