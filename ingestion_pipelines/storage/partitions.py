@@ -276,14 +276,7 @@ def retire_day(engine: Engine, table: Table, day: date, archived_rows: int) -> i
         conn.execute(text(f"ALTER TABLE {table.name} EXCHANGE PARTITION {name} WITH TABLE {copy}"))
         held = conn.execute(text(f"SELECT COUNT(*) FROM {copy}")).scalar_one()
         if held != archived_rows:
-            logger.info(
-                "retention {} {}: the partition held {} rows for {} archived (written since);"
-                " deleting by key",
-                table.name,
-                day,
-                held,
-                archived_rows,
-            )
+            partitions_pg.log_rows_written_since(table.name, day, held, archived_rows)
             conn.execute(
                 text(f"ALTER TABLE {table.name} EXCHANGE PARTITION {name} WITH TABLE {copy}")
             )

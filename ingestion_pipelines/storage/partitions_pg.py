@@ -373,12 +373,17 @@ def retire_day(engine: Engine, table: Table, day: date, archived_rows: int) -> i
                 conn.execute(text(f"DROP TABLE {retiring_table(table.name)}"))
             return held
         put_back_leftover(engine, table)
+    log_rows_written_since(table.name, day, held, archived_rows)
+    return None
+
+
+def log_rows_written_since(table_name: str, day: date, held: int, archived: int) -> None:
+    """Say why a day's partition stays (MariaDB/MySQL's `partitions` says it the same way)."""
     logger.info(
         "retention {} {}: the partition held {} rows for {} archived (written since);"
         " deleting by key",
-        table.name,
+        table_name,
         day,
         held,
-        archived_rows,
+        archived,
     )
-    return None
