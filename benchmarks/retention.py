@@ -49,12 +49,66 @@ from sidecar_throughput import SYMBOL, RemoteServer  # noqa: E402
 OLD_SYMBOLS = [f"OLD{n}USDT" for n in range(10)]
 
 
+def _old_row(n: int, first_id: int, naive_day: datetime, step: int) -> tuple:
+    at = naive_day + timedelta(microseconds=n * step)
+    return (
+        "binance",
+        OLD_SYMBOLS[n % 10],
+        first_id + n,
+        f"{60000 + (n % 5000) / 100:.2f}",
+        f"0.{n % 100000:05d}123",
+        "buy" if n % 2 else "sell",
+        at,
+        at,
+        '{"M":true}',
+    )
+
+
+def _connect_pg(url: str, **kwargs):
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    return psycopg2.connect(
+        host=u.host,
+        port=u.port,
+        user=u.username,
+        password=u.password or "",
+        dbname=u.database,
+        **kwargs,
+    )
+
+
+def _load_old_rows_pg(url: str, rows: int, day: datetime, first_id: int) -> float:
+    """PostgreSQL: the same rows by COPY, 100,000 a batch."""
+    import io
+
+    conn = _connect_pg(url)
+    step = 86_400_000_000 // max(rows, 1)
+    naive_day = day.replace(tzinfo=None)
+    columns = "source, symbol, trade_id, price, quantity, side, traded_at, received_at, extra"
+    started = time.perf_counter()
+    with conn.cursor() as cursor:
+        for first in range(0, rows, 100_000):
+            lines = io.StringIO()
+            for n in range(first, min(rows, first + 100_000)):
+                row = _old_row(n, first_id, naive_day, step)
+                lines.write("\t".join(str(v) for v in row) + "\n")
+            lines.seek(0)
+            cursor.copy_expert(f"COPY trade_tick ({columns}) FROM STDIN", lines)
+            conn.commit()
+    conn.close()
+    return time.perf_counter() - started
+
+
 def load_old_rows(url: str, rows: int, day: datetime, first_id: int = 0) -> float:
-    """Insert `rows` trades of `day`, ids from `first_id` (plain executemany, 10,000 a batch);
-    seconds taken."""
+    """Insert `rows` trades of `day`, ids from `first_id` (plain executemany, 10,000 a batch;
+    PostgreSQL: COPY); seconds taken."""
     import pymysql
     from sqlalchemy.engine import make_url
 
+    if url.startswith("postgresql"):
+        return _load_old_rows_pg(url, rows, day, first_id)
     u = make_url(url)
     conn = pymysql.connect(
         host=u.host, port=u.port, user=u.username, password=u.password or "", database=u.database
@@ -68,31 +122,45 @@ def load_old_rows(url: str, rows: int, day: datetime, first_id: int = 0) -> floa
     started = time.perf_counter()
     with conn.cursor() as cursor:
         for first in range(0, rows, 10_000):
-            batch = []
-            for n in range(first, min(rows, first + 10_000)):
-                at = naive_day + timedelta(microseconds=n * step)
-                batch.append(
-                    (
-                        "binance",
-                        OLD_SYMBOLS[n % 10],
-                        first_id + n,
-                        f"{60000 + (n % 5000) / 100:.2f}",
-                        f"0.{n % 100000:05d}123",
-                        "buy" if n % 2 else "sell",
-                        at,
-                        at,
-                        '{"M":true}',
-                    )
-                )
+            batch = [
+                _old_row(n, first_id, naive_day, step)
+                for n in range(first, min(rows, first + 10_000))
+            ]
             cursor.executemany(sql, batch)
             conn.commit()
     conn.close()
     return time.perf_counter() - started
 
 
+def _raw_read_rate_pg(url: str, day: datetime, as_text: bool) -> tuple[int, float]:
+    """PostgreSQL: the same through a psycopg2 server-side cursor (`as_text`: numerics and
+    timestamps kept as the server's text)."""
+    import psycopg2.extensions as ext
+
+    conn = _connect_pg(url)
+    if as_text:
+        keep = ext.new_type((1700, 1114, 1184), "KEEP_TEXT", lambda value, _cursor: value)
+        ext.register_type(keep, conn)
+    start, end = day.replace(tzinfo=None), (day + timedelta(days=1)).replace(tzinfo=None)
+    began = time.perf_counter()
+    count = 0
+    with conn.cursor(name="raw_read") as cursor:
+        cursor.itersize = 20_000
+        cursor.execute(
+            "SELECT * FROM trade_tick WHERE traded_at >= %s AND traded_at < %s", (start, end)
+        )
+        while chunk := cursor.fetchmany(20_000):
+            count += len(chunk)
+    conn.close()
+    return count, count / (time.perf_counter() - began)
+
+
 def raw_read_rate(url: str, day: datetime, *, as_text: bool = False) -> tuple[int, float]:
     """(rows, rows/s) of one streaming SELECT of the day's rows through PyMySQL, no SQLAlchemy;
-    `as_text`: decimals and times left as the server's text (no Python parsing)."""
+    `as_text`: decimals and times left as the server's text (no Python parsing). PostgreSQL:
+    through psycopg2, the same way."""
+    if url.startswith("postgresql"):
+        return _raw_read_rate_pg(url, day, as_text)
     import pymysql
     import pymysql.cursors
     from pymysql.converters import conversions, through
@@ -320,6 +388,12 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--database-url")
+    parser.add_argument(
+        "--database",
+        choices=["mariadb", "postgres"],
+        default="mariadb",
+        help="the throw-away server started without --database-url",
+    )
     parser.add_argument("--rows", type=int, default=10_000_000, help="old rows per setting")
     parser.add_argument("--rate", type=int, default=1_000, help="sidecar msg/s during the run")
     parser.add_argument("--chunk", type=int, default=5_000, help="trades per latency chunk")
@@ -362,7 +436,13 @@ def main() -> int:
     sizes = {k: v for k, v in sizes.items() if v}
     server = None
     url = args.database_url
-    if url is None:
+    if url is None and args.database == "postgres":
+        from ingestion_pipelines_tests.testbed.postgres import PostgresServer
+
+        server = PostgresServer().start()
+        url = server.url(server.create_database("retention_bench"))
+        print("PostgreSQL: the test bed's settings (--buffer-pool-mb/--redo-log-mb: MariaDB only)")
+    elif url is None:
         from ingestion_pipelines_tests.testbed.mariadb import MariaDBServer
 
         server = MariaDBServer().start()
