@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from loguru import logger
-from sqlalchemy import Table, and_, func, or_, select
+from sqlalchemy import Table, and_, func, literal, or_, select, tuple_
 from sqlalchemy.engine import Engine
 
 from ingestion_pipelines.storage import partitions, tables
@@ -145,8 +145,15 @@ def delete_key_columns(table: Table) -> list[str]:
     return [n for n in names if n != extra] if extra and len(names) > 1 else names
 
 
-def _after(columns: Sequence, last: tuple):
-    """`(c1, c2, ...) > last` spelled as ORs, which every optimizer turns into a key range."""
+def _after(columns: Sequence, last: tuple, dialect: str = ""):
+    """`(c1, c2, ...) > last` as each database reads it as a key range: PostgreSQL as a row
+    comparison (it applies the OR form as a filter to an index scan from the key's start, so
+    each page would read every row before it: measured 2.2 s for a page 3 million rows in),
+    MariaDB/MySQL and SQLite as ORs (MariaDB's optimizer ranges those, not the row form)."""
+    if dialect == "postgresql" and len(columns) > 1:
+        return tuple_(*columns) > tuple_(
+            *(literal(v, c.type) for v, c in zip(last, columns, strict=True))
+        )
     first, rest = columns[0], columns[1:]
     if not rest:
         return first > last[0]
@@ -219,7 +226,7 @@ def _write_day(engine, table, column, day, writer: DayWriter, page_rows: int, th
     while True:
         query = columns.where(window).order_by(*keys).limit(page_rows)
         if last is not None:
-            query = query.where(_after(keys, last))
+            query = query.where(_after(keys, last, engine.dialect.name))
         try:
             batch = _read_page(engine, cx_url, query, writer.schema)
         except PageError as exc:

@@ -100,7 +100,7 @@ def test_a_hostile_key_is_rendered_as_a_literal_not_sql(engine):
     last = ("binance", "b'; DROP TABLE trade_tick; --", 10_000_000_002, at)
     query = (
         archive_cx.text_decimal_select(trade_tick)
-        .where(retention._after(keys, last))
+        .where(retention._after(keys, last, engine.dialect.name))
         .order_by(*keys)
     )
     sql = archive_cx.render_sql(engine, query)

@@ -225,3 +225,25 @@ def test_lower_priority_raises_niceness_and_never_lowers_it():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     start, raised, kept, now = map(int, out.stdout.split())
     assert raised == kept == now == min(start + 3, 19)
+
+
+def test_postgres_pages_start_at_the_previous_key_not_at_the_first(postgres_url):
+    """PostgreSQL applies the OR spelling of `key > last` as a filter on an index scan from the
+    key's first row, so each page re-read every row before it; the row comparison is a range."""
+    from sqlalchemy import text
+
+    engine = ensure_schema(postgres_url)
+    upsert(engine, trade_tick, _ticks())
+    keys = [trade_tick.c[n] for n in retention.key_columns(trade_tick)]
+    last = tuple(_ticks()[4][k.name] for k in keys)
+    query = select(trade_tick).where(retention._after(keys, last, "postgresql")).order_by(*keys)
+    sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as conn:
+        conn.execute(text("SET enable_seqscan = off"))  # the plan a big table gets
+        plan = "\n".join(r[0] for r in conn.execute(text("EXPLAIN " + sql)))
+        after = conn.execute(query).all()
+    assert "Index Cond: (ROW(" in plan and "Filter" not in plan, plan
+    keyed = sorted(tuple(r[k.name] for k in keys) for r in _ticks())
+    assert [tuple(getattr(r, k.name) for k in keys) for r in after] == [
+        k for k in keyed if k > last
+    ]
